@@ -1,0 +1,64 @@
+"""The Litestar application: routes, authentication, problem details, OpenAPI.
+
+``create_app(svc)`` wires a running :class:`~core.service.CaseService` into an ASGI app.
+OpenAPI is served at ``/schema/openapi.json`` with a browsable UI at ``/schema``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+
+from api.auth import AuthSettings, build_auth
+from api.problems import HANDLERS
+from api.routes import ROUTES
+from core.service import CaseService
+
+MAX_BODY = 1024 * 1024  # 1 MiB: a form is small; attachments come through their own route
+
+
+def _version() -> str:
+    try:
+        return version("kefu")
+    except PackageNotFoundError:  # running from a source tree
+        return "0"
+
+
+def create_app(svc: CaseService, *, auth: AuthSettings | None = None, debug: bool = False,
+               extra_routes: list[Any] | None = None) -> Litestar:
+    settings = auth or AuthSettings.from_env()
+    middleware, auth_routes = build_auth(svc, settings)
+    openapi = OpenAPIConfig(
+        title="kefu",
+        version=_version(),
+        description="Rules-driven case engine for customer-service procedures (客服). "
+                    "Errors are RFC 9457 problem details.",
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
+        use_handler_docstrings=True,
+        components=Components(security_schemes={
+            "session": SecurityScheme(type="apiKey", name=settings.cookie_name, security_scheme_in="cookie",
+                                      description="session cookie from POST /api/v1/auth/login"),
+            "token": SecurityScheme(type="http", scheme="bearer",
+                                    description="API token from `kefu token create`"),
+        }),
+        security=[{"session": []}, {"token": []}],
+        tags=[Tag(name="auth"), Tag(name="procedures"), Tag(name="cases"), Tag(name="meta")],
+    )
+    app = Litestar(
+        route_handlers=[*auth_routes, *ROUTES, *(extra_routes or [])],
+        dependencies={"svc": Provide(lambda: svc, use_cache=True, sync_to_thread=False)},
+        middleware=[middleware],
+        exception_handlers=HANDLERS,
+        openapi_config=openapi,
+        request_max_body_size=MAX_BODY,
+        debug=debug,
+    )
+    app.state.svc = svc
+    return app

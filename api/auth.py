@@ -1,0 +1,404 @@
+"""Who is calling: browser sessions (cookie) and API tokens (bearer), each in one company.
+
+``build_auth(svc, settings)`` returns the authentication middleware and the auth routes:
+
+- ``POST /api/v1/auth/login`` checks the password (argon2), picks the company (the one
+  asked for, or the only one the user belongs to) and starts a session: a **new** random
+  id every time, sent as an HttpOnly, SameSite=Lax cookie; the session the request came
+  with, if any, is deleted (no session fixation). The database keeps only the id's
+  SHA-256. A session ends after ``idle_timeout`` without requests or ``absolute_timeout``
+  after login, whichever comes first.
+- ``Authorization: Bearer kefu_…`` authenticates an integration with an API token from
+  ``kefu token create``; a token is bound to one company and stops working when revoked.
+  A request with an ``Authorization`` header never falls back to the cookie.
+- ``X-Kefu-Company: <key>`` makes one request act in another company the user belongs
+  to (403 if not a member; a token cannot leave its company).
+
+Failed sign-ins are counted in the database with one atomic UPDATE, so every server
+process sees the same count: after ``max_failed_logins`` in a row the account is locked
+for ``lockout`` and even the right password is refused with **423** (``locked``, saying
+until when). An unknown user and a wrong password get the same 401 and cost the same
+argon2 verification. Every time comes from ``svc.clock``, so tests move it by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.middleware import (
+    AbstractAuthenticationMiddleware,
+    AuthenticationResult,
+    DefineMiddleware,
+)
+from litestar.openapi import ResponseSpec
+from litestar.types import ASGIApp, ControllerRouterHandler
+from sqlalchemy import select
+
+from api.models import Problem
+from core import users
+from core.errors import InvalidInput, KefuError, NotAllowed
+from core.service import CaseService
+from core.storage import schema as t
+
+LOGIN_PATH = "/api/v1/auth/login"
+# Litestar matches these with re.findall anywhere in the path, so they are anchored here:
+# an unanchored "/health" would also open "/api/v1/cases/health".
+EXCLUDE = [f"^{LOGIN_PATH}$", "^/schema(/|$)", "^/health$"]
+# last_seen_at is written at most this often: no write per request; a session may end up
+# to this much before idle_timeout after the last request.
+TOUCH_EVERY = dt.timedelta(minutes=1)
+COMPANY_HEADER = "x-kefu-company"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Session and lockout policy; ``from_env()`` reads the ``KEFU_*`` variables."""
+
+    idle_timeout: dt.timedelta = dt.timedelta(minutes=30)
+    absolute_timeout: dt.timedelta = dt.timedelta(hours=12)
+    max_failed_logins: int = 5
+    lockout: dt.timedelta = dt.timedelta(minutes=15)
+    cookie_secure: bool = True
+    cookie_name: str = "kefu_session"
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout", "absolute_timeout", "lockout"):
+            if getattr(self, name) <= dt.timedelta(0):
+                raise ValueError(f"AuthSettings.{name} must be positive")
+        if self.max_failed_logins < 1:
+            raise ValueError("AuthSettings.max_failed_logins must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Any = None) -> AuthSettings:
+        """Settings from ``KEFU_SESSION_IDLE_MINUTES``, ``KEFU_SESSION_MAX_HOURS``,
+        ``KEFU_MAX_FAILED_LOGINS``, ``KEFU_LOCKOUT_MINUTES``, ``KEFU_COOKIE_SECURE``
+        (1/0, true/false) and ``KEFU_SESSION_COOKIE``; unset ones keep their defaults.
+        A malformed value raises ``ValueError`` naming the variable."""
+        env = os.environ if environ is None else environ
+        kw: dict[str, Any] = {}
+
+        def number(var: str) -> float | None:
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                return None
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"{var}={raw!r}: expected a number") from None
+
+        for var, key, unit in (("KEFU_SESSION_IDLE_MINUTES", "idle_timeout", "minutes"),
+                               ("KEFU_SESSION_MAX_HOURS", "absolute_timeout", "hours"),
+                               ("KEFU_LOCKOUT_MINUTES", "lockout", "minutes")):
+            if (value := number(var)) is not None:
+                kw[key] = dt.timedelta(**{unit: value})
+        if (value := number("KEFU_MAX_FAILED_LOGINS")) is not None:
+            if value != int(value):
+                raise ValueError(f"KEFU_MAX_FAILED_LOGINS={value!r}: expected a whole number")
+            kw["max_failed_logins"] = int(value)
+        if (raw := env.get("KEFU_COOKIE_SECURE")) is not None and raw.strip():
+            flag = raw.strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(f"KEFU_COOKIE_SECURE={raw!r}: expected true or false")
+            kw["cookie_secure"] = flag in ("1", "true", "yes")
+        if (raw := env.get("KEFU_SESSION_COOKIE")) is not None and raw.strip():
+            kw["cookie_name"] = raw.strip()
+        try:
+            return cls(**kw)
+        except ValueError as exc:
+            raise ValueError(f"KEFU_* authentication settings: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller (``request.user``), acting in exactly one company."""
+
+    user_id: int
+    username: str
+    company: str
+    via: Literal["session", "token"]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """``request.auth``: which session (its digest) or token (its id) authenticated the request."""
+
+    kind: Literal["session", "token"]
+    ref: str
+
+
+class Unauthenticated(KefuError):
+    """No credentials, or bad, expired or revoked ones; a wrong username or password."""
+
+    code = "not-authenticated"
+    status = 401
+
+
+class AccountLocked(Unauthenticated):
+    """Too many failed sign-ins in a row: refused (even with the right password) until
+    ``details['locked_until']``. 423, not 401, so a person knows waiting helps; it does
+    reveal that the username exists, but only after ``max_failed_logins`` guesses."""
+
+    code = "locked"
+    status = 423
+
+
+# -- request and response bodies -------------------------------------------------------------
+class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Sign in. ``company`` may be left out when the user belongs to one company only."""
+
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    company: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class CompanyRef(msgspec.Struct):
+    """A company the user belongs to: ``key`` is what ``company`` and ``X-Kefu-Company`` take."""
+
+    key: str
+    name: str
+
+
+class SignedIn(msgspec.Struct):
+    """The answer to a sign-in: who, in which company, and the companies one may switch to."""
+
+    username: str
+    display_name: str
+    company: str
+    companies: list[CompanyRef]
+
+
+class Me(msgspec.Struct):
+    """The caller in this request's company, with the departments and direct roles held there."""
+
+    username: str
+    display_name: str
+    company: str
+    companies: list[CompanyRef]
+    via: Literal["session", "token"]
+    departments: list[str]
+    roles: list[str]
+
+
+def _problems(*codes: int) -> dict[int, ResponseSpec]:
+    why = {401: "not signed in, or the credentials are bad, expired or revoked; wrong username or password",
+           403: "not a member of the requested company",
+           422: "malformed body, or several companies and none chosen (`errors.company`)",
+           423: "account locked after too many failed sign-ins (`detail` says until when)"}
+    return {c: ResponseSpec(Problem, description=why[c], media_type="application/problem+json",
+                            generate_examples=False) for c in codes}
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the middleware ------------------------------------------------------------------------
+class KefuAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Sets ``request.user`` to a :class:`Principal` or raises :class:`Unauthenticated`."""
+
+    def __init__(self, app: ASGIApp, *, svc: CaseService, settings: AuthSettings,
+                 exclude: list[str] | None = None) -> None:
+        super().__init__(app, exclude=exclude)
+        self.svc = svc
+        self.settings = settings
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        authorization = connection.headers.get("authorization")
+        company = (connection.headers.get(COMPANY_HEADER) or "").strip() or None
+        cookie = connection.cookies.get(self.settings.cookie_name)
+        # the database calls block: keep them off the event loop
+        principal, credential = await anyio.to_thread.run_sync(
+            authenticate, self.svc, self.settings, authorization, cookie, company)
+        return AuthenticationResult(user=principal, auth=credential)
+
+
+def authenticate(svc: CaseService, settings: AuthSettings, authorization: str | None, cookie: str | None,
+                 company: str | None) -> tuple[Principal, Credential]:
+    """Check a request's credentials (blocking); the header wins over the cookie."""
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("use 'Authorization: Bearer kefu_…' with an API token")
+        return _by_token(svc, value.strip(), company)
+    if cookie:
+        return _by_session(svc, settings, cookie, company)
+    raise Unauthenticated(f"sign in first (POST {LOGIN_PATH}) or send an API token")
+
+
+def _by_session(svc: CaseService, settings: AuthSettings, raw: str, company: str | None
+                ) -> tuple[Principal, Credential]:
+    now = svc.clock.now()
+    with svc.db.read() as conn:
+        row = users.find_session(conn, raw)
+    if row is None:
+        raise Unauthenticated("the session has ended or is unknown; sign in again")
+    if now >= row.expires_at or now >= row.last_seen_at + settings.idle_timeout:
+        with svc.db.write() as conn:
+            conn.execute(t.user_session.delete().where(t.user_session.c.id == row.id))
+        raise Unauthenticated("the session has expired; sign in again")
+    if not row.active:
+        raise Unauthenticated("the account is disabled")
+    if row.membership_id is None:
+        raise Unauthenticated(f"you are no longer a member of '{row.company}'; sign in again")
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        with svc.db.write() as conn:
+            users.touch_session(conn, row.id, now)
+    acting = row.company
+    if company is not None and company != row.company:
+        with svc.db.read() as conn:
+            if not any(m.company == company for m in users.memberships(conn, row.user_id)):
+                raise NotAllowed(f"you are not a member of company '{company}'")
+        acting = company
+    return Principal(row.user_id, row.username, acting, "session"), Credential("session", row.id)
+
+
+def _by_token(svc: CaseService, raw: str, company: str | None) -> tuple[Principal, Credential]:
+    now = svc.clock.now()
+    row = None
+    if raw.startswith(users.TOKEN_PREFIX) and len(raw) <= 128:
+        with svc.db.read() as conn:
+            row = users.find_token(conn, raw)
+    if row is None:
+        raise Unauthenticated("unknown API token")
+    if row.revoked_at is not None:
+        raise Unauthenticated(f"API token {row.id} ({row.prefix}…) was revoked on {_utc(row.revoked_at)}")
+    if not row.active:
+        raise Unauthenticated("the account is disabled")
+    if row.membership_id is None:
+        raise Unauthenticated(f"the token's user is no longer a member of '{row.company}'")
+    if company is not None and company != row.company:
+        raise NotAllowed(f"this API token is bound to company '{row.company}'")
+    if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
+        with svc.db.write() as conn:
+            users.touch_token(conn, row.id, now)
+    return Principal(row.user_id, row.username, row.company, "token"), Credential("token", str(row.id))
+
+
+# -- signing in --------------------------------------------------------------------------------
+def login(svc: CaseService, settings: AuthSettings, data: LoginIn, old_session: str | None
+          ) -> tuple[SignedIn, str]:
+    """Check the password and start a session (blocking); return the answer and the raw id."""
+    now = svc.clock.now()
+    u = t.app_user
+    with svc.db.read() as conn:
+        user = conn.execute(select(u.c.id, u.c.username, u.c.display_name, u.c.password_hash, u.c.active,
+                                   u.c.locked_until).where(u.c.username == data.username)).first()
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        users.verify_password(None, data.password)  # the same work as any other attempt
+        raise _locked(user.locked_until)
+    password_hash = user.password_hash if user is not None and user.active else None
+    ok = users.verify_password(password_hash, data.password)  # a dummy hash when there is none
+    if not ok or user is None:
+        if user is not None and password_hash is not None:
+            with svc.db.write() as conn:
+                until = users.record_failed_login(conn, user.id, now, max_failures=settings.max_failed_logins,
+                                                  lockout=settings.lockout)
+            if until is not None:
+                raise _locked(until)
+        raise Unauthenticated("wrong username or password")
+    error: KefuError | None = None
+    raw = ""
+    with svc.db.write() as conn:
+        if not users.clear_failed_logins(conn, user.id, now):
+            # locked by failures counted in another process since we read the row
+            error = _locked(None)
+        else:
+            if users.needs_rehash(user.password_hash):
+                users.set_password(conn, user.id, data.password)
+            mine = users.memberships(conn, user.id)
+            chosen, error = _choose_company(mine, data.company)
+            if chosen is not None:
+                if old_session:
+                    users.end_session(conn, old_session)
+                users.purge_sessions(conn, now, settings.idle_timeout, user_id=user.id)
+                raw = users.create_session(conn, user.id, chosen.company_id, now, settings.absolute_timeout)
+    if error is not None:
+        raise error
+    return SignedIn(user.username, user.display_name, chosen.company if chosen else "",
+                    [CompanyRef(m.company, m.company_name) for m in mine]), raw
+
+
+def _locked(until: dt.datetime | None) -> AccountLocked:
+    if until is None:
+        return AccountLocked("the account is locked after too many failed sign-ins; try again later")
+    return AccountLocked(f"the account is locked after too many failed sign-ins until {_utc(until)}",
+                         locked_until=_utc(until))
+
+
+def _choose_company(mine: list[users.Membership], asked: str | None
+                    ) -> tuple[users.Membership | None, KefuError | None]:
+    if not mine:
+        return None, NotAllowed("you are not a member of any company")
+    if asked is not None:
+        for m in mine:
+            if m.company == asked:
+                return m, None
+        return None, NotAllowed(f"you are not a member of company '{asked}'")
+    if len(mine) == 1:
+        return mine[0], None
+    keys = ", ".join(m.company for m in mine)
+    return None, InvalidInput(f"you belong to several companies ({keys}): say which one in 'company'",
+                              errors={"company": f"required: one of {keys}"})
+
+
+def me(svc: CaseService, principal: Principal) -> Me:
+    """The caller as ``GET /api/v1/me`` shows them (blocking)."""
+    u = t.app_user
+    with svc.db.read() as conn:
+        display_name = conn.execute(select(u.c.display_name).where(u.c.id == principal.user_id)).scalar_one()
+        mine = users.memberships(conn, principal.user_id)
+    here = next((m for m in mine if m.company == principal.company), None)
+    if here is None:  # the membership ended during this request
+        raise Unauthenticated(f"you are no longer a member of '{principal.company}'; sign in again")
+    return Me(principal.username, display_name, principal.company, [CompanyRef(m.company, m.company_name) for m in mine],
+              principal.via, list(here.departments), list(here.roles))
+
+
+# -- wiring ------------------------------------------------------------------------------------
+def build_auth(svc: CaseService, settings: AuthSettings) -> tuple[DefineMiddleware, list[ControllerRouterHandler]]:
+    """The authentication middleware and the auth routes (login, logout, me) for ``svc``."""
+
+    def session_cookie(value: str, max_age: int) -> Cookie:
+        return Cookie(key=settings.cookie_name, value=value, path="/", max_age=max_age, httponly=True,
+                      samesite="lax", secure=settings.cookie_secure)
+
+    # security=[{}]: OpenAPI's "no credentials needed" (an empty list is dropped by Litestar)
+    @post(LOGIN_PATH, operation_id="login", summary="Sign in", tags=["auth"], status_code=200,
+          exclude_from_auth=True, sync_to_thread=True, security=[{}], responses=_problems(401, 403, 422, 423))
+    def login_route(request: Request[Any, Any, Any], data: LoginIn) -> Response[SignedIn]:
+        """Sign in with username and password; sets the session cookie.
+
+        A new session id is issued at every sign-in and the session the request came with
+        ends. `company` may be left out when you belong to one company only.
+        """
+        body, raw = login(svc, settings, data, request.cookies.get(settings.cookie_name))
+        return Response(body, cookies=[session_cookie(raw, int(settings.absolute_timeout.total_seconds()))])
+
+    @post("/api/v1/auth/logout", operation_id="logout", summary="Sign out", tags=["auth"], status_code=204, sync_to_thread=True,
+          responses=_problems(401))
+    def logout_route(request: Request[Principal, Credential, Any]) -> Response[None]:
+        """End the current session and clear its cookie (an API token stays valid: revoke it instead)."""
+        credential = request.auth
+        if credential.kind == "session":
+            with svc.db.write() as conn:
+                conn.execute(t.user_session.delete().where(t.user_session.c.id == credential.ref))
+        return Response(None, status_code=204, cookies=[session_cookie("", 0)])
+
+    @get("/api/v1/me", operation_id="me", summary="Who am I", tags=["auth"], sync_to_thread=True, responses=_problems(401, 403))
+    def me_route(request: Request[Principal, Credential, Any]) -> Me:
+        """Who I am, the company this request acts in, and the others I may act in."""
+        return me(svc, request.user)
+
+    middleware = DefineMiddleware(KefuAuthMiddleware, svc=svc, settings=settings, exclude=EXCLUDE)
+    return middleware, [login_route, logout_route, me_route]
+
+
+__all__ = ["AccountLocked", "AuthSettings", "Credential", "Principal", "Unauthenticated", "build_auth"]

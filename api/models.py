@@ -1,0 +1,179 @@
+"""Request and response bodies of the REST API (msgspec structs: strict, fast, in OpenAPI).
+
+Request bodies forbid unknown keys: a misspelt ``expected_versoin`` is a 422 naming it,
+never silently ignored. Case field values are checked by the case service against the
+procedure's form, so ``fields`` is an open object here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import msgspec
+
+from core.definitions import FieldDef, Label
+from core.procedures import CompiledProcedure
+from core.service import ActionView, CaseView
+
+
+class Text(msgspec.Struct, rename={"zh_CN": "zh-CN"}):
+    """A label in each language (zh-CN always, en when the pack gives one)."""
+
+    zh_CN: str
+    en: str | None = None
+
+
+def text(label: Label | None) -> Text | None:
+    return None if label is None else Text(label.zh_CN, label.en)
+
+
+class Choice(msgspec.Struct):
+    value: str
+    label: Text
+
+
+class FormField(msgspec.Struct):
+    """One field of a form: enough to render an input without reading the pack."""
+
+    name: str
+    type: str
+    label: Text
+    required: bool
+    help: Text | None = None
+    choices: list[Choice] | None = None
+    multiple: bool = False
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+
+
+class ActionOut(msgspec.Struct):
+    name: str
+    label: Text
+    to: str | None
+    form: list[FormField]
+
+
+class StepOut(msgspec.Struct):
+    key: str
+    label: Text
+    roles: list[str]
+    final: bool
+    actions: list[ActionOut]
+
+
+class RoleOut(msgspec.Struct):
+    key: str
+    label: Text
+    mine: bool
+
+
+class ProcedureOut(msgspec.Struct):
+    key: str
+    title: Text
+    version: int
+    start: str
+    roles: list[RoleOut]
+    open_roles: list[str]
+    open_form: list[FormField]
+    steps: list[StepOut]
+
+
+class CaseOut(msgspec.Struct):
+    id: int
+    number: str
+    procedure: str
+    procedure_version: int
+    status: str
+    step: str
+    step_label: Text
+    fields: dict[str, Any]
+    assignees: list[str]
+    version: int
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    closed_at: dt.datetime | None
+    deadlines: list[dict[str, Any]]
+
+
+class CaseList(msgspec.Struct):
+    items: list[CaseOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class OpenCase(msgspec.Struct, forbid_unknown_fields=True):
+    """Open a case of ``procedure`` with the opening form's ``fields``."""
+
+    procedure: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    fields: dict[str, Any] = {}
+
+
+class ActIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Take an action: the action form's ``fields`` and the case version you saw."""
+
+    expected_version: Annotated[int, msgspec.Meta(ge=1)]
+    fields: dict[str, Any] = {}
+
+
+class ActOut(msgspec.Struct):
+    case: CaseOut
+    fired: list[str]
+    linked: list[int]
+
+
+class JournalEntry(msgspec.Struct):
+    seq: int
+    at: dt.datetime
+    actor: str
+    kind: str
+    action: str | None
+    rule_id: str | None
+    procedure_version: int | None
+    data: dict[str, Any]
+    facts: dict[str, Any] | None
+
+
+def form(proc: CompiledProcedure, names: list[str], required: list[str]) -> list[FormField]:
+    out = []
+    for name in names:
+        f: FieldDef = proc.pack.fields[name]
+        choices = None
+        if f.choices:
+            choices = [Choice(k, Text(v.zh_CN, v.en)) for k, v in f.choices.items()]
+        label = text(f.label)
+        assert label is not None
+        out.append(FormField(name, f.type, label, name in required, text(f.help), choices, f.multiple,
+                             f.min, f.max, f.max_length))
+    return out
+
+
+def action_out(proc: CompiledProcedure, a: ActionView) -> ActionOut:
+    return ActionOut(a.name, Text(a.label.get("zh-CN") or a.name, a.label.get("en")), a.to,
+                     form(proc, a.ask, a.require))
+
+
+def case_out(view: CaseView, proc: CompiledProcedure) -> CaseOut:
+    step_label = text(proc.step(view.step).label)
+    assert step_label is not None
+    return CaseOut(view.id, view.number, view.procedure, view.procedure_version, view.status, view.step,
+                   step_label, view.fields, view.assignees, view.version, view.created_by, view.created_at,
+                   view.updated_at, view.closed_at, [])
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem: every error answer of the API."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: dict[str, Any] | None = None
+    current_version: int | None = None
+    rule: str | None = None
+    roles: list[str] | None = None
+    step: str | None = None

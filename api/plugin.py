@@ -1,0 +1,58 @@
+"""The API as a built-in plugin: it adds ``kefu serve`` (and the user/token commands).
+
+Registered under the ``kefu`` entry-point group like any third-party plugin, so the core
+never imports the web layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from core import hookimpl
+
+
+@hookimpl
+def kefu_cli_commands(cli: Any) -> None:
+    cli.add_command(serve)
+    from api.auth_cli import register
+
+    register(cli)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+@click.option("--insecure-cookies", is_flag=True, default=None,
+              help="send the session cookie over plain HTTP (default: only when serving on loopback)")
+def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | None) -> None:
+    """Serve the REST API (OpenAPI UI at /schema)."""
+    import dataclasses
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.auth import AuthSettings
+    from core.catalog import load_catalog
+    from core.setup import build_service
+    from core.storage.db import Database
+
+    cat = load_catalog()
+    if cat.diagnostics.errors:
+        for d in cat.diagnostics:
+            click.echo(d.format(), err=True)
+        raise click.ClickException("fix the problems above first (kefu validate)")
+    svc = build_service(Database(db_url), cat)
+    settings = AuthSettings.from_env()
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if insecure_cookies or (insecure_cookies is None and loopback):
+        # browsers keep Secure cookies over http://localhost, curl and others do not
+        settings = dataclasses.replace(settings, cookie_secure=False)
+    app = create_app(svc, auth=settings)
+    click.echo(f"kefu serving http://{host}:{port}  (OpenAPI UI: http://{host}:{port}/schema)")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        svc.close()

@@ -1,0 +1,200 @@
+"""The case routes under ``/api/v1``. Thin: each one asks the case service and shapes the answer.
+
+Sync handlers run in Litestar's thread pool (``sync_to_thread=True``): the service does
+blocking database work and owns every transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
+from litestar.params import Parameter
+
+from api.models import (
+    ActIn,
+    ActionOut,
+    ActOut,
+    CaseList,
+    CaseOut,
+    JournalEntry,
+    OpenCase,
+    Problem,
+    ProcedureOut,
+    RoleOut,
+    StepOut,
+    action_out,
+    case_out,
+    form,
+    text,
+)
+from core.errors import NotAllowed, NotFound
+from core.procedures import CompiledProcedure
+from core.queries import (
+    CaseFilter,
+    CasePage,
+    can_read,
+    inbox,
+    list_cases,
+    readable_procedures,
+    require_read,
+)
+from core.service import ActionView, Actor, CaseService, CaseView, _ordered
+
+Svc = NamedDependency[CaseService]
+Me = NamedDependency[Actor]
+
+_WHY = {401: "not signed in, or the credentials are bad, expired or revoked",
+        403: "you do not hold the role this needs", 404: "no such thing in your company",
+        409: "stale expected_version, or the action is not available at the case's step",
+        422: "malformed request, form errors, or refused by a rule", 503: "the rule engine is unavailable"}
+
+
+def errors(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem answers a route can give."""
+    return {c: ResponseSpec(Problem, description=_WHY[c], media_type="application/problem+json",
+                            generate_examples=False) for c in (401, *codes)}
+
+
+CaseId = Annotated[int, Parameter(ge=1, le=2**62, description="the case id")]
+Limit = Annotated[int, Parameter(ge=1, le=200, description="page size (1–200)")]
+Offset = Annotated[int, Parameter(ge=0, le=2**31, description="items to skip")]
+
+
+def provide_actor(request: Request[Any, Any, Any], svc: Svc) -> Actor:
+    """The signed-in person in the request's company, with their departments and roles."""
+    principal = request.user
+    return svc.actor(principal.company, principal.username)
+
+
+def _case(svc: Svc, actor: Me, view: CaseView) -> CaseOut:
+    require_read(svc, actor, view)
+    return case_out(view, svc.pinned(view))
+
+
+def _page(svc: Svc, page: CasePage) -> CaseList:
+    return CaseList([case_out(v, svc.pinned(v)) for v in page.items], page.total, page.limit, page.offset)
+
+
+def _describe(svc: Svc, actor: Me, proc: CompiledProcedure) -> ProcedureOut:
+    rt = svc.company(actor.company)
+    pack = proc.pack
+    roles = [RoleOut(k, text(r.label), svc.holds(actor, rt, proc.key, k))  # type: ignore[arg-type]
+             for k, r in pack.roles.items()]
+    steps = []
+    for key, st in pack.steps.items():
+        actions = [action_out(proc, ActionView(name, a.label.model_dump(by_alias=True), a.to,
+                                               _ordered(a.ask, a.require), list(a.require)))
+                   for name, a in st.actions.items()]
+        steps.append(StepOut(key, text(st.label), list(st.role), st.final, actions))  # type: ignore[arg-type]
+    return ProcedureOut(proc.key, text(pack.title), proc.version, pack.start, roles,  # type: ignore[arg-type]
+                        list(pack.open.role), form(proc, _ordered(pack.open.ask, pack.open.require),
+                                                   list(pack.open.require)), steps)
+
+
+def _local(svc: Svc, actor: Me, moment: dt.datetime | None) -> dt.datetime | None:
+    """A naive time in a query is the company's local time."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=zoneinfo.ZoneInfo(svc.company(actor.company).definition.timezone))
+
+
+class ProcedureController(Controller):
+    path = "/api/v1/procedures"
+    tags = ["procedures"]
+    dependencies = {"actor": Provide(provide_actor, sync_to_thread=True)}
+
+    @get("/", operation_id="listProcedures", responses=errors(403), sync_to_thread=True)
+    def list_procedures(self, svc: Svc, actor: Me) -> list[ProcedureOut]:
+        """The enabled procedures of my company in which I hold a role: steps, roles and every form."""
+        rt = svc.company(actor.company)
+        return [_describe(svc, actor, rt.procedures[k]) for k in readable_procedures(svc, rt, actor)]
+
+    @get("/{key:str}", operation_id="getProcedure", responses=errors(403, 404), sync_to_thread=True)
+    def get_procedure(self, svc: Svc, actor: Me, key: str) -> ProcedureOut:
+        """One procedure (its current version): steps, roles, and the form of each action."""
+        rt = svc.company(actor.company)
+        proc = rt.procedures.get(key)
+        if proc is None:
+            raise NotFound(f"procedure '{key}' is not enabled for this company")
+        if not can_read(svc, rt, actor, proc):
+            raise NotAllowed(f"procedure '{key}' needs one of its roles", roles=list(proc.pack.roles))
+        return _describe(svc, actor, proc)
+
+
+class CaseController(Controller):
+    path = "/api/v1/cases"
+    tags = ["cases"]
+    dependencies = {"actor": Provide(provide_actor, sync_to_thread=True)}
+
+    @post("/", operation_id="openCase", responses=errors(403, 404, 422, 503), sync_to_thread=True)
+    def open_case(self, svc: Svc, actor: Me, data: OpenCase) -> ActOut:
+        """Open a case with the opening form's fields. 201 with the case as the rules left it."""
+        res = svc.open_case(actor.company, data.procedure, actor, data.fields)
+        return ActOut(case_out(res.case, svc.pinned(res.case)), res.fired, res.linked)
+
+    @get("/", operation_id="listCases", responses=errors(403, 422), sync_to_thread=True)
+    def list_cases(
+        self, svc: Svc, actor: Me,
+        procedure: str | None = None, step: str | None = None,
+        status: Annotated[str | None, Parameter(pattern="^(open|closed)$")] = None,
+        assignee: Annotated[str | None, Parameter(description="person:NAME, role:NAME or department:NAME")] = None,
+        mine: bool = False,
+        q: Annotated[str | None, Parameter(max_length=200, description="text in the number or any field")] = None,
+        created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+        updated_from: dt.datetime | None = None, updated_to: dt.datetime | None = None,
+        limit: Limit = 50, offset: Offset = 0,
+    ) -> CaseList:
+        """Cases I may read, newest first; every filter optional; paginated with limit/offset."""
+        flt = CaseFilter(procedure, step, status, assignee, mine, q, _local(svc, actor, created_from),
+                         _local(svc, actor, created_to), _local(svc, actor, updated_from),
+                         _local(svc, actor, updated_to), limit, offset)
+        return _page(svc, list_cases(svc, actor, flt))
+
+    @get("/{case_id:int}", operation_id="getCase", responses=errors(403, 404, 422), sync_to_thread=True)
+    def get_case(self, svc: Svc, actor: Me, case_id: CaseId) -> CaseOut:
+        """One case: fields, step, assignees, deadlines and the version to act on."""
+        return _case(svc, actor, svc.get_case(actor.company, case_id))
+
+    @get("/{case_id:int}/actions", operation_id="listCaseActions", responses=errors(403, 404, 422, 503), sync_to_thread=True)
+    def actions(self, svc: Svc, actor: Me, case_id: CaseId) -> list[ActionOut]:
+        """What I may do on this case now, each with its form."""
+        view = svc.get_case(actor.company, case_id)
+        require_read(svc, actor, view)
+        proc = svc.pinned(view)
+        return [action_out(proc, a) for a in svc.available_actions(actor.company, case_id, actor)]
+
+    @post("/{case_id:int}/actions/{action:str}", operation_id="takeAction", responses=errors(403, 404, 409, 422, 503), status_code=200,
+          sync_to_thread=True)
+    def act(self, svc: Svc, actor: Me, case_id: CaseId, action: str, data: ActIn) -> ActOut:
+        """Take an action with its form's fields; ``expected_version`` guards against lost updates."""
+        res = svc.act(actor.company, case_id, action, actor, data.fields, data.expected_version)
+        return ActOut(case_out(res.case, svc.pinned(res.case)), res.fired, res.linked)
+
+    @get("/{case_id:int}/journal", operation_id="getCaseJournal", responses=errors(403, 404, 422), sync_to_thread=True)
+    def journal(self, svc: Svc, actor: Me, case_id: CaseId) -> list[JournalEntry]:
+        """Who did what, when and why: every entry of the case, with the rule that made it."""
+        require_read(svc, actor, svc.get_case(actor.company, case_id))
+        return [JournalEntry(e["seq"], e["at"], e["actor"], e["kind"], e["action"], e["rule_id"],
+                             e["procedure_version"], e["data"] or {}, e["facts"])
+                for e in svc.journal(actor.company, case_id)]
+
+
+@get("/api/v1/inbox", operation_id="getInbox", responses=errors(422), tags=["cases"], sync_to_thread=True,
+     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> CaseList:
+    """Open cases waiting on me, or on a role or department I hold; longest waiting first."""
+    return _page(svc, inbox(svc, actor, limit=limit, offset=offset))
+
+
+@get("/health", operation_id="health", tags=["meta"], exclude_from_auth=True, sync_to_thread=False)
+def health() -> dict[str, str]:
+    """Liveness: 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+ROUTES: list[Any] = [ProcedureController, CaseController, get_inbox, health]

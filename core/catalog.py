@@ -1,0 +1,45 @@
+"""The procedure packs in ``rules/`` and the company configs in ``config/``, loaded together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.diagnostics import Diagnostics
+from core.effects import EffectType
+from core.loader import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Catalog:
+    packs: dict[str, LoadedPack] = field(default_factory=dict)
+    companies: dict[str, LoadedCompany] = field(default_factory=dict)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    effects: dict[str, EffectType] = field(default_factory=dict)
+
+
+def pack_dirs(rules_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in rules_dir.glob("*/procedure.yaml"))
+
+
+def load_catalog(rules_dir: Path | None = None, config_dir: Path | None = None,
+                 extra_effects: Iterable[EffectType] = (), display_root: Path | None = None) -> Catalog:
+    """Load every pack and every company config; problems go to ``catalog.diagnostics``."""
+    rules_dir = rules_dir or ROOT / "rules"
+    config_dir = config_dir or ROOT / "config"
+    effects = effect_registry(extra_effects)
+    cat = Catalog(effects=effects)
+    for d in pack_dirs(rules_dir):
+        lp, diags = load_pack(d, effects, display_root)
+        cat.diagnostics.extend(diags)
+        if lp is not None:
+            cat.packs[lp.key] = lp
+    for f in sorted(config_dir.glob("*.yaml")):
+        lc, diags = load_company(f, cat.packs, effects, display_root)
+        cat.diagnostics.extend(diags)
+        if lc is not None:
+            cat.companies[lc.key] = lc
+    return cat

@@ -1,0 +1,185 @@
+"""The ``kefu`` command line.
+
+    kefu validate [PATH…]     check packs and company configs (exit 0 clean, 2 on errors)
+    kefu test [PATH…]         run the scenarios of packs
+    kefu init [--demo]        create/migrate the database, load config/ and rules/
+    kefu audit verify         check every company's journal hash chain
+    kefu plugins              list the plugins, their versions and hooks
+
+Plugins add commands through the ``kefu_cli_commands`` hook (``kefu serve`` comes from
+the API plugin that way, so the core never imports the web layer).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.catalog import ROOT, load_catalog, pack_dirs
+from core.diagnostics import Diagnostics
+from core.effects import EffectType
+from core.plugins import PluginError, plugin_manager
+
+
+def _echo_diags(diags: Diagnostics) -> None:
+    for d in diags:
+        click.echo(d.format(), err=d.severity == "error")
+
+
+@click.group()
+@click.version_option(package_name="kefu")
+def cli() -> None:
+    """kefu (客服) — a rules-driven case engine for customer-service procedures."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+              help="folder of procedure packs (default: rules/)")
+@click.option("--config", "config_dir", type=click.Path(path_type=Path), default=None,
+              help="folder of company configs (default: config/)")
+def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path | None) -> None:
+    """Check procedure packs and company configs; print every problem as file:line:col."""
+    from core.loader import effect_registry, load_company, load_pack
+
+    diags = Diagnostics()
+    effects = effect_registry(_plugin_effects())
+    if not paths:
+        cat = load_catalog(rules_dir, config_dir, _plugin_effects())
+        diags.extend(cat.diagnostics)
+        checked = f"{len(pack_dirs(rules_dir or ROOT / 'rules'))} pack(s), {len(cat.companies)} company config(s)"
+    else:
+        packs = load_catalog(rules_dir, Path("/nonexistent"), _plugin_effects()).packs
+        count = 0
+        for p in paths:
+            if p.is_dir() and (p / "procedure.yaml").exists():
+                targets = [p]
+            elif p.is_dir():
+                targets = [d for d in pack_dirs(p)] + sorted(p.glob("*.yaml"))
+            else:
+                targets = [p]
+            for target in targets:
+                count += 1
+                if target.is_dir() or target.name == "procedure.yaml":
+                    _, d = load_pack(target, effects)
+                else:
+                    _, d = load_company(target, packs, effects)
+                diags.extend(d)
+        checked = f"{count} file(s)"
+    _echo_diags(diags)
+    n_err, n_warn = len(diags.errors), len(diags.warnings)
+    click.echo(f"checked {checked}: {n_err} error(s), {n_warn} warning(s)")
+    sys.exit(2 if n_err else 0)
+
+
+@cli.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--engine", type=click.Choice(["durable", "reference"]), default=None)
+@click.option("--database", "db_url", default=None, help="database URL (default: a throwaway SQLite file)")
+def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) -> None:
+    """Run the scenarios of the given packs (default: every pack in rules/)."""
+    from core.scenarios import run_paths
+
+    sys.exit(run_paths(list(paths) or [ROOT / "rules"], db_url=db_url, evaluator_kind=engine))
+
+
+@cli.command()
+@click.option("--demo", is_flag=True, help="create the people of config/ as users and print their passwords")
+@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+def init(demo: bool, db_url: str | None) -> None:
+    """Create or migrate the database and load config/ and rules/ into it."""
+    from core.setup import build_service, create_config_people
+    from core.storage.db import Database
+
+    cat = load_catalog(extra_effects=_plugin_effects())
+    if cat.diagnostics.errors:
+        _echo_diags(cat.diagnostics)
+        raise click.ClickException("fix the problems above first (kefu validate)")
+    db = Database(db_url)
+    svc = build_service(db, cat)
+    click.echo(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+    for key, rt in svc.companies.items():
+        procs = ", ".join(f"{k} v{p.version}" for k, p in rt.procedures.items())
+        click.echo(f"company {key}: {procs or 'no procedures'}")
+    if demo:
+        created = create_config_people(svc, passwords=True)
+        click.echo("demo logins (user / password / company):")
+        for (company, user), password in sorted(created.items()):
+            click.echo(f"  {user:<10} {password}   {company}")
+    svc.close()
+
+
+@cli.group()
+def audit() -> None:
+    """Audit-trail tools."""
+
+
+@audit.command("verify")
+@click.option("--company", default=None)
+@click.option("--database", "db_url", default=None)
+def audit_verify(company: str | None, db_url: str | None) -> None:
+    """Check the journal hash chain of every company; name the first bad entry."""
+    from sqlalchemy import select
+
+    from core.service import verify_chain
+    from core.storage import schema as t
+    from core.storage.db import Database
+
+    db = Database(db_url)
+    bad = 0
+    with db.read() as conn:
+        for c in conn.execute(select(t.company.c.id, t.company.c.key)).all():
+            if company and c.key != company:
+                continue
+            problems = verify_chain(conn, c.id, c.key)
+            count = conn.execute(select(t.journal_head.c.seq).where(t.journal_head.c.company_id == c.id)).scalar()
+            if problems:
+                for key, seq, why in problems:
+                    click.echo(f"{key}: journal entry {seq}: {why}", err=True)
+                bad += 1
+            else:
+                click.echo(f"{c.key}: {count} journal entries, chain intact")
+    sys.exit(1 if bad else 0)
+
+
+@cli.command()
+def plugins() -> None:
+    """List plugins: name, package, version, module and hooks."""
+    _, infos = _pm()
+    for i in infos:
+        click.echo(f"{i.name:<16} {i.package} {i.version:<8} {i.module}  hooks: {', '.join(i.hooks) or '-'}")
+
+
+_PM: tuple[Any, list[Any]] | None = None
+
+
+def _pm() -> tuple[Any, list[Any]]:
+    global _PM
+    if _PM is None:
+        try:
+            _PM = plugin_manager()
+        except PluginError as exc:
+            click.echo(f"kefu: {exc}", err=True)
+            sys.exit(3)
+    return _PM
+
+
+def _plugin_effects() -> list[EffectType]:
+    pm, _ = _pm()
+    out: list[EffectType] = []
+    for result in pm.hook.kefu_effect_types():
+        out.extend(result or [])
+    return out
+
+
+def main() -> None:
+    pm, _ = _pm()
+    pm.hook.kefu_cli_commands(cli=cli)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Effect types: what a rule's ``then:`` may do.
+
+Each effect in a rule file is a one-key mapping, ``- move: dispatch`` or
+``- notify: {to: customer, template: repair-done}``. An :class:`EffectType` gives the
+schema of its argument (checked at load time, problems reported with file:line:col), an
+optional cross-reference check against the pack, and ``apply``, which changes the
+:class:`Change` being built for one action. ``apply`` runs inside the action's
+transaction and must only touch the ``Change``: the case service persists it.
+
+The built-in types live here because the core vocabulary needs them; plugins add more
+through the ``kefu_effect_types`` hook with the same class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+
+from core.definitions import KEY_RE, PACK_RE, Label, PackDef
+
+if TYPE_CHECKING:
+    from core.procedures import CompiledProcedure
+
+
+@dataclass
+class Assignee:
+    kind: Literal["role", "department", "person"]
+    ref: str
+
+    def to_json(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+    @classmethod
+    def parse(cls, text: str) -> Assignee:
+        kind, _, ref = text.partition(":")
+        if kind not in ("role", "department", "person") or not ref:
+            raise ValueError(f"not an assignee: {text!r}")
+        return cls(kind, ref)  # type: ignore[arg-type]  # kind checked just above
+
+
+@dataclass
+class JournalDraft:
+    kind: str
+    data: dict[str, Any]
+    rule_id: str | None = None
+    facts: dict[str, Any] | None = None
+
+
+@dataclass
+class OutboxDraft:
+    channel: str
+    recipient: str
+    template: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class LinkedCaseDraft:
+    procedure: str
+    link: str
+    fields: dict[str, Any]
+    rule_id: str
+
+
+@dataclass
+class Change:
+    """Everything one action (or case opening) will write, built up before persisting."""
+
+    procedure: CompiledProcedure
+    case_number: str
+    fields: dict[str, Any]
+    step: str
+    assignees: list[Assignee]
+    status: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    journal: list[JournalDraft] = field(default_factory=list)
+    outbox: list[OutboxDraft] = field(default_factory=list)
+    linked: list[LinkedCaseDraft] = field(default_factory=list)
+    refusal: tuple[str, str] | None = None
+    now: dt.datetime | None = None
+
+    def note(self, kind: str, rule_id: str | None, **data: Any) -> None:
+        self.journal.append(JournalDraft(kind, data, rule_id, dict(self.facts) if rule_id else None))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A load-time problem found by an effect's ``check``; ``loc`` is relative to the args."""
+
+    loc: tuple[str | int, ...]
+    code: str
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class EffectType:
+    name: str
+    args: type[BaseModel]
+    apply: Callable[[Change, Any, str], None]
+    check: Callable[[Any, PackDef], list[Problem]] | None = None
+    doc: str = ""
+
+
+# -- built-in effects -------------------------------------------------------------------
+
+
+class SetArgs(RootModel[dict[str, Any]]):
+    """``set: {field: value, ...}``"""
+
+
+def _check_set(args: SetArgs, pack: PackDef) -> list[Problem]:
+    from core.fields import FieldValueError, coerce
+
+    out: list[Problem] = []
+    for name, value in args.root.items():
+        fdef = pack.fields.get(name)
+        if fdef is None:
+            out.append(Problem((name,), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+            continue
+        try:
+            coerce(fdef, value)
+        except FieldValueError as exc:
+            out.append(Problem((name,), "K111", f"value {value!r} does not fit field '{name}': {exc}"))
+    return out
+
+
+def _apply_set(change: Change, args: SetArgs, rule_id: str) -> None:
+    from core.fields import coerce
+
+    for name, value in args.root.items():
+        stored = coerce(change.procedure.pack.fields[name], value)
+        old = change.fields.get(name)
+        if old != stored:
+            change.fields[name] = stored
+            change.note("field_set", rule_id, field=name, old=old, new=stored)
+
+
+class AssignArgs(BaseModel):
+    """``assign: {role: r}`` / ``{department: d}`` / ``{person: p}`` / ``{field: f}``.
+
+    ``field`` names a person field of the case (the engineer chosen at dispatch);
+    ``add: true`` keeps the other assignees.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    role: str | None = Field(default=None, pattern=KEY_RE)
+    department: str | None = Field(default=None, pattern=KEY_RE)
+    person: str | None = Field(default=None, pattern=KEY_RE)
+    field: str | None = Field(default=None, pattern=KEY_RE)
+    add: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> AssignArgs:
+        if sum(x is not None for x in (self.role, self.department, self.person, self.field)) != 1:
+            raise ValueError("give exactly one of role, department, person, field")
+        return self
+
+    def assignee(self, fields: Mapping[str, Any] | None = None) -> Assignee | None:
+        if self.field:
+            value = (fields or {}).get(self.field)
+            return Assignee("person", value) if isinstance(value, str) and value else None
+        if self.role:
+            return Assignee("role", self.role)
+        if self.department:
+            return Assignee("department", self.department)
+        assert self.person
+        return Assignee("person", self.person)
+
+
+def _check_assign(args: AssignArgs, pack: PackDef) -> list[Problem]:
+    if args.role and args.role not in pack.roles:
+        return [Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack))]
+    if args.field:
+        fdef = pack.fields.get(args.field)
+        if fdef is None:
+            return [Problem(("field",), "K106", f"unknown field '{args.field}'", _fields_hint(args.field, pack))]
+        if fdef.type != "person":
+            return [Problem(("field",), "K111", f"field '{args.field}' is a {fdef.type}, not a person")]
+    return []
+
+
+def _apply_assign(change: Change, args: AssignArgs, rule_id: str) -> None:
+    who = args.assignee(change.fields)
+    if who is None:
+        change.note("assign_skipped", rule_id, reason=f"field '{args.field}' is empty")
+        return
+    before = [a.to_json() for a in change.assignees]
+    if args.add:
+        if who not in change.assignees:
+            change.assignees.append(who)
+    else:
+        change.assignees[:] = [who]
+    after = [a.to_json() for a in change.assignees]
+    if after != before:
+        change.note("assigned", rule_id, assignees=after, previous=before)
+
+
+class MoveArgs(RootModel[str]):
+    """``move: step``"""
+
+
+def _check_move(args: MoveArgs, pack: PackDef) -> list[Problem]:
+    if args.root not in pack.steps:
+        return [Problem((), "K105", f"unknown step '{args.root}'", _steps_hint(args.root, pack))]
+    return []
+
+
+def _apply_move(change: Change, args: MoveArgs, rule_id: str) -> None:
+    if change.step != args.root:
+        change.note("moved", rule_id, from_step=change.step, to_step=args.root)
+        change.step = args.root
+
+
+class RefuseArgs(RootModel[str | Label]):
+    """``refuse: "message"`` or ``refuse: {zh-CN: …, en: …}``"""
+
+
+def _apply_refuse(change: Change, args: RefuseArgs, rule_id: str) -> None:
+    message = args.root if isinstance(args.root, str) else args.root.text()
+    if change.refusal is None:
+        change.refusal = (rule_id, message)
+
+
+class NotifyArgs(BaseModel):
+    """``notify: {to: customer|assignees|role:x|person:x|department:x, template: name, channel: default}``"""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(pattern=r"^(customer|assignees|(role|person|department):[a-z][a-z0-9_]*)$")
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    channel: str = Field(default="default", pattern=r"^[a-z][a-z0-9_-]*$")
+    include: list[str] = []
+
+
+def _check_notify(args: NotifyArgs, pack: PackDef) -> list[Problem]:
+    out: list[Problem] = []
+    if args.to.startswith("role:") and args.to[5:] not in pack.roles:
+        out.append(Problem(("to",), "K104", f"unknown role '{args.to[5:]}'", _roles_hint(args.to[5:], pack)))
+    for i, name in enumerate(args.include):
+        if name not in pack.fields:
+            out.append(Problem(("include", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+    return out
+
+
+def _apply_notify(change: Change, args: NotifyArgs, rule_id: str) -> None:
+    payload = {
+        "case": change.case_number,
+        "step": change.step,
+        "rule": rule_id,
+        "fields": {k: change.fields.get(k) for k in args.include},
+    }
+    change.outbox.append(OutboxDraft(args.channel, args.to, args.template, payload))
+    change.note("notified", rule_id, to=args.to, template=args.template, channel=args.channel)
+
+
+class OpenCaseArgs(BaseModel):
+    """``open_case: {procedure: pack, link: name, copy: {their_field: my_field}, set: {their_field: value}}``"""
+
+    model_config = ConfigDict(extra="forbid")
+    procedure: str = Field(pattern=PACK_RE)
+    link: str = Field(default="related", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    copy_: dict[str, str] = Field(default={}, alias="copy")
+    set: dict[str, Any] = {}
+
+
+def _check_open_case(args: OpenCaseArgs, pack: PackDef) -> list[Problem]:
+    # the target pack is checked when the company's procedures are compiled
+    return [
+        Problem(("copy", target), "K106", f"unknown field '{source}'", _fields_hint(source, pack))
+        for target, source in args.copy_.items()
+        if source not in pack.fields
+    ]
+
+
+def _apply_open_case(change: Change, args: OpenCaseArgs, rule_id: str) -> None:
+    fields = {target: change.fields.get(source) for target, source in args.copy_.items()}
+    fields.update(args.set)
+    change.linked.append(LinkedCaseDraft(args.procedure, args.link, fields, rule_id))
+
+
+BUILTIN_EFFECTS: tuple[EffectType, ...] = (
+    EffectType("set", SetArgs, _apply_set, _check_set, "set case fields to literal values"),
+    EffectType("assign", AssignArgs, _apply_assign, _check_assign,
+               "assign the case to a role, department or person"),
+    EffectType("move", MoveArgs, _apply_move, _check_move, "move the case to another step"),
+    EffectType("refuse", RefuseArgs, _apply_refuse, None,
+               "refuse the whole action with a message (nothing is written)"),
+    EffectType("notify", NotifyArgs, _apply_notify, _check_notify,
+               "queue a notification in the outbox (sent after commit)"),
+    EffectType("open_case", OpenCaseArgs, _apply_open_case, _check_open_case,
+               "open a linked case of another procedure"),
+)
+
+
+def _hint(what: str, word: str, options: list[str]) -> str:
+    from core.rules.expr import did_you_mean
+
+    guess = did_you_mean(word, options)
+    return f"{what}: {', '.join(sorted(options))}" + (f" (did you mean '{guess}'?)" if guess else "")
+
+
+def _fields_hint(word: str, pack: PackDef) -> str:
+    return _hint("fields in this pack", word, list(pack.fields))
+
+
+def _roles_hint(word: str, pack: PackDef) -> str:
+    return _hint("roles in this pack", word, list(pack.roles))
+
+
+def _steps_hint(word: str, pack: PackDef) -> str:
+    return _hint("steps in this pack", word, list(pack.steps))

@@ -1,0 +1,175 @@
+"""Field types: validating form input, storing it as JSON, turning it into facts.
+
+Each kind has one coercer used by every entry point (API, web forms, scenarios, rule
+``set`` effects), so a value is judged the same way wherever it comes from. Stored values
+are JSON-native: dates as ``YYYY-MM-DD``, datetimes as ISO-8601 in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from core.definitions import FieldDef
+from core.rules.expr import FieldType
+from core.rules.ir import Scalar
+
+PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-()]{4,24}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TEXT_MAX = 2000
+LONGTEXT_MAX = 50_000
+
+
+class FieldValueError(ValueError):
+    pass
+
+
+def _text(limit: int) -> Callable[[FieldDef, Any], Any]:
+    def coerce(f: FieldDef, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise FieldValueError("expected text")
+        v = v.strip()
+        if not v:
+            return None
+        cap = f.max_length or limit
+        if len(v) > cap:
+            raise FieldValueError(f"longer than {cap} characters")
+        return v
+
+    return coerce
+
+
+def _number(integer: bool) -> Callable[[FieldDef, Any], Any]:
+    def coerce(f: FieldDef, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise FieldValueError("expected a number")
+        if isinstance(v, str):
+            try:
+                v = float(v) if not integer else int(v)
+            except ValueError:
+                raise FieldValueError("expected a number") from None
+        if not isinstance(v, int | float) or (isinstance(v, float) and not math.isfinite(v)):
+            raise FieldValueError("expected a number")
+        if integer and isinstance(v, float):
+            if not v.is_integer():
+                raise FieldValueError("expected a whole number")
+            v = int(v)
+        if f.min is not None and v < f.min:
+            raise FieldValueError(f"must be at least {f.min:g}")
+        if f.max is not None and v > f.max:
+            raise FieldValueError(f"must be at most {f.max:g}")
+        return v
+
+    return coerce
+
+
+def _boolean(f: FieldDef, v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        return v.lower() in ("true", "yes", "1", "on")
+    raise FieldValueError("expected true or false")
+
+
+def _date(f: FieldDef, v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        raise FieldValueError("expected a date (YYYY-MM-DD)")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v.strip()).isoformat()
+        except ValueError:
+            pass
+    raise FieldValueError("expected a date (YYYY-MM-DD)")
+
+
+def _datetime(f: FieldDef, v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            v = dt.datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise FieldValueError("expected a date and time with offset, e.g. 2026-10-08T09:00+08:00") from None
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            raise FieldValueError("a date and time needs a UTC offset, e.g. +08:00")
+        return v.astimezone(dt.UTC).isoformat()
+    raise FieldValueError("expected a date and time")
+
+
+def _choice(f: FieldDef, v: Any) -> Any:
+    choices = f.choices or {}
+    values = v if isinstance(v, list) else [v]
+    if not f.multiple and isinstance(v, list):
+        raise FieldValueError("expected one choice")
+    for item in values:
+        if not isinstance(item, str) or item not in choices:
+            raise FieldValueError(f"{item!r} is not one of: {', '.join(choices)}")
+    return values if f.multiple else v
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[FieldDef, Any], Any]:
+    def coerce(f: FieldDef, v: Any) -> Any:
+        if not isinstance(v, str) or not regex.match(v.strip()):
+            raise FieldValueError(f"not a valid {what}")
+        return v.strip()
+
+    return coerce
+
+
+def _person(f: FieldDef, v: Any) -> Any:
+    if not isinstance(v, str) or not re.match(r"^[a-z][a-z0-9_.-]{0,63}$", v):
+        raise FieldValueError("expected a user name")
+    return v
+
+
+def _attachment(f: FieldDef, v: Any) -> Any:
+    if not isinstance(v, str) or not v.strip() or len(v) > 500:
+        raise FieldValueError("expected an attachment reference")
+    return v.strip()
+
+
+COERCERS: dict[str, Callable[[FieldDef, Any], Any]] = {
+    "text": _text(TEXT_MAX),
+    "longtext": _text(LONGTEXT_MAX),
+    "number": _number(False),
+    "money": _number(False),
+    "integer": _number(True),
+    "boolean": _boolean,
+    "date": _date,
+    "datetime": _datetime,
+    "choice": _choice,
+    "phone": _pattern(PHONE_RE, "phone number"),
+    "email": _pattern(EMAIL_RE, "email address"),
+    "person": _person,
+    "attachment": _attachment,
+}
+
+
+def coerce(fdef: FieldDef, value: Any) -> Any:
+    """Validate ``value`` for ``fdef`` and return its stored form (``None`` = no value)."""
+    if value is None:
+        return None
+    return COERCERS[fdef.type](fdef, value)
+
+
+def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
+    """The scalar a rule compares for a stored value (see core.rules.ir.encode_value)."""
+    if stored is None or (fdef.multiple and isinstance(stored, list)):
+        return None
+    if fdef.type == "date":
+        return dt.date.fromisoformat(stored).toordinal()
+    if fdef.type == "datetime":
+        moment = dt.datetime.fromisoformat(stored)
+        return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds())
+    if isinstance(stored, bool | int | float | str):
+        return stored
+    return None
+
+
+def field_type(fdef: FieldDef) -> FieldType:
+    return FieldType(kind=fdef.type if not fdef.multiple else "multiple",
+                     choices=tuple(fdef.choices or ()))

@@ -1,0 +1,980 @@
+"""Loading and validating procedure packs and company configs.
+
+``load_pack`` and ``load_company`` never raise on bad input: they return what they could
+build plus a :class:`Diagnostics` list naming every problem with file:line:col, a stable
+code and a hint (codes in docs/rule-files.md). ``compile_procedure`` turns a valid pack
+and a company's parameters into a :class:`CompiledProcedure` the case service runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, RootModel, ValidationError
+
+from core.definitions import (
+    EVENTS,
+    KEY_RE,
+    NUMBERING_RE,
+    PACK_RE,
+    CompanyDef,
+    PackDef,
+    ParameterDef,
+)
+from core.diagnostics import Diagnostics, Loc, YamlDoc
+from core.effects import BUILTIN_EFFECTS, EffectType, Problem
+from core.fields import FieldValueError, coerce, field_type
+from core.procedures import CompiledProcedure, CompiledRule, compile_procedure
+from core.rules.expr import (
+    UNKNOWN,
+    UNKNOWN_KIND,
+    ExprError,
+    FieldType,
+    did_you_mean,
+    parse_condition,
+)
+from core.rules.ir import TRUE, Cond, RuleSet
+from core.rules.ir import CompiledRule as IRRule
+
+PACK_FILE = "procedure.yaml"
+
+
+def _hint_for(word: str, options: Iterable[str], what: str) -> str:
+    opts = sorted(options)
+    guess = did_you_mean(word, opts)
+    shown = ", ".join(opts[:30]) + (", …" if len(opts) > 30 else "")
+    return f"{what}: {shown or '(none)'}" + (f" (did you mean '{guess}'?)" if guess else "")
+
+
+# -- schema problems ----------------------------------------------------------------------
+
+_NAME_PATTERNS = {
+    KEY_RE: "lower-case letters, digits and _, starting with a letter (e.g. quality_manager)",
+    PACK_RE: "lower-case letters, digits and -, starting with a letter (e.g. repair-desk)",
+}
+
+
+def _data_loc(data: Any, loc: Sequence[str | int], kind: str) -> Loc:
+    """pydantic's error ``loc`` as a path into ``data``.
+
+    pydantic inserts parts that are not in the document (``[key]`` for a bad dict key,
+    the name of a union branch or of a validator); they are dropped here.
+    """
+    node = data
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif last and kind == "missing" and isinstance(node, dict) and isinstance(part, str):
+            out.append(part)
+    return tuple(out)
+
+
+def _pydantic_problems(doc: YamlDoc, exc: ValidationError, model: type[BaseModel], data: Any,
+                       base: Loc = (), code: str | None = None) -> Diagnostics:
+    """Map pydantic's errors onto file positions: one diagnostic per problem and place.
+
+    ``data`` is what was validated (it sits at ``base`` in the document); ``code``
+    replaces the schema codes (K101-K103), e.g. K110 for an effect's arguments.
+    """
+    out = Diagnostics()
+    seen: set[tuple[Loc, str]] = set()
+    errors = exc.errors(include_url=False)
+    # a misspelt required key is one mistake: its K102 says "did you mean", no K101 too
+    meant: set[Loc] = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            rel = _data_loc(data, err["loc"], "extra_forbidden")
+            guess = did_you_mean(str(rel[-1]), _allowed_keys(model, rel[:-1])) if rel else None
+            if guess is not None:
+                meant.add(rel[:-1] + (guess,))
+    # a value matching no branch of a union (text or label) gets an error per branch;
+    # when one branch got further into the value, its error is the one that helps
+    placed = [(_data_loc(data, err["loc"], err["type"]), err) for err in errors]
+    deeper = {rel[:n] for rel, _ in placed for n in range(len(rel))}
+    for rel, err in placed:
+        kind = err["type"]
+        loc = base + rel
+        if kind == "missing" and rel in meant:
+            continue
+        tagged = len([p for p in err["loc"] if p != "[key]"]) > len(rel) + (kind == "missing")
+        if tagged and kind not in ("missing", "extra_forbidden") and rel in deeper:
+            continue
+        bad_key = "[key]" in err["loc"]
+        group = kind if kind in ("missing", "extra_forbidden") else "value"
+        if (loc, group) in seen:
+            continue  # a union reports each branch; one message per place is enough
+        seen.add((loc, group))
+        if kind == "missing":
+            name = loc[-1]
+            allowed = _allowed_keys(model, rel[:-1])
+            out.append(doc.diag(loc[:-1], code or "K101", f"missing required key '{name}'",
+                                f"add '{name}:' here" + (f" (keys here: {', '.join(allowed)})" if allowed else ""),
+                                key=True))
+        elif kind == "extra_forbidden":
+            name = str(loc[-1])
+            allowed = _allowed_keys(model, rel[:-1])
+            hint = _hint_for(name, allowed, "allowed keys here") if allowed else None
+            out.append(doc.diag(loc, code or "K102", f"unknown key '{name}'", hint, key=True))
+        elif bad_key:
+            pattern = (err.get("ctx") or {}).get("pattern")
+            name = str(loc[-1]) if loc else "?"
+            what = _NAME_PATTERNS.get(str(pattern), f"names must match {pattern}")
+            out.append(doc.diag(loc, code or "K103", f"'{name}' is not a valid name", f"use {what}",
+                                key=True))
+        else:
+            out.append(doc.diag(loc, code or "K103", _message(err), _value_hint(err)))
+    return out
+
+
+def _message(err: Any) -> str:
+    kind, value = err["type"], err.get("input")
+    pattern = (err.get("ctx") or {}).get("pattern")
+    scalar = isinstance(value, str | int | float | bool) or value is None
+    if kind == "string_pattern_mismatch" and pattern in _NAME_PATTERNS:
+        return f"{value!r} is not a valid name"
+    if kind == "literal_error" and scalar:
+        return f"{value!r} is not one of the allowed values"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "model_type" and (err.get("ctx") or {}).get("class_name") == "Label":
+        msg = "Input should be a label"
+    msg = re.sub(r" or instance of \w+", "", msg)  # pydantic's words for Python callers
+    msg = msg[0].lower() + msg[1:]
+    if scalar:
+        return f"{msg}, not {value!r}"
+    return f"{msg}, not a {'list' if isinstance(value, list) else 'mapping' if isinstance(value, dict) else 'value of that type'}"
+
+
+def _value_hint(err: Any) -> str | None:
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        guess = did_you_mean(str(value), options) if isinstance(value, str) else None
+        return f"one of: {', '.join(options)}" + (f" (did you mean '{guess}'?)" if guess else "")
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _NAME_PATTERNS:
+        return f"use {_NAME_PATTERNS[ctx['pattern']]}"
+    if kind == "model_type" and ctx.get("class_name") == "Label":
+        return "a label is a text (zh-CN) or {zh-CN: …, en: …}"
+    if kind in ("model_type", "dict_type"):
+        return "write a mapping here (key: value lines, or {key: value})"
+    if kind == "list_type":
+        return "write a list here: [a, b] or one '- item' per line"
+    return None
+
+
+def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys the schema accepts in the mapping at ``loc`` (for did-you-mean hints)."""
+    ann: Any = model
+    for part in loc:
+        ann = _step_into(ann, part)
+        if ann is None:
+            return []
+    for option in _options(ann):
+        if isinstance(option, type) and issubclass(option, BaseModel) and not issubclass(option, RootModel):
+            return [info.alias or name for name, info in option.model_fields.items()]
+    return []
+
+
+def _options(ann: Any) -> list[Any]:
+    """The alternatives of a type: Annotated unwrapped, unions and RootModels flattened."""
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _options(typing.get_args(ann)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [o for arg in typing.get_args(ann) for o in _options(arg)]
+    if isinstance(ann, type) and issubclass(ann, RootModel):
+        return _options(ann.model_fields["root"].annotation)
+    return [ann]
+
+
+def _step_into(ann: Any, part: str | int) -> Any:
+    for option in _options(ann):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            fields = option.model_fields
+            info = fields.get(str(part)) or next((f for f in fields.values() if f.alias == part), None)
+            if info is not None:
+                return info.annotation
+            continue
+        origin = typing.get_origin(option)
+        if origin is dict and isinstance(part, str):
+            return typing.get_args(option)[1]
+        if origin is list and isinstance(part, int):
+            return typing.get_args(option)[0]
+    return None
+
+
+# -- keeping what is valid ---------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+#: rounds of cutting before giving up (each round cuts every part pydantic rejects)
+_MAX_ROUNDS = 50
+
+
+@dataclass
+class Salvaged(Generic[M]):
+    """A model built from the valid parts of a document, and what had to be left out.
+
+    pydantic reports every schema problem of a document at once but then builds nothing,
+    and the cross-reference checks need a model. So the rejected parts are cut from a
+    copy of the data — an unknown key alone, a wrong value (and its container when the
+    value was required) — until the rest validates. ``broken`` holds the cut parts and
+    the containers that lost something, as paths into the original document; checks
+    that depend on them are skipped, so one mistake gives one diagnostic, not a cascade.
+    """
+
+    model: M | None
+    #: the document as written has schema problems (reported by the caller)
+    invalid: bool = False
+    broken: set[Loc] = field(default_factory=set)
+    #: original indices of the items left in each list that lost items, by list path
+    index: dict[Loc, list[int]] = field(default_factory=dict)
+
+    def orig(self, list_loc: Loc, i: int) -> int:
+        """Index in the document of item ``i`` of the list at ``list_loc`` in the model."""
+        idx = self.index.get(list_loc)
+        return idx[i] if idx is not None and i < len(idx) else i
+
+    def is_broken(self, loc: Loc) -> bool:
+        """``loc`` or a part containing it was left out or is incomplete."""
+        return any(loc[:n] in self.broken for n in range(len(loc) + 1))
+
+    def touched(self, loc: Loc) -> bool:
+        """``loc``, a part containing it or a part inside it was left out or is incomplete."""
+        return self.is_broken(loc) or any(b[: len(loc)] == loc for b in self.broken)
+
+
+def salvage(model: type[M], data: Any, placeholders: Mapping[str, tuple[Any, Any]]) -> Salvaged[M]:
+    """Validate ``data``; on errors, cut the rejected parts until the rest validates.
+
+    ``placeholders`` give, for each required top-level key, a value that validates and
+    the value the model then carries instead (a neutral one the checks skip).
+    """
+    try:
+        return Salvaged(model.model_validate(data))
+    except ValidationError:
+        pass
+    data = copy.deepcopy(data)
+    out: Salvaged[M] = Salvaged(None, invalid=True)
+    replaced: dict[str, Any] = {}
+
+    def original(cur: Loc) -> Loc:
+        res: list[str | int] = []
+        for part in cur:
+            if isinstance(part, int):
+                idx = out.index.get(tuple(res))
+                res.append(idx[part] if idx is not None and part < len(idx) else part)
+            else:
+                res.append(part)
+        return tuple(res)
+
+    def cut(cur: Loc) -> bool:
+        if len(cur) == 1 and isinstance(cur[0], str) and cur[0] in placeholders:
+            if cur[0] in replaced:
+                return False
+            replaced[cur[0]] = placeholders[cur[0]][1]
+            data[cur[0]] = copy.deepcopy(placeholders[cur[0]][0])
+            return True
+        if not cur:
+            return False
+        parent: Any = data
+        for part in cur[:-1]:
+            parent = parent[part]
+        last = cur[-1]
+        if isinstance(parent, list) and isinstance(last, int):
+            idx = out.index.setdefault(original(cur[:-1]), list(range(len(parent))))
+            del idx[last]
+            del parent[last]
+            return True
+        if isinstance(parent, dict) and last in parent:
+            del parent[last]
+            return True
+        return False
+
+    for _ in range(_MAX_ROUNDS):
+        try:
+            inst = model.model_validate(data)
+        except ValidationError as exc:
+            cuts: set[Loc] = set()
+            for err in exc.errors(include_url=False):
+                kind = err["type"]
+                cur = _data_loc(data, err["loc"], kind)
+                hurt: Loc | None
+                if kind == "extra_forbidden":
+                    # the mapping lost a key (maybe a misspelt one it needed); at the top
+                    # that would be the whole file, so only the section it resembles
+                    guess = did_you_mean(str(cur[-1]), _allowed_keys(model, cur[:-1])) if cur else None
+                    target, hurt = cur, (cur[:-1] if len(cur) > 1 else (guess,) if guess else None)
+                elif kind == "missing" and len(cur) > 1:
+                    target = hurt = cur[:-1]
+                else:
+                    target = hurt = cur
+                if hurt is not None:
+                    out.broken.add(original(hurt))
+                cuts.add(target)
+            # deepest first, later list items first: earlier cuts never move later ones
+            order = sorted(cuts, key=lambda c: (len(c), [(0, p, "") if isinstance(p, int) else (1, 0, p)
+                                                         for p in c]), reverse=True)
+            progress = False
+            for target in order:
+                if any(other != target and target[: len(other)] == other for other in cuts):
+                    continue  # a containing part goes anyway
+                progress = cut(target) or progress
+            if not progress:
+                return out
+        else:
+            if replaced:
+                inst = inst.model_copy(update=replaced)
+            out.model = inst
+            return out
+    return out
+
+
+# -- packs --------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedPack:
+    """A pack that passed validation, with where it came from."""
+
+    pack: PackDef
+    path: Path
+    raw: dict[str, Any]
+    doc: YamlDoc
+
+    @property
+    def key(self) -> str:
+        return self.pack.procedure
+
+
+def pack_field_types(pack: PackDef, raw: Mapping[str, Any] | None = None) -> dict[str, FieldType]:
+    """Field types rules may use: the declared fields and the system facts.
+
+    With ``raw`` (the document as written), step and action names come from it too, so
+    a condition naming a step whose definition is broken is not a second problem.
+    """
+    types_: dict[str, FieldType] = {name: field_type(f) for name, f in pack.fields.items()}
+    steps = set(pack.steps) | set(_raw_keys(raw, "steps") or ())
+    actions = {a for s in pack.steps.values() for a in s.actions}
+    for sdef in _raw_dict(raw, "steps").values():
+        actions |= set(_raw_dict(sdef, "actions"))
+    types_["event"] = FieldType("choice", EVENTS)
+    types_["action"] = FieldType("choice", tuple(sorted(map(str, actions))))
+    types_["step"] = FieldType("choice", tuple(sorted(map(str, steps))))
+    types_["from_step"] = types_["step"]
+    return types_
+
+
+def _raw_dict(raw: Any, key: str) -> dict[Any, Any]:
+    value = raw.get(key) if isinstance(raw, Mapping) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _raw_keys(raw: Any, key: str) -> set[str] | None:
+    """Names written under ``key`` (valid or not); None when ``key`` is not a mapping."""
+    if not isinstance(raw, Mapping) or key not in raw:
+        return set()
+    value = raw[key]
+    return {str(k) for k in value} if isinstance(value, dict) else None
+
+
+class _AnyField(dict[str, FieldType]):
+    """Field types when the ``fields`` section itself is broken: every name is known."""
+
+    def get(self, key: str, default: Any = None) -> FieldType:
+        return super().get(key) or FieldType(UNKNOWN_KIND)
+
+    def __getitem__(self, key: str) -> FieldType:
+        return self.get(key)
+
+
+def effect_registry(extra: Iterable[EffectType] = ()) -> dict[str, EffectType]:
+    reg = {e.name: e for e in BUILTIN_EFFECTS}
+    for e in extra:
+        reg[e.name] = e
+    return reg
+
+
+_PACK_PLACEHOLDERS: dict[str, tuple[Any, Any]] = {
+    "kefu": (1, 1),
+    "procedure": ("broken", "broken"),
+    "title": ("", None),
+    "roles": ({"placeholder": {"label": ""}}, {}),
+    "open": ({"role": []}, None),
+    "start": ("broken", "broken"),
+    "steps": ({"placeholder": {"label": "", "final": True}}, {}),
+}
+
+
+def load_pack(path: Path, effects: Mapping[str, EffectType] | None = None,
+              display_root: Path | None = None) -> tuple[LoadedPack | None, Diagnostics]:
+    """Load ``rules/<pack>/procedure.yaml`` (``path`` is the folder or the file).
+
+    Every problem of the file comes back in one run: schema problems, and every
+    cross-reference, condition and engine-limit check that the valid parts allow.
+    """
+    file = path / PACK_FILE if path.is_dir() else path
+    display = _display(file, display_root)
+    diags = Diagnostics()
+    doc = YamlDoc(file, display)
+    if not doc.load(diags):
+        return None, diags
+    raw = doc.plain()
+    sv = salvage(PackDef, raw, _PACK_PLACEHOLDERS)
+    if sv.invalid:
+        try:
+            PackDef.model_validate(raw)
+        except ValidationError as exc:
+            diags.extend(_pydantic_problems(doc, exc, PackDef, raw))
+    if sv.model is None:
+        return None, _sorted(diags)
+    pack = sv.model
+    if not sv.is_broken(("procedure",)) and file.name == PACK_FILE and file.parent.name != pack.procedure:
+        diags.append(doc.diag(("procedure",), "K118",
+                              f"the pack '{pack.procedure}' lives in folder '{file.parent.name}'",
+                              "name the folder after the procedure key", severity="warning"))
+    loaded = LoadedPack(pack, file, raw, doc)
+    diags.extend(_PackChecker(loaded, effects or effect_registry(), sv).run())
+    diags = _sorted(diags)
+    return (loaded if not diags.errors else None), diags
+
+
+def _sorted(diags: Diagnostics) -> Diagnostics:
+    """In file order, and every diagnostic with a hint (the docs explain every code)."""
+    done = (d if d.hint else dataclasses.replace(d, hint=f"see {d.code} in docs/rule-files.md")
+            for d in diags)
+    return Diagnostics(sorted(done, key=lambda d: (d.file, d.line, d.col)))
+
+
+def _display(file: Path, root: Path | None) -> str:
+    try:
+        return str(file.resolve().relative_to((root or Path.cwd()).resolve()))
+    except ValueError:
+        return str(file)
+
+
+def check_pack(lp: LoadedPack, effects: Mapping[str, EffectType]) -> Diagnostics:
+    """Cross-reference checks a schema cannot express; every problem, not just the first."""
+    return _PackChecker(lp, effects, Salvaged(lp.pack)).run()
+
+
+class _PackChecker:
+    """The checks of one pack beyond its schema, skipping what depends on broken parts."""
+
+    def __init__(self, lp: LoadedPack, effects: Mapping[str, EffectType], sv: Salvaged[PackDef]) -> None:
+        self.pack, self.doc, self.raw, self.sv = lp.pack, lp.doc, lp.raw, sv
+        self.effects = effects
+        self.out = Diagnostics()
+        # every name the author wrote counts as declared, even when its definition is
+        # broken (that is reported once, where it is); None: the whole section is broken
+        self.roles = self._names("roles", self.pack.roles)
+        self.steps = self._names("steps", self.pack.steps)
+        self.fields = self._names("fields", self.pack.fields)
+        self.rule_conds: list[tuple[str, Cond, Loc]] = []
+        self.guard_conds: list[tuple[str, Cond, Loc]] = []
+
+    def _names(self, section: str, valid: Mapping[str, Any]) -> set[str] | None:
+        written = _raw_keys(self.raw, section)
+        if written is None or self.sv.is_broken((section,)):
+            return None
+        return set(valid) | written
+
+    # -- references ---------------------------------------------------------------------
+    def ref(self, loc: Loc, name: str, known: set[str] | None, code: str, what: str, hint_what: str) -> None:
+        if known is None or name in known:
+            return
+        self.out.append(self.doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what)))
+
+    def refs(self, loc: Loc, names: Sequence[str], known: set[str] | None, code: str, what: str,
+             hint_what: str) -> None:
+        scalar = isinstance(self.doc.value_at(loc), str)  # role: agent (one name, no list)
+        for i, name in enumerate(names):
+            at = loc if scalar else loc + (self.sv.orig(loc, i),)
+            self.ref(at, name, known, code, what, hint_what)
+
+    def role_refs(self, loc: Loc, names: Sequence[str]) -> None:
+        self.refs(loc, names, self.roles, "K104", "role", "roles in this pack")
+
+    def field_refs(self, loc: Loc, names: Sequence[str]) -> None:
+        self.refs(loc, names, self.fields, "K106", "field", "fields in this pack")
+
+    def form(self, loc: Loc, ask: Sequence[str], require: Sequence[str]) -> None:
+        """ask/require of a form: known fields, and every required field also listed in ask.
+
+        The case service shows required fields even when ask: leaves them out (after the
+        asked ones), so that is a warning: usually a field forgotten in ask:.
+        """
+        self.field_refs(loc + ("ask",), ask)
+        self.field_refs(loc + ("require",), require)
+        if self.sv.touched(loc + ("ask",)):
+            return
+        for i, name in enumerate(require):
+            if name not in ask and (self.fields is None or name in self.fields):
+                self.out.append(self.doc.diag(
+                    loc + ("require", self.sv.orig(loc + ("require",), i)), "K115",
+                    f"field '{name}' is required but not in ask:",
+                    "the form still shows it, after the asked fields; list it in ask: to say where: "
+                    f"ask: [{', '.join([*ask, name])}]", severity="warning"))
+
+    # -- the checks -----------------------------------------------------------------------
+    def run(self) -> Diagnostics:
+        pack, doc, sv = self.pack, self.doc, self.sv
+        if not sv.is_broken(("start",)):
+            self.ref(("start",), pack.start, self.steps, "K105", "step", "steps in this pack")
+        if not sv.is_broken(("open",)):
+            self.role_refs(("open", "role"), pack.open.role)
+            self.form(("open",), pack.open.ask, pack.open.require)
+        self.check_fields()
+        self.check_parameters()
+        self.types: Mapping[str, FieldType] = self.field_types()
+        self.params = self.param_values()
+        self.check_steps()
+        self.check_reachability()
+        self.check_rules()
+        for rname, rec in pack.records.items():
+            self.field_refs(("records", rname, "fields"), rec.fields)
+        self.check_limits()
+        if not self.out.errors and not sv.invalid:
+            try:
+                compile_procedure(pack, {}, company="validate", effects=self.effects)
+            except Exception as exc:  # the checks above should make this unreachable
+                self.out.append(doc.diag((), "K199", f"cannot compile: {exc}",
+                                         "this is a kefu bug: please report the pack"))
+        return self.out
+
+    def check_fields(self) -> None:
+        for name, f in self.pack.fields.items():
+            loc: Loc = ("fields", name)
+            if self.sv.touched(loc):
+                continue
+            if f.type == "choice" and not f.choices:
+                self.out.append(self.doc.diag(loc, "K107", "a choice field needs choices",
+                                              "choices: [high, medium, low]", key=True))
+            if f.type != "choice" and f.choices:
+                self.out.append(self.doc.diag(loc + ("choices",), "K107",
+                                              f"choices only apply to choice fields, not {f.type}",
+                                              "remove choices:, or make it type: choice", key=True))
+            written = self.doc.value_at(loc + ("choices",))
+            if isinstance(written, list):
+                seen: dict[str, int] = {}
+                for i, c in enumerate(written):
+                    if str(c) in seen:
+                        self.out.append(self.doc.diag(loc + ("choices", i), "K107",
+                                                      f"choice '{c}' is listed twice",
+                                                      f"it is item {seen[str(c)] + 1} already"))
+                    seen.setdefault(str(c), i)
+            if f.min is not None and f.max is not None and f.min > f.max:
+                self.out.append(self.doc.diag(loc + ("min",), "K111",
+                                              f"min {f.min:g} is above max {f.max:g}"))
+
+    def check_parameters(self) -> None:
+        for pname, p in self.pack.parameters.items():
+            if not self.sv.touched(("parameters", pname)) and not _param_fits(p.type, p.default):
+                self.out.append(self.doc.diag(("parameters", pname, "default"), "K111",
+                                              f"default {p.default!r} is not {_a(p.type)}",
+                                              _param_hint(p.type)))
+
+    def field_types(self) -> Mapping[str, FieldType]:
+        types_ = pack_field_types(self.pack, self.raw)
+        if self.sv.touched(("steps",)) and not self._edges_readable():
+            types_["action"] = FieldType(UNKNOWN_KIND)  # some action names cannot be read
+        for name in _raw_keys(self.raw, "fields") or ():
+            if name not in self.pack.fields or self.sv.touched(("fields", name)):
+                types_[name] = FieldType(UNKNOWN_KIND)
+        if self.fields is None:
+            return _AnyField(types_)
+        return types_
+
+    def param_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {name: UNKNOWN for name in _raw_keys(self.raw, "parameters") or ()}
+        for name, p in self.pack.parameters.items():
+            fits = _param_fits(p.type, p.default) and not self.sv.touched(("parameters", name))
+            values[name] = p.default if fits else UNKNOWN
+        return values
+
+    def check_steps(self) -> None:
+        doc, sv = self.doc, self.sv
+        for sname, step in self.pack.steps.items():
+            sloc: Loc = ("steps", sname)
+            self.role_refs(sloc + ("role",), step.role)
+            if not sv.touched(sloc):
+                if step.final and step.actions:
+                    self.out.append(doc.diag(sloc + ("actions",), "K113", "a final step has no actions",
+                                             "remove the actions or 'final: true'", key=True))
+                if not step.final and not step.actions:
+                    self.out.append(doc.diag(
+                        sloc, "K113", "this step has no actions and is not final: cases would stay here forever",
+                        "add an action, or mark it 'final: true'", key=True))
+                if not step.final and not step.role and any(not a.role for a in step.actions.values()):
+                    self.out.append(doc.diag(sloc, "K104", "nobody may act here: give the step a role",
+                                             "role: <a role of this pack>", key=True))
+            for aname, action in step.actions.items():
+                aloc: Loc = sloc + ("actions", aname)
+                if action.to is not None:
+                    self.ref(aloc + ("to",), action.to, self.steps, "K105", "step", "steps in this pack")
+                if action.role:
+                    self.role_refs(aloc + ("role",), action.role)
+                self.form(aloc, action.ask, action.require)
+                if action.guard is not None:
+                    cond = self.expr(aloc + ("guard",), action.guard)
+                    if cond is not None:
+                        self.guard_conds.append((f"{sname}.{aname}", cond, aloc + ("guard",)))
+
+    def check_reachability(self) -> None:
+        """Steps no action and no rule leads to (from the document, broken parts too).
+
+        A misspelt step name counts as the step it most resembles: it is reported as
+        unknown already, and the step it meant is not unreachable.
+        """
+        pack, sv, steps = self.pack, self.sv, self.steps
+        if sv.is_broken(("start",)) or steps is None or sv.touched(("rules",)):
+            return  # a rule left out might have moved cases anywhere
+        names = sorted(steps)
+
+        def resolve(name: Any) -> str | None:
+            if not isinstance(name, str):
+                return None
+            return name if name in steps else did_you_mean(name, names)
+
+        start = resolve(pack.start)
+        if start is None or sv.touched(("steps",)) and not self._edges_readable():
+            return
+        edges: dict[str, set[str]] = {}
+        for sname, sdef in _raw_dict(self.raw, "steps").items():
+            for adef in _raw_dict(sdef, "actions").values():
+                to = resolve(adef.get("to") if isinstance(adef, dict) else None)
+                if to is not None:
+                    edges.setdefault(str(sname), set()).add(to)
+        seen = {start}
+        rules = self.raw.get("rules")
+        for rule in rules if isinstance(rules, list) else ():
+            effects = rule.get("then") if isinstance(rule, dict) else None
+            for eff in effects if isinstance(effects, list) else ():
+                if not isinstance(eff, dict):
+                    return  # reported; it might have been a move
+                for name, target in eff.items():
+                    if name == "move" or (name not in self.effects
+                                          and did_you_mean(str(name), list(self.effects)) == "move"):
+                        moved = resolve(target)
+                        if moved is None:
+                            return  # a move whose target cannot be read: reported already
+                        seen.add(moved)
+        todo = list(seen)
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        for sname in pack.steps:
+            if sname not in seen and not sv.touched(("steps", sname)):
+                self.out.append(self.doc.diag(("steps", sname), "K112", "no action or rule leads to this step",
+                                              "add an action with 'to: " + sname + "', a rule that moves here, "
+                                              "or remove the step", severity="warning", key=True))
+
+    def _edges_readable(self) -> bool:
+        """Every action and its ``to:`` can be read, even though some step is broken."""
+        step_keys, action_keys = set(_allowed_keys(PackDef, ("steps", "x"))), set(
+            _allowed_keys(PackDef, ("steps", "x", "actions", "y")))
+        for sdef in _raw_dict(self.raw, "steps").values():
+            if not isinstance(sdef, dict) or not set(sdef) <= step_keys:
+                return False
+            actions = sdef.get("actions", {})
+            if not isinstance(actions, dict):
+                return False
+            for adef in actions.values():
+                if not isinstance(adef, dict) or not set(adef) <= action_keys:
+                    return False
+                if "to" in adef and not isinstance(adef["to"], str):
+                    return False
+        return True
+
+    def check_rules(self) -> None:
+        doc, sv = self.doc, self.sv
+        seen_ids: dict[str, int] = {}
+        for k, rule in enumerate(self.pack.rules):
+            i = sv.orig(("rules",), k)
+            rloc: Loc = ("rules", i)
+            if rule.id in seen_ids:
+                self.out.append(doc.diag(rloc + ("id",), "K108", f"duplicate rule id '{rule.id}'",
+                                         f"rules[{seen_ids[rule.id]}] has the same id; ids name rules in the journal"))
+            seen_ids.setdefault(rule.id, i)
+            if rule.when is not None:
+                cond = self.expr(rloc + ("when",), rule.when)
+                if cond is not None:
+                    self.rule_conds.append((rule.id, cond, rloc + ("when",)))
+            else:
+                self.rule_conds.append((rule.id, TRUE, rloc))
+            for j, eff in enumerate(rule.then):
+                self.check_effect(rloc + ("then", sv.orig(rloc + ("then",), j)), eff)
+
+    def check_effect(self, eloc: Loc, eff: Any) -> None:
+        doc, effects = self.doc, self.effects
+        if not isinstance(eff, dict) or len(eff) != 1:
+            self.out.append(doc.diag(eloc, "K109", "an effect is one key: its type",
+                                     f"effect types: {', '.join(sorted(effects))}; e.g. - move: closed"))
+            return
+        (etype_name, args), = eff.items()
+        etype = effects.get(etype_name)
+        if etype is None:
+            self.out.append(doc.diag(eloc + (etype_name,), "K109", f"unknown effect '{etype_name}'",
+                                     _hint_for(etype_name, effects, "effect types"), key=True))
+            return
+        try:
+            parsed = etype.args.model_validate(args)
+        except ValidationError as exc:
+            usage = (etype.args.__doc__ or "").strip().split("\n")[0].replace("``", "").rstrip(".")
+            for d in _pydantic_problems(doc, exc, etype.args, args, eloc + (etype_name,), code="K110"):
+                self.out.append(d if d.hint or not usage else dataclasses.replace(d, hint=f"write {usage}"))
+            return
+        if etype.check:
+            for prob in etype.check(parsed, self.pack):
+                if self._about_broken(prob):
+                    continue
+                self.out.append(doc.diag(eloc + (etype_name,) + prob.loc, prob.code, prob.message, prob.hint))
+
+    def _about_broken(self, prob: Problem) -> bool:
+        """An effect's problem that only names a part whose definition is broken."""
+        named = set(re.findall(r"'([^']+)'", prob.message))
+        for section, known in (("fields", self.fields), ("roles", self.roles), ("steps", self.steps)):
+            valid = getattr(self.pack, section)
+            if known is None and named:
+                return True
+            if any(n in (known or ()) and (n not in valid or self.sv.touched((section, n))) for n in named):
+                return True
+        return False
+
+    def expr(self, loc: Loc, text: str) -> Cond | None:
+        try:
+            return parse_condition(text, self.types, self.params)
+        except ExprError as exc:
+            self.out.append(self.doc.diag(loc, exc.code, exc.message, exc.hint, col_offset=exc.col))
+            return None
+
+    def check_limits(self) -> None:
+        """Engine limits are load-time diagnostics too (never a runtime surprise)."""
+        from core.rules.limits import check_limits
+
+        nprops = len(self.types) + 4
+        name = f"kefu:validate:{self.pack.procedure}"
+        for rs_name, conds in ((name, self.rule_conds), (name + ":guards", self.guard_conds)):
+            where: dict[str, Loc] = {}
+            rules: list[IRRule] = []
+            for rid, cond, loc in conds:
+                if rid not in where:  # a duplicate id is reported above
+                    where[rid] = loc
+                    rules.append(IRRule(rid, cond))
+            for prob in check_limits(RuleSet.of(rs_name, rules), nprops):
+                loc = where.get(prob.rule_id or "", ("rules",))
+                self.out.append(self.doc.diag(loc, prob.code, prob.message, prob.hint))
+
+
+def _param_fits(kind: str, value: Any) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _param_hint(kind: str) -> str:
+    return {"boolean": "write true or false", "text": "write a quoted text",
+            "integer": "write a whole number without quotes"}.get(kind, "write a number without quotes")
+
+
+def pack_digest(raw: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    """Identity of a procedure version: the pack as loaded plus the company's parameters."""
+    text = json.dumps({"pack": raw, "params": params}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- company config ------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedCompany:
+    company: CompanyDef
+    path: Path
+    doc: YamlDoc
+    procedures: dict[str, CompiledProcedure] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.company.company
+
+
+_COMPANY_PLACEHOLDERS: dict[str, tuple[Any, Any]] = {
+    "kefu": (1, 1),
+    "company": ("broken", "broken"),
+    "name": ("", None),
+}
+
+
+def load_company(path: Path, packs: Mapping[str, LoadedPack],
+                 effects: Mapping[str, EffectType] | None = None,
+                 display_root: Path | None = None) -> tuple[LoadedCompany | None, Diagnostics]:
+    """Load ``config/<company>.yaml`` and compile the procedures it enables.
+
+    Like :func:`load_pack`, every problem of the file comes back in one run.
+    """
+    diags = Diagnostics()
+    doc = YamlDoc(path, _display(path, display_root))
+    if not doc.load(diags):
+        return None, diags
+    raw = doc.plain()
+    sv = salvage(CompanyDef, raw, _COMPANY_PLACEHOLDERS)
+    if sv.invalid:
+        try:
+            CompanyDef.model_validate(raw)
+        except ValidationError as exc:
+            diags.extend(_pydantic_problems(doc, exc, CompanyDef, raw))
+    if sv.model is None:
+        return None, _sorted(diags)
+    company = sv.model
+    effects = effects or effect_registry()
+
+    def names(section: str, valid: Mapping[str, Any]) -> set[str] | None:
+        written = _raw_keys(raw, section)
+        return None if written is None or sv.is_broken((section,)) else set(valid) | written
+
+    deps, people = names("departments", company.departments), names("people", company.people)
+
+    def ref(loc: Loc, name: str, known: set[str] | None, code: str, what: str, hint_what: str) -> None:
+        if known is not None and name not in known:
+            diags.append(doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what)))
+
+    if not sv.is_broken(("timezone",)):
+        try:
+            zoneinfo.ZoneInfo(company.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            guess = did_you_mean(company.timezone, sorted(zoneinfo.available_timezones()))
+            diags.append(doc.diag(("timezone",), "K123", f"unknown time zone '{company.timezone}'",
+                                  "use an IANA name such as Asia/Shanghai"
+                                  + (f" (did you mean '{guess}'?)" if guess else "")))
+
+    def holders(loc: Loc, h: Any) -> None:
+        for i, d in enumerate(h.departments):
+            ref(loc + ("departments", sv.orig(loc + ("departments",), i)), d, deps, "K120", "department",
+                "departments")
+        for i, p in enumerate(h.people):
+            ref(loc + ("people", sv.orig(loc + ("people",), i)), p, people, "K121", "person", "people")
+
+    for rname, h in company.roles.items():
+        holders(("roles", rname), h)
+    for pname, person in company.people.items():
+        dloc: Loc = ("people", pname, "departments")
+        for i, d in enumerate(person.departments):
+            ref(dloc + (sv.orig(dloc, i),), d, deps, "K120", "department", "departments")
+
+    loaded = LoadedCompany(company, path, doc)
+    for key, settings in company.procedures.items():
+        ploc: Loc = ("procedures", key)
+        lp = packs.get(key)
+        if lp is None:
+            diags.append(doc.diag(ploc, "K122", f"unknown procedure '{key}'",
+                                  _hint_for(key, packs, "packs found (packs with errors are left out)"),
+                                  key=True))
+            continue
+        for rname, h in settings.roles.items():
+            holders(ploc + ("roles", rname), h)
+            if rname not in lp.pack.roles:
+                diags.append(doc.diag(ploc + ("roles", rname), "K104", f"unknown role '{rname}'",
+                                      _hint_for(rname, lp.pack.roles, f"roles of {key}"), key=True))
+        params: dict[str, Any] = {k: v.default for k, v in lp.pack.parameters.items()}
+        for pname, value in settings.parameters.items():
+            pdef: ParameterDef | None = lp.pack.parameters.get(pname)
+            if pdef is None:
+                diags.append(doc.diag(ploc + ("parameters", pname), "K116", f"unknown parameter '{pname}'",
+                                      _hint_for(pname, lp.pack.parameters, f"parameters of {key}"), key=True))
+            elif not _param_fits(pdef.type, value):
+                diags.append(doc.diag(ploc + ("parameters", pname), "K111",
+                                      f"parameter '{pname}' must be {_a(pdef.type)}, not {value!r}",
+                                      _param_hint(pdef.type)))
+            else:
+                params[pname] = value
+        fmt = settings.numbering
+        stripped = NUMBERING_RE.sub("", fmt.replace("{procedure}", ""))
+        if not sv.is_broken(ploc + ("numbering",)) and ("{seq" not in fmt or "{" in stripped or "}" in stripped):
+            diags.append(doc.diag(ploc + ("numbering",), "K124", f"bad case-number format {fmt!r}",
+                                  "placeholders: {procedure} {yyyy} {yy} {mm} {dd} {seq:04}; {seq} is required"))
+        # every role of the pack should be held by somebody in this company
+        unsure = any(sv.touched((s,)) for s in ("roles", "people")) or sv.touched(ploc + ("roles",))
+        for rname in lp.pack.roles:
+            held = settings.roles.get(rname) or company.roles.get(rname)
+            by_person = any(rname in p.roles for p in company.people.values())
+            if (held is None or not (held.departments or held.people)) and not by_person \
+                    and rname != "customer" and not unsure:
+                diags.append(doc.diag(ploc, "K125", f"nobody holds role '{rname}' of {key}",
+                                      f"map it under roles: {rname}: {{departments: [...]}}",
+                                      severity="warning", key=True))
+        if settings.enabled and not diags.errors and not sv.invalid:
+            loaded.procedures[key] = compile_procedure(lp.pack, params, company=company.company,
+                                                       effects=effects, raw=lp.raw)
+    # linked-case targets must be enabled in this company
+    for key, proc in loaded.procedures.items():
+        for rule in proc.rules:
+            for etype, args in rule.effects:
+                target = getattr(args, "procedure", None)
+                if etype.name == "open_case" and target not in loaded.procedures:
+                    diags.append(doc.diag(("procedures", key), "K114",
+                                          f"rule '{rule.id}' opens a '{target}' case, "
+                                          "which this company does not enable",
+                                          f"enable it under procedures: {target}: {{}}", key=True))
+    diags = _sorted(diags)
+    return (loaded if not diags.errors else None), diags
+
+
+def coerce_fields(proc: CompiledProcedure, data: Mapping[str, Any], allowed: Iterable[str],
+                  required: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate submitted form data against the step's form: (values, errors by field)."""
+    allowed_set = set(allowed)
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in allowed_set:
+            errors[name] = ("unknown field" if name not in proc.pack.fields
+                            else "this form does not ask for this field")
+            continue
+        try:
+            values[name] = coerce(proc.pack.fields[name], value)
+        except FieldValueError as exc:
+            errors[name] = str(exc)
+    for name in required:
+        if values.get(name) is None and name not in errors:
+            errors[name] = "required"
+    return values, errors
+
+
+__all__ = [
+    "CompiledProcedure",
+    "CompiledRule",
+    "LoadedCompany",
+    "LoadedPack",
+    "Problem",
+    "coerce_fields",
+    "effect_registry",
+    "load_company",
+    "load_pack",
+    "pack_digest",
+]

@@ -1,0 +1,111 @@
+"""A procedure compiled for one company: conditions turned to IR, effects parsed.
+
+A :class:`CompiledProcedure` is immutable. It is rebuilt from the definition stored with
+its procedure version, so a running case keeps the exact rules it started with even
+after the pack on disk changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.definitions import ActionDef, PackDef, StepDef
+from core.effects import EffectType
+from core.fields import fact_value
+from core.rules import ir
+from core.rules.expr import parse_condition
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    id: str
+    cond: ir.Cond
+    effects: tuple[tuple[EffectType, Any], ...]
+    source: str | None = None
+
+
+@dataclass
+class CompiledProcedure:
+    pack: PackDef
+    company: str
+    params: dict[str, Any]
+    digest: str
+    rules: tuple[CompiledRule, ...]
+    guards: dict[tuple[str, str], ir.Cond]
+    ruleset: ir.RuleSet
+    guard_ruleset: ir.RuleSet
+    raw: dict[str, Any] = field(default_factory=dict)
+    version: int = 0  # set once registered in the database
+
+    @property
+    def key(self) -> str:
+        return self.pack.procedure
+
+    def step(self, name: str) -> StepDef:
+        return self.pack.steps[name]
+
+    def action(self, step: str, name: str) -> ActionDef | None:
+        st = self.pack.steps.get(step)
+        return st.actions.get(name) if st else None
+
+    def action_roles(self, step: str, name: str) -> list[str]:
+        st = self.pack.steps[step]
+        act = st.actions[name]
+        return list(act.role or st.role)
+
+    def facts(self, fields: Mapping[str, Any], *, event: str, step: str,
+              action: str | None = None, from_step: str | None = None) -> dict[str, ir.Scalar]:
+        """The one fact rules see: the case's fields plus the system facts."""
+        out: dict[str, ir.Scalar] = {}
+        for name, fdef in self.pack.fields.items():
+            value = fact_value(fdef, fields.get(name))
+            if value is not None:
+                out[name] = value
+        out["event"] = event
+        out["step"] = step
+        if action is not None:
+            out["action"] = action
+        if from_step is not None:
+            out["from_step"] = from_step
+        return out
+
+
+def compile_procedure(pack: PackDef, params: Mapping[str, Any], *, company: str,
+                      effects: Mapping[str, EffectType], raw: Mapping[str, Any] | None = None) -> CompiledProcedure:
+    """Compile a validated pack with a company's parameters (raises on invalid input)."""
+    from core.loader import pack_field_types
+
+    effective = {k: v.default for k, v in pack.parameters.items()}
+    effective.update(params)
+    types = pack_field_types(pack)
+    rules: list[CompiledRule] = []
+    for rule in pack.rules:
+        cond = parse_condition(rule.when, types, effective) if rule.when else ir.TRUE
+        parsed = []
+        for eff in rule.then:
+            (name, args), = eff.items()
+            etype = effects[name]
+            parsed.append((etype, etype.args.model_validate(args)))
+        rules.append(CompiledRule(rule.id, cond, tuple(parsed), rule.source))
+    guards: dict[tuple[str, str], ir.Cond] = {}
+    for sname, step in pack.steps.items():
+        for aname, action in step.actions.items():
+            if action.guard:
+                guards[(sname, aname)] = parse_condition(action.guard, types, effective)
+    raw_def = dict(raw) if raw is not None else pack.model_dump(mode="json", by_alias=True)
+    digest = hashlib.sha256(
+        json.dumps({"pack": raw_def, "params": effective}, sort_keys=True, ensure_ascii=False,
+                   default=str).encode()
+    ).hexdigest()
+    # durable_rules ruleset names are process-global and permanent: carry company,
+    # procedure and the digest of exactly these rules
+    base = f"kefu:{company}:{pack.procedure}:{digest[:16]}"
+    ruleset = ir.RuleSet.of(base, (ir.CompiledRule(r.id, r.cond) for r in rules))
+    guard_ruleset = ir.RuleSet.of(base + ":guards",
+                                  (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items()))
+    return CompiledProcedure(pack, company, effective, digest, tuple(rules), guards, ruleset,
+                             guard_ruleset, raw_def)

@@ -1,0 +1,58 @@
+"""Choosing a rule evaluator.
+
+Every evaluator has the same two methods::
+
+    evaluate(ruleset: RuleSet, facts: Mapping[str, Scalar]) -> frozenset[str]
+    close() -> None
+
+``evaluate`` returns the ids of the rules whose condition holds; it never applies
+effects (the case service does that inside the action's transaction). It raises
+:class:`core.errors.EngineUnavailable` when the engine crashed or hung; the caller's
+transaction then rolls back and the next call gets a fresh engine.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Protocol
+
+from core.rules.ir import RuleSet, Scalar
+
+KINDS = ("durable", "durable-inprocess", "reference")
+
+
+class Evaluator(Protocol):
+    name: str
+
+    def evaluate(self, ruleset: RuleSet, facts: Mapping[str, Scalar]) -> frozenset[str]: ...
+
+    def close(self) -> None: ...
+
+
+def default_kind() -> str:
+    """durable_rules where it can be built (Python < 3.13), else the reference evaluator."""
+    return "durable" if sys.version_info < (3, 13) else "reference"
+
+
+def make_evaluator(kind: str | None = None) -> Evaluator:
+    """Build the evaluator named ``kind`` (see :data:`KINDS`).
+
+    ``durable`` runs durable_rules in a supervised child process, so a crash or hang in
+    its C core costs one action a 503, never the server; ``durable-inprocess`` calls it in
+    this process (benchmarks only); ``reference`` is the pure-Python evaluator.
+    """
+    kind = kind or default_kind()
+    if kind == "reference":
+        from core.rules.reference import ReferenceEvaluator
+
+        return ReferenceEvaluator()
+    if kind == "durable":
+        from core.rules.isolation import IsolatedDurableEvaluator
+
+        return IsolatedDurableEvaluator()
+    if kind == "durable-inprocess":
+        from core.rules.durable_adapter import DurableEvaluator
+
+        return DurableEvaluator()
+    raise ValueError(f"unknown rules engine {kind!r}; choose one of {', '.join(KINDS)}")

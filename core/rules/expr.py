@@ -1,0 +1,452 @@
+"""Condition expressions: parse with an allow-list, type-check, compile to the IR.
+
+Implementers write conditions such as::
+
+    category == "quality" and (line_stopped or affected_qty >= 100)
+    urgency in ["high", "medium"] and not in_scope
+    received_on >= date("2026-10-01")
+
+The text is parsed with :func:`ast.parse` in ``eval`` mode and walked by a visitor that
+accepts only: ``and``/``or``/``not``, comparisons (chained too), ``in``/``not in`` a list
+of literals, ``is None``/``is not None``, field names, literals (strings, numbers,
+``true``/``false``/``null`` and their Python spellings), ``param.<name>`` and
+``date("YYYY-MM-DD")`` / ``datetime("YYYY-MM-DDTHH:MM[:SS]+08:00")``. Anything else —
+calls, attributes, arithmetic, subscripts, lambdas, comprehensions, ``:=`` — is a
+diagnostic (K203) at its own column, never evaluated. There is no ``eval``.
+
+Every name is checked against the declared fields and every literal against the field's
+type (a choice field only accepts one of its choices), so a misspelt field or value is a
+load-time error with a hint, not a rule that silently never fires.
+
+``not`` has no IR node: :func:`negate` pushes it down to the comparisons (De Morgan).
+A comparison on a field without a value is false, so its negation is true: ``not
+urgency == "high"`` holds for a case whose urgency is not set, exactly like ``urgency !=
+"high" or urgency is None``. Write ``urgency != "high"`` to require a value.
+
+Columns in :class:`ExprError` are 0-based *character* offsets into the condition text
+(Python's AST counts UTF-8 bytes; a Chinese literal before the problem would shift it).
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from core.rules.ir import NEGATED_OP, TRUE, Cond, Scalar, encode_value
+
+#: field kinds that compare as strings
+STRING_KINDS = frozenset({"text", "longtext", "choice", "phone", "email", "person", "attachment"})
+NUMBER_KINDS = frozenset({"number", "integer", "money"})
+ORDERED_KINDS = NUMBER_KINDS | {"date", "datetime"}
+
+_AST_OPS = {
+    ast.Eq: "eq",
+    ast.NotEq: "ne",
+    ast.Lt: "lt",
+    ast.LtE: "le",
+    ast.Gt: "gt",
+    ast.GtE: "ge",
+}
+_FLIPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
+_NAMED_CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+
+#: the kind of a field whose definition is broken (the loader reports that problem):
+#: conditions using it are checked for their shape only, so one mistake is one diagnostic
+UNKNOWN_KIND: Final = "unknown"
+
+
+class _Unknown:
+    """The value of a parameter whose definition is broken (reported elsewhere)."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Final = _Unknown()
+
+#: what a construct outside the allow-list is called in a diagnostic
+_CONSTRUCTS: dict[type[ast.AST], str] = {
+    ast.Call: "a function call",
+    ast.Attribute: "attribute access",
+    ast.Subscript: "a subscript ([...] after a value)",
+    ast.Slice: "a slice",
+    ast.Lambda: "a lambda",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a generator expression",
+    ast.NamedExpr: "an assignment (:=)",
+    ast.BinOp: "arithmetic",
+    ast.IfExp: "an if-else expression",
+    ast.Dict: "a mapping ({...})",
+    ast.JoinedStr: "an f-string",
+    ast.FormattedValue: "an f-string",
+    ast.Starred: "unpacking (*)",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+}
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """What the type checker needs to know of a field: its kind and, for choices, the choices."""
+
+    kind: str
+    choices: tuple[str, ...] = ()
+
+
+class ExprError(Exception):
+    """A problem in an expression; ``col`` is a 0-based offset into the expression text."""
+
+    def __init__(self, code: str, message: str, col: int = 0, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.col = col
+        self.hint = hint
+
+    def __repr__(self) -> str:
+        return f"ExprError({self.code!r}, {self.message!r}, col={self.col})"
+
+
+def did_you_mean(word: str, options: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _options_hint(what: str, word: str, options: Sequence[str]) -> str:
+    shown = ", ".join(sorted(options)[:20]) + (", …" if len(options) > 20 else "")
+    guess = did_you_mean(word, options)
+    return f"{what}: {shown}" + (f" (did you mean '{guess}'?)" if guess else "")
+
+
+def parse_condition(text: str, fields: Mapping[str, FieldType],
+                    params: Mapping[str, Scalar | _Unknown] | None = None) -> Cond:
+    """Parse ``text`` into IR, checking names and literal types against ``fields``.
+
+    ``params`` are the pack's parameters (``param.x``) with their values for one
+    company; :data:`UNKNOWN` marks a declared parameter whose value cannot be used.
+    Raises :class:`ExprError` (codes K201–K209) on the first problem in this expression;
+    the loader collects the problems of every expression in a run.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ExprError("K201", "empty condition", 0, "write a condition such as: urgency == \"high\"")
+    lead = len(text) - len(text.lstrip())
+    body = text.strip()
+    try:
+        try:
+            tree = ast.parse(body, mode="eval")
+        except SyntaxError as exc:
+            # SyntaxError counts characters (1-based) on its line
+            col = min(_line_start(body, exc.lineno or 1) + max((exc.offset or 1) - 1, 0), len(body))
+            hint = "conditions look like: urgency == \"high\" and not in_scope"
+            if body[col:col + 1] == "=" and body[col:col + 2] != "==":
+                hint = "compare with == (a single = assigns, which conditions cannot do)"
+            raise ExprError("K201", f"syntax error: {exc.msg}", col, hint) from None
+        compiler = _Compiler(body, fields, params or {})
+        compiler.check_allowed(tree)
+        return compiler.cond(tree.body)
+    except ExprError as exc:
+        exc.col += lead
+        raise
+
+
+def _line_start(text: str, lineno: int) -> int:
+    """Character offset of the start of 1-based line ``lineno`` in ``text``."""
+    return sum(len(line) + 1 for line in text.split("\n")[: max(lineno - 1, 0)])
+
+
+def _is_date_call(node: ast.Call) -> bool:
+    return (isinstance(node.func, ast.Name) and node.func.id in ("date", "datetime")
+            and len(node.args) == 1 and not node.keywords
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+
+
+def _is_param(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "param"
+
+
+class _Compiler:
+    def __init__(self, text: str, fields: Mapping[str, FieldType],
+                 params: Mapping[str, Scalar | _Unknown]) -> None:
+        self.lines = text.split("\n")
+        self.text = text
+        self.fields = fields
+        self.params = params
+
+    def col(self, node: ast.AST) -> int:
+        """Character offset of ``node`` in the text (the AST counts UTF-8 bytes per line)."""
+        lineno = getattr(node, "lineno", 1) or 1
+        byte_col = getattr(node, "col_offset", 0) or 0
+        line = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
+        return _line_start(self.text, lineno) + len(line.encode()[:byte_col].decode(errors="ignore"))
+
+    # -- the allow-list ----------------------------------------------------------------
+    def check_allowed(self, tree: ast.Expression) -> None:
+        """Reject, at its own column, the outermost construct outside the allow-list."""
+        for node in ast.walk(tree):  # breadth first: outer constructs come first
+            what = _CONSTRUCTS.get(type(node))
+            if isinstance(node, ast.Call) and _is_date_call(node):
+                continue
+            if _is_param(node):
+                continue
+            if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert | ast.UAdd):
+                what = f"the operator '{'~' if isinstance(node.op, ast.Invert) else '+'}'"
+            if isinstance(node, ast.Constant) and not (
+                node.value is None or isinstance(node.value, str | int | float | bool)
+            ):
+                what = f"a {type(node.value).__name__} literal"
+            if isinstance(node, ast.Name) and node.id.startswith("__"):
+                what = f"the name '{node.id}'"
+            if what is not None:
+                hint = "conditions use field names, literals, comparisons, in [...], and/or/not"
+                if isinstance(node, ast.Call):
+                    hint = 'the only calls are date("2026-10-01") and datetime("2026-10-08T09:00+08:00")'
+                elif isinstance(node, ast.Attribute):
+                    hint = "the only dotted names are the pack's parameters: param.<name>"
+                elif isinstance(node, ast.BinOp):
+                    hint = "conditions compare fields with values; compute values in a step's form instead"
+                raise ExprError("K203", f"{what} is not allowed in a condition", self.col(node), hint)
+
+    # -- boolean structure -------------------------------------------------------------
+    def cond(self, node: ast.expr) -> Cond:
+        if isinstance(node, ast.BoolOp):
+            key = "and" if isinstance(node.op, ast.And) else "or"
+            parts: list[Cond] = []
+            for value in node.values:
+                sub = self.cond(value)
+                # flatten a and (b and c) so the engine sees one level
+                parts.extend(sub[key] if key in sub else [sub])
+            return {key: parts}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return negate(self.cond(node.operand))
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.Name):
+            if node.id in _NAMED_CONSTANTS:
+                constant = _NAMED_CONSTANTS[node.id]
+                if isinstance(constant, bool):
+                    return TRUE if constant else {"or": []}
+                raise ExprError("K204", "null alone is not a condition", self.col(node),
+                                "write: field is None / field is not None")
+            ftype = self.field(node)
+            if ftype.kind == "boolean":
+                return {"cmp": "eq", "field": node.id, "value": True}
+            # a bare non-boolean field means "has a value"
+            return {"set": node.id}
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            return TRUE if node.value else {"or": []}
+        if _is_param(node):
+            raise ExprError("K204", "a parameter alone is not a condition", self.col(node),
+                            "compare it with a field: satisfaction <= param.low_satisfaction")
+        if isinstance(node, ast.Constant | ast.UnaryOp | ast.Call | ast.List | ast.Tuple | ast.Set):
+            raise ExprError("K204", "a value alone is not a condition", self.col(node),
+                            "compare a field with it: urgency == \"high\"")
+        raise self.unsupported(node)
+
+    def compare(self, node: ast.Compare) -> Cond:
+        left = node.left
+        parts: list[Cond] = []
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            parts.append(self.compare_pair(left, op, right, node))
+            left = right
+        return parts[0] if len(parts) == 1 else {"and": parts}
+
+    def compare_pair(self, left: ast.expr, op: ast.cmpop, right: ast.expr, whole: ast.Compare) -> Cond:
+        if isinstance(op, ast.Is | ast.IsNot):
+            if not self.is_none(right):
+                raise ExprError("K203", "'is' only compares with None", self.col(right),
+                                "write: field is None / field is not None")
+            name = self.field_name(left)
+            return {"unset": name} if isinstance(op, ast.Is) else {"set": name}
+        if isinstance(op, ast.In | ast.NotIn):
+            name = self.field_name(left)
+            ftype = self.fields[name]
+            if not isinstance(right, ast.List | ast.Tuple | ast.Set):
+                raise ExprError("K203", "'in' needs a list of values", self.col(right),
+                                'write: urgency in ["high", "medium"]')
+            values = [self.literal(v, name, ftype) for v in right.elts]
+            alternatives: Cond = {"or": [{"cmp": "eq", "field": name, "value": v} for v in values]}
+            return alternatives if isinstance(op, ast.In) else negate(alternatives)
+        kind = _AST_OPS.get(type(op))
+        if kind is None:  # pragma: no cover - every ast.cmpop is handled above
+            raise self.unsupported(whole)
+        left_is_field = self.is_field(left)
+        right_is_field = self.is_field(right)
+        if left_is_field and right_is_field:
+            raise ExprError("K204", "a condition compares a field with a value, not two fields",
+                            self.col(whole),
+                            "rules see one case's facts at a time; compare each field with a literal")
+        if not left_is_field and not right_is_field:
+            raise ExprError("K204", "a comparison needs a field on one side", self.col(whole),
+                            "write: field == value")
+        if right_is_field:
+            left, right, kind = right, left, _FLIPPED[kind]
+        name = self.field_name(left)
+        ftype = self.fields[name]
+        if self.is_none(right):
+            if kind == "eq":
+                return {"unset": name}
+            if kind == "ne":
+                return {"set": name}
+            raise ExprError("K205", "only == and != compare with null", self.col(right),
+                            "write: field is None / field is not None")
+        value = self.literal(right, name, ftype)
+        if kind not in ("eq", "ne") and ftype.kind not in ORDERED_KINDS | {UNKNOWN_KIND}:
+            raise ExprError("K205", f"field '{name}' is a {ftype.kind}; it has no order",
+                            self.col(whole), "use == / != / in for text, choice and boolean fields")
+        return {"cmp": kind, "field": name, "value": value}
+
+    # -- names and literals ------------------------------------------------------------
+    def is_field(self, node: ast.expr) -> bool:
+        return isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS and not (
+            node.id == "param" and "param" not in self.fields)
+
+    @staticmethod
+    def is_none(node: ast.expr) -> bool:
+        return (isinstance(node, ast.Constant) and node.value is None) or (
+            isinstance(node, ast.Name) and node.id in ("None", "null")
+        )
+
+    def field_name(self, node: ast.expr) -> str:
+        if not self.is_field(node):
+            raise ExprError("K204", "expected a field name here", self.col(node),
+                            "the field goes left of 'in' and 'is': urgency in [\"high\"]")
+        assert isinstance(node, ast.Name)
+        self.field(node)
+        return node.id
+
+    def field(self, node: ast.Name) -> FieldType:
+        ftype = self.fields.get(node.id)
+        if ftype is None:
+            if node.id == "param":
+                raise ExprError("K208", "'param' alone is not a value", self.col(node),
+                                "name the parameter: param.<name>")
+            raise ExprError("K202", f"unknown field '{node.id}'", self.col(node),
+                            _options_hint("fields you can use", node.id, list(self.fields)))
+        if ftype.kind == "multiple":
+            raise ExprError("K209", f"field '{node.id}' holds several values; conditions cannot test it",
+                            self.col(node), "use a single-choice field, or a rule per value")
+        return ftype
+
+    def literal(self, node: ast.expr, name: str, ftype: FieldType) -> Scalar:
+        value = self.raw_literal(node)
+        where = self.col(node)
+        kind = ftype.kind
+        if isinstance(value, _Unknown) or kind == UNKNOWN_KIND:
+            # a broken definition (reported by the loader): keep the shape, skip the types
+            return value if isinstance(value, str | int | float) else 0
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise ExprError("K206", f"field '{name}' is a boolean; compare it with true or false", where,
+                                f"write: {name} (it is true) or not {name}")
+            return value
+        if kind in NUMBER_KINDS:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ExprError("K206", f"field '{name}' is a number; {value!r} is not", where,
+                                "write numbers without quotes: affected_qty >= 100")
+            return value
+        if kind in ("date", "datetime"):
+            if isinstance(value, str):
+                try:
+                    value = (dt.date.fromisoformat(value) if kind == "date"
+                             else dt.datetime.fromisoformat(value))
+                except ValueError:
+                    raise ExprError("K206", f"field '{name}' is a {kind}; {value!r} is not one", where,
+                                    'write dates as "2026-10-01"') from None
+            if kind == "date" and isinstance(value, dt.datetime):
+                value = value.date()
+            if kind == "datetime" and not isinstance(value, dt.datetime) and isinstance(value, dt.date):
+                value = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+            if not isinstance(value, dt.date):
+                raise ExprError("K206", f"field '{name}' is a {kind}; {value!r} is not one", where,
+                                'write date("2026-10-01") or datetime("2026-10-08T09:00+08:00")')
+            if isinstance(value, dt.datetime) and value.tzinfo is None:
+                raise ExprError("K206", f"datetime for '{name}' needs a UTC offset", where,
+                                'write datetime("2026-10-08T09:00+08:00")')
+            encoded = encode_value(value)
+            assert encoded is not None
+            return encoded
+        # string-like kinds
+        if not isinstance(value, str):
+            raise ExprError("K206", f"field '{name}' is {kind}; compare it with a quoted string", where,
+                            f'write: {name} == "..."')
+        if kind == "choice" and ftype.choices and value not in ftype.choices:
+            raise ExprError("K207", f"'{value}' is not a choice of '{name}'", where,
+                            _options_hint("choices", value, ftype.choices))
+        return value
+
+    def raw_literal(self, node: ast.expr) -> object:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.raw_literal(node.operand)
+            if isinstance(inner, int | float) and not isinstance(inner, bool):
+                return -inner
+        if isinstance(node, ast.Name) and node.id in _NAMED_CONSTANTS:
+            return _NAMED_CONSTANTS[node.id]
+        if isinstance(node, ast.Attribute) and _is_param(node):
+            # a pack parameter, fixed per company when the procedure is compiled
+            if node.attr not in self.params:
+                raise ExprError("K208", f"unknown parameter '{node.attr}'", self.col(node),
+                                _options_hint("parameters of this pack", node.attr, list(self.params)))
+            return self.params[node.attr]
+        if isinstance(node, ast.Call) and _is_date_call(node):
+            assert isinstance(node.func, ast.Name) and isinstance(node.args[0], ast.Constant)
+            text = str(node.args[0].value)
+            try:
+                if node.func.id == "date":
+                    return dt.date.fromisoformat(text)
+                return dt.datetime.fromisoformat(text)
+            except ValueError:
+                raise ExprError("K206", f"not a valid {node.func.id}: {text!r}", self.col(node),
+                                'write date("2026-10-01") or datetime("2026-10-08T09:00+08:00")') from None
+        if isinstance(node, ast.Name) and node.id == "param" and "param" not in self.fields:
+            raise ExprError("K208", "'param' alone is not a value", self.col(node),
+                            "name the parameter: param.<name>")
+        if self.is_field(node):
+            raise ExprError("K204", "a condition compares a field with a value, not two fields",
+                            self.col(node), "rules see one case's facts at a time; compare with a literal")
+        raise ExprError("K203", "expected a literal value here", self.col(node),
+                        'values are "text", numbers, true/false, null, date("2026-10-01"), param.<name>')
+
+    def unsupported(self, node: ast.AST) -> ExprError:
+        what = _CONSTRUCTS.get(type(node), f"'{type(node).__name__}'")
+        return ExprError("K203", f"{what} is not allowed in a condition", self.col(node),
+                         "conditions use field names, literals, comparisons, in [...], and/or/not")
+
+
+def negate(cond: Cond) -> Cond:
+    """The exact logical negation of ``cond`` without a ``not`` node.
+
+    A comparison on an unset field is false, so ``not (x == 1)`` holds when x is unset
+    *or* differs: it becomes ``x is unset or x != 1``. Nested groups of the same kind
+    are flattened, so ``not (a and b)`` is one ``or`` group, not nested ``or`` groups.
+    """
+    if "and" in cond:
+        return _flat("or", [negate(c) for c in cond["and"]])
+    if "or" in cond:
+        return _flat("and", [negate(c) for c in cond["or"]])
+    if "set" in cond:
+        return {"unset": cond["set"]}
+    if "unset" in cond:
+        return {"set": cond["unset"]}
+    if "cmp" in cond:
+        name = cond["field"]
+        flipped = {"cmp": NEGATED_OP[cond["cmp"]], "field": name, "value": cond["value"]}
+        return {"or": [{"unset": name}, flipped]}
+    if cond.get("true") is True:
+        return {"or": []}
+    raise ValueError(f"not an IR condition: {cond!r}")
+
+
+def _flat(key: str, parts: list[Cond]) -> Cond:
+    out: list[Cond] = []
+    for part in parts:
+        out.extend(part[key] if key in part else [part])
+    return {key: out}

@@ -1,0 +1,94 @@
+"""Engines and transactions, with SQLite made safe (PITFALLS.md, "SQLite").
+
+SQLite: the driver's own transaction handling is switched off and every transaction
+starts with ``BEGIN IMMEDIATE``, so a read-then-write holds the write lock from its first
+read (no lost updates); WAL, ``busy_timeout``, ``foreign_keys=ON`` on every connection;
+one writer at a time per process (a lock), because connections fighting for the file
+lock back off with sleeps and wreck latency.
+
+PostgreSQL: plain READ COMMITTED transactions; the case service guards the case row
+with its version and serialises the journal chain per company by locking its head row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+DEFAULT_URL = "sqlite:///var/kefu.db"
+
+
+def database_url(url: str | None = None) -> str:
+    return url or os.environ.get("KEFU_DATABASE_URL") or DEFAULT_URL
+
+
+class Database:
+    def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
+        self.url = database_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        # JSON as UTF-8 text (not \u escapes), so a text search finds 张三 in case fields
+        kwargs: dict[str, Any] = {"echo": echo, "future": True,
+                                  "json_serializer": lambda o: json.dumps(o, ensure_ascii=False)}
+        if self.is_sqlite:
+            path = self.url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        if self.is_sqlite:
+            _make_sqlite_safe(self.engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction: commits on success, rolls back on any exception."""
+        if self._write_lock is not None:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (no write lock on SQLite thanks to WAL)."""
+        with self.engine.connect() as conn:
+            conn.info["read_only"] = True
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.info.pop("read_only", None)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_sqlite_safe(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # hand transaction control to SQLAlchemy's "begin" event below
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        # NORMAL in WAL survived kill -9 with nothing acknowledged lost (PITFALLS.md)
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.info.get("read_only"):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

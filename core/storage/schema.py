@@ -1,0 +1,250 @@
+"""Database tables (SQLAlchemy Core). Alembic migrations in core/migrations are made from this.
+
+Every row carries its company; every query of the case service filters on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes only; a naive one is a bug and is refused (SQLite has no zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+company = Table(
+    "company", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("locale", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+app_user = Table(
+    "app_user", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("email", String(200)),
+    Column("password_hash", String(300)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+membership = Table(
+    "membership", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), nullable=False),
+    Column("departments", Json, nullable=False),
+    Column("roles", Json, nullable=False),
+    UniqueConstraint("user_id", "company_id"),
+)
+
+procedure_version = Table(
+    "procedure_version", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("procedure", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("params", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("company_id", "procedure", "version"),
+    UniqueConstraint("company_id", "procedure", "digest", name="uq_procedure_version_digest"),
+)
+
+case = Table(
+    "kefu_case", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("procedure_version_id", ForeignKey("procedure_version.id"), nullable=False),
+    Column("procedure", String(64), nullable=False),
+    Column("number", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # open | closed
+    Column("step", String(64), nullable=False),
+    Column("fields", Json, nullable=False),
+    Column("assignees", Json, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("closed_at", UTCDateTime()),
+    UniqueConstraint("company_id", "number", name="uq_case_number"),
+    Index("ix_case_company_status_step", "company_id", "status", "step"),
+)
+
+case_assignee = Table(
+    "case_assignee", metadata,
+    Column("case_id", ForeignKey("kefu_case.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("ref", String(64), primary_key=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Index("ix_case_assignee_lookup", "company_id", "kind", "ref"),
+)
+
+case_link = Table(
+    "case_link", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("from_case_id", ForeignKey("kefu_case.id"), nullable=False),
+    Column("to_case_id", ForeignKey("kefu_case.id"), nullable=False),
+    Column("link", String(64), nullable=False),
+    Column("rule_id", String(128)),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+journal = Table(
+    "journal", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id")),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("action", String(64)),
+    Column("rule_id", String(128)),
+    Column("procedure_version", Integer),
+    Column("data", Json, nullable=False),
+    Column("facts", Json),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("company_id", "seq", name="uq_journal_seq"),
+    Index("ix_journal_case", "case_id", "seq"),
+)
+
+journal_head = Table(
+    "journal_head", metadata,
+    Column("company_id", ForeignKey("company.id"), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id")),
+    Column("journal_seq", BigInteger),
+    Column("channel", String(32), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("template", String(128), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Index("ix_outbox_pending", "status", "next_attempt_at"),
+)
+
+timer = Table(
+    "timer", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id")),
+    Column("kind", String(32), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("payload", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | claimed | done | cancelled
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime()),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("fired_at", UTCDateTime()),
+    Index("ix_timer_due", "status", "due_at"),
+)
+
+counter = Table(
+    "counter", metadata,
+    Column("company_id", ForeignKey("company.id"), primary_key=True),
+    Column("scope", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# A browser session: the cookie holds a random id, the table only its SHA-256, so a leaked
+# database (or backup) does not hand out live sessions.
+user_session = Table(
+    "user_session", metadata,
+    Column("id", String(64), primary_key=True),  # sha256 hex of the cookie's session id
+    Column("user_id", ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),  # absolute end, whatever the activity
+    Index("ix_user_session_user", "user_id"),
+    Index("ix_user_session_expires", "expires_at"),
+)
+
+# An API token for an integration, bound to one user in one company; stored hashed.
+api_token = Table(
+    "api_token", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the whole token
+    Column("prefix", String(16), nullable=False),  # the first characters, to recognise it in lists
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Index("ix_api_token_company", "company_id", "user_id"),
+)

@@ -1,0 +1,105 @@
+"""Durable timers: rows in the ``timer`` table, written in the caller's transaction.
+
+This module is the contract between whoever *schedules* work for later (SLA deadlines,
+follow-up surveys, schedules, plugins) and the worker that *fires* it
+(``core/worker.py``, ``kefu worker``; embedded in ``kefu serve`` on SQLite).
+
+* ``schedule()`` inserts (or re-schedules) a pending timer inside the transaction of the
+  action that causes it, so a timer exists exactly when the change that needs it was
+  committed.
+* A timer's ``key`` is its idempotency key (unique per database). Re-scheduling a pending
+  timer with the same key moves its ``due_at`` and replaces its payload; a timer that has
+  already fired is left alone (it is *done*: its effects happened once).
+* When a timer is due, the worker claims it (lease), opens a write transaction, calls the
+  handler registered for its ``kind`` with that connection, and marks the timer done in
+  the *same* transaction: the handler's effects happen exactly once even though the timer
+  may be delivered more than once (a worker killed mid-batch, a lease that ran out).
+  A handler must therefore only write through the connection it is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from core.storage.schema import timer
+
+if TYPE_CHECKING:
+    from core.service import CaseService
+
+PENDING, CLAIMED, DONE, CANCELLED = "pending", "claimed", "done", "cancelled"
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A timer handed to its handler."""
+
+    id: int
+    company_id: int
+    case_id: int | None
+    kind: str
+    due_at: dt.datetime
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+TimerHandler = Callable[["CaseService", Connection, DueTimer], None]
+"""``handler(svc, conn, timer)``: do the timer's work through ``conn`` (the worker's write
+transaction, which also marks the timer done). Raise to roll back and retry later."""
+
+HANDLERS: dict[str, TimerHandler] = {}
+
+
+def handler(kind: str) -> Callable[[TimerHandler], TimerHandler]:
+    """Register the handler for timers of ``kind`` (one per kind)."""
+
+    def register(fn: TimerHandler) -> TimerHandler:
+        if kind in HANDLERS and HANDLERS[kind] is not fn:
+            raise ValueError(f"a timer handler for kind {kind!r} is already registered")
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def schedule(conn: Connection, *, company_id: int, case_id: int | None, kind: str, due_at: dt.datetime,
+             key: str, payload: Mapping[str, Any] | None = None) -> None:
+    """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
+    if due_at.tzinfo is None:
+        raise ValueError("timer due_at must be timezone-aware")
+    row = conn.execute(select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == key)).first()
+    if row is None:
+        conn.execute(timer.insert().values(
+            company_id=company_id, case_id=case_id, kind=kind, due_at=due_at, idempotency_key=key,
+            payload=dict(payload or {}), status=PENDING, attempts=0))
+    elif row.status in (PENDING, CANCELLED):
+        conn.execute(update(timer).where(timer.c.id == row.id).values(
+            due_at=due_at, payload=dict(payload or {}), status=PENDING, lease_owner=None, lease_until=None))
+
+
+def cancel(conn: Connection, *, key: str | None = None, case_id: int | None = None,
+           kind: str | None = None) -> int:
+    """Cancel pending timers by key, or by case (and kind). Returns how many."""
+    if key is None and case_id is None:
+        raise ValueError("cancel needs a key or a case")
+    cond = [timer.c.status == PENDING]
+    if key is not None:
+        cond.append(timer.c.idempotency_key == key)
+    if case_id is not None:
+        cond.append(timer.c.case_id == case_id)
+    if kind is not None:
+        cond.append(timer.c.kind == kind)
+    return conn.execute(update(timer).where(and_(*cond)).values(status=CANCELLED)).rowcount or 0
+
+
+def pending(conn: Connection, *, case_id: int | None = None) -> list[dict[str, Any]]:
+    """Pending timers (of one case), earliest first: for explanations and tests."""
+    q = select(timer).where(timer.c.status == PENDING).order_by(timer.c.due_at, timer.c.id)
+    if case_id is not None:
+        q = q.where(timer.c.case_id == case_id)
+    return [dict(r._mapping) for r in conn.execute(q)]
