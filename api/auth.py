@@ -39,6 +39,7 @@ from litestar.middleware import (
     DefineMiddleware,
 )
 from litestar.openapi import ResponseSpec
+from litestar.params import JSONBody
 from litestar.types import ASGIApp, ControllerRouterHandler
 from sqlalchemy import select
 
@@ -373,7 +374,7 @@ def build_auth(svc: CaseService, settings: AuthSettings) -> tuple[DefineMiddlewa
     # security=[{}]: OpenAPI's "no credentials needed" (an empty list is dropped by Litestar)
     @post(LOGIN_PATH, operation_id="login", summary="Sign in", tags=["auth"], status_code=200,
           exclude_from_auth=True, sync_to_thread=True, security=[{}], responses=_problems(401, 403, 422, 423))
-    def login_route(request: Request[Any, Any, Any], data: LoginIn) -> Response[SignedIn]:
+    def login_route(request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> Response[SignedIn]:
         """Sign in with username and password; sets the session cookie.
 
         A new session id is issued at every sign-in and the session the request came with

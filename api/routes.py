@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from api.models import (
     ActIn,
@@ -60,9 +60,9 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
                             generate_examples=False) for c in (401, *codes)}
 
 
-CaseId = Annotated[int, Parameter(ge=1, le=2**62, description="the case id")]
-Limit = Annotated[int, Parameter(ge=1, le=200, description="page size (1–200)")]
-Offset = Annotated[int, Parameter(ge=0, le=2**31, description="items to skip")]
+CaseId = Annotated[int, PathParameter(ge=1, le=2**62, description="the case id")]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="page size (1–200)")]
+Offset = Annotated[int, QueryParameter(ge=0, le=2**31, description="items to skip")]
 
 
 def provide_actor(request: Request[Any, Any, Any], svc: Svc) -> Actor:
@@ -115,7 +115,7 @@ class ProcedureController(Controller):
         return [_describe(svc, actor, rt.procedures[k]) for k in readable_procedures(svc, rt, actor)]
 
     @get("/{key:str}", operation_id="getProcedure", responses=errors(403, 404), sync_to_thread=True)
-    def get_procedure(self, svc: Svc, actor: Me, key: str) -> ProcedureOut:
+    def get_procedure(self, svc: Svc, actor: Me, key: FromPath[str]) -> ProcedureOut:
         """One procedure (its current version): steps, roles, and the form of each action."""
         rt = svc.company(actor.company)
         proc = rt.procedures.get(key)
@@ -132,7 +132,7 @@ class CaseController(Controller):
     dependencies = {"actor": Provide(provide_actor, sync_to_thread=True)}
 
     @post("/", operation_id="openCase", responses=errors(403, 404, 422, 503), sync_to_thread=True)
-    def open_case(self, svc: Svc, actor: Me, data: OpenCase) -> ActOut:
+    def open_case(self, svc: Svc, actor: Me, data: JSONBody[OpenCase]) -> ActOut:
         """Open a case with the opening form's fields. 201 with the case as the rules left it."""
         res = svc.open_case(actor.company, data.procedure, actor, data.fields)
         return ActOut(case_out(res.case, svc.pinned(res.case)), res.fired, res.linked)
@@ -140,13 +140,13 @@ class CaseController(Controller):
     @get("/", operation_id="listCases", responses=errors(403, 422), sync_to_thread=True)
     def list_cases(
         self, svc: Svc, actor: Me,
-        procedure: str | None = None, step: str | None = None,
-        status: Annotated[str | None, Parameter(pattern="^(open|closed)$")] = None,
-        assignee: Annotated[str | None, Parameter(description="person:NAME, role:NAME or department:NAME")] = None,
-        mine: bool = False,
-        q: Annotated[str | None, Parameter(max_length=200, description="text in the number or any field")] = None,
-        created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
-        updated_from: dt.datetime | None = None, updated_to: dt.datetime | None = None,
+        procedure: FromQuery[str | None] = None, step: FromQuery[str | None] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(open|closed)$")] = None,
+        assignee: Annotated[str | None, QueryParameter(description="person:NAME, role:NAME or department:NAME")] = None,
+        mine: FromQuery[bool] = False,
+        q: Annotated[str | None, QueryParameter(max_length=200, description="text in the number or any field")] = None,
+        created_from: FromQuery[dt.datetime | None] = None, created_to: FromQuery[dt.datetime | None] = None,
+        updated_from: FromQuery[dt.datetime | None] = None, updated_to: FromQuery[dt.datetime | None] = None,
         limit: Limit = 50, offset: Offset = 0,
     ) -> CaseList:
         """Cases I may read, newest first; every filter optional; paginated with limit/offset."""
@@ -170,7 +170,7 @@ class CaseController(Controller):
 
     @post("/{case_id:int}/actions/{action:str}", operation_id="takeAction", responses=errors(403, 404, 409, 422, 503), status_code=200,
           sync_to_thread=True)
-    def act(self, svc: Svc, actor: Me, case_id: CaseId, action: str, data: ActIn) -> ActOut:
+    def act(self, svc: Svc, actor: Me, case_id: CaseId, action: FromPath[str], data: JSONBody[ActIn]) -> ActOut:
         """Take an action with its form's fields; ``expected_version`` guards against lost updates."""
         res = svc.act(actor.company, case_id, action, actor, data.fields, data.expected_version)
         return ActOut(case_out(res.case, svc.pinned(res.case)), res.fired, res.linked)
