@@ -1,0 +1,94 @@
+"""Firing due timers: claim (lease) → run the kind's handler → mark done, one transaction.
+
+This is the synchronous core that ``kefu worker``, the worker embedded in ``kefu serve``
+(SQLite) and the scenario runner (``after:`` / ``at:``) all call. A claim writes a lease
+(owner + until) in its own short transaction; the handler then runs in a second write
+transaction that also marks the timer done, so its effects happen exactly once. A worker
+that dies while holding a lease loses nothing: once the lease runs out the timer is due
+again and another worker re-claims it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select, update
+
+from core import timers
+from core.storage.schema import timer
+
+if TYPE_CHECKING:
+    from core.service import CaseService
+
+log = logging.getLogger("kefu.worker")
+
+DEFAULT_LEASE = dt.timedelta(minutes=5)
+RETRY_DELAY = dt.timedelta(minutes=1)
+
+
+def claim(svc: CaseService, *, owner: str, now: dt.datetime, limit: int = 100,
+          lease: dt.timedelta = DEFAULT_LEASE) -> list[timers.DueTimer]:
+    """Lease up to ``limit`` due timers to ``owner`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+    due = or_(timer.c.status == timers.PENDING,
+              (timer.c.status == timers.CLAIMED) & (timer.c.lease_until <= now))
+    q = select(timer).where(due, timer.c.due_at <= now).order_by(timer.c.due_at, timer.c.id).limit(limit)
+    if not svc.db.is_sqlite:
+        q = q.with_for_update(skip_locked=True)
+    with svc.db.write() as conn:
+        rows = conn.execute(q).all()
+        if not rows:
+            return []
+        conn.execute(update(timer).where(timer.c.id.in_([r.id for r in rows])).values(
+            status=timers.CLAIMED, lease_owner=owner, lease_until=now + lease))
+    return [timers.DueTimer(r.id, r.company_id, r.case_id, r.kind, r.due_at, r.idempotency_key,
+                            dict(r.payload or {}), r.attempts + 1) for r in rows]
+
+
+def fire(svc: CaseService, due: timers.DueTimer, *, owner: str, now: dt.datetime) -> bool:
+    """Run one claimed timer's handler and mark it done in the same transaction.
+
+    Returns False (and leaves the timer for another try) when the lease was lost or the
+    handler raised; the handler's writes are then rolled back.
+    """
+    handler = timers.HANDLERS.get(due.kind)
+    try:
+        with svc.db.write() as conn:
+            res = conn.execute(update(timer).where(
+                timer.c.id == due.id, timer.c.status == timers.CLAIMED, timer.c.lease_owner == owner,
+            ).values(status=timers.DONE, fired_at=now, attempts=due.attempts, lease_until=None))
+            if res.rowcount != 1:  # our lease ran out and someone else took it
+                return False
+            if handler is None:
+                raise LookupError(f"no handler for timer kind '{due.kind}'")
+            handler(svc, conn, due)
+        return True
+    except Exception as exc:
+        log.warning("timer %s (%s) failed: %s", due.key, due.kind, exc)
+        with svc.db.write() as conn:
+            conn.execute(update(timer).where(timer.c.id == due.id, timer.c.lease_owner == owner).values(
+                status=timers.PENDING, lease_owner=None, lease_until=None, attempts=due.attempts,
+                due_at=max(due.due_at, now + RETRY_DELAY)))
+        return False
+
+
+def run_due(svc: CaseService, *, now: dt.datetime | None = None, owner: str = "inline",
+            limit: int = 100) -> int:
+    """Fire every timer due at ``now`` (default: the service's clock); returns how many fired.
+
+    Timers a handler schedules for a moment already passed fire in the same call.
+    """
+    fired = 0
+    while True:
+        at = now or svc.clock.now()
+        batch = claim(svc, owner=owner, now=at, limit=limit)
+        if not batch:
+            return fired
+        progress = 0
+        for due in batch:
+            if fire(svc, due, owner=owner, now=at):
+                progress += 1
+        fired += progress
+        if progress == 0:
+            return fired

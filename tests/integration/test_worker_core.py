@@ -1,0 +1,76 @@
+"""Timers fire once through the worker core (claim → handler → done), on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Connection, func, insert, select
+
+from core import timers, worker
+from core.clock import TestClock
+from core.storage import schema as t
+from tests.helpers import service
+
+T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
+
+
+@timers.handler("test.note")
+def _note(svc, conn: Connection, due: timers.DueTimer) -> None:
+    if due.payload.get("fail"):
+        raise RuntimeError("handler failed on purpose")
+    conn.execute(insert(t.counter).values(company_id=due.company_id, scope=due.key, value=due.attempts))
+
+
+def _count(db, scope: str) -> int:
+    with db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(t.counter).where(t.counter.c.scope == scope))
+                   .scalar_one())
+
+
+def test_due_timer_fires_once_and_future_one_waits(db):
+    clock = TestClock(T0)
+    svc = service(db, clock=clock)
+    co = svc.company("demo").id
+    with db.write() as conn:
+        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0 + dt.timedelta(hours=1),
+                        key="soon")
+        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0 + dt.timedelta(days=1),
+                        key="later")
+    assert worker.run_due(svc) == 0
+    clock.advance(dt.timedelta(hours=2))
+    assert worker.run_due(svc) == 1
+    assert worker.run_due(svc) == 0
+    assert _count(db, "soon") == 1 and _count(db, "later") == 0
+    with db.read() as conn:
+        assert [p["idempotency_key"] for p in timers.pending(conn)] == ["later"]
+
+
+def test_failing_handler_writes_nothing_and_is_retried(db):
+    clock = TestClock(T0)
+    svc = service(db, clock=clock)
+    co = svc.company("demo").id
+    with db.write() as conn:
+        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="bad",
+                        payload={"fail": True})
+    assert worker.run_due(svc) == 0
+    with db.read() as conn:
+        row = conn.execute(select(t.timer).where(t.timer.c.idempotency_key == "bad")).one()
+    assert (row.status, row.attempts) == ("pending", 1) and row.due_at > T0
+    with db.write() as conn:  # fixed: the next attempt succeeds, once
+        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="bad")
+    assert worker.run_due(svc) == 1 and _count(db, "bad") == 1
+
+
+def test_expired_lease_is_reclaimed_by_another_worker(db):
+    clock = TestClock(T0)
+    svc = service(db, clock=clock)
+    co = svc.company("demo").id
+    with db.write() as conn:
+        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="orphan")
+    taken = worker.claim(svc, owner="dead-worker", now=T0)  # then it dies without firing
+    assert [d.key for d in taken] == ["orphan"]
+    assert worker.run_due(svc, owner="w2") == 0  # still leased
+    clock.advance(worker.DEFAULT_LEASE + dt.timedelta(seconds=1))
+    assert worker.run_due(svc, owner="w2") == 1
+    assert worker.fire(svc, taken[0], owner="dead-worker", now=clock.now()) is False  # lease lost: no 2nd effect
+    assert _count(db, "orphan") == 1
