@@ -35,3 +35,18 @@ def kefu_cli_commands(cli: Any) -> None:
     ``cli`` is the root ``click.Group``; call ``cli.add_command(...)``. Called once when
     the ``kefu`` command starts, before arguments are parsed. Return value ignored.
     """
+
+
+# -- after commit (called by the worker, outside any action transaction) -------------------
+
+
+@hookspec
+def kefu_notification_channels() -> Any:
+    """Return notification channels (``core.outbox.Channel`` objects) that deliver outbox rows.
+
+    Called once when a worker (``kefu worker`` or the one embedded in ``kefu serve``) starts.
+    Return a list (or ``None``). Results of all plugins are combined; two channels with the
+    same ``name`` are a start-up error naming both plugins. A channel's ``deliver`` is then
+    called after commit, outside any transaction, once per pending message (again after a
+    failure, with the same ``idempotency_key``).
+    """

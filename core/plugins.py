@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -52,3 +53,20 @@ def plugin_manager(*, entry_points: bool = True) -> tuple[pluggy.PluginManager, 
         plugin = pm.get_plugin(info.name)
         info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
     return pm, infos
+
+
+def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """``{name: Channel}`` from every plugin's ``kefu_notification_channels``; duplicates fail."""
+    out: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for impl in pm.hook.kefu_notification_channels.get_hookimpls():
+        channels: list[Any] = impl.function() or []
+        for channel in channels:
+            name = getattr(channel, "name", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin '{impl.plugin_name}': a notification channel has no name")
+            if name in out:
+                raise PluginError(f"notification channel '{name}' is registered by both plugin "
+                                  f"'{owner[name]}' and plugin '{impl.plugin_name}'")
+            out[name], owner[name] = channel, impl.plugin_name
+    return out
