@@ -60,7 +60,7 @@ def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
     out: dict[str, Any] = {}
     owner: dict[str, str] = {}
     for impl in pm.hook.kefu_notification_channels.get_hookimpls():
-        channels: list[Any] = impl.function() or []
+        channels: Any = impl.function() or []
         for channel in channels:
             name = getattr(channel, "name", None)
             if not isinstance(name, str) or not name:
