@@ -16,6 +16,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 import chinese_calendar
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -125,7 +126,9 @@ def test_add_work_time_matches_the_reference(ref: Reference, data: st.DataObject
         if expected is None:  # not enough working time left in the window
             assert due >= ref.instant(ref.minutes)
         else:
-            assert due == ref.instant(expected), (start, work)
+            # compare in UTC: PEP 495 makes an inter-zone == false for an instant in a
+            # repeated (fold) hour, e.g. 01:30 on the day New York leaves daylight saving
+            assert due.astimezone(dt.UTC) == ref.instant(expected), (start, work)
         assert due.tzinfo == ref.tz
 
 
@@ -195,3 +198,26 @@ def test_work_time_between_inverts_add_work_time(zone: str, raw: list[tuple[int,
     if work:
         # the earliest such instant: just before it, the work is not done
         assert calendar.work_time_between(start, due - dt.timedelta(microseconds=1)) < work
+
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(("hours", "start", "work", "due_utc"), [
+    # 2 Nov 2025: 01:00–02:00 happens twice; a minute of work from 00:59 ends at the first 01:00
+    (("00:59-01:00",), dt.datetime(2025, 11, 2, 0, 59, tzinfo=NEW_YORK), dt.timedelta(minutes=1),
+     dt.datetime(2025, 11, 2, 5, 0, tzinfo=dt.UTC)),
+    # 00:30–02:00 on that day lasts 2.5 hours of real time
+    (("00:30-02:00",), dt.datetime(2025, 11, 2, 0, 30, tzinfo=NEW_YORK), dt.timedelta(hours=2, minutes=30),
+     dt.datetime(2025, 11, 2, 7, 0, tzinfo=dt.UTC)),
+    # 8 Mar 2026: 02:00–03:00 does not exist; 01:30–03:30 holds one hour of work
+    (("01:30-03:30",), dt.datetime(2026, 3, 8, 1, 30, tzinfo=NEW_YORK), dt.timedelta(hours=1),
+     dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC)),
+])
+def test_add_work_time_across_new_york_dst_changes(hours: tuple[str, ...], start: dt.datetime,
+                                                   work: dt.timedelta, due_utc: dt.datetime) -> None:
+    calendar = WorkingCalendar(CalendarDef(working_hours=hours, weekend=()), "America/New_York")
+    begin = start
+    due = calendar.add_work_time(begin, work)
+    assert due.astimezone(dt.UTC) == due_utc
+    assert calendar.work_time_between(begin, due) == work
