@@ -27,19 +27,27 @@ def kefu_cli_commands(cli: Any) -> None:
 @click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
 @click.option("--insecure-cookies", is_flag=True, default=None,
               help="send the session cookie over plain HTTP (default: only when serving on loopback)")
-def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | None) -> None:
+@click.option("--worker/--no-worker", "embedded_worker", default=None,
+              help="run a worker thread (timers, schedules, outbox) in this process "
+                   "(default: on for SQLite, off for PostgreSQL where `kefu worker` processes run)")
+def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | None,
+          embedded_worker: bool | None) -> None:
     """Serve the REST API (OpenAPI UI at /schema)."""
     import dataclasses
+    import threading
 
     import uvicorn
 
     from api.app import create_app
     from api.auth import AuthSettings
     from core.catalog import load_catalog
+    from core.cli import _plugin_effects, _pm
+    from core.plugins import PluginError, notification_channels
     from core.setup import build_service
     from core.storage.db import Database
+    from core.worker import Worker
 
-    cat = load_catalog()
+    cat = load_catalog(extra_effects=_plugin_effects())
     if cat.diagnostics.errors:
         for d in cat.diagnostics:
             click.echo(d.format(), err=True)
@@ -51,8 +59,19 @@ def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | Non
         # browsers keep Secure cookies over http://localhost, curl and others do not
         settings = dataclasses.replace(settings, cookie_secure=False)
     app = create_app(svc, auth=settings)
+    worker: Worker | None = None
+    if embedded_worker or (embedded_worker is None and svc.db.is_sqlite):
+        try:
+            channels = notification_channels(_pm()[0])
+        except PluginError as exc:
+            raise click.ClickException(str(exc)) from exc
+        worker = Worker(svc, channels)
+        threading.Thread(target=worker.run, name="kefu-worker", daemon=True).start()
+        click.echo(f"embedded worker {worker.owner}: channels {', '.join(sorted(channels)) or 'none'}")
     click.echo(f"kefu serving http://{host}:{port}  (OpenAPI UI: http://{host}:{port}/schema)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        if worker is not None:
+            worker.stop()
         svc.close()

@@ -3,6 +3,7 @@
     kefu validate [PATH…]     check packs and company configs (exit 0 clean, 2 on errors)
     kefu test [PATH…]         run the scenarios of packs
     kefu init [--demo]        create/migrate the database, load config/ and rules/
+    kefu worker [--once]      fire due timers and schedules, deliver the outbox
     kefu audit verify         check every company's journal hash chain
     kefu plugins              list the plugins, their versions and hooks
 
@@ -110,6 +111,58 @@ def init(demo: bool, db_url: str | None) -> None:
         for (company, user), password in sorted(created.items()):
             click.echo(f"  {user:<10} {password}   {company}")
     svc.close()
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="one round (fire what is due, deliver what is due), then exit")
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 10_000),
+              help="timers / messages claimed at a time")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              help="seconds to sleep when nothing is due")
+@click.option("--lease", default=300, show_default=True, type=click.IntRange(5, 86_400),
+              help="seconds a claimed timer or message stays this worker's before others may take it")
+@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) -> None:
+    """Fire due timers and schedules, deliver the outbox (stop with Ctrl-C or SIGTERM).
+
+    Run one per machine or several against PostgreSQL: they share the work through leases.
+    Exit 0 when stopped, 2 when the rule files have errors, 3 when a plugin is broken.
+    """
+    import datetime as dt
+    import logging
+    import signal
+
+    from core.plugins import notification_channels
+    from core.setup import build_service
+    from core.storage.db import Database
+    from core.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cat = load_catalog(extra_effects=_plugin_effects())
+    if cat.diagnostics.errors:
+        _echo_diags(cat.diagnostics)
+        click.echo("kefu worker: fix the problems above first (kefu validate)", err=True)
+        sys.exit(2)
+    pm, _ = _pm()
+    try:
+        channels = notification_channels(pm)
+    except PluginError as exc:
+        click.echo(f"kefu: {exc}", err=True)
+        sys.exit(3)
+    svc = build_service(Database(db_url), cat)
+    w = Worker(svc, channels, batch=batch, poll=poll, lease=dt.timedelta(seconds=lease))
+    click.echo(f"kefu worker {w.owner}: channels {', '.join(sorted(channels)) or 'none'}", err=True)
+    try:
+        if once:
+            fired, report = w.run_once()
+            click.echo(f"fired {fired} timer(s); messages sent {report.sent}, retried {report.retried}, "
+                       f"failed {report.failed}")
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: w.stop())
+        w.run()
+    finally:
+        svc.close()
 
 
 @cli.group()

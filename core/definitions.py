@@ -256,6 +256,9 @@ class CompanyDef(Strict):
     roles: dict[Key, Holders] = {}
     people: dict[Key, PersonDef] = {}
     procedures: dict[PackKey, ProcedureSettings] = {}
+    # settings handed to each notification channel for this company's messages
+    # (e.g. ``email: {host: smtp.example.com, port: 587}``); the channel validates them
+    channels: dict[Key, dict[str, Any]] = {}
 
     @field_validator("name", mode="before")
     @classmethod

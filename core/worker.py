@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
-from core import timers
+from core import outbox, timers
+from core.outbox import Channel
 from core.storage.schema import timer
 
 if TYPE_CHECKING:
@@ -92,3 +98,81 @@ def run_due(svc: CaseService, *, now: dt.datetime | None = None, owner: str = "i
         fired += progress
         if progress == 0:
             return fired
+
+
+class Worker:
+    """The loop behind ``kefu worker`` and the worker embedded in ``kefu serve``.
+
+    Each round fires the due timers, then delivers the due outbox messages (after the
+    timers' own transactions committed, so a message a timer queued goes out in the same
+    round). It sleeps ``poll`` seconds when a round found nothing to do, and stops after the
+    item at hand when :meth:`stop` is called (SIGTERM/SIGINT in ``kefu worker``).
+    """
+
+    def __init__(self, svc: CaseService, channels: Mapping[str, Channel] | None = None, *,
+                 owner: str | None = None, batch: int = 100, poll: float = 1.0,
+                 lease: dt.timedelta = DEFAULT_LEASE) -> None:
+        self.svc = svc
+        self.channels = dict(channels or {})
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.batch = batch
+        self.poll = poll
+        self.lease = lease
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run_once(self) -> tuple[int, outbox.DeliveryReport]:
+        """One round: every due timer, then every due message. Returns (fired, delivery)."""
+        fired = 0
+        while not self._stop.is_set():
+            at = self.svc.clock.now()
+            claimed = claim(self.svc, owner=self.owner, now=at, limit=self.batch, lease=self.lease)
+            if not claimed:
+                break
+            progress = 0
+            for due in claimed:
+                if self._stop.is_set():  # leave the rest: their lease runs out, another worker takes them
+                    break
+                progress += fire(self.svc, due, owner=self.owner, now=at)
+            fired += progress
+            if progress == 0:
+                break
+        report = outbox.DeliveryReport()
+        while not self._stop.is_set():
+            msgs = outbox.claim(self.svc, owner=self.owner, now=self.svc.clock.now(), limit=self.batch,
+                                lease=self.lease)
+            if not msgs:
+                break
+            settings = outbox.company_channel_settings(self.svc)
+            for msg in msgs:
+                if self._stop.is_set():
+                    break
+                outcome = outbox.deliver_one(self.svc, msg, self.channels, owner=self.owner,
+                                             now=self.svc.clock.now(), settings=settings)
+                report += outbox.DeliveryReport(outcome == "sent", outcome == "retry", outcome == "failed")
+            if len(msgs) < self.batch:
+                break
+        return fired, report
+
+    def run(self) -> None:
+        """Rounds until stopped; a round that fails (database down) is logged and retried."""
+        log.info("worker %s started (batch %d, poll %.1fs, lease %s)", self.owner, self.batch, self.poll,
+                 self.lease)
+        while not self._stop.is_set():
+            try:
+                fired, report = self.run_once()
+            except Exception:
+                log.exception("worker round failed; retrying in %.1fs", self.poll)
+                fired, report = 0, outbox.DeliveryReport()
+            if fired or report.handled:
+                log.info("fired %d timers; messages sent %d, retried %d, failed %d", fired, report.sent,
+                         report.retried, report.failed)
+            else:
+                self._stop.wait(self.poll)
+        log.info("worker %s stopped", self.owner)

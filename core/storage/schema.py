@@ -193,6 +193,8 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime()),
+    Column("lease_owner", String(64)),  # the worker handing it to its channel right now
+    Column("lease_until", UTCDateTime()),
     Index("ix_outbox_pending", "status", "next_attempt_at"),
 )
 
