@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.calendars import CalendarDef
+from core.durations import Duration
 
 KEY_RE = r"^[a-z][a-z0-9_]*$"
 PACK_RE = r"^[a-z][a-z0-9-]*$"
@@ -113,11 +116,128 @@ class ActionDef(Strict):
         return [v] if isinstance(v, str) else v
 
 
+class EventRef(Strict):
+    """A moment in a case's life: entering a step, an action done, or a date field's value."""
+
+    step: Key | None = None
+    steps: list[Key] | None = None
+    action: Key | None = None
+    field: Key | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EventRef:
+        given = [k for k in ("step", "steps", "action", "field") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("say exactly one of step, steps, action, field "
+                             f"(got {', '.join(given) or 'none'})")
+        return self
+
+
+Event = Literal["opened", "closed"] | EventRef
+
+
+class TargetRow(Strict):
+    """One row of a target table: the first row whose ``when`` holds gives the target."""
+
+    when: str | None = None
+    target: Duration
+
+
+class PromisedTarget(Strict):
+    """The due date is a date/time field staff fill in, no later than ``max`` after the start."""
+
+    field: Key
+    max: Duration
+
+
+class PauseDef(Strict):
+    """The clock stops while the case is at one of ``steps`` or while the condition holds."""
+
+    steps: list[Key] = []
+    while_: str | None = Field(default=None, alias="while")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ExtensionDef(Strict):
+    """Doing ``action`` replaces the target with ``target``; the reason field is required."""
+
+    action: Key
+    target: Duration
+    reason: Key
+
+
+def _warning(v: Any) -> Any:
+    if v is None or not isinstance(v, str):
+        return v
+    text = v.strip()
+    if text.endswith("%"):
+        try:
+            pct = float(text[:-1])
+        except ValueError:
+            raise ValueError(f"'{v}' is not a percentage such as 80%") from None
+        if not 0 < pct < 100:
+            raise ValueError("a warning percentage is between 0% and 100% (exclusive)")
+        return text
+    Duration.parse(text)  # raises with the accepted forms
+    return text
+
+
+class StepSlaDef(Strict):
+    """``sla:`` of a step: starts when the case enters the step, stops when it leaves it."""
+
+    label: Label | None = None
+    source: str | None = None
+    target: Duration | list[TargetRow] | PromisedTarget
+    warning: str | None = None
+    pause: PauseDef | None = None
+    extension: ExtensionDef | None = None
+    on_warning: list[dict[str, Any]] = []
+    on_breach: list[dict[str, Any]] = []
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _lbl(cls, v: Any) -> Any:
+        return _label(v)
+
+    @field_validator("warning", mode="before")
+    @classmethod
+    def _warn(cls, v: Any) -> Any:
+        return _warning(v)
+
+
+class SlaDef(StepSlaDef):
+    """An entry of the pack's ``slas:``: a deadline between two moments of the case."""
+
+    label: Label  # required here
+    start: Event = "opened"
+    stop: Event = "closed"
+
+
+class TimerDef(Strict):
+    """An entry of the pack's ``timers:``: effects ``after`` a while ``from`` an event."""
+
+    label: Label | None = None
+    source: str | None = None
+    after: Duration
+    from_: Event = Field(default="opened", alias="from")
+    while_: PauseDef | None = Field(default=None, alias="while")
+    then: list[dict[str, Any]] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _lbl(cls, v: Any) -> Any:
+        return _label(v)
+
+
 class StepDef(Strict):
     label: Label
     role: list[Key] = []
     final: bool = False
     actions: dict[Key, ActionDef] = {}
+    sla: StepSlaDef | None = None
     source: str | None = None
 
     @field_validator("label", mode="before")
@@ -199,6 +319,8 @@ class PackDef(Strict):
     steps: dict[Key, StepDef] = Field(min_length=1)
     rules: list[RuleDef] = []
     records: dict[Key, RecordDef] = {}
+    slas: dict[Key, SlaDef] = {}
+    timers: dict[Key, TimerDef] = {}
 
     @field_validator("title", mode="before")
     @classmethod
@@ -256,6 +378,7 @@ class CompanyDef(Strict):
     roles: dict[Key, Holders] = {}
     people: dict[Key, PersonDef] = {}
     procedures: dict[PackKey, ProcedureSettings] = {}
+    calendar: CalendarDef = CalendarDef()
     # settings handed to each notification channel for this company's messages
     # (e.g. ``email: {host: smtp.example.com, port: 587}``); the channel validates them
     channels: dict[Key, dict[str, Any]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import re
@@ -29,8 +30,10 @@ from core.definitions import (
     NUMBERING_RE,
     PACK_RE,
     CompanyDef,
+    EventRef,
     PackDef,
     ParameterDef,
+    PromisedTarget,
 )
 from core.diagnostics import Diagnostics, Loc, YamlDoc
 from core.effects import BUILTIN_EFFECTS, EffectType, Problem
@@ -549,6 +552,7 @@ class _PackChecker:
         self.check_rules()
         for rname, rec in pack.records.items():
             self.field_refs(("records", rname, "fields"), rec.fields)
+        self.check_time()
         self.check_limits()
         if not self.out.errors and not sv.invalid:
             try:
@@ -723,6 +727,102 @@ class _PackChecker:
             for j, eff in enumerate(rule.then):
                 self.check_effect(rloc + ("then", sv.orig(rloc + ("then",), j)), eff)
 
+    # -- SLAs and timers -----------------------------------------------------------------
+    def _actions(self) -> set[str] | None:
+        if self.steps is None or (self.sv.touched(("steps",)) and not self._edges_readable()):
+            return None
+        return {a for st in self.pack.steps.values() for a in st.actions}
+
+    def event_ref(self, loc: Loc, ev: Any, actions: set[str] | None) -> None:
+        if not isinstance(ev, EventRef):
+            return
+        if ev.step is not None:
+            self.ref(loc + ("step",), ev.step, self.steps, "K127", "step", "steps in this pack")
+        for i, st in enumerate(ev.steps or ()):
+            self.ref(loc + ("steps", i), st, self.steps, "K127", "step", "steps in this pack")
+        if ev.action is not None:
+            self.ref(loc + ("action",), ev.action, actions, "K127", "action", "actions in this pack")
+        if ev.field is not None:
+            self.moment_field(loc + ("field",), ev.field)
+
+    def moment_field(self, loc: Loc, name: str) -> None:
+        self.ref(loc, name, self.fields, "K127", "field", "fields in this pack")
+        fdef = self.pack.fields.get(name)
+        if fdef is not None and fdef.type not in ("date", "datetime"):
+            self.out.append(self.doc.diag(loc, "K128", f"field '{name}' is a {fdef.type} field, not a moment",
+                                          "point at a date or datetime field"))
+
+    def check_sla(self, loc: Loc, sla: Any, actions: set[str] | None, step: str | None) -> None:
+        doc = self.doc
+        if step is None:
+            self.event_ref(loc + ("start",), sla.start, actions)
+            self.event_ref(loc + ("stop",), sla.stop, actions)
+            if sla.start == sla.stop:
+                self.out.append(doc.diag(loc + ("stop",), "K130", "the SLA stops when it starts",
+                                         "stop it at a later moment (an action, a step, closed)"))
+        elif self.pack.steps[step].final:
+            self.out.append(doc.diag(loc, "K130", f"step '{step}' is final: its SLA could never run",
+                                     "put the SLA on a step where work happens"))
+        target = sla.target
+        if isinstance(target, PromisedTarget):
+            self.moment_field(loc + ("target", "field"), target.field)
+        elif isinstance(target, list):
+            for i, row in enumerate(target):
+                if row.when is not None:
+                    self.expr(loc + ("target", i, "when"), row.when)
+            if target and target[-1].when is not None:
+                self.out.append(doc.diag(loc + ("target", len(target) - 1), "K129",
+                                         "the last row has a condition: a case no row matches has no deadline",
+                                         "end the table with a row without when:", severity="warning"))
+        if sla.pause is not None:
+            for i, st in enumerate(sla.pause.steps):
+                self.ref(loc + ("pause", "steps", i), st, self.steps, "K127", "step", "steps in this pack")
+            if sla.pause.while_:
+                self.expr(loc + ("pause", "while"), sla.pause.while_)
+            if self.steps is not None and set(sla.pause.steps) >= {
+                    n for n, st in self.pack.steps.items() if not st.final}:
+                self.out.append(doc.diag(loc + ("pause",), "K130", "the SLA is paused at every step",
+                                         "pause it only where the case waits for someone outside"))
+        ext = sla.extension
+        if ext is not None:
+            self.ref(loc + ("extension", "action"), ext.action, actions, "K127", "action", "actions in this pack")
+            self.ref(loc + ("extension", "reason"), ext.reason, self.fields, "K127", "field", "fields in this pack")
+            requiring = [a for st in self.pack.steps.values() for n, a in st.actions.items() if n == ext.action]
+            if requiring and not any(ext.reason in a.require for a in requiring):
+                self.out.append(doc.diag(loc + ("extension", "reason"), "K131",
+                                         f"action '{ext.action}' does not require field '{ext.reason}'",
+                                         f"add {ext.reason} to the require: of action {ext.action}, so the "
+                                         "reason for the extension is always recorded"))
+        for key in ("on_warning", "on_breach"):
+            for j, eff in enumerate(getattr(sla, key)):
+                self.check_effect(loc + (key, j), eff)
+
+    def check_time(self) -> None:
+        pack, doc = self.pack, self.doc
+        actions = self._actions()
+        for sid, sla in pack.slas.items():
+            if sla is None or self.sv.is_broken(("slas", sid)):
+                continue
+            if sid in pack.steps and pack.steps[sid].sla is not None:
+                self.out.append(doc.diag(("slas", sid), "K131", f"SLA id '{sid}' is also step '{sid}' with its own sla:",
+                                         "a step's sla: is named after the step: rename this one", key=True))
+            self.check_sla(("slas", sid), sla, actions, None)
+        for sname, sdef in pack.steps.items():
+            if sdef.sla is not None and not self.sv.is_broken(("steps", sname, "sla")):
+                self.check_sla(("steps", sname, "sla"), sdef.sla, actions, sname)
+        for tid, timer in pack.timers.items():
+            if self.sv.is_broken(("timers", tid)):
+                continue
+            tloc: Loc = ("timers", tid)
+            self.event_ref(tloc + ("from",), timer.from_, actions)
+            if timer.while_ is not None:
+                for i, wstep in enumerate(timer.while_.steps):
+                    self.ref(tloc + ("while", "steps", i), wstep, self.steps, "K127", "step", "steps in this pack")
+                if timer.while_.while_:
+                    self.expr(tloc + ("while", "while"), timer.while_.while_)
+            for j, eff in enumerate(timer.then):
+                self.check_effect(tloc + ("then", j), eff)
+
     def check_effect(self, eloc: Loc, eff: Any) -> None:
         doc, effects = self.doc, self.effects
         if not isinstance(eff, dict) or len(eff) != 1:
@@ -864,6 +964,19 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
         if known is not None and name not in known:
             diags.append(doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what)))
 
+    if not sv.is_broken(("calendar",)) and not sv.is_broken(("timezone",)):
+        try:
+            from core.calendars import WorkingCalendar
+
+            cal = WorkingCalendar(company.calendar, company.timezone)
+            this_year = dt.date.today().year  # noqa: DTZ011  # which years to warn about, not a deadline
+            for warning in cal.coverage_warnings(range(this_year, this_year + 2)):
+                diags.append(doc.diag(("calendar",) if "calendar" in raw else ("company",), "K126", warning,
+                                      "add that year's official days under calendar: extra_holidays / "
+                                      "extra_workdays, or update the chinesecalendar / holidays package",
+                                      severity="warning"))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass  # an unknown time zone is K123 below
     if not sv.is_broken(("timezone",)):
         try:
             zoneinfo.ZoneInfo(company.timezone)

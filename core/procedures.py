@@ -40,6 +40,8 @@ class CompiledProcedure:
     guard_ruleset: ir.RuleSet
     raw: dict[str, Any] = field(default_factory=dict)
     version: int = 0  # set once registered in the database
+    slas: dict[str, Any] = field(default_factory=dict)  # id -> core.deadlines.CompiledSla
+    timers: dict[str, Any] = field(default_factory=dict)  # id -> core.deadlines.CompiledTimer
 
     @property
     def key(self) -> str:
@@ -107,5 +109,8 @@ def compile_procedure(pack: PackDef, params: Mapping[str, Any], *, company: str,
     ruleset = ir.RuleSet.of(base, (ir.CompiledRule(r.id, r.cond) for r in rules))
     guard_ruleset = ir.RuleSet.of(base + ":guards",
                                   (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items()))
+    from core.deadlines import compile_time
+
+    slas, timers = compile_time(pack, types, effective, effects)
     return CompiledProcedure(pack, company, effective, digest, tuple(rules), guards, ruleset,
-                             guard_ruleset, raw_def)
+                             guard_ruleset, raw_def, slas=slas, timers=timers)

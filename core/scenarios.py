@@ -58,6 +58,7 @@ from core.catalog import Catalog, pack_dirs
 from core.clock import TestClock
 from core.definitions import KEY_RE, CompanyDef, PersonDef
 from core.diagnostics import Diagnostic, Diagnostics, Loc, YamlDoc
+from core.durations import Duration, DurationError
 from core.effects import EffectType
 from core.errors import KefuError
 from core.fields import FieldValueError, coerce
@@ -70,6 +71,7 @@ from core.setup import build_service, create_config_people
 from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
+from core.worker import run_until
 
 SCENARIO_DIR = "scenarios"
 ENGINES = ("durable", "reference")
@@ -87,7 +89,9 @@ _OPEN_KEYS = ("as", "procedure", "fields", "name")
 _ACT_KEYS = ("as", "action", "fields", "version", "case")
 _PERSON_KEYS = ("name", "departments", "roles", "email", "phone")
 _EXPECT_KEYS = ("case", "step", "status", "fields", "assignees", "fired", "outbox", "journal",
-                "actions", "linked", "refused", "error")
+                "actions", "linked", "refused", "error", "deadlines")
+_DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
+DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
 _OUTBOX_KEYS = ("to", "template", "channel", "fields")
 _JOURNAL_KEYS = ("kind", "rule", "action", "actor")
 _ACTIONS_KEYS = ("as", "include", "exclude", "only")
@@ -142,6 +146,11 @@ class AtStep:
 
 
 @dataclass
+class AfterStep:
+    duration: Duration  # on the company's working calendar
+
+
+@dataclass
 class Expect:
     loc: Loc
     case: str | None
@@ -154,8 +163,8 @@ class Expect:
 class Step:
     index: int
     loc: Loc
-    kind: str  # open | act | at | expect
-    body: OpenStep | ActStep | AtStep | None
+    kind: str  # open | act | at | after | expect
+    body: OpenStep | ActStep | AtStep | AfterStep | None
     expect: Expect | None
 
 
@@ -403,7 +412,7 @@ class _Parser:
         for k in unknown:
             guess = did_you_mean(str(k), [*_STEP_KINDS, *_ITEM_EXTRA])
             self.err(loc + (k,), "S102", f"unknown key '{k}'",
-                     "a step is one of open:, act:, at:, expect: (plus source:, note:)"
+                     "a step is one of open:, act:, at:, after:, expect: (plus source:, note:)"
                      + (f" (did you mean '{guess}'?)" if guess else ""), key=True)
         actions = [k for k in kinds if k != "expect"]
         if not kinds:
@@ -418,25 +427,23 @@ class _Parser:
             if k in node:
                 self.text(loc + (k,), k)
         kind = actions[0] if actions else "expect"
-        if kind == "after":
-            self.err(loc + ("after",), "S105", "after: is not supported yet (issue 4: durations and calendars)",
-                     "move the clock with at: <date and time> for now", key=True)
-            return None
-        body: OpenStep | ActStep | AtStep | None = None
+        body: OpenStep | ActStep | AtStep | AfterStep | None = None
         if kind == "open":
             body = self.open_step(loc + ("open",))
         elif kind == "act":
             body = self.act_step(loc + ("act",))
         elif kind == "at":
             body = self.at_step(loc + ("at",))
+        elif kind == "after":
+            body = self.after_step(loc + ("after",))
         expect = None
         if "expect" in node:
-            if kind == "at":
-                self.err(loc + ("expect",), "S103", "at: takes no expect:",
+            if kind in ("at", "after"):
+                self.err(loc + ("expect",), "S103", f"{kind}: takes no expect:",
                          "put the expectation in its own list item: - expect: …", key=True)
             else:
                 expect = self.expect(loc + ("expect",), attached=kind != "expect")
-        if (kind in ("open", "act") and body is None) or (kind == "at" and body is None):
+        if kind != "expect" and body is None:
             return None
         return Step(i, loc, kind, body, expect)
 
@@ -482,6 +489,14 @@ class _Parser:
                      "write at: 2026-10-08 09:00 (company time) or 2026-10-08T01:00Z")
             return None
         return AtStep(moment)
+
+    def after_step(self, loc: Loc) -> AfterStep | None:
+        value = _plain(self.value(loc))
+        try:
+            return AfterStep(Duration.parse(str(value)))
+        except DurationError as exc:
+            self.err(loc, "S103", f"after: {value!r} is not a duration: {exc.message}", exc.hint)
+            return None
 
     # -- expectations ---------------------------------------------------------------------
     def expect(self, loc: Loc, attached: bool) -> Expect | None:
@@ -616,6 +631,33 @@ class _Parser:
         for k in ("include", "exclude"):
             if k in body:
                 out[k] = self._list_of_maps(loc + (k,), _JOURNAL_KEYS, f"journal {k}") or []
+        return out
+
+    def x_deadlines(self, loc: Loc) -> dict[str, tuple[dict[str, Any], Loc]] | None:
+        node = self.value(loc)
+        if not isinstance(node, CommentedMap):
+            self.err(loc, "S103", "deadlines must map an SLA id to what to check",
+                     "e.g. deadlines: {reply: {state: breached, due: 2026-10-09 17:30}}")
+            return None
+        out: dict[str, tuple[dict[str, Any], Loc]] = {}
+        for sid in node:
+            sloc = loc + (sid,)
+            if isinstance(node[sid], str):  # shorthand: the state
+                body: dict[str, Any] = {"state": str(node[sid])}
+            else:
+                raw = self.mapping(sloc, _DEADLINE_KEYS, f"deadlines.{sid}")
+                if raw is None:
+                    continue
+                body = {str(k): _plain(v) for k, v in raw.items()}
+            if "state" in body and body["state"] not in DEADLINE_STATES:
+                self.err(sloc, "S103", f"unknown deadline state {body['state']!r}",
+                         f"states: {', '.join(DEADLINE_STATES)}")
+                continue
+            for k in ("due", "warn", "started"):
+                if k in body and body[k] is not None and parse_moment(body[k]) is None:
+                    self.err(sloc + (k,), "S103", f"{k}: {body[k]!r} is not a date and time",
+                             "write 2026-10-09 17:30 (company time)")
+            out[str(sid)] = (body, sloc)
         return out
 
     def x_actions(self, loc: Loc) -> list[tuple[dict[str, Any], Loc]] | None:
@@ -1053,6 +1095,8 @@ class _Run:
             outcome, fired, refused_by = "ok", None, None
             if isinstance(step.body, AtStep):
                 self.at(step, where)
+            elif isinstance(step.body, AfterStep):
+                self.after(step.body)
             elif isinstance(step.body, OpenStep | ActStep):
                 res = self.open(step, step.body, where) if isinstance(step.body, OpenStep) \
                     else self.act(step, step.body, where)
@@ -1074,7 +1118,11 @@ class _Run:
         if moment < self.clock.now() and self.last is not None:
             raise ScenarioFailed(where, f"at: time only moves forward once something happened: "
                                  f"{self.local(moment)} is before {self.local(self.clock.now())}")
-        self.clock.set(moment)
+        run_until(self.svc, moment)
+
+    def after(self, body: AfterStep) -> None:
+        target = body.duration.add(self.clock.now(), self.svc.calendar(self.company))
+        run_until(self.svc, target)
 
     def local(self, moment: dt.datetime) -> str:
         return moment.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
@@ -1286,6 +1334,40 @@ class _Run:
         out = [f"expected an entry {_show(spec)}; the journal has: {summary}"
                for spec, _ in want["include"] if not match(spec)]
         out += [f"expected no entry {_show(spec)}, but there is one" for spec, _ in want["exclude"] if match(spec)]
+        return out
+
+    def c_deadlines(self, want: dict[str, tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView) -> list[str]:
+        found = {d.id: d for d in self.svc.deadlines(self.company, view.id)}
+        out = []
+        for sid, (spec, _) in want.items():
+            d = found.get(sid)
+            if d is None:
+                out.append(f"no deadline '{sid}' (the pack has: {', '.join(sorted(found)) or 'none'})")
+                continue
+            if "state" in spec and d.state != spec["state"]:
+                out.append(f"deadline '{sid}': expected state {spec['state']}, found {d.state}"
+                           + (f" (due {self.local(d.due_at)})" if d.due_at else ""))
+            for key, got in (("due", d.due_at), ("warn", d.warn_at), ("started", d.started_at)):
+                if key not in spec:
+                    continue
+                if spec[key] is None:
+                    if got is not None:
+                        out.append(f"deadline '{sid}': expected no {key} time, found {self.local(got)}")
+                    continue
+                moment = parse_moment(spec[key])
+                assert moment is not None  # checked when parsed
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=self.tz)
+                if got is None or got != moment:
+                    out.append(f"deadline '{sid}': expected {key} {self.local(moment)}, "
+                               f"found {self.local(got) if got else 'none'}")
+            if "target" in spec and str(d.target) != str(spec["target"]):
+                out.append(f"deadline '{sid}': expected target {spec['target']}, found {d.target}")
+            if "paused" in spec:
+                paused = bool(d.pauses)
+                if bool(spec["paused"]) != paused:
+                    out.append(f"deadline '{sid}': expected {'some' if spec['paused'] else 'no'} pauses, "
+                               f"found {len(d.pauses)}")
         return out
 
     def c_actions(self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None) -> list[str]:

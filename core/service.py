@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from core import deadlines
+from core.calendars import WorkingCalendar
 from core.catalog import Catalog
 from core.clock import SystemClock
 from core.definitions import CompanyDef, PackDef
@@ -142,6 +144,7 @@ class CaseService:
         self._evaluator_kind = evaluator if isinstance(evaluator, str) else None
         self.companies: dict[str, CompanyRuntime] = {}
         self._by_version_id: dict[int, tuple[CompiledProcedure, int]] = {}
+        self._calendars: dict[str, WorkingCalendar] = {}
 
     @property
     def evaluator(self) -> Evaluator:
@@ -362,6 +365,7 @@ class CaseService:
         first = {"kind": "opened", "data": {"number": number, "fields": values, "step": start}}
         seqs = self._persist_effects(conn, rt, proc, case_id, actor, change, first, action=None)
         linked = self._open_linked(conn, rt, proc, case_id, actor, change, depth)
+        self._after_change(conn, rt, proc, case_id)
         return case_id, (sorted(fired), seqs, linked)
 
     def act(self, company: str, case_id: int, action: str, actor: Actor, data: Mapping[str, Any],
@@ -425,10 +429,89 @@ class CaseService:
                 seqs += self._journal(conn, rt, [{"kind": "closed", "data": {"step": change.step}}],
                                       case_id, actor.username, proc.version)
             linked = self._open_linked(conn, rt, proc, case_id, actor, change, 0)
+            self._after_change(conn, rt, proc, case_id)
         view = CaseView(row.id, rt.key, row.procedure, proc.version, row.number, status, change.step,
                         change.fields, [a.to_json() for a in change.assignees], expected_version + 1,
                         row.created_by, row.created_at, now, now if final else None)
         return ActResult(view, fired, seqs, linked)
+
+    # -- time: deadlines and timers ----------------------------------------------------------
+    def calendar(self, company: str) -> WorkingCalendar:
+        """The company's working calendar (``calendar:`` in its config, in its time zone)."""
+        rt = self.company(company)
+        cal = self._calendars.get(rt.key)
+        if cal is None:
+            cal = self._calendars[rt.key] = WorkingCalendar(rt.definition.calendar, rt.definition.timezone)
+        return cal
+
+    def _journal_rows(self, conn: Connection, rt: CompanyRuntime, case_id: int) -> list[dict[str, Any]]:
+        rows = conn.execute(select(t.journal.c.at, t.journal.c.kind, t.journal.c.action, t.journal.c.data)
+                            .where(t.journal.c.company_id == rt.id, t.journal.c.case_id == case_id)
+                            .order_by(t.journal.c.seq)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def _deadlines_in(self, conn: Connection, rt: CompanyRuntime, proc: CompiledProcedure, case_id: int,
+                      now: dt.datetime) -> list[deadlines.Deadline]:
+        journal = self._journal_rows(conn, rt, case_id)
+        return deadlines.compute(proc.slas, journal, self.calendar(rt.key), now,
+                                 lambda fields, step: proc.facts(fields, event="timer", step=step))
+
+    def deadlines(self, company: str, case_id: int, now: dt.datetime | None = None) -> list[deadlines.Deadline]:
+        """Every deadline of a case at ``now`` (default: the clock), explained."""
+        rt = self.company(company)
+        with self.db.read() as conn:
+            row = self._case_row(conn, rt, case_id)
+            proc = self.procedure_for_version(conn, row.procedure_version_id)
+            return self._deadlines_in(conn, rt, proc, case_id, now or self.clock.now())
+
+    def _after_change(self, conn: Connection, rt: CompanyRuntime, proc: CompiledProcedure, case_id: int) -> None:
+        """Recompute the case's deadlines and (re)schedule its timers, in the change's transaction."""
+        if not deadlines.needs_time(proc):
+            return
+        deadlines.refresh(self, conn, rt, proc, case_id)
+
+    def system_change(self, conn: Connection, company_id: int, case_id: int, entry: dict[str, Any],
+                      effects: Sequence[tuple[Any, Any]], rule_id: str) -> None:
+        """Apply effects to a case outside a user action (an SLA escalation, a timer).
+
+        Runs in ``conn`` (the worker's transaction that also marks the timer done), writes
+        the case, its journal (``entry`` first, actor ``system``), outbox and linked cases,
+        and bumps the case version like an action does.
+        """
+        rt = next(r for r in self.companies.values() if r.id == company_id)
+        row = conn.execute(_SEL_CASE, {"cid": case_id, "co": rt.id}).one()
+        proc = self.procedure_for_version(conn, row.procedure_version_id)
+        now = self.clock.now()
+        actor = Actor("system", rt.key, system=True)
+        change = Change(proc, row.number, dict(row.fields), row.step, [Assignee.parse(a) for a in row.assignees],
+                        row.status, now=now)
+        change.facts = proc.facts(row.fields, event="timer", step=row.step)
+        for etype, args in effects:
+            etype.apply(change, args, rule_id)
+        if change.refusal:  # a refusal cannot undo time: journal it, change nothing else
+            refused = f"rule '{change.refusal[0]}' refused: {change.refusal[1]}"
+            entry = {**entry, "data": {**entry.get("data", {}), "refused": refused}}
+            change = Change(proc, row.number, dict(row.fields), row.step,
+                            [Assignee.parse(a) for a in row.assignees], row.status, now=now)
+        if change.step != row.step and not _assigned_by_rule(change):
+            change.assignees = _role_assignees(proc, change.step)
+        final = proc.step(change.step).final
+        if final:
+            change.assignees = []
+        status = "closed" if final else row.status
+        conn.execute(_UPD_CASE, {
+            "cid": case_id, "expected": row.version, "fields": change.fields, "step": change.step,
+            "status": status, "assignees": [a.to_json() for a in change.assignees],
+            "new_version": row.version + 1, "now": now,
+            "closed_at": now if final and row.status != "closed" else row.closed_at})
+        if [a.to_json() for a in change.assignees] != list(row.assignees):
+            self._write_assignees(conn, rt, case_id, change.assignees, replace=True)
+        self._persist_effects(conn, rt, proc, case_id, actor, change, entry, action=None)
+        if final and row.status != "closed":
+            self._journal(conn, rt, [{"kind": "closed", "data": {"step": change.step}}], case_id, "system",
+                          proc.version)
+        self._open_linked(conn, rt, proc, case_id, actor, change, 0)
+        self._after_change(conn, rt, proc, case_id)
 
     # -- internals ------------------------------------------------------------------------
     def _version_id(self, rt: CompanyRuntime, proc: CompiledProcedure) -> int:

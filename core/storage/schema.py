@@ -125,8 +125,10 @@ case = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("closed_at", UTCDateTime()),
+    Column("next_due_at", UTCDateTime()),  # the earliest running deadline (inbox order)
     UniqueConstraint("company_id", "number", name="uq_case_number"),
     Index("ix_case_company_status_step", "company_id", "status", "step"),
+    Index("ix_case_next_due", "company_id", "next_due_at"),
 )
 
 case_assignee = Table(

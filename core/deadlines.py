@@ -1,0 +1,614 @@
+"""Deadlines (SLAs) and pack timers, derived from a case's journal.
+
+A pack declares deadlines under ``slas:`` (between two moments of the case) and on steps
+(``sla:``: from entering the step to leaving it), and one-off timers under ``timers:``.
+Nothing about a deadline is stored as state: :func:`compute` replays the case's journal
+(opened, actions, moves, field changes, closing) into a timeline and derives, for each
+SLA, when its clock started, which target applies (a duration, the first matching row of
+a target table, a date staff promised, an extension), the pauses, the due and warning
+instants on the company's working calendar, and its state. Change a pause, the fields a
+target table reads, or the calendar, and the next computation is consistent with it.
+
+After every change of a case (in the same transaction) :func:`refresh` recomputes and
+(re)schedules the durable timers ``sla.warn`` / ``sla.breach`` / ``pack.timer``; their
+handlers (registered here) recompute again when they fire and act only if the deadline is
+still warned/breached, then apply the SLA's ``on_warning`` / ``on_breach`` effects (or a
+timer's ``then``) as a system change of the case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.calendars import WorkingCalendar
+from core.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
+from core.durations import CalendarSpan, DayEnd, Duration, Elapsed, Workdays, WorkTime
+from core.rules import ir
+from core.rules.expr import parse_condition
+from core.rules.reference import holds
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from core.effects import EffectType
+    from core.procedures import CompiledProcedure
+    from core.service import CaseService
+
+_ZERO = dt.timedelta(0)
+
+# -- compiled definitions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledSla:
+    id: str
+    label: Any
+    source: str | None
+    start: Any  # "opened" | "closed" | EventRef
+    stop: Any
+    step: str | None  # a step's own SLA
+    targets: tuple[tuple[ir.Cond | None, Duration], ...]
+    promised: PromisedTarget | None
+    warning: str | None
+    pause_steps: frozenset[str]
+    pause_cond: ir.Cond | None
+    extension: Any  # ExtensionDef | None
+    on_warning: tuple[tuple[EffectType, Any], ...]
+    on_breach: tuple[tuple[EffectType, Any], ...]
+
+
+@dataclass(frozen=True)
+class CompiledTimer:
+    id: str
+    label: Any
+    source: str | None
+    after: Duration
+    start: Any
+    while_steps: frozenset[str]
+    while_cond: ir.Cond | None
+    then: tuple[tuple[EffectType, Any], ...]
+
+
+def _effects(raw: Sequence[Mapping[str, Any]], effects: Mapping[str, EffectType]) -> tuple[tuple[EffectType, Any], ...]:
+    out = []
+    for eff in raw:
+        (name, args), = eff.items()
+        etype = effects[name]
+        out.append((etype, etype.args.model_validate(args)))
+    return tuple(out)
+
+
+def _pause(p: PauseDef | None, types: Any, params: Mapping[str, Any]) -> tuple[frozenset[str], ir.Cond | None]:
+    if p is None:
+        return frozenset(), None
+    cond = parse_condition(p.while_, types, params) if p.while_ else None
+    return frozenset(p.steps), cond
+
+
+def _compile_sla(sid: str, d: StepSlaDef, start: Any, stop: Any, step: str | None, types: Any,
+                 params: Mapping[str, Any], effects: Mapping[str, EffectType]) -> CompiledSla:
+    targets: tuple[tuple[ir.Cond | None, Duration], ...] = ()
+    promised = None
+    if isinstance(d.target, Duration):
+        targets = ((None, d.target),)
+    elif isinstance(d.target, PromisedTarget):
+        promised = d.target
+    else:
+        rows: list[TargetRow] = list(d.target)
+        targets = tuple((parse_condition(r.when, types, params) if r.when else None, r.target) for r in rows)
+    pause_steps, pause_cond = _pause(d.pause, types, params)
+    return CompiledSla(sid, d.label, d.source, start, stop, step, targets, promised, d.warning, pause_steps,
+                       pause_cond, d.extension, _effects(d.on_warning, effects), _effects(d.on_breach, effects))
+
+
+def compile_time(pack: PackDef, types: Any, params: Mapping[str, Any],
+                 effects: Mapping[str, EffectType]) -> tuple[dict[str, CompiledSla], dict[str, CompiledTimer]]:
+    """The pack's SLAs (``slas:`` and each step's ``sla:``) and ``timers:``, compiled."""
+    slas: dict[str, CompiledSla] = {}
+    for sid, sdef in pack.slas.items():
+        slas[sid] = _compile_sla(sid, sdef, sdef.start, sdef.stop, None, types, params, effects)
+    for sname, step in pack.steps.items():
+        if step.sla is not None:
+            slas[sname] = _compile_sla(sname, step.sla, EventRef(step=sname), None, sname, types, params, effects)
+    timers: dict[str, CompiledTimer] = {}
+    for tid, tdef in pack.timers.items():
+        wsteps, wcond = _pause(tdef.while_, types, params)
+        timers[tid] = CompiledTimer(tid, tdef.label, tdef.source, tdef.after, tdef.from_, wsteps, wcond,
+                                    _effects(tdef.then, effects))
+    return slas, timers
+
+
+# -- the timeline ----------------------------------------------------------------------
+
+
+@dataclass
+class Moment:
+    """The case as it was right after one committed change."""
+
+    at: dt.datetime
+    step: str
+    closed: bool
+    fields: dict[str, Any]
+    actions: tuple[str, ...] = ()  # actions done in this change
+    entered: str | None = None  # the step entered by this change, if it changed
+
+
+#: journal entries that begin a change of the case (the others belong to the change before)
+CHANGE_KINDS = frozenset({"opened", "action", "sla_warning", "sla_breached", "timer_fired"})
+
+
+def timeline(journal: Sequence[Mapping[str, Any]]) -> list[Moment]:
+    """Replay journal entries (oldest first) into the case's state after each change."""
+    out: list[Moment] = []
+    step, closed = "", False
+    fields: dict[str, Any] = {}
+    before = ""
+    cur: Moment | None = None
+    for e in journal:
+        kind, data = e["kind"], e.get("data") or {}
+        if cur is None or kind in CHANGE_KINDS or e["at"] != cur.at:
+            before = step
+            cur = Moment(e["at"], step, closed, dict(fields))
+            out.append(cur)
+        if kind == "opened":
+            fields = dict(data.get("fields") or {})
+            step = data.get("step", step)
+        elif kind == "action":
+            fields.update(data.get("fields") or {})
+            step = data.get("to_step", step)
+            cur.actions = (*cur.actions, e.get("action") or "")
+        elif kind == "moved":
+            step = data.get("to_step", step)
+        elif kind == "field_set":
+            fields[data["field"]] = data.get("new")
+        elif kind == "closed":
+            closed = True
+        cur.step, cur.closed, cur.fields = step, closed, dict(fields)
+        cur.entered = step if step != before else None
+    return out
+
+
+# -- computing deadlines -----------------------------------------------------------------
+
+
+@dataclass
+class Deadline:
+    """One SLA of one case, explained."""
+
+    id: str
+    label: Any
+    source: str | None
+    state: str  # pending | running | paused | warned | met | breached
+    started_at: dt.datetime | None = None
+    start_reason: str = ""
+    target: str | None = None
+    target_reason: str = ""
+    due_at: dt.datetime | None = None
+    warn_at: dt.datetime | None = None
+    stopped_at: dt.datetime | None = None
+    stop_reason: str = ""
+    pauses: list[tuple[dt.datetime, dt.datetime | None]] = field(default_factory=list)
+    counted: dt.timedelta = _ZERO  # time counted so far, in the target's measure
+    measure: str = "elapsed"  # "elapsed" or "working time"
+    extension: dict[str, Any] | None = None
+    skipped_days: list[str] = field(default_factory=list)
+    counted_days: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    breached_at: dt.datetime | None = None
+
+    def as_dict(self, locale: str = "zh-CN") -> dict[str, Any]:
+        def iso(x: dt.datetime | None) -> str | None:
+            return x.astimezone(dt.UTC).isoformat() if x else None
+
+        return {
+            "id": self.id, "label": self.label.text(locale) if self.label else self.id, "source": self.source,
+            "state": self.state, "started_at": iso(self.started_at), "start_reason": self.start_reason,
+            "target": self.target, "target_reason": self.target_reason, "due_at": iso(self.due_at),
+            "warn_at": iso(self.warn_at), "stopped_at": iso(self.stopped_at), "stop_reason": self.stop_reason,
+            "pauses": [{"from": iso(a), "to": iso(b)} for a, b in self.pauses],
+            "counted_seconds": int(self.counted.total_seconds()), "measure": self.measure,
+            "extension": self.extension, "skipped_days": self.skipped_days, "counted_days": self.counted_days,
+            "warnings": self.warnings,
+        }
+
+
+def _parse_instant(value: Any, cal: WorkingCalendar) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            return dt.datetime.combine(day, dt.time(), tzinfo=cal.tz)
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=cal.tz)
+
+
+def _event_at(ev: Any, moments: Sequence[Moment], after: dt.datetime | None, cal: WorkingCalendar,
+              first: bool = True) -> tuple[dt.datetime | None, str]:
+    """When ``ev`` happened (the first time at or after ``after``; the last time if not first)."""
+    if ev == "opened":
+        return (moments[0].at, "the case was opened") if moments else (None, "")
+    hits: list[tuple[dt.datetime, str]] = []
+    if ev == "closed":
+        closing = next((m for m in moments if m.closed), None)
+        hits = [(closing.at, "the case was closed")] if closing else []
+    elif isinstance(ev, EventRef):
+        if ev.field is not None:
+            at = _parse_instant(moments[-1].fields.get(ev.field) if moments else None, cal)
+            return (at, f"field '{ev.field}'") if at else (None, f"field '{ev.field}' is empty")
+        steps = {ev.step} if ev.step else set(ev.steps or ())
+        for m in moments:
+            if ev.action and ev.action in m.actions:
+                hits.append((m.at, f"action '{ev.action}'"))
+            elif steps and m.entered in steps:
+                hits.append((m.at, f"entered step '{m.entered}'"))
+    hits = [h for h in hits if after is None or h[0] >= after]
+    if not hits:
+        return None, ""
+    return hits[0] if first else hits[-1]
+
+
+def _measure(d: Duration) -> str:
+    return "working time" if isinstance(d, WorkTime | Workdays) else "elapsed"
+
+
+class _Meter:
+    """Counts time in one measure (elapsed or working time) on a calendar."""
+
+    def __init__(self, cal: WorkingCalendar, measure: str) -> None:
+        self.cal, self.work = cal, measure == "working time"
+
+    def between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
+        if b <= a:
+            return _ZERO
+        return self.cal.work_time_between(a, b) if self.work else b - a
+
+    def add(self, a: dt.datetime, amount: dt.timedelta) -> dt.datetime:
+        return self.cal.add_work_time(a, amount) if self.work else a + amount
+
+
+def _walk(meter: _Meter, start: dt.datetime, pauses: Sequence[tuple[dt.datetime, dt.datetime | None]],
+          budget: dt.timedelta) -> dt.datetime | None:
+    """Where ``budget`` of active time since ``start`` runs out; None while paused forever."""
+    cursor, left = start, budget
+    for p0, p1 in pauses:
+        if p0 > cursor:
+            avail = meter.between(cursor, p0)
+            if avail >= left:
+                return meter.add(cursor, left)
+            left -= avail
+        if p1 is None:
+            return None
+        cursor = max(cursor, p1)
+    return meter.add(cursor, left)
+
+
+def _daily(cal: WorkingCalendar) -> dt.timedelta:
+    return sum((dt.timedelta(minutes=b - a) for a, b in cal.definition.periods), _ZERO)
+
+
+def _warning_budget(warning: str | None, budget: dt.timedelta, cal: WorkingCalendar) -> dt.timedelta | None:
+    if not warning:
+        return None
+    if warning.endswith("%"):
+        return budget * (float(warning[:-1]) / 100)
+    w = Duration.parse(warning)
+    if isinstance(w, Elapsed):
+        amount = w.delta
+    elif isinstance(w, WorkTime):
+        amount = w.delta
+    elif isinstance(w, Workdays):
+        amount = _daily(cal) * w.count
+    else:
+        return None
+    return budget - amount if amount < budget else _ZERO
+
+
+def compute(slas: Mapping[str, CompiledSla], journal: Sequence[Mapping[str, Any]], cal: WorkingCalendar,
+            now: dt.datetime, facts_of: Any) -> list[Deadline]:
+    """Every SLA of the case at ``now``. ``facts_of(fields, step)`` gives the rule facts."""
+    moments = timeline(journal)
+    fired = {(e.get("data") or {}).get("sla"): e for e in journal if e["kind"] == "sla_breached"}
+    out = []
+    for sla in slas.values():
+        out.append(_one(sla, moments, cal, now, facts_of, fired.get(sla.id)))
+    return out
+
+
+def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now: dt.datetime,
+         facts_of: Any, breach_entry: Mapping[str, Any] | None) -> Deadline:
+    d = Deadline(sla.id, sla.label, sla.source, "pending")
+    if not moments:
+        return d
+    if sla.step is not None:  # the latest visit of the step
+        start, why = _event_at(EventRef(step=sla.step), moments, None, cal, first=False)
+        if moments[0].step == sla.step and start is None:
+            start, why = moments[0].at, f"the case started at step '{sla.step}'"
+    else:
+        start, why = _event_at(sla.start, moments, None, cal)
+    if start is None:
+        d.start_reason = why or "not started yet"
+        return d
+    d.started_at, d.start_reason = start, why
+    if sla.step is not None:
+        # the moment of the latest entry into the step, then the first change that left it
+        first = max((i for i, m in enumerate(moments) if m.at == start and m.step == sla.step), default=0)
+        stop = next((m for m in moments[first + 1:] if m.step != sla.step or m.closed), None)
+        if stop is not None:
+            d.stopped_at = stop.at
+            d.stop_reason = "the case was closed" if stop.closed else f"left for step '{stop.step}'"
+    else:
+        s_at, s_why = _event_at(sla.stop, moments, start, cal)
+        if s_at is None and sla.stop == "closed" and moments[-1].closed:
+            s_at, s_why = moments[-1].at, "the case was closed"
+        if s_at is None and moments[-1].closed:
+            closed_at = next(m.at for m in moments if m.closed)
+            if closed_at >= start:
+                s_at, s_why = closed_at, "the case was closed"
+        d.stopped_at, d.stop_reason = s_at, s_why
+    end = d.stopped_at or now
+    # the state at each moment decides the pauses
+    paused_from: dt.datetime | None = None
+    for m in moments:
+        if m.at > end:
+            break
+        paused = m.step in sla.pause_steps or (
+            sla.pause_cond is not None and holds(sla.pause_cond, facts_of(m.fields, m.step)))
+        at = max(m.at, start)
+        if paused and paused_from is None:
+            paused_from = at
+        elif not paused and paused_from is not None:
+            if at > paused_from:
+                d.pauses.append((paused_from, at))
+            paused_from = None
+    if paused_from is not None:
+        d.pauses.append((paused_from, None if d.stopped_at is None else d.stopped_at))
+    # the target
+    current = moments[-1]
+    target: Duration | None = None
+    ext = sla.extension
+    ext_at = None
+    if ext is not None:
+        ext_at, _ = _event_at(EventRef(action=ext.action), moments, start, cal)
+    if ext is not None and ext_at is not None and (d.stopped_at is None or ext_at <= d.stopped_at):
+        target = ext.target
+        d.target_reason = f"extended by action '{ext.action}'"
+        d.extension = {"at": ext_at.astimezone(dt.UTC).isoformat(), "target": str(ext.target),
+                       "reason": current.fields.get(ext.reason)}
+    elif sla.promised is not None:
+        promised = _parse_instant(current.fields.get(sla.promised.field), cal)
+        limit = sla.promised.max.add(start, cal)
+        if promised is None:
+            d.target_reason = f"field '{sla.promised.field}' not filled in yet: at most {sla.promised.max}"
+            d.target, due = f"≤ {sla.promised.max}", limit
+        else:
+            d.target_reason = f"promised in field '{sla.promised.field}' (at most {sla.promised.max})"
+            d.target, due = "promised", min(promised, limit)
+        d.due_at = due
+    else:
+        facts = facts_of(current.fields, current.step)
+        for i, (cond, dur) in enumerate(sla.targets):
+            if cond is None or holds(cond, facts):
+                target = dur
+                if len(sla.targets) > 1:
+                    d.target_reason = f"row {i + 1} of the target table"
+                break
+        if target is None:
+            d.target_reason = "no row of the target table applies"
+            d.state = "pending"
+            return d
+    if target is not None:
+        d.target = str(target)
+        d.measure = _measure(target)
+        meter = _Meter(cal, d.measure)
+        nominal = target.add(start, cal)
+        budget = meter.between(start, nominal)
+        active_pauses = [(a, b) for a, b in d.pauses if b is None or b > a]
+        d.due_at = nominal if not active_pauses else _walk(meter, start, active_pauses, budget)
+        wb = _warning_budget(sla.warning, budget, cal)
+        if wb is not None:
+            d.warn_at = _walk(meter, start, active_pauses, wb) if active_pauses else meter.add(start, wb)
+        if isinstance(target, CalendarSpan | DayEnd):
+            d.measure = "elapsed"
+        d.counted = meter.between(start, end) - sum(
+            (meter.between(a, min(b or end, end)) for a, b in active_pauses), _ZERO)
+    elif d.due_at is not None and sla.warning and sla.warning.endswith("%"):
+        d.warn_at = start + (d.due_at - start) * (float(sla.warning[:-1]) / 100)
+        d.counted = end - start
+    # state
+    if d.stopped_at is not None:
+        d.state = "met" if d.due_at is None or d.stopped_at <= d.due_at else "breached"
+    elif d.pauses and d.pauses[-1][1] is None:
+        d.state = "paused"
+    elif d.due_at is not None and now >= d.due_at:
+        d.state = "breached"
+    elif d.warn_at is not None and now >= d.warn_at:
+        d.state = "warned"
+    else:
+        d.state = "running"
+    if breach_entry is not None:
+        d.breached_at = breach_entry["at"]
+    if d.due_at is not None and d.due_at > start:
+        expl = cal.explain(start, d.due_at)
+        d.skipped_days = [str(x) for x in expl.skipped]
+        d.counted_days = [str(x) for x in expl.makeup_workdays + expl.company_workdays]
+        d.warnings = list(expl.warnings)
+    return d
+
+
+def explain_lines(d: Deadline, tz: Any) -> list[str]:
+    """A deadline in words, for ``kefu deadlines`` and logs."""
+
+    def t(x: dt.datetime | None) -> str:
+        return x.astimezone(tz).strftime("%Y-%m-%d %H:%M %a") if x else "-"
+
+    label = d.label.text("en") if d.label else d.id
+    out = [f"{d.id} — {label}: {d.state}" + (f" (source {d.source})" if d.source else "")]
+    if d.started_at is None:
+        out.append(f"  not started: {d.start_reason}")
+        return out
+    out.append(f"  started {t(d.started_at)}: {d.start_reason}")
+    if d.target:
+        out.append(f"  target {d.target}" + (f" ({d.target_reason})" if d.target_reason else ""))
+    if d.extension:
+        out.append(f"  extended to {d.extension['target']}; reason: {d.extension.get('reason') or '-'}")
+    out.append(f"  due {t(d.due_at)}" + (f"; warning at {t(d.warn_at)}" if d.warn_at else ""))
+    for a, b in d.pauses:
+        out.append(f"  paused {t(a)} → {t(b) if b else 'now'}")
+    minutes = int(d.counted.total_seconds()) // 60
+    out.append(f"  counted so far: {minutes // 60}h{minutes % 60:02d} of {d.measure}")
+    if d.stopped_at:
+        out.append(f"  stopped {t(d.stopped_at)}: {d.stop_reason}")
+    out.extend(f"  skipped {x}" for x in d.skipped_days)
+    out.extend(f"  counted {x}" for x in d.counted_days)
+    out.extend(f"  warning: {w}" for w in d.warnings)
+    return out
+
+
+# -- pack timers -------------------------------------------------------------------------
+
+
+def timer_due(timer: CompiledTimer, journal: Sequence[Mapping[str, Any]], cal: WorkingCalendar
+              ) -> tuple[dt.datetime, dt.datetime] | None:
+    """(event instant, due instant) of a pack timer for this case, if its event happened."""
+    moments = timeline(journal)
+    at, _ = _event_at(timer.start, moments, None, cal, first=False)
+    if at is None:
+        return None
+    return at, timer.after.add(at, cal)
+
+
+def needs_time(proc: CompiledProcedure) -> bool:
+    return bool(proc.slas or proc.timers)
+
+
+# -- scheduling (in the transaction of each change) ----------------------------------------
+
+TIME_KINDS = ("sla.warn", "sla.breach", "pack.timer")
+
+
+def _iso(x: dt.datetime) -> str:
+    return x.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def refresh(svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure, case_id: int) -> None:
+    """Recompute a case's deadlines; reschedule its SLA and pack timers; set ``next_due_at``."""
+    from sqlalchemy import update
+
+    from core import timers
+    from core.storage import schema as t
+
+    now = svc.clock.now()
+    journal = svc._journal_rows(conn, rt, case_id)
+    cal = svc.calendar(rt.key)
+    closed = any(e["kind"] == "closed" for e in journal)
+    for kind in TIME_KINDS:
+        timers.cancel(conn, case_id=case_id, kind=kind)
+    next_due: dt.datetime | None = None
+    if proc.slas:
+        found = compute(proc.slas, journal, cal, now, lambda f, s: proc.facts(f, event="timer", step=s))
+        done = {(e["kind"], (e.get("data") or {}).get("sla"), (e.get("data") or {}).get("started_at"))
+                for e in journal if e["kind"] in ("sla_warning", "sla_breached")}
+        for d in found:
+            if d.started_at is None or d.stopped_at is not None or d.due_at is None or d.state == "paused":
+                continue
+            started = d.started_at.astimezone(dt.UTC).isoformat()
+            base = f"{case_id}:{d.id}:{_iso(d.started_at)}:{d.target}"
+            payload = {"sla": d.id, "started_at": started}
+            if d.warn_at is not None and ("sla_warning", d.id, started) not in done:
+                timers.schedule(conn, company_id=rt.id, case_id=case_id, kind="sla.warn", due_at=d.warn_at,
+                                key=f"sla.warn:{base}", payload=payload)
+            if ("sla_breached", d.id, started) not in done:
+                timers.schedule(conn, company_id=rt.id, case_id=case_id, kind="sla.breach", due_at=d.due_at,
+                                key=f"sla.breach:{base}", payload=payload)
+                next_due = d.due_at if next_due is None else min(next_due, d.due_at)
+    for timer in proc.timers.values():
+        if closed and timer.start != "closed":
+            continue
+        when = timer_due(timer, journal, cal)
+        if when is None:
+            continue
+        event_at, due = when
+        timers.schedule(conn, company_id=rt.id, case_id=case_id, kind="pack.timer", due_at=due,
+                        key=f"pack.timer:{case_id}:{timer.id}:{_iso(event_at)}",
+                        payload={"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()})
+    conn.execute(update(t.case).where(t.case.c.id == case_id).values(
+        next_due_at=None if closed else next_due))
+
+
+# -- timer handlers (the worker's transaction) -------------------------------------------------
+
+
+def _case_state(svc: CaseService, conn: Connection, due: Any) -> tuple[Any, Any, Any] | None:
+    from sqlalchemy import select
+
+    from core.storage import schema as t
+
+    row = conn.execute(select(t.case).where(t.case.c.id == due.case_id)).first()
+    if row is None:
+        return None
+    rt = next((r for r in svc.companies.values() if r.id == row.company_id), None)
+    if rt is None:
+        return None
+    return row, rt, svc.procedure_for_version(conn, row.procedure_version_id)
+
+
+def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
+    got = _case_state(svc, conn, due)
+    if got is None:
+        return
+    row, rt, proc = got
+    sla = proc.slas.get(due.payload.get("sla"))
+    if sla is None or row.status != "open":
+        return
+    now = svc.clock.now()
+    found = {d.id: d for d in svc._deadlines_in(conn, rt, proc, row.id, now)}
+    d = found.get(sla.id)
+    if d is None or d.started_at is None or d.started_at.astimezone(dt.UTC).isoformat() != due.payload.get("started_at"):
+        return  # the clock restarted since: a newer timer covers it
+    wanted = ("breached",) if kind == "sla_breached" else ("warned", "breached")
+    if d.state not in wanted:
+        return  # paused, met or moved since the timer was set
+    entry = {"kind": kind, "data": {"sla": sla.id, "started_at": due.payload.get("started_at"),
+                                    "due_at": d.due_at.astimezone(dt.UTC).isoformat() if d.due_at else None,
+                                    "target": d.target}}
+    effects = sla.on_breach if kind == "sla_breached" else sla.on_warning
+    svc.system_change(conn, rt.id, row.id, entry, effects, f"sla.{sla.id}")
+
+
+def _pack_timer(svc: CaseService, conn: Connection, due: Any) -> None:
+    got = _case_state(svc, conn, due)
+    if got is None:
+        return
+    row, rt, proc = got
+    timer = proc.timers.get(due.payload.get("timer"))
+    if timer is None:
+        return
+    if row.status != "open" and timer.start != "closed":
+        return
+    data = {"timer": timer.id, "event_at": due.payload.get("event_at")}
+    facts = proc.facts(row.fields, event="timer", step=row.step)
+    if (timer.while_steps and row.step not in timer.while_steps) or (
+            timer.while_cond is not None and not holds(timer.while_cond, facts)):
+        svc._journal(conn, rt, [{"kind": "timer_skipped", "data": {**data, "step": row.step}}], row.id, "system",
+                     proc.version)
+        return
+    svc.system_change(conn, rt.id, row.id, {"kind": "timer_fired", "data": data}, timer.then, f"timer.{timer.id}")
+
+
+def register_handlers() -> None:
+    from core import timers
+
+    if "sla.breach" in timers.HANDLERS:
+        return
+    timers.handler("sla.warn")(lambda svc, conn, due: _sla_timer("sla_warning", svc, conn, due))
+    timers.handler("sla.breach")(lambda svc, conn, due: _sla_timer("sla_breached", svc, conn, due))
+    timers.handler("pack.timer")(_pack_timer)
+
+
+register_handlers()
