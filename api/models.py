@@ -95,7 +95,7 @@ class CaseOut(msgspec.Struct):
     created_at: dt.datetime
     updated_at: dt.datetime
     closed_at: dt.datetime | None
-    deadlines: list[dict[str, Any]]
+    next_due_at: dt.datetime | None  # the earliest running deadline (GET …/deadlines explains it)
 
 
 class CaseList(msgspec.Struct):
@@ -123,6 +123,35 @@ class ActOut(msgspec.Struct):
     case: CaseOut
     fired: list[str]
     linked: list[int]
+
+
+class Pause(msgspec.Struct):
+    start: dt.datetime = msgspec.field(name="from")
+    end: dt.datetime | None = msgspec.field(name="to")
+
+
+class DeadlineOut(msgspec.Struct):
+    """One SLA of a case, explained: why it started, the target, pauses, what was counted."""
+
+    id: str
+    label: str
+    source: str | None
+    state: str  # pending | running | warned | paused | met | breached
+    started_at: dt.datetime | None
+    start_reason: str
+    target: str | None
+    target_reason: str
+    due_at: dt.datetime | None
+    warn_at: dt.datetime | None
+    stopped_at: dt.datetime | None
+    stop_reason: str
+    pauses: list[Pause]
+    counted_seconds: int  # business time counted so far, in the target's measure
+    measure: str  # "working time" or "elapsed"
+    extension: dict[str, Any] | None
+    skipped_days: list[str]  # days off between start and due, with the reason (holiday, weekend…)
+    counted_days: list[str]  # weekend days that counted: make-up working days (调休), company days
+    warnings: list[str]
 
 
 class JournalEntry(msgspec.Struct):
@@ -161,7 +190,7 @@ def case_out(view: CaseView, proc: CompiledProcedure) -> CaseOut:
     assert step_label is not None
     return CaseOut(view.id, view.number, view.procedure, view.procedure_version, view.status, view.step,
                    step_label, view.fields, view.assignees, view.version, view.created_by, view.created_at,
-                   view.updated_at, view.closed_at, [])
+                   view.updated_at, view.closed_at, view.next_due_at)
 
 
 class Problem(msgspec.Struct):

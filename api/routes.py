@@ -21,8 +21,10 @@ from api.models import (
     ActOut,
     CaseList,
     CaseOut,
+    DeadlineOut,
     JournalEntry,
     OpenCase,
+    Pause,
     Problem,
     ProcedureOut,
     RoleOut,
@@ -184,10 +186,28 @@ class CaseController(Controller):
                 for e in svc.journal(actor.company, case_id)]
 
 
+    @get("/{case_id:int}/deadlines", operation_id="getCaseDeadlines", responses=errors(403, 404, 422),
+         sync_to_thread=True)
+    def deadlines(self, svc: Svc, actor: Me, case_id: CaseId) -> list[DeadlineOut]:
+        """The case's deadlines (SLAs), each explained: start, target, due, pauses, days skipped."""
+        require_read(svc, actor, svc.get_case(actor.company, case_id))
+        locale = svc.company(actor.company).definition.locale
+        out = []
+        for d in svc.deadlines(actor.company, case_id):
+            x = d.as_dict(locale)
+            out.append(DeadlineOut(
+                x["id"], x["label"], x["source"], x["state"], d.started_at, x["start_reason"], x["target"],
+                x["target_reason"], d.due_at, d.warn_at, d.stopped_at, x["stop_reason"],
+                [Pause(a, b) for a, b in d.pauses], x["counted_seconds"], x["measure"], x["extension"],
+                x["skipped_days"], x["counted_days"], x["warnings"]))
+        return out
+
+
 @get("/api/v1/inbox", operation_id="getInbox", responses=errors(422), tags=["cases"], sync_to_thread=True,
      dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
 def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> CaseList:
-    """Open cases waiting on me, or on a role or department I hold; longest waiting first."""
+    """Open cases waiting on me, or on a role or department I hold: nearest deadline first, then
+    longest waiting."""
     return _page(svc, inbox(svc, actor, limit=limit, offset=offset))
 
 

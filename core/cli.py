@@ -4,6 +4,7 @@
     kefu test [PATH…]         run the scenarios of packs
     kefu init [--demo]        create/migrate the database, load config/ and rules/
     kefu worker [--once]      fire due timers and schedules, deliver the outbox
+    kefu deadlines NUMBER     explain a case's deadlines
     kefu audit verify         check every company's journal hash chain
     kefu plugins              list the plugins, their versions and hooks
 
@@ -161,6 +162,48 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: w.stop())
         w.run()
+    finally:
+        svc.close()
+
+
+@cli.command()
+@click.argument("number")
+@click.option("--company", default=None, help="the company key (needed when several have a case with this number)")
+@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+def deadlines(number: str, company: str | None, db_url: str | None) -> None:
+    """Explain the deadlines of case NUMBER: start, target, due, pauses, days skipped."""
+    import zoneinfo
+
+    from sqlalchemy import select
+
+    from core.deadlines import explain_lines
+    from core.setup import build_service
+    from core.storage import schema as t
+    from core.storage.db import Database
+
+    cat = load_catalog(extra_effects=_plugin_effects())
+    svc = build_service(Database(db_url), cat, migrate=False)
+    try:
+        with svc.db.read() as conn:
+            q = select(t.case.c.id, t.company.c.key).join(t.company, t.company.c.id == t.case.c.company_id) \
+                .where(t.case.c.number == number)
+            if company:
+                q = q.where(t.company.c.key == company)
+            rows = conn.execute(q).all()
+        if not rows:
+            click.echo(f"kefu deadlines: no case {number}" + (f" in company {company}" if company else ""), err=True)
+            sys.exit(1)
+        if len(rows) > 1:
+            click.echo(f"kefu deadlines: {len(rows)} companies have a case {number}: say --company "
+                       + " or ".join(r.key for r in rows), err=True)
+            sys.exit(1)
+        case_id, key = rows[0]
+        tz = zoneinfo.ZoneInfo(svc.company(key).definition.timezone)
+        found = svc.deadlines(key, case_id)
+        if not found:
+            click.echo(f"case {number}: its procedure has no deadlines")
+        for d in found:
+            click.echo("\n".join(explain_lines(d, tz)))
     finally:
         svc.close()
 

@@ -566,6 +566,10 @@ def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
     sla = proc.slas.get(due.payload.get("sla"))
     if sla is None or row.status != "open":
         return
+    for e in svc._journal_rows(conn, rt, row.id):
+        data = e.get("data") or {}
+        if e["kind"] == kind and data.get("sla") == sla.id and data.get("started_at") == due.payload.get("started_at"):
+            return  # already escalated for this run of the clock
     now = svc.clock.now()
     found = {d.id: d for d in svc._deadlines_in(conn, rt, proc, row.id, now)}
     d = found.get(sla.id)

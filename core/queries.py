@@ -132,10 +132,8 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
 
 
 def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -> CasePage:
-    """Open cases waiting on the actor, or on a role or department they hold — longest waiting first.
-
-    (Deadlines arrive with SLAs; until then "oldest deadline first" is "oldest update first".)
-    """
+    """Open cases waiting on the actor, or on a role or department they hold: the nearest
+    running deadline first (``next_due_at``), then cases without one, longest waiting first."""
     rt = svc.company(actor.company)
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, offset ≥ 0", errors={"limit": "out of range"})
@@ -145,7 +143,8 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
              _mine_clause(svc, rt, actor, procs)]
     with svc.db.read() as conn:
         total = conn.execute(select(func.count()).select_from(c).where(*conds)).scalar_one()
-        rows = conn.execute(select(c).where(*conds).order_by(c.c.updated_at, c.c.id)
+        rows = conn.execute(select(c).where(*conds).order_by(c.c.next_due_at.is_(None), c.c.next_due_at,
+                                                                 c.c.updated_at, c.c.id)
                             .limit(limit).offset(offset)).all()
         items = [svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows]
     return CasePage(items, total, limit, offset)

@@ -89,6 +89,7 @@ class CaseView:
     created_at: dt.datetime
     updated_at: dt.datetime
     closed_at: dt.datetime | None
+    next_due_at: dt.datetime | None = None  # the earliest running deadline
 
 
 @dataclass
@@ -274,7 +275,7 @@ class CaseService:
     def _view(self, rt: CompanyRuntime, row: Any, proc: CompiledProcedure) -> CaseView:
         return CaseView(row.id, rt.key, row.procedure, proc.version, row.number, row.status, row.step,
                         dict(row.fields), list(row.assignees), row.version, row.created_by,
-                        row.created_at, row.updated_at, row.closed_at)
+                        row.created_at, row.updated_at, row.closed_at, row.next_due_at)
 
     def get_case(self, company: str, case_id: int) -> CaseView:
         rt = self.company(company)
@@ -430,9 +431,12 @@ class CaseService:
                                       case_id, actor.username, proc.version)
             linked = self._open_linked(conn, rt, proc, case_id, actor, change, 0)
             self._after_change(conn, rt, proc, case_id)
+            next_due = row.next_due_at
+            if deadlines.needs_time(proc):
+                next_due = conn.execute(select(t.case.c.next_due_at).where(t.case.c.id == case_id)).scalar()
         view = CaseView(row.id, rt.key, row.procedure, proc.version, row.number, status, change.step,
                         change.fields, [a.to_json() for a in change.assignees], expected_version + 1,
-                        row.created_by, row.created_at, now, now if final else None)
+                        row.created_by, row.created_at, now, now if final else None, next_due)
         return ActResult(view, fired, seqs, linked)
 
     # -- time: deadlines and timers ----------------------------------------------------------
