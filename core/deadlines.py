@@ -422,7 +422,8 @@ def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now:
         d.counted = end - start
     # state
     if d.stopped_at is not None:
-        d.state = "met" if d.due_at is None or d.stopped_at <= d.due_at else "breached"
+        # the due instant itself is late: the breach timer fires at it (now >= due)
+        d.state = "met" if d.due_at is None or d.stopped_at < d.due_at else "breached"
     elif d.pauses and d.pauses[-1][1] is None:
         d.state = "paused"
     elif d.due_at is not None and now >= d.due_at:

@@ -667,8 +667,17 @@ class _PackChecker:
                     edges.setdefault(str(sname), set()).add(to)
         seen = {start}
         rules = self.raw.get("rules")
-        for rule in rules if isinstance(rules, list) else ():
-            effects = rule.get("then") if isinstance(rule, dict) else None
+        effect_lists = [rule.get("then") if isinstance(rule, dict) else None
+                        for rule in (rules if isinstance(rules, list) else ())]
+        # timers and SLA escalations move cases too
+        for timer in _raw_dict(self.raw, "timers").values():
+            effect_lists.append(timer.get("then") if isinstance(timer, dict) else None)
+        slas = list(_raw_dict(self.raw, "slas").values()) + [
+            sdef.get("sla") for sdef in _raw_dict(self.raw, "steps").values() if isinstance(sdef, dict)]
+        for sla in slas:
+            if isinstance(sla, dict):
+                effect_lists += [sla.get("on_warning"), sla.get("on_breach")]
+        for effects in effect_lists:
             for eff in effects if isinstance(effects, list) else ():
                 if not isinstance(eff, dict):
                     return  # reported; it might have been a move

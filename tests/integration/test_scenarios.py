@@ -227,6 +227,10 @@ def test_a_named_case_must_be_named_before_it_is_used(pack: Path) -> None:
 
 def test_a_company_config_and_its_people_can_be_used_and_extended(pack: Path) -> None:
     shutil.copytree(ROOT / "config", pack.parent.parent / "config")
+    for other in ROOT.joinpath("rules").glob("*/procedure.yaml"):  # the packs the config enables
+        if other.parent.name != "repair-desk":
+            shutil.copytree(other.parent, pack.parent.parent / "rules" / other.parent.name,
+                            ignore=shutil.ignore_patterns("scenarios"))
     path = write(pack, f"""
         scenario: demo company
         company: config/demo.yaml

@@ -26,5 +26,6 @@ def test_the_example_pack_and_company_config_validate_cleanly(tmp_path: Path) ->
     company_file = tmp_path / "demo.yaml"
     company_file.write_text(company_text, encoding="utf-8")
     lc, diags = load_company(company_file, {lp.key: lp})
-    assert lc is not None and not diags, [d.format() for d in diags]
+    # K126 (no holiday data for next year yet) depends on today's date and the package
+    assert lc is not None and not [d for d in diags if d.code != "K126"], [d.format() for d in diags]
     assert set(lc.procedures) == {"repair-desk"}

@@ -130,8 +130,11 @@ def test_unknown_keys_get_did_you_mean_from_the_allowed_keys() -> None:
 def test_the_shipped_rules_and_config_are_clean() -> None:
     code, reported, output = validate()
     assert code == 0, output
-    assert reported == [], output
-    assert "0 error(s), 0 warning(s)" in output
+    # K126 depends on today's date and the installed chinesecalendar (no data for next year
+    # yet): the only warning allowed, and only about the calendar
+    assert [r for r in reported if r.code != "K126"] == [], output
+    assert all(r.file == "config/demo.yaml" and "no data for" in r.message for r in reported), output
+    assert "0 error(s)" in output
 
 
 def test_a_schema_error_does_not_hide_cross_reference_errors(tmp_path: Path) -> None:
