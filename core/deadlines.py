@@ -137,7 +137,7 @@ class Moment:
 
 
 #: journal entries that begin a change of the case (the others belong to the change before)
-CHANGE_KINDS = frozenset({"opened", "action", "sla_warning", "sla_breached", "timer_fired"})
+CHANGE_KINDS = frozenset({"opened", "action", "sla_warning", "sla_breached", "timer_fired", "schedule_fired"})
 
 
 def timeline(journal: Sequence[Mapping[str, Any]]) -> list[Moment]:
@@ -485,7 +485,8 @@ def timer_due(timer: CompiledTimer, journal: Sequence[Mapping[str, Any]], cal: W
 
 
 def needs_time(proc: CompiledProcedure) -> bool:
-    return bool(proc.slas or proc.timers)
+    """Whether changes of this procedure's cases must recompute deadlines and timers."""
+    return bool(proc.slas or proc.timers or any(s.from_ is not None for s in proc.pack.schedules.values()))
 
 
 # -- scheduling (in the transaction of each change) ----------------------------------------
@@ -540,6 +541,9 @@ def refresh(svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure
                         payload={"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()})
     conn.execute(update(t.case).where(t.case.c.id == case_id).values(
         next_due_at=None if closed else next_due))
+    from core.schedules import refresh_case
+
+    refresh_case(svc, conn, rt, proc, case_id, journal, closed, now)
 
 
 # -- timer handlers (the worker's transaction) -------------------------------------------------

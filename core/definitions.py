@@ -232,6 +232,63 @@ class TimerDef(Strict):
         return _label(v)
 
 
+Frequency = Literal["day", "week", "month", "quarter", "year"]
+_HHMM = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class SchedulePhase(Strict):
+    """One phase of a per-case schedule: ``{every: month, count: 12}`` then ``{every: quarter}``."""
+
+    every: Frequency
+    count: int | None = Field(default=None, ge=1, le=1000)
+
+
+class ScheduleDef(Strict):
+    """An entry of the pack's ``schedules:``: something that recurs.
+
+    Without ``from`` it is the company's calendar schedule and opens a case of this pack
+    (``open:``) at each occurrence; with ``from`` it runs per case, relative to an event of
+    the case, applying ``then:`` effects until the case closes.
+    """
+
+    label: Label
+    source: str | None = None
+    every: Frequency | list[SchedulePhase]
+    on: int | str | None = None
+    at: Annotated[str, Field(pattern=_HHMM)] = "09:00"
+    from_: Event | None = Field(default=None, alias="from")
+    open: dict[str, Any] | None = None
+    then: list[dict[str, Any]] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _lbl(cls, v: Any) -> Any:
+        return _label(v)
+
+    @model_validator(mode="after")
+    def _shape(self) -> ScheduleDef:
+        if self.from_ is None:
+            if isinstance(self.every, list):
+                raise ValueError("phases (every: [...]) need from: an event of the case to count from")
+            if self.then:
+                raise ValueError("a company schedule (no from:) opens cases with open:, it has no then:")
+        elif self.open is not None:
+            raise ValueError("a per-case schedule (with from:) acts on its case with then:, not open:")
+        elif not self.then:
+            raise ValueError("a per-case schedule needs then: effects")
+        return self
+
+
+class ScheduleOverride(Strict):
+    """A company's change to a pack's schedule: switch it off, move its day or time."""
+
+    enabled: bool = True
+    on: int | str | None = None
+    at: Annotated[str | None, Field(pattern=_HHMM)] = None
+
+
 class StepDef(Strict):
     label: Label
     role: list[Key] = []
@@ -321,6 +378,7 @@ class PackDef(Strict):
     records: dict[Key, RecordDef] = {}
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}
+    schedules: dict[Key, ScheduleDef] = {}
 
     @field_validator("title", mode="before")
     @classmethod
@@ -363,6 +421,7 @@ class ProcedureSettings(Strict):
     parameters: dict[Key, Any] = {}
     numbering: str = "{procedure}-{yyyy}{mm}{dd}-{seq:04}"
     roles: dict[Key, Holders] = {}
+    schedules: dict[Key, ScheduleOverride] = {}
 
 
 class CompanyDef(Strict):

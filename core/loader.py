@@ -669,9 +669,10 @@ class _PackChecker:
         rules = self.raw.get("rules")
         effect_lists = [rule.get("then") if isinstance(rule, dict) else None
                         for rule in (rules if isinstance(rules, list) else ())]
-        # timers and SLA escalations move cases too
-        for timer in _raw_dict(self.raw, "timers").values():
-            effect_lists.append(timer.get("then") if isinstance(timer, dict) else None)
+        # timers, schedules and SLA escalations move cases too
+        for section in ("timers", "schedules"):
+            for timer in _raw_dict(self.raw, section).values():
+                effect_lists.append(timer.get("then") if isinstance(timer, dict) else None)
         slas = list(_raw_dict(self.raw, "slas").values()) + [
             sdef.get("sla") for sdef in _raw_dict(self.raw, "steps").values() if isinstance(sdef, dict)]
         for sla in slas:
@@ -831,6 +832,37 @@ class _PackChecker:
                     self.expr(tloc + ("while", "while"), timer.while_.while_)
             for j, eff in enumerate(timer.then):
                 self.check_effect(tloc + ("then", j), eff)
+        for name, sched in pack.schedules.items():
+            if self.sv.is_broken(("schedules", name)):
+                continue
+            self.check_schedule(("schedules", name), sched, actions)
+
+    def check_schedule(self, loc: Loc, sched: Any, actions: set[str] | None) -> None:
+        from core.schedules import check_on
+
+        doc = self.doc
+        if sched.from_ is not None:
+            self.event_ref(loc + ("from",), sched.from_, actions)
+        if isinstance(sched.every, str):
+            problem = check_on(sched.every, sched.on)
+            if problem:
+                self.out.append(doc.diag(loc + ("on",), "K450", problem))
+        elif sched.on is not None:
+            self.out.append(doc.diag(loc + ("on",), "K450", "on: is for calendar schedules; phases count from: their event",
+                                     "remove on: (the occurrences fall on the event's day of the month)"))
+        opening = sched.open or {}
+        for k in opening:
+            if k != "fields":
+                self.out.append(doc.diag(loc + ("open", k), "K451", f"unknown key '{k}' under open:",
+                                         "open: takes fields: {field: value}", key=True))
+        fields = opening.get("fields") or {}
+        if not isinstance(fields, dict):
+            self.out.append(doc.diag(loc + ("open", "fields"), "K451", "open: fields must be a mapping"))
+            fields = {}
+        for fname in fields:
+            self.ref(loc + ("open", "fields", fname), str(fname), self.fields, "K451", "field", "fields in this pack")
+        for j, eff in enumerate(sched.then):
+            self.check_effect(loc + ("then", j), eff)
 
     def check_effect(self, eloc: Loc, eff: Any) -> None:
         doc, effects = self.doc, self.effects
@@ -1023,6 +1055,19 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
             if rname not in lp.pack.roles:
                 diags.append(doc.diag(ploc + ("roles", rname), "K104", f"unknown role '{rname}'",
                                       _hint_for(rname, lp.pack.roles, f"roles of {key}"), key=True))
+        for sname, override in settings.schedules.items():
+            sdef = lp.pack.schedules.get(sname)
+            if sdef is None:
+                diags.append(doc.diag(ploc + ("schedules", sname), "K452", f"unknown schedule '{sname}'",
+                                      _hint_for(sname, lp.pack.schedules, f"schedules of {key}"), key=True))
+                continue
+            if override.on is not None:
+                from core.schedules import check_on
+
+                problem = (check_on(sdef.every, override.on) if isinstance(sdef.every, str)
+                           else "on: is for calendar schedules; this one counts from an event of the case")
+                if problem:
+                    diags.append(doc.diag(ploc + ("schedules", sname, "on"), "K450", problem))
         params: dict[str, Any] = {k: v.default for k, v in lp.pack.parameters.items()}
         for pname, value in settings.parameters.items():
             pdef: ParameterDef | None = lp.pack.parameters.get(pname)

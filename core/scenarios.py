@@ -89,7 +89,7 @@ _OPEN_KEYS = ("as", "procedure", "fields", "name")
 _ACT_KEYS = ("as", "action", "fields", "version", "case")
 _PERSON_KEYS = ("name", "departments", "roles", "email", "phone")
 _EXPECT_KEYS = ("case", "step", "status", "fields", "assignees", "fired", "outbox", "journal",
-                "actions", "linked", "refused", "error", "deadlines")
+                "actions", "linked", "refused", "error", "deadlines", "cases")
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
 DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
 _OUTBOX_KEYS = ("to", "template", "channel", "fields")
@@ -631,6 +631,19 @@ class _Parser:
         for k in ("include", "exclude"):
             if k in body:
                 out[k] = self._list_of_maps(loc + (k,), _JOURNAL_KEYS, f"journal {k}") or []
+        return out
+
+    def x_cases(self, loc: Loc) -> dict[str, Any] | None:
+        body = self.mapping(loc, ("procedure", "count", "fields", "created_by"), "cases")
+        if body is None:
+            return None
+        out: dict[str, Any] = {str(k): _plain(v) for k, v in body.items()}
+        if "count" in out and (isinstance(out["count"], bool) or not isinstance(out["count"], int)):
+            self.err(loc + ("count",), "S103", f"count must be a whole number, not {out['count']!r}")
+            return None
+        if "fields" in out and not isinstance(out["fields"], list):
+            self.err(loc + ("fields",), "S103", "fields must be a list: one mapping per case, oldest first")
+            return None
         return out
 
     def x_deadlines(self, loc: Loc) -> dict[str, tuple[dict[str, Any], Loc]] | None:
@@ -1211,7 +1224,7 @@ class _Run:
         view = self.svc.get_case(self.company, case_id) if case_id is not None else None
         for key, (value, kloc) in ex.checks.items():
             where = self.sc.where(kloc)
-            if key not in ("error", "refused", "fired", "outbox") and view is None:
+            if key not in ("error", "refused", "fired", "outbox", "cases") and view is None:
                 problems.append((where, f"expect.{key}: no case yet: open one first"))
                 continue
             for msg in getattr(self, "c_" + key)(value, kloc, view):
@@ -1334,6 +1347,29 @@ class _Run:
         out = [f"expected an entry {_show(spec)}; the journal has: {summary}"
                for spec, _ in want["include"] if not match(spec)]
         out += [f"expected no entry {_show(spec)}, but there is one" for spec, _ in want["exclude"] if match(spec)]
+        return out
+
+    def c_cases(self, want: dict[str, Any], loc: Loc, view: CaseView | None) -> list[str]:
+        rt = self.svc.company(self.company)
+        q = select(t.case).where(t.case.c.company_id == rt.id).order_by(t.case.c.id)
+        if "procedure" in want:
+            q = q.where(t.case.c.procedure == want["procedure"])
+        if "created_by" in want:
+            q = q.where(t.case.c.created_by == want["created_by"])
+        with self.svc.db.read() as conn:
+            rows = conn.execute(q).all()
+        out = []
+        if "count" in want and len(rows) != want["count"]:
+            out.append(f"expected {want['count']} case(s), found {len(rows)}: "
+                       + ", ".join(f"{r.number} ({r.created_at.astimezone(self.tz):%Y-%m-%d %H:%M})" for r in rows))
+        for i, spec in enumerate(want.get("fields") or []):
+            if i >= len(rows):
+                out.append(f"case {i + 1}: no such case")
+                continue
+            for name, value in (spec or {}).items():
+                if rows[i].fields.get(name) != value:
+                    out.append(f"case {i + 1} ({rows[i].number}): field '{name}' expected {_show(value)}, "
+                               f"found {_show(rows[i].fields.get(name))}")
         return out
 
     def c_deadlines(self, want: dict[str, tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView) -> list[str]:

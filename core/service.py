@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
-from core import deadlines
+from core import deadlines, schedules
 from core.calendars import WorkingCalendar
 from core.catalog import Catalog
 from core.clock import SystemClock
@@ -169,6 +169,8 @@ class CaseService:
         with self.db.write() as conn:
             for key, lc in self.catalog.companies.items():
                 self.companies[key] = self._sync_company(conn, lc)
+            for rt in self.companies.values():  # each company schedule's next occurrence
+                schedules.seed_company(self, conn, rt, self.clock.now())
 
     def _sync_company(self, conn: Connection, lc: LoadedCompany) -> CompanyRuntime:
         c = lc.company

@@ -80,7 +80,8 @@ def test_every_key_of_packs_configs_and_effects_is_documented() -> None:
         d.PackDef, d.ParameterDef, d.RoleDef, d.FieldDef, d.OpenDef, d.StepDef, d.ActionDef,
         d.RuleDef, d.RecordDef, d.Label, d.CompanyDef, d.DepartmentDef, d.Holders, d.PersonDef,
         d.ProcedureSettings, d.SlaDef, d.StepSlaDef, d.TimerDef, d.EventRef, d.TargetRow,
-        d.PromisedTarget, d.PauseDef, d.ExtensionDef, CalendarDef,
+        d.PromisedTarget, d.PauseDef, d.ExtensionDef, CalendarDef, d.ScheduleDef, d.SchedulePhase,
+        d.ScheduleOverride,
     ]
     models += [e.args for e in BUILTIN_EFFECTS if "root" not in e.args.model_fields]
     missing = {f"{m.__name__}.{k}" for m in models for k in _keys(m) if f"`{k}`" not in text}

@@ -1,0 +1,100 @@
+"""Broken SLAs, timers and schedules are reported at their line with a code, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.loader import load_company, load_pack
+
+PACK = """\
+kefu: 1
+procedure: mini
+title: 迷你
+roles:
+  agent: {label: 客服}
+fields:
+  note: {type: text, label: 备注}
+  received: {type: date, label: 收到日期}
+  reason: {type: text, label: 原因}
+open: {role: [agent]}
+start: work
+steps:
+  work:
+    label: 处理
+    role: agent
+    sla: {target: 2 work hours}
+    actions:
+      done: {label: 完成, to: closed}
+      extend: {label: 延期, ask: [note]}
+  closed:
+    label: 结束
+    final: true
+    sla: {target: 1h}
+slas:
+  work:
+    label: 重名
+    target: 3 workdays
+  reply:
+    label: 答复
+    start: {field: note}
+    stop: {action: answr}
+    target:
+      - {when: "note == 'x'", target: 24h}
+      - {when: "nope > 1", target: 48h}
+    pause: {steps: [wrk]}
+    extension: {action: extend, target: 7 workdays, reason: reason}
+  promised:
+    label: 承诺
+    target: {field: note, max: 3 workdays}
+    warning: 3 weeks ago
+timers:
+  later:
+    after: 3 months
+    from: {step: nowhere}
+    then: [{move: closed}]
+schedules:
+  monthly:
+    label: 月度
+    every: month
+    on: 40
+    open: {fields: {nothing: 1}}
+"""
+
+
+def test_every_time_problem_is_located(tmp_path: Path) -> None:
+    d = tmp_path / "mini"
+    d.mkdir()
+    (d / "procedure.yaml").write_text(PACK, encoding="utf-8")
+    _, diags = load_pack(d)
+    got = {(x.line, x.code) for x in diags}
+    text = "\n".join(x.format() for x in diags)
+    assert (23, "K130") in got, text          # an SLA on a final step
+    assert (25, "K131") in got, text          # SLA id 'work' is also the step's own SLA
+    assert (30, "K128") in got, text          # start field 'note' is text, not a moment
+    assert (31, "K127") in got, text          # unknown action 'answr'
+    assert (34, "K202") in got, text          # unknown field in a target-table condition
+    assert (34, "K129") in got, text          # the last row has a condition (warning)
+    assert (35, "K127") in got, text          # pause on unknown step 'wrk'
+    assert (36, "K131") in got, text          # action 'extend' does not require 'reason'
+    assert (39, "K128") in got, text          # promised field is text
+    assert any(line == 40 and "ago" in x.message for x in diags for line in [x.line]), text
+    assert (44, "K127") in got, text          # unknown step 'nowhere'
+    assert (50, "K450") in got, text          # on: 40
+    assert (51, "K451") in got, text          # unknown field under open
+    assert "did you mean 'answer'" not in text and "did you mean" in text
+
+
+def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) -> None:
+    rules = Path(__file__).resolve().parents[2] / "rules"
+    lp, diags = load_pack(rules / "complaint-statistics")
+    assert lp is not None and not diags.errors
+    company = tmp_path / "co.yaml"
+    company.write_text(
+        "kefu: 1\ncompany: co\nname: 公司\nroles:\n  sales: {people: [a]}\npeople:\n  a: {name: A}\n"
+        "procedures:\n  complaint-statistics:\n    schedules:\n      montly: {enabled: false}\n"
+        "      monthly: {on: mon}\n", encoding="utf-8")
+    _, diags = load_company(company, {lp.key: lp})
+    got = {(x.line, x.code) for x in diags}
+    text = "\n".join(x.format() for x in diags)
+    assert (11, "K452") in got and "did you mean 'monthly'" in text, text
+    assert (12, "K450") in got, text
