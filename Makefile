@@ -31,3 +31,4 @@ test: lint
 bench: setup
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/actions_bench.py
+	$(BIN)/python bench/time_bench.py

@@ -23,7 +23,7 @@ import click
 from core.catalog import ROOT, load_catalog, pack_dirs
 from core.diagnostics import Diagnostics
 from core.effects import EffectType
-from core.plugins import PluginError, plugin_manager
+from core.plugins import PluginError, installed
 
 
 def _echo_diags(diags: Diagnostics) -> None:
@@ -249,26 +249,23 @@ def plugins() -> None:
         click.echo(f"{i.name:<16} {i.package} {i.version:<8} {i.module}  hooks: {', '.join(i.hooks) or '-'}")
 
 
-_PM: tuple[Any, list[Any]] | None = None
-
-
 def _pm() -> tuple[Any, list[Any]]:
-    global _PM
-    if _PM is None:
-        try:
-            _PM = plugin_manager()
-        except PluginError as exc:
-            click.echo(f"kefu: {exc}", err=True)
-            sys.exit(3)
-    return _PM
+    """The installed plugins (checked once); a broken one ends the command with exit code 3."""
+    try:
+        reg = installed()
+    except PluginError as exc:
+        click.echo(f"kefu: {exc}", err=True)
+        sys.exit(3)
+    return reg.pm, reg.infos
 
 
 def _plugin_effects() -> list[EffectType]:
-    pm, _ = _pm()
-    out: list[EffectType] = []
-    for result in pm.hook.kefu_effect_types():
-        out.extend(result or [])
-    return out
+    return list(_installed_registry().effects.values())
+
+
+def _installed_registry() -> Any:
+    _pm()
+    return installed()
 
 
 def main() -> None:

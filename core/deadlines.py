@@ -310,18 +310,19 @@ def _warning_budget(warning: str | None, budget: dt.timedelta, cal: WorkingCalen
 
 
 def compute(slas: Mapping[str, CompiledSla], journal: Sequence[Mapping[str, Any]], cal: WorkingCalendar,
-            now: dt.datetime, facts_of: Any) -> list[Deadline]:
-    """Every SLA of the case at ``now``. ``facts_of(fields, step)`` gives the rule facts."""
+            now: dt.datetime, facts_of: Any, explain: bool = True) -> list[Deadline]:
+    """Every SLA of the case at ``now``. ``facts_of(fields, step)`` gives the rule facts;
+    ``explain=False`` leaves out the day-by-day explanation (scheduling needs none)."""
     moments = timeline(journal)
     fired = {(e.get("data") or {}).get("sla"): e for e in journal if e["kind"] == "sla_breached"}
     out = []
     for sla in slas.values():
-        out.append(_one(sla, moments, cal, now, facts_of, fired.get(sla.id)))
+        out.append(_one(sla, moments, cal, now, facts_of, fired.get(sla.id), explain))
     return out
 
 
 def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now: dt.datetime,
-         facts_of: Any, breach_entry: Mapping[str, Any] | None) -> Deadline:
+         facts_of: Any, breach_entry: Mapping[str, Any] | None, explain: bool = True) -> Deadline:
     d = Deadline(sla.id, sla.label, sla.source, "pending")
     if not moments:
         return d
@@ -434,7 +435,7 @@ def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now:
         d.state = "running"
     if breach_entry is not None:
         d.breached_at = breach_entry["at"]
-    if d.due_at is not None and d.due_at > start:
+    if explain and d.due_at is not None and d.due_at > start:
         expl = cal.explain(start, d.due_at)
         d.skipped_days = [str(x) for x in expl.skipped]
         d.counted_days = [str(x) for x in expl.makeup_workdays + expl.company_workdays]
@@ -513,7 +514,8 @@ def refresh(svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure
         timers.cancel(conn, case_id=case_id, kind=kind)
     next_due: dt.datetime | None = None
     if proc.slas:
-        found = compute(proc.slas, journal, cal, now, lambda f, s: proc.facts(f, event="timer", step=s))
+        found = compute(proc.slas, journal, cal, now, lambda f, s: proc.facts(f, event="timer", step=s),
+                        explain=False)
         done = {(e["kind"], (e.get("data") or {}).get("sla"), (e.get("data") or {}).get("started_at"))
                 for e in journal if e["kind"] in ("sla_warning", "sla_breached")}
         for d in found:

@@ -69,10 +69,8 @@ LabelIn = Annotated[Label, Field()]
 
 
 class FieldDef(Strict):
-    type: Literal[
-        "text", "longtext", "number", "integer", "money", "boolean", "date", "datetime",
-        "choice", "phone", "email", "person", "attachment",
-    ]
+    # a built-in kind (FIELD_KINDS) or one a plugin registers (kefu_field_types)
+    type: str
     label: Label
     help: Label | None = None
     choices: dict[str, Label] | None = None
@@ -80,11 +78,44 @@ class FieldDef(Strict):
     max: float | None = None
     max_length: int | None = Field(default=None, gt=0)
     multiple: bool = False
+    options: dict[str, Any] = {}  # a plugin field type's own settings, checked by that type
 
     @field_validator("label", "help", mode="before")
     @classmethod
     def _lbl(cls, v: Any) -> Any:
         return _label(v)
+
+    @field_validator("type")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        from core.fields import PLUGIN_KINDS
+        from core.plugins import installed
+
+        if v in FIELD_KINDS:
+            return v
+        installed()  # the plugins' field types (loaded once)
+        if v in PLUGIN_KINDS:
+            return v
+        known = [*FIELD_KINDS, *sorted(PLUGIN_KINDS)]
+        import difflib
+
+        guess = difflib.get_close_matches(v, known, n=1)
+        raise ValueError(f"unknown field type '{v}': one of {', '.join(known)}"
+                         + (f" (did you mean '{guess[0]}'?)" if guess else ""))
+
+    @model_validator(mode="after")
+    def _options(self) -> FieldDef:
+        from core.fields import PLUGIN_KINDS
+
+        kind = PLUGIN_KINDS.get(self.type)
+        if kind is None:
+            if self.options:
+                raise ValueError(f"options: is for field types from plugins; '{self.type}' takes none")
+            return self
+        model = getattr(kind, "options_model", None)
+        if model is not None:
+            model.model_validate(self.options)
+        return self
 
     @field_validator("choices", mode="before")
     @classmethod
@@ -411,6 +442,10 @@ class PersonDef(Strict):
     roles: list[Key] = []
     email: str | None = None
     phone: str | None = None
+    # for the dispatch effect: what they can repair, where they work, where they are based
+    skills: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    region: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    location: tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]] | None = None
 
 
 NUMBERING_RE = re.compile(r"\{(yyyy|yy|mm|dd|seq(?::0?\d+)?)\}")
@@ -420,8 +455,16 @@ class ProcedureSettings(Strict):
     enabled: bool = True
     parameters: dict[Key, Any] = {}
     numbering: str = "{procedure}-{yyyy}{mm}{dd}-{seq:04}"
+    number_scheme: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = "pattern"
     roles: dict[Key, Holders] = {}
     schedules: dict[Key, ScheduleOverride] = {}
+
+
+class PluginSettings(Strict):
+    """``plugins: {name: {enabled: false}}`` / ``{name: {settings: {...}}}`` in a company config."""
+
+    enabled: bool = True
+    settings: dict[str, Any] = {}
 
 
 class CompanyDef(Strict):
@@ -441,6 +484,8 @@ class CompanyDef(Strict):
     # settings handed to each notification channel for this company's messages
     # (e.g. ``email: {host: smtp.example.com, port: 587}``); the channel validates them
     channels: dict[Key, dict[str, Any]] = {}
+    # per plugin (entry-point name): enable/disable for this company, and its settings
+    plugins: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], PluginSettings] = {}
 
     @field_validator("name", mode="before")
     @classmethod

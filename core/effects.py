@@ -82,6 +82,9 @@ class Change:
     linked: list[LinkedCaseDraft] = field(default_factory=list)
     refusal: tuple[str, str] | None = None
     now: dt.datetime | None = None
+    # set by the case service for effects that must read the database (dispatch):
+    # conn (the action's transaction), company_id, company (CompanyDef), case_id (None when opening)
+    context: dict[str, Any] = field(default_factory=dict)
 
     def note(self, kind: str, rule_id: str | None, **data: Any) -> None:
         self.journal.append(JournalDraft(kind, data, rule_id, dict(self.facts) if rule_id else None))

@@ -11,7 +11,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from core.definitions import FieldDef
 from core.rules.expr import FieldType
@@ -149,10 +149,38 @@ COERCERS: dict[str, Callable[[FieldDef, Any], Any]] = {
 }
 
 
+class FieldKind(Protocol):
+    """A field type from a plugin (``kefu_field_types``).
+
+    ``name``: the ``type:`` written in packs. ``fact_kind``: how conditions see the value
+    (``number``, ``integer``, ``text``, ``boolean``, ``date``…). ``options_model``
+    (optional): a pydantic model for the field's ``options:``. ``coerce(fdef, value)``:
+    validate form input, return the stored JSON value or raise :class:`FieldValueError`.
+    ``fact(fdef, stored)``: the scalar conditions compare (``None``: no value).
+    ``json_schema(fdef)``: the JSON schema of the input, for the API's forms.
+    """
+
+    name: str
+    fact_kind: str
+
+    def coerce(self, fdef: FieldDef, value: Any) -> Any: ...
+
+    def fact(self, fdef: FieldDef, stored: Any) -> Scalar | None: ...
+
+    def json_schema(self, fdef: FieldDef) -> dict[str, Any]: ...
+
+
+#: field types of the installed plugins, by name (filled by ``core.plugins.installed()``)
+PLUGIN_KINDS: dict[str, FieldKind] = {}
+
+
 def coerce(fdef: FieldDef, value: Any) -> Any:
     """Validate ``value`` for ``fdef`` and return its stored form (``None`` = no value)."""
     if value is None:
         return None
+    kind = PLUGIN_KINDS.get(fdef.type)
+    if kind is not None:
+        return kind.coerce(fdef, value)
     return COERCERS[fdef.type](fdef, value)
 
 
@@ -160,6 +188,9 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
     """The scalar a rule compares for a stored value (see core.rules.ir.encode_value)."""
     if stored is None or (fdef.multiple and isinstance(stored, list)):
         return None
+    kind = PLUGIN_KINDS.get(fdef.type)
+    if kind is not None:
+        return kind.fact(fdef, stored)
     if fdef.type == "date":
         return dt.date.fromisoformat(stored).toordinal()
     if fdef.type == "datetime":
@@ -171,5 +202,8 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
 
 
 def field_type(fdef: FieldDef) -> FieldType:
+    kind = PLUGIN_KINDS.get(fdef.type)
+    if kind is not None:
+        return FieldType(kind=kind.fact_kind, choices=())
     return FieldType(kind=fdef.type if not fdef.multiple else "multiple",
                      choices=tuple(fdef.choices or ()))

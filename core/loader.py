@@ -408,7 +408,11 @@ class _AnyField(dict[str, FieldType]):
 
 
 def effect_registry(extra: Iterable[EffectType] = ()) -> dict[str, EffectType]:
+    """The built-in effect types, those of the installed plugins, and ``extra``."""
+    from core.plugins import installed
+
     reg = {e.name: e for e in BUILTIN_EFFECTS}
+    reg.update(installed().effects)
     for e in extra:
         reg[e.name] = e
     return reg
@@ -1085,6 +1089,14 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
         if not sv.is_broken(ploc + ("numbering",)) and ("{seq" not in fmt or "{" in stripped or "}" in stripped):
             diags.append(doc.diag(ploc + ("numbering",), "K124", f"bad case-number format {fmt!r}",
                                   "placeholders: {procedure} {yyyy} {yy} {mm} {dd} {seq:04}; {seq} is required"))
+        if not sv.is_broken(ploc + ("number_scheme",)):
+            from core.numbering import SCHEMES
+
+            if settings.number_scheme not in SCHEMES:
+                diags.append(doc.diag(ploc + ("number_scheme",), "K603",
+                                      f"unknown case-number scheme '{settings.number_scheme}'",
+                                      _hint_for(settings.number_scheme, SCHEMES,
+                                                "schemes of the installed plugins")))
         # every role of the pack should be held by somebody in this company
         unsure = any(sv.touched((s,)) for s in ("roles", "people")) or sv.touched(ploc + ("roles",))
         for rname in lp.pack.roles:
@@ -1098,6 +1110,8 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
         if settings.enabled and not diags.errors and not sv.invalid:
             loaded.procedures[key] = compile_procedure(lp.pack, params, company=company.company,
                                                        effects=effects, raw=lp.raw)
+    if not sv.is_broken(("plugins",)):
+        _check_company_plugins(doc, company, loaded, diags)
     # linked-case targets must be enabled in this company
     for key, proc in loaded.procedures.items():
         for rule in proc.rules:
@@ -1110,6 +1124,39 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
                                           f"enable it under procedures: {target}: {{}}", key=True))
     diags = _sorted(diags)
     return (loaded if not diags.errors else None), diags
+
+
+def _check_company_plugins(doc: YamlDoc, company: CompanyDef, loaded: LoadedCompany, diags: Diagnostics) -> None:
+    """K600 unknown plugin, K601 invalid settings, K602 a pack uses what a disabled plugin gives."""
+    from core.plugins import installed, settings_problems
+
+    reg = installed()
+    names = {i.name for i in reg.infos}
+    for name, ps in company.plugins.items():
+        if name not in names:
+            diags.append(doc.diag(("plugins", name), "K600", f"unknown plugin '{name}'",
+                                  _hint_for(name, names, "installed plugins (kefu plugins)"), key=True))
+            continue
+        for loc, message in settings_problems(reg, name, ps.settings):
+            diags.append(doc.diag(("plugins", name, "settings", *loc), "K601",
+                                  f"plugin '{name}' settings: {message}"))
+    disabled = {n for n, ps in company.plugins.items() if not ps.enabled}
+    if not disabled:
+        return
+    for key, proc in loaded.procedures.items():
+        used: list[tuple[str, str]] = [("field type", f.type) for f in proc.pack.fields.values()]
+        for rule in proc.rules:
+            for etype, args in rule.effects:
+                used.append(("effect type", etype.name))
+                used += [("dispatch strategy", s) for s in getattr(args, "strategies", None) or []]
+        for kind, what in used:
+            owner = reg.plugin_of(kind, what)
+            if owner in disabled:
+                diags.append(doc.diag(("plugins", owner), "K602",
+                                      f"procedure '{key}' uses {kind} '{what}' of plugin '{owner}', "
+                                      "which this company disables",
+                                      f"enable the plugin or disable procedure {key}", key=True))
+                break
 
 
 def coerce_fields(proc: CompiledProcedure, data: Mapping[str, Any], allowed: Iterable[str],

@@ -70,3 +70,114 @@ def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
                                   f"'{owner[name]}' and plugin '{impl.plugin_name}'")
             out[name], owner[name] = channel, impl.plugin_name
     return out
+
+
+# -- the registries plugins fill (built once per process) -----------------------------------
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins contribute, with the plugin that gave each name."""
+
+    pm: pluggy.PluginManager
+    infos: list[PluginInfo]
+    effects: dict[str, Any] = field(default_factory=dict)
+    field_kinds: dict[str, Any] = field(default_factory=dict)
+    strategies: dict[str, Any] = field(default_factory=dict)
+    schemes: dict[str, Any] = field(default_factory=dict)
+    reports: dict[str, Any] = field(default_factory=dict)
+    owner: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def plugin_of(self, kind: str, name: str) -> str | None:
+        return self.owner.get((kind, name))
+
+
+def _collect(reg: Registry, kind: str, hook: Any, target: dict[str, Any], reserved: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    for impl in hook.get_hookimpls():
+        try:
+            items: Any = impl.function() or []
+        except Exception as exc:
+            raise PluginError(f"plugin '{impl.plugin_name}': {hook.name} failed: {type(exc).__name__}: {exc}") from exc
+        for item in items:
+            name = getattr(item, "name", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin '{impl.plugin_name}': a {kind} from {hook.name} has no name")
+            if name in reserved:
+                raise PluginError(f"plugin '{impl.plugin_name}': {kind} '{name}' is built into kefu; pick another name")
+            if name in target:
+                raise PluginError(f"{kind} '{name}' is registered by both plugin "
+                                  f"'{reg.owner[(kind, name)]}' and plugin '{impl.plugin_name}'")
+            target[name] = item
+            reg.owner[(kind, name)] = impl.plugin_name
+
+
+def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registry:
+    """Collect every registry from the hooks; a duplicate name is a PluginError naming both plugins."""
+    from core.definitions import FIELD_KINDS
+    from core.effects import BUILTIN_EFFECTS
+
+    reg = Registry(pm, infos)
+    _collect(reg, "effect type", pm.hook.kefu_effect_types, reg.effects, {e.name for e in BUILTIN_EFFECTS})
+    _collect(reg, "field type", pm.hook.kefu_field_types, reg.field_kinds, set(FIELD_KINDS))
+    _collect(reg, "dispatch strategy", pm.hook.kefu_dispatch_strategies, reg.strategies)
+    _collect(reg, "case-number scheme", pm.hook.kefu_case_number_schemes, reg.schemes)
+    _collect(reg, "report", pm.hook.kefu_reports, reg.reports)
+    return reg
+
+
+_INSTALLED: Registry | None = None
+
+
+def installed() -> Registry:
+    """The plugins of this environment (entry-point group ``kefu``), loaded and checked once.
+
+    Raises :class:`PluginError` naming the plugin (and package) that is broken.
+    """
+    global _INSTALLED
+    if _INSTALLED is None:
+        pm, infos = plugin_manager()
+        reg = build_registry(pm, infos)
+        from core import dispatch, fields, numbering
+
+        fields.PLUGIN_KINDS.clear()
+        fields.PLUGIN_KINDS.update(reg.field_kinds)
+        dispatch.STRATEGIES.clear()
+        dispatch.STRATEGIES.update(reg.strategies)
+        numbering.SCHEMES.clear()
+        numbering.SCHEMES.update(reg.schemes)
+        _INSTALLED = reg
+    return _INSTALLED
+
+
+def settings_problems(reg: Registry, plugin: str, settings: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Check a company's settings for ``plugin`` against its ``settings_model`` (pydantic).
+
+    A plugin without a ``settings_model`` attribute takes no settings.
+    """
+    from pydantic import ValidationError
+
+    module = reg.pm.get_plugin(plugin)
+    model = getattr(module, "settings_model", None)
+    if model is None:
+        return [((), "this plugin takes no settings")] if settings else []
+    try:
+        model.model_validate(settings)
+    except ValidationError as exc:
+        return [(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
+    return []
+
+
+def company_settings(company: Any, plugin: str) -> Any:
+    """The company's validated settings for ``plugin`` (its ``settings_model``), or ``None``."""
+    reg = installed()
+    module = reg.pm.get_plugin(plugin)
+    model = getattr(module, "settings_model", None)
+    ps = company.plugins.get(plugin)
+    if model is None:
+        return None
+    return model.model_validate(ps.settings if ps else {})
+
+
+def enabled_for(company: Any, plugin: str) -> bool:
+    ps = company.plugins.get(plugin)
+    return ps is None or ps.enabled

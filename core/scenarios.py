@@ -87,7 +87,7 @@ _STEP_KINDS = ("open", "act", "at", "after", "expect")
 _ITEM_EXTRA = ("source", "note")
 _OPEN_KEYS = ("as", "procedure", "fields", "name")
 _ACT_KEYS = ("as", "action", "fields", "version", "case")
-_PERSON_KEYS = ("name", "departments", "roles", "email", "phone")
+_PERSON_KEYS = ("name", "departments", "roles", "email", "phone", "skills", "region")
 _EXPECT_KEYS = ("case", "step", "status", "fields", "assignees", "fired", "outbox", "journal",
                 "actions", "linked", "refused", "error", "deadlines", "cases")
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
@@ -396,9 +396,11 @@ class _Parser:
                 continue
             roles = (self.names(loc + ("roles",), "roles") or []) if "roles" in body else []
             deps = (self.names(loc + ("departments",), "departments") or []) if "departments" in body else []
-            extra = {k: self.text(loc + (k,), k) for k in ("name", "email", "phone") if k in body}
+            extra = {k: self.text(loc + (k,), k) for k in ("name", "email", "phone", "region") if k in body}
+            skills = (self.names(loc + ("skills",), "skills") or []) if "skills" in body else []
             out[str(username)] = PersonDef(name=extra.pop("name", None) or str(username), roles=roles,
-                                           departments=deps, **extra)
+                                           departments=deps, skills=skills, email=extra.get("email"),
+                                           phone=extra.get("phone"), region=extra.get("region"))
         return out
 
     def step(self, i: int) -> Step | None:

@@ -14,22 +14,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
-import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
-from core import deadlines, schedules
+from core import deadlines, numbering, schedules
 from core.calendars import WorkingCalendar
 from core.catalog import Catalog
 from core.clock import SystemClock
-from core.definitions import CompanyDef, PackDef
+from core.definitions import CompanyDef, PackDef, ProcedureSettings
 from core.effects import Assignee, Change
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
 from core.loader import LoadedCompany, coerce_fields
+from core.numbering import NumberRequest
 from core.procedures import CompiledProcedure, compile_procedure
 from core.rules.evaluator import Evaluator, make_evaluator
 from core.storage import schema as t
@@ -351,6 +350,7 @@ class CaseService:
         number = self._next_number(conn, rt, proc, now)
         start = proc.pack.start
         change = Change(proc, number, dict(values), start, _role_assignees(proc, start), "open", now=now)
+        change.context = {"conn": conn, "company_id": rt.id, "company": rt.definition, "case_id": None}
         change.facts = proc.facts(change.fields, event="opened", step=start)
         fired = self._apply_rules(proc, change)
         if change.refusal:
@@ -407,6 +407,7 @@ class CaseService:
             if target != row.step:
                 assignees = _role_assignees(proc, target)
             change = Change(proc, row.number, fields, target, assignees, row.status, now=now)
+            change.context = {"conn": conn, "company_id": rt.id, "company": rt.definition, "case_id": case_id}
             change.facts = proc.facts(fields, event="action", step=target, action=action, from_step=row.step)
             fired = self._apply_rules(proc, change)
             if change.refusal:
@@ -492,6 +493,7 @@ class CaseService:
         change = Change(proc, row.number, dict(row.fields), row.step, [Assignee.parse(a) for a in row.assignees],
                         row.status, now=now)
         change.facts = proc.facts(row.fields, event="timer", step=row.step)
+        change.context = {"conn": conn, "company_id": rt.id, "company": rt.definition, "case_id": case_id}
         for etype, args in effects:
             etype.apply(change, args, rule_id)
         if change.refusal:  # a refusal cannot undo time: journal it, change nothing else
@@ -581,33 +583,9 @@ class CaseService:
                 {"case_id": case_id, "kind": a.kind, "ref": a.ref, "company_id": rt.id} for a in assignees])
 
     def _next_number(self, conn: Connection, rt: CompanyRuntime, proc: CompiledProcedure, now: dt.datetime) -> str:
-        settings = rt.definition.procedures.get(proc.key)
-        fmt = settings.numbering if settings else "{procedure}-{yyyy}{mm}{dd}-{seq:04}"
-        local = now.astimezone(zoneinfo.ZoneInfo(rt.definition.timezone))
-        parts = {"procedure": proc.key.upper(), "yyyy": f"{local.year:04d}", "yy": f"{local.year % 100:02d}",
-                 "mm": f"{local.month:02d}", "dd": f"{local.day:02d}"}
-        # the sequence restarts whenever the text around it changes (per month for {yyyy}{mm})
-        scope = re.sub(r"\{seq(:[^}]*)?\}", "#", fmt)
-        for k, v in parts.items():
-            scope = scope.replace("{" + k + "}", v)
-        scope = scope[:64]
-        c = t.counter
-        res = conn.execute(update(c).where(c.c.company_id == rt.id, c.c.scope == scope)
-                           .values(value=c.c.value + 1).returning(c.c.value)).first()
-        if res is None:
-            conn.execute(insert(c).values(company_id=rt.id, scope=scope, value=1))
-            seq = 1
-        else:
-            seq = res.value
-
-        def seq_text(m: re.Match[str]) -> str:
-            width = int(m.group(1)) if m.group(1) else 0
-            return f"{seq:0{width}d}"
-
-        out = re.sub(r"\{seq(?::0?(\d+))?\}", seq_text, fmt)
-        for k, v in parts.items():
-            out = out.replace("{" + k + "}", v)
-        return out
+        settings = rt.definition.procedures.get(proc.key) or ProcedureSettings()
+        request = NumberRequest(conn, rt.id, rt.definition, proc.key, settings.numbering, now)
+        return numbering.next_number(request, settings.number_scheme)
 
     def _open_linked(self, conn: Connection, rt: CompanyRuntime, proc: CompiledProcedure, case_id: int,
                      actor: Actor, change: Change, depth: int) -> list[int]:

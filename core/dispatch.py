@@ -1,0 +1,86 @@
+"""Dispatch: choosing the person a case goes to, with a fallback ladder and a journaled reason.
+
+The ``dispatch`` effect (plugins/dispatch.py) gathers the **candidates** — the people of the
+company who hold the role asked for, with their skills, region, location and open
+workload — and tries the **strategies** it names in order. Each strategy either chooses
+one candidate (with a reason) or passes (nobody eligible for it); the first choice wins.
+When every strategy passes, the case stays with the step's role queue, and the journal
+says so. Strategies come from plugins through ``kefu_dispatch_strategies``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A person who may take the case."""
+
+    username: str
+    name: str
+    skills: frozenset[str] = frozenset()
+    region: str | None = None
+    location: tuple[float, float] | None = None
+    open_cases: int = 0
+    last_assigned_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class DispatchRequest:
+    """What is being dispatched: the company, the case's number and fields, the effect's arguments.
+
+    ``counter(scope)`` increments and returns a per-company counter kept in the action's
+    transaction (round-robin uses it).
+    """
+
+    company: str
+    case_number: str
+    fields: Mapping[str, Any]
+    args: Mapping[str, Any]
+    counter: Callable[[str], int] = field(default=lambda scope: 0, compare=False)
+
+
+@dataclass(frozen=True)
+class Choice:
+    username: str
+    reason: str
+
+
+class Strategy(Protocol):
+    """Chooses one of the candidates, or passes (``None``) when none is eligible for it."""
+
+    name: str
+
+    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None: ...
+
+
+#: every strategy of the installed plugins, by name (filled by ``core.plugins.installed()``)
+STRATEGIES: dict[str, Strategy] = {}
+
+
+@dataclass
+class Outcome:
+    """The ladder's result: a choice (or None: the role queue) and what each rung said."""
+
+    choice: Choice | None
+    strategy: str | None
+    rungs: list[dict[str, str]]
+
+
+def run_ladder(strategies: Sequence[Strategy], candidates: Sequence[Candidate],
+               request: DispatchRequest) -> Outcome:
+    rungs: list[dict[str, str]] = []
+    if not candidates:
+        return Outcome(None, None, [{"strategy": "-", "result": "nobody holds the role"}])
+    for s in strategies:
+        choice = s.choose(candidates, request)
+        if choice is not None and any(c.username == choice.username for c in candidates):
+            rungs.append({"strategy": s.name, "result": f"chose {choice.username}: {choice.reason}"})
+            return Outcome(choice, s.name, rungs)
+        rungs.append({"strategy": s.name, "result": "passed: " + (
+            "nobody eligible" if choice is None else f"chose {choice.username}, who is not a candidate")})
+    return Outcome(None, None, rungs)

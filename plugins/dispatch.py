@@ -1,0 +1,259 @@
+"""Built-in plugin ``dispatch``: the ``dispatch`` effect and five strategies.
+
+``- dispatch: {role: engineer, strategies: [skill, region, workload, round_robin], skill: category,
+region: region, to_field: engineer}`` gathers the people of the company who hold ``role``
+(with their ``skills``, ``region`` and ``location`` from the company config, and how many
+open cases are assigned to them), tries the strategies in order and assigns the case to the
+first choice — or, when every strategy passes, to the role's queue. The journal entry
+``assigned`` carries the strategy, its reason and what every rung of the ladder said.
+
+Strategies:
+
+``skill``
+    people whose ``skills`` include the value of the case field ``skill:`` (e.g. the
+    problem category); among them the least loaded. Passes when the field is empty or
+    nobody has the skill.
+``region``
+    people whose ``region`` equals the case field ``region:``; among them the least loaded.
+``workload``
+    the person with the fewest open cases assigned; ties go to the one who waited longest
+    in round-robin order.
+``round_robin``
+    everyone in turn (a per-company counter, so it survives restarts and is shared by
+    all processes).
+``nearest``
+    the person whose ``location`` is closest (great-circle distance) to the case's
+    coordinates, read from the two number fields named by ``location: [lat, lng]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import func, select
+
+from core import hookimpl
+from core.definitions import KEY_RE, CompanyDef, PackDef
+from core.dispatch import STRATEGIES, Candidate, Choice, DispatchRequest, Strategy, run_ladder
+from core.effects import Assignee, Change, EffectType, Problem
+from core.storage import counters
+from core.storage import schema as t
+
+# -- strategies ---------------------------------------------------------------------------
+
+
+def _least_loaded(pool: Sequence[Candidate], request: DispatchRequest, scope: str) -> Candidate:
+    """The least-loaded candidate of ``pool``; ties broken in turn (a counter per scope)."""
+    low = min(c.open_cases for c in pool)
+    tied = sorted((c for c in pool if c.open_cases == low), key=lambda c: c.username)
+    if len(tied) == 1:
+        return tied[0]
+    return tied[(request.counter(scope) - 1) % len(tied)]
+
+
+class SkillStrategy:
+    name = "skill"
+
+    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
+        field = request.args.get("skill")
+        needed = request.fields.get(field) if field else None
+        if not needed:
+            return None
+        pool = [c for c in candidates if str(needed) in c.skills]
+        if not pool:
+            return None
+        who = _least_loaded(pool, request, f"dispatch:skill:{request.args.get('role')}:{needed}")
+        return Choice(who.username, f"has skill '{needed}' ({len(pool)} of {len(candidates)} do); "
+                                    f"{who.open_cases} open cases")
+
+
+class RegionStrategy:
+    name = "region"
+
+    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
+        field = request.args.get("region")
+        region = request.fields.get(field) if field else None
+        if not region:
+            return None
+        pool = [c for c in candidates if c.region == str(region)]
+        if not pool:
+            return None
+        who = _least_loaded(pool, request, f"dispatch:region:{request.args.get('role')}:{region}")
+        return Choice(who.username, f"works in region '{region}' ({len(pool)} of {len(candidates)} do); "
+                                    f"{who.open_cases} open cases")
+
+
+class WorkloadStrategy:
+    name = "workload"
+
+    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
+        who = _least_loaded(candidates, request, f"dispatch:workload:{request.args.get('role')}")
+        loads = ", ".join(f"{c.username} {c.open_cases}" for c in sorted(candidates, key=lambda c: c.username))
+        return Choice(who.username, f"fewest open cases ({loads})")
+
+
+class RoundRobinStrategy:
+    name = "round_robin"
+
+    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
+        ordered = sorted(candidates, key=lambda c: c.username)
+        turn = request.counter(f"dispatch:rr:{request.args.get('role')}")
+        who = ordered[(turn - 1) % len(ordered)]
+        return Choice(who.username, f"turn {turn} of the round robin over {len(ordered)} people")
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle (haversine) distance in kilometres."""
+    lat1, lng1, lat2, lng2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+class NearestStrategy:
+    name = "nearest"
+
+    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
+        names = request.args.get("location") or []
+        if len(names) != 2:
+            return None
+        lat, lng = (request.fields.get(n) for n in names)
+        if not isinstance(lat, int | float) or not isinstance(lng, int | float):
+            return None
+        placed = [(distance_km((float(lat), float(lng)), c.location), c.username, c)
+                  for c in candidates if c.location is not None]
+        if not placed:
+            return None
+        km, _, who = min(placed)
+        return Choice(who.username, f"nearest: {km:.1f} km away")
+
+
+BUILTIN_STRATEGIES: tuple[Strategy, ...] = (SkillStrategy(), RegionStrategy(), WorkloadStrategy(),
+                                            RoundRobinStrategy(), NearestStrategy())
+
+# -- the effect ---------------------------------------------------------------------------
+
+
+class DispatchArgs(BaseModel):
+    """``dispatch: {role, strategies, skill, region, location, to_field, assign}``"""
+
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(pattern=KEY_RE)
+    strategies: list[str] = Field(default=["workload", "round_robin"], min_length=1)
+    skill: str | None = Field(default=None, pattern=KEY_RE)
+    region: str | None = Field(default=None, pattern=KEY_RE)
+    location: list[str] | None = Field(default=None, min_length=2, max_length=2)
+    to_field: str | None = Field(default=None, pattern=KEY_RE)
+    assign: bool = True  # false: only fill to_field (a suggestion staff confirm)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> DispatchArgs:
+        if not self.assign and not self.to_field:
+            raise ValueError("with assign: false give to_field (where the choice is written)")
+        return self
+
+
+def _check(args: DispatchArgs, pack: PackDef) -> list[Problem]:
+    from core.effects import _fields_hint, _roles_hint
+
+    out: list[Problem] = []
+    if args.role not in pack.roles:
+        out.append(Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack)))
+    for i, name in enumerate(args.strategies):
+        if name not in STRATEGIES:
+            import difflib
+
+            guess = difflib.get_close_matches(name, list(STRATEGIES), n=1)
+            out.append(Problem(("strategies", i), "K620", f"unknown dispatch strategy '{name}'",
+                               f"strategies: {', '.join(sorted(STRATEGIES))}"
+                               + (f" (did you mean '{guess[0]}'?)" if guess else "")))
+    for key in ("skill", "region", "to_field"):
+        name = getattr(args, key)
+        if name and name not in pack.fields:
+            out.append(Problem((key,), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+    if args.to_field and args.to_field in pack.fields and pack.fields[args.to_field].type != "person":
+        out.append(Problem(("to_field",), "K111",
+                           f"field '{args.to_field}' is a {pack.fields[args.to_field].type}, not a person"))
+    for i, name in enumerate(args.location or []):
+        fdef = pack.fields.get(name)
+        if fdef is None:
+            out.append(Problem(("location", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+        elif fdef.type not in ("number", "integer"):
+            out.append(Problem(("location", i), "K111", f"field '{name}' is a {fdef.type}, not a number"))
+    return out
+
+
+def role_holders(company: CompanyDef, procedure: str, role: str) -> list[str]:
+    """User names of the company's people who hold ``role`` for ``procedure``, sorted."""
+    settings = company.procedures.get(procedure)
+    holders = (settings.roles.get(role) if settings else None) or company.roles.get(role)
+    out = set()
+    for username, person in company.people.items():
+        if role in person.roles:
+            out.add(username)
+        elif holders is not None and (username in holders.people or set(person.departments) & set(holders.departments)):
+            out.add(username)
+    return sorted(out)
+
+
+def candidates(conn: Any, company_id: int, company: CompanyDef, procedure: str, role: str) -> list[Candidate]:
+    names = role_holders(company, procedure, role)
+    if not names:
+        return []
+    a, c = t.case_assignee, t.case
+    loads = dict(conn.execute(
+        select(a.c.ref, func.count()).join(c, c.c.id == a.c.case_id)
+        .where(a.c.company_id == company_id, a.c.kind == "person", a.c.ref.in_(names), c.c.status == "open")
+        .group_by(a.c.ref)).all())
+    out = []
+    for username in names:
+        p = company.people[username]
+        out.append(Candidate(username, p.name, frozenset(p.skills), p.region,
+                             tuple(p.location) if p.location else None,  # type: ignore[arg-type]
+                             int(loads.get(username, 0))))
+    return out
+
+
+def _apply(change: Change, args: DispatchArgs, rule_id: str) -> None:
+    ctx = change.context
+    conn, company_id, company = ctx["conn"], ctx["company_id"], ctx["company"]
+    pool = candidates(conn, company_id, company, change.procedure.key, args.role)
+    request = DispatchRequest(company.company, change.case_number, dict(change.fields),
+                              args.model_dump(), counter=lambda scope: counters.bump(conn, company_id, scope))
+    outcome = run_ladder([STRATEGIES[s] for s in args.strategies], pool, request)
+    before = [a.to_json() for a in change.assignees]
+    if outcome.choice is not None:
+        who = Assignee("person", outcome.choice.username)
+        reason = f"{outcome.strategy}: {outcome.choice.reason}"
+    else:
+        who = Assignee("role", args.role)
+        reason = f"nobody eligible for {', '.join(args.strategies)}: the {args.role} queue"
+    if args.to_field and outcome.choice is not None:
+        old = change.fields.get(args.to_field)
+        if old != outcome.choice.username:
+            change.fields[args.to_field] = outcome.choice.username
+            change.note("field_set", rule_id, field=args.to_field, old=old, new=outcome.choice.username)
+    entry = {"chosen": outcome.choice.username if outcome.choice else None, "strategy": outcome.strategy,
+             "reason": reason, "rungs": outcome.rungs, "candidates": len(pool)}
+    if args.assign:
+        change.assignees[:] = [who]
+        change.note("assigned", rule_id, assignees=[who.to_json()], previous=before, dispatch=entry)
+    else:
+        change.note("dispatch_suggested", rule_id, field=args.to_field, dispatch=entry)
+
+
+DISPATCH = EffectType("dispatch", DispatchArgs, _apply, _check,
+                      "choose an assignee among the people holding a role (skill, region, workload, "
+                      "round robin, nearest) with a fallback ladder; the choice and its reason are journaled")
+
+
+@hookimpl
+def kefu_effect_types() -> list[EffectType]:
+    return [DISPATCH]
+
+
+@hookimpl
+def kefu_dispatch_strategies() -> list[Strategy]:
+    return list(BUILTIN_STRATEGIES)
