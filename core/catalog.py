@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,13 @@ def pack_dirs(rules_dir: Path) -> list[Path]:
 
 def load_catalog(rules_dir: Path | None = None, config_dir: Path | None = None,
                  extra_effects: Iterable[EffectType] = (), display_root: Path | None = None) -> Catalog:
-    """Load every pack and every company config; problems go to ``catalog.diagnostics``."""
-    rules_dir = rules_dir or ROOT / "rules"
-    config_dir = config_dir or ROOT / "config"
+    """Load every pack and every company config; problems go to ``catalog.diagnostics``.
+
+    Defaults: ``KEFU_RULES_DIR`` / ``KEFU_CONFIG_DIR`` if set, else ``rules/`` and ``config/``
+    of this checkout.
+    """
+    rules_dir = rules_dir or Path(os.environ.get("KEFU_RULES_DIR") or ROOT / "rules")
+    config_dir = config_dir or Path(os.environ.get("KEFU_CONFIG_DIR") or ROOT / "config")
     effects = effect_registry(extra_effects)
     cat = Catalog(effects=effects)
     for d in pack_dirs(rules_dir):

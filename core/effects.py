@@ -237,6 +237,8 @@ class NotifyArgs(BaseModel):
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     channel: str = Field(default="default", pattern=r"^[a-z][a-z0-9_-]*$")
     include: list[str] = []
+    # a field holding the recipient's address (the customer's email or phone), for the channel
+    address: str | None = Field(default=None, pattern=KEY_RE)
 
 
 def _check_notify(args: NotifyArgs, pack: PackDef) -> list[Problem]:
@@ -246,16 +248,21 @@ def _check_notify(args: NotifyArgs, pack: PackDef) -> list[Problem]:
     for i, name in enumerate(args.include):
         if name not in pack.fields:
             out.append(Problem(("include", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+    if args.address and args.address not in pack.fields:
+        out.append(Problem(("address",), "K106", f"unknown field '{args.address}'",
+                           _fields_hint(args.address, pack)))
     return out
 
 
 def _apply_notify(change: Change, args: NotifyArgs, rule_id: str) -> None:
-    payload = {
+    payload: dict[str, Any] = {
         "case": change.case_number,
         "step": change.step,
         "rule": rule_id,
         "fields": {k: change.fields.get(k) for k in args.include},
     }
+    if args.address:
+        payload["address"] = change.fields.get(args.address)
     change.outbox.append(OutboxDraft(args.channel, args.to, args.template, payload))
     change.note("notified", rule_id, to=args.to, template=args.template, channel=args.channel)
 
