@@ -49,10 +49,13 @@ def create_app(svc: CaseService, *, auth: AuthSettings | None = None, debug: boo
                                     description="API token from `kefu token create`"),
         }),
         security=[{"session": []}, {"token": []}],
-        tags=[Tag(name="auth"), Tag(name="procedures"), Tag(name="cases"), Tag(name="meta")],
+        tags=[Tag(name="auth"), Tag(name="procedures"), Tag(name="cases"), Tag(name="reports"), Tag(name="meta")],
     )
+    from core.plugins import installed
+
+    plugin_routes = [r for result in installed().pm.hook.kefu_api_routes() for r in (result or [])]
     app = Litestar(
-        route_handlers=[*auth_routes, *ROUTES, *(extra_routes or [])],
+        route_handlers=[*auth_routes, *ROUTES, *plugin_routes, *(extra_routes or [])],
         dependencies={"svc": Provide(lambda: svc, use_cache=True, sync_to_thread=False)},
         middleware=[middleware],
         exception_handlers=HANDLERS,

@@ -206,3 +206,18 @@ class Problem(msgspec.Struct):
     rule: str | None = None
     roles: list[str] | None = None
     step: str | None = None
+
+
+class ReportInfo(msgspec.Struct):
+    name: str
+    title: str
+    plugin: str
+
+
+class ReportOut(msgspec.Struct):
+    """A report's table: ``columns`` and one list per row, in column order."""
+
+    name: str
+    columns: list[str]
+    rows: list[list[Any]]
+    notes: list[str]

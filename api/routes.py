@@ -27,6 +27,8 @@ from api.models import (
     Pause,
     Problem,
     ProcedureOut,
+    ReportInfo,
+    ReportOut,
     RoleOut,
     StepOut,
     action_out,
@@ -45,6 +47,7 @@ from core.queries import (
     readable_procedures,
     require_read,
 )
+from core.reports import REPORTS, run_report
 from core.service import ActionView, Actor, CaseService, CaseView, _ordered
 
 Svc = NamedDependency[CaseService]
@@ -211,10 +214,32 @@ def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> Cas
     return _page(svc, inbox(svc, actor, limit=limit, offset=offset))
 
 
+@get("/api/v1/reports", operation_id="listReports", responses=errors(), tags=["reports"], sync_to_thread=True,
+     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+def list_reports(svc: Svc, actor: Me) -> list[ReportInfo]:
+    """The reports the installed plugins give (``kefu_reports``)."""
+    from core.plugins import enabled_for, installed
+
+    company = svc.company(actor.company).definition
+    reg = installed()
+    return [ReportInfo(name, r.title, reg.plugin_of("report", name) or "")
+            for name, r in sorted(REPORTS.items())
+            if enabled_for(company, reg.plugin_of("report", name) or "")]
+
+
+@get("/api/v1/reports/{name:str}", operation_id="runReport", responses=errors(404), tags=["reports"],
+     sync_to_thread=True, dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+def get_report(request: Request[Any, Any, Any], svc: Svc, actor: Me, name: FromPath[str]) -> ReportOut:
+    """Run a report for my company; query parameters are the report's parameters."""
+    params = {k: str(v) for k, v in request.query_params.items()}
+    result = run_report(svc, actor.company, name, params)
+    return ReportOut(name, result.columns, result.rows, result.notes)
+
+
 @get("/health", operation_id="health", tags=["meta"], exclude_from_auth=True, sync_to_thread=False)
 def health() -> dict[str, str]:
     """Liveness: 200 while the process serves requests."""
     return {"status": "ok"}
 
 
-ROUTES: list[Any] = [ProcedureController, CaseController, get_inbox, health]
+ROUTES: list[Any] = [ProcedureController, CaseController, get_inbox, list_reports, get_report, health]

@@ -242,6 +242,56 @@ def audit_verify(company: str | None, db_url: str | None) -> None:
 
 
 @cli.command()
+@click.argument("name", required=False)
+@click.option("--company", default=None, help="the company key (default: the only one)")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="a report parameter (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+def report(name: str | None, company: str | None, params: tuple[str, ...], as_json: bool, db_url: str | None) -> None:
+    """Run report NAME (without NAME: list the reports the plugins give)."""
+    import json
+
+    from core.errors import NotFound
+    from core.reports import REPORTS, run_report
+    from core.setup import build_service
+    from core.storage.db import Database
+
+    _pm()
+    if name is None:
+        for key in sorted(REPORTS):
+            click.echo(f"{key:<20} {REPORTS[key].title}  (plugin {installed().plugin_of('report', key)})")
+        return
+    parsed: dict[str, str] = {}
+    for p in params:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{p}' is not KEY=VALUE", param_hint="--param")
+        parsed[key] = value
+    svc = build_service(Database(db_url), load_catalog(extra_effects=_plugin_effects()))
+    try:
+        if company is None:
+            if len(svc.companies) != 1:
+                raise click.UsageError(f"give --company (one of {', '.join(sorted(svc.companies))})")
+            company = next(iter(svc.companies))
+        try:
+            result = run_report(svc, company, name, parsed)
+        except NotFound as exc:
+            click.echo(f"kefu report: {exc}", err=True)
+            sys.exit(1)
+    finally:
+        svc.close()
+    if as_json:
+        click.echo(json.dumps({"columns": result.columns, "rows": result.rows, "notes": result.notes},
+                              ensure_ascii=False, default=str))
+        return
+    click.echo("\t".join(result.columns))
+    for row in result.rows:
+        click.echo("\t".join(str(v) for v in row))
+    for note in result.notes:
+        click.echo(f"({note})")
+
+
+@cli.command()
 def plugins() -> None:
     """List plugins: name, package, version, module and hooks."""
     _, infos = _pm()

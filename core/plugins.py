@@ -137,7 +137,7 @@ def installed() -> Registry:
     if _INSTALLED is None:
         pm, infos = plugin_manager()
         reg = build_registry(pm, infos)
-        from core import dispatch, fields, numbering
+        from core import dispatch, fields, numbering, reports
 
         fields.PLUGIN_KINDS.clear()
         fields.PLUGIN_KINDS.update(reg.field_kinds)
@@ -145,6 +145,8 @@ def installed() -> Registry:
         dispatch.STRATEGIES.update(reg.strategies)
         numbering.SCHEMES.clear()
         numbering.SCHEMES.update(reg.schemes)
+        reports.REPORTS.clear()
+        reports.REPORTS.update(reg.reports)
         _INSTALLED = reg
     return _INSTALLED
 

@@ -27,6 +27,7 @@ from core.clock import SystemClock
 from core.definitions import CompanyDef, PackDef, ProcedureSettings
 from core.effects import Assignee, Change
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
+from core.events import CaseEvent, EventQueue, emit
 from core.loader import LoadedCompany, coerce_fields
 from core.numbering import NumberRequest
 from core.procedures import CompiledProcedure, compile_procedure
@@ -145,6 +146,7 @@ class CaseService:
         self.companies: dict[str, CompanyRuntime] = {}
         self._by_version_id: dict[int, tuple[CompiledProcedure, int]] = {}
         self._calendars: dict[str, WorkingCalendar] = {}
+        self.events = EventQueue()
 
     @property
     def evaluator(self) -> Evaluator:
@@ -339,10 +341,35 @@ class CaseService:
         values, errors = coerce_fields(proc, data, _ordered(opening.ask, opening.require), opening.require)
         if errors:
             raise InvalidInput("the opening form has errors", errors=errors)
-        with self.db.write() as conn:
-            case_id, result = self._open_in(conn, rt, proc, actor, values, depth=0)
-            view = self._view(rt, self._case_row(conn, rt, case_id), proc)
+        try:
+            with self.db.write() as conn:
+                case_id, result = self._open_in(conn, rt, proc, actor, values, depth=0)
+                view = self._view(rt, self._case_row(conn, rt, case_id), proc)
+        except BaseException:
+            self.events.drop()
+            raise
+        self.flush_events()
         return ActResult(view, result[0], result[1], result[2])
+
+    def flush_events(self) -> int:
+        """Hand the committed change's lifecycle events to the plugins (see core.events)."""
+        return emit(self.events.take(), {k: rt.definition for k, rt in self.companies.items()})
+
+    def _queue_events(self, rt: CompanyRuntime, proc: CompiledProcedure, case_id: int, number: str, actor: str,
+                      now: dt.datetime, from_step: str | None, change: Change, action: str | None,
+                      opened: bool = False) -> None:
+        def event(kind: str) -> CaseEvent:
+            return CaseEvent(kind, rt.key, case_id, number, proc.key, change.step, actor, now,
+                             from_step=from_step, action=action, fields=dict(change.fields))
+
+        if opened:
+            self.events.add(event("opened"))
+        if action is not None:
+            self.events.add(event("action_done"))
+        if opened or change.step != from_step:
+            self.events.add(event("step_entered"))
+            if proc.step(change.step).final:
+                self.events.add(event("closed"))
 
     def _open_in(self, conn: Connection, rt: CompanyRuntime, proc: CompiledProcedure, actor: Actor,
                  values: dict[str, Any], depth: int) -> tuple[int, tuple[list[str], list[int], list[int]]]:
@@ -367,12 +394,23 @@ class CaseService:
         self._write_assignees(conn, rt, case_id, change.assignees)
         first = {"kind": "opened", "data": {"number": number, "fields": values, "step": start}}
         seqs = self._persist_effects(conn, rt, proc, case_id, actor, change, first, action=None)
+        self._queue_events(rt, proc, case_id, number, actor.username, now, None, change, None, opened=True)
         linked = self._open_linked(conn, rt, proc, case_id, actor, change, depth)
         self._after_change(conn, rt, proc, case_id)
         return case_id, (sorted(fired), seqs, linked)
 
     def act(self, company: str, case_id: int, action: str, actor: Actor, data: Mapping[str, Any],
             expected_version: int) -> ActResult:
+        try:
+            result = self._act(company, case_id, action, actor, data, expected_version)
+        except BaseException:
+            self.events.drop()
+            raise
+        self.flush_events()
+        return result
+
+    def _act(self, company: str, case_id: int, action: str, actor: Actor, data: Mapping[str, Any],
+             expected_version: int) -> ActResult:
         rt = self.company(company)
         with self.db.write() as conn:
             row = self._case_row(conn, rt, case_id)
@@ -429,6 +467,7 @@ class CaseService:
             first = {"kind": "action", "action": action,
                      "data": {"fields": values, "from_step": row.step, "to_step": target}}
             seqs = self._persist_effects(conn, rt, proc, case_id, actor, change, first, action=action)
+            self._queue_events(rt, proc, case_id, row.number, actor.username, now, row.step, change, action)
             if final:
                 seqs += self._journal(conn, rt, [{"kind": "closed", "data": {"step": change.step}}],
                                       case_id, actor.username, proc.version)
@@ -515,6 +554,7 @@ class CaseService:
         if [a.to_json() for a in change.assignees] != list(row.assignees):
             self._write_assignees(conn, rt, case_id, change.assignees, replace=True)
         self._persist_effects(conn, rt, proc, case_id, actor, change, entry, action=None)
+        self._queue_events(rt, proc, case_id, row.number, "system", now, row.step, change, None)
         if final and row.status != "closed":
             self._journal(conn, rt, [{"kind": "closed", "data": {"step": change.step}}], case_id, "system",
                           proc.version)

@@ -69,8 +69,10 @@ def fire(svc: CaseService, due: timers.DueTimer, *, owner: str, now: dt.datetime
             if handler is None:
                 raise LookupError(f"no handler for timer kind '{due.kind}'")
             handler(svc, conn, due)
+        svc.flush_events()  # what the handler changed, now committed
         return True
     except Exception as exc:
+        svc.events.drop()
         log.warning("timer %s (%s) failed: %s", due.key, due.kind, exc)
         with svc.db.write() as conn:
             conn.execute(update(timer).where(timer.c.id == due.id, timer.c.lease_owner == owner).values(

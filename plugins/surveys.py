@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from core import hookimpl
 from core.definitions import KEY_RE, FieldDef, Label
 from core.fields import FieldValueError
+from core.reports import ReportRequest, ReportResult
 
 
 class SurveyOptions(BaseModel):
@@ -116,6 +117,54 @@ class SurveyField:
         return {"type": "object", "required": ["scores"], "additionalProperties": False, "properties": props}
 
 
+class SatisfactionReport:
+    """``satisfaction``: per procedure and topic, the number of answers and the average score.
+
+    Params: ``procedure`` (only that one), ``since`` / ``until`` (ISO dates, by the case's
+    last update).
+    """
+
+    name = "satisfaction"
+    title = "Satisfaction by topic (survey fields)"
+
+    def run(self, request: ReportRequest) -> ReportResult:
+        import datetime as dt
+
+        from sqlalchemy import select
+
+        from core.storage import schema as t
+
+        c = t.case
+        q = select(c.c.procedure, c.c.fields, c.c.procedure_version_id).where(c.c.company_id == request.company_id)
+        if request.params.get("procedure"):
+            q = q.where(c.c.procedure == request.params["procedure"])
+        for key, op in (("since", "ge"), ("until", "lt")):
+            if request.params.get(key):
+                day = dt.datetime.fromisoformat(request.params[key]).replace(tzinfo=dt.UTC)
+                q = q.where(getattr(c.c.updated_at, f"__{op}__")(day))
+        pv = t.procedure_version
+        survey_fields: dict[int, list[str]] = {}
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        for procedure, fields, vid in request.conn.execute(q):
+            if vid not in survey_fields:
+                definition = request.conn.execute(select(pv.c.definition).where(pv.c.id == vid)).scalar_one()
+                survey_fields[vid] = [n for n, f in (definition.get("fields") or {}).items()
+                                      if f.get("type") == "survey"]
+            for name in survey_fields[vid]:
+                value = (fields or {}).get(name)
+                if isinstance(value, dict):
+                    for topic, score in (value.get("scores") or {}).items():
+                        totals.setdefault((procedure, name, topic), []).append(int(score))
+        rows = [[p, f, topic, len(s), round(sum(s) / len(s), 2)] for (p, f, topic), s in sorted(totals.items())]
+        return ReportResult(["procedure", "field", "topic", "answers", "average"], rows,
+                            [] if rows else ["no survey answers yet"])
+
+
 @hookimpl
 def kefu_field_types() -> list[SurveyField]:
     return [SurveyField()]
+
+
+@hookimpl
+def kefu_reports() -> list[SatisfactionReport]:
+    return [SatisfactionReport()]

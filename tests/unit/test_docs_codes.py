@@ -1,7 +1,7 @@
 """docs/rule-files.md documents every diagnostic code the code can emit, and no other;
 and every key, field type and effect the schema knows.
 
-A code is "emitted" when it appears as a string literal ("K104") in a module of core/;
+A code is "emitted" when it appears as a string literal ("K104") in a module of core/ or plugins/;
 docstrings that mention codes in passing (a reserved range, say) do not count.
 """
 
@@ -24,7 +24,7 @@ ROW = re.compile(r"^\|\s*(?:<a id=\"(k\d{3})\"></a>)?(K\d{3})\s*\|\s*(.+?)\s*\|\
 
 def emitted_codes() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "core").rglob("*.py")):
+    for path in sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]):
         for code in EMITTED.findall(path.read_text(encoding="utf-8")):
             found.setdefault(code, []).append(str(path.relative_to(ROOT)))
     return found

@@ -1,0 +1,55 @@
+"""Reports: read-only summaries plugins register through ``kefu_reports``.
+
+A report has a ``name``, a ``title`` and ``run(request) -> ReportResult``; it runs in a
+read-only transaction (``request.conn``) for one company. ``kefu report NAME`` prints it;
+``GET /api/v1/reports/{name}`` returns it as JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from core.definitions import CompanyDef
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    conn: Connection
+    company_id: int
+    company: CompanyDef
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ReportResult:
+    columns: list[str]
+    rows: list[list[Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+class Report(Protocol):
+    name: str
+    title: str
+
+    def run(self, request: ReportRequest) -> ReportResult: ...
+
+
+#: reports of the installed plugins by name (filled by ``core.plugins.installed()``)
+REPORTS: dict[str, Any] = {}
+
+
+def run_report(svc: Any, company: str, name: str, params: dict[str, str] | None = None) -> ReportResult:
+    """Run report ``name`` for ``company`` (NotFound when either is unknown)."""
+    from core.errors import NotFound
+    from core.plugins import enabled_for, installed
+
+    report = REPORTS.get(name)
+    rt = svc.company(company)
+    owner = installed().plugin_of("report", name)
+    if report is None or (owner and not enabled_for(rt.definition, owner)):
+        raise NotFound(f"unknown report '{name}' (reports: {', '.join(sorted(REPORTS)) or 'none'})")
+    with svc.db.read() as conn:
+        return report.run(ReportRequest(conn, rt.id, rt.definition, dict(params or {})))
