@@ -11,6 +11,7 @@ $(BIN)/kefu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e tests/plugins/kefu-example
 	@touch $(BIN)/kefu
 
 setup: $(BIN)/kefu

@@ -1,0 +1,264 @@
+"""Plugins from the outside: the kefu-example package end to end through the API, broken
+plugins named at start-up, company plugin settings, lifecycle events after commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from api.auth import AuthSettings
+from core import hookimpl
+from core.catalog import load_catalog
+from core.clock import TestClock
+from core.plugins import installed
+from core.service import CaseService
+from core.storage.db import Database
+from core.users import ensure_user
+from tests.helpers import case_at_repair, service
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "kefu-example"
+EXAMPLE_RULES = EXAMPLE / "kefu_example" / "rules"
+PASSWORD = "correct horse 1"
+KEFU = str(Path(sys.executable).parent / "kefu")
+
+ACME = """\
+kefu: 1
+company: acme
+name: {zh-CN: 艾克美, en: Acme}
+calendar: {country: null}
+departments:
+  desk: {label: 客服}
+  field: {label: 外勤}
+roles:
+  agent: {departments: [desk]}
+  engineer: {departments: [field]}
+people:
+  amy: {name: Amy, departments: [desk]}
+  ben: {name: Ben, departments: [field]}
+  vic: {name: Vic, departments: [field], skills: [vip]}
+procedures:
+  warranty-desk: {numbering: "WD-{yyyy}-{seq:03}"}
+"""
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    d = tmp_path / "config"
+    d.mkdir(exist_ok=True)
+    (d / "acme.yaml").write_text(ACME + extra, encoding="utf-8")
+    return d
+
+
+# -- the external plugin, end to end ----------------------------------------------------------
+
+
+@pytest.fixture
+def example_client(db: Database, tmp_path: Path) -> Iterator[tuple[CaseService, Any]]:
+    config = write_config(tmp_path, "plugins:\n  example: {settings: {warranty_months: 24}}\n")
+    svc = service(db, rules=EXAMPLE_RULES, config=config,
+                  clock=TestClock(dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)))
+    with db.write() as conn:
+        for name in ("amy", "ben", "vic"):
+            ensure_user(conn, name, name, svc.clock.now(), password=PASSWORD)
+    app = create_app(svc, auth=AuthSettings(cookie_secure=False))
+
+    def login(user: str) -> TestClient[Any]:
+        c = TestClient(app)
+        assert c.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD}).status_code == 200
+        return c
+
+    yield svc, login
+    svc.close()
+
+
+def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
+    svc, login = example_client
+    amy, vic = login("amy"), login("vic")
+    # the plugin's field type validates the form: a mistyped serial is a form error naming it
+    r = amy.post("/api/v1/cases", json={"procedure": "warranty-desk",
+                                        "fields": {"serial": "SN12345675", "purchased_on": "2025-06-01"}})
+    assert r.status_code == 422 and "check digit is wrong" in r.json()["errors"]["serial"]
+    # bought 17 months ago: within the company's 24 months (the plugin's settings), a VIP
+    r = amy.post("/api/v1/cases", json={"procedure": "warranty-desk",
+                                        "fields": {"serial": "sn-1234 5674", "purchased_on": "2025-06-01",
+                                                   "vip": True}})
+    assert r.status_code == 201, r.text
+    case = r.json()["case"]
+    assert case["number"] == "WD-2026-001"
+    assert case["fields"]["serial"] == "SN12345674"  # normalised by the field type
+    assert case["fields"]["warranty"] == "in"  # the plugin's effect type
+    assert case["assignees"] == ["person:vic"]  # the plugin's dispatch strategy
+    journal = vic.get(f"/api/v1/cases/{case['id']}/journal").json()
+    checked = next(e for e in journal if e["kind"] == "warranty_checked")
+    assert checked["data"] == {"until": "2027-06-01", "months": 24, "verdict": "in"}
+    assigned = next(e for e in journal if e["kind"] == "assigned")
+    assert assigned["data"]["dispatch"]["strategy"] == "vip"
+    # vic closes it; the plugin heard the closing after commit and serves it on its own route
+    r = vic.post(f"/api/v1/cases/{case['id']}/actions/done", json={"fields": {}, "expected_version": 1})
+    assert r.status_code == 200, r.text
+    assert "WD-2026-001" in vic.get("/api/v1/example/closed").json()["closed"]
+    # the plugin's route is in the OpenAPI document next to the built-in ones
+    assert "/api/v1/example/closed" in amy.get("/schema/openapi.json").json()["paths"]
+
+
+def test_kefu_plugins_lists_the_external_package() -> None:
+    out = subprocess.run([KEFU, "plugins"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stdout.splitlines() if line.startswith("example"))
+    assert "kefu-example 0.3.0" in line and "kefu_example.plugin" in line
+    assert "kefu_dispatch_strategies" in line and "kefu_field_types" in line and "kefu_effect_types" in line
+
+
+# -- broken plugins are named at start-up ---------------------------------------------------------
+
+
+def fake_distribution(root: Path, package: str, entry: str, module: str, source: str) -> None:
+    """An installed distribution as pip leaves it: a *.dist-info with entry_points.txt, and a module."""
+    info = root / f"{package.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[kefu]\n{entry} = {module}\n", encoding="utf-8")
+    (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+
+
+BROKEN = {
+    "import": ("import_error_mod", """
+        import kefu_no_such_dependency  # noqa
+        """, ["plugin 'acme-sms' (package acme-sms-gateway 1.0)", "cannot load import_error_mod",
+              "ModuleNotFoundError", "kefu_no_such_dependency"]),
+    "misspelt hook": ("misspelt_mod", """
+        from core import hookimpl
+
+        @hookimpl
+        def kefu_case_opend(event):
+            pass
+        """, ["plugin 'acme-sms'", "kefu_case_opend", "unknown hook"]),
+    "duplicate name": ("duplicate_mod", """
+        from core import hookimpl
+        from plugins.dispatch import DISPATCH
+
+        @hookimpl
+        def kefu_effect_types():
+            return [DISPATCH]
+        """, ["effect type 'dispatch' is registered by both plugin 'acme-sms' and plugin 'dispatch'"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_a_broken_plugin_stops_start_up_naming_it(kind: str, tmp_path: Path) -> None:
+    module, source, expected = BROKEN[kind]
+    fake_distribution(tmp_path, "acme-sms-gateway", "acme-sms", module, source)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for args in (["plugins"], ["serve", "--port", "1"], ["worker", "--once"], ["validate"]):
+        out = subprocess.run([KEFU, *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+        assert out.returncode == 3, (args, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr
+        for part in expected:
+            assert part in out.stderr, (args, out.stderr)
+
+
+# -- company settings for plugins ---------------------------------------------------------------------
+
+
+def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
+    config = write_config(tmp_path, textwrap.dedent("""\
+        plugins:
+          example: {settings: {warranty_month: 24}}
+          exampel: {enabled: false}
+          dispatch: {enabled: false}
+        """))
+    cat = load_catalog(EXAMPLE_RULES, config)
+    errors = [d.format() for d in cat.diagnostics.errors]
+    text = "\n".join(errors)
+    assert "K601 plugins.example.settings.warranty_month: plugin 'example' settings: Extra inputs" in text
+    assert "K600 plugins.exampel: unknown plugin 'exampel'" in text and "did you mean 'example'?" in text
+    assert ("K602 plugins.dispatch: procedure 'warranty-desk' uses effect type 'dispatch' of plugin "
+            "'dispatch', which this company disables") in text
+    assert all(":" in e.split(" ")[0] for e in errors)  # file:line:col first
+
+
+# -- lifecycle events ------------------------------------------------------------------------------------
+
+
+class Listener:
+    def __init__(self, fail: bool = False) -> None:
+        self.seen: list[tuple[str, str, str | None, str | None]] = []
+        self.fail = fail
+
+    def _add(self, kind: str, event: Any) -> None:
+        self.seen.append((kind, event.step, event.from_step, event.action))
+        if self.fail:
+            raise RuntimeError("listener bug")
+
+    @hookimpl
+    def kefu_case_opened(self, event: Any) -> None:
+        self._add("opened", event)
+
+    @hookimpl
+    def kefu_step_entered(self, event: Any) -> None:
+        self._add("step_entered", event)
+
+    @hookimpl
+    def kefu_action_done(self, event: Any) -> None:
+        self._add("action_done", event)
+
+    @hookimpl
+    def kefu_case_closed(self, event: Any) -> None:
+        self._add("closed", event)
+
+
+@pytest.fixture
+def listeners() -> Iterator[tuple[Listener, Listener]]:
+    pm = installed().pm
+    broken, good = Listener(fail=True), Listener()
+    pm.register(broken, name="test-broken-listener")
+    pm.register(good, name="test-listener")
+    yield good, broken
+    pm.unregister(name="test-listener")
+    pm.unregister(name="test-broken-listener")
+
+
+def test_lifecycle_events_come_after_commit_and_survive_a_failing_plugin(
+        db: Database, listeners: tuple[Listener, Listener], caplog: pytest.LogCaptureFixture) -> None:
+    good, broken = listeners
+    svc = service(db)
+    with caplog.at_level(logging.ERROR, logger="kefu.events"):
+        cid = case_at_repair(svc)
+    assert good.seen == [
+        ("opened", "intake", None, None), ("step_entered", "intake", None, None),
+        ("action_done", "dispatch", "intake", "verify"), ("step_entered", "dispatch", "intake", "verify"),
+        ("action_done", "repair", "dispatch", "dispatch"), ("step_entered", "repair", "dispatch", "dispatch"),
+    ]
+    assert broken.seen == good.seen  # called for every event although it raised each time
+    assert "plugin 'test-broken-listener' failed in kefu_case_opened" in caplog.text
+    assert svc.get_case("demo", cid).version == 3  # nothing undone
+    # a refused action emits nothing: it did not happen
+    before = len(good.seen)
+    li = svc.actor("demo", "li")
+    from core.errors import Refused
+
+    with pytest.raises(Refused):
+        svc.act("demo", cid, "complete", li, {"hours_spent": 0, "result": "x", "resolved": True}, 3)
+    assert len(good.seen) == before
+    svc.close()
+
+
+def test_a_company_that_disables_a_plugin_does_not_feed_it_events(db: Database, tmp_path: Path,
+                                                                  listeners: tuple[Listener, Listener]) -> None:
+    good, _ = listeners
+    svc = service(db)
+    svc.company("demo").definition.plugins["test-listener"] = type(
+        "PS", (), {"enabled": False, "settings": {}})()  # as `plugins: {test-listener: {enabled: false}}`
+    case_at_repair(svc)
+    assert good.seen == []
+    svc.close()

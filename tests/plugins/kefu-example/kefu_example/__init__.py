@@ -1,0 +1,1 @@
+"""kefu-example: what an outside plugin author writes (see plugin.py)."""
