@@ -10,6 +10,10 @@ hooks are an error at start-up (``check_pending``).
 Registries (effect types, field types, dispatch strategies, channels, number schemes,
 reports) combine the results of every plugin; a name registered twice is a start-up error
 naming both plugins. None of them is first-result-wins.
+
+A plugin module may define ``settings_model`` (a pydantic model): a company's
+``plugins: {<name>: {settings: {...}}}`` is validated against it at load time (K601), and
+``core.plugins.company_settings(company, name)`` returns the validated object.
 """
 
 from __future__ import annotations
@@ -25,53 +29,85 @@ hookimpl = pluggy.HookimplMarker("kefu")
 
 
 @hookspec
-def kefu_effect_types() -> Any:
-    """Return effect types (``core.effects.EffectType``) usable under ``then:`` in rule files.
+def kefu_effect_types() -> list[Any] | None:
+    """Return effect types usable under ``then:`` in rule files.
 
-    Called once at start-up, before packs are loaded. Return a list (or ``None`` for none).
-    Results of all plugins are combined; a name already taken is a start-up error naming
-    both plugins. ``apply`` later runs inside the action transaction.
+    Each is a ``core.effects.EffectType(name, args, apply, check, doc)``: ``args`` a pydantic
+    model of the effect's argument (checked at load time, errors with file:line:col);
+    ``check(args, pack)`` optional cross-checks against the pack, returning
+    ``core.effects.Problem`` items; ``apply(change, args, rule_id)`` changes the
+    ``core.effects.Change`` being built (fields, assignees, step, journal notes, outbox)
+    and must not write to the database itself (``change.context["conn"]`` is there to
+    read).
+
+    Called once at start-up, before packs are loaded. Return a list (``None``: none).
+    Results of all plugins are combined, none wins; a name that is built in or already
+    registered is a start-up error naming both plugins. ``apply`` runs inside the action's
+    transaction: raising there rolls the whole action back.
     """
 
 
 @hookspec
-def kefu_field_types() -> Any:
-    """Return field types (``core.fields.FieldKind``) usable as ``type:`` of a pack's fields.
+def kefu_field_types() -> list[Any] | None:
+    """Return field types usable as ``type:`` of a pack's fields.
 
-    Called once at start-up, before packs are loaded. Return a list (or ``None``). Results
-    of all plugins are combined; a name already taken (built-in or plugin) is a start-up
-    error naming both. The coercer later runs inside the action transaction.
+    Each is an object (``core.fields.FieldKind``) with ``name``; ``fact_kind`` (how
+    conditions see the value: ``number``, ``integer``, ``text``, ``boolean``, ``date``);
+    optional ``options_model`` (pydantic model of the field's ``options:``, checked at load
+    time); ``coerce(fdef, value)`` returning the stored JSON value or raising
+    ``core.fields.FieldValueError`` (a form error naming the field); ``fact(fdef, stored)``
+    the scalar rules compare (``None``: no value); ``json_schema(fdef)``.
+
+    Called once at start-up, before packs are loaded. Return a list (``None``: none).
+    Results are combined; a built-in name or one registered twice is a start-up error
+    naming both plugins. ``coerce`` runs while a form is validated, before the action's
+    transaction.
     """
 
 
 @hookspec
-def kefu_dispatch_strategies() -> Any:
-    """Return dispatch strategies (``core.dispatch.Strategy``) for the ``dispatch`` effect.
+def kefu_dispatch_strategies() -> list[Any] | None:
+    """Return dispatch strategies a ``dispatch`` effect may name in ``strategies:``.
 
-    Called once at start-up. Return a list (or ``None``). Results of all plugins are
-    combined; a duplicate name is a start-up error naming both plugins. A strategy's
-    ``choose`` later runs inside the action transaction: it receives the eligible
-    candidates and returns its choice (or ``None`` to pass to the next strategy of the
-    fallback ladder) with a reason that is journaled.
+    Each has ``name`` and ``choose(candidates, request)``: ``candidates`` are
+    ``core.dispatch.Candidate`` (username, skills, region, location, open_cases) holding the
+    role; ``request`` a ``core.dispatch.DispatchRequest`` (company, case number, fields, the
+    effect's arguments, ``counter(scope)`` for turn-taking). Return a
+    ``core.dispatch.Choice(username, reason)`` — the reason is journaled — or ``None`` to pass
+    to the next strategy of the ladder (after the last: the role's queue).
+
+    Called once at start-up. Return a list (``None``: none). Results are combined; a
+    duplicate name is a start-up error naming both plugins. ``choose`` runs inside the
+    action's transaction.
     """
 
 
 @hookspec
-def kefu_case_number_schemes() -> Any:
-    """Return case-number schemes (``core.numbering.NumberScheme``) a company may select.
+def kefu_case_number_schemes() -> list[Any] | None:
+    """Return case-number schemes a company selects with ``number_scheme:``.
 
-    Called once at start-up. Return a list (or ``None``). Results are combined; a duplicate
-    name is a start-up error. ``next_number`` runs inside the transaction that opens the
-    case, so a rolled-back opening leaves no gap.
+    Each has ``name`` and ``next_number(request)`` returning the new case's number; the
+    ``core.numbering.NumberRequest`` carries the transaction (``conn``), the company, the
+    procedure, its ``numbering`` format and the opening instant. Use
+    ``core.storage.counters.bump(conn, company_id, scope)`` for sequences.
+
+    Called once at start-up. Return a list (``None``: none). Results are combined; a
+    duplicate name is a start-up error naming both plugins. ``next_number`` runs inside
+    the transaction that opens the case, so a rolled-back opening leaves no gap.
     """
 
 
 @hookspec
-def kefu_reports() -> Any:
-    """Return reports (``core.reports.Report``) listed by ``kefu report`` and the API.
+def kefu_reports() -> list[Any] | None:
+    """Return reports, run by ``kefu report NAME`` and ``GET /api/v1/reports/{name}``.
 
-    Called once at start-up. Return a list (or ``None``). Results are combined; a
-    duplicate name is a start-up error. A report runs in a read-only transaction.
+    Each has ``name``, ``title`` and ``run(request)`` returning a
+    ``core.reports.ReportResult(columns, rows, notes)``; the ``core.reports.ReportRequest``
+    carries a read-only connection, the company and the caller's parameters (strings).
+
+    Called once at start-up. Return a list (``None``: none). Results are combined; a
+    duplicate name is a start-up error naming both plugins. ``run`` runs per request in a
+    read-only transaction of one company.
     """
 
 
@@ -85,18 +121,27 @@ def kefu_cli_commands(cli: Any) -> None:
 
 
 @hookspec
-def kefu_api_routes() -> Any:
-    """Return Litestar route handlers or routers to mount in the API (pages too).
+def kefu_api_routes() -> list[Any] | None:
+    """Return Litestar route handlers, controllers or routers to mount in the API (pages too).
 
-    Called once when the web application is built. Return a list (or ``None``). Results
-    of all plugins are combined; Litestar rejects two handlers on one path and method at
-    start-up. Handlers run per request like the built-in routes.
+    They are mounted as given (use paths under ``/api/v1/<your plugin>/``), appear in the
+    OpenAPI document, and sit behind the same authentication as the built-in routes
+    (``exclude_from_auth=True`` opts out). Depend on ``svc`` for the case service.
+
+    Called once when the web application is built. Return a list (``None``: none).
+    Results are combined; Litestar refuses two handlers on one path and method at start-up.
+    Handlers run per request like the built-in routes.
     """
 
 
 @hookspec
-def kefu_notification_channels() -> Any:
-    """Return notification channels (``core.outbox.Channel`` objects) that deliver outbox rows.
+def kefu_notification_channels() -> list[Any] | None:
+    """Return notification channels that deliver outbox messages.
+
+    Each has ``name`` and ``deliver(message, settings)``: ``message`` a
+    ``core.outbox.OutboxMessage`` (recipient, template, payload, ``idempotency_key``),
+    ``settings`` the company's ``channels: {name: {...}}`` entry. Return when delivered;
+    raise ``core.outbox.DeliveryError`` to retry later (``permanent=True``: give up).
 
     Called once when a worker (``kefu worker`` or the one embedded in ``kefu serve``) starts.
     Return a list (or ``None``). Results of all plugins are combined; two channels with the
@@ -111,33 +156,43 @@ def kefu_notification_channels() -> Any:
 
 @hookspec
 def kefu_case_opened(event: Any) -> None:
-    """A case was opened (``event`` is a ``core.events.CaseEvent``).
+    """React to a case that was opened.
 
-    Called after the opening committed, in the process that opened it. Every
-    implementation is called; return values are ignored; an exception is logged with the
-    plugin's name and does not undo the opening or stop other plugins.
+    ``event`` is a ``core.events.CaseEvent``: ``company``, ``case_id``, ``number``,
+    ``procedure``, ``step``, ``actor``, ``at``, ``fields`` (and ``from_step``/``action``,
+    ``None`` here).
+
+    Called after the opening committed, in the process that opened it; never for an
+    opening that was refused or rolled back. Every implementation is called (none wins);
+    return values are ignored; an exception is logged with the plugin's name and undoes
+    nothing. Plugins a company disables are not called for its cases.
     """
 
 
 @hookspec
 def kefu_step_entered(event: Any) -> None:
-    """A case entered a step (``event.step``; ``event.from_step`` is where it came from).
+    """React to a case entering a step: ``event.step``, coming from ``event.from_step``.
 
-    Called after commit, like :func:`kefu_case_opened`.
+    Also called for the first step of a new case (``from_step`` ``None``) and for moves made
+    by the worker (SLA escalations, timers; ``actor`` ``system``). Called after commit,
+    like :func:`kefu_case_opened`. Return value ignored.
     """
 
 
 @hookspec
 def kefu_action_done(event: Any) -> None:
-    """An action was done on a case (``event.action``, ``event.actor``, ``event.fields``).
+    """React to an action done on a case: ``event.action`` by ``event.actor``.
 
-    Called after commit, like :func:`kefu_case_opened`.
+    ``event.fields`` are the case's fields after the action, ``event.step`` where it is now
+    and ``event.from_step`` where the action started. Called after commit, like
+    :func:`kefu_case_opened`. Return value ignored.
     """
 
 
 @hookspec
 def kefu_case_closed(event: Any) -> None:
-    """A case reached a final step.
+    """React to a case reaching a final step (``event.step``), by an action or the worker.
 
-    Called after commit, like :func:`kefu_case_opened`.
+    Called after commit, after :func:`kefu_step_entered` for the same step, like
+    :func:`kefu_case_opened`. Return value ignored.
     """

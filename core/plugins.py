@@ -48,7 +48,9 @@ def plugin_manager(*, entry_points: bool = True) -> tuple[pluggy.PluginManager, 
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) if exc.plugin else "?"
-        raise PluginError(f"plugin '{name}': {exc}") from exc
+        info = next((i for i in infos if i.name == name), None)
+        where = f" (package {info.package} {info.version})" if info else ""
+        raise PluginError(f"plugin '{name}'{where}: {exc}") from exc
     for info in infos:
         plugin = pm.get_plugin(info.name)
         info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])

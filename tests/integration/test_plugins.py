@@ -142,7 +142,7 @@ BROKEN = {
         @hookimpl
         def kefu_case_opend(event):
             pass
-        """, ["plugin 'acme-sms'", "kefu_case_opend", "unknown hook"]),
+        """, ["plugin 'acme-sms' (package acme-sms-gateway 1.0)", "unknown hook 'kefu_case_opend'"]),
     "duplicate name": ("duplicate_mod", """
         from core import hookimpl
         from plugins.dispatch import DISPATCH

@@ -1,0 +1,249 @@
+"""One test per hook (tests/unit/test_hook_docs.py fails when a hook has none).
+
+Each registers or exercises the hook the way a plugin author would: through the entry-point
+group (built-ins and the kefu-example package) or a plugin object registered on a fresh
+plugin manager.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import hookimpl
+from core.catalog import load_catalog
+from core.fields import FieldValueError, coerce
+from core.plugins import (
+    PluginError,
+    build_registry,
+    installed,
+    notification_channels,
+    plugin_manager,
+)
+from core.storage.db import Database
+from tests.helpers import case_at_repair, service
+from tests.integration.test_plugins import (
+    EXAMPLE_RULES,
+    KEFU,
+    Listener,
+    example_client,  # noqa: F401  (fixture)
+    fake_distribution,
+    listeners,  # noqa: F401  (fixture)
+    write_config,
+)
+
+
+def registry_with(*plugins: Any) -> Any:
+    """The installed plugins plus ``plugins`` (objects with @hookimpl methods), as a new registry."""
+    pm, infos = plugin_manager()
+    for i, p in enumerate(plugins):
+        pm.register(p, name=f"test-plugin-{i}")
+    return build_registry(pm, infos)
+
+
+class Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_hook_effect_types(tmp_path: Path) -> None:
+    reg = installed()
+    assert reg.plugin_of("effect type", "dispatch") == "dispatch"
+    assert reg.plugin_of("effect type", "check_warranty") == "example"
+    # a pack using the example plugin's effect loads; its arguments are checked with file:line
+    cat = load_catalog(EXAMPLE_RULES, write_config(tmp_path))
+    assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
+    assert "check_warranty" in cat.effects
+
+    class Clash:
+        @hookimpl
+        def kefu_effect_types(self) -> list[Any]:
+            from core.effects import BUILTIN_EFFECTS
+
+            return [BUILTIN_EFFECTS[0]]  # "set" is built in
+
+    with pytest.raises(PluginError, match="plugin 'test-plugin-0': effect type 'set' is built into kefu"):
+        registry_with(Clash())
+
+
+def test_hook_field_types() -> None:
+    reg = installed()
+    assert reg.plugin_of("field type", "survey") == "surveys"
+    assert reg.plugin_of("field type", "serial") == "example"
+    from core.definitions import FieldDef
+
+    serial = FieldDef.model_validate({"type": "serial", "label": "S"})
+    assert coerce(serial, "sn 1234-5674") == "SN12345674"
+    with pytest.raises(FieldValueError, match="check digit"):
+        coerce(serial, "SN12345670")
+    with pytest.raises(ValueError, match="unknown field type 'serail'.*did you mean 'serial'"):
+        FieldDef.model_validate({"type": "serail", "label": "S"})
+
+    class Twice:
+        @hookimpl
+        def kefu_field_types(self) -> list[Any]:
+            return [Named("survey")]
+
+    with pytest.raises(PluginError, match="field type 'survey' is registered by both plugin 'surveys' and "
+                                          "plugin 'test-plugin-0'"):
+        registry_with(Twice())
+
+
+def test_hook_dispatch_strategies() -> None:
+    reg = installed()
+    owners = {name: reg.plugin_of("dispatch strategy", name) for name in reg.strategies}
+    assert owners == {"skill": "dispatch", "region": "dispatch", "workload": "dispatch",
+                      "round_robin": "dispatch", "nearest": "dispatch", "vip": "example"}
+
+
+def test_hook_case_number_schemes(db: Database) -> None:
+    assert installed().plugin_of("case-number scheme", "pattern") == "numbering"
+    svc = service(db)
+    number = svc.get_case("demo", case_at_repair(svc)).number
+    assert number.startswith("BX-") and number.endswith("-0001")  # config/demo.yaml: BX-{yyyy}{mm}-{seq:04}
+    svc.close()
+
+    class Yearly:
+        @hookimpl
+        def kefu_case_number_schemes(self) -> list[Any]:
+            return [Named("pattern")]
+
+    with pytest.raises(PluginError, match="case-number scheme 'pattern' is registered by both"):
+        registry_with(Yearly())
+
+
+def test_hook_reports(example_client: Any) -> None:  # noqa: F811
+    svc, login = example_client
+    assert installed().plugin_of("report", "satisfaction") == "surveys"
+    amy = login("amy")
+    listed = amy.get("/api/v1/reports").json()
+    assert {"name": "satisfaction", "title": "Satisfaction by topic (survey fields)", "plugin": "surveys"} in listed
+    r = amy.get("/api/v1/reports/satisfaction")
+    assert r.status_code == 200 and r.json()["rows"] == [] and r.json()["notes"] == ["no survey answers yet"]
+    assert amy.get("/api/v1/reports/nope").status_code == 404
+
+
+def test_hook_reports_on_answers(db: Database) -> None:
+    from core.reports import run_report
+
+    svc = service(db)
+    fang = svc.actor("demo", "wang")  # holds `service` through the service department
+    for scores in ({"installation": 5, "operation": 4, "implementation": 5, "after_sales": 2, "training": 4},
+                   {"installation": 3, "operation": 2, "implementation": 4, "after_sales": 3, "training": 4}):
+        case = svc.open_case("demo", "project-callbacks", fang,
+                             {"project": "P", "customer_name": "C", "delivered_on": "2026-01-15"}).case
+        svc.act("demo", case.id, "close_file", fang, {"end_reason": "x"}, 1)
+        from sqlalchemy import update
+
+        from core.storage import schema as t
+
+        with db.write() as conn:  # a survey answered at a callback, stored as the field type stores it
+            conn.execute(update(t.case).where(t.case.c.id == case.id).values(
+                fields={**case.fields, "satisfaction": {"scores": scores, "average": 0}}))
+    result = run_report(svc, "demo", "satisfaction", {"procedure": "project-callbacks"})
+    rows = {r[2]: r[3:] for r in result.rows}
+    assert rows["after_sales"] == [2, 2.5] and rows["installation"] == [2, 4.0]
+    out = subprocess.run([KEFU, "report", "satisfaction", "--database", svc.db.url, "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert '"after_sales", 2, 2.5' in out.stdout
+    svc.close()
+
+
+def test_hook_cli_commands(tmp_path: Path) -> None:
+    fake_distribution(tmp_path, "kefu-hello", "hello", "hello_mod", """
+        import click
+        from core import hookimpl
+
+        @click.command()
+        def hello():
+            '''Say hello.'''
+            click.echo("hello from a plugin")
+
+        @hookimpl
+        def kefu_cli_commands(cli):
+            cli.add_command(hello)
+        """)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([KEFU, "hello"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0 and out.stdout == "hello from a plugin\n", out.stderr
+    helptext = subprocess.run([KEFU, "--help"], capture_output=True, text=True, timeout=60, env=env).stdout
+    assert "hello" in helptext and "serve" in helptext  # serve comes from the built-in api plugin
+
+
+def test_hook_api_routes(example_client: Any) -> None:  # noqa: F811
+    _, login = example_client
+    amy = login("amy")
+    r = amy.get("/api/v1/example/closed")
+    assert r.status_code == 200 and isinstance(r.json()["closed"], list)
+    from litestar.testing import TestClient
+
+    anonymous = TestClient(amy.app)
+    assert anonymous.get("/api/v1/example/closed").status_code == 401  # behind the same authentication
+
+
+def test_hook_notification_channels() -> None:
+    pm, _ = plugin_manager()
+    channels = notification_channels(pm)
+    assert {"log", "file", "email", "webhook"} <= set(channels)
+
+    class Dup:
+        @hookimpl
+        def kefu_notification_channels(self) -> list[Any]:
+            return [Named("email")]
+
+    pm.register(Dup(), name="dup-channels")
+    with pytest.raises(PluginError, match="channel 'email' is registered by both plugin"):
+        notification_channels(pm)
+
+
+def test_hook_case_opened(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+    good, _ = listeners
+    svc = service(db)
+    svc.open_case("demo", "repair-desk", svc.actor("demo", "wang"),
+                  {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "x"})
+    assert [s for s in good.seen if s[0] == "opened"] == [("opened", "intake", None, None)]
+    svc.close()
+
+
+def test_hook_step_entered(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+    good, _ = listeners
+    svc = service(db)
+    case_at_repair(svc)
+    assert [s[1] for s in good.seen if s[0] == "step_entered"] == ["intake", "dispatch", "repair"]
+    svc.close()
+
+
+def test_hook_action_done(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+    good, _ = listeners
+    svc = service(db)
+    case_at_repair(svc)
+    assert [s[3] for s in good.seen if s[0] == "action_done"] == ["verify", "dispatch"]
+    svc.close()
+
+
+def test_hook_case_closed(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+    good, _ = listeners
+    svc = service(db)
+    wang = svc.actor("demo", "wang")
+    case = svc.open_case("demo", "repair-desk", wang,
+                         {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "x"}).case
+    svc.act("demo", case.id, "cancel", wang, {"cancel_reason": "duplicate"}, 1)
+    assert good.seen[-2:] == [("step_entered", "cancelled", "intake", "cancel"),
+                              ("closed", "cancelled", "intake", "cancel")]
+    svc.close()
+
+
+def test_registry_reports_a_hook_that_raises() -> None:
+    class Broken:
+        @hookimpl
+        def kefu_reports(self) -> list[Any]:
+            raise RuntimeError("no database yet")
+
+    with pytest.raises(PluginError, match="plugin 'test-plugin-0': kefu_reports failed: RuntimeError: no database"):
+        registry_with(Broken())
+
