@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 
 from core.definitions import FieldDef, Label
+from core.fields import PLUGIN_KINDS
 from core.procedures import CompiledProcedure
 from core.service import ActionView, CaseView
 
@@ -46,6 +47,8 @@ class FormField(msgspec.Struct):
     min: float | None = None
     max: float | None = None
     max_length: int | None = None
+    # a field type from a plugin: the JSON schema of the value to send (e.g. a survey's topics)
+    input_schema: dict[str, Any] | None = None
 
 
 class ActionOut(msgspec.Struct):
@@ -175,8 +178,9 @@ def form(proc: CompiledProcedure, names: list[str], required: list[str]) -> list
             choices = [Choice(k, Text(v.zh_CN, v.en)) for k, v in f.choices.items()]
         label = text(f.label)
         assert label is not None
+        kind = PLUGIN_KINDS.get(f.type)
         out.append(FormField(name, f.type, label, name in required, text(f.help), choices, f.multiple,
-                             f.min, f.max, f.max_length))
+                             f.min, f.max, f.max_length, kind.json_schema(f) if kind else None))
     return out
 
 

@@ -84,6 +84,10 @@ def example_client(db: Database, tmp_path: Path) -> Iterator[tuple[CaseService, 
 def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
     svc, login = example_client
     amy, vic = login("amy"), login("vic")
+    # the open form describes the plugin's field type with its JSON schema
+    procedure = amy.get("/api/v1/procedures/warranty-desk").json()
+    serial = next(f for f in procedure["open_form"] if f["name"] == "serial")
+    assert serial["type"] == "serial" and serial["input_schema"]["pattern"] == r"^SN-?\d{8}$"
     # the plugin's field type validates the form: a mistyped serial is a form error naming it
     r = amy.post("/api/v1/cases", json={"procedure": "warranty-desk",
                                         "fields": {"serial": "SN12345675", "purchased_on": "2025-06-01"}})

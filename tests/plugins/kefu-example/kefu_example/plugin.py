@@ -20,6 +20,7 @@ from typing import Any
 from litestar import get
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.routes import errors
 from core import hookimpl
 from core.definitions import FieldDef, PackDef
 from core.dispatch import Candidate, Choice, DispatchRequest
@@ -139,7 +140,8 @@ class VipStrategy:
 CLOSED: list[str] = []  # case numbers closed, as heard after commit
 
 
-@get("/api/v1/example/closed", operation_id="exampleClosed", tags=["example"], sync_to_thread=False)
+@get("/api/v1/example/closed", operation_id="exampleClosed", tags=["example"], sync_to_thread=False,
+     responses=errors())  # documents the 401 problem answer the API's authentication gives
 def closed_cases() -> dict[str, Any]:
     """Case numbers the example plugin heard closing (kefu_case_closed)."""
     return {"closed": list(CLOSED)}
