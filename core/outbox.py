@@ -142,10 +142,14 @@ def deliver_one(svc: CaseService, msg: OutboxMessage, channels: Mapping[str, Cha
     channel = channels.get(name)
     error: str
     permanent = False
-    if channel is None:
+    off = _disabled_owner(svc, msg.company, name)
+    if off is not None:
+        channel, permanent = None, True
+        error = f"notification channel '{name}' comes from plugin '{off}', which company '{msg.company}' disables"
+    elif channel is None:
         error = (f"no notification channel '{name}' (available: "
                  f"{', '.join(sorted(channels)) or 'none'}; is its plugin installed and enabled?)")
-    else:
+    if channel is not None:
         try:
             channel.deliver(msg, conf)
         except DeliveryError as exc:
@@ -167,6 +171,17 @@ def deliver_one(svc: CaseService, msg: OutboxMessage, channels: Mapping[str, Cha
     log.warning("message %s via %s: attempt %d failed, retrying: %s", msg.idempotency_key, msg.channel,
                 msg.attempts, error)
     return "retry" if ok else "lost"
+
+
+def _disabled_owner(svc: CaseService, company: str, channel: str) -> str | None:
+    """The plugin giving ``channel`` when ``company`` disables it (``plugins: {x: {enabled: false}}``)."""
+    from core.plugins import CHANNEL_OWNERS, enabled_for
+
+    owner = CHANNEL_OWNERS.get(channel)
+    rt = svc.companies.get(company)
+    if owner is None or rt is None or enabled_for(rt.definition, owner):
+        return None
+    return owner
 
 
 def deliver_pending(svc: CaseService, channels: Mapping[str, Channel], *, now: dt.datetime | None = None,

@@ -71,7 +71,12 @@ def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
                 raise PluginError(f"notification channel '{name}' is registered by both plugin "
                                   f"'{owner[name]}' and plugin '{impl.plugin_name}'")
             out[name], owner[name] = channel, impl.plugin_name
+    CHANNEL_OWNERS.update(owner)
     return out
+
+
+#: notification channel name -> the plugin that gave it (a company may disable that plugin)
+CHANNEL_OWNERS: dict[str, str] = {}
 
 
 # -- the registries plugins fill (built once per process) -----------------------------------
@@ -108,9 +113,14 @@ def _collect(reg: Registry, kind: str, hook: Any, target: dict[str, Any], reserv
                 raise PluginError(f"plugin '{impl.plugin_name}': {kind} '{name}' is built into kefu; pick another name")
             if name in target:
                 raise PluginError(f"{kind} '{name}' is registered by both plugin "
-                                  f"'{reg.owner[(kind, name)]}' and plugin '{impl.plugin_name}'")
+                                  f"{_who(reg, reg.owner[(kind, name)])} and plugin {_who(reg, impl.plugin_name)}")
             target[name] = item
             reg.owner[(kind, name)] = impl.plugin_name
+
+
+def _who(reg: Registry, plugin: str) -> str:
+    info = next((i for i in reg.infos if i.name == plugin), None)
+    return f"'{plugin}' (package {info.package})" if info else f"'{plugin}'"
 
 
 def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registry:

@@ -357,3 +357,21 @@ def test_kefu_worker_killed_and_restarted_delivers_each_message_once(channel: st
     assert set(ids) == {r["idempotency_key"] for r in rows}
     assert len(ids) - len(set(ids)) <= 1  # at most the one in flight at the kill went twice
     db.dispose()
+
+
+def test_a_company_that_disables_the_notifications_plugin_gets_no_messages(db: Database, tmp_path: Path,
+                                                                           smtp: Any) -> None:
+    from core.plugins import notification_channels, plugin_manager
+
+    box, port = smtp
+    config = email_config(tmp_path, port)
+    path = config / "demo.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "plugins:\n  notifications: {enabled: false}\n",
+                    encoding="utf-8")
+    svc = service(db, config=config, clock=TestClock(T0))
+    make_cases(svc, 1)
+    channels = notification_channels(plugin_manager()[0])  # as a worker starts
+    report = outbox.deliver_pending(svc, channels)
+    assert report.failed == len(outbox_rows(db)) and box.messages == []
+    assert ("notification channel 'email' comes from plugin 'notifications', which company 'demo' disables"
+            in outbox_rows(db)[0]["last_error"])

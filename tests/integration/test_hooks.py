@@ -88,7 +88,7 @@ def test_hook_field_types() -> None:
         def kefu_field_types(self) -> list[Any]:
             return [Named("survey")]
 
-    with pytest.raises(PluginError, match="field type 'survey' is registered by both plugin 'surveys' and "
+    with pytest.raises(PluginError, match="field type 'survey' is registered by both plugin 'surveys' \\(package kefu\\) and "
                                           "plugin 'test-plugin-0'"):
         registry_with(Twice())
 

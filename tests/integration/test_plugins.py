@@ -154,7 +154,8 @@ BROKEN = {
         @hookimpl
         def kefu_effect_types():
             return [DISPATCH]
-        """, ["effect type 'dispatch' is registered by both plugin 'acme-sms' and plugin 'dispatch'"]),
+        """, ["effect type 'dispatch' is registered by both plugin 'acme-sms' (package acme-sms-gateway) "
+              "and plugin 'dispatch' (package kefu)"]),
 }
 
 
