@@ -26,6 +26,24 @@ def pack_dirs(rules_dir: Path) -> list[Path]:
     return sorted(p.parent for p in rules_dir.glob("*/procedure.yaml"))
 
 
+def rules_dir_default() -> Path:
+    return Path(os.environ.get("KEFU_RULES_DIR") or ROOT / "rules")
+
+
+def config_dir_default() -> Path:
+    return Path(os.environ.get("KEFU_CONFIG_DIR") or ROOT / "config")
+
+
+def plugin_pack_dirs() -> list[Path]:
+    """Pack directories the installed plugins ship (``kefu_pack_dirs``)."""
+    from core.plugins import installed
+
+    out: list[Path] = []
+    for result in installed().pm.hook.kefu_pack_dirs():
+        out.extend(Path(p) for p in result or [])
+    return sorted(p for p in out if (p / "procedure.yaml").is_file())
+
+
 def load_catalog(rules_dir: Path | None = None, config_dir: Path | None = None,
                  extra_effects: Iterable[EffectType] = (), display_root: Path | None = None) -> Catalog:
     """Load every pack and every company config; problems go to ``catalog.diagnostics``.
@@ -33,11 +51,12 @@ def load_catalog(rules_dir: Path | None = None, config_dir: Path | None = None,
     Defaults: ``KEFU_RULES_DIR`` / ``KEFU_CONFIG_DIR`` if set, else ``rules/`` and ``config/``
     of this checkout.
     """
-    rules_dir = rules_dir or Path(os.environ.get("KEFU_RULES_DIR") or ROOT / "rules")
-    config_dir = config_dir or Path(os.environ.get("KEFU_CONFIG_DIR") or ROOT / "config")
+    rules_dir = rules_dir or rules_dir_default()
+    config_dir = config_dir or config_dir_default()
     effects = effect_registry(extra_effects)
     cat = Catalog(effects=effects)
-    for d in pack_dirs(rules_dir):
+    local = pack_dirs(rules_dir)
+    for d in [*plugin_pack_dirs(), *local]:  # a pack of rules/ replaces a plugin's of the same key
         lp, diags = load_pack(d, effects, display_root)
         cat.diagnostics.extend(diags)
         if lp is not None:

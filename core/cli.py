@@ -52,7 +52,11 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
     if not paths:
         cat = load_catalog(rules_dir, config_dir, _plugin_effects())
         diags.extend(cat.diagnostics)
-        checked = f"{len(pack_dirs(rules_dir or ROOT / 'rules'))} pack(s), {len(cat.companies)} company config(s)"
+        from core.catalog import plugin_pack_dirs, rules_dir_default
+
+        shipped = len(plugin_pack_dirs())
+        checked = (f"{len(pack_dirs(rules_dir or rules_dir_default())) + shipped} pack(s)"
+                   + (f" ({shipped} from plugins)" if shipped else "") + f", {len(cat.companies)} company config(s)")
     else:
         packs = load_catalog(rules_dir, Path("/nonexistent"), _plugin_effects()).packs
         count = 0

@@ -83,6 +83,21 @@ def kefu_dispatch_strategies() -> list[Any] | None:
 
 
 @hookspec
+def kefu_pack_dirs() -> list[Any] | None:
+    """Return directories of procedure packs the plugin ships (each holding ``procedure.yaml``).
+
+    Return a list of ``pathlib.Path`` (``None``: none), e.g. the ``rules/`` folder inside
+    your package: ``[Path(__file__).parent / "rules" / "warranty-desk"]``. The packs are
+    loaded and checked like those of the ``rules/`` directory (``kefu validate`` reports
+    their problems with their file paths); a company enables them under ``procedures:``.
+    A pack of the same key in ``rules/`` wins, so a company can adapt a shipped pack.
+
+    Called once at start-up, when the catalog is loaded. Results of all plugins are
+    combined.
+    """
+
+
+@hookspec
 def kefu_case_number_schemes() -> list[Any] | None:
     """Return case-number schemes a company selects with ``number_scheme:``.
 

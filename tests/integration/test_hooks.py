@@ -100,6 +100,25 @@ def test_hook_dispatch_strategies() -> None:
                       "round_robin": "dispatch", "nearest": "dispatch", "vip": "example"}
 
 
+def test_hook_pack_dirs(tmp_path: Path) -> None:
+    from core.catalog import plugin_pack_dirs
+
+    shipped = plugin_pack_dirs()
+    assert EXAMPLE_RULES / "warranty-desk" in shipped
+    empty = tmp_path / "rules"
+    empty.mkdir()
+    cat = load_catalog(empty, write_config(tmp_path))
+    assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
+    assert "warranty-desk" in cat.packs and "warranty-desk" in cat.companies["acme"].procedures
+    # a pack of the same key in rules/ wins: a company adapts a shipped pack
+    local = empty / "warranty-desk"
+    local.mkdir()
+    text = (EXAMPLE_RULES / "warranty-desk" / "procedure.yaml").read_text(encoding="utf-8")
+    (local / "procedure.yaml").write_text(text.replace("title: {zh-CN: 保修服务台", "title: {zh-CN: 本地保修台"),
+                                          encoding="utf-8")
+    assert load_catalog(empty, write_config(tmp_path)).packs["warranty-desk"].pack.title.zh_CN == "本地保修台"
+
+
 def test_hook_case_number_schemes(db: Database) -> None:
     assert installed().plugin_of("case-number scheme", "pattern") == "numbering"
     svc = service(db)

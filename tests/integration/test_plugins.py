@@ -65,7 +65,10 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
 @pytest.fixture
 def example_client(db: Database, tmp_path: Path) -> Iterator[tuple[CaseService, Any]]:
     config = write_config(tmp_path, "plugins:\n  example: {settings: {warranty_months: 24}}\n")
-    svc = service(db, rules=EXAMPLE_RULES, config=config,
+    no_local_packs = tmp_path / "rules"
+    no_local_packs.mkdir()
+    # the warranty-desk pack comes from the plugin package itself (kefu_pack_dirs)
+    svc = service(db, rules=no_local_packs, config=config,
                   clock=TestClock(dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)))
     with db.write() as conn:
         for name in ("amy", "ben", "vic"):

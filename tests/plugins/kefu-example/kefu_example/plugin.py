@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from litestar import get
@@ -170,3 +171,8 @@ def kefu_case_closed(event: Any) -> None:
 @hookimpl
 def kefu_api_routes() -> list[Any]:
     return [closed_cases]
+
+
+@hookimpl
+def kefu_pack_dirs() -> list[Path]:
+    return [Path(__file__).parent / "rules" / "warranty-desk"]
