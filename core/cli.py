@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from core.catalog import ROOT, load_catalog, pack_dirs
+from core.catalog import load_catalog, pack_dirs
 from core.diagnostics import Diagnostics
 from core.effects import EffectType
 from core.plugins import PluginError, installed
@@ -86,10 +86,13 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
 @click.option("--engine", type=click.Choice(["durable", "reference"]), default=None)
 @click.option("--database", "db_url", default=None, help="database URL (default: a throwaway SQLite file)")
 def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) -> None:
-    """Run the scenarios of the given packs (default: every pack in rules/)."""
+    """Run the scenarios of the given packs (default: every pack in rules/ and those plugins ship)."""
+    from core.catalog import plugin_pack_dirs, rules_dir_default
     from core.scenarios import run_paths
 
-    sys.exit(run_paths(list(paths) or [ROOT / "rules"], db_url=db_url, evaluator_kind=engine))
+    _pm()
+    sys.exit(run_paths(list(paths) or [rules_dir_default(), *plugin_pack_dirs()], db_url=db_url,
+                       evaluator_kind=engine))
 
 
 @cli.command()

@@ -118,6 +118,14 @@ def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
     assert "/api/v1/example/closed" in amy.get("/schema/openapi.json").json()["paths"]
 
 
+def test_the_shipped_pack_scenarios_pass_on_both_engines() -> None:
+    from core.scenarios import run_paths
+
+    lines: list[str] = []
+    assert run_paths([EXAMPLE_RULES / "warranty-desk"], echo=lines.append) == 0, lines
+    assert sum(line.startswith("PASS") for line in lines) >= 1
+
+
 def test_kefu_plugins_lists_the_external_package() -> None:
     out = subprocess.run([KEFU, "plugins"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
