@@ -150,3 +150,27 @@ def test_case_numbers_follow_the_company_format(svc: CaseService) -> None:
     numbers = [open_case(svc, mode="rr").number for _ in range(3)]
     year = svc.clock.now().year
     assert numbers == [f"FS-{year}-{n:05d}" for n in (1, 2, 3)]
+
+
+def test_round_robin_stays_even_when_desks_dispatch_at_once(svc: CaseService) -> None:
+    """8 threads open 10 round-robin cases each: the shared counter keeps the turns even."""
+    import threading
+
+    amy = svc.actor("acme", "amy")
+    got: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def desk() -> None:
+        start.wait()
+        for _ in range(10):
+            case = svc.open_case("acme", "field-service", amy, {"mode": "rr"}).case
+            with lock:
+                got.append(assigned_to(case))
+
+    threads = [threading.Thread(target=desk) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert Counter(got) == {f"person:{e}": 20 for e in ENGINEERS}
