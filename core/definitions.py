@@ -392,6 +392,22 @@ class ParameterDef(Strict):
         return _label(v)
 
 
+TEMPLATE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class TemplateDef(Strict):
+    """A message text for ``notify: {template: name}`` (Jinja, see core.templates)."""
+
+    subject: Label | None = None
+    body: Label
+    source: str | None = None
+
+    @field_validator("subject", "body", mode="before")
+    @classmethod
+    def _lbl(cls, v: Any) -> Any:
+        return _label(v)
+
+
 class PackDef(Strict):
     """``rules/<pack>/procedure.yaml``."""
 
@@ -410,6 +426,7 @@ class PackDef(Strict):
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}
     schedules: dict[Key, ScheduleDef] = {}
+    templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
 
     @field_validator("title", mode="before")
     @classmethod
@@ -486,6 +503,8 @@ class CompanyDef(Strict):
     channels: dict[Key, dict[str, Any]] = {}
     # per plugin (entry-point name): enable/disable for this company, and its settings
     plugins: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], PluginSettings] = {}
+    # message texts replacing the packs' (same keys as the packs' templates:)
+    templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
 
     @field_validator("name", mode="before")
     @classmethod

@@ -263,8 +263,30 @@ def _apply_notify(change: Change, args: NotifyArgs, rule_id: str) -> None:
     }
     if args.address:
         payload["address"] = change.fields.get(args.address)
+    text = _render(change, args)
+    if text:
+        payload.update(text)
     change.outbox.append(OutboxDraft(args.channel, args.to, args.template, payload))
     change.note("notified", rule_id, to=args.to, template=args.template, channel=args.channel)
+
+
+def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
+    """The message text from the company's or the pack's ``templates:`` (None: neither has it)."""
+    from core.templates import render
+
+    company = change.context.get("company")
+    pack = change.procedure.pack
+    sources = [company.templates] if company is not None else []
+    sources.append(pack.templates)
+    if not any(args.template in m for m in sources):
+        return None
+    locale = company.locale if company is not None else "zh-CN"
+    step = pack.steps.get(change.step)
+    context = {"case": change.case_number, "step": change.step,
+               "step_label": step.label.text(locale) if step else change.step,
+               "company": company.name.text(locale) if company is not None else "", "to": args.to,
+               "timezone": company.timezone if company is not None else "UTC", "fields": dict(change.fields)}
+    return render(sources, args.template, locale, context)
 
 
 class OpenCaseArgs(BaseModel):

@@ -539,6 +539,9 @@ class _PackChecker:
                     "the form still shows it, after the asked fields; list it in ask: to say where: "
                     f"ask: [{', '.join([*ask, name])}]", severity="warning"))
 
+    def check_templates(self) -> None:
+        check_templates(self.doc, self.pack.templates, self.fields, self.out)
+
     # -- the checks -----------------------------------------------------------------------
     def run(self) -> Diagnostics:
         pack, doc, sv = self.pack, self.doc, self.sv
@@ -557,6 +560,7 @@ class _PackChecker:
         for rname, rec in pack.records.items():
             self.field_refs(("records", rname, "fields"), rec.fields)
         self.check_time()
+        self.check_templates()
         self.check_limits()
         if not self.out.errors and not sv.invalid:
             try:
@@ -1112,6 +1116,8 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
                                                        effects=effects, raw=lp.raw)
     if not sv.is_broken(("plugins",)):
         _check_company_plugins(doc, company, loaded, diags)
+    if not sv.is_broken(("templates",)):
+        check_templates(doc, company.templates, None, diags)
     # linked-case targets must be enabled in this company
     for key, proc in loaded.procedures.items():
         for rule in proc.rules:
@@ -1124,6 +1130,27 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
                                           f"enable it under procedures: {target}: {{}}", key=True))
     diags = _sorted(diags)
     return (loaded if not diags.errors else None), diags
+
+
+def check_templates(doc: YamlDoc, templates: Mapping[str, Any], fields: set[str] | None,
+                    out: Diagnostics) -> None:
+    """K140 syntax, K141 unknown variable, K106 unknown ``fields.x`` in message templates."""
+    from core.templates import problems
+
+    for name, tdef in templates.items():
+        for part in ("subject", "body"):
+            label = getattr(tdef, part)
+            if label is None:
+                continue
+            for lang, source in (("zh-CN", label.zh_CN), ("en", label.en)):
+                if source is None:
+                    continue
+                loc: Loc = ("templates", name, part, lang) if isinstance(doc.value_at(
+                    ("templates", name, part)), dict) else ("templates", name, part)
+                for code, message, _line in problems(source, fields):
+                    hint = ("fix the template: Jinja syntax, e.g. {{ fields.engineer }}" if code == "K140"
+                            else None)
+                    out.append(doc.diag(loc, code, f"template {name}: {message}", hint))
 
 
 def _check_company_plugins(doc: YamlDoc, company: CompanyDef, loaded: LoadedCompany, diags: Diagnostics) -> None:

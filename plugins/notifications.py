@@ -115,6 +115,10 @@ def email_address(message: OutboxMessage, conf: EmailSettings) -> str:
 
 
 def render_text(message: OutboxMessage) -> str:
+    """The message's text from its template (rendered when it was queued), else a plain listing."""
+    body = message.payload.get("body")
+    if isinstance(body, str) and body:
+        return body + "\n"
     lines = [f"{message.template}", "", f"case: {message.payload.get('case', '')}",
              f"step: {message.payload.get('step', '')}"]
     for name, value in (message.payload.get("fields") or {}).items():
@@ -139,7 +143,9 @@ class EmailChannel:
         mail = EmailMessage()
         mail["From"] = conf.sender
         mail["To"] = to
-        mail["Subject"] = f"[{message.payload.get('case', message.company)}] {message.template}"
+        subject = message.payload.get("subject")
+        mail["Subject"] = subject if isinstance(subject, str) and subject else \
+            f"[{message.payload.get('case', message.company)}] {message.template}"
         mail["Message-ID"] = message_id(message, conf.sender)
         mail["Date"] = formatdate(message.created_at.timestamp(), localtime=False)
         mail["X-Kefu-Idempotency-Key"] = message.idempotency_key

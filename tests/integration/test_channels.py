@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.policy
 import hashlib
 import hmac
 import json
@@ -66,7 +67,7 @@ class Mailbox:
             return self.answers.pop(0)
         if self.delay:
             time.sleep(self.delay)  # a slow server: keeps the worker inside the send
-        msg = email.message_from_bytes(envelope.content)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         msg["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
         self.messages.append(msg)
         return "250 OK"
@@ -191,9 +192,13 @@ def test_email_sends_each_message_with_a_stable_message_id(db: Database, tmp_pat
     assert len(by_id) == len(rows)  # one Message-ID per message
     urgent = [m for m in box.messages if m["Subject"].endswith("repair.urgent")]
     assert len(urgent) == 2 and {m["X-Envelope-To"] for m in urgent} == {"desk@demo.test"}
-    to_customer = [m for m in box.messages if m["Subject"].endswith("repair.engineer-assigned")]
-    assert {m["X-Envelope-To"] for m in to_customer} == {"customer@demo.test"}
-    assert "engineer: li" in to_customer[0].get_payload()
+    # the customer's mail carries the pack's template text (rules/repair-desk templates:)
+    to_customer = [m for m in box.messages if "已派工" in m["Subject"]]
+    assert len(to_customer) == 2 and {m["X-Envelope-To"] for m in to_customer} == {"customer@demo.test"}
+    body = to_customer[0].get_content()
+    assert "已安排维修工程师 li(电话 13800000001)" in body and "2026-11-23 10:00" in body
+    # a message without a template is a plain listing of its fields
+    assert "category: electrical" in urgent[0].get_content()
     assert {m["X-Kefu-Idempotency-Key"] for m in box.messages} == {r["idempotency_key"] for r in rows}
 
 
