@@ -92,7 +92,7 @@ _EXPECT_KEYS = ("case", "step", "status", "fields", "assignees", "fired", "outbo
                 "actions", "linked", "refused", "error", "deadlines", "cases")
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
 DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
-_OUTBOX_KEYS = ("to", "template", "channel", "fields")
+_OUTBOX_KEYS = ("to", "template", "channel", "fields", "text")
 _JOURNAL_KEYS = ("kind", "rule", "action", "actor")
 _ACTIONS_KEYS = ("as", "include", "exclude", "only")
 _LINKED_KEYS = ("procedure", "link", "rule", "step", "status", "name")
@@ -1328,6 +1328,11 @@ class _Run:
                     bad = {f: val for f, val in (v or {}).items() if have["fields"].get(f) != val}
                     if bad:
                         diffs.append(f"fields {_show(bad)} (it has {_show(have['fields'])})")
+                elif k == "text":
+                    parts = [str(p) for p in (v if isinstance(v, list) else [v])]
+                    missing = [p for p in parts if p not in have["text"]]
+                    if missing:
+                        diffs.append(f"text containing {_show(missing)} (it reads {_show(have['text'] or '(no text)')})")
                 elif have.get(k) != v:
                     diffs.append(f"{k} {_show(v)} (it has {_show(have.get(k))})")
             if diffs:
@@ -1484,8 +1489,9 @@ def _strip_id(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def _message(m: Mapping[str, Any]) -> dict[str, Any]:
     payload = m.get("payload") or {}
+    text = "\n".join(str(payload[k]) for k in ("subject", "body") if payload.get(k))
     return {"to": m["recipient"], "template": m["template"], "channel": m["channel"],
-            "fields": dict(payload.get("fields") or {})}
+            "fields": dict(payload.get("fields") or {}), "text": text}
 
 
 def _show(value: Any) -> str:
