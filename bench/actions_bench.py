@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
+from bench.databases import on_each_database  # noqa: E402
 from core.catalog import load_catalog  # noqa: E402
 from core.clock import TestClock  # noqa: E402
 from core.setup import build_service, create_config_people  # noqa: E402
@@ -178,31 +178,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"repair-desk lifecycle, {args.cases} cases x 7 transactions, median of {args.repeats} runs, "
           f"Python {sys.version.split()[0]}")
-    tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
-    bench_db("SQLite", lambda: f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}", args.cases, args.repeats)
-    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-    made: list[str] = []
-
-    def pg_url() -> str:
-        name = f"kefu_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        made.append(name)
-        return args.pg.rsplit("/", 1)[0] + "/" + name
-
-    try:
-        with admin.connect():
-            pass
-    except Exception as exc:
-        print(f"PostgreSQL   skipped: {str(exc).splitlines()[0]}")
-        return
-    try:
-        bench_db("PostgreSQL", pg_url, args.cases, args.repeats)
-    finally:
-        with admin.connect() as c:
-            for name in made:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
+    on_each_database(args.pg, lambda label, new_url: bench_db(label, new_url, args.cases, args.repeats))
 
 if __name__ == "__main__":
     main()

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ruamel.yaml import YAML  # noqa: E402
-from sqlalchemy import create_engine, insert, text  # noqa: E402
+from sqlalchemy import insert, text  # noqa: E402
 
+from bench.databases import on_each_database  # noqa: E402
 from core import timers  # noqa: E402
 from core.catalog import Catalog, load_catalog  # noqa: E402
 from core.clock import TestClock  # noqa: E402
@@ -191,30 +192,7 @@ def main() -> None:
     print(f"timers/outbox: {args.timers} each; deadlines: {args.cases} cases x 4 actions; "
           f"Python {sys.version.split()[0]}")
     tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
-    run("SQLite", lambda: f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}", args, tmp)
-    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-    made: list[str] = []
-
-    def pg_url() -> str:
-        name = f"kefu_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        made.append(name)
-        return args.pg.rsplit("/", 1)[0] + "/" + name
-
-    try:
-        with admin.connect():
-            pass
-    except Exception as exc:
-        print(f"PostgreSQL   skipped: {str(exc).splitlines()[0]}")
-        return
-    try:
-        run("PostgreSQL", pg_url, args, tmp)
-    finally:
-        with admin.connect() as c:
-            for name in made:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
+    on_each_database(args.pg, lambda label, new_url: run(label, new_url, args, tmp))
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,7 @@ Strategies:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -54,36 +54,33 @@ def _least_loaded(pool: Sequence[Candidate], request: DispatchRequest, scope: st
     return tied[(request.counter(scope) - 1) % len(tied)]
 
 
+def _among_matching(candidates: Sequence[Candidate], request: DispatchRequest, key: str,
+                    matches: Callable[[Candidate, str], bool], says: str) -> Choice | None:
+    """The least loaded of the candidates matching the case field named by ``args[key]``."""
+    field = request.args.get(key)
+    wanted = request.fields.get(field) if field else None
+    if not wanted:
+        return None
+    pool = [c for c in candidates if matches(c, str(wanted))]
+    if not pool:
+        return None
+    who = _least_loaded(pool, request, f"dispatch:{key}:{request.args.get('role')}:{wanted}")
+    return Choice(who.username, f"{says.format(wanted)} ({len(pool)} of {len(candidates)} do); "
+                                f"{who.open_cases} open cases")
+
+
 class SkillStrategy:
     name = "skill"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
-        field = request.args.get("skill")
-        needed = request.fields.get(field) if field else None
-        if not needed:
-            return None
-        pool = [c for c in candidates if str(needed) in c.skills]
-        if not pool:
-            return None
-        who = _least_loaded(pool, request, f"dispatch:skill:{request.args.get('role')}:{needed}")
-        return Choice(who.username, f"has skill '{needed}' ({len(pool)} of {len(candidates)} do); "
-                                    f"{who.open_cases} open cases")
+        return _among_matching(candidates, request, "skill", lambda c, v: v in c.skills, "has skill '{}'")
 
 
 class RegionStrategy:
     name = "region"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
-        field = request.args.get("region")
-        region = request.fields.get(field) if field else None
-        if not region:
-            return None
-        pool = [c for c in candidates if c.region == str(region)]
-        if not pool:
-            return None
-        who = _least_loaded(pool, request, f"dispatch:region:{request.args.get('role')}:{region}")
-        return Choice(who.username, f"works in region '{region}' ({len(pool)} of {len(candidates)} do); "
-                                    f"{who.open_cases} open cases")
+        return _among_matching(candidates, request, "region", lambda c, v: c.region == v, "works in region '{}'")
 
 
 class WorkloadStrategy:
