@@ -55,6 +55,10 @@ class LogChannel:
     name = "log"
 
     def deliver(self, message: OutboxMessage, settings: dict[str, Any]) -> None:
+        if message.payload.get("body"):
+            log.info("notify %s via %s: %s\n%s", message.recipient, message.channel, message.template,
+                     render_text(message).rstrip("\n"))
+            return
         log.info("notify %s via %s: %s %s", message.recipient, message.channel, message.template,
                  json.dumps(message.payload, ensure_ascii=False, default=str))
 

@@ -131,3 +131,17 @@ def test_bad_channel_settings_fail_the_message_with_the_setting_named(db):
     errors = {r.last_error for r in _rows(svc)}
     assert all(r.status == "failed" for r in _rows(svc))
     assert any("channels.file settings are invalid" in e and "colour" in e for e in errors), errors
+
+
+def test_the_log_channel_shows_the_rendered_text(db, caplog):
+    import logging
+
+    from plugins.notifications import LogChannel
+
+    svc = service(db, clock=TestClock(T0))
+    case_at_repair(svc)
+    with caplog.at_level(logging.INFO, logger="kefu.notify"):
+        outbox.deliver_pending(svc, {"log": LogChannel()})
+    assert "notify customer via default: repair.engineer-assigned\n您好,您的报修单" in caplog.text
+    assert "约定上门时间:2026-11-23 10:00" in caplog.text
+    assert "notify role:supervisor" not in caplog.text  # medium urgency: nobody else told
