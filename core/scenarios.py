@@ -1315,7 +1315,8 @@ class _Run:
     def c_outbox(self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None) -> list[str]:
         new = [m for m in self.svc.outbox(self.company) if m["id"] > self.outbox_mark]
         found = [_message(m) for m in new]
-        out = []
+        out = [f"message {i + 1} ({m['template']}): its template failed: {(m.get('payload') or {})['error']}"
+               for i, m in enumerate(new) if (m.get("payload") or {}).get("error")]
         for i, (spec, _iloc) in enumerate(want):
             if i >= len(new):
                 out.append(f"expected message {i + 1} {_show(spec)}, found none "

@@ -190,16 +190,24 @@ def test_email_sends_each_message_with_a_stable_message_id(db: Database, tmp_pat
     assert len(box.messages) == len(rows)
     by_id = box.kept()
     assert len(by_id) == len(rows)  # one Message-ID per message
-    urgent = [m for m in box.messages if m["Subject"].endswith("repair.urgent")]
+    urgent = [m for m in box.messages if m["Subject"].startswith("紧急报修 ")]
     assert len(urgent) == 2 and {m["X-Envelope-To"] for m in urgent} == {"desk@demo.test"}
     # the customer's mail carries the pack's template text (rules/repair-desk templates:)
     to_customer = [m for m in box.messages if "已派工" in m["Subject"]]
     assert len(to_customer) == 2 and {m["X-Envelope-To"] for m in to_customer} == {"customer@demo.test"}
     body = to_customer[0].get_content()
     assert "已安排维修工程师 li(电话 13800000001)" in body and "2026-11-23 10:00" in body
-    # a message without a template is a plain listing of its fields
-    assert "category: electrical" in urgent[0].get_content()
+    assert "空调不制冷" in urgent[0].get_content()  # the symptom, in the pack's urgent text
     assert {m["X-Kefu-Idempotency-Key"] for m in box.messages} == {r["idempotency_key"] for r in rows}
+
+
+def test_a_message_without_a_text_is_a_plain_listing() -> None:
+    from plugins.notifications import render_text
+
+    msg = outbox.OutboxMessage(1, 1, "demo", 7, "email", "role:x", "custom.thing",
+                               {"case": "BX-1", "step": "repair", "fields": {"category": "electrical"}},
+                               "1:2:0", 1, T0)
+    assert render_text(msg) == "custom.thing\n\ncase: BX-1\nstep: repair\ncategory: electrical\n"
 
 
 def test_email_exactly_once_when_the_worker_dies_between_send_and_record(db: Database, tmp_path: Path,
