@@ -23,11 +23,10 @@ from core.rules.evaluator import Evaluator, make_evaluator  # noqa: E402  # need
 from core.scenarios import (  # noqa: E402  # needs the path set above
     SCENARIO_DIR,
     ScenarioError,
-    durable_available,
     load_scenario,
     run_scenario,
 )
-from tests import pg  # noqa: E402  # needs the path set above
+from tests import pg, requires  # noqa: E402  # needs the path set above
 
 ENGINES = ("durable", "reference")
 DATABASES = ("sqlite", "pg")
@@ -76,8 +75,8 @@ class ScenarioItem(pytest.Item):
         self.database = database
 
     def runtest(self) -> None:
-        if self.engine == "durable" and not durable_available():
-            pytest.skip("durable_rules is not installed (Python 3.13+ runs the reference evaluator)")
+        if self.engine == "durable":
+            requires.durable()
         scenario = load_scenario(self.path, display_root=self.config.rootpath)
         ev = evaluator(self.config, self.engine)
         if self.database == "sqlite":

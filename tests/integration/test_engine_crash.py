@@ -18,13 +18,16 @@ from sqlalchemy import func, select
 
 from core.errors import EngineUnavailable
 from core.rules.isolation import IsolatedDurableEvaluator
-from core.scenarios import durable_available
 from core.service import CaseService
 from core.storage import schema as t
 from core.storage.db import Database
+from tests import requires
 from tests.helpers import case_at_repair, service
 
-pytestmark = pytest.mark.skipif(not durable_available(), reason="durable_rules is not installed")
+
+@pytest.fixture(autouse=True)
+def _needs_durable() -> None:
+    requires.durable()
 
 DONE = {"hours_spent": 2, "result": "更换压缩机电容", "resolved": True}
 

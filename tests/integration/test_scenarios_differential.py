@@ -24,9 +24,13 @@ from core.definitions import EVENTS, FieldDef
 from core.loader import effect_registry, load_pack
 from core.procedures import CompiledProcedure, compile_procedure
 from core.rules.evaluator import Evaluator, make_evaluator
-from core.scenarios import durable_available, load_scenario, run_scenario, scenario_files
+from core.scenarios import load_scenario, run_scenario, scenario_files
+from tests import requires
 
-pytestmark = pytest.mark.skipif(not durable_available(), reason="durable_rules is not installed")
+
+@pytest.fixture(autouse=True)
+def _needs_durable() -> None:
+    requires.durable()
 
 SCENARIOS = scenario_files([ROOT / "rules"])
 

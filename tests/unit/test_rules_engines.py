@@ -33,6 +33,7 @@ from core.rules.evaluator import make_evaluator
 from core.rules.ir import CompiledRule, Cond, RuleSet
 from core.rules.isolation import FAULTS_ENV, IsolatedDurableEvaluator
 from core.rules.reference import ReferenceEvaluator
+from tests import requires
 
 KINDS = ["reference", "durable-inprocess", "durable"]
 DURABLE_KINDS = ["durable-inprocess", "durable"]
@@ -501,8 +502,8 @@ def _state(pid: int) -> str | None:
         return None
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 def test_an_engine_stuck_in_c_dies_with_its_parent(tmp_path: Path) -> None:
+    requires.linux()
     # A child looping in C holding the GIL never reads its pipe's end-of-file; if the
     # server is killed, the kernel must take the child down too (no orphan burning CPU).
     script = tmp_path / "server.py"
