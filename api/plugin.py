@@ -41,13 +41,12 @@ def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | Non
     from api.app import create_app
     from api.auth import AuthSettings
     from core.catalog import load_catalog
-    from core.cli import _plugin_effects, _pm
-    from core.plugins import PluginError, notification_channels
+    from core.plugins import installed
     from core.setup import build_service
     from core.storage.db import Database
     from core.worker import Worker
 
-    cat = load_catalog(extra_effects=_plugin_effects())
+    cat = load_catalog()
     if cat.diagnostics.errors:
         for d in cat.diagnostics:
             click.echo(d.format(), err=True)
@@ -61,10 +60,7 @@ def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | Non
     app = create_app(svc, auth=settings)
     worker: Worker | None = None
     if embedded_worker or (embedded_worker is None and svc.db.is_sqlite):
-        try:
-            channels = notification_channels(_pm()[0])
-        except PluginError as exc:
-            raise click.ClickException(str(exc)) from exc
+        channels = installed().channels  # checked when kefu started (a broken plugin exits with 3)
         worker = Worker(svc, channels)
         threading.Thread(target=worker.run, name="kefu-worker", daemon=True).start()
         click.echo(f"embedded worker {worker.owner}: channels {', '.join(sorted(channels)) or 'none'}")

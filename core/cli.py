@@ -22,7 +22,6 @@ import click
 
 from core.catalog import load_catalog, pack_dirs
 from core.diagnostics import Diagnostics
-from core.effects import EffectType
 from core.plugins import PluginError, installed
 
 
@@ -48,9 +47,9 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
     from core.loader import effect_registry, load_company, load_pack
 
     diags = Diagnostics()
-    effects = effect_registry(_plugin_effects())
+    effects = effect_registry()
     if not paths:
-        cat = load_catalog(rules_dir, config_dir, _plugin_effects())
+        cat = load_catalog(rules_dir, config_dir)
         diags.extend(cat.diagnostics)
         from core.catalog import plugin_pack_dirs, rules_dir_default
 
@@ -58,7 +57,7 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
         checked = (f"{len(pack_dirs(rules_dir or rules_dir_default())) + shipped} pack(s)"
                    + (f" ({shipped} from plugins)" if shipped else "") + f", {len(cat.companies)} company config(s)")
     else:
-        packs = load_catalog(rules_dir, Path("/nonexistent"), _plugin_effects()).packs
+        packs = load_catalog(rules_dir, Path("/nonexistent")).packs
         count = 0
         for p in paths:
             if p.is_dir() and (p / "procedure.yaml").exists():
@@ -103,7 +102,7 @@ def init(demo: bool, db_url: str | None) -> None:
     from core.setup import build_service, create_config_people
     from core.storage.db import Database
 
-    cat = load_catalog(extra_effects=_plugin_effects())
+    cat = load_catalog()
     if cat.diagnostics.errors:
         _echo_diags(cat.diagnostics)
         raise click.ClickException("fix the problems above first (kefu validate)")
@@ -140,23 +139,17 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
     import logging
     import signal
 
-    from core.plugins import notification_channels
     from core.setup import build_service
     from core.storage.db import Database
     from core.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cat = load_catalog(extra_effects=_plugin_effects())
+    cat = load_catalog()
     if cat.diagnostics.errors:
         _echo_diags(cat.diagnostics)
         click.echo("kefu worker: fix the problems above first (kefu validate)", err=True)
         sys.exit(2)
-    pm, _ = _pm()
-    try:
-        channels = notification_channels(pm)
-    except PluginError as exc:
-        click.echo(f"kefu: {exc}", err=True)
-        sys.exit(3)
+    channels = installed().channels  # checked at start-up (main): a broken plugin exited with 3
     svc = build_service(Database(db_url), cat)
     w = Worker(svc, channels, batch=batch, poll=poll, lease=dt.timedelta(seconds=lease))
     click.echo(f"kefu worker {w.owner}: channels {', '.join(sorted(channels)) or 'none'}", err=True)
@@ -188,7 +181,7 @@ def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     from core.storage import schema as t
     from core.storage.db import Database
 
-    cat = load_catalog(extra_effects=_plugin_effects())
+    cat = load_catalog()
     svc = build_service(Database(db_url), cat, migrate=False)
     try:
         with svc.db.read() as conn:
@@ -274,7 +267,7 @@ def report(name: str | None, company: str | None, params: tuple[str, ...], as_js
         if not sep:
             raise click.BadParameter(f"'{p}' is not KEY=VALUE", param_hint="--param")
         parsed[key] = value
-    svc = build_service(Database(db_url), load_catalog(extra_effects=_plugin_effects()))
+    svc = build_service(Database(db_url), load_catalog())
     try:
         if company is None:
             if len(svc.companies) != 1:
@@ -314,15 +307,6 @@ def _pm() -> tuple[Any, list[Any]]:
         click.echo(f"kefu: {exc}", err=True)
         sys.exit(3)
     return reg.pm, reg.infos
-
-
-def _plugin_effects() -> list[EffectType]:
-    return list(_installed_registry().effects.values())
-
-
-def _installed_registry() -> Any:
-    _pm()
-    return installed()
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from core.calendars import CalendarDef
 from core.durations import Duration
@@ -65,7 +65,8 @@ def _label(value: Any) -> Any:
     return {"zh-CN": value} if isinstance(value, str) else value
 
 
-LabelIn = Annotated[Label, Field()]
+#: a label that may also be written as a bare string (the zh-CN text)
+LabelIn = Annotated[Label, BeforeValidator(_label)]
 
 
 class FieldDef(Strict):
@@ -398,14 +399,9 @@ TEMPLATE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
 class TemplateDef(Strict):
     """A message text for ``notify: {template: name}`` (Jinja, see core.templates)."""
 
-    subject: Label | None = None
-    body: Label
+    subject: LabelIn | None = None
+    body: LabelIn
     source: str | None = None
-
-    @field_validator("subject", "body", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
 
 class PackDef(Strict):

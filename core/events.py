@@ -60,6 +60,14 @@ class EventQueue:
         self._local.q = []
 
 
+def listening() -> bool:
+    """Whether any plugin implements a lifecycle hook (else the service queues nothing)."""
+    from core.plugins import installed
+
+    hook = installed().pm.hook
+    return any(getattr(hook, name).get_hookimpls() for name in HOOKS.values())
+
+
 def emit(events: list[CaseEvent], companies: dict[str, Any]) -> int:
     """Call every plugin's hook for each event; returns how many calls raised (they are logged)."""
     if not events:

@@ -159,9 +159,9 @@ def kefu_notification_channels() -> list[Any] | None:
     ``settings`` the company's ``channels: {name: {...}}`` entry. Return when delivered;
     raise ``core.outbox.DeliveryError`` to retry later (``permanent=True``: give up).
 
-    Called once when a worker (``kefu worker`` or the one embedded in ``kefu serve``) starts.
-    Return a list (or ``None``). Results of all plugins are combined; two channels with the
-    same ``name`` are a start-up error naming both plugins. A channel's ``deliver`` is then
+    Called once at start-up; the workers (``kefu worker``, the one embedded in ``kefu serve``)
+    use the result. Return a list (or ``None``). Results of all plugins are combined; two
+    channels with the same ``name`` are a start-up error naming both plugins. A channel's ``deliver`` is then
     called after commit, outside any transaction, once per pending message (again after a
     failure, with the same ``idempotency_key``).
     """

@@ -175,9 +175,9 @@ def deliver_one(svc: CaseService, msg: OutboxMessage, channels: Mapping[str, Cha
 
 def _disabled_owner(svc: CaseService, company: str, channel: str) -> str | None:
     """The plugin giving ``channel`` when ``company`` disables it (``plugins: {x: {enabled: false}}``)."""
-    from core.plugins import CHANNEL_OWNERS, enabled_for
+    from core.plugins import enabled_for, installed
 
-    owner = CHANNEL_OWNERS.get(channel)
+    owner = installed().plugin_of("notification channel", channel)
     rt = svc.companies.get(company)
     if owner is None or rt is None or enabled_for(rt.definition, owner):
         return None

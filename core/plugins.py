@@ -57,28 +57,6 @@ def plugin_manager(*, entry_points: bool = True) -> tuple[pluggy.PluginManager, 
     return pm, infos
 
 
-def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: Channel}`` from every plugin's ``kefu_notification_channels``; duplicates fail."""
-    out: dict[str, Any] = {}
-    owner: dict[str, str] = {}
-    for impl in pm.hook.kefu_notification_channels.get_hookimpls():
-        channels: Any = impl.function() or []
-        for channel in channels:
-            name = getattr(channel, "name", None)
-            if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin '{impl.plugin_name}': a notification channel has no name")
-            if name in out:
-                raise PluginError(f"notification channel '{name}' is registered by both plugin "
-                                  f"'{owner[name]}' and plugin '{impl.plugin_name}'")
-            out[name], owner[name] = channel, impl.plugin_name
-    CHANNEL_OWNERS.update(owner)
-    return out
-
-
-#: notification channel name -> the plugin that gave it (a company may disable that plugin)
-CHANNEL_OWNERS: dict[str, str] = {}
-
-
 # -- the registries plugins fill (built once per process) -----------------------------------
 
 
@@ -93,6 +71,7 @@ class Registry:
     strategies: dict[str, Any] = field(default_factory=dict)
     schemes: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, Any] = field(default_factory=dict)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def plugin_of(self, kind: str, name: str) -> str | None:
@@ -134,7 +113,18 @@ def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registr
     _collect(reg, "dispatch strategy", pm.hook.kefu_dispatch_strategies, reg.strategies)
     _collect(reg, "case-number scheme", pm.hook.kefu_case_number_schemes, reg.schemes)
     _collect(reg, "report", pm.hook.kefu_reports, reg.reports)
+    _collect(reg, "notification channel", pm.hook.kefu_notification_channels, reg.channels)
     return reg
+
+
+def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """``{name: Channel}`` of the plugins registered on ``pm``; a duplicate name is a PluginError.
+
+    The installed plugins' channels are ``installed().channels``.
+    """
+    reg = Registry(pm, [])
+    _collect(reg, "notification channel", pm.hook.kefu_notification_channels, reg.channels)
+    return reg.channels
 
 
 _INSTALLED: Registry | None = None

@@ -714,24 +714,14 @@ def parse_moment(value: Any) -> dt.datetime | None:
 
 
 # -- the company and the catalog -------------------------------------------------------------
-_EFFECTS: list[EffectType] | None = None
+def _plugins_loaded() -> None:
+    """Load the installed plugins once (their effect and field types); a broken one is a ScenarioError."""
+    from core.plugins import PluginError, installed
 
-
-def plugin_effects() -> list[EffectType]:
-    """Effect types from installed plugins (loaded once per process)."""
-    global _EFFECTS
-    if _EFFECTS is None:
-        from core.plugins import PluginError, plugin_manager
-
-        try:
-            pm, _ = plugin_manager()
-        except PluginError as exc:
-            raise ScenarioError(f"kefu: {exc}") from exc
-        out: list[EffectType] = []
-        for result in pm.hook.kefu_effect_types():
-            out.extend(result or [])
-        _EFFECTS = out
-    return _EFFECTS
+    try:
+        installed()
+    except PluginError as exc:
+        raise ScenarioError(f"kefu: {exc}") from exc
 
 
 @dataclass
@@ -743,7 +733,8 @@ class _Setup:
 
 def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
     """Load the pack(s) and build the company the scenario runs in; check references."""
-    effects = effect_registry(plugin_effects() if extra_effects is None else extra_effects)
+    _plugins_loaded()
+    effects = effect_registry(extra_effects or ())  # the built-in types and the plugins' types
     diags = Diagnostics()
     packs: dict[str, LoadedPack] = {}
 
@@ -1064,7 +1055,7 @@ def run_scenario(scenario: Scenario | Path | str, *, db_url: str | None = None,
     ``evaluator_kind`` picks the rules engine (default: the platform's default);
     ``evaluator`` passes a running one instead (it is left open, for the next run).
     ``db`` is an empty migrated database to use; otherwise :func:`fresh_database`
-    makes one from ``db_url``. ``extra_effects``: effect types beyond the built-in ones
+    makes one from ``db_url``. ``extra_effects``: effect types beyond the built-in and the plugins' ones
     (default: those of the installed plugins).
     """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
@@ -1579,7 +1570,7 @@ def run_paths(paths: Sequence[Path | str], db_url: str | None = None, evaluator_
     passed = failed = 0
     evaluators: dict[str, Evaluator] = {}
     try:
-        effects = plugin_effects()
+        _plugins_loaded()
         for f in files:
             try:
                 sc: Scenario | None = load_scenario(f)
@@ -1595,7 +1586,7 @@ def run_paths(paths: Sequence[Path | str], db_url: str | None = None, evaluator_
                 if engine not in evaluators:
                     evaluators[engine] = make_evaluator(engine)
                 try:
-                    res = run_scenario(sc, db_url=db_url, evaluator=evaluators[engine], extra_effects=effects)
+                    res = run_scenario(sc, db_url=db_url, evaluator=evaluators[engine])
                 except ScenarioError as exc:
                     failed += 1
                     say(f"FAIL {sc.display}: {sc.title} [{engine}]")

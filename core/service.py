@@ -27,7 +27,7 @@ from core.clock import SystemClock
 from core.definitions import CompanyDef, PackDef, ProcedureSettings
 from core.effects import Assignee, Change
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
-from core.events import CaseEvent, EventQueue, emit
+from core.events import CaseEvent, EventQueue, emit, listening
 from core.loader import LoadedCompany, coerce_fields
 from core.numbering import NumberRequest
 from core.procedures import CompiledProcedure, compile_procedure
@@ -358,6 +358,9 @@ class CaseService:
     def _queue_events(self, rt: CompanyRuntime, proc: CompiledProcedure, case_id: int, number: str, actor: str,
                       now: dt.datetime, from_step: str | None, change: Change, action: str | None,
                       opened: bool = False) -> None:
+        if not listening():  # nobody would hear them: do not build them
+            return
+
         def event(kind: str) -> CaseEvent:
             return CaseEvent(kind, rt.key, case_id, number, proc.key, change.step, actor, now,
                              from_step=from_step, action=action, fields=dict(change.fields))

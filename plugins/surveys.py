@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import hookimpl
-from core.definitions import KEY_RE, FieldDef, Label
+from core.definitions import KEY_RE, FieldDef, LabelIn
 from core.fields import FieldValueError
 from core.reports import ReportRequest, ReportResult
 
@@ -35,15 +35,8 @@ from core.reports import ReportRequest, ReportResult
 class SurveyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scale: tuple[int, int] = (1, 5)
-    topics: dict[str, Label] = Field(min_length=1, max_length=50)
+    topics: dict[str, LabelIn] = Field(min_length=1, max_length=50)
     comment: bool = True
-
-    @field_validator("topics", mode="before")
-    @classmethod
-    def _labels(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: ({"zh-CN": x} if isinstance(x, str) else x) for k, x in v.items()}
-        return v
 
     @model_validator(mode="after")
     def _check(self) -> SurveyOptions:

@@ -26,15 +26,7 @@ from core.plugins import (
 )
 from core.storage.db import Database
 from tests.helpers import case_at_repair, service
-from tests.integration.test_plugins import (
-    EXAMPLE_RULES,
-    KEFU,
-    Listener,
-    example_client,  # noqa: F401  (fixture)
-    fake_distribution,
-    listeners,  # noqa: F401  (fixture)
-    write_config,
-)
+from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
 
 
 def registry_with(*plugins: Any) -> Any:
@@ -135,7 +127,7 @@ def test_hook_case_number_schemes(db: Database) -> None:
         registry_with(Yearly())
 
 
-def test_hook_reports(example_client: Any) -> None:  # noqa: F811
+def test_hook_reports(example_client: Any) -> None:
     svc, login = example_client
     assert installed().plugin_of("report", "satisfaction") == "surveys"
     amy = login("amy")
@@ -194,7 +186,7 @@ def test_hook_cli_commands(tmp_path: Path) -> None:
     assert "hello" in helptext and "serve" in helptext  # serve comes from the built-in api plugin
 
 
-def test_hook_api_routes(example_client: Any) -> None:  # noqa: F811
+def test_hook_api_routes(example_client: Any) -> None:
     _, login = example_client
     amy = login("amy")
     r = amy.get("/api/v1/example/closed")
@@ -220,7 +212,7 @@ def test_hook_notification_channels() -> None:
         notification_channels(pm)
 
 
-def test_hook_case_opened(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+def test_hook_case_opened(db: Database, listeners: tuple[Listener, Listener]) -> None:
     good, _ = listeners
     svc = service(db)
     svc.open_case("demo", "repair-desk", svc.actor("demo", "wang"),
@@ -229,7 +221,7 @@ def test_hook_case_opened(db: Database, listeners: tuple[Listener, Listener]) ->
     svc.close()
 
 
-def test_hook_step_entered(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+def test_hook_step_entered(db: Database, listeners: tuple[Listener, Listener]) -> None:
     good, _ = listeners
     svc = service(db)
     case_at_repair(svc)
@@ -237,7 +229,7 @@ def test_hook_step_entered(db: Database, listeners: tuple[Listener, Listener]) -
     svc.close()
 
 
-def test_hook_action_done(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+def test_hook_action_done(db: Database, listeners: tuple[Listener, Listener]) -> None:
     good, _ = listeners
     svc = service(db)
     case_at_repair(svc)
@@ -245,7 +237,7 @@ def test_hook_action_done(db: Database, listeners: tuple[Listener, Listener]) ->
     svc.close()
 
 
-def test_hook_case_closed(db: Database, listeners: tuple[Listener, Listener]) -> None:  # noqa: F811
+def test_hook_case_closed(db: Database, listeners: tuple[Listener, Listener]) -> None:
     good, _ = listeners
     svc = service(db)
     wang = svc.actor("demo", "wang")

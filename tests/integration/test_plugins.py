@@ -3,85 +3,19 @@ plugins named at start-up, company plugin settings, lifecycle events after commi
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import TestClient
 
-from api.app import create_app
-from api.auth import AuthSettings
-from core import hookimpl
 from core.catalog import load_catalog
-from core.clock import TestClock
-from core.plugins import installed
-from core.service import CaseService
 from core.storage.db import Database
-from core.users import ensure_user
 from tests.helpers import case_at_repair, service
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "kefu-example"
-EXAMPLE_RULES = EXAMPLE / "kefu_example" / "rules"
-PASSWORD = "correct horse 1"
-KEFU = str(Path(sys.executable).parent / "kefu")
-
-ACME = """\
-kefu: 1
-company: acme
-name: {zh-CN: 艾克美, en: Acme}
-calendar: {country: null}
-departments:
-  desk: {label: 客服}
-  field: {label: 外勤}
-roles:
-  agent: {departments: [desk]}
-  engineer: {departments: [field]}
-people:
-  amy: {name: Amy, departments: [desk]}
-  ben: {name: Ben, departments: [field]}
-  vic: {name: Vic, departments: [field], skills: [vip]}
-procedures:
-  warranty-desk: {numbering: "WD-{yyyy}-{seq:03}"}
-"""
-
-
-def write_config(tmp_path: Path, extra: str = "") -> Path:
-    d = tmp_path / "config"
-    d.mkdir(exist_ok=True)
-    (d / "acme.yaml").write_text(ACME + extra, encoding="utf-8")
-    return d
-
-
-# -- the external plugin, end to end ----------------------------------------------------------
-
-
-@pytest.fixture
-def example_client(db: Database, tmp_path: Path) -> Iterator[tuple[CaseService, Any]]:
-    config = write_config(tmp_path, "plugins:\n  example: {settings: {warranty_months: 24}}\n")
-    no_local_packs = tmp_path / "rules"
-    no_local_packs.mkdir()
-    # the warranty-desk pack comes from the plugin package itself (kefu_pack_dirs)
-    svc = service(db, rules=no_local_packs, config=config,
-                  clock=TestClock(dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)))
-    with db.write() as conn:
-        for name in ("amy", "ben", "vic"):
-            ensure_user(conn, name, name, svc.clock.now(), password=PASSWORD)
-    app = create_app(svc, auth=AuthSettings(cookie_secure=False))
-
-    def login(user: str) -> TestClient[Any]:
-        c = TestClient(app)
-        assert c.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD}).status_code == 200
-        return c
-
-    yield svc, login
-    svc.close()
+from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
 
 
 def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
@@ -135,15 +69,6 @@ def test_kefu_plugins_lists_the_external_package() -> None:
 
 
 # -- broken plugins are named at start-up ---------------------------------------------------------
-
-
-def fake_distribution(root: Path, package: str, entry: str, module: str, source: str) -> None:
-    """An installed distribution as pip leaves it: a *.dist-info with entry_points.txt, and a module."""
-    info = root / f"{package.replace('-', '_')}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[kefu]\n{entry} = {module}\n", encoding="utf-8")
-    (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
 
 
 BROKEN = {
@@ -204,44 +129,6 @@ def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
 
 
 # -- lifecycle events ------------------------------------------------------------------------------------
-
-
-class Listener:
-    def __init__(self, fail: bool = False) -> None:
-        self.seen: list[tuple[str, str, str | None, str | None]] = []
-        self.fail = fail
-
-    def _add(self, kind: str, event: Any) -> None:
-        self.seen.append((kind, event.step, event.from_step, event.action))
-        if self.fail:
-            raise RuntimeError("listener bug")
-
-    @hookimpl
-    def kefu_case_opened(self, event: Any) -> None:
-        self._add("opened", event)
-
-    @hookimpl
-    def kefu_step_entered(self, event: Any) -> None:
-        self._add("step_entered", event)
-
-    @hookimpl
-    def kefu_action_done(self, event: Any) -> None:
-        self._add("action_done", event)
-
-    @hookimpl
-    def kefu_case_closed(self, event: Any) -> None:
-        self._add("closed", event)
-
-
-@pytest.fixture
-def listeners() -> Iterator[tuple[Listener, Listener]]:
-    pm = installed().pm
-    broken, good = Listener(fail=True), Listener()
-    pm.register(broken, name="test-broken-listener")
-    pm.register(good, name="test-listener")
-    yield good, broken
-    pm.unregister(name="test-listener")
-    pm.unregister(name="test-broken-listener")
 
 
 def test_lifecycle_events_come_after_commit_and_survive_a_failing_plugin(
