@@ -22,7 +22,8 @@ run: setup
 	$(BIN)/kefu serve
 
 lint: setup
-	$(BIN)/ruff check core api plugins tests bench
+	$(BIN)/ruff check core api plugins tests bench rules
+	$(BIN)/ruff format --check core api plugins tests bench rules
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

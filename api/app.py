@@ -1,6 +1,6 @@
 """The Litestar application: routes, authentication, problem details, OpenAPI.
 
-``create_app(svc)`` wires a running :class:`~core.service.CaseService` into an ASGI app.
+``create_app(svc)`` wires a running :class:`~core.cases.service.CaseService` into an ASGI app.
 OpenAPI is served at ``/schema/openapi.json`` with a browsable UI at ``/schema``.
 """
 
@@ -18,7 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from api.auth import AuthSettings, build_auth
 from api.problems import HANDLERS
 from api.routes import ROUTES
-from core.service import CaseService
+from core.cases.service import CaseService
 
 MAX_BODY = 1024 * 1024  # 1 MiB: a form is small; attachments come through their own route
 
@@ -30,28 +30,46 @@ def _version() -> str:
         return "0"
 
 
-def create_app(svc: CaseService, *, auth: AuthSettings | None = None, debug: bool = False,
-               extra_routes: list[Any] | None = None) -> Litestar:
+def create_app(
+    svc: CaseService,
+    *,
+    auth: AuthSettings | None = None,
+    debug: bool = False,
+    extra_routes: list[Any] | None = None,
+) -> Litestar:
     settings = auth or AuthSettings.from_env()
     middleware, auth_routes = build_auth(svc, settings)
     openapi = OpenAPIConfig(
         title="kefu",
         version=_version(),
         description="Rules-driven case engine for customer-service procedures (客服). "
-                    "Errors are RFC 9457 problem details.",
+        "Errors are RFC 9457 problem details.",
         path="/schema",
         render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
         use_handler_docstrings=True,
-        components=Components(security_schemes={
-            "session": SecurityScheme(type="apiKey", name=settings.cookie_name, security_scheme_in="cookie",
-                                      description="session cookie from POST /api/v1/auth/login"),
-            "token": SecurityScheme(type="http", scheme="bearer",
-                                    description="API token from `kefu token create`"),
-        }),
+        components=Components(
+            security_schemes={
+                "session": SecurityScheme(
+                    type="apiKey",
+                    name=settings.cookie_name,
+                    security_scheme_in="cookie",
+                    description="session cookie from POST /api/v1/auth/login",
+                ),
+                "token": SecurityScheme(
+                    type="http", scheme="bearer", description="API token from `kefu token create`"
+                ),
+            }
+        ),
         security=[{"session": []}, {"token": []}],
-        tags=[Tag(name="auth"), Tag(name="procedures"), Tag(name="cases"), Tag(name="reports"), Tag(name="meta")],
+        tags=[
+            Tag(name="auth"),
+            Tag(name="procedures"),
+            Tag(name="cases"),
+            Tag(name="reports"),
+            Tag(name="meta"),
+        ],
     )
-    from core.plugins import installed
+    from core.runtime.plugins import installed
 
     plugin_routes = [r for result in installed().pm.hook.kefu_api_routes() for r in (result or [])]
     app = Litestar(

@@ -44,9 +44,9 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 from sqlalchemy import select
 
 from api.models import Problem
-from core import users
+from core.cases.service import CaseService
 from core.errors import InvalidInput, KefuError, NotAllowed
-from core.service import CaseService
+from core.runtime import users
 from core.storage import schema as t
 
 LOGIN_PATH = "/api/v1/auth/login"
@@ -95,9 +95,11 @@ class AuthSettings:
             except ValueError:
                 raise ValueError(f"{var}={raw!r}: expected a number") from None
 
-        for var, key, unit in (("KEFU_SESSION_IDLE_MINUTES", "idle_timeout", "minutes"),
-                               ("KEFU_SESSION_MAX_HOURS", "absolute_timeout", "hours"),
-                               ("KEFU_LOCKOUT_MINUTES", "lockout", "minutes")):
+        for var, key, unit in (
+            ("KEFU_SESSION_IDLE_MINUTES", "idle_timeout", "minutes"),
+            ("KEFU_SESSION_MAX_HOURS", "absolute_timeout", "hours"),
+            ("KEFU_LOCKOUT_MINUTES", "lockout", "minutes"),
+        ):
             if (value := number(var)) is not None:
                 kw[key] = dt.timedelta(**{unit: value})
         if (value := number("KEFU_MAX_FAILED_LOGINS")) is not None:
@@ -189,12 +191,21 @@ class Me(msgspec.Struct):
 
 
 def _problems(*codes: int) -> dict[int, ResponseSpec]:
-    why = {401: "not signed in, or the credentials are bad, expired or revoked; wrong username or password",
-           403: "not a member of the requested company",
-           422: "malformed body, or several companies and none chosen (`errors.company`)",
-           423: "account locked after too many failed sign-ins (`detail` says until when)"}
-    return {c: ResponseSpec(Problem, description=why[c], media_type="application/problem+json",
-                            generate_examples=False) for c in codes}
+    why = {
+        401: "not signed in, or the credentials are bad, expired or revoked; wrong username or password",
+        403: "not a member of the requested company",
+        422: "malformed body, or several companies and none chosen (`errors.company`)",
+        423: "account locked after too many failed sign-ins (`detail` says until when)",
+    }
+    return {
+        c: ResponseSpec(
+            Problem,
+            description=why[c],
+            media_type="application/problem+json",
+            generate_examples=False,
+        )
+        for c in codes
+    }
 
 
 def _utc(moment: dt.datetime) -> str:
@@ -205,24 +216,38 @@ def _utc(moment: dt.datetime) -> str:
 class KefuAuthMiddleware(AbstractAuthenticationMiddleware):
     """Sets ``request.user`` to a :class:`Principal` or raises :class:`Unauthenticated`."""
 
-    def __init__(self, app: ASGIApp, *, svc: CaseService, settings: AuthSettings,
-                 exclude: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        svc: CaseService,
+        settings: AuthSettings,
+        exclude: list[str] | None = None,
+    ) -> None:
         super().__init__(app, exclude=exclude)
         self.svc = svc
         self.settings = settings
 
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         authorization = connection.headers.get("authorization")
         company = (connection.headers.get(COMPANY_HEADER) or "").strip() or None
         cookie = connection.cookies.get(self.settings.cookie_name)
         # the database calls block: keep them off the event loop
         principal, credential = await anyio.to_thread.run_sync(
-            authenticate, self.svc, self.settings, authorization, cookie, company)
+            authenticate, self.svc, self.settings, authorization, cookie, company
+        )
         return AuthenticationResult(user=principal, auth=credential)
 
 
-def authenticate(svc: CaseService, settings: AuthSettings, authorization: str | None, cookie: str | None,
-                 company: str | None) -> tuple[Principal, Credential]:
+def authenticate(
+    svc: CaseService,
+    settings: AuthSettings,
+    authorization: str | None,
+    cookie: str | None,
+    company: str | None,
+) -> tuple[Principal, Credential]:
     """Check a request's credentials (blocking); the header wins over the cookie."""
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")
@@ -234,8 +259,9 @@ def authenticate(svc: CaseService, settings: AuthSettings, authorization: str | 
     raise Unauthenticated(f"sign in first (POST {LOGIN_PATH}) or send an API token")
 
 
-def _by_session(svc: CaseService, settings: AuthSettings, raw: str, company: str | None
-                ) -> tuple[Principal, Credential]:
+def _by_session(
+    svc: CaseService, settings: AuthSettings, raw: str, company: str | None
+) -> tuple[Principal, Credential]:
     now = svc.clock.now()
     with svc.db.read() as conn:
         row = users.find_session(conn, raw)
@@ -270,7 +296,9 @@ def _by_token(svc: CaseService, raw: str, company: str | None) -> tuple[Principa
     if row is None:
         raise Unauthenticated("unknown API token")
     if row.revoked_at is not None:
-        raise Unauthenticated(f"API token {row.id} ({row.prefix}…) was revoked on {_utc(row.revoked_at)}")
+        raise Unauthenticated(
+            f"API token {row.id} ({row.prefix}…) was revoked on {_utc(row.revoked_at)}"
+        )
     if not row.active:
         raise Unauthenticated("the account is disabled")
     if row.membership_id is None:
@@ -280,18 +308,29 @@ def _by_token(svc: CaseService, raw: str, company: str | None) -> tuple[Principa
     if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
         with svc.db.write() as conn:
             users.touch_token(conn, row.id, now)
-    return Principal(row.user_id, row.username, row.company, "token"), Credential("token", str(row.id))
+    return Principal(row.user_id, row.username, row.company, "token"), Credential(
+        "token", str(row.id)
+    )
 
 
 # -- signing in --------------------------------------------------------------------------------
-def login(svc: CaseService, settings: AuthSettings, data: LoginIn, old_session: str | None
-          ) -> tuple[SignedIn, str]:
+def login(
+    svc: CaseService, settings: AuthSettings, data: LoginIn, old_session: str | None
+) -> tuple[SignedIn, str]:
     """Check the password and start a session (blocking); return the answer and the raw id."""
     now = svc.clock.now()
     u = t.app_user
     with svc.db.read() as conn:
-        user = conn.execute(select(u.c.id, u.c.username, u.c.display_name, u.c.password_hash, u.c.active,
-                                   u.c.locked_until).where(u.c.username == data.username)).first()
+        user = conn.execute(
+            select(
+                u.c.id,
+                u.c.username,
+                u.c.display_name,
+                u.c.password_hash,
+                u.c.active,
+                u.c.locked_until,
+            ).where(u.c.username == data.username)
+        ).first()
     if user is not None and user.locked_until is not None and user.locked_until > now:
         users.verify_password(None, data.password)  # the same work as any other attempt
         raise _locked(user.locked_until)
@@ -300,8 +339,13 @@ def login(svc: CaseService, settings: AuthSettings, data: LoginIn, old_session: 
     if not ok or user is None:
         if user is not None and password_hash is not None:
             with svc.db.write() as conn:
-                until = users.record_failed_login(conn, user.id, now, max_failures=settings.max_failed_logins,
-                                                  lockout=settings.lockout)
+                until = users.record_failed_login(
+                    conn,
+                    user.id,
+                    now,
+                    max_failures=settings.max_failed_logins,
+                    lockout=settings.lockout,
+                )
             if until is not None:
                 raise _locked(until)
         raise Unauthenticated("wrong username or password")
@@ -320,22 +364,33 @@ def login(svc: CaseService, settings: AuthSettings, data: LoginIn, old_session: 
                 if old_session:
                     users.end_session(conn, old_session)
                 users.purge_sessions(conn, now, settings.idle_timeout, user_id=user.id)
-                raw = users.create_session(conn, user.id, chosen.company_id, now, settings.absolute_timeout)
+                raw = users.create_session(
+                    conn, user.id, chosen.company_id, now, settings.absolute_timeout
+                )
     if error is not None:
         raise error
-    return SignedIn(user.username, user.display_name, chosen.company if chosen else "",
-                    [CompanyRef(m.company, m.company_name) for m in mine]), raw
+    return SignedIn(
+        user.username,
+        user.display_name,
+        chosen.company if chosen else "",
+        [CompanyRef(m.company, m.company_name) for m in mine],
+    ), raw
 
 
 def _locked(until: dt.datetime | None) -> AccountLocked:
     if until is None:
-        return AccountLocked("the account is locked after too many failed sign-ins; try again later")
-    return AccountLocked(f"the account is locked after too many failed sign-ins until {_utc(until)}",
-                         locked_until=_utc(until))
+        return AccountLocked(
+            "the account is locked after too many failed sign-ins; try again later"
+        )
+    return AccountLocked(
+        f"the account is locked after too many failed sign-ins until {_utc(until)}",
+        locked_until=_utc(until),
+    )
 
 
-def _choose_company(mine: list[users.Membership], asked: str | None
-                    ) -> tuple[users.Membership | None, KefuError | None]:
+def _choose_company(
+    mine: list[users.Membership], asked: str | None
+) -> tuple[users.Membership | None, KefuError | None]:
     if not mine:
         return None, NotAllowed("you are not a member of any company")
     if asked is not None:
@@ -346,34 +401,63 @@ def _choose_company(mine: list[users.Membership], asked: str | None
     if len(mine) == 1:
         return mine[0], None
     keys = ", ".join(m.company for m in mine)
-    return None, InvalidInput(f"you belong to several companies ({keys}): say which one in 'company'",
-                              errors={"company": f"required: one of {keys}"})
+    return None, InvalidInput(
+        f"you belong to several companies ({keys}): say which one in 'company'",
+        errors={"company": f"required: one of {keys}"},
+    )
 
 
 def me(svc: CaseService, principal: Principal) -> Me:
     """The caller as ``GET /api/v1/me`` shows them (blocking)."""
     u = t.app_user
     with svc.db.read() as conn:
-        display_name = conn.execute(select(u.c.display_name).where(u.c.id == principal.user_id)).scalar_one()
+        display_name = conn.execute(
+            select(u.c.display_name).where(u.c.id == principal.user_id)
+        ).scalar_one()
         mine = users.memberships(conn, principal.user_id)
     here = next((m for m in mine if m.company == principal.company), None)
     if here is None:  # the membership ended during this request
         raise Unauthenticated(f"you are no longer a member of '{principal.company}'; sign in again")
-    return Me(principal.username, display_name, principal.company, [CompanyRef(m.company, m.company_name) for m in mine],
-              principal.via, list(here.departments), list(here.roles))
+    return Me(
+        principal.username,
+        display_name,
+        principal.company,
+        [CompanyRef(m.company, m.company_name) for m in mine],
+        principal.via,
+        list(here.departments),
+        list(here.roles),
+    )
 
 
 # -- wiring ------------------------------------------------------------------------------------
-def build_auth(svc: CaseService, settings: AuthSettings) -> tuple[DefineMiddleware, list[ControllerRouterHandler]]:
+def build_auth(
+    svc: CaseService, settings: AuthSettings
+) -> tuple[DefineMiddleware, list[ControllerRouterHandler]]:
     """The authentication middleware and the auth routes (login, logout, me) for ``svc``."""
 
     def session_cookie(value: str, max_age: int) -> Cookie:
-        return Cookie(key=settings.cookie_name, value=value, path="/", max_age=max_age, httponly=True,
-                      samesite="lax", secure=settings.cookie_secure)
+        return Cookie(
+            key=settings.cookie_name,
+            value=value,
+            path="/",
+            max_age=max_age,
+            httponly=True,
+            samesite="lax",
+            secure=settings.cookie_secure,
+        )
 
     # security=[{}]: OpenAPI's "no credentials needed" (an empty list is dropped by Litestar)
-    @post(LOGIN_PATH, operation_id="login", summary="Sign in", tags=["auth"], status_code=200,
-          exclude_from_auth=True, sync_to_thread=True, security=[{}], responses=_problems(401, 403, 422, 423))
+    @post(
+        LOGIN_PATH,
+        operation_id="login",
+        summary="Sign in",
+        tags=["auth"],
+        status_code=200,
+        exclude_from_auth=True,
+        sync_to_thread=True,
+        security=[{}],
+        responses=_problems(401, 403, 422, 423),
+    )
     def login_route(request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> Response[SignedIn]:
         """Sign in with username and password; sets the session cookie.
 
@@ -381,10 +465,19 @@ def build_auth(svc: CaseService, settings: AuthSettings) -> tuple[DefineMiddlewa
         ends. `company` may be left out when you belong to one company only.
         """
         body, raw = login(svc, settings, data, request.cookies.get(settings.cookie_name))
-        return Response(body, cookies=[session_cookie(raw, int(settings.absolute_timeout.total_seconds()))])
+        return Response(
+            body, cookies=[session_cookie(raw, int(settings.absolute_timeout.total_seconds()))]
+        )
 
-    @post("/api/v1/auth/logout", operation_id="logout", summary="Sign out", tags=["auth"], status_code=204, sync_to_thread=True,
-          responses=_problems(401))
+    @post(
+        "/api/v1/auth/logout",
+        operation_id="logout",
+        summary="Sign out",
+        tags=["auth"],
+        status_code=204,
+        sync_to_thread=True,
+        responses=_problems(401),
+    )
     def logout_route(request: Request[Principal, Credential, Any]) -> Response[None]:
         """End the current session and clear its cookie (an API token stays valid: revoke it instead)."""
         credential = request.auth
@@ -393,7 +486,14 @@ def build_auth(svc: CaseService, settings: AuthSettings) -> tuple[DefineMiddlewa
                 conn.execute(t.user_session.delete().where(t.user_session.c.id == credential.ref))
         return Response(None, status_code=204, cookies=[session_cookie("", 0)])
 
-    @get("/api/v1/me", operation_id="me", summary="Who am I", tags=["auth"], sync_to_thread=True, responses=_problems(401, 403))
+    @get(
+        "/api/v1/me",
+        operation_id="me",
+        summary="Who am I",
+        tags=["auth"],
+        sync_to_thread=True,
+        responses=_problems(401, 403),
+    )
     def me_route(request: Request[Principal, Credential, Any]) -> Me:
         """Who I am, the company this request acts in, and the others I may act in."""
         return me(svc, request.user)
@@ -402,4 +502,11 @@ def build_auth(svc: CaseService, settings: AuthSettings) -> tuple[DefineMiddlewa
     return middleware, [login_route, logout_route, me_route]
 
 
-__all__ = ["AccountLocked", "AuthSettings", "Credential", "Principal", "Unauthenticated", "build_auth"]
+__all__ = [
+    "AccountLocked",
+    "AuthSettings",
+    "Credential",
+    "Principal",
+    "Unauthenticated",
+    "build_auth",
+]

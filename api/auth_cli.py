@@ -17,14 +17,18 @@ from typing import Any
 import click
 from sqlalchemy import Connection, select, update
 
-from core import users
 from core.clock import SystemClock
+from core.runtime import users
 from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
 
-_DATABASE = click.option("--database", "db_url", default=None,
-                         help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+_DATABASE = click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
 
 
 def register(cli: click.Group) -> None:
@@ -42,9 +46,14 @@ def _open(db_url: str | None) -> Database:
 def _company(conn: Connection, key: str) -> int:
     company_id = users.company_id(conn, key)
     if company_id is None:
-        known = ", ".join(conn.execute(select(t.company.c.key).order_by(t.company.c.key)).scalars()) or "none"
-        raise click.ClickException(f"unknown company '{key}' (in this database: {known}); "
-                                   "`kefu init` loads the companies of config/")
+        known = (
+            ", ".join(conn.execute(select(t.company.c.key).order_by(t.company.c.key)).scalars())
+            or "none"
+        )
+        raise click.ClickException(
+            f"unknown company '{key}' (in this database: {known}); "
+            "`kefu init` loads the companies of config/"
+        )
     return company_id
 
 
@@ -60,14 +69,31 @@ def user() -> None:
 @user.command("add")
 @click.argument("username")
 @click.option("--company", required=True, help="the company's key (as in config/<company>.yaml)")
-@click.option("--department", "departments", multiple=True, help="a department of the company (repeatable)")
-@click.option("--role", "roles", multiple=True, help="a role held directly, not through a department (repeatable)")
-@click.option("--name", "display_name", default=None, help="the name shown to others (default: USERNAME)")
+@click.option(
+    "--department", "departments", multiple=True, help="a department of the company (repeatable)"
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    help="a role held directly, not through a department (repeatable)",
+)
+@click.option(
+    "--name", "display_name", default=None, help="the name shown to others (default: USERNAME)"
+)
 @click.option("--email", default=None)
 @click.option("--password", default=None, help="the password (default: generate one and print it)")
 @_DATABASE
-def user_add(username: str, company: str, departments: tuple[str, ...], roles: tuple[str, ...],
-             display_name: str | None, email: str | None, password: str | None, db_url: str | None) -> None:
+def user_add(
+    username: str,
+    company: str,
+    departments: tuple[str, ...],
+    roles: tuple[str, ...],
+    display_name: str | None,
+    email: str | None,
+    password: str | None,
+    db_url: str | None,
+) -> None:
     """Create a user in a company, or set an existing user's departments and roles there.
 
     A new user gets the password given, or a generated one printed once. An existing
@@ -82,18 +108,32 @@ def user_add(username: str, company: str, departments: tuple[str, ...], roles: t
     try:
         with db.write() as conn:
             company_id = _company(conn, company)
-            existed = conn.execute(select(t.app_user.c.id).where(t.app_user.c.username == username)).first()
+            existed = conn.execute(
+                select(t.app_user.c.id).where(t.app_user.c.username == username)
+            ).first()
             generated = users.new_password() if existed is None and password is None else None
-            uid = users.ensure_user(conn, username, display_name or username, now, email=email,
-                                    password=password or generated)
+            uid = users.ensure_user(
+                conn,
+                username,
+                display_name or username,
+                now,
+                email=email,
+                password=password or generated,
+            )
             if existed is not None and display_name:
-                conn.execute(update(t.app_user).where(t.app_user.c.id == uid).values(display_name=display_name))
+                conn.execute(
+                    update(t.app_user)
+                    .where(t.app_user.c.id == uid)
+                    .values(display_name=display_name)
+                )
             users.set_membership(conn, uid, company_id, departments, roles)
     finally:
         db.dispose()
     what = "updated" if existed else "created"
-    click.echo(f"user {username} {what} in {company}: departments {', '.join(sorted(set(departments))) or '-'}; "
-               f"roles {', '.join(sorted(set(roles))) or '-'}")
+    click.echo(
+        f"user {username} {what} in {company}: departments {', '.join(sorted(set(departments))) or '-'}; "
+        f"roles {', '.join(sorted(set(roles))) or '-'}"
+    )
     if generated:
         click.echo(f"password: {generated}")
 
@@ -116,18 +156,26 @@ def token_create(username: str, company: str, name: str, db_url: str | None) -> 
     try:
         with db.write() as conn:
             company_id = _company(conn, company)
-            uid = conn.execute(select(t.app_user.c.id).where(t.app_user.c.username == username)).scalar()
+            uid = conn.execute(
+                select(t.app_user.c.id).where(t.app_user.c.username == username)
+            ).scalar()
             if uid is None:
                 raise click.ClickException(f"unknown user '{username}' (kefu user add)")
             if company not in {m.company for m in users.memberships(conn, uid)}:
-                raise click.ClickException(f"'{username}' is not a member of '{company}' "
-                                           f"(kefu user add {username} --company {company})")
-            token_id, raw = users.create_token(conn, uid, company_id, name.strip(), SystemClock().now())
+                raise click.ClickException(
+                    f"'{username}' is not a member of '{company}' "
+                    f"(kefu user add {username} --company {company})"
+                )
+            token_id, raw = users.create_token(
+                conn, uid, company_id, name.strip(), SystemClock().now()
+            )
     finally:
         db.dispose()
     # the token alone on stdout, so `kefu token create … > file` keeps just the secret
-    click.echo(f"token {token_id} '{name.strip()}' for {username} in {company}; "
-               "it is shown only now:", err=True)
+    click.echo(
+        f"token {token_id} '{name.strip()}' for {username} in {company}; it is shown only now:",
+        err=True,
+    )
     click.echo(raw)
 
 
@@ -145,12 +193,16 @@ def token_list(company: str | None, db_url: str | None) -> None:
     if not rows:
         click.echo("no tokens")
         return
-    click.echo(f"{'id':>4}  {'company':<10} {'user':<12} {'name':<20} {'prefix':<14} {'created':<20} "
-               f"{'last used':<20} state")
+    click.echo(
+        f"{'id':>4}  {'company':<10} {'user':<12} {'name':<20} {'prefix':<14} {'created':<20} "
+        f"{'last used':<20} state"
+    )
     for r in rows:
         state = "active" if r.revoked_at is None else f"revoked {_when(r.revoked_at)}"
-        click.echo(f"{r.id:>4}  {r.company:<10} {r.username:<12} {r.name:<20} {r.prefix + '…':<14} "
-                   f"{_when(r.created_at):<20} {_when(r.last_used_at):<20} {state}")
+        click.echo(
+            f"{r.id:>4}  {r.company:<10} {r.username:<12} {r.name:<20} {r.prefix + '…':<14} "
+            f"{_when(r.created_at):<20} {_when(r.last_used_at):<20} {state}"
+        )
 
 
 @token.command("revoke")
@@ -161,11 +213,16 @@ def token_revoke(token_id: int, db_url: str | None) -> None:
     db = _open(db_url)
     try:
         with db.write() as conn:
-            row = conn.execute(select(t.api_token.c.revoked_at).where(t.api_token.c.id == token_id)).first()
+            row = conn.execute(
+                select(t.api_token.c.revoked_at).where(t.api_token.c.id == token_id)
+            ).first()
             if row is None:
                 raise click.ClickException(f"no token {token_id} (kefu token list)")
             revoked = users.revoke_token(conn, token_id, SystemClock().now())
     finally:
         db.dispose()
-    click.echo(f"token {token_id} revoked" if revoked else f"token {token_id} was already revoked on "
-               f"{_when(row.revoked_at)}")
+    click.echo(
+        f"token {token_id} revoked"
+        if revoked
+        else f"token {token_id} was already revoked on {_when(row.revoked_at)}"
+    )

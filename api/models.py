@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-from core.definitions import FieldDef, Label
-from core.fields import PLUGIN_KINDS
-from core.procedures import CompiledProcedure
-from core.service import ActionView, CaseView
+from core.cases.service import ActionView, CaseView
+from core.spec.definitions import FieldDef, Label
+from core.spec.fields import PLUGIN_KINDS
+from core.spec.procedures import CompiledProcedure
 
 
 class Text(msgspec.Struct, rename={"zh_CN": "zh-CN"}):
@@ -179,22 +179,53 @@ def form(proc: CompiledProcedure, names: list[str], required: list[str]) -> list
         label = text(f.label)
         assert label is not None
         kind = PLUGIN_KINDS.get(f.type)
-        out.append(FormField(name, f.type, label, name in required, text(f.help), choices, f.multiple,
-                             f.min, f.max, f.max_length, kind.json_schema(f) if kind else None))
+        out.append(
+            FormField(
+                name,
+                f.type,
+                label,
+                name in required,
+                text(f.help),
+                choices,
+                f.multiple,
+                f.min,
+                f.max,
+                f.max_length,
+                kind.json_schema(f) if kind else None,
+            )
+        )
     return out
 
 
 def action_out(proc: CompiledProcedure, a: ActionView) -> ActionOut:
-    return ActionOut(a.name, Text(a.label.get("zh-CN") or a.name, a.label.get("en")), a.to,
-                     form(proc, a.ask, a.require))
+    return ActionOut(
+        a.name,
+        Text(a.label.get("zh-CN") or a.name, a.label.get("en")),
+        a.to,
+        form(proc, a.ask, a.require),
+    )
 
 
 def case_out(view: CaseView, proc: CompiledProcedure) -> CaseOut:
     step_label = text(proc.step(view.step).label)
     assert step_label is not None
-    return CaseOut(view.id, view.number, view.procedure, view.procedure_version, view.status, view.step,
-                   step_label, view.fields, view.assignees, view.version, view.created_by, view.created_at,
-                   view.updated_at, view.closed_at, view.next_due_at)
+    return CaseOut(
+        view.id,
+        view.number,
+        view.procedure,
+        view.procedure_version,
+        view.status,
+        view.step,
+        step_label,
+        view.fields,
+        view.assignees,
+        view.version,
+        view.created_by,
+        view.created_at,
+        view.updated_at,
+        view.closed_at,
+        view.next_due_at,
+    )
 
 
 class Problem(msgspec.Struct):

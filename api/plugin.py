@@ -24,14 +24,32 @@ def kefu_cli_commands(cli: Any) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
-@click.option("--insecure-cookies", is_flag=True, default=None,
-              help="send the session cookie over plain HTTP (default: only when serving on loopback)")
-@click.option("--worker/--no-worker", "embedded_worker", default=None,
-              help="run a worker thread (timers, schedules, outbox) in this process "
-                   "(default: on for SQLite, off for PostgreSQL where `kefu worker` processes run)")
-def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | None,
-          embedded_worker: bool | None) -> None:
+@click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
+@click.option(
+    "--insecure-cookies",
+    is_flag=True,
+    default=None,
+    help="send the session cookie over plain HTTP (default: only when serving on loopback)",
+)
+@click.option(
+    "--worker/--no-worker",
+    "embedded_worker",
+    default=None,
+    help="run a worker thread (timers, schedules, outbox) in this process "
+    "(default: on for SQLite, off for PostgreSQL where `kefu worker` processes run)",
+)
+def serve(
+    host: str,
+    port: int,
+    db_url: str | None,
+    insecure_cookies: bool | None,
+    embedded_worker: bool | None,
+) -> None:
     """Serve the REST API (OpenAPI UI at /schema)."""
     import dataclasses
     import threading
@@ -40,11 +58,11 @@ def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | Non
 
     from api.app import create_app
     from api.auth import AuthSettings
-    from core.catalog import load_catalog
-    from core.plugins import installed
-    from core.setup import build_service
+    from core.runtime.bootstrap import build_service
+    from core.runtime.plugins import installed
+    from core.runtime.worker import Worker
+    from core.spec.catalog import load_catalog
     from core.storage.db import Database
-    from core.worker import Worker
 
     cat = load_catalog()
     if cat.diagnostics.errors:
@@ -63,7 +81,9 @@ def serve(host: str, port: int, db_url: str | None, insecure_cookies: bool | Non
         channels = installed().channels  # checked when kefu started (a broken plugin exits with 3)
         worker = Worker(svc, channels)
         threading.Thread(target=worker.run, name="kefu-worker", daemon=True).start()
-        click.echo(f"embedded worker {worker.owner}: channels {', '.join(sorted(channels)) or 'none'}")
+        click.echo(
+            f"embedded worker {worker.owner}: channels {', '.join(sorted(channels)) or 'none'}"
+        )
     click.echo(f"kefu serving http://{host}:{port}  (OpenAPI UI: http://{host}:{port}/schema)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")

@@ -20,17 +20,37 @@ log = logging.getLogger("kefu.api")
 
 PROBLEM = "application/problem+json"
 TITLES = {
-    400: "Bad request", 401: "Not authenticated", 403: "Not allowed", 404: "Not found",
-    405: "Method not allowed", 409: "Conflict", 413: "Request too large", 415: "Unsupported media type",
-    422: "Unprocessable content", 423: "Locked", 429: "Too many requests", 500: "Internal error",
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    423: "Locked",
+    429: "Too many requests",
+    500: "Internal error",
     503: "Service unavailable",
 }
 
 
-def problem(request: Request[Any, Any, Any], status: int, code: str, detail: str,
-            headers: dict[str, str] | None = None, **ext: Any) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"type": f"urn:kefu:problem:{code}", "title": TITLES.get(status, "Error"),
-                            "status": status, "detail": detail, "instance": request.url.path}
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **ext: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"urn:kefu:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
     body.update({k: v for k, v in ext.items() if v is not None})
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -39,7 +59,9 @@ def kefu_error(request: Request[Any, Any, Any], exc: KefuError) -> Response[dict
     return problem(request, exc.status, exc.code, exc.message, **exc.details)
 
 
-def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
     """A malformed body, an unknown key or a bad query parameter: 422 naming each one."""
     errors: dict[str, str] = {}
     for item in exc.extra if isinstance(exc.extra, list) else []:
@@ -52,8 +74,14 @@ def validation_error(request: Request[Any, Any, Any], exc: ValidationException) 
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
-    code = {404: "not-found", 405: "method-not-allowed", 401: "not-authenticated", 403: "not-allowed",
-            413: "too-large", 415: "unsupported-media-type"}.get(status, "http-error")
+    code = {
+        404: "not-found",
+        405: "method-not-allowed",
+        401: "not-authenticated",
+        403: "not-allowed",
+        413: "too-large",
+        415: "unsupported-media-type",
+    }.get(status, "http-error")
     if status == 400:  # Litestar's own 400s are malformed requests (bad JSON and the like)
         return problem(request, 422, "malformed-request", str(exc.detail))
     return problem(request, status, code, str(exc.detail), headers=exc.headers)

@@ -36,9 +36,7 @@ from api.models import (
     form,
     text,
 )
-from core.errors import NotAllowed, NotFound
-from core.procedures import CompiledProcedure
-from core.queries import (
+from core.cases.queries import (
     CaseFilter,
     CasePage,
     can_read,
@@ -47,22 +45,35 @@ from core.queries import (
     readable_procedures,
     require_read,
 )
-from core.reports import REPORTS, run_report
-from core.service import ActionView, Actor, CaseService, CaseView, _ordered
+from core.cases.reports import REPORTS, run_report
+from core.cases.service import ActionView, Actor, CaseService, CaseView, _ordered
+from core.errors import NotAllowed, NotFound
+from core.spec.procedures import CompiledProcedure
 
 Svc = NamedDependency[CaseService]
 Me = NamedDependency[Actor]
 
-_WHY = {401: "not signed in, or the credentials are bad, expired or revoked",
-        403: "you do not hold the role this needs", 404: "no such thing in your company",
-        409: "stale expected_version, or the action is not available at the case's step",
-        422: "malformed request, form errors, or refused by a rule", 503: "the rule engine is unavailable"}
+_WHY = {
+    401: "not signed in, or the credentials are bad, expired or revoked",
+    403: "you do not hold the role this needs",
+    404: "no such thing in your company",
+    409: "stale expected_version, or the action is not available at the case's step",
+    422: "malformed request, form errors, or refused by a rule",
+    503: "the rule engine is unavailable",
+}
 
 
 def errors(*codes: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the problem answers a route can give."""
-    return {c: ResponseSpec(Problem, description=_WHY[c], media_type="application/problem+json",
-                            generate_examples=False) for c in (401, *codes)}
+    return {
+        c: ResponseSpec(
+            Problem,
+            description=_WHY[c],
+            media_type="application/problem+json",
+            generate_examples=False,
+        )
+        for c in (401, *codes)
+    }
 
 
 CaseId = Annotated[int, PathParameter(ge=1, le=2**62, description="the case id")]
@@ -82,23 +93,44 @@ def _case(svc: Svc, actor: Me, view: CaseView) -> CaseOut:
 
 
 def _page(svc: Svc, page: CasePage) -> CaseList:
-    return CaseList([case_out(v, svc.pinned(v)) for v in page.items], page.total, page.limit, page.offset)
+    return CaseList(
+        [case_out(v, svc.pinned(v)) for v in page.items], page.total, page.limit, page.offset
+    )
 
 
 def _describe(svc: Svc, actor: Me, proc: CompiledProcedure) -> ProcedureOut:
     rt = svc.company(actor.company)
     pack = proc.pack
-    roles = [RoleOut(k, text(r.label), svc.holds(actor, rt, proc.key, k))  # type: ignore[arg-type]
-             for k, r in pack.roles.items()]
+    roles = [
+        RoleOut(k, text(r.label), svc.holds(actor, rt, proc.key, k))  # type: ignore[arg-type]
+        for k, r in pack.roles.items()
+    ]
     steps = []
     for key, st in pack.steps.items():
-        actions = [action_out(proc, ActionView(name, a.label.model_dump(by_alias=True), a.to,
-                                               _ordered(a.ask, a.require), list(a.require)))
-                   for name, a in st.actions.items()]
+        actions = [
+            action_out(
+                proc,
+                ActionView(
+                    name,
+                    a.label.model_dump(by_alias=True),
+                    a.to,
+                    _ordered(a.ask, a.require),
+                    list(a.require),
+                ),
+            )
+            for name, a in st.actions.items()
+        ]
         steps.append(StepOut(key, text(st.label), list(st.role), st.final, actions))  # type: ignore[arg-type]
-    return ProcedureOut(proc.key, text(pack.title), proc.version, pack.start, roles,  # type: ignore[arg-type]
-                        list(pack.open.role), form(proc, _ordered(pack.open.ask, pack.open.require),
-                                                   list(pack.open.require)), steps)
+    return ProcedureOut(
+        proc.key,
+        text(pack.title),  # type: ignore[arg-type]  # a pack always has a title (required key)
+        proc.version,
+        pack.start,
+        roles,
+        list(pack.open.role),
+        form(proc, _ordered(pack.open.ask, pack.open.require), list(pack.open.require)),
+        steps,
+    )
 
 
 def _local(svc: Svc, actor: Me, moment: dt.datetime | None) -> dt.datetime | None:
@@ -117,7 +149,9 @@ class ProcedureController(Controller):
     def list_procedures(self, svc: Svc, actor: Me) -> list[ProcedureOut]:
         """The enabled procedures of my company in which I hold a role: steps, roles and every form."""
         rt = svc.company(actor.company)
-        return [_describe(svc, actor, rt.procedures[k]) for k in readable_procedures(svc, rt, actor)]
+        return [
+            _describe(svc, actor, rt.procedures[k]) for k in readable_procedures(svc, rt, actor)
+        ]
 
     @get("/{key:str}", operation_id="getProcedure", responses=errors(403, 404), sync_to_thread=True)
     def get_procedure(self, svc: Svc, actor: Me, key: FromPath[str]) -> ProcedureOut:
@@ -127,7 +161,9 @@ class ProcedureController(Controller):
         if proc is None:
             raise NotFound(f"procedure '{key}' is not enabled for this company")
         if not can_read(svc, rt, actor, proc):
-            raise NotAllowed(f"procedure '{key}' needs one of its roles", roles=list(proc.pack.roles))
+            raise NotAllowed(
+                f"procedure '{key}' needs one of its roles", roles=list(proc.pack.roles)
+            )
         return _describe(svc, actor, proc)
 
 
@@ -144,28 +180,60 @@ class CaseController(Controller):
 
     @get("/", operation_id="listCases", responses=errors(403, 422), sync_to_thread=True)
     def list_cases(
-        self, svc: Svc, actor: Me,
-        procedure: FromQuery[str | None] = None, step: FromQuery[str | None] = None,
+        self,
+        svc: Svc,
+        actor: Me,
+        procedure: FromQuery[str | None] = None,
+        step: FromQuery[str | None] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(open|closed)$")] = None,
-        assignee: Annotated[str | None, QueryParameter(description="person:NAME, role:NAME or department:NAME")] = None,
+        assignee: Annotated[
+            str | None, QueryParameter(description="person:NAME, role:NAME or department:NAME")
+        ] = None,
         mine: FromQuery[bool] = False,
-        q: Annotated[str | None, QueryParameter(max_length=200, description="text in the number or any field")] = None,
-        created_from: FromQuery[dt.datetime | None] = None, created_to: FromQuery[dt.datetime | None] = None,
-        updated_from: FromQuery[dt.datetime | None] = None, updated_to: FromQuery[dt.datetime | None] = None,
-        limit: Limit = 50, offset: Offset = 0,
+        q: Annotated[
+            str | None,
+            QueryParameter(max_length=200, description="text in the number or any field"),
+        ] = None,
+        created_from: FromQuery[dt.datetime | None] = None,
+        created_to: FromQuery[dt.datetime | None] = None,
+        updated_from: FromQuery[dt.datetime | None] = None,
+        updated_to: FromQuery[dt.datetime | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> CaseList:
         """Cases I may read, newest first; every filter optional; paginated with limit/offset."""
-        flt = CaseFilter(procedure, step, status, assignee, mine, q, _local(svc, actor, created_from),
-                         _local(svc, actor, created_to), _local(svc, actor, updated_from),
-                         _local(svc, actor, updated_to), limit, offset)
+        flt = CaseFilter(
+            procedure,
+            step,
+            status,
+            assignee,
+            mine,
+            q,
+            _local(svc, actor, created_from),
+            _local(svc, actor, created_to),
+            _local(svc, actor, updated_from),
+            _local(svc, actor, updated_to),
+            limit,
+            offset,
+        )
         return _page(svc, list_cases(svc, actor, flt))
 
-    @get("/{case_id:int}", operation_id="getCase", responses=errors(403, 404, 422), sync_to_thread=True)
+    @get(
+        "/{case_id:int}",
+        operation_id="getCase",
+        responses=errors(403, 404, 422),
+        sync_to_thread=True,
+    )
     def get_case(self, svc: Svc, actor: Me, case_id: CaseId) -> CaseOut:
         """One case: fields, step, assignees, deadlines and the version to act on."""
         return _case(svc, actor, svc.get_case(actor.company, case_id))
 
-    @get("/{case_id:int}/actions", operation_id="listCaseActions", responses=errors(403, 404, 422, 503), sync_to_thread=True)
+    @get(
+        "/{case_id:int}/actions",
+        operation_id="listCaseActions",
+        responses=errors(403, 404, 422, 503),
+        sync_to_thread=True,
+    )
     def actions(self, svc: Svc, actor: Me, case_id: CaseId) -> list[ActionOut]:
         """What I may do on this case now, each with its form."""
         view = svc.get_case(actor.company, case_id)
@@ -173,24 +241,50 @@ class CaseController(Controller):
         proc = svc.pinned(view)
         return [action_out(proc, a) for a in svc.available_actions(actor.company, case_id, actor)]
 
-    @post("/{case_id:int}/actions/{action:str}", operation_id="takeAction", responses=errors(403, 404, 409, 422, 503), status_code=200,
-          sync_to_thread=True)
-    def act(self, svc: Svc, actor: Me, case_id: CaseId, action: FromPath[str], data: JSONBody[ActIn]) -> ActOut:
+    @post(
+        "/{case_id:int}/actions/{action:str}",
+        operation_id="takeAction",
+        responses=errors(403, 404, 409, 422, 503),
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def act(
+        self, svc: Svc, actor: Me, case_id: CaseId, action: FromPath[str], data: JSONBody[ActIn]
+    ) -> ActOut:
         """Take an action with its form's fields; ``expected_version`` guards against lost updates."""
         res = svc.act(actor.company, case_id, action, actor, data.fields, data.expected_version)
         return ActOut(case_out(res.case, svc.pinned(res.case)), res.fired, res.linked)
 
-    @get("/{case_id:int}/journal", operation_id="getCaseJournal", responses=errors(403, 404, 422), sync_to_thread=True)
+    @get(
+        "/{case_id:int}/journal",
+        operation_id="getCaseJournal",
+        responses=errors(403, 404, 422),
+        sync_to_thread=True,
+    )
     def journal(self, svc: Svc, actor: Me, case_id: CaseId) -> list[JournalEntry]:
         """Who did what, when and why: every entry of the case, with the rule that made it."""
         require_read(svc, actor, svc.get_case(actor.company, case_id))
-        return [JournalEntry(e["seq"], e["at"], e["actor"], e["kind"], e["action"], e["rule_id"],
-                             e["procedure_version"], e["data"] or {}, e["facts"])
-                for e in svc.journal(actor.company, case_id)]
+        return [
+            JournalEntry(
+                e["seq"],
+                e["at"],
+                e["actor"],
+                e["kind"],
+                e["action"],
+                e["rule_id"],
+                e["procedure_version"],
+                e["data"] or {},
+                e["facts"],
+            )
+            for e in svc.journal(actor.company, case_id)
+        ]
 
-
-    @get("/{case_id:int}/deadlines", operation_id="getCaseDeadlines", responses=errors(403, 404, 422),
-         sync_to_thread=True)
+    @get(
+        "/{case_id:int}/deadlines",
+        operation_id="getCaseDeadlines",
+        responses=errors(403, 404, 422),
+        sync_to_thread=True,
+    )
     def deadlines(self, svc: Svc, actor: Me, case_id: CaseId) -> list[DeadlineOut]:
         """The case's deadlines (SLAs), each explained: start, target, due, pauses, days skipped."""
         require_read(svc, actor, svc.get_case(actor.company, case_id))
@@ -198,38 +292,78 @@ class CaseController(Controller):
         out = []
         for d in svc.deadlines(actor.company, case_id):
             x = d.as_dict(locale)
-            out.append(DeadlineOut(
-                x["id"], x["label"], x["source"], x["state"], d.started_at, x["start_reason"], x["target"],
-                x["target_reason"], d.due_at, d.warn_at, d.stopped_at, x["stop_reason"],
-                [Pause(a, b) for a, b in d.pauses], x["counted_seconds"], x["measure"], x["extension"],
-                x["skipped_days"], x["counted_days"], x["warnings"]))
+            out.append(
+                DeadlineOut(
+                    x["id"],
+                    x["label"],
+                    x["source"],
+                    x["state"],
+                    d.started_at,
+                    x["start_reason"],
+                    x["target"],
+                    x["target_reason"],
+                    d.due_at,
+                    d.warn_at,
+                    d.stopped_at,
+                    x["stop_reason"],
+                    [Pause(a, b) for a, b in d.pauses],
+                    x["counted_seconds"],
+                    x["measure"],
+                    x["extension"],
+                    x["skipped_days"],
+                    x["counted_days"],
+                    x["warnings"],
+                )
+            )
         return out
 
 
-@get("/api/v1/inbox", operation_id="getInbox", responses=errors(422), tags=["cases"], sync_to_thread=True,
-     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+@get(
+    "/api/v1/inbox",
+    operation_id="getInbox",
+    responses=errors(422),
+    tags=["cases"],
+    sync_to_thread=True,
+    dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
+)
 def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> CaseList:
     """Open cases waiting on me, or on a role or department I hold: nearest deadline first, then
     longest waiting."""
     return _page(svc, inbox(svc, actor, limit=limit, offset=offset))
 
 
-@get("/api/v1/reports", operation_id="listReports", responses=errors(), tags=["reports"], sync_to_thread=True,
-     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
+@get(
+    "/api/v1/reports",
+    operation_id="listReports",
+    responses=errors(),
+    tags=["reports"],
+    sync_to_thread=True,
+    dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
+)
 def list_reports(svc: Svc, actor: Me) -> list[ReportInfo]:
     """The reports the installed plugins give (``kefu_reports``)."""
-    from core.plugins import enabled_for, installed
+    from core.runtime.plugins import enabled_for, installed
 
     company = svc.company(actor.company).definition
     reg = installed()
-    return [ReportInfo(name, r.title, reg.plugin_of("report", name) or "")
-            for name, r in sorted(REPORTS.items())
-            if enabled_for(company, reg.plugin_of("report", name) or "")]
+    return [
+        ReportInfo(name, r.title, reg.plugin_of("report", name) or "")
+        for name, r in sorted(REPORTS.items())
+        if enabled_for(company, reg.plugin_of("report", name) or "")
+    ]
 
 
-@get("/api/v1/reports/{name:str}", operation_id="runReport", responses=errors(404), tags=["reports"],
-     sync_to_thread=True, dependencies={"actor": Provide(provide_actor, sync_to_thread=True)})
-def get_report(request: Request[Any, Any, Any], svc: Svc, actor: Me, name: FromPath[str]) -> ReportOut:
+@get(
+    "/api/v1/reports/{name:str}",
+    operation_id="runReport",
+    responses=errors(404),
+    tags=["reports"],
+    sync_to_thread=True,
+    dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
+)
+def get_report(
+    request: Request[Any, Any, Any], svc: Svc, actor: Me, name: FromPath[str]
+) -> ReportOut:
     """Run a report for my company; query parameters are the report's parameters."""
     params = {k: str(v) for k, v in request.query_params.items()}
     result = run_report(svc, actor.company, name, params)
@@ -242,4 +376,11 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-ROUTES: list[Any] = [ProcedureController, CaseController, get_inbox, list_reports, get_report, health]
+ROUTES: list[Any] = [
+    ProcedureController,
+    CaseController,
+    get_inbox,
+    list_reports,
+    get_report,
+    health,
+]

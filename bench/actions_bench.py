@@ -27,19 +27,36 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select  # noqa: E402
 
 from bench.databases import on_each_database  # noqa: E402
-from core.catalog import load_catalog  # noqa: E402
 from core.clock import TestClock  # noqa: E402
-from core.setup import build_service, create_config_people  # noqa: E402
+from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402
+from core.spec.catalog import load_catalog  # noqa: E402
 from core.storage import schema as t  # noqa: E402
 from core.storage.db import Database  # noqa: E402
 from core.storage.migrate import upgrade  # noqa: E402
 
-OPEN = {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "空调不制冷"}
+OPEN = {
+    "channel": "phone",
+    "customer_name": "张三",
+    "phone": "13912345678",
+    "symptom": "空调不制冷",
+}
 STEPS = [
-    ("verify", "wang", {"contact_verified": True, "in_scope": True, "onsite_needed": True,
-                        "category": "electrical", "urgency": "medium"}),
-    ("dispatch", "wang", {"engineer": "li", "engineer_contact": "13800000001",
-                          "visit_at": "2026-11-23T10:00+08:00"}),
+    (
+        "verify",
+        "wang",
+        {
+            "contact_verified": True,
+            "in_scope": True,
+            "onsite_needed": True,
+            "category": "electrical",
+            "urgency": "medium",
+        },
+    ),
+    (
+        "dispatch",
+        "wang",
+        {"engineer": "li", "engineer_contact": "13800000001", "visit_at": "2026-11-23T10:00+08:00"},
+    ),
     ("complete", "li", {"hours_spent": 2, "result": "更换电容", "resolved": True}),
     ("confirm", "wang", {"customer_confirmed": True}),
     ("record_survey", "wang", {"survey_channel": "phone", "satisfaction": 5}),
@@ -74,8 +91,14 @@ def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tupl
         by_seq = {}
         for row in conn.execute(select(t.outbox.c.journal_seq)):
             by_seq[row.journal_seq] = by_seq.get(row.journal_seq, 0) + 1
-        firsts = [r.seq for r in conn.execute(
-            select(t.journal.c.seq).where(t.journal.c.kind.in_(("opened", "action"))).order_by(t.journal.c.seq))]
+        firsts = [
+            r.seq
+            for r in conn.execute(
+                select(t.journal.c.seq)
+                .where(t.journal.c.kind.in_(("opened", "action")))
+                .order_by(t.journal.c.seq)
+            )
+        ]
     shape = [(j, by_seq.get(first, 0), a) for (j, _, a), first in zip(shape, firsts, strict=True)]
     svc.close()
     return n / elapsed, shape
@@ -101,12 +124,19 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
         ph = "%s"
         begin = "BEGIN"
     cur = conn.cursor()
-    cur.execute(f"INSERT INTO company (key, name, timezone, locale, created_at) VALUES ({ph},{ph},{ph},{ph},{ph})",
-                ("raw", "raw", "UTC", "en", now))
+    cur.execute(
+        f"INSERT INTO company (key, name, timezone, locale, created_at) VALUES ({ph},{ph},{ph},{ph},{ph})",
+        ("raw", "raw", "UTC", "en", now),
+    )
     cid_company = cur.execute("SELECT id FROM company WHERE key='raw'").fetchone()[0]
-    cur.execute(f"INSERT INTO journal_head (company_id, seq, hash) VALUES ({ph},0,'0')", (cid_company,))
-    cur.execute(f"INSERT INTO procedure_version (company_id, procedure, version, digest, definition, params, created_at)"
-                f" VALUES ({ph},'p',1,'d','{{}}','{{}}',{ph})", (cid_company, now))
+    cur.execute(
+        f"INSERT INTO journal_head (company_id, seq, hash) VALUES ({ph},0,'0')", (cid_company,)
+    )
+    cur.execute(
+        f"INSERT INTO procedure_version (company_id, procedure, version, digest, definition, params, created_at)"
+        f" VALUES ({ph},'p',1,'d','{{}}','{{}}',{ph})",
+        (cid_company, now),
+    )
     pv = cur.execute("SELECT id FROM procedure_version WHERE digest='d'").fetchone()[0]
     start = time.perf_counter()
     case_id = None
@@ -119,31 +149,49 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
                 f"INSERT INTO kefu_case (company_id, procedure_version_id, procedure, number, status, step, fields,"
                 f" assignees, version, created_by, created_at, updated_at) VALUES"
                 f" ({ph},{ph},'p',{ph},'open','intake',{ph},'[]',1,'wang',{ph},{ph})",
-                (cid_company, pv, f"N{i}", payload, now, now))
+                (cid_company, pv, f"N{i}", payload, now, now),
+            )
             case_id = cur.execute("SELECT max(id) FROM kefu_case").fetchone()[0]
             version = 1
         else:
-            cur.execute(f"SELECT * FROM kefu_case WHERE id={ph} AND company_id={ph}", (case_id, cid_company)).fetchone()
-            cur.execute(f"UPDATE kefu_case SET fields={ph}, step='x', version={ph}, updated_at={ph}"
-                        f" WHERE id={ph} AND version={ph}", (payload, version + 1, now, case_id, version))
+            cur.execute(
+                f"SELECT * FROM kefu_case WHERE id={ph} AND company_id={ph}", (case_id, cid_company)
+            ).fetchone()
+            cur.execute(
+                f"UPDATE kefu_case SET fields={ph}, step='x', version={ph}, updated_at={ph}"
+                f" WHERE id={ph} AND version={ph}",
+                (payload, version + 1, now, case_id, version),
+            )
             version += 1
         if assignees_changed:
             cur.execute(f"DELETE FROM case_assignee WHERE case_id={ph}", (case_id,))
-            cur.execute(f"INSERT INTO case_assignee (case_id, kind, ref, company_id) VALUES ({ph},'role','agent',{ph})",
-                        (case_id, cid_company))
-        seq = cur.execute(f"SELECT seq FROM journal_head WHERE company_id={ph}" +
-                          (" FOR UPDATE" if ph == "%s" else ""), (cid_company,)).fetchone()[0]
+            cur.execute(
+                f"INSERT INTO case_assignee (case_id, kind, ref, company_id) VALUES ({ph},'role','agent',{ph})",
+                (case_id, cid_company),
+            )
+        seq = cur.execute(
+            f"SELECT seq FROM journal_head WHERE company_id={ph}"
+            + (" FOR UPDATE" if ph == "%s" else ""),
+            (cid_company,),
+        ).fetchone()[0]
         for _ in range(journal_rows):
             seq += 1
-            cur.execute(f"INSERT INTO journal (company_id, seq, case_id, at, actor, kind, data, prev_hash, hash)"
-                        f" VALUES ({ph},{ph},{ph},{ph},'wang','action',{ph},{ph},{ph})",
-                        (cid_company, seq, case_id, now, payload, "0" * 64, uuid.uuid4().hex * 2))
-        cur.execute(f"UPDATE journal_head SET seq={ph}, hash={ph} WHERE company_id={ph}", (seq, "1" * 64, cid_company))
+            cur.execute(
+                f"INSERT INTO journal (company_id, seq, case_id, at, actor, kind, data, prev_hash, hash)"
+                f" VALUES ({ph},{ph},{ph},{ph},'wang','action',{ph},{ph},{ph})",
+                (cid_company, seq, case_id, now, payload, "0" * 64, uuid.uuid4().hex * 2),
+            )
+        cur.execute(
+            f"UPDATE journal_head SET seq={ph}, hash={ph} WHERE company_id={ph}",
+            (seq, "1" * 64, cid_company),
+        )
         for k in range(outbox_rows):
-            cur.execute(f"INSERT INTO outbox (company_id, case_id, channel, recipient, template, payload,"
-                        f" idempotency_key, status, attempts, created_at) VALUES"
-                        f" ({ph},{ph},'default','customer','t',{ph},{ph},'pending',0,{ph})",
-                        (cid_company, case_id, payload, f"raw:{seq}:{k}", now))
+            cur.execute(
+                f"INSERT INTO outbox (company_id, case_id, channel, recipient, template, payload,"
+                f" idempotency_key, status, attempts, created_at) VALUES"
+                f" ({ph},{ph},'default','customer','t',{ph},{ph},'pending',0,{ph})",
+                (cid_company, case_id, payload, f"raw:{seq}:{k}", now),
+            )
         cur.execute("COMMIT")
         i += 1
     elapsed = time.perf_counter() - start
@@ -166,19 +214,28 @@ def bench_db(label: str, make_url, cases: int, repeats: int) -> None:  # type: i
             raw_rates.append(run_raw(raw_url, shape))
         s, r = statistics.median(svc_rates), statistics.median(raw_rates)
         writes = sum(j + o for j, o, _ in shape) / len(shape)
-        print(f"{label:<11} {engine:<10} service {s:8.0f} actions/s   raw SQL floor {r:8.0f} tx/s   "
-              f"ratio {r / s:5.1f}x   ({len(shape)} tx, {writes:.1f} journal+outbox rows/tx)")
+        print(
+            f"{label:<11} {engine:<10} service {s:8.0f} actions/s   raw SQL floor {r:8.0f} tx/s   "
+            f"ratio {r / s:5.1f}x   ({len(shape)} tx, {writes:.1f} journal+outbox rows/tx)"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--cases", type=int, default=150)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
-    print(f"repair-desk lifecycle, {args.cases} cases x 7 transactions, median of {args.repeats} runs, "
-          f"Python {sys.version.split()[0]}")
-    on_each_database(args.pg, lambda label, new_url: bench_db(label, new_url, args.cases, args.repeats))
+    print(
+        f"repair-desk lifecycle, {args.cases} cases x 7 transactions, median of {args.repeats} runs, "
+        f"Python {sys.version.split()[0]}"
+    )
+    on_each_database(
+        args.pg, lambda label, new_url: bench_db(label, new_url, args.cases, args.repeats)
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -38,8 +38,15 @@ CHOICES = {
     "region": ["north", "south", "east", "west"],
     "product": ["p1", "p2", "p3", "p4", "p5"],
 }
-NUMBERS = {"qty": 500, "amount": 10_000, "days_open": 60, "score": 10, "defect_rate": 5,
-           "complaints_90d": 12, "batch_age": 365}
+NUMBERS = {
+    "qty": 500,
+    "amount": 10_000,
+    "days_open": 60,
+    "score": 10,
+    "defect_rate": 5,
+    "complaints_90d": 12,
+    "batch_age": 365,
+}
 FLAGS = ["line_stopped", "repeat", "vip", "safety"]
 
 
@@ -79,8 +86,13 @@ def make_case(rnd: random.Random) -> dict[str, Any]:
     return case
 
 
-def time_engine(ev: Any, ruleset: RuleSet, cases: list[dict[str, Any]], runs: int,
-                want: list[frozenset[str]] | None) -> tuple[float, int]:
+def time_engine(
+    ev: Any,
+    ruleset: RuleSet,
+    cases: list[dict[str, Any]],
+    runs: int,
+    want: list[frozenset[str]] | None,
+) -> tuple[float, int]:
     got = [ev.evaluate(ruleset, c) for c in cases]  # warm up: compile, start the child
     mismatches = 0 if want is None else sum(g != w for g, w in zip(got, want, strict=True))
     per_run = []
@@ -100,9 +112,13 @@ def main() -> None:
     rnd = random.Random(20240601)
     cases = [make_case(rnd) for _ in range(args.cases)]
     ref, inproc, iso = ReferenceEvaluator(), DurableEvaluator(), IsolatedDurableEvaluator()
-    print(f"python {sys.version.split()[0]}, {args.cases} cases x {args.runs} runs, median µs per evaluation")
-    print(f"{'rules':>6} {'C rulesets':>10} {'fired/case':>10} {'reference':>10} "
-          f"{'durable-inproc':>14} {'durable (iso)':>14} {'iso/inproc':>10} {'iso - inproc':>12}")
+    print(
+        f"python {sys.version.split()[0]}, {args.cases} cases x {args.runs} runs, median µs per evaluation"
+    )
+    print(
+        f"{'rules':>6} {'C rulesets':>10} {'fired/case':>10} {'reference':>10} "
+        f"{'durable-inproc':>14} {'durable (iso)':>14} {'iso/inproc':>10} {'iso - inproc':>12}"
+    )
     bad = 0
     try:
         for n in (10, 100, 500):
@@ -113,8 +129,10 @@ def main() -> None:
             t_iso, bad_iso = time_engine(iso, ruleset, cases, args.runs, want)
             bad += bad_in + bad_iso
             fired = statistics.mean(len(w) for w in want)
-            print(f"{n:>6} {inproc.compiled_chunks(ruleset):>10} {fired:>10.1f} {t_ref:>10.1f} "
-                  f"{t_in:>14.1f} {t_iso:>14.1f} {t_iso / t_in:>9.1f}x {t_iso - t_in:>12.1f}")
+            print(
+                f"{n:>6} {inproc.compiled_chunks(ruleset):>10} {fired:>10.1f} {t_ref:>10.1f} "
+                f"{t_in:>14.1f} {t_iso:>14.1f} {t_iso / t_in:>9.1f}x {t_iso - t_in:>12.1f}"
+            )
     finally:
         inproc.close()
         iso.close()

@@ -4,7 +4,7 @@
 
 For SQLite (a file) and PostgreSQL (when reachable), in one run:
 
-* **timers**: ``--timers`` due timers fired by :class:`core.worker.Worker` (claim with lease,
+* **timers**: ``--timers`` due timers fired by :class:`core.runtime.worker.Worker` (claim with lease,
   handler and done-mark in one transaction each) vs raw SQL: claim the same batches with one
   UPDATE, then per timer one transaction with the handler's INSERT and the done UPDATE.
 * **outbox**: as many messages delivered to a channel that does nothing vs raw SQL: claim,
@@ -34,15 +34,15 @@ from ruamel.yaml import YAML  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from bench.databases import on_each_database  # noqa: E402
-from core import timers  # noqa: E402
-from core.catalog import Catalog, load_catalog  # noqa: E402
+from core.cases import timers  # noqa: E402
+from core.cases.service import CaseService  # noqa: E402
 from core.clock import TestClock  # noqa: E402
-from core.service import CaseService  # noqa: E402
-from core.setup import build_service, create_config_people  # noqa: E402
+from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402
+from core.runtime.worker import Worker  # noqa: E402
+from core.spec.catalog import Catalog, load_catalog  # noqa: E402
 from core.storage import schema as t  # noqa: E402
 from core.storage.db import Database  # noqa: E402
 from core.storage.migrate import upgrade  # noqa: E402
-from core.worker import Worker  # noqa: E402
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
 
@@ -61,8 +61,9 @@ class Null:
 
 def _company(db: Database) -> int:
     with db.write() as conn:
-        return conn.execute(insert(t.company).values(key="b", name="b", timezone="UTC", locale="en",
-                                                     created_at=T0)).inserted_primary_key[0]
+        return conn.execute(
+            insert(t.company).values(key="b", name="b", timezone="UTC", locale="en", created_at=T0)
+        ).inserted_primary_key[0]
 
 
 def bench_timers(url: str, n: int) -> tuple[float, float]:
@@ -71,7 +72,9 @@ def bench_timers(url: str, n: int) -> tuple[float, float]:
     co = _company(db)
     with db.write() as conn:
         for i in range(n):
-            timers.schedule(conn, company_id=co, case_id=None, kind="bench.effect", due_at=T0, key=f"b{i}")
+            timers.schedule(
+                conn, company_id=co, case_id=None, kind="bench.effect", due_at=T0, key=f"b{i}"
+            )
     svc = CaseService(db, Catalog(), clock=TestClock(T0 + dt.timedelta(seconds=1)))
     w = Worker(svc, {}, batch=100)
     start = time.perf_counter()
@@ -81,25 +84,39 @@ def bench_timers(url: str, n: int) -> tuple[float, float]:
     # raw: the same rows, fresh, then the same writes with the driver through SQLAlchemy Core text
     with db.engine.begin() as conn:
         conn.execute(text("DELETE FROM counter"))
-        conn.execute(text("UPDATE timer SET status = 'pending', lease_owner = NULL, lease_until = NULL"))
+        conn.execute(
+            text("UPDATE timer SET status = 'pending', lease_owner = NULL, lease_until = NULL")
+        )
     start = time.perf_counter()
     with db.engine.connect() as conn:
         ids = [r[0] for r in conn.execute(text("SELECT id FROM timer ORDER BY id"))]
         conn.commit()
         for b in range(0, n, 100):
-            chunk = ids[b:b + 100]
+            chunk = ids[b : b + 100]
             with conn.begin():
-                conn.execute(text("UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
-                                  "WHERE id = ANY(:ids)" if not db.is_sqlite else
-                                  f"UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
-                                  f"WHERE id IN ({','.join(map(str, chunk))})"),
-                             {"u": T0, "ids": chunk} if not db.is_sqlite else {"u": T0})
+                conn.execute(
+                    text(
+                        "UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
+                        "WHERE id = ANY(:ids)"
+                        if not db.is_sqlite
+                        else f"UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
+                        f"WHERE id IN ({','.join(map(str, chunk))})"
+                    ),
+                    {"u": T0, "ids": chunk} if not db.is_sqlite else {"u": T0},
+                )
             for i in chunk:
                 with conn.begin():
-                    conn.execute(text("UPDATE timer SET status = 'done', fired_at = :f WHERE id = :i "
-                                      "AND lease_owner = 'raw'"), {"f": T0, "i": i})
-                    conn.execute(text("INSERT INTO counter (company_id, scope, value) VALUES (:c, :s, 1)"),
-                                 {"c": co, "s": f"b{i}"})
+                    conn.execute(
+                        text(
+                            "UPDATE timer SET status = 'done', fired_at = :f WHERE id = :i "
+                            "AND lease_owner = 'raw'"
+                        ),
+                        {"f": T0, "i": i},
+                    )
+                    conn.execute(
+                        text("INSERT INTO counter (company_id, scope, value) VALUES (:c, :s, 1)"),
+                        {"c": co, "s": f"b{i}"},
+                    )
     raw_rate = n / (time.perf_counter() - start)
     db.dispose()
     return service_rate, raw_rate
@@ -110,10 +127,26 @@ def bench_outbox(url: str, n: int) -> tuple[float, float]:
     upgrade(db)
     co = _company(db)
     with db.write() as conn:
-        conn.execute(insert(t.outbox), [
-            {"company_id": co, "case_id": None, "journal_seq": None, "channel": "log", "recipient": "x",
-             "template": "t", "payload": {}, "idempotency_key": f"m{i}", "status": "pending", "attempts": 0,
-             "next_attempt_at": T0, "created_at": T0} for i in range(n)])
+        conn.execute(
+            insert(t.outbox),
+            [
+                {
+                    "company_id": co,
+                    "case_id": None,
+                    "journal_seq": None,
+                    "channel": "log",
+                    "recipient": "x",
+                    "template": "t",
+                    "payload": {},
+                    "idempotency_key": f"m{i}",
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": T0,
+                    "created_at": T0,
+                }
+                for i in range(n)
+            ],
+        )
     svc = CaseService(db, Catalog(), clock=TestClock(T0 + dt.timedelta(seconds=1)))
     w = Worker(svc, {"log": Null()}, batch=100)
     start = time.perf_counter()
@@ -127,14 +160,24 @@ def bench_outbox(url: str, n: int) -> tuple[float, float]:
         ids = [r[0] for r in conn.execute(text("SELECT id FROM outbox ORDER BY id"))]
         conn.commit()
         for b in range(0, n, 100):
-            chunk = ids[b:b + 100]
+            chunk = ids[b : b + 100]
             with conn.begin():
-                conn.execute(text(f"UPDATE outbox SET lease_owner = 'raw', lease_until = :u "
-                                  f"WHERE id IN ({','.join(map(str, chunk))})"), {"u": T0})
+                conn.execute(
+                    text(
+                        f"UPDATE outbox SET lease_owner = 'raw', lease_until = :u "
+                        f"WHERE id IN ({','.join(map(str, chunk))})"
+                    ),
+                    {"u": T0},
+                )
             for i in chunk:
                 with conn.begin():
-                    conn.execute(text("UPDATE outbox SET status = 'sent', sent_at = :s, attempts = 1, "
-                                      "lease_owner = NULL WHERE id = :i AND lease_owner = 'raw'"), {"s": T0, "i": i})
+                    conn.execute(
+                        text(
+                            "UPDATE outbox SET status = 'sent', sent_at = :s, attempts = 1, "
+                            "lease_owner = NULL WHERE id = :i AND lease_owner = 'raw'"
+                        ),
+                        {"s": T0, "i": i},
+                    )
     raw_rate = n / (time.perf_counter() - start)
     db.dispose()
     return service_rate, raw_rate
@@ -158,13 +201,24 @@ def bench_deadlines(url_a: str, url_b: str, cases: int, tmp: Path) -> tuple[floa
     for url, rules in ((url_a, ROOT / "rules"), (url_b, _rules_without_slas(tmp))):
         db = Database(url)
         upgrade(db)
-        svc = build_service(db, load_catalog(rules), evaluator="reference", clock=TestClock(T0), migrate=False)
+        svc = build_service(
+            db, load_catalog(rules), evaluator="reference", clock=TestClock(T0), migrate=False
+        )
         create_config_people(svc, passwords=False)
         wang, qian = svc.actor("demo", "wang"), svc.actor("demo", "qian")
         start = time.perf_counter()
         for _ in range(cases):
-            cid = svc.open_case("demo", "complaint-reply", wang, {"channel": "phone", "customer_name": "张三",
-                                                                   "details": "漏酒", "category": "return"}).case.id
+            cid = svc.open_case(
+                "demo",
+                "complaint-reply",
+                wang,
+                {
+                    "channel": "phone",
+                    "customer_name": "张三",
+                    "details": "漏酒",
+                    "category": "return",
+                },
+            ).case.id
             svc.act("demo", cid, "confirm", wang, {"reply": "已登记"}, 1)
             svc.act("demo", cid, "resolve", qian, {"result": "已换货"}, 2)
             svc.act("demo", cid, "send_feedback", wang, {"customer_opinion": "满意"}, 3)
@@ -175,24 +229,35 @@ def bench_deadlines(url_a: str, url_b: str, cases: int, tmp: Path) -> tuple[floa
 
 def run(label: str, make_url, args: argparse.Namespace, tmp: Path) -> None:  # type: ignore[no-untyped-def]
     s, r = bench_timers(make_url(), args.timers)
-    print(f"{label:<11} timers   worker {s:8.0f} fired/s      raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x")
+    print(
+        f"{label:<11} timers   worker {s:8.0f} fired/s      raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"
+    )
     s, r = bench_outbox(make_url(), args.timers)
-    print(f"{label:<11} outbox   worker {s:8.0f} delivered/s  raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x")
+    print(
+        f"{label:<11} outbox   worker {s:8.0f} delivered/s  raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"
+    )
     with_sla, without = bench_deadlines(make_url(), make_url(), args.cases, tmp)
-    print(f"{label:<11} deadlines complaint-reply {with_sla:6.0f} actions/s with SLAs, {without:6.0f} without: "
-          f"deadlines cost {without / with_sla:4.2f}x ({1e3 / with_sla - 1e3 / without:5.2f} ms per action)")
+    print(
+        f"{label:<11} deadlines complaint-reply {with_sla:6.0f} actions/s with SLAs, {without:6.0f} without: "
+        f"deadlines cost {without / with_sla:4.2f}x ({1e3 / with_sla - 1e3 / without:5.2f} ms per action)"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--timers", type=int, default=2000)
     ap.add_argument("--cases", type=int, default=100)
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
-    print(f"timers/outbox: {args.timers} each; deadlines: {args.cases} cases x 4 actions; "
-          f"Python {sys.version.split()[0]}")
+    print(
+        f"timers/outbox: {args.timers} each; deadlines: {args.cases} cases x 4 actions; "
+        f"Python {sys.version.split()[0]}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
     on_each_database(args.pg, lambda label, new_url: run(label, new_url, args, tmp))
+
 
 if __name__ == "__main__":
     main()

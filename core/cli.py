@@ -20,9 +20,9 @@ from typing import Any
 
 import click
 
-from core.catalog import load_catalog, pack_dirs
-from core.diagnostics import Diagnostics
-from core.plugins import PluginError, installed
+from core.runtime.plugins import PluginError, installed
+from core.spec.catalog import load_catalog, pack_dirs
+from core.spec.diagnostics import Diagnostics
 
 
 def _echo_diags(diags: Diagnostics) -> None:
@@ -38,24 +38,37 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-              help="folder of procedure packs (default: rules/)")
-@click.option("--config", "config_dir", type=click.Path(path_type=Path), default=None,
-              help="folder of company configs (default: config/)")
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="folder of procedure packs (default: rules/)",
+)
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="folder of company configs (default: config/)",
+)
 def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path | None) -> None:
     """Check procedure packs and company configs; print every problem as file:line:col."""
-    from core.loader import effect_registry, load_company, load_pack
+    from core.spec.loading import effect_registry, load_company, load_pack
 
     diags = Diagnostics()
     effects = effect_registry()
     if not paths:
         cat = load_catalog(rules_dir, config_dir)
         diags.extend(cat.diagnostics)
-        from core.catalog import plugin_pack_dirs, rules_dir_default
+        from core.spec.catalog import plugin_pack_dirs, rules_dir_default
 
         shipped = len(plugin_pack_dirs())
-        checked = (f"{len(pack_dirs(rules_dir or rules_dir_default())) + shipped} pack(s)"
-                   + (f" ({shipped} from plugins)" if shipped else "") + f", {len(cat.companies)} company config(s)")
+        checked = (
+            f"{len(pack_dirs(rules_dir or rules_dir_default())) + shipped} pack(s)"
+            + (f" ({shipped} from plugins)" if shipped else "")
+            + f", {len(cat.companies)} company config(s)"
+        )
     else:
         packs = load_catalog(rules_dir, Path("/nonexistent")).packs
         count = 0
@@ -83,23 +96,37 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
 @cli.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--engine", type=click.Choice(["durable", "reference"]), default=None)
-@click.option("--database", "db_url", default=None, help="database URL (default: a throwaway SQLite file)")
+@click.option(
+    "--database", "db_url", default=None, help="database URL (default: a throwaway SQLite file)"
+)
 def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) -> None:
     """Run the scenarios of the given packs (default: every pack in rules/ and those plugins ship)."""
-    from core.catalog import plugin_pack_dirs, rules_dir_default
-    from core.scenarios import run_paths
+    from core.spec.catalog import plugin_pack_dirs, rules_dir_default
+    from core.testing.scenarios import run_paths
 
     _pm()
-    sys.exit(run_paths(list(paths) or [rules_dir_default(), *plugin_pack_dirs()], db_url=db_url,
-                       evaluator_kind=engine))
+    sys.exit(
+        run_paths(
+            list(paths) or [rules_dir_default(), *plugin_pack_dirs()],
+            db_url=db_url,
+            evaluator_kind=engine,
+        )
+    )
 
 
 @cli.command()
-@click.option("--demo", is_flag=True, help="create the people of config/ as users and print their passwords")
-@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+@click.option(
+    "--demo", is_flag=True, help="create the people of config/ as users and print their passwords"
+)
+@click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
 def init(demo: bool, db_url: str | None) -> None:
     """Create or migrate the database and load config/ and rules/ into it."""
-    from core.setup import build_service, create_config_people
+    from core.runtime.bootstrap import build_service, create_config_people
     from core.storage.db import Database
 
     cat = load_catalog()
@@ -121,14 +148,36 @@ def init(demo: bool, db_url: str | None) -> None:
 
 
 @cli.command()
-@click.option("--once", is_flag=True, help="one round (fire what is due, deliver what is due), then exit")
-@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 10_000),
-              help="timers / messages claimed at a time")
-@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
-              help="seconds to sleep when nothing is due")
-@click.option("--lease", default=300, show_default=True, type=click.IntRange(5, 86_400),
-              help="seconds a claimed timer or message stays this worker's before others may take it")
-@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+@click.option(
+    "--once", is_flag=True, help="one round (fire what is due, deliver what is due), then exit"
+)
+@click.option(
+    "--batch",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="timers / messages claimed at a time",
+)
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 3600),
+    help="seconds to sleep when nothing is due",
+)
+@click.option(
+    "--lease",
+    default=300,
+    show_default=True,
+    type=click.IntRange(5, 86_400),
+    help="seconds a claimed timer or message stays this worker's before others may take it",
+)
+@click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
 def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) -> None:
     """Fire due timers and schedules, deliver the outbox (stop with Ctrl-C or SIGTERM).
 
@@ -139,9 +188,9 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
     import logging
     import signal
 
-    from core.setup import build_service
+    from core.runtime.bootstrap import build_service
+    from core.runtime.worker import Worker
     from core.storage.db import Database
-    from core.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cat = load_catalog()
@@ -156,8 +205,10 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
     try:
         if once:
             fired, report = w.run_once()
-            click.echo(f"fired {fired} timer(s); messages sent {report.sent}, retried {report.retried}, "
-                       f"failed {report.failed}")
+            click.echo(
+                f"fired {fired} timer(s); messages sent {report.sent}, retried {report.retried}, "
+                f"failed {report.failed}"
+            )
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: w.stop())
@@ -168,16 +219,25 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
 
 @cli.command()
 @click.argument("number")
-@click.option("--company", default=None, help="the company key (needed when several have a case with this number)")
-@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
+@click.option(
+    "--company",
+    default=None,
+    help="the company key (needed when several have a case with this number)",
+)
+@click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
 def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     """Explain the deadlines of case NUMBER: start, target, due, pauses, days skipped."""
     import zoneinfo
 
     from sqlalchemy import select
 
-    from core.deadlines import explain_lines
-    from core.setup import build_service
+    from core.cases.deadlines import explain_lines
+    from core.runtime.bootstrap import build_service
     from core.storage import schema as t
     from core.storage.db import Database
 
@@ -185,17 +245,26 @@ def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     svc = build_service(Database(db_url), cat, migrate=False)
     try:
         with svc.db.read() as conn:
-            q = select(t.case.c.id, t.company.c.key).join(t.company, t.company.c.id == t.case.c.company_id) \
+            q = (
+                select(t.case.c.id, t.company.c.key)
+                .join(t.company, t.company.c.id == t.case.c.company_id)
                 .where(t.case.c.number == number)
+            )
             if company:
                 q = q.where(t.company.c.key == company)
             rows = conn.execute(q).all()
         if not rows:
-            click.echo(f"kefu deadlines: no case {number}" + (f" in company {company}" if company else ""), err=True)
+            click.echo(
+                f"kefu deadlines: no case {number}" + (f" in company {company}" if company else ""),
+                err=True,
+            )
             sys.exit(1)
         if len(rows) > 1:
-            click.echo(f"kefu deadlines: {len(rows)} companies have a case {number}: say --company "
-                       + " or ".join(r.key for r in rows), err=True)
+            click.echo(
+                f"kefu deadlines: {len(rows)} companies have a case {number}: say --company "
+                + " or ".join(r.key for r in rows),
+                err=True,
+            )
             sys.exit(1)
         case_id, key = rows[0]
         tz = zoneinfo.ZoneInfo(svc.company(key).definition.timezone)
@@ -220,7 +289,7 @@ def audit_verify(company: str | None, db_url: str | None) -> None:
     """Check the journal hash chain of every company; name the first bad entry."""
     from sqlalchemy import select
 
-    from core.service import verify_chain
+    from core.cases.service import verify_chain
     from core.storage import schema as t
     from core.storage.db import Database
 
@@ -231,7 +300,9 @@ def audit_verify(company: str | None, db_url: str | None) -> None:
             if company and c.key != company:
                 continue
             problems = verify_chain(conn, c.id, c.key)
-            count = conn.execute(select(t.journal_head.c.seq).where(t.journal_head.c.company_id == c.id)).scalar()
+            count = conn.execute(
+                select(t.journal_head.c.seq).where(t.journal_head.c.company_id == c.id)
+            ).scalar()
             if problems:
                 for key, seq, why in problems:
                     click.echo(f"{key}: journal entry {seq}: {why}", err=True)
@@ -244,22 +315,37 @@ def audit_verify(company: str | None, db_url: str | None) -> None:
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--company", default=None, help="the company key (default: the only one)")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="a report parameter (repeatable)")
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="a report parameter (repeatable)"
+)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-@click.option("--database", "db_url", default=None, help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)")
-def report(name: str | None, company: str | None, params: tuple[str, ...], as_json: bool, db_url: str | None) -> None:
+@click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
+def report(
+    name: str | None,
+    company: str | None,
+    params: tuple[str, ...],
+    as_json: bool,
+    db_url: str | None,
+) -> None:
     """Run report NAME (without NAME: list the reports the plugins give)."""
     import json
 
+    from core.cases.reports import REPORTS, run_report
     from core.errors import NotFound
-    from core.reports import REPORTS, run_report
-    from core.setup import build_service
+    from core.runtime.bootstrap import build_service
     from core.storage.db import Database
 
     _pm()
     if name is None:
         for key in sorted(REPORTS):
-            click.echo(f"{key:<20} {REPORTS[key].title}  (plugin {installed().plugin_of('report', key)})")
+            click.echo(
+                f"{key:<20} {REPORTS[key].title}  (plugin {installed().plugin_of('report', key)})"
+            )
         return
     parsed: dict[str, str] = {}
     for p in params:
@@ -271,7 +357,9 @@ def report(name: str | None, company: str | None, params: tuple[str, ...], as_js
     try:
         if company is None:
             if len(svc.companies) != 1:
-                raise click.UsageError(f"give --company (one of {', '.join(sorted(svc.companies))})")
+                raise click.UsageError(
+                    f"give --company (one of {', '.join(sorted(svc.companies))})"
+                )
             company = next(iter(svc.companies))
         try:
             result = run_report(svc, company, name, parsed)
@@ -281,8 +369,13 @@ def report(name: str | None, company: str | None, params: tuple[str, ...], as_js
     finally:
         svc.close()
     if as_json:
-        click.echo(json.dumps({"columns": result.columns, "rows": result.rows, "notes": result.notes},
-                              ensure_ascii=False, default=str))
+        click.echo(
+            json.dumps(
+                {"columns": result.columns, "rows": result.rows, "notes": result.notes},
+                ensure_ascii=False,
+                default=str,
+            )
+        )
         return
     click.echo("\t".join(result.columns))
     for row in result.rows:
@@ -296,7 +389,9 @@ def plugins() -> None:
     """List plugins: name, package, version, module and hooks."""
     _, infos = _pm()
     for i in infos:
-        click.echo(f"{i.name:<16} {i.package} {i.version:<8} {i.module}  hooks: {', '.join(i.hooks) or '-'}")
+        click.echo(
+            f"{i.name:<16} {i.package} {i.version:<8} {i.module}  hooks: {', '.join(i.hooks) or '-'}"
+        )
 
 
 def _pm() -> tuple[Any, list[Any]]:

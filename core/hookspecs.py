@@ -13,7 +13,7 @@ naming both plugins. None of them is first-result-wins.
 
 A plugin module may define ``settings_model`` (a pydantic model): a company's
 ``plugins: {<name>: {settings: {...}}}`` is validated against it at load time (K601), and
-``core.plugins.company_settings(company, name)`` returns the validated object.
+``core.runtime.plugins.company_settings(company, name)`` returns the validated object.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ hookimpl = pluggy.HookimplMarker("kefu")
 def kefu_effect_types() -> list[Any] | None:
     """Return effect types usable under ``then:`` in rule files.
 
-    Each is a ``core.effects.EffectType(name, args, apply, check, doc)``: ``args`` a pydantic
+    Each is a ``core.spec.effects.EffectType(name, args, apply, check, doc)``: ``args`` a pydantic
     model of the effect's argument (checked at load time, errors with file:line:col);
     ``check(args, pack)`` optional cross-checks against the pack, returning
-    ``core.effects.Problem`` items; ``apply(change, args, rule_id)`` changes the
-    ``core.effects.Change`` being built (fields, assignees, step, journal notes, outbox)
+    ``core.spec.effects.Problem`` items; ``apply(change, args, rule_id)`` changes the
+    ``core.spec.effects.Change`` being built (fields, assignees, step, journal notes, outbox)
     and must not write to the database itself (``change.context["conn"]`` is there to
     read).
 
@@ -51,11 +51,11 @@ def kefu_effect_types() -> list[Any] | None:
 def kefu_field_types() -> list[Any] | None:
     """Return field types usable as ``type:`` of a pack's fields.
 
-    Each is an object (``core.fields.FieldKind``) with ``name``; ``fact_kind`` (how
+    Each is an object (``core.spec.fields.FieldKind``) with ``name``; ``fact_kind`` (how
     conditions see the value: ``number``, ``integer``, ``text``, ``boolean``, ``date``);
     optional ``options_model`` (pydantic model of the field's ``options:``, checked at load
     time); ``coerce(fdef, value)`` returning the stored JSON value or raising
-    ``core.fields.FieldValueError`` (a form error naming the field); ``fact(fdef, stored)``
+    ``core.spec.fields.FieldValueError`` (a form error naming the field); ``fact(fdef, stored)``
     the scalar rules compare (``None``: no value); ``json_schema(fdef)``.
 
     Called once at start-up, before packs are loaded. Return a list (``None``: none).
@@ -70,10 +70,10 @@ def kefu_dispatch_strategies() -> list[Any] | None:
     """Return dispatch strategies a ``dispatch`` effect may name in ``strategies:``.
 
     Each has ``name`` and ``choose(candidates, request)``: ``candidates`` are
-    ``core.dispatch.Candidate`` (username, skills, region, location, open_cases) holding the
-    role; ``request`` a ``core.dispatch.DispatchRequest`` (company, case number, fields, the
+    ``core.cases.dispatch.Candidate`` (username, skills, region, location, open_cases) holding the
+    role; ``request`` a ``core.cases.dispatch.DispatchRequest`` (company, case number, fields, the
     effect's arguments, ``counter(scope)`` for turn-taking). Return a
-    ``core.dispatch.Choice(username, reason)`` — the reason is journaled — or ``None`` to pass
+    ``core.cases.dispatch.Choice(username, reason)`` — the reason is journaled — or ``None`` to pass
     to the next strategy of the ladder (after the last: the role's queue).
 
     Called once at start-up. Return a list (``None``: none). Results are combined; a
@@ -102,7 +102,7 @@ def kefu_case_number_schemes() -> list[Any] | None:
     """Return case-number schemes a company selects with ``number_scheme:``.
 
     Each has ``name`` and ``next_number(request)`` returning the new case's number; the
-    ``core.numbering.NumberRequest`` carries the transaction (``conn``), the company, the
+    ``core.cases.numbering.NumberRequest`` carries the transaction (``conn``), the company, the
     procedure, its ``numbering`` format and the opening instant. Use
     ``core.storage.counters.bump(conn, company_id, scope)`` for sequences.
 
@@ -117,7 +117,7 @@ def kefu_reports() -> list[Any] | None:
     """Return reports, run by ``kefu report NAME`` and ``GET /api/v1/reports/{name}``.
 
     Each has ``name``, ``title`` and ``run(request)`` returning a
-    ``core.reports.ReportResult(columns, rows, notes)``; the ``core.reports.ReportRequest``
+    ``core.cases.reports.ReportResult(columns, rows, notes)``; the ``core.cases.reports.ReportRequest``
     carries a read-only connection, the company and the caller's parameters (strings).
 
     Called once at start-up. Return a list (``None``: none). Results are combined; a
@@ -155,9 +155,9 @@ def kefu_notification_channels() -> list[Any] | None:
     """Return notification channels that deliver outbox messages.
 
     Each has ``name`` and ``deliver(message, settings)``: ``message`` a
-    ``core.outbox.OutboxMessage`` (recipient, template, payload, ``idempotency_key``),
+    ``core.runtime.outbox.OutboxMessage`` (recipient, template, payload, ``idempotency_key``),
     ``settings`` the company's ``channels: {name: {...}}`` entry. Return when delivered;
-    raise ``core.outbox.DeliveryError`` to retry later (``permanent=True``: give up).
+    raise ``core.runtime.outbox.DeliveryError`` to retry later (``permanent=True``: give up).
 
     Called once at start-up; the workers (``kefu worker``, the one embedded in ``kefu serve``)
     use the result. Return a list (or ``None``). Results of all plugins are combined; two
@@ -174,7 +174,7 @@ def kefu_notification_channels() -> list[Any] | None:
 def kefu_case_opened(event: Any) -> None:
     """React to a case that was opened.
 
-    ``event`` is a ``core.events.CaseEvent``: ``company``, ``case_id``, ``number``,
+    ``event`` is a ``core.cases.events.CaseEvent``: ``company``, ``case_id``, ``number``,
     ``procedure``, ``step``, ``actor``, ``at``, ``fields`` (and ``from_step``/``action``,
     ``None`` here).
 

@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 
 from core import hookimpl
-from core.definitions import KEY_RE, CompanyDef, PackDef
-from core.dispatch import STRATEGIES, Candidate, Choice, DispatchRequest, Strategy, run_ladder
-from core.effects import Assignee, Change, EffectType, Problem
+from core.cases.dispatch import STRATEGIES, Candidate, Choice, DispatchRequest, Strategy, run_ladder
+from core.spec.definitions import KEY_RE, CompanyDef, PackDef
+from core.spec.effects import Assignee, Change, EffectType, Problem
 from core.storage import counters
 from core.storage import schema as t
 
@@ -54,8 +54,13 @@ def _least_loaded(pool: Sequence[Candidate], request: DispatchRequest, scope: st
     return tied[(request.counter(scope) - 1) % len(tied)]
 
 
-def _among_matching(candidates: Sequence[Candidate], request: DispatchRequest, key: str,
-                    matches: Callable[[Candidate, str], bool], says: str) -> Choice | None:
+def _among_matching(
+    candidates: Sequence[Candidate],
+    request: DispatchRequest,
+    key: str,
+    matches: Callable[[Candidate, str], bool],
+    says: str,
+) -> Choice | None:
     """The least loaded of the candidates matching the case field named by ``args[key]``."""
     field = request.args.get(key)
     wanted = request.fields.get(field) if field else None
@@ -65,22 +70,28 @@ def _among_matching(candidates: Sequence[Candidate], request: DispatchRequest, k
     if not pool:
         return None
     who = _least_loaded(pool, request, f"dispatch:{key}:{request.args.get('role')}:{wanted}")
-    return Choice(who.username, f"{says.format(wanted)} ({len(pool)} of {len(candidates)} do); "
-                                f"{who.open_cases} open cases")
+    return Choice(
+        who.username,
+        f"{says.format(wanted)} ({len(pool)} of {len(candidates)} do); {who.open_cases} open cases",
+    )
 
 
 class SkillStrategy:
     name = "skill"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
-        return _among_matching(candidates, request, "skill", lambda c, v: v in c.skills, "has skill '{}'")
+        return _among_matching(
+            candidates, request, "skill", lambda c, v: v in c.skills, "has skill '{}'"
+        )
 
 
 class RegionStrategy:
     name = "region"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
-        return _among_matching(candidates, request, "region", lambda c, v: c.region == v, "works in region '{}'")
+        return _among_matching(
+            candidates, request, "region", lambda c, v: c.region == v, "works in region '{}'"
+        )
 
 
 class WorkloadStrategy:
@@ -88,7 +99,9 @@ class WorkloadStrategy:
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
         who = _least_loaded(candidates, request, f"dispatch:workload:{request.args.get('role')}")
-        loads = ", ".join(f"{c.username} {c.open_cases}" for c in sorted(candidates, key=lambda c: c.username))
+        loads = ", ".join(
+            f"{c.username} {c.open_cases}" for c in sorted(candidates, key=lambda c: c.username)
+        )
         return Choice(who.username, f"fewest open cases ({loads})")
 
 
@@ -105,7 +118,10 @@ class RoundRobinStrategy:
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle (haversine) distance in kilometres."""
     lat1, lng1, lat2, lng2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2
+    )
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
@@ -119,16 +135,24 @@ class NearestStrategy:
         lat, lng = (request.fields.get(n) for n in names)
         if not isinstance(lat, int | float) or not isinstance(lng, int | float):
             return None
-        placed = [(distance_km((float(lat), float(lng)), c.location), c.username, c)
-                  for c in candidates if c.location is not None]
+        placed = [
+            (distance_km((float(lat), float(lng)), c.location), c.username, c)
+            for c in candidates
+            if c.location is not None
+        ]
         if not placed:
             return None
         km, _, who = min(placed)
         return Choice(who.username, f"nearest: {km:.1f} km away")
 
 
-BUILTIN_STRATEGIES: tuple[Strategy, ...] = (SkillStrategy(), RegionStrategy(), WorkloadStrategy(),
-                                            RoundRobinStrategy(), NearestStrategy())
+BUILTIN_STRATEGIES: tuple[Strategy, ...] = (
+    SkillStrategy(),
+    RegionStrategy(),
+    WorkloadStrategy(),
+    RoundRobinStrategy(),
+    NearestStrategy(),
+)
 
 # -- the effect ---------------------------------------------------------------------------
 
@@ -153,32 +177,55 @@ class DispatchArgs(BaseModel):
 
 
 def _check(args: DispatchArgs, pack: PackDef) -> list[Problem]:
-    from core.effects import _fields_hint, _roles_hint
+    from core.spec.effects import _fields_hint, _roles_hint
 
     out: list[Problem] = []
     if args.role not in pack.roles:
-        out.append(Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack)))
+        out.append(
+            Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack))
+        )
     for i, name in enumerate(args.strategies):
         if name not in STRATEGIES:
             import difflib
 
             guess = difflib.get_close_matches(name, list(STRATEGIES), n=1)
-            out.append(Problem(("strategies", i), "K620", f"unknown dispatch strategy '{name}'",
-                               f"strategies: {', '.join(sorted(STRATEGIES))}"
-                               + (f" (did you mean '{guess[0]}'?)" if guess else "")))
+            out.append(
+                Problem(
+                    ("strategies", i),
+                    "K620",
+                    f"unknown dispatch strategy '{name}'",
+                    f"strategies: {', '.join(sorted(STRATEGIES))}"
+                    + (f" (did you mean '{guess[0]}'?)" if guess else ""),
+                )
+            )
     for key in ("skill", "region", "to_field"):
         name = getattr(args, key)
         if name and name not in pack.fields:
             out.append(Problem((key,), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
-    if args.to_field and args.to_field in pack.fields and pack.fields[args.to_field].type != "person":
-        out.append(Problem(("to_field",), "K111",
-                           f"field '{args.to_field}' is a {pack.fields[args.to_field].type}, not a person"))
+    if (
+        args.to_field
+        and args.to_field in pack.fields
+        and pack.fields[args.to_field].type != "person"
+    ):
+        out.append(
+            Problem(
+                ("to_field",),
+                "K111",
+                f"field '{args.to_field}' is a {pack.fields[args.to_field].type}, not a person",
+            )
+        )
     for i, name in enumerate(args.location or []):
         fdef = pack.fields.get(name)
         if fdef is None:
-            out.append(Problem(("location", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+            out.append(
+                Problem(
+                    ("location", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack)
+                )
+            )
         elif fdef.type not in ("number", "integer"):
-            out.append(Problem(("location", i), "K111", f"field '{name}' is a {fdef.type}, not a number"))
+            out.append(
+                Problem(("location", i), "K111", f"field '{name}' is a {fdef.type}, not a number")
+            )
     return out
 
 
@@ -190,26 +237,46 @@ def role_holders(company: CompanyDef, procedure: str, role: str) -> list[str]:
     for username, person in company.people.items():
         if role in person.roles:
             out.add(username)
-        elif holders is not None and (username in holders.people or set(person.departments) & set(holders.departments)):
+        elif holders is not None and (
+            username in holders.people or set(person.departments) & set(holders.departments)
+        ):
             out.add(username)
     return sorted(out)
 
 
-def candidates(conn: Any, company_id: int, company: CompanyDef, procedure: str, role: str) -> list[Candidate]:
+def candidates(
+    conn: Any, company_id: int, company: CompanyDef, procedure: str, role: str
+) -> list[Candidate]:
     names = role_holders(company, procedure, role)
     if not names:
         return []
     a, c = t.case_assignee, t.case
-    loads = dict(conn.execute(
-        select(a.c.ref, func.count()).join(c, c.c.id == a.c.case_id)
-        .where(a.c.company_id == company_id, a.c.kind == "person", a.c.ref.in_(names), c.c.status == "open")
-        .group_by(a.c.ref)).all())
+    loads = dict(
+        conn.execute(
+            select(a.c.ref, func.count())
+            .join(c, c.c.id == a.c.case_id)
+            .where(
+                a.c.company_id == company_id,
+                a.c.kind == "person",
+                a.c.ref.in_(names),
+                c.c.status == "open",
+            )
+            .group_by(a.c.ref)
+        ).all()
+    )
     out = []
     for username in names:
         p = company.people[username]
-        out.append(Candidate(username, p.name, frozenset(p.skills), p.region,
-                             tuple(p.location) if p.location else None,  # type: ignore[arg-type]
-                             int(loads.get(username, 0))))
+        out.append(
+            Candidate(
+                username,
+                p.name,
+                frozenset(p.skills),
+                p.region,
+                tuple(p.location) if p.location else None,  # type: ignore[arg-type]
+                int(loads.get(username, 0)),
+            )
+        )
     return out
 
 
@@ -217,8 +284,13 @@ def _apply(change: Change, args: DispatchArgs, rule_id: str) -> None:
     ctx = change.context
     conn, company_id, company = ctx["conn"], ctx["company_id"], ctx["company"]
     pool = candidates(conn, company_id, company, change.procedure.key, args.role)
-    request = DispatchRequest(company.company, change.case_number, dict(change.fields),
-                              args.model_dump(), counter=lambda scope: counters.bump(conn, company_id, scope))
+    request = DispatchRequest(
+        company.company,
+        change.case_number,
+        dict(change.fields),
+        args.model_dump(),
+        counter=lambda scope: counters.bump(conn, company_id, scope),
+    )
     outcome = run_ladder([STRATEGIES[s] for s in args.strategies], pool, request)
     before = [a.to_json() for a in change.assignees]
     if outcome.choice is not None:
@@ -231,9 +303,16 @@ def _apply(change: Change, args: DispatchArgs, rule_id: str) -> None:
         old = change.fields.get(args.to_field)
         if old != outcome.choice.username:
             change.fields[args.to_field] = outcome.choice.username
-            change.note("field_set", rule_id, field=args.to_field, old=old, new=outcome.choice.username)
-    entry = {"chosen": outcome.choice.username if outcome.choice else None, "strategy": outcome.strategy,
-             "reason": reason, "rungs": outcome.rungs, "candidates": len(pool)}
+            change.note(
+                "field_set", rule_id, field=args.to_field, old=old, new=outcome.choice.username
+            )
+    entry = {
+        "chosen": outcome.choice.username if outcome.choice else None,
+        "strategy": outcome.strategy,
+        "reason": reason,
+        "rungs": outcome.rungs,
+        "candidates": len(pool),
+    }
     if args.assign:
         change.assignees[:] = [who]
         change.note("assigned", rule_id, assignees=[who.to_json()], previous=before, dispatch=entry)
@@ -241,9 +320,14 @@ def _apply(change: Change, args: DispatchArgs, rule_id: str) -> None:
         change.note("dispatch_suggested", rule_id, field=args.to_field, dispatch=entry)
 
 
-DISPATCH = EffectType("dispatch", DispatchArgs, _apply, _check,
-                      "choose an assignee among the people holding a role (skill, region, workload, "
-                      "round robin, nearest) with a fallback ladder; the choice and its reason are journaled")
+DISPATCH = EffectType(
+    "dispatch",
+    DispatchArgs,
+    _apply,
+    _check,
+    "choose an assignee among the people holding a role (skill, region, workload, "
+    "round robin, nearest) with a fallback ladder; the choice and its reason are journaled",
+)
 
 
 @hookimpl

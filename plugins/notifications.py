@@ -2,7 +2,7 @@
 
 Every channel receives one outbox message at a time, after the action that queued it
 committed, with the company's settings for the channel (``channels:`` in the company
-config). A channel raises :class:`core.outbox.DeliveryError` to have the message retried
+config). A channel raises :class:`core.runtime.outbox.DeliveryError` to have the message retried
 (or ``permanent=True`` to give up at once).
 """
 
@@ -26,7 +26,7 @@ import httpx
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from core import hookimpl
-from core.outbox import DeliveryError, OutboxMessage
+from core.runtime.outbox import DeliveryError, OutboxMessage
 
 log = logging.getLogger("kefu.notify")
 
@@ -34,9 +34,14 @@ log = logging.getLogger("kefu.notify")
 def message_record(message: OutboxMessage) -> dict[str, Any]:
     """The JSON form of a message, as the file channel writes it and webhooks send it."""
     return {
-        "id": message.idempotency_key, "company": message.company, "case_id": message.case_id,
-        "channel": message.channel, "to": message.recipient, "template": message.template,
-        "payload": message.payload, "created_at": message.created_at.isoformat(),
+        "id": message.idempotency_key,
+        "company": message.company,
+        "case_id": message.case_id,
+        "channel": message.channel,
+        "to": message.recipient,
+        "template": message.template,
+        "payload": message.payload,
+        "created_at": message.created_at.isoformat(),
     }
 
 
@@ -44,9 +49,12 @@ def parse_settings(model: type[BaseModel], settings: dict[str, Any], channel: st
     try:
         return model.model_validate(settings)
     except ValidationError as exc:  # a config mistake: retrying will not help
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(settings)'}: {e['msg']}" for e in exc.errors())
-        raise DeliveryError(f"the company's channels.{channel} settings are invalid: {problems}",
-                            permanent=True) from None
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(settings)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise DeliveryError(
+            f"the company's channels.{channel} settings are invalid: {problems}", permanent=True
+        ) from None
 
 
 class LogChannel:
@@ -56,11 +64,21 @@ class LogChannel:
 
     def deliver(self, message: OutboxMessage, settings: dict[str, Any]) -> None:
         if message.payload.get("body"):
-            log.info("notify %s via %s: %s\n%s", message.recipient, message.channel, message.template,
-                     render_text(message).rstrip("\n"))
+            log.info(
+                "notify %s via %s: %s\n%s",
+                message.recipient,
+                message.channel,
+                message.template,
+                render_text(message).rstrip("\n"),
+            )
             return
-        log.info("notify %s via %s: %s %s", message.recipient, message.channel, message.template,
-                 json.dumps(message.payload, ensure_ascii=False, default=str))
+        log.info(
+            "notify %s via %s: %s %s",
+            message.recipient,
+            message.channel,
+            message.template,
+            json.dumps(message.payload, ensure_ascii=False, default=str),
+        )
 
 
 class FileSettings(BaseModel):
@@ -114,8 +132,11 @@ def email_address(message: OutboxMessage, conf: EmailSettings) -> str:
     for key in (message.recipient, "*"):
         if key in conf.addresses:
             return conf.addresses[key]
-    raise DeliveryError(f"no email address for recipient '{message.recipient}': give the rule's notify an "
-                        "address: field, or map it under channels.email.addresses", permanent=True)
+    raise DeliveryError(
+        f"no email address for recipient '{message.recipient}': give the rule's notify an "
+        "address: field, or map it under channels.email.addresses",
+        permanent=True,
+    )
 
 
 def render_text(message: OutboxMessage) -> str:
@@ -123,8 +144,12 @@ def render_text(message: OutboxMessage) -> str:
     body = message.payload.get("body")
     if isinstance(body, str) and body:
         return body + "\n"
-    lines = [f"{message.template}", "", f"case: {message.payload.get('case', '')}",
-             f"step: {message.payload.get('step', '')}"]
+    lines = [
+        f"{message.template}",
+        "",
+        f"case: {message.payload.get('case', '')}",
+        f"step: {message.payload.get('step', '')}",
+    ]
     for name, value in (message.payload.get("fields") or {}).items():
         lines.append(f"{name}: {value}")
     return "\n".join(lines) + "\n"
@@ -148,8 +173,11 @@ class EmailChannel:
         mail["From"] = conf.sender
         mail["To"] = to
         subject = message.payload.get("subject")
-        mail["Subject"] = subject if isinstance(subject, str) and subject else \
-            f"[{message.payload.get('case', message.company)}] {message.template}"
+        mail["Subject"] = (
+            subject
+            if isinstance(subject, str) and subject
+            else f"[{message.payload.get('case', message.company)}] {message.template}"
+        )
         mail["Message-ID"] = message_id(message, conf.sender)
         mail["Date"] = formatdate(message.created_at.timestamp(), localtime=False)
         mail["X-Kefu-Idempotency-Key"] = message.idempotency_key
@@ -160,16 +188,24 @@ class EmailChannel:
                 if conf.security == "starttls":
                     smtp.starttls(context=ssl.create_default_context())
                 if conf.username:
-                    smtp.login(conf.username, conf.password.get_secret_value() if conf.password else "")
+                    smtp.login(
+                        conf.username, conf.password.get_secret_value() if conf.password else ""
+                    )
                 smtp.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [c for c, _ in exc.recipients.values()]
-            raise DeliveryError(f"the SMTP server refused {to}: {exc.recipients}",
-                                permanent=all(c >= 500 for c in codes)) from None
+            raise DeliveryError(
+                f"the SMTP server refused {to}: {exc.recipients}",
+                permanent=all(c >= 500 for c in codes),
+            ) from None
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=exc.smtp_code >= 500) from None
+            raise DeliveryError(
+                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=exc.smtp_code >= 500
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"cannot reach SMTP {conf.host}:{conf.port}: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(
+                f"cannot reach SMTP {conf.host}:{conf.port}: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 # -- webhook ---------------------------------------------------------------------------------
@@ -203,9 +239,11 @@ def public_address(host: str, port: int, allow_private: bool) -> str:
         for a in addresses:
             ip = ipaddress.ip_address(a.split("%", 1)[0])
             if not ip.is_global or ip.is_multicast:
-                raise DeliveryError(f"webhook host '{host}' resolves to {a}, a non-public address; refused "
-                                    "(set allow_private: true in channels.webhook if the company means it)",
-                                    permanent=True)
+                raise DeliveryError(
+                    f"webhook host '{host}' resolves to {a}, a non-public address; refused "
+                    "(set allow_private: true in channels.webhook if the company means it)",
+                    permanent=True,
+                )
     return addresses[0]
 
 
@@ -229,22 +267,35 @@ class WebhookChannel:
         netloc = f"[{ip}]" if ":" in ip else ip
         target = urlunsplit((url.scheme, f"{netloc}:{port}", url.path or "/", url.query, ""))
         body = json.dumps(message_record(message), ensure_ascii=False, default=str).encode()
-        headers = {**conf.headers, "Host": url.netloc.rsplit("@", 1)[-1], "Content-Type": "application/json",
-                   "Idempotency-Key": message.idempotency_key, "User-Agent": "kefu-webhook"}
+        headers = {
+            **conf.headers,
+            "Host": url.netloc.rsplit("@", 1)[-1],
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.idempotency_key,
+            "User-Agent": "kefu-webhook",
+        }
         if conf.secret is not None:
-            digest = hmac.new(conf.secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+            digest = hmac.new(
+                conf.secret.get_secret_value().encode(), body, hashlib.sha256
+            ).hexdigest()
             headers["X-Kefu-Signature"] = f"sha256={digest}"
         try:
             with httpx.Client(timeout=conf.timeout, follow_redirects=False) as client:
-                response = client.post(target, content=body, headers=headers,
-                                       extensions={"sni_hostname": host} if url.scheme == "https" else {})
+                response = client.post(
+                    target,
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": host} if url.scheme == "https" else {},
+                )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"webhook {host}: {type(exc).__name__}: {exc}") from None
         if response.is_success:
             return
         code = response.status_code
-        raise DeliveryError(f"webhook {host} answered {code}: {response.text[:200]}",
-                            permanent=code < 500 and code not in (408, 429))
+        raise DeliveryError(
+            f"webhook {host} answered {code}: {response.text[:200]}",
+            permanent=code < 500 and code not in (408, 429),
+        )
 
 
 @hookimpl

@@ -16,7 +16,7 @@ import re
 import zoneinfo
 
 from core import hookimpl
-from core.numbering import NumberRequest
+from core.cases.numbering import NumberRequest
 from core.storage import counters
 
 SEQ = re.compile(r"\{seq(?::0?(\d+))?\}")
@@ -35,8 +35,12 @@ class PatternScheme:
 
     def next_number(self, request: NumberRequest) -> str:
         local = request.now.astimezone(zoneinfo.ZoneInfo(request.company.timezone))
-        parts = {"yyyy": f"{local.year:04d}", "yy": f"{local.year % 100:02d}",
-                 "mm": f"{local.month:02d}", "dd": f"{local.day:02d}"}
+        parts = {
+            "yyyy": f"{local.year:04d}",
+            "yy": f"{local.year % 100:02d}",
+            "mm": f"{local.month:02d}",
+            "dd": f"{local.day:02d}",
+        }
         scope = render(SEQ.sub("#", request.format), request.procedure, parts, None)
         seq = counters.bump(request.conn, request.company_id, scope)
         return render(request.format, request.procedure, parts, seq)

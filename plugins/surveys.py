@@ -27,9 +27,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import hookimpl
-from core.definitions import KEY_RE, FieldDef, LabelIn
-from core.fields import FieldValueError
-from core.reports import ReportRequest, ReportResult
+from core.cases.reports import ReportRequest, ReportResult
+from core.spec.definitions import KEY_RE, FieldDef, LabelIn
+from core.spec.fields import FieldValueError
 
 
 class SurveyOptions(BaseModel):
@@ -44,10 +44,14 @@ class SurveyOptions(BaseModel):
 
         low, high = self.scale
         if not 0 <= low < high <= 100:
-            raise ValueError(f"scale must be [low, high] with 0 ≤ low < high ≤ 100, not [{low}, {high}]")
+            raise ValueError(
+                f"scale must be [low, high] with 0 ≤ low < high ≤ 100, not [{low}, {high}]"
+            )
         for name in self.topics:
             if not re.match(KEY_RE, name):
-                raise ValueError(f"topic '{name}' must be a key like 'attitude' (lowercase, digits, _)")
+                raise ValueError(
+                    f"topic '{name}' must be a key like 'attitude' (lowercase, digits, _)"
+                )
         return self
 
 
@@ -65,7 +69,9 @@ class SurveyField:
             raise FieldValueError('a survey is {"scores": {topic: score, ...}, "comment": "..."}')
         unknown = set(value) - {"scores", "comment", "average"}
         if unknown:
-            raise FieldValueError(f"unknown key(s) {', '.join(sorted(unknown))}: a survey has scores and comment")
+            raise FieldValueError(
+                f"unknown key(s) {', '.join(sorted(unknown))}: a survey has scores and comment"
+            )
         scores = value.get("scores")
         if not isinstance(scores, dict):
             raise FieldValueError("scores must be a mapping of topic: score")
@@ -102,12 +108,24 @@ class SurveyField:
         opts = self._options(fdef)
         low, high = opts.scale
         props: dict[str, Any] = {
-            "scores": {"type": "object", "additionalProperties": False, "required": list(opts.topics),
-                       "properties": {t: {"type": "integer", "minimum": low, "maximum": high,
-                                          "title": label.text()} for t, label in opts.topics.items()}}}
+            "scores": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": list(opts.topics),
+                "properties": {
+                    t: {"type": "integer", "minimum": low, "maximum": high, "title": label.text()}
+                    for t, label in opts.topics.items()
+                },
+            }
+        }
         if opts.comment:
             props["comment"] = {"type": "string", "maxLength": 5000}
-        return {"type": "object", "required": ["scores"], "additionalProperties": False, "properties": props}
+        return {
+            "type": "object",
+            "required": ["scores"],
+            "additionalProperties": False,
+            "properties": props,
+        }
 
 
 class SatisfactionReport:
@@ -128,7 +146,9 @@ class SatisfactionReport:
         from core.storage import schema as t
 
         c = t.case
-        q = select(c.c.procedure, c.c.fields, c.c.procedure_version_id).where(c.c.company_id == request.company_id)
+        q = select(c.c.procedure, c.c.fields, c.c.procedure_version_id).where(
+            c.c.company_id == request.company_id
+        )
         if request.params.get("procedure"):
             q = q.where(c.c.procedure == request.params["procedure"])
         for key, op in (("since", "ge"), ("until", "lt")):
@@ -140,17 +160,28 @@ class SatisfactionReport:
         totals: dict[tuple[str, str, str], list[int]] = {}
         for procedure, fields, vid in request.conn.execute(q):
             if vid not in survey_fields:
-                definition = request.conn.execute(select(pv.c.definition).where(pv.c.id == vid)).scalar_one()
-                survey_fields[vid] = [n for n, f in (definition.get("fields") or {}).items()
-                                      if f.get("type") == "survey"]
+                definition = request.conn.execute(
+                    select(pv.c.definition).where(pv.c.id == vid)
+                ).scalar_one()
+                survey_fields[vid] = [
+                    n
+                    for n, f in (definition.get("fields") or {}).items()
+                    if f.get("type") == "survey"
+                ]
             for name in survey_fields[vid]:
                 value = (fields or {}).get(name)
                 if isinstance(value, dict):
                     for topic, score in (value.get("scores") or {}).items():
                         totals.setdefault((procedure, name, topic), []).append(int(score))
-        rows = [[p, f, topic, len(s), round(sum(s) / len(s), 2)] for (p, f, topic), s in sorted(totals.items())]
-        return ReportResult(["procedure", "field", "topic", "answers", "average"], rows,
-                            [] if rows else ["no survey answers yet"])
+        rows = [
+            [p, f, topic, len(s), round(sum(s) / len(s), 2)]
+            for (p, f, topic), s in sorted(totals.items())
+        ]
+        return ReportResult(
+            ["procedure", "field", "topic", "answers", "average"],
+            rows,
+            [] if rows else ["no survey answers yet"],
+        )
 
 
 @hookimpl

@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # `pytest rules` alone does not put the project r
     sys.path.insert(0, str(ROOT))
 
 from core.rules.evaluator import Evaluator, make_evaluator  # noqa: E402  # needs the path set above
-from core.scenarios import (  # noqa: E402  # needs the path set above
+from core.testing.scenarios import (  # noqa: E402  # needs the path set above
     SCENARIO_DIR,
     ScenarioError,
     load_scenario,
@@ -34,8 +34,11 @@ _EVALUATORS = pytest.StashKey[dict[str, Evaluator]]()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == SCENARIO_DIR \
-            and (file_path.parent.parent / "procedure.yaml").is_file():
+    if (
+        file_path.suffix in (".yaml", ".yml")
+        and file_path.parent.name == SCENARIO_DIR
+        and (file_path.parent.parent / "procedure.yaml").is_file()
+    ):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
@@ -61,8 +64,9 @@ class ScenarioFile(pytest.File):
     def collect(self) -> Any:
         for engine in ENGINES:
             for database in DATABASES:
-                item = ScenarioItem.from_parent(self, name=f"{engine}-{database}", engine=engine,
-                                                database=database)
+                item = ScenarioItem.from_parent(
+                    self, name=f"{engine}-{database}", engine=engine, database=database
+                )
                 if database == "pg":
                     item.add_marker(pytest.mark.pg)
                 yield item

@@ -5,22 +5,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.catalog import ROOT, load_catalog
+from core.cases.service import CaseService
 from core.clock import TestClock
-from core.service import CaseService
-from core.setup import build_service, create_config_people
+from core.runtime.bootstrap import build_service, create_config_people
+from core.spec.catalog import ROOT, load_catalog
 from core.storage.db import Database
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-OPEN_FIELDS = {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "空调不制冷"}
-VERIFY = {"contact_verified": True, "in_scope": True, "onsite_needed": True, "category": "electrical",
-          "urgency": "medium"}
-DISPATCH = {"engineer": "li", "engineer_contact": "13800000001", "visit_at": "2026-11-23T10:00+08:00"}
+OPEN_FIELDS = {
+    "channel": "phone",
+    "customer_name": "张三",
+    "phone": "13912345678",
+    "symptom": "空调不制冷",
+}
+VERIFY = {
+    "contact_verified": True,
+    "in_scope": True,
+    "onsite_needed": True,
+    "category": "electrical",
+    "urgency": "medium",
+}
+DISPATCH = {
+    "engineer": "li",
+    "engineer_contact": "13800000001",
+    "visit_at": "2026-11-23T10:00+08:00",
+}
 
 
-def service(db: Database, *, config: Path | None = None, rules: Path | None = None,
-            evaluator: Any = "reference", clock: Any = None) -> CaseService:
+def service(
+    db: Database,
+    *,
+    config: Path | None = None,
+    rules: Path | None = None,
+    evaluator: Any = "reference",
+    clock: Any = None,
+) -> CaseService:
     cat = load_catalog(rules or ROOT / "rules", config or ROOT / "config")
     assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
     svc = build_service(db, cat, evaluator=evaluator, clock=clock or TestClock(), migrate=False)

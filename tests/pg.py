@@ -14,12 +14,14 @@ import os
 import pytest
 from sqlalchemy import text
 
-from core.scenarios import temporary_pg_database
 from core.storage.db import Database
 from core.storage.migrate import upgrade
 from core.storage.schema import metadata
+from core.testing.scenarios import temporary_pg_database
 
-PG_ADMIN_URL = os.environ.get("KEFU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "KEFU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _URL = pytest.StashKey[str]()

@@ -48,7 +48,9 @@ def fake_distribution(root: Path, package: str, entry: str, module: str, source:
     """An installed distribution as pip leaves it: a *.dist-info with entry_points.txt, and a module."""
     info = root / f"{package.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n", encoding="utf-8")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n", encoding="utf-8"
+    )
     (info / "entry_points.txt").write_text(f"[kefu]\n{entry} = {module}\n", encoding="utf-8")
     (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from core.scenarios import durable_available
+from core.testing.scenarios import durable_available
 from tests.pg import IN_CI
 
 

@@ -88,7 +88,8 @@ def _engine() -> Any:
         except ImportError as exc:  # pragma: no cover - only where durable is absent
             raise EngineUnavailable(
                 "durable_rules is not installed (it cannot be built on Python 3.13+); "
-                "use rules_engine: reference") from exc
+                "use rules_engine: reference"
+            ) from exc
         _dre = durable_rules_engine
     return _dre
 
@@ -200,7 +201,8 @@ def same_rules(a: RuleSet, b: RuleSet) -> bool:
     apart (``==`` on the dicts would not)."""
     return len(a.rules) == len(b.rules) and all(
         ra.id == rb.id and _key(ra.cond) == _key(rb.cond)
-        for ra, rb in zip(a.rules, b.rules, strict=True))
+        for ra, rb in zip(a.rules, b.rules, strict=True)
+    )
 
 
 def _dedupe(conds: Iterable[Cond]) -> list[Cond]:
@@ -305,7 +307,7 @@ class _Network:
         for part in _chain(expr):
             if self.nodes > MAX_MODEL_NODES:
                 raise _ModelTooBig
-            (op, arg), = part.items()
+            ((op, arg),) = part.items()
             if op == "$or":
                 fwd = _Node("$forward")
                 self.nodes += 1
@@ -318,16 +320,19 @@ class _Network:
         return node
 
     def _add_leaf(self, parent: _Node, leaf: dict[str, Any]) -> _Node:
-        (op, arg), = leaf.items()
-        (prop, value), = arg.items()
+        ((op, arg),) = leaf.items()
+        ((prop, value),) = arg.items()
         table = parent.nex if op == "$nex" else parent.conj
         key = prop if op == "$nex" else f"{op}\x00{prop}\x00{_key(value)}"
         node = table.get(key)
         if node is None:
             eq_value = None
             if op == "$eq":
-                eq_value = float(value) if isinstance(value, int | float) and not isinstance(
-                    value, bool) else (type(value).__name__, value)
+                eq_value = (
+                    float(value)
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else (type(value).__name__, value)
+                )
             node = table[key] = _Node(prop, eq_value)
             self.nodes += 1
         self._touched[id(node)] = node
@@ -361,8 +366,7 @@ class _Network:
             if not ready:
                 stack.append((n, True))
                 # untouched children keep their numbers: only touched ones are revisited
-                stack.extend((c, False) for c in children
-                             if id(c) in touched and id(c) not in done)
+                stack.extend((c, False) for c in children if id(c) in touched and id(c) not in done)
                 continue
             done.add(id(n))
             shape.conj = max(shape.conj, len(n.conj))
@@ -407,7 +411,7 @@ def _chain(expr: dict[str, Any]) -> Iterable[dict[str, Any]]:
     stack = [expr]
     while stack:
         e = stack.pop()
-        (op, arg), = e.items()
+        ((op, arg),) = e.items()
         if op == "$and":
             stack.extend(reversed(arg))
         else:
@@ -418,7 +422,7 @@ def _needs_property(expr: dict[str, Any]) -> bool:
     """Whether a fact must carry some compiled property for this rule to match: true
     unless its first test is an absence test (or an ``or`` with such an alternative)."""
     first = next(iter(_chain(expr)))
-    (op, arg), = first.items()
+    ((op, arg),) = first.items()
     if op == "$nex":
         return False
     if op == "$or":
@@ -450,9 +454,7 @@ class ChunkPlan:
 
     def definition(self) -> dict[str, Any]:
         """The JSON ruleset for ``create_ruleset`` (no ``run`` keys: the core rejects them)."""
-        d: dict[str, Any] = {
-            f"r{i}": {"all": [{"m": r.expr}]} for i, r in enumerate(self.rules)
-        }
+        d: dict[str, Any] = {f"r{i}": {"all": [{"m": r.expr}]} for i, r in enumerate(self.rules)}
         # lowest salience: it fires after every real rule of the same fact
         d[SENTINEL_RULE] = {"pri": 65535, "all": [{"m": {"$ex": {SENTINEL_PROP: 1}}}]}
         return d
@@ -470,10 +472,10 @@ class CompiledPlan:
 
 
 def _props_and_groups(expr: dict[str, Any], props: set[str]) -> int:
-    (op, arg), = expr.items()
+    ((op, arg),) = expr.items()
     if op in ("$and", "$or"):
         return 1 + sum(_props_and_groups(e, props) for e in arg)
-    (prop, _), = arg.items()
+    ((prop, _),) = arg.items()
     props.add(prop)
     return 0
 
@@ -507,8 +509,9 @@ def _field_kinds(drules: Iterable[DurableRule]) -> tuple[tuple[str, frozenset[st
     return tuple((f, frozenset(kinds[f]), f in presence) for f in sorted(kinds))
 
 
-def fact_property_count(fields: Sequence[tuple[str, frozenset[str], bool]],
-                        fact_properties: int | None = None) -> int:
+def fact_property_count(
+    fields: Sequence[tuple[str, frozenset[str], bool]], fact_properties: int | None = None
+) -> int:
     """Most properties one asserted fact carries: one per field some rule compares (a
     fact has one value per field, so one kind), one per presence flag, ``id`` and
     ``sid``. A rule cannot compare more fields than the fact has (``fact_properties``)."""
@@ -524,47 +527,71 @@ def rule_problems(dr: DurableRule) -> list[LimitProblem]:
     out: list[LimitProblem] = []
     rid = dr.rule_id
     if dr.groups > MAX_GROUPS_PER_RULE:
-        out.append(LimitProblem(
-            "K305", rid,
-            f"rule '{rid}': its condition nests {dr.groups} and/or groups; the engine takes "
-            f"at most {MAX_GROUPS_PER_RULE} in one rule (error 113)",
-            "flatten the condition (a and (b and c) is a and b and c), or split the rule"))
+        out.append(
+            LimitProblem(
+                "K305",
+                rid,
+                f"rule '{rid}': its condition nests {dr.groups} and/or groups; the engine takes "
+                f"at most {MAX_GROUPS_PER_RULE} in one rule (error 113)",
+                "flatten the condition (a and (b and c) is a and b and c), or split the rule",
+            )
+        )
     net = _Network()
     try:
         net.add_rule(dr.expr)
     except _ModelTooBig:
-        out.append(LimitProblem(
-            "K309", rid,
-            f"rule '{rid}': its condition builds more than {MAX_MODEL_NODES} engine nodes",
-            "split the rule"))
+        out.append(
+            LimitProblem(
+                "K309",
+                rid,
+                f"rule '{rid}': its condition builds more than {MAX_MODEL_NODES} engine nodes",
+                "split the rule",
+            )
+        )
         return out
     shape = net.analyse()
     if shape.conj > MAX_NODE_CHILDREN:
-        out.append(LimitProblem(
-            "K302", rid,
-            f"rule '{rid}': {shape.conj} different conditions hang off one point of its "
-            f"condition (e.g. one `or` comparing a field with many values); the engine is "
-            f"kept to {MAX_NODE_CHILDREN} (from 511 it loops forever)",
-            "split the `or` over several rules with the same effects"))
+        out.append(
+            LimitProblem(
+                "K302",
+                rid,
+                f"rule '{rid}': {shape.conj} different conditions hang off one point of its "
+                f"condition (e.g. one `or` comparing a field with many values); the engine is "
+                f"kept to {MAX_NODE_CHILDREN} (from 511 it loops forever)",
+                "split the `or` over several rules with the same effects",
+            )
+        )
     if shape.absence > MAX_NODE_ABSENCE:
-        out.append(LimitProblem(
-            "K304", rid,
-            f"rule '{rid}': {shape.absence} `is not set` tests or `or` groups at one point "
-            f"of its condition; the engine is kept to {MAX_NODE_ABSENCE} (error 107 from 129)",
-            "split the rule"))
+        out.append(
+            LimitProblem(
+                "K304",
+                rid,
+                f"rule '{rid}': {shape.absence} `is not set` tests or `or` groups at one point "
+                f"of its condition; the engine is kept to {MAX_NODE_ABSENCE} (error 107 from 129)",
+                "split the rule",
+            )
+        )
     if shape.stack > STACK_BUDGET:
-        out.append(LimitProblem(
-            "K303", rid,
-            f"rule '{rid}': up to {shape.stack} parts of its condition can hold for one "
-            f"case at once; the engine stops at 64 (error 303, nothing fires) and kefu "
-            f"keeps {STACK_BUDGET}",
-            "split a wide `or` over several rules with the same effects"))
+        out.append(
+            LimitProblem(
+                "K303",
+                rid,
+                f"rule '{rid}': up to {shape.stack} parts of its condition can hold for one "
+                f"case at once; the engine stops at 64 (error 303, nothing fires) and kefu "
+                f"keeps {STACK_BUDGET}",
+                "split a wide `or` over several rules with the same effects",
+            )
+        )
     if shape.firings > MAX_FIRINGS_PER_RULE:
-        out.append(LimitProblem(
-            "K306", rid,
-            f"rule '{rid}': its `or` groups multiply into {shape.firings} paths, each "
-            f"re-checked (and fired) for one case; kefu allows {MAX_FIRINGS_PER_RULE}",
-            "write it as several rules, or put a single `or` group last"))
+        out.append(
+            LimitProblem(
+                "K306",
+                rid,
+                f"rule '{rid}': its `or` groups multiply into {shape.firings} paths, each "
+                f"re-checked (and fired) for one case; kefu allows {MAX_FIRINGS_PER_RULE}",
+                "write it as several rules, or put a single `or` group last",
+            )
+        )
     return out
 
 
@@ -581,9 +608,14 @@ def compile_ruleset(ruleset: RuleSet, *, fact_properties: int | None = None) -> 
         try:
             alts = _alternatives(r.cond)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            problems.append(LimitProblem(
-                "K311", r.id, f"rule '{r.id}': not a valid condition: {exc}",
-                "this is a kefu bug: please report the rule"))
+            problems.append(
+                LimitProblem(
+                    "K311",
+                    r.id,
+                    f"rule '{r.id}': not a valid condition: {exc}",
+                    "this is a kefu bug: please report the rule",
+                )
+            )
             continue
         if alts is True:
             always.add(r.id)
@@ -592,9 +624,14 @@ def compile_ruleset(ruleset: RuleSet, *, fact_properties: int | None = None) -> 
             continue
         bad = [why for alt in alts for v in _leaf_values(alt) if (why := check_value(v))]
         for why in bad:
-            problems.append(LimitProblem(
-                "K307", r.id, f"rule '{r.id}' compares with {why}",
-                f"use finite numbers within ±{MAX_EXACT_NUMBER:,}"))
+            problems.append(
+                LimitProblem(
+                    "K307",
+                    r.id,
+                    f"rule '{r.id}' compares with {why}",
+                    f"use finite numbers within ±{MAX_EXACT_NUMBER:,}",
+                )
+            )
         if bad:
             continue
         for alt in alts:
@@ -608,15 +645,18 @@ def compile_ruleset(ruleset: RuleSet, *, fact_properties: int | None = None) -> 
     fields = _field_kinds(drules)
     nprops = fact_property_count(fields, fact_properties)
     if nprops > MAX_FACT_PROPERTIES:
-        problems.append(LimitProblem(
-            "K301", None,
-            f"the rules test {len(fields)} fields; with presence flags one fact would carry "
-            f"{nprops} properties, and the engine is kept to {MAX_FACT_PROPERTIES} (it fails "
-            "from 255, error 302)",
-            "test fewer distinct fields, or split the procedure's rules"))
+        problems.append(
+            LimitProblem(
+                "K301",
+                None,
+                f"the rules test {len(fields)} fields; with presence flags one fact would carry "
+                f"{nprops} properties, and the engine is kept to {MAX_FACT_PROPERTIES} (it fails "
+                "from 255, error 302)",
+                "test fewer distinct fields, or split the procedure's rules",
+            )
+        )
     if problems:
-        return CompiledPlan(ruleset.name, frozenset(always), (), tuple(_unique(problems)),
-                            fields)
+        return CompiledPlan(ruleset.name, frozenset(always), (), tuple(_unique(problems)), fields)
     return CompiledPlan(ruleset.name, frozenset(always), tuple(_pack(drules)), (), fields)
 
 
@@ -640,13 +680,18 @@ def _collisions(drules: Sequence[DurableRule]) -> list[LimitProblem]:
         other = by_hash.setdefault(h, prop)
         if other != prop:
             mine = f"field '{prop[1:]}'"
-            theirs = f"the engine's own '{other}'" if other in RESERVED_PROPS else \
-                f"field '{other[1:]}'"
-            out.append(LimitProblem(
-                "K308", None,
-                f"{mine} and {theirs} have the same engine hash ({h}); durable_rules keys "
-                "properties by that hash and would mix them up",
-                "rename one of the fields"))
+            theirs = (
+                f"the engine's own '{other}'" if other in RESERVED_PROPS else f"field '{other[1:]}'"
+            )
+            out.append(
+                LimitProblem(
+                    "K308",
+                    None,
+                    f"{mine} and {theirs} have the same engine hash ({h}); durable_rules keys "
+                    "properties by that hash and would mix them up",
+                    "rename one of the fields",
+                )
+            )
     return out
 
 
@@ -682,8 +727,12 @@ def _fits(net: _Network, current: Sequence[DurableRule], dr: DurableRule) -> boo
     except _ModelTooBig:
         return False
     s = net.analyse()
-    return (s.stack <= STACK_BUDGET and s.conj <= MAX_NODE_CHILDREN
-            and s.absence <= MAX_NODE_ABSENCE and s.betas < SAFE_BETA_LIST)
+    return (
+        s.stack <= STACK_BUDGET
+        and s.conj <= MAX_NODE_CHILDREN
+        and s.absence <= MAX_NODE_ABSENCE
+        and s.betas < SAFE_BETA_LIST
+    )
 
 
 def _chunk(rules: Sequence[DurableRule]) -> ChunkPlan:
@@ -705,7 +754,9 @@ class _Chunk:
         self.cname = cname
         self.ids = [r.rule_id for r in plan.rules]
         self.lock = threading.Lock()
-        self.definition = _BARE_EXPONENT.sub(r"\1.0\2", json.dumps(plan.definition(), separators=(",", ":")))
+        self.definition = _BARE_EXPONENT.sub(
+            r"\1.0\2", json.dumps(plan.definition(), separators=(",", ":"))
+        )
         self.handle = _dre.create_ruleset(cname, self.definition)
         self.generation = 0
         self.sid = "s0"
@@ -748,7 +799,8 @@ class _Chunk:
                     raise DurableEngineError(
                         f"durable_rules failed on '{self.cname}': {exc}; the session was "
                         "reset, the next evaluation starts clean",
-                        ruleset=self.cname) from exc
+                        ruleset=self.cname,
+                    ) from exc
                 raise
             ids = self.ids
             for name in fired:
@@ -763,7 +815,7 @@ class _Chunk:
         while msg:
             # a message is {"<rule name>":{"m":<the fact as asserted>}}
             if fired is not None and marker in msg:
-                fired.append(msg[2:msg.index('"', 2)])
+                fired.append(msg[2 : msg.index('"', 2)])
             msg = _dre.complete_and_start_action(self.handle, off)
 
     def _prime(self) -> None:
@@ -771,8 +823,9 @@ class _Chunk:
         delete_state is safe from now on) and consumes the matches of the state fact the
         core creates with the session (it lacks every property, so it matches every rule
         made only of absence tests)."""
-        fact = json.dumps({"id": "sentinel", "sid": self.sid, SENTINEL_PROP: 1},
-                          separators=(",", ":"))
+        fact = json.dumps(
+            {"id": "sentinel", "sid": self.sid, SENTINEL_PROP: 1}, separators=(",", ":")
+        )
         _, off = _dre.assert_fact(self.handle, fact)
         fired: list[str] = []
         self._drain(off, '"m":{"id":"sentinel"', fired)
@@ -794,8 +847,10 @@ class _Chunk:
         self.primed = False
         if was_primed:
             try:
-                fact = json.dumps({"id": f"x{self.generation}", "sid": old, SENTINEL_PROP: 1},
-                                  separators=(",", ":"))
+                fact = json.dumps(
+                    {"id": f"x{self.generation}", "sid": old, SENTINEL_PROP: 1},
+                    separators=(",", ":"),
+                )
                 _, off = _dre.assert_fact(self.handle, fact)
                 self._drain(off, None, None)
             except Exception:  # best effort; the delete below is what matters
@@ -840,8 +895,7 @@ def _json_key(prop: str) -> str:
     return "," + json.dumps(prop) + ":"
 
 
-def _fact_body(facts: Mapping[str, Scalar],
-               keys: Sequence[tuple[str, str, str, str, str]]) -> str:
+def _fact_body(facts: Mapping[str, Scalar], keys: Sequence[tuple[str, str, str, str, str]]) -> str:
     """The properties of the fact every chunk asserts, as JSON text (``,"k":v`` each),
     built by concatenation on the hot path: keys are pre-encoded per ruleset, values are
     ``true``/``false``, finite numbers (whose ``repr`` is valid JSON) and hex strings.
@@ -907,7 +961,7 @@ class DurableEvaluator:
 
     Thread-safe. Compiled C rulesets are cached by ``RuleSet.name`` for the life of the
     evaluator (``close`` frees them). A name must always come with the same rules: names
-    carry procedure, version and company (see core.procedures), and a different RuleSet
+    carry procedure, version and company (see core.spec.procedures), and a different RuleSet
     under a known name is refused rather than silently answered with the old rules.
     """
 
@@ -931,7 +985,8 @@ class DurableEvaluator:
                 if not same_rules(c.ruleset, ruleset):
                     raise ValueError(
                         f"ruleset name {ruleset.name!r} was already compiled with other "
-                        "rules; names must change with the rules (durable_rules keeps them)")
+                        "rules; names must change with the rules (durable_rules keeps them)"
+                    )
                 c.ruleset = ruleset
                 return c
             plan = compile_ruleset(ruleset)
@@ -945,17 +1000,22 @@ class DurableEvaluator:
                     c.chunks.append(_Chunk(chunk, f"{ruleset.name}#{i}"))
             except _dre.error as exc:  # the model in this module missed something
                 raise DurableEngineError(
-                    f"durable_rules refused ruleset {ruleset.name!r}: {exc}",
-                    ruleset=ruleset.name) from exc
+                    f"durable_rules refused ruleset {ruleset.name!r}: {exc}", ruleset=ruleset.name
+                ) from exc
 
             def key(kind: str, name: str, kinds: frozenset[str]) -> str:
                 return _json_key(kind + name) if kind in kinds else ""
 
             c.keys = [
-                (name, key(KIND_BOOL, name, kinds), key(KIND_NUMBER, name, kinds),
-                 key(KIND_STRING, name, kinds),
-                 _json_key(PRESENT + name) + "1" if presence else "")
-                for name, kinds, presence in plan.fields]
+                (
+                    name,
+                    key(KIND_BOOL, name, kinds),
+                    key(KIND_NUMBER, name, kinds),
+                    key(KIND_STRING, name, kinds),
+                    _json_key(PRESENT + name) + "1" if presence else "",
+                )
+                for name, kinds, presence in plan.fields
+            ]
             self._cache[ruleset.name] = c
             return c
 
@@ -988,8 +1048,10 @@ def _provoke_segfault() -> None:
     delete_state on that session then frees garbage pointers (SIGSEGV in 15 of 15 runs,
     whatever the heap held before; get_state only crashed on a fresh heap)."""
     dre = _engine()
-    h = dre.create_ruleset("kefu:test-fault:segv", json.dumps(
-        {f"r{i}": {"all": [{"m": {"$nex": {f"a{i}": 1}}}]} for i in range(70)}))
+    h = dre.create_ruleset(
+        "kefu:test-fault:segv",
+        json.dumps({f"r{i}": {"all": [{"m": {"$nex": {f"a{i}": 1}}}]} for i in range(70)}),
+    )
     try:
         dre.assert_fact(h, '{"id":"1","sid":"poisoned","a0":1}')
     except dre.error:
@@ -1001,5 +1063,7 @@ def _provoke_hang() -> None:
     """Reproduce the measured endless loop: 512 conditions under one alpha node fill its
     512-slot table, and create_ruleset probes it forever, holding the GIL."""
     dre = _engine()
-    dre.create_ruleset("kefu:test-fault:hang", json.dumps(
-        {f"r{i}": {"all": [{"m": {"$eq": {"x": i}}}]} for i in range(513)}))
+    dre.create_ruleset(
+        "kefu:test-fault:hang",
+        json.dumps({f"r{i}": {"all": [{"m": {"$eq": {"x": i}}}]} for i in range(513)}),
+    )

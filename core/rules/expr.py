@@ -52,7 +52,14 @@ _AST_OPS = {
     ast.GtE: "ge",
 }
 _FLIPPED = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
-_NAMED_CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+_NAMED_CONSTANTS = {
+    "true": True,
+    "false": False,
+    "null": None,
+    "True": True,
+    "False": False,
+    "None": None,
+}
 
 #: the kind of a field whose definition is broken (the loader reports that problem):
 #: conditions using it are checked for their shape only, so one mistake is one diagnostic
@@ -125,8 +132,11 @@ def _options_hint(what: str, word: str, options: Sequence[str]) -> str:
     return f"{what}: {shown}" + (f" (did you mean '{guess}'?)" if guess else "")
 
 
-def parse_condition(text: str, fields: Mapping[str, FieldType],
-                    params: Mapping[str, Scalar | _Unknown] | None = None) -> Cond:
+def parse_condition(
+    text: str,
+    fields: Mapping[str, FieldType],
+    params: Mapping[str, Scalar | _Unknown] | None = None,
+) -> Cond:
     """Parse ``text`` into IR, checking names and literal types against ``fields``.
 
     ``params`` are the pack's parameters (``param.x``) with their values for one
@@ -135,7 +145,9 @@ def parse_condition(text: str, fields: Mapping[str, FieldType],
     the loader collects the problems of every expression in a run.
     """
     if not isinstance(text, str) or not text.strip():
-        raise ExprError("K201", "empty condition", 0, "write a condition such as: urgency == \"high\"")
+        raise ExprError(
+            "K201", "empty condition", 0, 'write a condition such as: urgency == "high"'
+        )
     lead = len(text) - len(text.lstrip())
     body = text.strip()
     try:
@@ -144,8 +156,8 @@ def parse_condition(text: str, fields: Mapping[str, FieldType],
         except SyntaxError as exc:
             # SyntaxError counts characters (1-based) on its line
             col = min(_line_start(body, exc.lineno or 1) + max((exc.offset or 1) - 1, 0), len(body))
-            hint = "conditions look like: urgency == \"high\" and not in_scope"
-            if body[col:col + 1] == "=" and body[col:col + 2] != "==":
+            hint = 'conditions look like: urgency == "high" and not in_scope'
+            if body[col : col + 1] == "=" and body[col : col + 2] != "==":
                 hint = "compare with == (a single = assigns, which conditions cannot do)"
             raise ExprError("K201", f"syntax error: {exc.msg}", col, hint) from None
         compiler = _Compiler(body, fields, params or {})
@@ -162,18 +174,28 @@ def _line_start(text: str, lineno: int) -> int:
 
 
 def _is_date_call(node: ast.Call) -> bool:
-    return (isinstance(node.func, ast.Name) and node.func.id in ("date", "datetime")
-            and len(node.args) == 1 and not node.keywords
-            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+    return (
+        isinstance(node.func, ast.Name)
+        and node.func.id in ("date", "datetime")
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
 
 
 def _is_param(node: ast.AST) -> bool:
-    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "param"
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "param"
+    )
 
 
 class _Compiler:
-    def __init__(self, text: str, fields: Mapping[str, FieldType],
-                 params: Mapping[str, Scalar | _Unknown]) -> None:
+    def __init__(
+        self, text: str, fields: Mapping[str, FieldType], params: Mapping[str, Scalar | _Unknown]
+    ) -> None:
         self.lines = text.split("\n")
         self.text = text
         self.fields = fields
@@ -184,7 +206,9 @@ class _Compiler:
         lineno = getattr(node, "lineno", 1) or 1
         byte_col = getattr(node, "col_offset", 0) or 0
         line = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
-        return _line_start(self.text, lineno) + len(line.encode()[:byte_col].decode(errors="ignore"))
+        return _line_start(self.text, lineno) + len(
+            line.encode()[:byte_col].decode(errors="ignore")
+        )
 
     # -- the allow-list ----------------------------------------------------------------
     def check_allowed(self, tree: ast.Expression) -> None:
@@ -211,7 +235,9 @@ class _Compiler:
                     hint = "the only dotted names are the pack's parameters: param.<name>"
                 elif isinstance(node, ast.BinOp):
                     hint = "conditions compare fields with values; compute values in a step's form instead"
-                raise ExprError("K203", f"{what} is not allowed in a condition", self.col(node), hint)
+                raise ExprError(
+                    "K203", f"{what} is not allowed in a condition", self.col(node), hint
+                )
 
     # -- boolean structure -------------------------------------------------------------
     def cond(self, node: ast.expr) -> Cond:
@@ -232,8 +258,12 @@ class _Compiler:
                 constant = _NAMED_CONSTANTS[node.id]
                 if isinstance(constant, bool):
                     return TRUE if constant else {"or": []}
-                raise ExprError("K204", "null alone is not a condition", self.col(node),
-                                "write: field is None / field is not None")
+                raise ExprError(
+                    "K204",
+                    "null alone is not a condition",
+                    self.col(node),
+                    "write: field is None / field is not None",
+                )
             ftype = self.field(node)
             if ftype.kind == "boolean":
                 return {"cmp": "eq", "field": node.id, "value": True}
@@ -242,11 +272,19 @@ class _Compiler:
         if isinstance(node, ast.Constant) and isinstance(node.value, bool):
             return TRUE if node.value else {"or": []}
         if _is_param(node):
-            raise ExprError("K204", "a parameter alone is not a condition", self.col(node),
-                            "compare it with a field: satisfaction <= param.low_satisfaction")
+            raise ExprError(
+                "K204",
+                "a parameter alone is not a condition",
+                self.col(node),
+                "compare it with a field: satisfaction <= param.low_satisfaction",
+            )
         if isinstance(node, ast.Constant | ast.UnaryOp | ast.Call | ast.List | ast.Tuple | ast.Set):
-            raise ExprError("K204", "a value alone is not a condition", self.col(node),
-                            "compare a field with it: urgency == \"high\"")
+            raise ExprError(
+                "K204",
+                "a value alone is not a condition",
+                self.col(node),
+                'compare a field with it: urgency == "high"',
+            )
         raise self.unsupported(node)
 
     def compare(self, node: ast.Compare) -> Cond:
@@ -257,19 +295,29 @@ class _Compiler:
             left = right
         return parts[0] if len(parts) == 1 else {"and": parts}
 
-    def compare_pair(self, left: ast.expr, op: ast.cmpop, right: ast.expr, whole: ast.Compare) -> Cond:
+    def compare_pair(
+        self, left: ast.expr, op: ast.cmpop, right: ast.expr, whole: ast.Compare
+    ) -> Cond:
         if isinstance(op, ast.Is | ast.IsNot):
             if not self.is_none(right):
-                raise ExprError("K203", "'is' only compares with None", self.col(right),
-                                "write: field is None / field is not None")
+                raise ExprError(
+                    "K203",
+                    "'is' only compares with None",
+                    self.col(right),
+                    "write: field is None / field is not None",
+                )
             name = self.field_name(left)
             return {"unset": name} if isinstance(op, ast.Is) else {"set": name}
         if isinstance(op, ast.In | ast.NotIn):
             name = self.field_name(left)
             ftype = self.fields[name]
             if not isinstance(right, ast.List | ast.Tuple | ast.Set):
-                raise ExprError("K203", "'in' needs a list of values", self.col(right),
-                                'write: urgency in ["high", "medium"]')
+                raise ExprError(
+                    "K203",
+                    "'in' needs a list of values",
+                    self.col(right),
+                    'write: urgency in ["high", "medium"]',
+                )
             values = [self.literal(v, name, ftype) for v in right.elts]
             alternatives: Cond = {"or": [{"cmp": "eq", "field": name, "value": v} for v in values]}
             return alternatives if isinstance(op, ast.In) else negate(alternatives)
@@ -279,12 +327,19 @@ class _Compiler:
         left_is_field = self.is_field(left)
         right_is_field = self.is_field(right)
         if left_is_field and right_is_field:
-            raise ExprError("K204", "a condition compares a field with a value, not two fields",
-                            self.col(whole),
-                            "rules see one case's facts at a time; compare each field with a literal")
+            raise ExprError(
+                "K204",
+                "a condition compares a field with a value, not two fields",
+                self.col(whole),
+                "rules see one case's facts at a time; compare each field with a literal",
+            )
         if not left_is_field and not right_is_field:
-            raise ExprError("K204", "a comparison needs a field on one side", self.col(whole),
-                            "write: field == value")
+            raise ExprError(
+                "K204",
+                "a comparison needs a field on one side",
+                self.col(whole),
+                "write: field == value",
+            )
         if right_is_field:
             left, right, kind = right, left, _FLIPPED[kind]
         name = self.field_name(left)
@@ -294,18 +349,29 @@ class _Compiler:
                 return {"unset": name}
             if kind == "ne":
                 return {"set": name}
-            raise ExprError("K205", "only == and != compare with null", self.col(right),
-                            "write: field is None / field is not None")
+            raise ExprError(
+                "K205",
+                "only == and != compare with null",
+                self.col(right),
+                "write: field is None / field is not None",
+            )
         value = self.literal(right, name, ftype)
         if kind not in ("eq", "ne") and ftype.kind not in ORDERED_KINDS | {UNKNOWN_KIND}:
-            raise ExprError("K205", f"field '{name}' is a {ftype.kind}; it has no order",
-                            self.col(whole), "use == / != / in for text, choice and boolean fields")
+            raise ExprError(
+                "K205",
+                f"field '{name}' is a {ftype.kind}; it has no order",
+                self.col(whole),
+                "use == / != / in for text, choice and boolean fields",
+            )
         return {"cmp": kind, "field": name, "value": value}
 
     # -- names and literals ------------------------------------------------------------
     def is_field(self, node: ast.expr) -> bool:
-        return isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS and not (
-            node.id == "param" and "param" not in self.fields)
+        return (
+            isinstance(node, ast.Name)
+            and node.id not in _NAMED_CONSTANTS
+            and not (node.id == "param" and "param" not in self.fields)
+        )
 
     @staticmethod
     def is_none(node: ast.expr) -> bool:
@@ -315,8 +381,12 @@ class _Compiler:
 
     def field_name(self, node: ast.expr) -> str:
         if not self.is_field(node):
-            raise ExprError("K204", "expected a field name here", self.col(node),
-                            "the field goes left of 'in' and 'is': urgency in [\"high\"]")
+            raise ExprError(
+                "K204",
+                "expected a field name here",
+                self.col(node),
+                "the field goes left of 'in' and 'is': urgency in [\"high\"]",
+            )
         assert isinstance(node, ast.Name)
         self.field(node)
         return node.id
@@ -325,13 +395,25 @@ class _Compiler:
         ftype = self.fields.get(node.id)
         if ftype is None:
             if node.id == "param":
-                raise ExprError("K208", "'param' alone is not a value", self.col(node),
-                                "name the parameter: param.<name>")
-            raise ExprError("K202", f"unknown field '{node.id}'", self.col(node),
-                            _options_hint("fields you can use", node.id, list(self.fields)))
+                raise ExprError(
+                    "K208",
+                    "'param' alone is not a value",
+                    self.col(node),
+                    "name the parameter: param.<name>",
+                )
+            raise ExprError(
+                "K202",
+                f"unknown field '{node.id}'",
+                self.col(node),
+                _options_hint("fields you can use", node.id, list(self.fields)),
+            )
         if ftype.kind == "multiple":
-            raise ExprError("K209", f"field '{node.id}' holds several values; conditions cannot test it",
-                            self.col(node), "use a single-choice field, or a rule per value")
+            raise ExprError(
+                "K209",
+                f"field '{node.id}' holds several values; conditions cannot test it",
+                self.col(node),
+                "use a single-choice field, or a rule per value",
+            )
         return ftype
 
     def literal(self, node: ast.expr, name: str, ftype: FieldType) -> Scalar:
@@ -343,42 +425,77 @@ class _Compiler:
             return value if isinstance(value, str | int | float) else 0
         if kind == "boolean":
             if not isinstance(value, bool):
-                raise ExprError("K206", f"field '{name}' is a boolean; compare it with true or false", where,
-                                f"write: {name} (it is true) or not {name}")
+                raise ExprError(
+                    "K206",
+                    f"field '{name}' is a boolean; compare it with true or false",
+                    where,
+                    f"write: {name} (it is true) or not {name}",
+                )
             return value
         if kind in NUMBER_KINDS:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ExprError("K206", f"field '{name}' is a number; {value!r} is not", where,
-                                "write numbers without quotes: affected_qty >= 100")
+                raise ExprError(
+                    "K206",
+                    f"field '{name}' is a number; {value!r} is not",
+                    where,
+                    "write numbers without quotes: affected_qty >= 100",
+                )
             return value
         if kind in ("date", "datetime"):
             if isinstance(value, str):
                 try:
-                    value = (dt.date.fromisoformat(value) if kind == "date"
-                             else dt.datetime.fromisoformat(value))
+                    value = (
+                        dt.date.fromisoformat(value)
+                        if kind == "date"
+                        else dt.datetime.fromisoformat(value)
+                    )
                 except ValueError:
-                    raise ExprError("K206", f"field '{name}' is a {kind}; {value!r} is not one", where,
-                                    'write dates as "2026-10-01"') from None
+                    raise ExprError(
+                        "K206",
+                        f"field '{name}' is a {kind}; {value!r} is not one",
+                        where,
+                        'write dates as "2026-10-01"',
+                    ) from None
             if kind == "date" and isinstance(value, dt.datetime):
                 value = value.date()
-            if kind == "datetime" and not isinstance(value, dt.datetime) and isinstance(value, dt.date):
+            if (
+                kind == "datetime"
+                and not isinstance(value, dt.datetime)
+                and isinstance(value, dt.date)
+            ):
                 value = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
             if not isinstance(value, dt.date):
-                raise ExprError("K206", f"field '{name}' is a {kind}; {value!r} is not one", where,
-                                'write date("2026-10-01") or datetime("2026-10-08T09:00+08:00")')
+                raise ExprError(
+                    "K206",
+                    f"field '{name}' is a {kind}; {value!r} is not one",
+                    where,
+                    'write date("2026-10-01") or datetime("2026-10-08T09:00+08:00")',
+                )
             if isinstance(value, dt.datetime) and value.tzinfo is None:
-                raise ExprError("K206", f"datetime for '{name}' needs a UTC offset", where,
-                                'write datetime("2026-10-08T09:00+08:00")')
+                raise ExprError(
+                    "K206",
+                    f"datetime for '{name}' needs a UTC offset",
+                    where,
+                    'write datetime("2026-10-08T09:00+08:00")',
+                )
             encoded = encode_value(value)
             assert encoded is not None
             return encoded
         # string-like kinds
         if not isinstance(value, str):
-            raise ExprError("K206", f"field '{name}' is {kind}; compare it with a quoted string", where,
-                            f'write: {name} == "..."')
+            raise ExprError(
+                "K206",
+                f"field '{name}' is {kind}; compare it with a quoted string",
+                where,
+                f'write: {name} == "..."',
+            )
         if kind == "choice" and ftype.choices and value not in ftype.choices:
-            raise ExprError("K207", f"'{value}' is not a choice of '{name}'", where,
-                            _options_hint("choices", value, ftype.choices))
+            raise ExprError(
+                "K207",
+                f"'{value}' is not a choice of '{name}'",
+                where,
+                _options_hint("choices", value, ftype.choices),
+            )
         return value
 
     def raw_literal(self, node: ast.expr) -> object:
@@ -393,8 +510,12 @@ class _Compiler:
         if isinstance(node, ast.Attribute) and _is_param(node):
             # a pack parameter, fixed per company when the procedure is compiled
             if node.attr not in self.params:
-                raise ExprError("K208", f"unknown parameter '{node.attr}'", self.col(node),
-                                _options_hint("parameters of this pack", node.attr, list(self.params)))
+                raise ExprError(
+                    "K208",
+                    f"unknown parameter '{node.attr}'",
+                    self.col(node),
+                    _options_hint("parameters of this pack", node.attr, list(self.params)),
+                )
             return self.params[node.attr]
         if isinstance(node, ast.Call) and _is_date_call(node):
             assert isinstance(node.func, ast.Name) and isinstance(node.args[0], ast.Constant)
@@ -404,21 +525,41 @@ class _Compiler:
                     return dt.date.fromisoformat(text)
                 return dt.datetime.fromisoformat(text)
             except ValueError:
-                raise ExprError("K206", f"not a valid {node.func.id}: {text!r}", self.col(node),
-                                'write date("2026-10-01") or datetime("2026-10-08T09:00+08:00")') from None
+                raise ExprError(
+                    "K206",
+                    f"not a valid {node.func.id}: {text!r}",
+                    self.col(node),
+                    'write date("2026-10-01") or datetime("2026-10-08T09:00+08:00")',
+                ) from None
         if isinstance(node, ast.Name) and node.id == "param" and "param" not in self.fields:
-            raise ExprError("K208", "'param' alone is not a value", self.col(node),
-                            "name the parameter: param.<name>")
+            raise ExprError(
+                "K208",
+                "'param' alone is not a value",
+                self.col(node),
+                "name the parameter: param.<name>",
+            )
         if self.is_field(node):
-            raise ExprError("K204", "a condition compares a field with a value, not two fields",
-                            self.col(node), "rules see one case's facts at a time; compare with a literal")
-        raise ExprError("K203", "expected a literal value here", self.col(node),
-                        'values are "text", numbers, true/false, null, date("2026-10-01"), param.<name>')
+            raise ExprError(
+                "K204",
+                "a condition compares a field with a value, not two fields",
+                self.col(node),
+                "rules see one case's facts at a time; compare with a literal",
+            )
+        raise ExprError(
+            "K203",
+            "expected a literal value here",
+            self.col(node),
+            'values are "text", numbers, true/false, null, date("2026-10-01"), param.<name>',
+        )
 
     def unsupported(self, node: ast.AST) -> ExprError:
         what = _CONSTRUCTS.get(type(node), f"'{type(node).__name__}'")
-        return ExprError("K203", f"{what} is not allowed in a condition", self.col(node),
-                         "conditions use field names, literals, comparisons, in [...], and/or/not")
+        return ExprError(
+            "K203",
+            f"{what} is not allowed in a condition",
+            self.col(node),
+            "conditions use field names, literals, comparisons, in [...], and/or/not",
+        )
 
 
 def negate(cond: Cond) -> Cond:

@@ -77,7 +77,7 @@ def _frame(obj: Any) -> bytes:
 def _send_blocking(fd: int, obj: Any) -> None:
     buf = memoryview(_frame(obj))
     while buf:
-        buf = buf[os.write(fd, buf):]
+        buf = buf[os.write(fd, buf) :]
 
 
 def _recv_blocking(reader: Any) -> Any:
@@ -101,8 +101,7 @@ class _Child:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
         env.pop(FAULTS_ENV, None)
         if allow_faults:
             env[FAULTS_ENV] = "1"
@@ -110,11 +109,15 @@ class _Child:
             # stderr stays the parent's: a crash report ("Fatal Python error:
             # Segmentation fault" and the child's stack) lands in the server's log
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "core.rules.isolation",
-                 str(to_child_r), str(from_child_w)],
-                pass_fds=(to_child_r, from_child_w), env=env, cwd=str(_ROOT),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                start_new_session=True, close_fds=True)
+                [sys.executable, "-m", "core.rules.isolation", str(to_child_r), str(from_child_w)],
+                pass_fds=(to_child_r, from_child_w),
+                env=env,
+                cwd=str(_ROOT),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
         except BaseException:
             os.close(to_child_w)
             os.close(from_child_r)
@@ -142,7 +145,8 @@ class _Child:
         except (_Died, _TimedOut, ValueError) as exc:
             self.kill(graceful=False)
             raise EngineUnavailable(
-                f"the rules engine process did not start ({_describe(self.proc)})") from exc
+                f"the rules engine process did not start ({_describe(self.proc)})"
+            ) from exc
         if hello.get("ready") != self.proc.pid:
             self.kill(graceful=False)
             raise EngineUnavailable(f"the rules engine process said {hello!r} on start")
@@ -159,7 +163,7 @@ class _Child:
         buf = memoryview(_frame(obj))
         while buf:
             try:
-                buf = buf[os.write(self.wfd, buf):]
+                buf = buf[os.write(self.wfd, buf) :]
                 continue
             except BlockingIOError:
                 pass
@@ -229,7 +233,10 @@ def _describe(proc: subprocess.Popen[bytes]) -> str:
 
 
 _ERRORS: dict[str, type[Exception]] = {
-    "ValueError": ValueError, "TypeError": TypeError, "KeyError": KeyError}
+    "ValueError": ValueError,
+    "TypeError": TypeError,
+    "KeyError": KeyError,
+}
 
 
 class IsolatedDurableEvaluator:
@@ -237,8 +244,14 @@ class IsolatedDurableEvaluator:
 
     name = "durable"
 
-    def __init__(self, timeout: float = 2.0, *, allow_test_faults: bool = False,
-                 start_timeout: float = 30.0, compile_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        timeout: float = 2.0,
+        *,
+        allow_test_faults: bool = False,
+        start_timeout: float = 30.0,
+        compile_timeout: float = 30.0,
+    ) -> None:
         """``timeout`` bounds each evaluation; the first evaluation of a RuleSet in a
         child also compiles it and gets ``compile_timeout`` instead (compiling is not on
         the hot path, and limits.py keeps it finite). ``allow_test_faults`` is for tests
@@ -291,8 +304,7 @@ class IsolatedDurableEvaluator:
 
     def _arm(self, fault: str) -> None:
         with self._lock:
-            reply = self._call(self._ensure_child(), {"op": "fault", "fault": fault},
-                               self.timeout)
+            reply = self._call(self._ensure_child(), {"op": "fault", "fault": fault}, self.timeout)
         if "ok" not in reply:
             raise _rebuild_error(reply)
 
@@ -312,7 +324,8 @@ class IsolatedDurableEvaluator:
         if known is not None and not same_rules(known, ruleset):
             raise ValueError(
                 f"ruleset name {ruleset.name!r} was already used with other rules; names "
-                "must change with the rules")
+                "must change with the rules"
+            )
         self._rulesets[ruleset.name] = ruleset
 
     def _ensure_child(self) -> _Child:
@@ -341,13 +354,17 @@ class IsolatedDurableEvaluator:
             self._drop(child)
             raise EngineUnavailable(
                 f"the rules engine did not answer within {timeout:g} s; it was stopped and "
-                "a fresh one starts with the next action", timeout=timeout) from None
+                "a fresh one starts with the next action",
+                timeout=timeout,
+            ) from None
         except (_Died, OSError, ValueError) as exc:
             detail = _describe(child.proc)
             self._drop(child)
             raise EngineUnavailable(
                 f"the rules engine process failed ({detail}); a fresh one starts with the "
-                "next action", cause=detail) from exc
+                "next action",
+                cause=detail,
+            ) from exc
         if not isinstance(reply, dict):
             self._drop(child)
             raise EngineUnavailable(f"the rules engine answered {reply!r}")
@@ -411,15 +428,22 @@ def _child_main(rfd: int, wfd: int) -> None:
             return
         if op == "fault":
             if not faults_allowed:
-                _send_blocking(wfd, {"error": "faults-disabled",
-                            "message": "this rules engine was not started for fault tests"})
+                _send_blocking(
+                    wfd,
+                    {
+                        "error": "faults-disabled",
+                        "message": "this rules engine was not started for fault tests",
+                    },
+                )
             else:
                 armed = str(req.get("fault"))
                 _send_blocking(wfd, {"ok": []})
             continue
         if op != "eval":
-            _send_blocking(wfd, {"error": "protocol", "type": "ValueError",
-                        "message": f"unknown request {op!r}"})
+            _send_blocking(
+                wfd,
+                {"error": "protocol", "type": "ValueError", "message": f"unknown request {op!r}"},
+            )
             continue
         try:
             if "ruleset" in req:
@@ -431,8 +455,12 @@ def _child_main(rfd: int, wfd: int) -> None:
             ids = evaluator.evaluate(rs, req["facts"])
             reply: dict[str, Any] = {"ok": sorted(ids)}
         except RulesetTooComplex as exc:
-            reply = {"error": "too-complex", "message": str(exc), "rule_id": exc.rule_id,
-                     "code": exc.code}
+            reply = {
+                "error": "too-complex",
+                "message": str(exc),
+                "rule_id": exc.rule_id,
+                "code": exc.code,
+            }
         except DurableEngineError as exc:
             reply = {"error": "engine", "message": exc.message}
         except Exception as exc:

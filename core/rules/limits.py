@@ -130,11 +130,15 @@ def check_limits(ruleset: RuleSet, fact_properties: int) -> list[LimitProblem]:
 
     out: list[LimitProblem] = []
     if len(ruleset.rules) > MAX_RULES_PER_RULESET:
-        out.append(LimitProblem(
-            "K310", None,
-            f"{len(ruleset.rules)} rules in one ruleset; the engine takes at most "
-            f"{MAX_RULES_PER_RULESET} (each 60 cost one more engine round trip per action)",
-            "split the procedure, or merge rules that share effects"))
+        out.append(
+            LimitProblem(
+                "K310",
+                None,
+                f"{len(ruleset.rules)} rules in one ruleset; the engine takes at most "
+                f"{MAX_RULES_PER_RULESET} (each 60 cost one more engine round trip per action)",
+                "split the procedure, or merge rules that share effects",
+            )
+        )
     plan = compile_ruleset(ruleset, fact_properties=fact_properties)
     out.extend(plan.problems)
     return out

@@ -19,8 +19,9 @@ def bump(conn: Connection, company_id: int, scope: str) -> int:
     c = t.counter
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(c).values(company_id=company_id, scope=scope[:64], value=1)
-    stmt = stmt.on_conflict_do_update(index_elements=[c.c.company_id, c.c.scope],
-                                      set_={"value": c.c.value + 1}).returning(c.c.value)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[c.c.company_id, c.c.scope], set_={"value": c.c.value + 1}
+    ).returning(c.c.value)
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -29,5 +30,7 @@ def peek(conn: Connection, company_id: int, scope: str) -> int:
     from sqlalchemy import select
 
     c = t.counter
-    value = conn.execute(select(c.c.value).where(c.c.company_id == company_id, c.c.scope == scope[:64])).scalar()
+    value = conn.execute(
+        select(c.c.value).where(c.c.company_id == company_id, c.c.scope == scope[:64])
+    ).scalar()
     return int(value or 0)

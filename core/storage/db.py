@@ -34,8 +34,11 @@ class Database:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         # JSON as UTF-8 text (not \u escapes), so a text search finds 张三 in case fields
-        kwargs: dict[str, Any] = {"echo": echo, "future": True,
-                                  "json_serializer": lambda o: json.dumps(o, ensure_ascii=False)}
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "future": True,
+            "json_serializer": lambda o: json.dumps(o, ensure_ascii=False),
+        }
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":

@@ -63,7 +63,8 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
 
 company = Table(
-    "company", metadata,
+    "company",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("key", String(64), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
@@ -73,7 +74,8 @@ company = Table(
 )
 
 app_user = Table(
-    "app_user", metadata,
+    "app_user",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("username", String(64), nullable=False, unique=True),
     Column("display_name", String(200), nullable=False),
@@ -86,7 +88,8 @@ app_user = Table(
 )
 
 membership = Table(
-    "membership", metadata,
+    "membership",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("user_id", ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
     Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), nullable=False),
@@ -96,7 +99,8 @@ membership = Table(
 )
 
 procedure_version = Table(
-    "procedure_version", metadata,
+    "procedure_version",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("procedure", String(64), nullable=False),
@@ -110,7 +114,8 @@ procedure_version = Table(
 )
 
 case = Table(
-    "kefu_case", metadata,
+    "kefu_case",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("procedure_version_id", ForeignKey("procedure_version.id"), nullable=False),
@@ -132,7 +137,8 @@ case = Table(
 )
 
 case_assignee = Table(
-    "case_assignee", metadata,
+    "case_assignee",
+    metadata,
     Column("case_id", ForeignKey("kefu_case.id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(16), primary_key=True),
     Column("ref", String(64), primary_key=True),
@@ -141,7 +147,8 @@ case_assignee = Table(
 )
 
 case_link = Table(
-    "case_link", metadata,
+    "case_link",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("from_case_id", ForeignKey("kefu_case.id"), nullable=False),
@@ -152,7 +159,8 @@ case_link = Table(
 )
 
 journal = Table(
-    "journal", metadata,
+    "journal",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("seq", BigInteger, nullable=False),
@@ -172,14 +180,16 @@ journal = Table(
 )
 
 journal_head = Table(
-    "journal_head", metadata,
+    "journal_head",
+    metadata,
     Column("company_id", ForeignKey("company.id"), primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("case_id", ForeignKey("kefu_case.id")),
@@ -201,7 +211,8 @@ outbox = Table(
 )
 
 timer = Table(
-    "timer", metadata,
+    "timer",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("case_id", ForeignKey("kefu_case.id")),
@@ -218,7 +229,8 @@ timer = Table(
 )
 
 counter = Table(
-    "counter", metadata,
+    "counter",
+    metadata,
     Column("company_id", ForeignKey("company.id"), primary_key=True),
     Column("scope", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
@@ -227,7 +239,8 @@ counter = Table(
 # A browser session: the cookie holds a random id, the table only its SHA-256, so a leaked
 # database (or backup) does not hand out live sessions.
 user_session = Table(
-    "user_session", metadata,
+    "user_session",
+    metadata,
     Column("id", String(64), primary_key=True),  # sha256 hex of the cookie's session id
     Column("user_id", ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
     Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), nullable=False),
@@ -240,7 +253,8 @@ user_session = Table(
 
 # An API token for an integration, bound to one user in one company; stored hashed.
 api_token = Table(
-    "api_token", metadata,
+    "api_token",
+    metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("user_id", ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
     Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), nullable=False),

@@ -12,11 +12,11 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from api.auth import AuthSettings
+from core.cases.service import CaseService
 from core.clock import TestClock
-from core.plugins import installed
-from core.service import CaseService
+from core.runtime.plugins import installed
+from core.runtime.users import ensure_user
 from core.storage.db import Database
-from core.users import ensure_user
 from tests.helpers import service
 from tests.plugin_helpers import PASSWORD, Listener, write_config
 
@@ -27,8 +27,12 @@ def example_client(db: Database, tmp_path: Path) -> Iterator[tuple[CaseService, 
     no_local_packs = tmp_path / "rules"
     no_local_packs.mkdir()
     # the warranty-desk pack comes from the plugin package itself (kefu_pack_dirs)
-    svc = service(db, rules=no_local_packs, config=config,
-                  clock=TestClock(dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)))
+    svc = service(
+        db,
+        rules=no_local_packs,
+        config=config,
+        clock=TestClock(dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)),
+    )
     with db.write() as conn:
         for name in ("amy", "ben", "vic"):
             ensure_user(conn, name, name, svc.clock.now(), password=PASSWORD)
@@ -36,7 +40,10 @@ def example_client(db: Database, tmp_path: Path) -> Iterator[tuple[CaseService, 
 
     def login(user: str) -> TestClient[Any]:
         c = TestClient(app)
-        assert c.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD}).status_code == 200
+        assert (
+            c.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD}).status_code
+            == 200
+        )
         return c
 
     yield svc, login

@@ -16,10 +16,10 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from api.auth import AuthSettings
+from core.cases.service import CaseService
 from core.clock import TestClock
-from core.service import CaseService
+from core.runtime.users import ensure_user, set_membership
 from core.storage.db import Database
-from core.users import ensure_user, set_membership
 from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, VERIFY, service
 
 PASSWORD = "correct horse 1"
@@ -69,19 +69,26 @@ def problem(r: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def open_case(c: TestClient[Any], **fields: Any) -> dict[str, Any]:
-    r = c.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": {**OPEN_FIELDS, **fields}})
+    r = c.post(
+        "/api/v1/cases", json={"procedure": "repair-desk", "fields": {**OPEN_FIELDS, **fields}}
+    )
     assert r.status_code == 201, r.text
     return dict(r.json()["case"])
 
 
-def act(c: TestClient[Any], case: dict[str, Any], action: str, fields: dict[str, Any]) -> dict[str, Any]:
-    r = c.post(f"/api/v1/cases/{case['id']}/actions/{action}",
-               json={"fields": fields, "expected_version": case["version"]})
+def act(
+    c: TestClient[Any], case: dict[str, Any], action: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    r = c.post(
+        f"/api/v1/cases/{case['id']}/actions/{action}",
+        json={"fields": fields, "expected_version": case["version"]},
+    )
     assert r.status_code == 200, r.text
     return dict(r.json())
 
 
 # -- the whole walk ----------------------------------------------------------------------
+
 
 def test_walk_a_repair_case_to_its_end_and_read_the_journal(client: Client) -> None:
     wang, li = client("wang", "demo"), client("li")
@@ -96,7 +103,9 @@ def test_walk_a_repair_case_to_its_end_and_read_the_journal(client: Client) -> N
     assert case["number"].startswith("BX-") and case["step"] == "intake" and case["version"] == 1
     actions = wang.get(f"/api/v1/cases/{case['id']}/actions").json()
     assert {a["name"] for a in actions} == {"verify", "cancel"}
-    verify_form = {f["name"]: f["required"] for f in next(a for a in actions if a["name"] == "verify")["form"]}
+    verify_form = {
+        f["name"]: f["required"] for f in next(a for a in actions if a["name"] == "verify")["form"]
+    }
     assert verify_form["in_scope"] and not verify_form["equipment_verified"]
 
     case = act(wang, case, "verify", VERIFY)["case"]
@@ -104,7 +113,9 @@ def test_walk_a_repair_case_to_its_end_and_read_the_journal(client: Client) -> N
     case = out["case"]
     assert out["fired"] == ["engineer-assigned"] and case["assignees"] == ["person:li"]
     assert [c["id"] for c in li.get("/api/v1/inbox").json()["items"]] == [case["id"]]
-    case = act(li, case, "complete", {"hours_spent": 1.5, "result": "更换压缩机电容", "resolved": True})["case"]
+    case = act(
+        li, case, "complete", {"hours_spent": 1.5, "result": "更换压缩机电容", "resolved": True}
+    )["case"]
     case = act(wang, case, "confirm", {"customer_confirmed": True})["case"]
     case = act(wang, case, "record_survey", {"survey_channel": "phone", "satisfaction": 5})["case"]
     out = act(wang, case, "close", {"care_note": "客户满意"})
@@ -123,22 +134,45 @@ def test_walk_a_repair_case_to_its_end_and_read_the_journal(client: Client) -> N
 
 # -- errors as problem details -----------------------------------------------------------
 
-def test_form_errors_unknown_keys_and_malformed_bodies_are_422_naming_the_field(client: Client) -> None:
+
+def test_form_errors_unknown_keys_and_malformed_bodies_are_422_naming_the_field(
+    client: Client,
+) -> None:
     wang = client("wang", "demo")
-    body = problem(wang.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": {"channel": "fax"}}),
-                   422, "invalid-input")
+    body = problem(
+        wang.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": {"channel": "fax"}}),
+        422,
+        "invalid-input",
+    )
     assert {"channel", "customer_name", "phone", "symptom"} <= set(body["errors"])
-    body = problem(wang.post("/api/v1/cases", json={"procedure": "repair-desk", "feilds": {}}),
-                   422, "malformed-request")
+    body = problem(
+        wang.post("/api/v1/cases", json={"procedure": "repair-desk", "feilds": {}}),
+        422,
+        "malformed-request",
+    )
     assert "feilds" in body["detail"]
-    problem(wang.post("/api/v1/cases", content=b"{not json", headers={"content-type": "application/json"}),
-            422, "malformed-request")
+    problem(
+        wang.post(
+            "/api/v1/cases", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        422,
+        "malformed-request",
+    )
     case = open_case(wang)
-    body = problem(wang.post(f"/api/v1/cases/{case['id']}/actions/verify",
-                             json={"fields": {"in_scope": "maybe"}, "expected_version": 1}), 422, "invalid-input")
+    body = problem(
+        wang.post(
+            f"/api/v1/cases/{case['id']}/actions/verify",
+            json={"fields": {"in_scope": "maybe"}, "expected_version": 1},
+        ),
+        422,
+        "invalid-input",
+    )
     assert "in_scope" in body["errors"] and "urgency" in body["errors"]
-    body = problem(wang.post(f"/api/v1/cases/{case['id']}/actions/verify", json={"fields": {}}),
-                   422, "malformed-request")
+    body = problem(
+        wang.post(f"/api/v1/cases/{case['id']}/actions/verify", json={"fields": {}}),
+        422,
+        "malformed-request",
+    )
     assert "expected_version" in body["detail"]
     problem(wang.get("/api/v1/cases?limit=0"), 422, "malformed-request")
     problem(wang.get("/api/v1/cases?status=half-open"), 422, "malformed-request")
@@ -149,20 +183,37 @@ def test_stale_version_is_409_with_the_current_version(client: Client) -> None:
     wang = client("wang", "demo")
     case = open_case(wang)
     act(wang, case, "verify", VERIFY)
-    body = problem(wang.post(f"/api/v1/cases/{case['id']}/actions/cancel",
-                             json={"fields": {"cancel_reason": "x"}, "expected_version": 1}), 409, "stale-version")
+    body = problem(
+        wang.post(
+            f"/api/v1/cases/{case['id']}/actions/cancel",
+            json={"fields": {"cancel_reason": "x"}, "expected_version": 1},
+        ),
+        409,
+        "stale-version",
+    )
     assert body["current_version"] == 2
     # the action of a step the case has left is a conflict too, not a silent no-op
-    problem(wang.post(f"/api/v1/cases/{case['id']}/actions/verify",
-                      json={"fields": VERIFY, "expected_version": 2}), 409, "action-unavailable")
+    problem(
+        wang.post(
+            f"/api/v1/cases/{case['id']}/actions/verify",
+            json={"fields": VERIFY, "expected_version": 2},
+        ),
+        409,
+        "action-unavailable",
+    )
 
 
 def test_a_rule_refusal_is_422_with_its_message_and_rule_id(client: Client) -> None:
     wang = client("wang", "demo")
     case = open_case(wang)
-    body = problem(wang.post(f"/api/v1/cases/{case['id']}/actions/verify",
-                             json={"fields": {**VERIFY, "in_scope": False}, "expected_version": 1}),
-                   422, "refused-by-rule")
+    body = problem(
+        wang.post(
+            f"/api/v1/cases/{case['id']}/actions/verify",
+            json={"fields": {**VERIFY, "in_scope": False}, "expected_version": 1},
+        ),
+        422,
+        "refused-by-rule",
+    )
     assert body["rule"] == "out-of-scope-needs-reason" and "不受理原因" in body["detail"]
     assert wang.get(f"/api/v1/cases/{case['id']}/journal").json()[-1]["kind"] == "opened"
 
@@ -172,17 +223,24 @@ def test_unknown_routes_and_cases_are_404_problems(client: Client) -> None:
     problem(wang.get("/api/v1/cases/999999"), 404, "not-found")
     problem(wang.get("/api/v1/nothing-here"), 404, "not-found")
     problem(wang.get("/api/v1/procedures/complaints"), 404, "not-found")
-    problem(wang.post("/api/v1/cases", json={"procedure": "complaints", "fields": {}}), 404, "not-found")
+    problem(
+        wang.post("/api/v1/cases", json={"procedure": "complaints", "fields": {}}), 404, "not-found"
+    )
 
 
 # -- the cross-company and no-role matrix ------------------------------------------------
+
 
 def _routes(case_id: int) -> list[tuple[str, str, dict[str, Any] | None]]:
     return [
         ("GET", f"/api/v1/cases/{case_id}", None),
         ("GET", f"/api/v1/cases/{case_id}/actions", None),
         ("GET", f"/api/v1/cases/{case_id}/journal", None),
-        ("POST", f"/api/v1/cases/{case_id}/actions/verify", {"fields": VERIFY, "expected_version": 1}),
+        (
+            "POST",
+            f"/api/v1/cases/{case_id}/actions/verify",
+            {"fields": VERIFY, "expected_version": 1},
+        ),
     ]
 
 
@@ -200,7 +258,9 @@ def test_another_companys_case_is_not_found_on_every_route(client: Client) -> No
     # the acme copy of repair-desk is acme's own: its cases get acme numbers
     acme_case = open_case(sun)
     assert acme_case["number"].startswith("AC") and acme_case["id"] != case["id"]
-    assert [c["id"] for c in client("wang", "demo").get("/api/v1/cases").json()["items"]] == [case["id"]]
+    assert [c["id"] for c in client("wang", "demo").get("/api/v1/cases").json()["items"]] == [
+        case["id"]
+    ]
 
 
 def test_a_member_without_the_role_is_forbidden_on_every_route(client: Client) -> None:
@@ -213,27 +273,46 @@ def test_a_member_without_the_role_is_forbidden_on_every_route(client: Client) -
     problem(nobody.get("/api/v1/cases?procedure=repair-desk"), 403, "not-allowed")
     assert nobody.get("/api/v1/cases").json()["total"] == 0
     assert nobody.get("/api/v1/inbox").json()["total"] == 0
-    problem(nobody.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": OPEN_FIELDS}),
-            403, "not-allowed")
+    problem(
+        nobody.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": OPEN_FIELDS}),
+        403,
+        "not-allowed",
+    )
     # an engineer reads the case but may not verify it or open cases
     assert li.get(f"/api/v1/cases/{case['id']}").status_code == 200
     assert li.get(f"/api/v1/cases/{case['id']}/actions").json() == []
-    body = problem(li.post(f"/api/v1/cases/{case['id']}/actions/verify",
-                           json={"fields": VERIFY, "expected_version": 1}), 403, "not-allowed")
+    body = problem(
+        li.post(
+            f"/api/v1/cases/{case['id']}/actions/verify",
+            json={"fields": VERIFY, "expected_version": 1},
+        ),
+        403,
+        "not-allowed",
+    )
     assert body["roles"] == ["agent"]
-    problem(li.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": OPEN_FIELDS}), 403, "not-allowed")
+    problem(
+        li.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": OPEN_FIELDS}),
+        403,
+        "not-allowed",
+    )
 
 
 def test_every_route_needs_credentials(client: Client) -> None:
     anon = client()
-    for method, path, body in [("GET", "/api/v1/procedures", None), ("GET", "/api/v1/procedures/repair-desk", None),
-                               ("GET", "/api/v1/cases", None), ("POST", "/api/v1/cases", {"procedure": "x"}),
-                               ("GET", "/api/v1/inbox", None), *_routes(1)]:
+    for method, path, body in [
+        ("GET", "/api/v1/procedures", None),
+        ("GET", "/api/v1/procedures/repair-desk", None),
+        ("GET", "/api/v1/cases", None),
+        ("POST", "/api/v1/cases", {"procedure": "x"}),
+        ("GET", "/api/v1/inbox", None),
+        *_routes(1),
+    ]:
         problem(anon.request(method, path, json=body), 401, "not-authenticated")
     assert anon.get("/health").json() == {"status": "ok"}
 
 
 # -- lists, filters, inbox -----------------------------------------------------------------
+
 
 def test_list_filters_and_pagination(client: Client, svc: CaseService) -> None:
     wang = client("wang", "demo")
@@ -265,27 +344,48 @@ def test_list_filters_and_pagination(client: Client, svc: CaseService) -> None:
     assert ids("mine=true&status=open") == [b["id"], a["id"]]
 
 
-def test_inbox_holds_cases_waiting_on_me_or_my_roles_oldest_first(client: Client, svc: CaseService) -> None:
+def test_inbox_holds_cases_waiting_on_me_or_my_roles_oldest_first(
+    client: Client, svc: CaseService
+) -> None:
     import datetime as dt
 
     wang, li, chen, zhao = client("wang", "demo"), client("li"), client("chen"), client("zhao")
     first = open_case(wang)
     svc.clock.advance(dt.timedelta(minutes=5))
     second = open_case(wang)
-    assert [x["id"] for x in wang.get("/api/v1/inbox").json()["items"]] == [first["id"], second["id"]]
+    assert [x["id"] for x in wang.get("/api/v1/inbox").json()["items"]] == [
+        first["id"],
+        second["id"],
+    ]
     assert li.get("/api/v1/inbox").json()["total"] == 0
     v = act(wang, first, "verify", VERIFY)["case"]
     act(wang, v, "dispatch", {**DISPATCH, "engineer": "chen"})
     assert [x["id"] for x in chen.get("/api/v1/inbox").json()["items"]] == [first["id"]]
     assert li.get("/api/v1/inbox").json()["total"] == 0
     assert [x["id"] for x in wang.get("/api/v1/inbox").json()["items"]] == [second["id"]]
-    assert zhao.get("/api/v1/inbox").json()["total"] == 1  # zhao is in the service department (agents)
+    assert (
+        zhao.get("/api/v1/inbox").json()["total"] == 1
+    )  # zhao is in the service department (agents)
 
 
 def test_openapi_schema_lists_every_route_with_an_operation_id(client: Client) -> None:
     anon = client()
     spec = anon.get("/schema/openapi.json").json()
-    ops = {op["operationId"] for path in spec["paths"].values() for op in path.values() if "operationId" in op}
-    assert {"listProcedures", "getProcedure", "openCase", "listCases", "getCase", "listCaseActions",
-            "takeAction", "getCaseJournal", "getInbox"} <= ops
+    ops = {
+        op["operationId"]
+        for path in spec["paths"].values()
+        for op in path.values()
+        if "operationId" in op
+    }
+    assert {
+        "listProcedures",
+        "getProcedure",
+        "openCase",
+        "listCases",
+        "getCase",
+        "listCaseActions",
+        "takeAction",
+        "getCaseJournal",
+        "getInbox",
+    } <= ops
     assert anon.get("/schema").status_code == 200

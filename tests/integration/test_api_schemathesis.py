@@ -26,9 +26,9 @@ from schemathesis.checks import (
 from api.app import create_app
 from api.auth import AuthSettings
 from core.clock import TestClock
+from core.runtime.users import ensure_user
 from core.storage.db import Database
 from core.storage.migrate import upgrade
-from core.users import ensure_user
 from tests.helpers import OPEN_FIELDS, VERIFY, service
 
 PASSWORD = "schemathesis pw"
@@ -68,13 +68,19 @@ def exercise(operation: Any, cookie: str) -> None:
     key = f"{operation.method.upper()} {operation.path}"
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def run(case: Any) -> None:
         EXAMPLES[key] = EXAMPLES.get(key, 0) + 1
         case.call_and_validate(
             headers={"Cookie": f"kefu_session={cookie}"},
-            checks=[not_a_server_error, response_schema_conformance, status_code_conformance,
-                    content_type_conformance],
+            checks=[
+                not_a_server_error,
+                response_schema_conformance,
+                status_code_conformance,
+                content_type_conformance,
+            ],
         )
 
     run()

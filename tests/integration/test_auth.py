@@ -26,12 +26,12 @@ from sqlalchemy import select, update
 from api.app import create_app
 from api.auth import AuthSettings, Principal
 from api.auth_cli import register
-from core import users
+from core.cases.service import CaseService
 from core.clock import TestClock
-from core.service import CaseService
+from core.runtime import users
+from core.runtime.users import ensure_user
 from core.storage import schema as t
 from core.storage.db import Database
-from core.users import ensure_user
 from tests.helpers import FIXTURES, service
 
 PASSWORD = "correct horse 1"
@@ -85,7 +85,9 @@ def client(svc: CaseService) -> Iterator[Client]:
     yield make
 
 
-def login(c: TestClient[Any], user: str, password: str = PASSWORD, company: str | None = None) -> Any:
+def login(
+    c: TestClient[Any], user: str, password: str = PASSWORD, company: str | None = None
+) -> Any:
     body = {"username": user, "password": password}
     if company is not None:
         body["company"] = company
@@ -112,12 +114,19 @@ def user_row(db: Database, name: str) -> Any:
 
 # -- signing in ---------------------------------------------------------------------------
 
-def test_login_sets_a_hardened_cookie_and_keeps_only_its_digest(client: Client, db: Database) -> None:
+
+def test_login_sets_a_hardened_cookie_and_keeps_only_its_digest(
+    client: Client, db: Database
+) -> None:
     c = client()
     r = login(c, "li")
     assert r.status_code == 200, r.text
-    assert r.json() == {"username": "li", "display_name": "李强 (电器维修)", "company": "demo",
-                        "companies": [{"key": "demo", "name": "示例客服有限公司"}]}
+    assert r.json() == {
+        "username": "li",
+        "display_name": "李强 (电器维修)",
+        "company": "demo",
+        "companies": [{"key": "demo", "name": "示例客服有限公司"}],
+    }
     cookie = r.headers["set-cookie"]
     attrs = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
     assert cookie.startswith("kefu_session=")
@@ -130,24 +139,40 @@ def test_login_sets_a_hardened_cookie_and_keeps_only_its_digest(client: Client, 
     assert row.id == hashlib.sha256(raw.encode()).hexdigest() and raw not in row.id
     assert row.expires_at - row.created_at == dt.timedelta(hours=12)
 
-    assert c.get(WHOAMI).json() == {"user_id": row.user_id, "username": "li", "company": "demo", "via": "session"}
+    assert c.get(WHOAMI).json() == {
+        "user_id": row.user_id,
+        "username": "li",
+        "company": "demo",
+        "via": "session",
+    }
     me = c.get("/api/v1/me").json()
     assert me["via"] == "session" and me["company"] == "demo" and me["departments"] == ["field"]
 
 
 def test_cookie_without_secure_when_configured(svc: CaseService, client: Client) -> None:
-    c = client(build_app(svc, dataclasses.replace(SETTINGS, cookie_secure=False, cookie_name="sid")))
+    c = client(
+        build_app(svc, dataclasses.replace(SETTINGS, cookie_secure=False, cookie_name="sid"))
+    )
     r = login(c, "li")
     assert r.status_code == 200 and r.headers["set-cookie"].startswith("sid=")
     assert "secure" not in r.headers["set-cookie"].lower()
 
 
-def test_wrong_password_and_unknown_user_get_the_same_answer_in_similar_time(client: Client, db: Database) -> None:
+def test_wrong_password_and_unknown_user_get_the_same_answer_in_similar_time(
+    client: Client, db: Database
+) -> None:
     c = client()
     wrong = problem(login(c, "li", "nope"), 401, "not-authenticated")
     unknown = problem(login(c, "nobody-at-all", "nope"), 401, "not-authenticated")
-    no_password = problem(login(c, "chen", PASSWORD), 401, "not-authenticated")  # a config person, no password
-    assert wrong["detail"] == unknown["detail"] == no_password["detail"] == "wrong username or password"
+    no_password = problem(
+        login(c, "chen", PASSWORD), 401, "not-authenticated"
+    )  # a config person, no password
+    assert (
+        wrong["detail"]
+        == unknown["detail"]
+        == no_password["detail"]
+        == "wrong username or password"
+    )
     assert c.cookies.get("kefu_session") is None and not session_rows(db)
 
     def timed(user: str) -> float:
@@ -164,8 +189,11 @@ def test_wrong_password_and_unknown_user_get_the_same_answer_in_similar_time(cli
 def test_login_body_is_validated(client: Client) -> None:
     c = client()
     problem(c.post("/api/v1/auth/login", json={"username": "li"}), 422, "malformed-request")
-    problem(c.post("/api/v1/auth/login", json={"username": "li", "password": PASSWORD, "admin": True}),
-            422, "malformed-request")
+    problem(
+        c.post("/api/v1/auth/login", json={"username": "li", "password": PASSWORD, "admin": True}),
+        422,
+        "malformed-request",
+    )
 
 
 def test_login_rotates_the_session_id_and_the_old_one_dies(client: Client, db: Database) -> None:
@@ -208,8 +236,14 @@ def test_no_credentials_and_garbage_are_401_and_exclusions_are_exact(client: Cli
     problem(c.get("/api/v1/me"), 401, "not-authenticated")
     problem(c.get("/api/v1/test/health"), 401, "not-authenticated")
     problem(c.get(WHOAMI, headers={"Authorization": "Basic bGk6cHc="}), 401, "not-authenticated")
-    problem(c.get(WHOAMI, headers={"Authorization": "Bearer kefu_" + "x" * 43}), 401, "not-authenticated")
-    problem(c.get(WHOAMI, headers={"Authorization": "Bearer " + "y" * 5000}), 401, "not-authenticated")
+    problem(
+        c.get(WHOAMI, headers={"Authorization": "Bearer kefu_" + "x" * 43}),
+        401,
+        "not-authenticated",
+    )
+    problem(
+        c.get(WHOAMI, headers={"Authorization": "Bearer " + "y" * 5000}), 401, "not-authenticated"
+    )
     c.cookies.set("kefu_session", "x" * 4000, domain="testserver.local")
     problem(c.get(WHOAMI), 401, "not-authenticated")
     assert c.get("/health").status_code == 200
@@ -217,6 +251,7 @@ def test_no_credentials_and_garbage_are_401_and_exclusions_are_exact(client: Cli
 
 
 # -- expiry ---------------------------------------------------------------------------------
+
 
 def test_idle_sessions_expire(svc: CaseService, client: Client, db: Database) -> None:
     clock = svc.clock
@@ -230,7 +265,9 @@ def test_idle_sessions_expire(svc: CaseService, client: Client, db: Database) ->
     assert not session_rows(db)
 
 
-def test_sessions_end_at_the_absolute_timeout_whatever_the_activity(svc: CaseService, client: Client) -> None:
+def test_sessions_end_at_the_absolute_timeout_whatever_the_activity(
+    svc: CaseService, client: Client
+) -> None:
     clock = svc.clock
     c = client()
     login(c, "li")
@@ -243,7 +280,9 @@ def test_sessions_end_at_the_absolute_timeout_whatever_the_activity(svc: CaseSer
     problem(c.get(WHOAMI), 401, "not-authenticated")
 
 
-def test_last_seen_is_written_at_most_once_a_minute(svc: CaseService, client: Client, db: Database) -> None:
+def test_last_seen_is_written_at_most_once_a_minute(
+    svc: CaseService, client: Client, db: Database
+) -> None:
     c = client()
     login(c, "li")
     start = svc.clock.now()
@@ -255,7 +294,9 @@ def test_last_seen_is_written_at_most_once_a_minute(svc: CaseService, client: Cl
     assert session_rows(db)[0].last_seen_at == start + dt.timedelta(minutes=1)
 
 
-def test_a_disabled_user_or_ended_membership_ends_the_session(svc: CaseService, client: Client, db: Database) -> None:
+def test_a_disabled_user_or_ended_membership_ends_the_session(
+    svc: CaseService, client: Client, db: Database
+) -> None:
     c, d = client(), client()
     login(c, "li")
     login(d, "sun")
@@ -269,10 +310,14 @@ def test_a_disabled_user_or_ended_membership_ends_the_session(svc: CaseService, 
 
 # -- API tokens -------------------------------------------------------------------------------
 
-def test_api_tokens_work_in_their_company_until_revoked(svc: CaseService, client: Client, db: Database) -> None:
+
+def test_api_tokens_work_in_their_company_until_revoked(
+    svc: CaseService, client: Client, db: Database
+) -> None:
     with db.write() as conn:
-        token_id, raw = users.create_token(conn, user_row(db, "wang").id, svc.company("acme").id, "erp",
-                                           svc.clock.now())
+        token_id, raw = users.create_token(
+            conn, user_row(db, "wang").id, svc.company("acme").id, "erp", svc.clock.now()
+        )
     assert raw.startswith("kefu_")
     with db.read() as conn:
         row = conn.execute(select(t.api_token)).one()
@@ -282,7 +327,12 @@ def test_api_tokens_work_in_their_company_until_revoked(svc: CaseService, client
     c = client()
     bearer = {"Authorization": f"Bearer {raw}"}
     r = c.get(WHOAMI, headers=bearer)
-    assert r.json() == {"user_id": row.user_id, "username": "wang", "company": "acme", "via": "token"}
+    assert r.json() == {
+        "user_id": row.user_id,
+        "username": "wang",
+        "company": "acme",
+        "via": "token",
+    }
     assert c.get("/api/v1/me", headers=bearer).json()["via"] == "token"
     assert c.get(WHOAMI, headers={**bearer, "X-Kefu-Company": "acme"}).status_code == 200
     problem(c.get(WHOAMI, headers={**bearer, "X-Kefu-Company": "demo"}), 403, "not-allowed")
@@ -299,13 +349,18 @@ def test_api_tokens_work_in_their_company_until_revoked(svc: CaseService, client
     with db.write() as conn:
         assert users.revoke_token(conn, token_id, svc.clock.now())
         assert not users.revoke_token(conn, token_id, svc.clock.now())
-    assert "revoked" in problem(client().get(WHOAMI, headers=bearer), 401, "not-authenticated")["detail"]
+    assert (
+        "revoked"
+        in problem(client().get(WHOAMI, headers=bearer), 401, "not-authenticated")["detail"]
+    )
 
 
 # -- lockout ----------------------------------------------------------------------------------
 
-def test_lockout_is_counted_in_the_database_across_app_instances(svc: CaseService, client: Client,
-                                                                 db: Database) -> None:
+
+def test_lockout_is_counted_in_the_database_across_app_instances(
+    svc: CaseService, client: Client, db: Database
+) -> None:
     # a second service with its own engine and its own app: another process, as far as
     # anything in memory goes; the clock is shared so both see the same time
     db2 = Database(db.url)
@@ -318,7 +373,10 @@ def test_lockout_is_counted_in_the_database_across_app_instances(svc: CaseServic
         locked = problem(login(a, "wang", "bad", "demo"), 423, "locked")  # the 3rd failure locks
         assert "locked" in locked["detail"] and locked["locked_until"] == "2026-11-02T01:15:00Z"
         # even the right password is refused during the lock, by either instance
-        assert "2026-11-02T01:15:00Z" in problem(login(b, "wang", PASSWORD, "demo"), 423, "locked")["detail"]
+        assert (
+            "2026-11-02T01:15:00Z"
+            in problem(login(b, "wang", PASSWORD, "demo"), 423, "locked")["detail"]
+        )
         problem(login(a, "wang", PASSWORD, "demo"), 423, "locked")
         svc.clock.advance(dt.timedelta(minutes=14, seconds=59))
         problem(login(b, "wang", PASSWORD, "demo"), 423, "locked")
@@ -339,7 +397,9 @@ def test_lockout_is_counted_in_the_database_across_app_instances(svc: CaseServic
         svc2.close()
 
 
-def test_concurrent_guesses_lock_the_account(svc: CaseService, client: Client, db: Database) -> None:
+def test_concurrent_guesses_lock_the_account(
+    svc: CaseService, client: Client, db: Database
+) -> None:
     apps = [build_app(svc), build_app(svc)]
     clients = [client(apps[i % 2]) for i in range(8)]
     with ThreadPoolExecutor(8) as pool:
@@ -349,6 +409,7 @@ def test_concurrent_guesses_lock_the_account(svc: CaseService, client: Client, d
 
 
 # -- companies ----------------------------------------------------------------------------------
+
 
 def test_a_member_of_two_companies_chooses_one(client: Client) -> None:
     c = client()
@@ -368,24 +429,38 @@ def test_x_kefu_company_switches_for_one_request_members_only(client: Client) ->
     wang = client()
     login(wang, "wang", company="demo")
     assert wang.get(WHOAMI, headers={"X-Kefu-Company": "acme"}).json()["company"] == "acme"
-    assert wang.get("/api/v1/me", headers={"X-Kefu-Company": "acme"}).json()["departments"] == ["desk"]
+    assert wang.get("/api/v1/me", headers={"X-Kefu-Company": "acme"}).json()["departments"] == [
+        "desk"
+    ]
     assert wang.get(WHOAMI).json()["company"] == "demo"  # for that one request only
     li = client()
     login(li, "li")
-    assert "acme" in problem(li.get(WHOAMI, headers={"X-Kefu-Company": "acme"}), 403, "not-allowed")["detail"]
+    assert (
+        "acme"
+        in problem(li.get(WHOAMI, headers={"X-Kefu-Company": "acme"}), 403, "not-allowed")["detail"]
+    )
     problem(li.get(WHOAMI, headers={"X-Kefu-Company": "no-such"}), 403, "not-allowed")
     assert li.get(WHOAMI, headers={"X-Kefu-Company": "demo"}).json()["company"] == "demo"
 
 
 # -- settings -------------------------------------------------------------------------------------
 
+
 def test_settings_from_the_environment() -> None:
     assert AuthSettings.from_env({}) == AuthSettings()
-    s = AuthSettings.from_env({"KEFU_SESSION_IDLE_MINUTES": "10", "KEFU_SESSION_MAX_HOURS": "1.5",
-                               "KEFU_MAX_FAILED_LOGINS": "7", "KEFU_LOCKOUT_MINUTES": "60",
-                               "KEFU_COOKIE_SECURE": "false", "KEFU_SESSION_COOKIE": "sid"})
-    assert s == AuthSettings(dt.timedelta(minutes=10), dt.timedelta(hours=1.5), 7, dt.timedelta(hours=1),
-                             False, "sid")
+    s = AuthSettings.from_env(
+        {
+            "KEFU_SESSION_IDLE_MINUTES": "10",
+            "KEFU_SESSION_MAX_HOURS": "1.5",
+            "KEFU_MAX_FAILED_LOGINS": "7",
+            "KEFU_LOCKOUT_MINUTES": "60",
+            "KEFU_COOKIE_SECURE": "false",
+            "KEFU_SESSION_COOKIE": "sid",
+        }
+    )
+    assert s == AuthSettings(
+        dt.timedelta(minutes=10), dt.timedelta(hours=1.5), 7, dt.timedelta(hours=1), False, "sid"
+    )
     with pytest.raises(ValueError, match="KEFU_MAX_FAILED_LOGINS"):
         AuthSettings.from_env({"KEFU_MAX_FAILED_LOGINS": "five"})
     with pytest.raises(ValueError, match="idle_timeout"):
@@ -396,7 +471,10 @@ def test_settings_from_the_environment() -> None:
 
 # -- the command line -----------------------------------------------------------------------------
 
-def test_cli_user_add_and_token_create_list_revoke(svc: CaseService, client: Client, db: Database) -> None:
+
+def test_cli_user_add_and_token_create_list_revoke(
+    svc: CaseService, client: Client, db: Database
+) -> None:
     group = click.Group("kefu")
     register(group)
     runner = CliRunner()
@@ -404,8 +482,19 @@ def test_cli_user_add_and_token_create_list_revoke(svc: CaseService, client: Cli
     def kefu(*args: str) -> Any:
         return runner.invoke(group, [*args, "--database", db.url], catch_exceptions=False)
 
-    r = kefu("user", "add", "zhou", "--company", "demo", "--department", "field", "--role", "supervisor",
-             "--name", "周杰")
+    r = kefu(
+        "user",
+        "add",
+        "zhou",
+        "--company",
+        "demo",
+        "--department",
+        "field",
+        "--role",
+        "supervisor",
+        "--name",
+        "周杰",
+    )
     assert r.exit_code == 0, r.output
     password = r.output.split("password: ")[1].strip()
     c = client()
@@ -434,7 +523,9 @@ def test_cli_user_add_and_token_create_list_revoke(svc: CaseService, client: Cli
     assert r.exit_code == 1 and "unknown user" in r.output
 
     r = kefu("token", "list")
-    assert r.exit_code == 0 and "erp-sync" in r.output and "zhou" in r.output and "active" in r.output
+    assert (
+        r.exit_code == 0 and "erp-sync" in r.output and "zhou" in r.output and "active" in r.output
+    )
     assert raw not in r.output and raw[:12] in r.output
     assert "no tokens" in kefu("token", "list", "--company", "demo").output
     token_id = r.output.splitlines()[1].split()[0]

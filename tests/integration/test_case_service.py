@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text, update
 
-from core.catalog import ROOT, load_catalog
+from core.cases.service import ActionUnavailable
 from core.clock import TestClock
 from core.errors import Conflict, EngineUnavailable, InvalidInput, NotAllowed, NotFound, Refused
 from core.rules.ir import RuleSet
 from core.rules.reference import ReferenceEvaluator
-from core.service import ActionUnavailable
+from core.spec.catalog import ROOT, load_catalog
 from core.storage import schema as t
 from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, VERIFY, case_at_repair, service
 
@@ -34,7 +34,14 @@ def test_walk_to_closed_with_journal_and_outbox(db):
     wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
     cid = case_at_repair(svc)
     assert svc.get_case("demo", cid).assignees == ["person:li"]
-    svc.act("demo", cid, "complete", li, {"hours_spent": 2, "result": "更换压缩机电容", "resolved": True}, 3)
+    svc.act(
+        "demo",
+        cid,
+        "complete",
+        li,
+        {"hours_spent": 2, "result": "更换压缩机电容", "resolved": True},
+        3,
+    )
     svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 4)
     svc.act("demo", cid, "record_survey", wang, {"survey_channel": "phone", "satisfaction": 5}, 5)
     res = svc.act("demo", cid, "close", wang, {"care_note": "客户表示满意"}, 6)
@@ -66,10 +73,17 @@ def test_refusal_and_engine_failure_write_nothing(db):
 
     svc._evaluator = Crashing()
     with pytest.raises(EngineUnavailable):
-        svc.act("demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3)
+        svc.act(
+            "demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
+        )
     assert counts(db, cid) == before
     svc._evaluator = ReferenceEvaluator()
-    assert svc.act("demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3).case.step == "confirm"
+    assert (
+        svc.act(
+            "demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
+        ).case.step
+        == "confirm"
+    )
 
 
 def test_permissions_forms_and_stale_versions(db):
@@ -78,8 +92,13 @@ def test_permissions_forms_and_stale_versions(db):
     with pytest.raises(NotAllowed):
         svc.open_case("demo", "repair-desk", li, OPEN_FIELDS)  # engineers do not take calls
     with pytest.raises(InvalidInput) as bad:
-        svc.open_case("demo", "repair-desk", wang, {**OPEN_FIELDS, "phone": "call me", "colour": "red"})
-    assert bad.value.details["errors"] == {"phone": "not a valid phone number", "colour": "unknown field"}
+        svc.open_case(
+            "demo", "repair-desk", wang, {**OPEN_FIELDS, "phone": "call me", "colour": "red"}
+        )
+    assert bad.value.details["errors"] == {
+        "phone": "not a valid phone number",
+        "colour": "unknown field",
+    }
     cid = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case.id
     with pytest.raises(NotAllowed):
         svc.act("demo", cid, "verify", li, VERIFY, 1)
@@ -119,7 +138,9 @@ def test_case_numbers_have_no_gaps_and_restart_each_month(db):
     clock = TestClock(dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC))  # 23:00 in Shanghai
     svc = service(db, clock=clock)
     wang = svc.actor("demo", "wang")
-    numbers = [svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case.number for _ in range(3)]
+    numbers = [
+        svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case.number for _ in range(3)
+    ]
     clock.advance(dt.timedelta(hours=2))  # now 1 December in Shanghai
     numbers.append(svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case.number)
     assert numbers == ["BX-202611-0001", "BX-202611-0002", "BX-202611-0003", "BX-202612-0001"]
@@ -132,8 +153,12 @@ def test_running_cases_keep_their_procedure_version(db, tmp_path: Path):
     li = svc.actor("demo", "li")
     old = case_at_repair(svc)
     pack = rules / "repair-desk" / "procedure.yaml"
-    pack.write_text(pack.read_text(encoding="utf-8").replace(
-        "请记录实际维修耗时(大于0小时)", "维修耗时必须大于0"), encoding="utf-8")
+    pack.write_text(
+        pack.read_text(encoding="utf-8").replace(
+            "请记录实际维修耗时(大于0小时)", "维修耗时必须大于0"
+        ),
+        encoding="utf-8",
+    )
     svc2 = service(db, rules=rules)  # a restart after the pack changed
     assert svc2.companies["demo"].procedures["repair-desk"].version == 2
     new = case_at_repair(svc2)
@@ -155,8 +180,11 @@ def test_audit_verify_names_the_first_changed_entry(db):
     entries = svc.journal("demo", cid)
     victim = entries[2]["seq"]
     with db.write() as conn:
-        conn.execute(update(t.journal).where(t.journal.c.seq == victim)
-                     .values(data={"fields": {"engineer": "someone-else"}}))
+        conn.execute(
+            update(t.journal)
+            .where(t.journal.c.seq == victim)
+            .values(data={"fields": {"engineer": "someone-else"}})
+        )
     problems = svc.verify_journal()
     assert problems and problems[0][0] == "demo" and problems[0][1] == victim
     assert "changed" in problems[0][2]
@@ -189,11 +217,22 @@ def test_concurrent_actors_exactly_one_wins_each_round(db):
         barrier = threading.Barrier(CLIENTS)
         results: list[str] = []
 
-        def client(i: int, version: int = version, barrier: threading.Barrier = barrier,
-                   results: list[str] = results) -> None:
+        def client(
+            i: int,
+            version: int = version,
+            barrier: threading.Barrier = barrier,
+            results: list[str] = results,
+        ) -> None:
             barrier.wait()
             try:
-                svc.act("demo", cid, "reschedule", li, {"visit_at": f"2026-12-{1 + i:02d}T09:00+08:00"}, version)
+                svc.act(
+                    "demo",
+                    cid,
+                    "reschedule",
+                    li,
+                    {"visit_at": f"2026-12-{1 + i:02d}T09:00+08:00"},
+                    version,
+                )
                 outcome = "win"
             except Conflict:
                 outcome = "conflict"
@@ -215,7 +254,9 @@ def test_concurrent_actors_exactly_one_wins_each_round(db):
         journal_after = conn.execute(select(func.count()).select_from(t.journal)).scalar()
     # each successful reschedule writes: the action, the (unchanged) assignment is not
     # journaled, one notify entry from rule engineer-assigned
-    actions = [e for e in svc.journal("demo", cid) if e["kind"] == "action" and e["action"] == "reschedule"]
+    actions = [
+        e for e in svc.journal("demo", cid) if e["kind"] == "action" and e["action"] == "reschedule"
+    ]
     assert len(actions) == wins
     assert journal_after - journal_before == 2 * wins
     assert svc.verify_journal() == []

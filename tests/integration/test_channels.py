@@ -32,10 +32,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from core import outbox
-from core.catalog import ROOT
 from core.clock import TestClock
-from core.outbox import DeliveryError
+from core.runtime import outbox
+from core.runtime.outbox import DeliveryError
+from core.spec.catalog import ROOT
 from core.storage import schema as t
 from core.storage.db import Database
 from plugins.notifications import EmailChannel, WebhookChannel, public_address
@@ -132,22 +132,30 @@ def config_with(tmp_path: Path, channels: str) -> Path:
 
 
 def email_config(tmp_path: Path, port: int) -> Path:
-    return config_with(tmp_path, f"""  default: {{use: email}}
+    return config_with(
+        tmp_path,
+        f"""  default: {{use: email}}
   email:
     host: 127.0.0.1
     port: {port}
     sender: kefu@demo.test
     addresses: {{customer: customer@demo.test, "*": desk@demo.test}}
-""")
+""",
+    )
 
 
-def webhook_config(tmp_path: Path, port: int, allow_private: bool = True, host: str = "127.0.0.1") -> Path:
-    return config_with(tmp_path, f"""  default: {{use: webhook}}
+def webhook_config(
+    tmp_path: Path, port: int, allow_private: bool = True, host: str = "127.0.0.1"
+) -> Path:
+    return config_with(
+        tmp_path,
+        f"""  default: {{use: webhook}}
   webhook:
     url: http://{host}:{port}/kefu/events
     secret: s3cret
     allow_private: {str(allow_private).lower()}
-""")
+""",
+    )
 
 
 def make_cases(svc: Any, n: int) -> list[dict[str, Any]]:
@@ -162,7 +170,9 @@ def make_cases(svc: Any, n: int) -> list[dict[str, Any]]:
 
 def outbox_rows(db: Database) -> list[dict[str, Any]]:
     with db.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(t.outbox).order_by(t.outbox.c.id)).all()]
+        return [
+            dict(r._mapping) for r in conn.execute(select(t.outbox).order_by(t.outbox.c.id)).all()
+        ]
 
 
 class CrashAfterSend:
@@ -181,7 +191,9 @@ class CrashAfterSend:
 # -- email -------------------------------------------------------------------------------------
 
 
-def test_email_sends_each_message_with_a_stable_message_id(db: Database, tmp_path: Path, smtp: Any) -> None:
+def test_email_sends_each_message_with_a_stable_message_id(
+    db: Database, tmp_path: Path, smtp: Any
+) -> None:
     box, port = smtp
     svc = service(db, config=email_config(tmp_path, port), clock=TestClock(T0))
     rows = make_cases(svc, 2)
@@ -194,24 +206,39 @@ def test_email_sends_each_message_with_a_stable_message_id(db: Database, tmp_pat
     assert len(urgent) == 2 and {m["X-Envelope-To"] for m in urgent} == {"desk@demo.test"}
     # the customer's mail carries the pack's template text (rules/repair-desk templates:)
     to_customer = [m for m in box.messages if "已派工" in m["Subject"]]
-    assert len(to_customer) == 2 and {m["X-Envelope-To"] for m in to_customer} == {"customer@demo.test"}
+    assert len(to_customer) == 2 and {m["X-Envelope-To"] for m in to_customer} == {
+        "customer@demo.test"
+    }
     body = to_customer[0].get_content()
     assert "已安排维修工程师 li(电话 13800000001)" in body and "2026-11-23 10:00" in body
     assert "空调不制冷" in urgent[0].get_content()  # the symptom, in the pack's urgent text
-    assert {m["X-Kefu-Idempotency-Key"] for m in box.messages} == {r["idempotency_key"] for r in rows}
+    assert {m["X-Kefu-Idempotency-Key"] for m in box.messages} == {
+        r["idempotency_key"] for r in rows
+    }
 
 
 def test_a_message_without_a_text_is_a_plain_listing() -> None:
     from plugins.notifications import render_text
 
-    msg = outbox.OutboxMessage(1, 1, "demo", 7, "email", "role:x", "custom.thing",
-                               {"case": "BX-1", "step": "repair", "fields": {"category": "electrical"}},
-                               "1:2:0", 1, T0)
+    msg = outbox.OutboxMessage(
+        1,
+        1,
+        "demo",
+        7,
+        "email",
+        "role:x",
+        "custom.thing",
+        {"case": "BX-1", "step": "repair", "fields": {"category": "electrical"}},
+        "1:2:0",
+        1,
+        T0,
+    )
     assert render_text(msg) == "custom.thing\n\ncase: BX-1\nstep: repair\ncategory: electrical\n"
 
 
-def test_email_exactly_once_when_the_worker_dies_between_send_and_record(db: Database, tmp_path: Path,
-                                                                         smtp: Any) -> None:
+def test_email_exactly_once_when_the_worker_dies_between_send_and_record(
+    db: Database, tmp_path: Path, smtp: Any
+) -> None:
     box, port = smtp
     clock = TestClock(T0)
     svc = service(db, config=email_config(tmp_path, port), clock=clock)
@@ -220,7 +247,9 @@ def test_email_exactly_once_when_the_worker_dies_between_send_and_record(db: Dat
     with pytest.raises(SystemExit):
         outbox.deliver_pending(svc, {"email": crashing}, owner="worker-1")
     assert len(box.messages) == 2
-    assert [r["status"] for r in outbox_rows(db)].count("sent") == 1  # the second was sent, not recorded
+    assert [r["status"] for r in outbox_rows(db)].count(
+        "sent"
+    ) == 1  # the second was sent, not recorded
     # a restarted worker takes the leased messages over once the lease ran out
     assert outbox.deliver_pending(svc, CHANNELS, owner="worker-2").handled == 0  # lease still held
     clock.advance(outbox.DEFAULT_LEASE + dt.timedelta(seconds=1))
@@ -243,7 +272,10 @@ def test_email_retries_4xx_and_gives_up_on_5xx(db: Database, tmp_path: Path, smt
     assert (report.sent, report.retried, report.failed) == (len(rows) - 2, 1, 1)
     after = {r["id"]: r for r in outbox_rows(db)}
     failed = [r for r in after.values() if r["status"] == "failed"]
-    assert "SMTP 550" in failed[0]["last_error"] and "gave up: permanent error" in failed[0]["last_error"]
+    assert (
+        "SMTP 550" in failed[0]["last_error"]
+        and "gave up: permanent error" in failed[0]["last_error"]
+    )
     retried = [r for r in after.values() if r["status"] == "pending"]
     assert "SMTP 451" in retried[0]["last_error"]
     clock.advance(dt.timedelta(seconds=31))
@@ -253,9 +285,12 @@ def test_email_retries_4xx_and_gives_up_on_5xx(db: Database, tmp_path: Path, smt
 
 def test_email_without_an_address_fails_clearly(db: Database, tmp_path: Path, smtp: Any) -> None:
     _, port = smtp
-    config = config_with(tmp_path, f"""  default: {{use: email}}
+    config = config_with(
+        tmp_path,
+        f"""  default: {{use: email}}
   email: {{host: 127.0.0.1, port: {port}, sender: kefu@demo.test}}
-""")
+""",
+    )
     svc = service(db, config=config, clock=TestClock(T0))
     make_cases(svc, 1)
     outbox.deliver_pending(svc, CHANNELS)
@@ -266,7 +301,9 @@ def test_email_without_an_address_fails_clearly(db: Database, tmp_path: Path, sm
 # -- webhook -----------------------------------------------------------------------------------
 
 
-def test_webhook_posts_signed_json_with_an_idempotency_key(db: Database, tmp_path: Path, webhook: Any) -> None:
+def test_webhook_posts_signed_json_with_an_idempotency_key(
+    db: Database, tmp_path: Path, webhook: Any
+) -> None:
     hook, port = webhook
     svc = service(db, config=webhook_config(tmp_path, port), clock=TestClock(T0))
     rows = make_cases(svc, 2)
@@ -280,14 +317,17 @@ def test_webhook_posts_signed_json_with_an_idempotency_key(db: Database, tmp_pat
     assert sent["company"] == "demo" and sent["id"] == headers["Idempotency-Key"]
 
 
-def test_webhook_exactly_once_when_the_worker_dies_between_send_and_record(db: Database, tmp_path: Path,
-                                                                           webhook: Any) -> None:
+def test_webhook_exactly_once_when_the_worker_dies_between_send_and_record(
+    db: Database, tmp_path: Path, webhook: Any
+) -> None:
     hook, port = webhook
     clock = TestClock(T0)
     svc = service(db, config=webhook_config(tmp_path, port), clock=clock)
     rows = make_cases(svc, 3)
     with pytest.raises(SystemExit):
-        outbox.deliver_pending(svc, {"webhook": CrashAfterSend(CHANNELS["webhook"], 3)}, owner="worker-1")
+        outbox.deliver_pending(
+            svc, {"webhook": CrashAfterSend(CHANNELS["webhook"], 3)}, owner="worker-1"
+        )
     clock.advance(outbox.DEFAULT_LEASE + dt.timedelta(seconds=1))
     outbox.deliver_pending(svc, CHANNELS, owner="worker-2")
     assert {r["status"] for r in outbox_rows(db)} == {"sent"}
@@ -296,24 +336,39 @@ def test_webhook_exactly_once_when_the_worker_dies_between_send_and_record(db: D
     assert len(hook.kept()) == len(rows)
 
 
-def test_webhook_refuses_private_addresses_unless_allowed(db: Database, tmp_path: Path, webhook: Any) -> None:
+def test_webhook_refuses_private_addresses_unless_allowed(
+    db: Database, tmp_path: Path, webhook: Any
+) -> None:
     hook, port = webhook
-    svc = service(db, config=webhook_config(tmp_path, port, allow_private=False, host="localhost"),
-                  clock=TestClock(T0))
+    svc = service(
+        db,
+        config=webhook_config(tmp_path, port, allow_private=False, host="localhost"),
+        clock=TestClock(T0),
+    )
     make_cases(svc, 1)
     report = outbox.deliver_pending(svc, CHANNELS)
     assert report.sent == 0 and report.failed > 0 and hook.requests == []
     error = outbox_rows(db)[0]["last_error"]
     assert "webhook host 'localhost' resolves to" in error and "non-public address" in error
     assert "allow_private: true" in error and "gave up: permanent error" in error
-    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "::1", "fd00::1", "0.0.0.0"):
+    for host in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.10",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "0.0.0.0",
+    ):
         with pytest.raises(DeliveryError, match="non-public") as info:
             public_address(host, 80, allow_private=False)
         assert info.value.permanent
     assert public_address("127.0.0.1", 80, allow_private=True) == "127.0.0.1"
 
 
-def test_webhook_retries_5xx_and_gives_up_on_4xx(db: Database, tmp_path: Path, webhook: Any) -> None:
+def test_webhook_retries_5xx_and_gives_up_on_4xx(
+    db: Database, tmp_path: Path, webhook: Any
+) -> None:
     hook, port = webhook
     clock = TestClock(T0)
     svc = service(db, config=webhook_config(tmp_path, port), clock=clock)
@@ -332,11 +387,16 @@ def test_webhook_retries_5xx_and_gives_up_on_4xx(db: Database, tmp_path: Path, w
 
 
 @pytest.mark.parametrize("channel", ["email", "webhook"])
-def test_kefu_worker_killed_and_restarted_delivers_each_message_once(channel: str, tmp_path: Path, smtp: Any,
-                                                                    webhook: Any) -> None:
+def test_kefu_worker_killed_and_restarted_delivers_each_message_once(
+    channel: str, tmp_path: Path, smtp: Any, webhook: Any
+) -> None:
     box, smtp_port = smtp
     hook, hook_port = webhook
-    config = email_config(tmp_path, smtp_port) if channel == "email" else webhook_config(tmp_path, hook_port)
+    config = (
+        email_config(tmp_path, smtp_port)
+        if channel == "email"
+        else webhook_config(tmp_path, hook_port)
+    )
     url = f"sqlite:///{tmp_path / 'kefu.db'}"
     db = Database(url)
     from core.storage.migrate import upgrade
@@ -348,8 +408,12 @@ def test_kefu_worker_killed_and_restarted_delivers_each_message_once(channel: st
     box.delay = hook.delay = 0.05  # a slow receiver: the kill lands in the middle of the batch
     env = {**os.environ, "KEFU_CONFIG_DIR": str(config)}
     kefu = str(Path(sys.executable).parent / "kefu")
-    first = subprocess.Popen([kefu, "worker", "--database", url, "--lease", "5", "--batch", "10"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"))
+    first = subprocess.Popen(
+        [kefu, "worker", "--database", url, "--lease", "5", "--batch", "10"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "worker.log").open("w"),
+    )
     received = box.messages if channel == "email" else hook.requests
     deadline = time.monotonic() + 60
     while len(received) < 5 and time.monotonic() < deadline and first.poll() is None:
@@ -359,32 +423,45 @@ def test_kefu_worker_killed_and_restarted_delivers_each_message_once(channel: st
     assert 5 <= len(received) < len(rows), (tmp_path / "worker.log").read_text()
     box.delay = hook.delay = 0.0
     time.sleep(5.5)  # the dead worker's lease runs out
-    second = subprocess.run([kefu, "worker", "--database", url, "--once"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    second = subprocess.run(
+        [kefu, "worker", "--database", url, "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode == 0, second.stderr
     assert {r["status"] for r in outbox_rows(db)} == {"sent"}
     kept = box.kept() if channel == "email" else hook.kept()
     assert len(kept) == len(rows)  # every message once at the receiver
-    ids = ([m["X-Kefu-Idempotency-Key"] for m in box.messages] if channel == "email"
-           else [h["Idempotency-Key"] for h, _ in hook.requests])
+    ids = (
+        [m["X-Kefu-Idempotency-Key"] for m in box.messages]
+        if channel == "email"
+        else [h["Idempotency-Key"] for h, _ in hook.requests]
+    )
     assert set(ids) == {r["idempotency_key"] for r in rows}
     assert len(ids) - len(set(ids)) <= 1  # at most the one in flight at the kill went twice
     db.dispose()
 
 
-def test_a_company_that_disables_the_notifications_plugin_gets_no_messages(db: Database, tmp_path: Path,
-                                                                           smtp: Any) -> None:
-    from core.plugins import notification_channels, plugin_manager
+def test_a_company_that_disables_the_notifications_plugin_gets_no_messages(
+    db: Database, tmp_path: Path, smtp: Any
+) -> None:
+    from core.runtime.plugins import notification_channels, plugin_manager
 
     box, port = smtp
     config = email_config(tmp_path, port)
     path = config / "demo.yaml"
-    path.write_text(path.read_text(encoding="utf-8") + "plugins:\n  notifications: {enabled: false}\n",
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8") + "plugins:\n  notifications: {enabled: false}\n",
+        encoding="utf-8",
+    )
     svc = service(db, config=config, clock=TestClock(T0))
     make_cases(svc, 1)
     channels = notification_channels(plugin_manager()[0])  # as a worker starts
     report = outbox.deliver_pending(svc, channels)
     assert report.failed == len(outbox_rows(db)) and box.messages == []
-    assert ("notification channel 'email' comes from plugin 'notifications', which company 'demo' disables"
-            in outbox_rows(db)[0]["last_error"])
+    assert (
+        "notification channel 'email' comes from plugin 'notifications', which company 'demo' disables"
+        in outbox_rows(db)[0]["last_error"]
+    )

@@ -17,15 +17,21 @@ from sqlalchemy import select, update
 
 from api.app import create_app
 from api.auth import AuthSettings
-from core import timers, worker
+from core.cases import timers
 from core.clock import TestClock
+from core.runtime import worker
+from core.runtime.users import set_password
 from core.storage import schema as t
-from core.users import set_password
 from tests.helpers import service
 
 SH = zoneinfo.ZoneInfo("Asia/Shanghai")
-OPEN = {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "details": "瓶盖漏酒",
-        "category": "quality"}
+OPEN = {
+    "channel": "phone",
+    "customer_name": "张三",
+    "phone": "13912345678",
+    "details": "瓶盖漏酒",
+    "category": "quality",
+}
 
 
 def at(*args: int) -> dt.datetime:
@@ -85,9 +91,13 @@ def test_a_pause_moves_the_due_time_and_cancels_the_breach_timer(db):
 
 def _client(svc, user: str) -> TestClient[Any]:
     with svc.db.write() as conn:
-        uid = conn.execute(select(t.app_user.c.id).where(t.app_user.c.username == user)).scalar_one()
+        uid = conn.execute(
+            select(t.app_user.c.id).where(t.app_user.c.username == user)
+        ).scalar_one()
         set_password(conn, uid, "correct horse 1")
-    app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=30)))
+    app = create_app(
+        svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=30))
+    )
     c = TestClient(app)
     r = c.post("/api/v1/auth/login", json={"username": user, "password": "correct horse 1"})
     assert r.status_code == 200, r.text
@@ -108,7 +118,9 @@ def test_api_explains_deadlines_and_the_inbox_puts_the_nearest_first(db):
     assert r.status_code == 200, r.text
     got = {d["id"]: d for d in r.json()}
     h = got["handling"]
-    assert h["state"] == "running" and h["target"] == "3 workdays" and h["measure"] == "working time"
+    assert (
+        h["state"] == "running" and h["target"] == "3 workdays" and h["measure"] == "working time"
+    )
     assert dt.datetime.fromisoformat(h["due_at"]) == at(2026, 10, 10, 10, 0)
     assert any("2026-10-01" in s and "National Day" in s for s in h["skipped_days"])
     assert any("2026-10-10" in s and "make-up" in s for s in h["counted_days"])

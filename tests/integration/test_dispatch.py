@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.service import CaseService
+from core.cases.service import CaseService
 from core.storage.db import Database
 from tests.helpers import FIXTURES, service
 
@@ -37,7 +37,9 @@ def assigned_to(case: Any) -> str:
 
 
 def dispatch_entry(svc: CaseService, case_id: int) -> dict[str, Any]:
-    entries = [e for e in svc.journal("acme", case_id) if e["kind"] in ("assigned", "dispatch_suggested")]
+    entries = [
+        e for e in svc.journal("acme", case_id) if e["kind"] in ("assigned", "dispatch_suggested")
+    ]
     assert len(entries) == 1, entries
     return dict(entries[0]["data"]["dispatch"])
 
@@ -94,9 +96,14 @@ def _cases_of(svc: CaseService, engineer: str) -> list[int]:
     from core.storage import schema as t
 
     with svc.db.read() as conn:
-        return [r.case_id for r in conn.execute(
-            select(t.case_assignee.c.case_id).where(t.case_assignee.c.ref == engineer)
-            .order_by(t.case_assignee.c.case_id)).all()]
+        return [
+            r.case_id
+            for r in conn.execute(
+                select(t.case_assignee.c.case_id)
+                .where(t.case_assignee.c.ref == engineer)
+                .order_by(t.case_assignee.c.case_id)
+            ).all()
+        ]
 
 
 def test_skills_are_respected_and_balanced_within_the_skilled(svc: CaseService) -> None:
@@ -109,7 +116,9 @@ def test_skills_are_respected_and_balanced_within_the_skilled(svc: CaseService) 
     assert set(got["plumbing"]) <= {"person:e2", "person:e3"}
     loads = open_loads(svc)
     assert loads["e4"] == 0
-    assert max(loads["e1"], loads["e2"], loads["e3"]) - min(loads["e1"], loads["e2"], loads["e3"]) <= 1
+    assert (
+        max(loads["e1"], loads["e2"], loads["e3"]) - min(loads["e1"], loads["e2"], loads["e3"]) <= 1
+    )
     # nobody can fix gas: the skill rung passes, the workload rung chooses (the fallback ladder)
     gas = open_case(svc, mode="skill", category="gas")
     entry = dispatch_entry(svc, gas.id)
@@ -121,7 +130,10 @@ def test_nobody_eligible_falls_back_to_the_role_queue(svc: CaseService) -> None:
     case = open_case(svc, mode="skill_only", category="gas")
     assert case.assignees == ["role:engineer"]
     entry = dispatch_entry(svc, case.id)
-    assert entry["chosen"] is None and entry["reason"] == "nobody eligible for skill: the engineer queue"
+    assert (
+        entry["chosen"] is None
+        and entry["reason"] == "nobody eligible for skill: the engineer queue"
+    )
     # staff in the queue still see it: any engineer may act on it
     svc.act("acme", case.id, "finish", svc.actor("acme", "e3"), {}, case.version)
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from core.cases.service import CaseService
 from core.errors import EngineUnavailable
 from core.rules.isolation import IsolatedDurableEvaluator
-from core.service import CaseService
 from core.storage import schema as t
 from core.storage.db import Database
 from tests import requires
@@ -28,6 +28,7 @@ from tests.helpers import case_at_repair, service
 @pytest.fixture(autouse=True)
 def _needs_durable() -> None:
     requires.durable()
+
 
 DONE = {"hours_spent": 2, "result": "更换压缩机电容", "resolved": True}
 
@@ -46,16 +47,28 @@ def state(svc: CaseService, db: Database, case_id: int) -> dict[str, Any]:
         journal = conn.execute(select(func.count()).select_from(t.journal)).scalar()
         head = conn.execute(select(t.journal_head.c.seq, t.journal_head.c.hash)).all()
         outbox = conn.execute(select(func.count()).select_from(t.outbox)).scalar()
-        assignees = conn.execute(select(t.case_assignee.c.kind, t.case_assignee.c.ref)
-                                 .where(t.case_assignee.c.case_id == case_id)).all()
-    return {"version": view.version, "step": view.step, "fields": view.fields, "assignees": view.assignees,
-            "updated_at": view.updated_at, "journal": journal, "head": head, "outbox": outbox,
-            "assignee_rows": sorted(assignees)}
+        assignees = conn.execute(
+            select(t.case_assignee.c.kind, t.case_assignee.c.ref).where(
+                t.case_assignee.c.case_id == case_id
+            )
+        ).all()
+    return {
+        "version": view.version,
+        "step": view.step,
+        "fields": view.fields,
+        "assignees": view.assignees,
+        "updated_at": view.updated_at,
+        "journal": journal,
+        "head": head,
+        "outbox": outbox,
+        "assignee_rows": sorted(assignees),
+    }
 
 
 @pytest.mark.parametrize("how", ["engine", "segv", "abort"])
 def test_a_crash_during_an_action_writes_nothing_and_the_next_action_works(
-        db: Database, engine: IsolatedDurableEvaluator, how: str) -> None:
+    db: Database, engine: IsolatedDurableEvaluator, how: str
+) -> None:
     svc = service(db, evaluator=engine)
     li = svc.actor("demo", "li")
     case_id = case_at_repair(svc)  # version 3: the engine has run, its child knows the rules
@@ -74,7 +87,8 @@ def test_a_crash_during_an_action_writes_nothing_and_the_next_action_works(
 
 
 def test_a_hang_during_an_action_times_out_writes_nothing_and_the_next_action_works(
-        db: Database, engine: IsolatedDurableEvaluator) -> None:
+    db: Database, engine: IsolatedDurableEvaluator
+) -> None:
     svc = service(db, evaluator=engine)
     li = svc.actor("demo", "li")
     case_id = case_at_repair(svc)
@@ -92,7 +106,8 @@ def test_a_hang_during_an_action_times_out_writes_nothing_and_the_next_action_wo
 
 
 def test_a_crash_while_opening_a_case_leaves_no_case_and_no_number_used(
-        db: Database, engine: IsolatedDurableEvaluator) -> None:
+    db: Database, engine: IsolatedDurableEvaluator
+) -> None:
     from tests.helpers import OPEN_FIELDS
 
     svc = service(db, evaluator=engine)

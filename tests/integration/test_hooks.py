@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from core import hookimpl
-from core.catalog import load_catalog
-from core.fields import FieldValueError, coerce
-from core.plugins import (
+from core.runtime.plugins import (
     PluginError,
     build_registry,
     installed,
     notification_channels,
     plugin_manager,
 )
+from core.spec.catalog import load_catalog
+from core.spec.fields import FieldValueError, coerce
 from core.storage.db import Database
 from tests.helpers import case_at_repair, service
 from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
@@ -54,11 +54,13 @@ def test_hook_effect_types(tmp_path: Path) -> None:
     class Clash:
         @hookimpl
         def kefu_effect_types(self) -> list[Any]:
-            from core.effects import BUILTIN_EFFECTS
+            from core.spec.effects import BUILTIN_EFFECTS
 
             return [BUILTIN_EFFECTS[0]]  # "set" is built in
 
-    with pytest.raises(PluginError, match="plugin 'test-plugin-0': effect type 'set' is built into kefu"):
+    with pytest.raises(
+        PluginError, match="plugin 'test-plugin-0': effect type 'set' is built into kefu"
+    ):
         registry_with(Clash())
 
 
@@ -66,7 +68,7 @@ def test_hook_field_types() -> None:
     reg = installed()
     assert reg.plugin_of("field type", "survey") == "surveys"
     assert reg.plugin_of("field type", "serial") == "example"
-    from core.definitions import FieldDef
+    from core.spec.definitions import FieldDef
 
     serial = FieldDef.model_validate({"type": "serial", "label": "S"})
     assert coerce(serial, "sn 1234-5674") == "SN12345674"
@@ -80,20 +82,29 @@ def test_hook_field_types() -> None:
         def kefu_field_types(self) -> list[Any]:
             return [Named("survey")]
 
-    with pytest.raises(PluginError, match="field type 'survey' is registered by both plugin 'surveys' \\(package kefu\\) and "
-                                          "plugin 'test-plugin-0'"):
+    with pytest.raises(
+        PluginError,
+        match="field type 'survey' is registered by both plugin 'surveys' \\(package kefu\\) and "
+        "plugin 'test-plugin-0'",
+    ):
         registry_with(Twice())
 
 
 def test_hook_dispatch_strategies() -> None:
     reg = installed()
     owners = {name: reg.plugin_of("dispatch strategy", name) for name in reg.strategies}
-    assert owners == {"skill": "dispatch", "region": "dispatch", "workload": "dispatch",
-                      "round_robin": "dispatch", "nearest": "dispatch", "vip": "example"}
+    assert owners == {
+        "skill": "dispatch",
+        "region": "dispatch",
+        "workload": "dispatch",
+        "round_robin": "dispatch",
+        "nearest": "dispatch",
+        "vip": "example",
+    }
 
 
 def test_hook_pack_dirs(tmp_path: Path) -> None:
-    from core.catalog import plugin_pack_dirs
+    from core.spec.catalog import plugin_pack_dirs
 
     shipped = plugin_pack_dirs()
     assert EXAMPLE_RULES / "warranty-desk" in shipped
@@ -106,16 +117,22 @@ def test_hook_pack_dirs(tmp_path: Path) -> None:
     local = empty / "warranty-desk"
     local.mkdir()
     text = (EXAMPLE_RULES / "warranty-desk" / "procedure.yaml").read_text(encoding="utf-8")
-    (local / "procedure.yaml").write_text(text.replace("title: {zh-CN: 保修服务台", "title: {zh-CN: 本地保修台"),
-                                          encoding="utf-8")
-    assert load_catalog(empty, write_config(tmp_path)).packs["warranty-desk"].pack.title.zh_CN == "本地保修台"
+    (local / "procedure.yaml").write_text(
+        text.replace("title: {zh-CN: 保修服务台", "title: {zh-CN: 本地保修台"), encoding="utf-8"
+    )
+    assert (
+        load_catalog(empty, write_config(tmp_path)).packs["warranty-desk"].pack.title.zh_CN
+        == "本地保修台"
+    )
 
 
 def test_hook_case_number_schemes(db: Database) -> None:
     assert installed().plugin_of("case-number scheme", "pattern") == "numbering"
     svc = service(db)
     number = svc.get_case("demo", case_at_repair(svc)).number
-    assert number.startswith("BX-") and number.endswith("-0001")  # config/demo.yaml: BX-{yyyy}{mm}-{seq:04}
+    assert number.startswith("BX-") and number.endswith(
+        "-0001"
+    )  # config/demo.yaml: BX-{yyyy}{mm}-{seq:04}
     svc.close()
 
     class Yearly:
@@ -132,41 +149,69 @@ def test_hook_reports(example_client: Any) -> None:
     assert installed().plugin_of("report", "satisfaction") == "surveys"
     amy = login("amy")
     listed = amy.get("/api/v1/reports").json()
-    assert {"name": "satisfaction", "title": "Satisfaction by topic (survey fields)", "plugin": "surveys"} in listed
+    assert {
+        "name": "satisfaction",
+        "title": "Satisfaction by topic (survey fields)",
+        "plugin": "surveys",
+    } in listed
     r = amy.get("/api/v1/reports/satisfaction")
-    assert r.status_code == 200 and r.json()["rows"] == [] and r.json()["notes"] == ["no survey answers yet"]
+    assert (
+        r.status_code == 200
+        and r.json()["rows"] == []
+        and r.json()["notes"] == ["no survey answers yet"]
+    )
     assert amy.get("/api/v1/reports/nope").status_code == 404
 
 
 def test_hook_reports_on_answers(db: Database) -> None:
-    from core.reports import run_report
+    from core.cases.reports import run_report
 
     svc = service(db)
     fang = svc.actor("demo", "wang")  # holds `service` through the service department
-    for scores in ({"installation": 5, "operation": 4, "implementation": 5, "after_sales": 2, "training": 4},
-                   {"installation": 3, "operation": 2, "implementation": 4, "after_sales": 3, "training": 4}):
-        case = svc.open_case("demo", "project-callbacks", fang,
-                             {"project": "P", "customer_name": "C", "delivered_on": "2026-01-15"}).case
+    for scores in (
+        {"installation": 5, "operation": 4, "implementation": 5, "after_sales": 2, "training": 4},
+        {"installation": 3, "operation": 2, "implementation": 4, "after_sales": 3, "training": 4},
+    ):
+        case = svc.open_case(
+            "demo",
+            "project-callbacks",
+            fang,
+            {"project": "P", "customer_name": "C", "delivered_on": "2026-01-15"},
+        ).case
         svc.act("demo", case.id, "close_file", fang, {"end_reason": "x"}, 1)
         from sqlalchemy import update
 
         from core.storage import schema as t
 
-        with db.write() as conn:  # a survey answered at a callback, stored as the field type stores it
-            conn.execute(update(t.case).where(t.case.c.id == case.id).values(
-                fields={**case.fields, "satisfaction": {"scores": scores, "average": 0}}))
+        with (
+            db.write() as conn
+        ):  # a survey answered at a callback, stored as the field type stores it
+            conn.execute(
+                update(t.case)
+                .where(t.case.c.id == case.id)
+                .values(fields={**case.fields, "satisfaction": {"scores": scores, "average": 0}})
+            )
     result = run_report(svc, "demo", "satisfaction", {"procedure": "project-callbacks"})
     rows = {r[2]: r[3:] for r in result.rows}
     assert rows["after_sales"] == [2, 2.5] and rows["installation"] == [2, 4.0]
-    out = subprocess.run([KEFU, "report", "satisfaction", "--database", svc.db.url, "--json"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [KEFU, "report", "satisfaction", "--database", svc.db.url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert '"after_sales", 2, 2.5' in out.stdout
     svc.close()
 
 
 def test_hook_cli_commands(tmp_path: Path) -> None:
-    fake_distribution(tmp_path, "kefu-hello", "hello", "hello_mod", """
+    fake_distribution(
+        tmp_path,
+        "kefu-hello",
+        "hello",
+        "hello_mod",
+        """
         import click
         from core import hookimpl
 
@@ -178,11 +223,14 @@ def test_hook_cli_commands(tmp_path: Path) -> None:
         @hookimpl
         def kefu_cli_commands(cli):
             cli.add_command(hello)
-        """)
+        """,
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     out = subprocess.run([KEFU, "hello"], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0 and out.stdout == "hello from a plugin\n", out.stderr
-    helptext = subprocess.run([KEFU, "--help"], capture_output=True, text=True, timeout=60, env=env).stdout
+    helptext = subprocess.run(
+        [KEFU, "--help"], capture_output=True, text=True, timeout=60, env=env
+    ).stdout
     assert "hello" in helptext and "serve" in helptext  # serve comes from the built-in api plugin
 
 
@@ -194,7 +242,9 @@ def test_hook_api_routes(example_client: Any) -> None:
     from litestar.testing import TestClient
 
     anonymous = TestClient(amy.app)
-    assert anonymous.get("/api/v1/example/closed").status_code == 401  # behind the same authentication
+    assert (
+        anonymous.get("/api/v1/example/closed").status_code == 401
+    )  # behind the same authentication
 
 
 def test_hook_notification_channels() -> None:
@@ -215,8 +265,12 @@ def test_hook_notification_channels() -> None:
 def test_hook_case_opened(db: Database, listeners: tuple[Listener, Listener]) -> None:
     good, _ = listeners
     svc = service(db)
-    svc.open_case("demo", "repair-desk", svc.actor("demo", "wang"),
-                  {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "x"})
+    svc.open_case(
+        "demo",
+        "repair-desk",
+        svc.actor("demo", "wang"),
+        {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "x"},
+    )
     assert [s for s in good.seen if s[0] == "opened"] == [("opened", "intake", None, None)]
     svc.close()
 
@@ -241,11 +295,17 @@ def test_hook_case_closed(db: Database, listeners: tuple[Listener, Listener]) ->
     good, _ = listeners
     svc = service(db)
     wang = svc.actor("demo", "wang")
-    case = svc.open_case("demo", "repair-desk", wang,
-                         {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "x"}).case
+    case = svc.open_case(
+        "demo",
+        "repair-desk",
+        wang,
+        {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "x"},
+    ).case
     svc.act("demo", case.id, "cancel", wang, {"cancel_reason": "duplicate"}, 1)
-    assert good.seen[-2:] == [("step_entered", "cancelled", "intake", "cancel"),
-                              ("closed", "cancelled", "intake", "cancel")]
+    assert good.seen[-2:] == [
+        ("step_entered", "cancelled", "intake", "cancel"),
+        ("closed", "cancelled", "intake", "cancel"),
+    ]
     svc.close()
 
 
@@ -255,6 +315,7 @@ def test_registry_reports_a_hook_that_raises() -> None:
         def kefu_reports(self) -> list[Any]:
             raise RuntimeError("no database yet")
 
-    with pytest.raises(PluginError, match="plugin 'test-plugin-0': kefu_reports failed: RuntimeError: no database"):
+    with pytest.raises(
+        PluginError, match="plugin 'test-plugin-0': kefu_reports failed: RuntimeError: no database"
+    ):
         registry_with(Broken())
-

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from core.cases.service import CaseService
 from core.errors import Refused
-from core.service import CaseService
 from core.storage.db import Database
 from tests.helpers import FIXTURES, service
 
@@ -60,16 +60,23 @@ def test_concurrent_openings_get_gap_free_unique_numbers(svc: CaseService) -> No
 
 
 def test_unknown_number_scheme_is_named_at_load(tmp_path: Any) -> None:
-    from core.catalog import load_catalog
+    from core.spec.catalog import load_catalog
 
     config = tmp_path / "config"
     config.mkdir()
     text = (HERE / "config" / "acme.yaml").read_text(encoding="utf-8")
-    (config / "acme.yaml").write_text(text.replace('numbering: "FS-{yyyy}-{seq:05}"',
-                                                   'numbering: "FS-{yyyy}-{seq:05}"\n    number_scheme: paterns'),
-                                      encoding="utf-8")
+    (config / "acme.yaml").write_text(
+        text.replace(
+            'numbering: "FS-{yyyy}-{seq:05}"',
+            'numbering: "FS-{yyyy}-{seq:05}"\n    number_scheme: paterns',
+        ),
+        encoding="utf-8",
+    )
     cat = load_catalog(HERE / "rules", config)
     errors = [d.format() for d in cat.diagnostics.errors]
     assert len(errors) == 1
-    assert "K603 procedures.field-service.number_scheme: unknown case-number scheme 'paterns'" in errors[0]
+    assert (
+        "K603 procedures.field-service.number_scheme: unknown case-number scheme 'paterns'"
+        in errors[0]
+    )
     assert "did you mean 'pattern'?" in errors[0]

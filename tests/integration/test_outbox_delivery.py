@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from core import outbox
 from core.clock import TestClock
-from core.outbox import DeliveryError, OutboxMessage
+from core.runtime import outbox
+from core.runtime.outbox import DeliveryError, OutboxMessage
 from core.storage import schema as t
 from plugins.notifications import FileChannel
 from tests.helpers import case_at_repair, service
@@ -72,7 +72,11 @@ def test_failures_back_off_then_give_up_after_eight_attempts(db):
             assert outbox.deliver_pending(svc, {"log": rec}).handled == 0  # not before its time
             clock.set(row.next_attempt_at)
         else:
-            assert report.failed == 1 and row.status == "failed" and "gave up: 8 attempts" in row.last_error
+            assert (
+                report.failed == 1
+                and row.status == "failed"
+                and "gave up: 8 attempts" in row.last_error
+            )
     assert [w.total_seconds() for w in waits] == [30, 60, 120, 240, 480, 960, 1920]
     assert outbox.backoff(20) == dt.timedelta(hours=1)
     clock.advance(dt.timedelta(days=1))
@@ -114,10 +118,13 @@ def test_company_maps_default_channel_to_the_file_channel(db, tmp_path):
     clock = TestClock(T0)
     svc = service(db, clock=clock)
     svc.companies["demo"].definition.channels.update(
-        {"default": {"use": "file"}, "file": {"directory": str(tmp_path)}})
+        {"default": {"use": "file"}, "file": {"directory": str(tmp_path)}}
+    )
     case_at_repair(svc)
     report = outbox.deliver_pending(svc, {"file": FileChannel(), "log": Recorder()})
-    lines = [json.loads(x) for x in (tmp_path / "demo.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(x) for x in (tmp_path / "demo.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert report.sent == len(lines) == len(_rows(svc))
     assert lines[0]["company"] == "demo" and lines[0]["template"].startswith("repair.")
     assert [x["id"] for x in lines] == [r.idempotency_key for r in _rows(svc)]
@@ -125,7 +132,9 @@ def test_company_maps_default_channel_to_the_file_channel(db, tmp_path):
 
 def test_bad_channel_settings_fail_the_message_with_the_setting_named(db):
     svc = service(db, clock=TestClock(T0))
-    svc.companies["demo"].definition.channels.update({"default": {"use": "file", "directory": 5, "colour": 1}})
+    svc.companies["demo"].definition.channels.update(
+        {"default": {"use": "file", "directory": 5, "colour": 1}}
+    )
     case_at_repair(svc)
     outbox.deliver_pending(svc, {"file": FileChannel()})
     errors = {r.last_error for r in _rows(svc)}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.catalog import load_catalog
+from core.spec.catalog import load_catalog
 from core.storage.db import Database
 from tests.helpers import case_at_repair, service
 from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
@@ -26,13 +26,22 @@ def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
     serial = next(f for f in procedure["open_form"] if f["name"] == "serial")
     assert serial["type"] == "serial" and serial["input_schema"]["pattern"] == r"^SN-?\d{8}$"
     # the plugin's field type validates the form: a mistyped serial is a form error naming it
-    r = amy.post("/api/v1/cases", json={"procedure": "warranty-desk",
-                                        "fields": {"serial": "SN12345675", "purchased_on": "2025-06-01"}})
+    r = amy.post(
+        "/api/v1/cases",
+        json={
+            "procedure": "warranty-desk",
+            "fields": {"serial": "SN12345675", "purchased_on": "2025-06-01"},
+        },
+    )
     assert r.status_code == 422 and "check digit is wrong" in r.json()["errors"]["serial"]
     # bought 17 months ago: within the company's 24 months (the plugin's settings), a VIP
-    r = amy.post("/api/v1/cases", json={"procedure": "warranty-desk",
-                                        "fields": {"serial": "sn-1234 5674", "purchased_on": "2025-06-01",
-                                                   "vip": True}})
+    r = amy.post(
+        "/api/v1/cases",
+        json={
+            "procedure": "warranty-desk",
+            "fields": {"serial": "sn-1234 5674", "purchased_on": "2025-06-01", "vip": True},
+        },
+    )
     assert r.status_code == 201, r.text
     case = r.json()["case"]
     assert case["number"] == "WD-2026-001"
@@ -45,7 +54,9 @@ def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
     assigned = next(e for e in journal if e["kind"] == "assigned")
     assert assigned["data"]["dispatch"]["strategy"] == "vip"
     # vic closes it; the plugin heard the closing after commit and serves it on its own route
-    r = vic.post(f"/api/v1/cases/{case['id']}/actions/done", json={"fields": {}, "expected_version": 1})
+    r = vic.post(
+        f"/api/v1/cases/{case['id']}/actions/done", json={"fields": {}, "expected_version": 1}
+    )
     assert r.status_code == 200, r.text
     assert "WD-2026-001" in vic.get("/api/v1/example/closed").json()["closed"]
     # the plugin's route is in the OpenAPI document next to the built-in ones
@@ -53,7 +64,7 @@ def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
 
 
 def test_the_shipped_pack_scenarios_pass_on_both_engines() -> None:
-    from core.scenarios import run_paths
+    from core.testing.scenarios import run_paths
 
     lines: list[str] = []
     assert run_paths([EXAMPLE_RULES / "warranty-desk"], echo=lines.append) == 0, lines
@@ -65,33 +76,55 @@ def test_kefu_plugins_lists_the_external_package() -> None:
     assert out.returncode == 0, out.stderr
     line = next(line for line in out.stdout.splitlines() if line.startswith("example"))
     assert "kefu-example 0.3.0" in line and "kefu_example.plugin" in line
-    assert "kefu_dispatch_strategies" in line and "kefu_field_types" in line and "kefu_effect_types" in line
+    assert (
+        "kefu_dispatch_strategies" in line
+        and "kefu_field_types" in line
+        and "kefu_effect_types" in line
+    )
 
 
 # -- broken plugins are named at start-up ---------------------------------------------------------
 
 
 BROKEN = {
-    "import": ("import_error_mod", """
+    "import": (
+        "import_error_mod",
+        """
         import kefu_no_such_dependency  # noqa
-        """, ["plugin 'acme-sms' (package acme-sms-gateway 1.0)", "cannot load import_error_mod",
-              "ModuleNotFoundError", "kefu_no_such_dependency"]),
-    "misspelt hook": ("misspelt_mod", """
+        """,
+        [
+            "plugin 'acme-sms' (package acme-sms-gateway 1.0)",
+            "cannot load import_error_mod",
+            "ModuleNotFoundError",
+            "kefu_no_such_dependency",
+        ],
+    ),
+    "misspelt hook": (
+        "misspelt_mod",
+        """
         from core import hookimpl
 
         @hookimpl
         def kefu_case_opend(event):
             pass
-        """, ["plugin 'acme-sms' (package acme-sms-gateway 1.0)", "unknown hook 'kefu_case_opend'"]),
-    "duplicate name": ("duplicate_mod", """
+        """,
+        ["plugin 'acme-sms' (package acme-sms-gateway 1.0)", "unknown hook 'kefu_case_opend'"],
+    ),
+    "duplicate name": (
+        "duplicate_mod",
+        """
         from core import hookimpl
         from plugins.dispatch import DISPATCH
 
         @hookimpl
         def kefu_effect_types():
             return [DISPATCH]
-        """, ["effect type 'dispatch' is registered by both plugin 'acme-sms' (package acme-sms-gateway) "
-              "and plugin 'dispatch' (package kefu)"]),
+        """,
+        [
+            "effect type 'dispatch' is registered by both plugin 'acme-sms' (package acme-sms-gateway) "
+            "and plugin 'dispatch' (package kefu)"
+        ],
+    ),
 }
 
 
@@ -101,7 +134,9 @@ def test_a_broken_plugin_stops_start_up_naming_it(kind: str, tmp_path: Path) -> 
     fake_distribution(tmp_path, "acme-sms-gateway", "acme-sms", module, source)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     for args in (["plugins"], ["serve", "--port", "1"], ["worker", "--once"], ["validate"]):
-        out = subprocess.run([KEFU, *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+        out = subprocess.run(
+            [KEFU, *args], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+        )
         assert out.returncode == 3, (args, out.stdout, out.stderr)
         assert "Traceback" not in out.stderr
         for part in expected:
@@ -112,19 +147,30 @@ def test_a_broken_plugin_stops_start_up_naming_it(kind: str, tmp_path: Path) -> 
 
 
 def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
-    config = write_config(tmp_path, textwrap.dedent("""\
+    config = write_config(
+        tmp_path,
+        textwrap.dedent("""\
         plugins:
           example: {settings: {warranty_month: 24}}
           exampel: {enabled: false}
           dispatch: {enabled: false}
-        """))
+        """),
+    )
     cat = load_catalog(EXAMPLE_RULES, config)
     errors = [d.format() for d in cat.diagnostics.errors]
     text = "\n".join(errors)
-    assert "K601 plugins.example.settings.warranty_month: plugin 'example' settings: Extra inputs" in text
-    assert "K600 plugins.exampel: unknown plugin 'exampel'" in text and "did you mean 'example'?" in text
-    assert ("K602 plugins.dispatch: procedure 'warranty-desk' uses effect type 'dispatch' of plugin "
-            "'dispatch', which this company disables") in text
+    assert (
+        "K601 plugins.example.settings.warranty_month: plugin 'example' settings: Extra inputs"
+        in text
+    )
+    assert (
+        "K600 plugins.exampel: unknown plugin 'exampel'" in text
+        and "did you mean 'example'?" in text
+    )
+    assert (
+        "K602 plugins.dispatch: procedure 'warranty-desk' uses effect type 'dispatch' of plugin "
+        "'dispatch', which this company disables"
+    ) in text
     assert all(":" in e.split(" ")[0] for e in errors)  # file:line:col first
 
 
@@ -132,15 +178,19 @@ def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
 
 
 def test_lifecycle_events_come_after_commit_and_survive_a_failing_plugin(
-        db: Database, listeners: tuple[Listener, Listener], caplog: pytest.LogCaptureFixture) -> None:
+    db: Database, listeners: tuple[Listener, Listener], caplog: pytest.LogCaptureFixture
+) -> None:
     good, broken = listeners
     svc = service(db)
     with caplog.at_level(logging.ERROR, logger="kefu.events"):
         cid = case_at_repair(svc)
     assert good.seen == [
-        ("opened", "intake", None, None), ("step_entered", "intake", None, None),
-        ("action_done", "dispatch", "intake", "verify"), ("step_entered", "dispatch", "intake", "verify"),
-        ("action_done", "repair", "dispatch", "dispatch"), ("step_entered", "repair", "dispatch", "dispatch"),
+        ("opened", "intake", None, None),
+        ("step_entered", "intake", None, None),
+        ("action_done", "dispatch", "intake", "verify"),
+        ("step_entered", "dispatch", "intake", "verify"),
+        ("action_done", "repair", "dispatch", "dispatch"),
+        ("step_entered", "repair", "dispatch", "dispatch"),
     ]
     assert broken.seen == good.seen  # called for every event although it raised each time
     assert "plugin 'test-broken-listener' failed in kefu_case_opened" in caplog.text
@@ -156,12 +206,14 @@ def test_lifecycle_events_come_after_commit_and_survive_a_failing_plugin(
     svc.close()
 
 
-def test_a_company_that_disables_a_plugin_does_not_feed_it_events(db: Database, tmp_path: Path,
-                                                                  listeners: tuple[Listener, Listener]) -> None:
+def test_a_company_that_disables_a_plugin_does_not_feed_it_events(
+    db: Database, tmp_path: Path, listeners: tuple[Listener, Listener]
+) -> None:
     good, _ = listeners
     svc = service(db)
     svc.company("demo").definition.plugins["test-listener"] = type(
-        "PS", (), {"enabled": False, "settings": {}})()  # as `plugins: {test-listener: {enabled: false}}`
+        "PS", (), {"enabled": False, "settings": {}}
+    )()  # as `plugins: {test-listener: {enabled: false}}`
     case_at_repair(svc)
     assert good.seen == []
     svc.close()

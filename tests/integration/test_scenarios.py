@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from core.catalog import ROOT
-from core.scenarios import (
+from core.spec.catalog import ROOT
+from core.testing.scenarios import (
     ScenarioFailed,
     ScenarioInvalid,
     load_scenario,
@@ -25,15 +25,19 @@ from core.scenarios import (
 )
 
 OPEN = "{channel: phone, customer_name: 张三, phone: '13912345678', symptom: 空调不制冷}"
-VERIFY = ("{contact_verified: true, in_scope: true, onsite_needed: true, category: electrical, "
-          "urgency: medium}")
+VERIFY = (
+    "{contact_verified: true, in_scope: true, onsite_needed: true, category: electrical, "
+    "urgency: medium}"
+)
 
 
 @pytest.fixture
 def pack(tmp_path: Path) -> Path:
     """A copy of the repair-desk pack without its scenarios."""
     dest = tmp_path / "rules" / "repair-desk"
-    shutil.copytree(ROOT / "rules" / "repair-desk", dest, ignore=shutil.ignore_patterns("scenarios"))
+    shutil.copytree(
+        ROOT / "rules" / "repair-desk", dest, ignore=shutil.ignore_patterns("scenarios")
+    )
     (dest / "scenarios").mkdir()
     return dest
 
@@ -45,11 +49,17 @@ def write(pack: Path, body: str, name: str = "s.yaml") -> Path:
 
 
 def line_of(path: Path, needle: str) -> int:
-    return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+    return next(
+        i
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if needle in line
+    )
 
 
 def test_every_format_problem_is_reported_at_once_with_line_and_column(pack: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: broken
         engine: durable
         people:
@@ -62,16 +72,22 @@ def test_every_format_problem_is_reported_at_once_with_line_and_column(pack: Pat
           - act: {{as: wang, action: verify}}
             expect: {{error: conflict}}
           - at: someday
-    """)
+    """,
+    )
     with pytest.raises(ScenarioInvalid) as info:
         load_scenario(path)
     got = {(d.line, d.code, d.message) for d in info.value.diagnostics}
     text_ = str(info.value)
     assert (2, "S102", "engine: unknown key 'engine'") in got
-    assert any(line == 7 and code == "S103" and "after: '3 wrokdays' is not a duration" in msg
-               for line, code, msg in got)
+    assert any(
+        line == 7 and code == "S103" and "after: '3 wrokdays' is not a duration" in msg
+        for line, code, msg in got
+    )
     assert any(line == 8 and "version must be a whole number" in msg for line, _, msg in got)
-    assert any(line == 9 and code == "S103" and "attach it to that open:/act:" in msg for line, code, msg in got)
+    assert any(
+        line == 9 and code == "S103" and "attach it to that open:/act:" in msg
+        for line, code, msg in got
+    )
     assert any(line == 9 and code == "S102" and "'stepp'" in msg for line, code, msg in got)
     assert any(line == 11 and "unknown error code 'conflict'" in msg for line, _, msg in got)
     assert any(line == 12 and "is not a date and time" in msg for line, _, msg in got)
@@ -83,7 +99,9 @@ def test_every_format_problem_is_reported_at_once_with_line_and_column(pack: Pat
 
 
 def test_an_unmet_expectation_names_its_line_and_what_was_found(pack: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: wrong expectations
         people: {{wang: [agent]}}
         steps:
@@ -93,25 +111,37 @@ def test_an_unmet_expectation_names_its_line_and_what_was_found(pack: Path) -> N
               step: repair
               fields: {{urgency: high}}
               outbox: [{{to: customer, template: repair.urgent}}]
-    """)
+    """,
+    )
     with pytest.raises(ScenarioFailed) as info:
         run_scenario(path, evaluator_kind="reference")
     text_ = str(info.value)
-    step_line, fields_line, outbox_line = (line_of(path, k) for k in ("step: repair", "fields: {urgency", "outbox:"))
+    step_line, fields_line, outbox_line = (
+        line_of(path, k) for k in ("step: repair", "fields: {urgency", "outbox:")
+    )
     assert info.value.where.endswith(f"s.yaml:{step_line}")
     assert "expect.step: expected step 'repair', found 'dispatch'" in text_
-    assert f"s.yaml:{fields_line}: expect.fields: field 'urgency': expected 'high', found 'medium'" in text_
-    assert f"s.yaml:{outbox_line}: expect.outbox: expected message 1" in text_ and "found none" in text_
+    assert (
+        f"s.yaml:{fields_line}: expect.fields: field 'urgency': expected 'high', found 'medium'"
+        in text_
+    )
+    assert (
+        f"s.yaml:{outbox_line}: expect.outbox: expected message 1" in text_
+        and "found none" in text_
+    )
 
 
 def test_an_action_that_fails_unexpectedly_says_why_and_how_to_expect_it(pack: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: unexpected
         people: {{wang: [agent], li: [engineer]}}
         steps:
           - open: {{as: wang, fields: {OPEN}}}
           - act: {{as: li, action: verify, fields: {VERIFY}}}
-    """)
+    """,
+    )
     with pytest.raises(ScenarioFailed) as info:
         run_scenario(path, evaluator_kind="reference")
     assert info.value.where.endswith(f"s.yaml:{line_of(path, 'as: li')}")
@@ -120,29 +150,38 @@ def test_an_action_that_fails_unexpectedly_says_why_and_how_to_expect_it(pack: P
 
 
 def test_an_expected_failure_that_does_not_happen_fails(pack: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: no error
         people: {{wang: [agent]}}
         steps:
           - open: {{as: wang, fields: {OPEN}}}
           - act: {{as: wang, action: verify, fields: {VERIFY}}}
             expect: {{refused: {{rule: hours-must-be-recorded}}}}
-    """)
+    """,
+    )
     with pytest.raises(ScenarioFailed) as info:
         run_scenario(path, evaluator_kind="reference")
     assert info.value.where.endswith(f"s.yaml:{line_of(path, 'refused:')}")
-    assert "expected it to fail (refused by rule hours-must-be-recorded), but it succeeded" in info.value.message
+    assert (
+        "expected it to fail (refused by rule hours-must-be-recorded), but it succeeded"
+        in info.value.message
+    )
     assert "step 'dispatch'" in info.value.message
 
 
 def test_a_wrong_error_and_missing_invalid_fields_are_named(pack: Path) -> None:
-    path = write(pack, """
+    path = write(
+        pack,
+        """
         scenario: wrong error
         people: {wang: [agent]}
         steps:
           - open: {as: wang, fields: {channel: phone, customer_name: 张三}}
             expect: {error: {invalid-input: [phone]}}
-    """)
+    """,
+    )
     with pytest.raises(ScenarioFailed) as info:
         run_scenario(path, evaluator_kind="reference")
     assert "fields symptom (required) are in error too" in info.value.message
@@ -150,7 +189,8 @@ def test_a_wrong_error_and_missing_invalid_fields_are_named(pack: Path) -> None:
 
 def write_linked_packs(rules: Path) -> None:
     (rules / "parent").mkdir()
-    (rules / "parent" / "procedure.yaml").write_text(textwrap.dedent("""
+    (rules / "parent" / "procedure.yaml").write_text(
+        textwrap.dedent("""
         kefu: 1
         procedure: parent
         title: Parent
@@ -172,9 +212,12 @@ def write_linked_packs(rules: Path) -> None:
             when: action == "finish" and escalate
             then:
               - open_case: {procedure: child, link: follow-up, copy: {title: summary}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     (rules / "child").mkdir()
-    (rules / "child" / "procedure.yaml").write_text(textwrap.dedent("""
+    (rules / "child" / "procedure.yaml").write_text(
+        textwrap.dedent("""
         kefu: 1
         procedure: child
         title: Child
@@ -185,7 +228,9 @@ def write_linked_packs(rules: Path) -> None:
         steps:
           review: {label: Review, role: agent, actions: {close: {label: Close, to: closed}}}
           closed: {label: Closed, final: true}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     (rules / "parent" / "scenarios").mkdir()
 
 
@@ -193,7 +238,9 @@ def test_linked_cases_can_be_named_and_acted_on(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     write_linked_packs(rules)
-    path = write(rules / "parent", """
+    path = write(
+        rules / "parent",
+        """
         scenario: a linked follow-up case
         people: {ann: [agent]}
         steps:
@@ -207,20 +254,24 @@ def test_linked_cases_can_be_named_and_acted_on(tmp_path: Path) -> None:
           - act: {as: ann, case: followup, action: close}
             expect: {case: followup, status: closed}
           - expect: {case: first, linked: [{procedure: child, status: closed}]}
-    """)
+    """,
+    )
     result = run_scenario(path, evaluator_kind="reference")
     assert [s.fired for s in result.trace if s.kind == "act"] == [["open-child"], []]
     assert len(result.final) == 2
 
 
 def test_a_named_case_must_be_named_before_it_is_used(pack: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: alias first
         people: {{wang: [agent]}}
         steps:
           - act: {{as: wang, case: later, action: verify, fields: {VERIFY}}}
           - open: {{as: wang, name: later, fields: {OPEN}}}
-    """)
+    """,
+    )
     with pytest.raises(ScenarioInvalid, match="unknown case 'later'"):
         run_scenario(path, evaluator_kind="reference")
 
@@ -229,9 +280,14 @@ def test_a_company_config_and_its_people_can_be_used_and_extended(pack: Path) ->
     shutil.copytree(ROOT / "config", pack.parent.parent / "config")
     for other in ROOT.joinpath("rules").glob("*/procedure.yaml"):  # the packs the config enables
         if other.parent.name != "repair-desk":
-            shutil.copytree(other.parent, pack.parent.parent / "rules" / other.parent.name,
-                            ignore=shutil.ignore_patterns("scenarios"))
-    path = write(pack, f"""
+            shutil.copytree(
+                other.parent,
+                pack.parent.parent / "rules" / other.parent.name,
+                ignore=shutil.ignore_patterns("scenarios"),
+            )
+    path = write(
+        pack,
+        f"""
         scenario: demo company
         company: config/demo.yaml
         people:
@@ -241,19 +297,23 @@ def test_a_company_config_and_its_people_can_be_used_and_extended(pack: Path) ->
           - act: {{as: wang, action: verify, fields: {VERIFY}}}
           - act: {{as: wang, action: dispatch, fields: {{engineer: sun, engineer_contact: '13800000009', visit_at: 2026-11-03 10:00}}}}
             expect: {{assignees: [person:sun], actions: [{{as: sun, only: [complete, reschedule]}}, {{as: zhao, only: []}}]}}
-    """)
+    """,
+    )
     run_scenario(path, evaluator_kind="reference")
 
 
 def test_time_only_moves_forward_once_something_happened(pack: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: back in time
         people: {{wang: [agent]}}
         steps:
           - at: 2026-01-01 09:00
           - open: {{as: wang, fields: {OPEN}}}
           - at: 2025-12-31 09:00
-    """)
+    """,
+    )
     with pytest.raises(ScenarioFailed, match="time only moves forward") as info:
         run_scenario(path, evaluator_kind="reference")
     assert info.value.where.endswith(f"s.yaml:{line_of(path, 'at: 2025')}")
@@ -262,40 +322,55 @@ def test_time_only_moves_forward_once_something_happened(pack: Path) -> None:
 def test_kefu_test_exits_0_on_success_and_1_with_file_and_line_on_failure(pack: Path) -> None:
     from core.cli import cli
 
-    good = write(pack, f"""
+    good = write(
+        pack,
+        f"""
         scenario: fine
         people: {{wang: [agent]}}
         steps:
           - open: {{as: wang, fields: {OPEN}}}
             expect: {{step: intake}}
-    """, "good.yaml")
+    """,
+        "good.yaml",
+    )
     runner = CliRunner()
     ok = runner.invoke(cli, ["test", str(pack), "--engine", "reference"])
     assert ok.exit_code == 0, ok.output
     assert f"PASS {good}: fine [reference]" in ok.output.replace(str(Path.cwd()) + "/", "")
     assert "1 passed, 0 failed" in ok.output
-    bad = write(pack, f"""
+    bad = write(
+        pack,
+        f"""
         scenario: not fine
         people: {{wang: [agent]}}
         steps:
           - open: {{as: wang, fields: {OPEN}}}
             expect: {{step: dispatch}}
-    """, "bad.yaml")
+    """,
+        "bad.yaml",
+    )
     lines: list[str] = []
     assert run_paths([pack], evaluator_kind="reference", echo=lines.append) == 1
     out = "\n".join(lines)
-    assert "FAIL" in out and f"bad.yaml:{line_of(bad, 'step: dispatch')}: expect.step: expected step " \
-        "'dispatch', found 'intake'" in out
+    assert (
+        "FAIL" in out
+        and f"bad.yaml:{line_of(bad, 'step: dispatch')}: expect.step: expected step "
+        "'dispatch', found 'intake'"
+        in out
+    )
     assert "1 passed, 1 failed" in out
 
 
 def test_a_sqlite_url_must_name_a_new_file_which_is_kept(pack: Path, tmp_path: Path) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: kept
         people: {{wang: [agent]}}
         steps:
           - open: {{as: wang, fields: {OPEN}}}
-    """)
+    """,
+    )
     file = tmp_path / "look.db"
     run_scenario(path, evaluator_kind="reference", db_url=f"sqlite:///{file}")
     assert file.exists()
@@ -305,19 +380,25 @@ def test_a_sqlite_url_must_name_a_new_file_which_is_kept(pack: Path, tmp_path: P
 
 @pytest.mark.pg
 def test_a_postgresql_url_gets_a_throwaway_database(pack: Path, pg_url: str) -> None:
-    path = write(pack, f"""
+    path = write(
+        pack,
+        f"""
         scenario: on postgres
         people: {{wang: [agent]}}
         steps:
           - open: {{as: wang, fields: {OPEN}}}
             expect: {{step: intake}}
-    """)
+    """,
+    )
     engine = create_engine(pg_url)
 
     def scenario_dbs() -> set[str]:
         with engine.connect() as conn:
-            return set(conn.execute(text(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'kefu_scenario_%'")).scalars())
+            return set(
+                conn.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'kefu_scenario_%'")
+                ).scalars()
+            )
 
     try:
         before = scenario_dbs()
@@ -337,11 +418,15 @@ def test_the_example_in_the_docs_runs(pack: Path) -> None:
     path = write(pack, example, "example.yaml")
     result = run_scenario(path, evaluator_kind="reference")
     assert [s.outcome for s in result.trace if s.kind == "act"] == [
-        "not-allowed", "ok", "ok", "refused-by-rule"]
+        "not-allowed",
+        "ok",
+        "ok",
+        "refused-by-rule",
+    ]
 
 
 def test_every_scenario_code_is_documented_and_every_documented_code_is_used() -> None:
-    source = (ROOT / "core" / "scenarios.py").read_text(encoding="utf-8")
+    source = (ROOT / "core" / "testing" / "scenarios.py").read_text(encoding="utf-8")
     emitted = set(re.findall(r"""["'](S\d{3})["']""", source))
     documented = set(re.findall(r"^\| (S\d{3}) \|", DOC.read_text(encoding="utf-8"), flags=re.M))
     assert emitted == documented

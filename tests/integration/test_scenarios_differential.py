@@ -19,18 +19,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.catalog import ROOT
-from core.definitions import EVENTS, FieldDef
-from core.loader import effect_registry, load_pack
-from core.procedures import CompiledProcedure, compile_procedure
 from core.rules.evaluator import Evaluator, make_evaluator
-from core.scenarios import load_scenario, run_scenario, scenario_files
+from core.spec.catalog import ROOT
+from core.spec.definitions import EVENTS, FieldDef
+from core.spec.loading import effect_registry, load_pack
+from core.spec.procedures import CompiledProcedure, compile_procedure
+from core.testing.scenarios import load_scenario, run_scenario, scenario_files
 from tests import requires
 
 
 @pytest.fixture(autouse=True)
 def _needs_durable() -> None:
     requires.durable()
+
 
 SCENARIOS = scenario_files([ROOT / "rules"])
 
@@ -48,7 +49,9 @@ def test_there_are_scenarios_to_compare() -> None:
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
-def test_both_engines_fire_the_same_rules_at_every_step(path: Path, evaluators: dict[str, Evaluator]) -> None:
+def test_both_engines_fire_the_same_rules_at_every_step(
+    path: Path, evaluators: dict[str, Evaluator]
+) -> None:
     scenario = load_scenario(path)
     durable = run_scenario(scenario, evaluator=evaluators["durable"])
     reference = run_scenario(scenario, evaluator=evaluators["reference"])
@@ -79,8 +82,13 @@ def test_the_repair_desk_scenarios_exercise_every_rule(evaluators: dict[str, Eva
 def repair_desk(low_satisfaction: int) -> CompiledProcedure:
     lp, diags = load_pack(ROOT / "rules" / "repair-desk")
     assert lp is not None, [d.format() for d in diags]
-    return compile_procedure(lp.pack, {"low_satisfaction": low_satisfaction}, company="differential",
-                             effects=effect_registry(), raw=lp.raw)
+    return compile_procedure(
+        lp.pack,
+        {"low_satisfaction": low_satisfaction},
+        company="differential",
+        effects=effect_registry(),
+        raw=lp.raw,
+    )
 
 
 WORDS = st.sampled_from(["", "li", "chen", "张三", "13800000001", "a@b.cn", "0", "x" * 40])
@@ -96,10 +104,15 @@ def field_values(fdef: FieldDef) -> st.SearchStrategy[Any]:
     if kind == "integer":
         return st.integers(-3, 8)
     if kind in ("number", "money"):
-        return st.one_of(st.integers(-2, 6), st.floats(-2, 6, allow_nan=False), st.just(0.0), st.just(-0.0))
+        return st.one_of(
+            st.integers(-2, 6), st.floats(-2, 6, allow_nan=False), st.just(0.0), st.just(-0.0)
+        )
     if kind == "datetime":
-        return st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2030, 1, 1),  # noqa: DTZ001  # bounds; values get tz below
-                            timezones=st.just(dt.UTC)).map(lambda d: d.isoformat())
+        return st.datetimes(
+            min_value=dt.datetime(2020, 1, 1),  # noqa: DTZ001  # bounds; values get tz below
+            max_value=dt.datetime(2030, 1, 1),  # noqa: DTZ001  # bounds; values get tz below
+            timezones=st.just(dt.UTC),
+        ).map(lambda d: d.isoformat())
     if kind == "date":
         return st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1)).map(lambda d: d.isoformat())
     return WORDS
@@ -109,19 +122,26 @@ def field_values(fdef: FieldDef) -> st.SearchStrategy[Any]:
 def situations(draw: st.DrawFn) -> tuple[CompiledProcedure, dict[str, Any]]:
     proc = repair_desk(draw(st.integers(1, 5)))
     pack = proc.pack
-    fields = {name: draw(field_values(fdef)) for name, fdef in pack.fields.items() if draw(st.booleans())}
+    fields = {
+        name: draw(field_values(fdef)) for name, fdef in pack.fields.items() if draw(st.booleans())
+    }
     steps = sorted(pack.steps)
     actions = sorted({a for s in pack.steps.values() for a in s.actions})
-    facts = proc.facts(fields, event=draw(st.sampled_from(EVENTS)), step=draw(st.sampled_from(steps)),
-                       action=draw(st.none() | st.sampled_from(actions)),
-                       from_step=draw(st.none() | st.sampled_from(steps)))
+    facts = proc.facts(
+        fields,
+        event=draw(st.sampled_from(EVENTS)),
+        step=draw(st.sampled_from(steps)),
+        action=draw(st.none() | st.sampled_from(actions)),
+        from_step=draw(st.none() | st.sampled_from(steps)),
+    )
     return proc, facts
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(situation=situations())
-def test_generated_facts_fire_the_same_rules_and_guards(evaluators: dict[str, Evaluator],
-                                                        situation: tuple[CompiledProcedure, dict[str, Any]]) -> None:
+def test_generated_facts_fire_the_same_rules_and_guards(
+    evaluators: dict[str, Evaluator], situation: tuple[CompiledProcedure, dict[str, Any]]
+) -> None:
     proc, facts = situation
     for ruleset in (proc.ruleset, proc.guard_ruleset):
         want = evaluators["reference"].evaluate(ruleset, facts)
@@ -133,7 +153,10 @@ def test_generated_facts_do_fire_rules(evaluators: dict[str, Evaluator]) -> None
     proc = repair_desk(2)
     base = {"in_scope": True, "onsite_needed": False, "urgency": "high"}
     facts = proc.facts(base, event="action", step="dispatch", action="verify", from_step="intake")
-    assert evaluators["durable"].evaluate(proc.ruleset, facts) == {"remote-support", "urgent-tell-supervisor"}
+    assert evaluators["durable"].evaluate(proc.ruleset, facts) == {
+        "remote-support",
+        "urgent-tell-supervisor",
+    }
     low = proc.facts({"satisfaction": 2}, event="action", step="care", action="record_survey")
     assert evaluators["durable"].evaluate(proc.ruleset, low) == {"low-satisfaction"}
 
@@ -147,9 +170,14 @@ def test_small_floats_reach_durable_rules_intact(kind: str) -> None:
     ev = make_evaluator(kind)
     try:
         values = [0, 1e-05, 1.5e-05, 2e-07, -3e-06, 0.5]
-        ruleset = RuleSet.of(f"test:small-floats:{kind}", [
-            CompiledRule(f"{op}{i}", {"cmp": op, "field": "h", "value": v})
-            for i, v in enumerate(values) for op in ("lt", "le", "eq", "ge", "gt", "ne")])
+        ruleset = RuleSet.of(
+            f"test:small-floats:{kind}",
+            [
+                CompiledRule(f"{op}{i}", {"cmp": op, "field": "h", "value": v})
+                for i, v in enumerate(values)
+                for op in ("lt", "le", "eq", "ge", "gt", "ne")
+            ],
+        )
         reference = make_evaluator("reference")
         for h in [1e-05, 2e-07, 1.5e-05, -3e-06, 0.0, 5e-324, 1e-300, 7e-05, 0.1]:
             assert ev.evaluate(ruleset, {"h": h}) == reference.evaluate(ruleset, {"h": h}), h

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.catalog import ROOT
 from core.clock import TestClock
+from core.runtime.worker import run_until
+from core.spec.catalog import ROOT
 from core.storage import schema as t
 from core.storage.db import Database
-from core.worker import run_until
 from tests.helpers import service
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -35,24 +35,37 @@ def config(tmp_path: Path, override: str) -> Path:
 
 def statistics_cases(db: Database) -> list[tuple[str, dt.datetime]]:
     with db.read() as conn:
-        rows = conn.execute(select(t.case.c.number, t.case.c.created_at)
-                            .where(t.case.c.procedure == "complaint-statistics").order_by(t.case.c.id)).all()
+        rows = conn.execute(
+            select(t.case.c.number, t.case.c.created_at)
+            .where(t.case.c.procedure == "complaint-statistics")
+            .order_by(t.case.c.id)
+        ).all()
     return [(r.number, r.created_at.astimezone(SHANGHAI)) for r in rows]
 
 
 def test_a_company_moves_the_monthly_statistics(db: Database, tmp_path: Path) -> None:
     clock = TestClock(T0)
-    svc = service(db, config=config(tmp_path, "    schedules:\n      monthly: {on: 3, at: \"14:30\"}\n"), clock=clock)
+    svc = service(
+        db,
+        config=config(tmp_path, '    schedules:\n      monthly: {on: 3, at: "14:30"}\n'),
+        clock=clock,
+    )
     run_until(svc, dt.datetime(2027, 1, 4, tzinfo=SHANGHAI))
     opened = statistics_cases(db)
-    assert [at for _, at in opened] == [dt.datetime(2026, 12, 3, 14, 30, tzinfo=SHANGHAI),
-                                        dt.datetime(2027, 1, 3, 14, 30, tzinfo=SHANGHAI)]
+    assert [at for _, at in opened] == [
+        dt.datetime(2026, 12, 3, 14, 30, tzinfo=SHANGHAI),
+        dt.datetime(2027, 1, 3, 14, 30, tzinfo=SHANGHAI),
+    ]
     svc.close()
 
 
 def test_a_company_switches_the_schedule_off(db: Database, tmp_path: Path) -> None:
     clock = TestClock(T0)
-    svc = service(db, config=config(tmp_path, "    schedules:\n      monthly: {enabled: false}\n"), clock=clock)
+    svc = service(
+        db,
+        config=config(tmp_path, "    schedules:\n      monthly: {enabled: false}\n"),
+        clock=clock,
+    )
     run_until(svc, dt.datetime(2027, 3, 2, tzinfo=SHANGHAI))
     assert statistics_cases(db) == []
     svc.close()
@@ -61,6 +74,8 @@ def test_a_company_switches_the_schedule_off(db: Database, tmp_path: Path) -> No
 def test_without_an_override_it_runs_on_the_first_at_nine(db: Database, tmp_path: Path) -> None:
     svc = service(db, clock=TestClock(T0))
     run_until(svc, dt.datetime(2027, 1, 2, tzinfo=SHANGHAI))
-    assert [at for _, at in statistics_cases(db)] == [dt.datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI),
-                                                      dt.datetime(2027, 1, 1, 9, 0, tzinfo=SHANGHAI)]
+    assert [at for _, at in statistics_cases(db)] == [
+        dt.datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI),
+        dt.datetime(2027, 1, 1, 9, 0, tzinfo=SHANGHAI),
+    ]
     svc.close()

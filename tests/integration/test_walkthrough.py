@@ -43,15 +43,22 @@ def test_the_documented_walkthrough_closes_a_case(tmp_path: Path) -> None:
     if shutil.which("curl") is None:
         pytest.fail("curl is needed for the documentation walk-through")
     env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'kefu.db'}"}
-    init = subprocess.run([KEFU, "init", "--demo"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    init = subprocess.run(
+        [KEFU, "init", "--demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert init.returncode == 0, init.stderr
     logins = dict(re.findall(r"^\s+(\w+)\s+(\S+)\s+demo$", init.stdout, flags=re.M))
     assert {"wang", "li"} <= logins.keys(), init.stdout
 
     port = free_port()
-    server = subprocess.Popen([KEFU, "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [KEFU, "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -63,19 +70,22 @@ def test_the_documented_walkthrough_closes_a_case(tmp_path: Path) -> None:
                     out = server.stdout.read() if server.stdout else ""
                     pytest.fail(f"kefu serve did not start:\n{out}")
                 time.sleep(0.2)
-        script = (doc_block()
-                  .replace("B=http://127.0.0.1:8000/api/v1", f"B=http://127.0.0.1:{port}/api/v1")
-                  .replace("<printed password>", logins["wang"])
-                  .replace("<printed>", logins["li"]))
-        run = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=120)
+        script = (
+            doc_block()
+            .replace("B=http://127.0.0.1:8000/api/v1", f"B=http://127.0.0.1:{port}/api/v1")
+            .replace("<printed password>", logins["wang"])
+            .replace("<printed>", logins["li"])
+        )
+        run = subprocess.run(
+            ["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == 0, run.stderr
         out = run.stdout
         assert '"number":"BX-' in out
         assert "urn:kefu:problem" not in out, out  # no step of the walk-through was refused
         steps = re.findall(r'"step":"(\w+)"', out)
         assert steps[-1] == "closed", steps
-        journal = json.loads(out[out.rindex("[\n    {"):])  # json.tool output, last
+        journal = json.loads(out[out.rindex("[\n    {") :])  # json.tool output, last
         kinds = [e["kind"] for e in journal]
         assert kinds[0] == "opened" and kinds[-1] == "closed", kinds
         assert {e["actor"] for e in journal} == {"wang", "li"}

@@ -6,8 +6,9 @@ import datetime as dt
 
 from sqlalchemy import Connection, func, insert, select
 
-from core import timers, worker
+from core.cases import timers
 from core.clock import TestClock
+from core.runtime import worker
 from core.storage import schema as t
 from tests.helpers import service
 
@@ -18,13 +19,18 @@ T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
 def _note(svc, conn: Connection, due: timers.DueTimer) -> None:
     if due.payload.get("fail"):
         raise RuntimeError("handler failed on purpose")
-    conn.execute(insert(t.counter).values(company_id=due.company_id, scope=due.key, value=due.attempts))
+    conn.execute(
+        insert(t.counter).values(company_id=due.company_id, scope=due.key, value=due.attempts)
+    )
 
 
 def _count(db, scope: str) -> int:
     with db.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(t.counter).where(t.counter.c.scope == scope))
-                   .scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(t.counter).where(t.counter.c.scope == scope)
+            ).scalar_one()
+        )
 
 
 def test_due_timer_fires_once_and_future_one_waits(db):
@@ -32,17 +38,31 @@ def test_due_timer_fires_once_and_future_one_waits(db):
     svc = service(db, clock=clock)
     co = svc.company("demo").id
     with db.write() as conn:
-        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0 + dt.timedelta(hours=1),
-                        key="soon")
-        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0 + dt.timedelta(days=1),
-                        key="later")
+        timers.schedule(
+            conn,
+            company_id=co,
+            case_id=None,
+            kind="test.note",
+            due_at=T0 + dt.timedelta(hours=1),
+            key="soon",
+        )
+        timers.schedule(
+            conn,
+            company_id=co,
+            case_id=None,
+            kind="test.note",
+            due_at=T0 + dt.timedelta(days=1),
+            key="later",
+        )
     assert worker.run_due(svc) == 0
     clock.advance(dt.timedelta(hours=2))
     assert worker.run_due(svc) == 1
     assert worker.run_due(svc) == 0
     assert _count(db, "soon") == 1 and _count(db, "later") == 0
     with db.read() as conn:
-        assert [p["idempotency_key"] for p in timers.pending(conn) if p["kind"] == "test.note"] == ["later"]
+        assert [p["idempotency_key"] for p in timers.pending(conn) if p["kind"] == "test.note"] == [
+            "later"
+        ]
 
 
 def test_failing_handler_writes_nothing_and_is_retried(db):
@@ -50,8 +70,15 @@ def test_failing_handler_writes_nothing_and_is_retried(db):
     svc = service(db, clock=clock)
     co = svc.company("demo").id
     with db.write() as conn:
-        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="bad",
-                        payload={"fail": True})
+        timers.schedule(
+            conn,
+            company_id=co,
+            case_id=None,
+            kind="test.note",
+            due_at=T0,
+            key="bad",
+            payload={"fail": True},
+        )
     assert worker.run_due(svc) == 0
     with db.read() as conn:
         row = conn.execute(select(t.timer).where(t.timer.c.idempotency_key == "bad")).one()
@@ -66,11 +93,15 @@ def test_expired_lease_is_reclaimed_by_another_worker(db):
     svc = service(db, clock=clock)
     co = svc.company("demo").id
     with db.write() as conn:
-        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="orphan")
+        timers.schedule(
+            conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="orphan"
+        )
     taken = worker.claim(svc, owner="dead-worker", now=T0)  # then it dies without firing
     assert [d.key for d in taken] == ["orphan"]
     assert worker.run_due(svc, owner="w2") == 0  # still leased
     clock.advance(worker.DEFAULT_LEASE + dt.timedelta(seconds=1))
     assert worker.run_due(svc, owner="w2") == 1
-    assert worker.fire(svc, taken[0], owner="dead-worker", now=clock.now()) is False  # lease lost: no 2nd effect
+    assert (
+        worker.fire(svc, taken[0], owner="dead-worker", now=clock.now()) is False
+    )  # lease lost: no 2nd effect
     assert _count(db, "orphan") == 1

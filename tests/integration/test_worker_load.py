@@ -1,6 +1,6 @@
 """Several worker processes share 4,000 due timers on PostgreSQL: none missed, none doubled.
 
-Each worker is a real OS process running :class:`core.worker.Worker` rounds against the
+Each worker is a real OS process running :class:`core.runtime.worker.Worker` rounds against the
 same database; the timers' handler writes one row per firing into ``load_effect`` (no
 unique key, so a double firing would show as two rows). One test kills a worker with
 SIGKILL while it holds leased timers: after its lease runs out the others take them over.
@@ -17,11 +17,11 @@ import time
 import pytest
 from sqlalchemy import Connection, text
 
-from core import timers
-from core.catalog import Catalog
-from core.service import CaseService
+from core.cases import timers
+from core.cases.service import CaseService
+from core.runtime.worker import Worker
+from core.spec.catalog import Catalog
 from core.storage.db import Database
-from core.worker import Worker
 from tests import pg
 from tests.helpers import service
 
@@ -32,8 +32,10 @@ KIND = "test.load"
 
 @timers.handler(KIND)
 def _effect(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
-    conn.execute(text("INSERT INTO load_effect (timer_key, worker) VALUES (:k, :w)"),
-                 {"k": due.key, "w": due.payload.get("_worker", "")})
+    conn.execute(
+        text("INSERT INTO load_effect (timer_key, worker) VALUES (:k, :w)"),
+        {"k": due.key, "w": due.payload.get("_worker", "")},
+    )
     delay = float(os.environ.get("KEFU_TEST_HANDLER_DELAY", "0"))
     if delay:
         time.sleep(delay)
@@ -52,8 +54,10 @@ def _work(url: str, lease: float, batch: int, delay: float, started: mp.Event | 
         fired, _ = w.run_once()
         if fired == 0:
             with db.read() as conn:
-                left = conn.execute(text("SELECT count(*) FROM timer WHERE kind = :k AND status <> 'done'"),
-                                    {"k": KIND}).scalar_one()
+                left = conn.execute(
+                    text("SELECT count(*) FROM timer WHERE kind = :k AND status <> 'done'"),
+                    {"k": KIND},
+                ).scalar_one()
             if left == 0:
                 break
             time.sleep(0.05)
@@ -67,11 +71,15 @@ def loaded(pytestconfig: pytest.Config):
     co = svc.company("demo").id
     with db.engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS load_effect"))
-        conn.execute(text("CREATE TABLE load_effect (timer_key text NOT NULL, worker text NOT NULL)"))
+        conn.execute(
+            text("CREATE TABLE load_effect (timer_key text NOT NULL, worker text NOT NULL)")
+        )
     due = svc.clock.now() - dt.timedelta(minutes=1)
     with db.write() as conn:
         for i in range(N):
-            timers.schedule(conn, company_id=co, case_id=None, kind=KIND, due_at=due, key=f"load-{i}")
+            timers.schedule(
+                conn, company_id=co, case_id=None, kind=KIND, due_at=due, key=f"load-{i}"
+            )
     yield db, pg.session_url(pytestconfig)
     with db.engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS load_effect"))
@@ -81,12 +89,17 @@ def loaded(pytestconfig: pytest.Config):
 def _outcome(db: Database) -> tuple[int, int, int, int]:
     """(timers done, distinct timers with an effect, timers with more than one effect, effects)."""
     with db.read() as conn:
-        done = conn.execute(text("SELECT count(*) FROM timer WHERE kind = :k AND status = 'done'"),
-                            {"k": KIND}).scalar_one()
-        distinct = conn.execute(text("SELECT count(DISTINCT timer_key) FROM load_effect")).scalar_one()
-        doubled = conn.execute(text(
-            "SELECT count(*) FROM (SELECT timer_key FROM load_effect GROUP BY timer_key HAVING count(*) > 1) d"
-        )).scalar_one()
+        done = conn.execute(
+            text("SELECT count(*) FROM timer WHERE kind = :k AND status = 'done'"), {"k": KIND}
+        ).scalar_one()
+        distinct = conn.execute(
+            text("SELECT count(DISTINCT timer_key) FROM load_effect")
+        ).scalar_one()
+        doubled = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT timer_key FROM load_effect GROUP BY timer_key HAVING count(*) > 1) d"
+            )
+        ).scalar_one()
         effects = conn.execute(text("SELECT count(*) FROM load_effect")).scalar_one()
     return done, distinct, doubled, effects
 
@@ -114,7 +127,9 @@ def test_a_worker_killed_mid_batch_loses_no_timer(loaded):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with db.read() as conn:
-            held = conn.execute(text("SELECT count(*) FROM timer WHERE status = 'claimed'")).scalar_one()
+            held = conn.execute(
+                text("SELECT count(*) FROM timer WHERE status = 'claimed'")
+            ).scalar_one()
             fired = conn.execute(text("SELECT count(*) FROM load_effect")).scalar_one()
         if held and fired >= 20:
             break
@@ -123,7 +138,9 @@ def test_a_worker_killed_mid_batch_loses_no_timer(loaded):
     victim.join(10)
     assert victim.exitcode == -signal.SIGKILL
     with db.read() as conn:
-        orphaned = conn.execute(text("SELECT count(*) FROM timer WHERE status = 'claimed'")).scalar_one()
+        orphaned = conn.execute(
+            text("SELECT count(*) FROM timer WHERE status = 'claimed'")
+        ).scalar_one()
     assert orphaned > 0  # it really died holding leases
     others = [ctx.Process(target=_work, args=(url, 3.0, 50, 0.0, None)) for _ in range(3)]
     for p in others:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.calendars import CalendarDef, WorkingCalendar
+from core.time.calendars import CalendarDef, WorkingCalendar
 
 WINDOW_DAYS = 60
 MINUTE = dt.timedelta(minutes=1)
@@ -54,8 +54,13 @@ class Reference:
         return self.prefix[j] - self.prefix[i]
 
 
-def reference_workday(day: dt.date, country: str | None, weekend: set[int],
-                      extra_holidays: set[dt.date], extra_workdays: set[dt.date]) -> bool:
+def reference_workday(
+    day: dt.date,
+    country: str | None,
+    weekend: set[int],
+    extra_holidays: set[dt.date],
+    extra_workdays: set[dt.date],
+) -> bool:
     if day in extra_workdays:
         return True
     if day in extra_holidays:
@@ -85,18 +90,26 @@ def references(draw: st.DrawFn) -> Reference:
 
     definition = CalendarDef(
         country=country,
-        working_hours=tuple(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in periods),
-        weekend=tuple(["mon", "tue", "wed", "thu", "fri", "sat", "sun"][i] for i in sorted(weekend)),
+        working_hours=tuple(
+            f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in periods
+        ),
+        weekend=tuple(
+            ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][i] for i in sorted(weekend)
+        ),
         extra_holidays=sorted(extra_holidays),
         extra_workdays=sorted(extra_workdays),
     )
     calendar = WorkingCalendar(definition, zone)
     tz = zoneinfo.ZoneInfo(zone)
 
-    workday = {d: reference_workday(d, country, weekend, extra_holidays, extra_workdays)
-               for d in [first - dt.timedelta(days=1), *days, days[-1] + dt.timedelta(days=1)]}
+    workday = {
+        d: reference_workday(d, country, weekend, extra_holidays, extra_workdays)
+        for d in [first - dt.timedelta(days=1), *days, days[-1] + dt.timedelta(days=1)]
+    }
     base = dt.datetime.combine(first, dt.time(), tzinfo=tz).astimezone(dt.UTC)
-    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=tz).astimezone(
+        dt.UTC
+    )
     # minute_mask[m]: minute m of a working day (0 = 00:00) lies in a period
     minute_mask = bytes(any(a <= m < b for a, b in periods) for m in range(1440))
     idle = bytes(60)
@@ -105,7 +118,7 @@ def references(draw: st.DrawFn) -> Reference:
     while hour < end:
         local = hour.astimezone(tz)  # whole-hour offsets: the 60 minutes share one local date
         first_minute = local.hour * 60 + local.minute
-        marks += minute_mask[first_minute:first_minute + 60] if workday[local.date()] else idle
+        marks += minute_mask[first_minute : first_minute + 60] if workday[local.date()] else idle
         hour += dt.timedelta(hours=1)
     prefix = [0, *itertools.accumulate(marks)]
     return Reference(calendar, tz, first, base, prefix, workday)
@@ -177,9 +190,13 @@ def test_days_and_add_workdays_match_the_reference(ref: Reference, data: st.Data
     st.sampled_from([None, "CN", "DE"]),
     st.data(),
 )
-def test_work_time_between_inverts_add_work_time(zone: str, raw: list[tuple[int, int]],
-                                                 naive: dt.datetime, country: str | None,
-                                                 data: st.DataObject) -> None:
+def test_work_time_between_inverts_add_work_time(
+    zone: str,
+    raw: list[tuple[int, int]],
+    naive: dt.datetime,
+    country: str | None,
+    data: st.DataObject,
+) -> None:
     # periods from random (start, length) pairs, overlaps dropped
     periods: list[tuple[int, int]] = []
     for a, length in sorted(raw):
@@ -191,7 +208,9 @@ def test_work_time_between_inverts_add_work_time(zone: str, raw: list[tuple[int,
     work = data.draw(st.timedeltas(dt.timedelta(0), 15 * daily), label="work")
     hours = tuple(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in periods)
     calendar = WorkingCalendar(CalendarDef(country=country, working_hours=hours), zone)
-    start = naive.replace(tzinfo=zoneinfo.ZoneInfo(zone))  # any instant, seconds and microseconds too
+    start = naive.replace(
+        tzinfo=zoneinfo.ZoneInfo(zone)
+    )  # any instant, seconds and microseconds too
     due = calendar.add_work_time(start, work)
     assert due >= start
     assert calendar.work_time_between(start, due) == work
@@ -203,19 +222,35 @@ def test_work_time_between_inverts_add_work_time(zone: str, raw: list[tuple[int,
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 
 
-@pytest.mark.parametrize(("hours", "start", "work", "due_utc"), [
-    # 2 Nov 2025: 01:00–02:00 happens twice; a minute of work from 00:59 ends at the first 01:00
-    (("00:59-01:00",), dt.datetime(2025, 11, 2, 0, 59, tzinfo=NEW_YORK), dt.timedelta(minutes=1),
-     dt.datetime(2025, 11, 2, 5, 0, tzinfo=dt.UTC)),
-    # 00:30–02:00 on that day lasts 2.5 hours of real time
-    (("00:30-02:00",), dt.datetime(2025, 11, 2, 0, 30, tzinfo=NEW_YORK), dt.timedelta(hours=2, minutes=30),
-     dt.datetime(2025, 11, 2, 7, 0, tzinfo=dt.UTC)),
-    # 8 Mar 2026: 02:00–03:00 does not exist; 01:30–03:30 holds one hour of work
-    (("01:30-03:30",), dt.datetime(2026, 3, 8, 1, 30, tzinfo=NEW_YORK), dt.timedelta(hours=1),
-     dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC)),
-])
-def test_add_work_time_across_new_york_dst_changes(hours: tuple[str, ...], start: dt.datetime,
-                                                   work: dt.timedelta, due_utc: dt.datetime) -> None:
+@pytest.mark.parametrize(
+    ("hours", "start", "work", "due_utc"),
+    [
+        # 2 Nov 2025: 01:00–02:00 happens twice; a minute of work from 00:59 ends at the first 01:00
+        (
+            ("00:59-01:00",),
+            dt.datetime(2025, 11, 2, 0, 59, tzinfo=NEW_YORK),
+            dt.timedelta(minutes=1),
+            dt.datetime(2025, 11, 2, 5, 0, tzinfo=dt.UTC),
+        ),
+        # 00:30–02:00 on that day lasts 2.5 hours of real time
+        (
+            ("00:30-02:00",),
+            dt.datetime(2025, 11, 2, 0, 30, tzinfo=NEW_YORK),
+            dt.timedelta(hours=2, minutes=30),
+            dt.datetime(2025, 11, 2, 7, 0, tzinfo=dt.UTC),
+        ),
+        # 8 Mar 2026: 02:00–03:00 does not exist; 01:30–03:30 holds one hour of work
+        (
+            ("01:30-03:30",),
+            dt.datetime(2026, 3, 8, 1, 30, tzinfo=NEW_YORK),
+            dt.timedelta(hours=1),
+            dt.datetime(2026, 3, 8, 7, 30, tzinfo=dt.UTC),
+        ),
+    ],
+)
+def test_add_work_time_across_new_york_dst_changes(
+    hours: tuple[str, ...], start: dt.datetime, work: dt.timedelta, due_utc: dt.datetime
+) -> None:
     calendar = WorkingCalendar(CalendarDef(working_hours=hours, weekend=()), "America/New_York")
     begin = start
     due = calendar.add_work_time(begin, work)

@@ -11,8 +11,8 @@ import holidays
 import pytest
 from pydantic import ValidationError
 
-from core.calendars import CalendarDef, CalendarError, WorkingCalendar
-from core.durations import parse_duration
+from core.time.calendars import CalendarDef, CalendarError, WorkingCalendar
+from core.time.durations import parse_duration
 
 SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 H = dt.timedelta(hours=1)
@@ -25,8 +25,9 @@ def at(*parts: int, tz: dt.tzinfo = SH) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def cn() -> WorkingCalendar:
-    return WorkingCalendar(CalendarDef(country="CN", working_hours=("08:30-12:00", "13:00-17:30")),
-                           "Asia/Shanghai")
+    return WorkingCalendar(
+        CalendarDef(country="CN", working_hours=("08:30-12:00", "13:00-17:30")), "Asia/Shanghai"
+    )
 
 
 def nth_package_workday_after(day: dt.date, n: int) -> dt.date:
@@ -38,6 +39,7 @@ def nth_package_workday_after(day: dt.date, n: int) -> dt.date:
 
 
 # -- 24 h versus a working day ------------------------------------------------------------
+
 
 def test_24h_reply_runs_through_the_weekend_but_a_workday_does_not(cn: WorkingCalendar) -> None:
     friday = at(2026, 11, 6, 10, 0)
@@ -56,6 +58,7 @@ def test_three_working_days_tuesday_to_friday(cn: WorkingCalendar) -> None:
 
 
 # -- National Day 2026 and its make-up days -------------------------------------------------
+
 
 def test_three_working_days_across_national_day_2026(cn: WorkingCalendar) -> None:
     start = at(2026, 9, 30, 10, 0)
@@ -82,7 +85,9 @@ def test_three_working_days_across_national_day_2026(cn: WorkingCalendar) -> Non
     assert makeup.holiday == "National Day"
     text = str(why)
     assert "skipped 2026-10-01 Thu: National Day (国庆节)" in text
-    assert "counted 2026-10-10 Sat: make-up working day (调休上班) for National Day (国庆节)" in text
+    assert (
+        "counted 2026-10-10 Sat: make-up working day (调休上班) for National Day (国庆节)" in text
+    )
     assert why.warnings == ()
 
 
@@ -111,18 +116,27 @@ def test_an_aware_datetime_means_its_local_date(cn: WorkingCalendar) -> None:
 
 # -- working hours --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("start", "work", "due"), [
-    ((2026, 11, 3, 10, 0), 4 * H, (2026, 11, 3, 15, 0)),  # lunch 12:00–13:00 skipped
-    ((2026, 11, 3, 8, 30), 3.5 * H, (2026, 11, 3, 12, 0)),  # using up a period ends at its end
-    ((2026, 11, 3, 12, 30), 1 * H, (2026, 11, 3, 14, 0)),  # from lunch: counting starts at 13:00
-    ((2026, 11, 3, 7, 0), 30 * MIN, (2026, 11, 3, 9, 0)),  # before hours: starts at 08:30
-    ((2026, 11, 3, 18, 0), 4 * H, (2026, 11, 4, 13, 30)),  # after hours: from 08:30 next day
-    ((2026, 11, 6, 16, 30), 2 * H, (2026, 11, 9, 9, 30)),  # Friday -> Monday
-    ((2026, 9, 30, 16, 30), 2 * H, (2026, 10, 8, 9, 30)),  # over National Day
-    ((2026, 11, 3, 10, 0), 0 * H, (2026, 11, 3, 10, 0)),
-])
-def test_add_work_time(cn: WorkingCalendar, start: tuple[int, ...], work: dt.timedelta,
-                       due: tuple[int, ...]) -> None:
+
+@pytest.mark.parametrize(
+    ("start", "work", "due"),
+    [
+        ((2026, 11, 3, 10, 0), 4 * H, (2026, 11, 3, 15, 0)),  # lunch 12:00–13:00 skipped
+        ((2026, 11, 3, 8, 30), 3.5 * H, (2026, 11, 3, 12, 0)),  # using up a period ends at its end
+        (
+            (2026, 11, 3, 12, 30),
+            1 * H,
+            (2026, 11, 3, 14, 0),
+        ),  # from lunch: counting starts at 13:00
+        ((2026, 11, 3, 7, 0), 30 * MIN, (2026, 11, 3, 9, 0)),  # before hours: starts at 08:30
+        ((2026, 11, 3, 18, 0), 4 * H, (2026, 11, 4, 13, 30)),  # after hours: from 08:30 next day
+        ((2026, 11, 6, 16, 30), 2 * H, (2026, 11, 9, 9, 30)),  # Friday -> Monday
+        ((2026, 9, 30, 16, 30), 2 * H, (2026, 10, 8, 9, 30)),  # over National Day
+        ((2026, 11, 3, 10, 0), 0 * H, (2026, 11, 3, 10, 0)),
+    ],
+)
+def test_add_work_time(
+    cn: WorkingCalendar, start: tuple[int, ...], work: dt.timedelta, due: tuple[int, ...]
+) -> None:
     assert cn.add_work_time(at(*start), work) == at(*due)
     if work:
         assert cn.work_time_between(at(*start), at(*due)) == work
@@ -135,7 +149,10 @@ def test_work_time_between(cn: WorkingCalendar) -> None:
     assert cn.work_time_between(at(2026, 11, 3, 15, 0), at(2026, 11, 3, 10, 0)) == -4 * H
     assert cn.work_time_between(at(2026, 11, 7, 9, 0), at(2026, 11, 7, 17, 0)) == 0 * H  # Saturday
     # instants in another zone are the same instants
-    assert cn.work_time_between(at(2026, 11, 3, 2, 0, tz=dt.UTC), at(2026, 11, 3, 7, 0, tz=dt.UTC)) == 4 * H
+    assert (
+        cn.work_time_between(at(2026, 11, 3, 2, 0, tz=dt.UTC), at(2026, 11, 3, 7, 0, tz=dt.UTC))
+        == 4 * H
+    )
 
 
 def test_negative_work_time_is_refused(cn: WorkingCalendar) -> None:
@@ -144,19 +161,24 @@ def test_negative_work_time_is_refused(cn: WorkingCalendar) -> None:
 
 
 def test_round_the_clock_hours() -> None:
-    duty = WorkingCalendar(CalendarDef(country=None, working_hours=("00:00-24:00",), weekend=[]),
-                           "Asia/Shanghai")
+    duty = WorkingCalendar(
+        CalendarDef(country=None, working_hours=("00:00-24:00",), weekend=[]), "Asia/Shanghai"
+    )
     assert duty.add_work_time(at(2026, 11, 7, 10, 0), 24 * H) == at(2026, 11, 8, 10, 0)
     assert [str(p) for p in duty.definition.working_hours] == ["00:00-24:00"]
 
 
 # -- company overrides ----------------------------------------------------------------------
 
+
 def test_company_extra_holiday_and_extra_workday() -> None:
-    cal = WorkingCalendar(CalendarDef(
-        extra_holidays={dt.date(2026, 11, 4): "公司年会"},
-        extra_workdays=[dt.date(2026, 11, 14)],  # a Saturday
-    ), "Asia/Shanghai")
+    cal = WorkingCalendar(
+        CalendarDef(
+            extra_holidays={dt.date(2026, 11, 4): "公司年会"},
+            extra_workdays=[dt.date(2026, 11, 14)],  # a Saturday
+        ),
+        "Asia/Shanghai",
+    )
     # Tue 3rd + 3 working days skips Wednesday's company holiday: Thu, Fri, Mon
     due = cal.add_workdays(at(2026, 11, 3, 10, 0), 3)
     assert due == at(2026, 11, 9, 10, 0)
@@ -172,10 +194,13 @@ def test_company_extra_holiday_and_extra_workday() -> None:
 
 
 def test_company_overrides_win_over_the_package() -> None:
-    cal = WorkingCalendar(CalendarDef(
-        extra_workdays=[dt.date(2026, 10, 2)],  # the company works on a National Day holiday
-        extra_holidays=[dt.date(2026, 10, 10)],  # and not on the make-up Saturday
-    ), "Asia/Shanghai")
+    cal = WorkingCalendar(
+        CalendarDef(
+            extra_workdays=[dt.date(2026, 10, 2)],  # the company works on a National Day holiday
+            extra_holidays=[dt.date(2026, 10, 10)],  # and not on the make-up Saturday
+        ),
+        "Asia/Shanghai",
+    )
     due = cal.add_workdays(at(2026, 9, 30, 10, 0), 3)
     assert due == at(2026, 10, 9, 10, 0)  # 2 Oct, 8 Oct, 9 Oct
     info = cal.day_info(dt.date(2026, 10, 2))
@@ -197,6 +222,7 @@ def test_own_weekend_with_china() -> None:
 
 # -- years the package does not cover -------------------------------------------------------
 
+
 def test_uncovered_year_counts_weekdays_and_warns() -> None:
     cal = WorkingCalendar(CalendarDef(country="CN"), "Asia/Shanghai")
     covered = cal.covered_years
@@ -208,8 +234,10 @@ def test_uncovered_year_counts_weekdays_and_warns() -> None:
     assert info.is_workday and not info.covered
     assert not cal.is_workday(dt.date(2031, 10, 4))  # Saturday
     [warning] = cal.warnings()
-    assert warning.startswith(f"chinesecalendar {_version('chinesecalendar')} has no data for 2031; "
-                              "2031 counted as Mon–Fri")
+    assert warning.startswith(
+        f"chinesecalendar {_version('chinesecalendar')} has no data for 2031; "
+        "2031 counted as Mon–Fri"
+    )
     early, late = cal.coverage_warnings([2026, 2031, 2003])
     assert "has no data for 2003; 2003 counted as Mon–Fri" in early
     assert late == warning
@@ -219,8 +247,9 @@ def test_uncovered_year_counts_weekdays_and_warns() -> None:
 
 
 def test_uncovered_year_still_takes_company_overrides() -> None:
-    cal = WorkingCalendar(CalendarDef(extra_holidays=[dt.date(2031, 10, d) for d in range(1, 8)]),
-                          "Asia/Shanghai")
+    cal = WorkingCalendar(
+        CalendarDef(extra_holidays=[dt.date(2031, 10, d) for d in range(1, 8)]), "Asia/Shanghai"
+    )
     assert cal.add_workdays(at(2031, 9, 30, 10, 0), 1) == at(2031, 10, 8, 10, 0)
     assert cal.warnings()  # still warned: the company list may be incomplete
 
@@ -239,6 +268,7 @@ def _version(dist: str) -> str:
 
 # -- other countries ------------------------------------------------------------------------
 
+
 def test_germany_through_holidays() -> None:
     berlin = zoneinfo.ZoneInfo("Europe/Berlin")
     de = WorkingCalendar(CalendarDef(country="DE", working_hours=["09:00-17:00"]), "Europe/Berlin")
@@ -246,7 +276,9 @@ def test_germany_through_holidays() -> None:
     assert christmas
     assert de.day_info(dt.date(2026, 12, 25)).holiday == christmas
     # Thursday 24 December + 1 working day: Fri 25 and Sat 26 (holidays), Sun -> Mon 28
-    assert de.add_workdays(at(2026, 12, 24, 10, 0, tz=berlin), 1) == at(2026, 12, 28, 10, 0, tz=berlin)
+    assert de.add_workdays(at(2026, 12, 24, 10, 0, tz=berlin), 1) == at(
+        2026, 12, 28, 10, 0, tz=berlin
+    )
     assert de.warnings() == []
     assert de.coverage_warnings([2026, 2200]) and "holidays" in de.coverage_warnings([2200])[0]
 
@@ -261,7 +293,9 @@ def test_german_state_holiday_needs_the_subdivision() -> None:
 
 def test_united_states_thanksgiving() -> None:
     ny = zoneinfo.ZoneInfo("America/New_York")
-    us = WorkingCalendar(CalendarDef(country="us", working_hours=["09:00-17:00"]), "America/New_York")
+    us = WorkingCalendar(
+        CalendarDef(country="us", working_hours=["09:00-17:00"]), "America/New_York"
+    )
     thanksgiving = dt.date(2026, 11, 26)
     assert us.day_info(thanksgiving).holiday == holidays.country_holidays("US").get(thanksgiving)
     assert us.add_workdays(at(2026, 11, 25, 10, 0, tz=ny), 1) == at(2026, 11, 27, 10, 0, tz=ny)
@@ -283,6 +317,7 @@ def test_no_country_means_weekdays_only() -> None:
 
 # -- zones ----------------------------------------------------------------------------------
 
+
 def test_calendar_zone_overrides_the_company_zone() -> None:
     cal = WorkingCalendar(CalendarDef(country=None, timezone="Europe/Berlin"), "Asia/Shanghai")
     assert cal.tz == zoneinfo.ZoneInfo("Europe/Berlin")
@@ -292,8 +327,9 @@ def test_calendar_zone_overrides_the_company_zone() -> None:
 
 
 def test_working_periods_on_days_the_clock_changes() -> None:
-    cal = WorkingCalendar(CalendarDef(country=None, weekend=["sat"], working_hours=["01:30-03:30"]),
-                          "Europe/Berlin")
+    cal = WorkingCalendar(
+        CalendarDef(country=None, weekend=["sat"], working_hours=["01:30-03:30"]), "Europe/Berlin"
+    )
 
     def length(day: dt.date) -> dt.timedelta:
         return sum((b - a for a, b in cal.working_periods(day)), dt.timedelta(0))
@@ -305,9 +341,14 @@ def test_working_periods_on_days_the_clock_changes() -> None:
 
 # -- definitions ----------------------------------------------------------------------------
 
+
 def test_calendar_def_normalises() -> None:
-    d = CalendarDef(country="deu", working_hours=["13:00 - 17:30", "8:30-12:00"],
-                    weekend=["Saturday", 7], extra_holidays=["2026-11-04"])
+    d = CalendarDef(
+        country="deu",
+        working_hours=["13:00 - 17:30", "8:30-12:00"],
+        weekend=["Saturday", 7],
+        extra_holidays=["2026-11-04"],
+    )
     assert d.country == "DEU"
     assert d.working_hours == ("08:30-12:00", "13:00-17:30")
     assert d.weekend == ("sat", "sun")
@@ -315,21 +356,24 @@ def test_calendar_def_normalises() -> None:
     assert CalendarDef(weekend=["周五", "周六"]).weekend == ("fri", "sat")
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"country": "XX"}, "unknown country 'XX'"),
-    ({"country": "DE", "subdivision": "ZZ"}, "unknown subdivision 'ZZ' of DE"),
-    ({"subdivision": "BJ"}, "subdivision needs a country other than CN"),
-    ({"working_hours": []}, "at least one period"),
-    ({"working_hours": ["8-12"]}, "is not HH:MM-HH:MM"),
-    ({"working_hours": ["17:30-08:30"]}, "ends before it starts"),
-    ({"working_hours": ["08:00-25:00"]}, "impossible time"),
-    ({"working_hours": ["08:00-12:00", "11:00-13:00"]}, "overlap"),
-    ({"weekend": ["funday"]}, "unknown weekday 'funday'"),
-    ({"weekend": [1, 2, 3, 4, 5, 6, 7]}, "leaves no working days"),
-    ({"extra_holidays": ["2026-11-04"], "extra_workdays": ["2026-11-04"]}, "in both"),
-    ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-    ({"holidays": []}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"country": "XX"}, "unknown country 'XX'"),
+        ({"country": "DE", "subdivision": "ZZ"}, "unknown subdivision 'ZZ' of DE"),
+        ({"subdivision": "BJ"}, "subdivision needs a country other than CN"),
+        ({"working_hours": []}, "at least one period"),
+        ({"working_hours": ["8-12"]}, "is not HH:MM-HH:MM"),
+        ({"working_hours": ["17:30-08:30"]}, "ends before it starts"),
+        ({"working_hours": ["08:00-25:00"]}, "impossible time"),
+        ({"working_hours": ["08:00-12:00", "11:00-13:00"]}, "overlap"),
+        ({"weekend": ["funday"]}, "unknown weekday 'funday'"),
+        ({"weekend": [1, 2, 3, 4, 5, 6, 7]}, "leaves no working days"),
+        ({"extra_holidays": ["2026-11-04"], "extra_workdays": ["2026-11-04"]}, "in both"),
+        ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"holidays": []}, "Extra inputs are not permitted"),
+    ],
+)
 def test_calendar_def_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         CalendarDef(**kwargs)  # type: ignore[arg-type]
@@ -337,8 +381,10 @@ def test_calendar_def_errors(kwargs: dict[str, object], message: str) -> None:
 
 def test_a_calendar_without_working_time_fails_cleanly() -> None:
     mondays = [dt.date(2026, 1, 5) + dt.timedelta(weeks=w) for w in range(120)]
-    cal = WorkingCalendar(CalendarDef(country=None, weekend=[2, 3, 4, 5, 6, 7],
-                                      extra_holidays=mondays), "Asia/Shanghai")
+    cal = WorkingCalendar(
+        CalendarDef(country=None, weekend=[2, 3, 4, 5, 6, 7], extra_holidays=mondays),
+        "Asia/Shanghai",
+    )
     with pytest.raises(CalendarError, match="no working"):
         cal.add_work_time(at(2026, 1, 1, 10, 0), H)
     with pytest.raises(CalendarError, match="no working day"):

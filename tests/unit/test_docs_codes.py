@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from core import definitions as d
-from core.calendars import CalendarDef
-from core.effects import BUILTIN_EFFECTS
+from core.spec import definitions as d
+from core.spec.effects import BUILTIN_EFFECTS
+from core.time.calendars import CalendarDef
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "rule-files.md"
@@ -46,7 +46,9 @@ def test_the_code_emits_codes_at_all() -> None:
 
 
 def test_every_emitted_code_is_documented() -> None:
-    missing = {code: where for code, where in emitted_codes().items() if code not in documented_rows()}
+    missing = {
+        code: where for code, where in emitted_codes().items() if code not in documented_rows()
+    }
     assert not missing, f"codes used in core/ but missing from the table in {DOC.name}: {missing}"
 
 
@@ -59,7 +61,7 @@ def test_every_documented_code_exists() -> None:
 
 def test_every_row_has_an_anchor_a_meaning_and_a_fix() -> None:
     for code, (anchor, meaning, fix) in documented_rows().items():
-        assert anchor == code.lower(), f"{code}: the row needs <a id=\"{code.lower()}\"></a>"
+        assert anchor == code.lower(), f'{code}: the row needs <a id="{code.lower()}"></a>'
         assert len(meaning) > 10 and len(fix) > 10, code
 
 
@@ -77,10 +79,32 @@ def _keys(model: type[BaseModel]) -> set[str]:
 def test_every_key_of_packs_configs_and_effects_is_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
     models: list[type[BaseModel]] = [
-        d.PackDef, d.ParameterDef, d.RoleDef, d.FieldDef, d.OpenDef, d.StepDef, d.ActionDef,
-        d.RuleDef, d.RecordDef, d.Label, d.CompanyDef, d.DepartmentDef, d.Holders, d.PersonDef,
-        d.ProcedureSettings, d.SlaDef, d.StepSlaDef, d.TimerDef, d.EventRef, d.TargetRow,
-        d.PromisedTarget, d.PauseDef, d.ExtensionDef, CalendarDef, d.ScheduleDef, d.SchedulePhase,
+        d.PackDef,
+        d.ParameterDef,
+        d.RoleDef,
+        d.FieldDef,
+        d.OpenDef,
+        d.StepDef,
+        d.ActionDef,
+        d.RuleDef,
+        d.RecordDef,
+        d.Label,
+        d.CompanyDef,
+        d.DepartmentDef,
+        d.Holders,
+        d.PersonDef,
+        d.ProcedureSettings,
+        d.SlaDef,
+        d.StepSlaDef,
+        d.TimerDef,
+        d.EventRef,
+        d.TargetRow,
+        d.PromisedTarget,
+        d.PauseDef,
+        d.ExtensionDef,
+        CalendarDef,
+        d.ScheduleDef,
+        d.SchedulePhase,
         d.ScheduleOverride,
     ]
     models += [e.args for e in BUILTIN_EFFECTS if "root" not in e.args.model_fields]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.loader import load_company, load_pack
+from core.spec.loading import load_company, load_pack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rule-files.md"
 
@@ -27,5 +27,7 @@ def test_the_example_pack_and_company_config_validate_cleanly(tmp_path: Path) ->
     company_file.write_text(company_text, encoding="utf-8")
     lc, diags = load_company(company_file, {lp.key: lp})
     # K126 (no holiday data for next year yet) depends on today's date and the package
-    assert lc is not None and not [d for d in diags if d.code != "K126"], [d.format() for d in diags]
+    assert lc is not None and not [d for d in diags if d.code != "K126"], [
+        d.format() for d in diags
+    ]
     assert set(lc.procedures) == {"repair-desk"}

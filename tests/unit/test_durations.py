@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from core.calendars import CalendarDef, WorkingCalendar
-from core.durations import (
+from core.time.calendars import CalendarDef, WorkingCalendar
+from core.time.durations import (
     CalendarSpan,
     DayEnd,
     Duration,
@@ -27,66 +27,69 @@ H = dt.timedelta(hours=1)
 MIN = dt.timedelta(minutes=1)
 
 
-@pytest.mark.parametrize(("text", "expected", "canonical"), [
-    # elapsed (wall-clock) time
-    ("24h", Elapsed(24 * H), "24h"),
-    ("24 h", Elapsed(24 * H), "24h"),
-    ("24 hours", Elapsed(24 * H), "24h"),
-    ("1 hour", Elapsed(H), "1h"),
-    ("30min", Elapsed(30 * MIN), "30min"),
-    ("30 minutes", Elapsed(30 * MIN), "30min"),
-    ("90 s", Elapsed(dt.timedelta(seconds=90)), "1min30s"),
-    ("1h30min", Elapsed(90 * MIN), "1h30min"),
-    ("1h 30min", Elapsed(90 * MIN), "1h30min"),
-    ("  72H  ", Elapsed(72 * H), "72h"),
-    ("24小时", Elapsed(24 * H), "24h"),
-    ("24 小時", Elapsed(24 * H), "24h"),
-    ("二十四小时", Elapsed(24 * H), "24h"),
-    ("2个钟头", Elapsed(2 * H), "2h"),
-    ("30分钟", Elapsed(30 * MIN), "30min"),
-    ("１５分钟", Elapsed(15 * MIN), "15min"),  # full-width digits, as IMEs type them
-    # working time
-    ("4 work hours", WorkTime(4 * H), "4 work hours"),
-    ("1 working hour", WorkTime(H), "1 work hour"),
-    ("8 business hours", WorkTime(8 * H), "8 work hours"),
-    ("30 work minutes", WorkTime(30 * MIN), "30 work minutes"),
-    ("1 work hour 30 work minutes", WorkTime(90 * MIN), "1 work hour 30 work minutes"),
-    ("4个工作小时", WorkTime(4 * H), "4 work hours"),
-    # working days
-    ("3 workdays", Workdays(3), "3 workdays"),
-    ("1 workday", Workdays(1), "1 workday"),
-    ("3 working days", Workdays(3), "3 workdays"),
-    ("7 business days", Workdays(7), "7 workdays"),
-    ("3 Work Days", Workdays(3), "3 workdays"),
-    ("3个工作日", Workdays(3), "3 workdays"),
-    ("三個工作日", Workdays(3), "3 workdays"),
-    ("兩個工作日", Workdays(2), "2 workdays"),
-    ("七个工作日", Workdays(7), "7 workdays"),
-    # calendar time
-    ("3 months", CalendarSpan(months=3), "3 months"),
-    ("1 month", CalendarSpan(months=1), "1 month"),
-    ("2 weeks", CalendarSpan(days=14), "2 weeks"),
-    ("1 year", CalendarSpan(months=12), "1 year"),
-    ("1 year 6 months", CalendarSpan(months=18), "18 months"),
-    ("10 days", CalendarSpan(days=10), "10 days"),
-    ("3d", CalendarSpan(days=3), "3 days"),
-    ("3个月", CalendarSpan(months=3), "3 months"),
-    ("三個月", CalendarSpan(months=3), "3 months"),
-    ("3天", CalendarSpan(days=3), "3 days"),
-    ("十日", CalendarSpan(days=10), "10 days"),
-    ("十五天", CalendarSpan(days=15), "15 days"),
-    ("两周", CalendarSpan(days=14), "2 weeks"),
-    ("1个星期", CalendarSpan(days=7), "1 week"),
-    ("1年", CalendarSpan(months=12), "1 year"),
-    # end of a local calendar day
-    ("same day", DayEnd(0), "same day"),
-    ("Same  Day", DayEnd(0), "same day"),
-    ("end of day", DayEnd(0), "same day"),
-    ("当天", DayEnd(0), "same day"),
-    ("當日", DayEnd(0), "same day"),
-    ("next day", DayEnd(1), "next day"),
-    ("次日", DayEnd(1), "next day"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected", "canonical"),
+    [
+        # elapsed (wall-clock) time
+        ("24h", Elapsed(24 * H), "24h"),
+        ("24 h", Elapsed(24 * H), "24h"),
+        ("24 hours", Elapsed(24 * H), "24h"),
+        ("1 hour", Elapsed(H), "1h"),
+        ("30min", Elapsed(30 * MIN), "30min"),
+        ("30 minutes", Elapsed(30 * MIN), "30min"),
+        ("90 s", Elapsed(dt.timedelta(seconds=90)), "1min30s"),
+        ("1h30min", Elapsed(90 * MIN), "1h30min"),
+        ("1h 30min", Elapsed(90 * MIN), "1h30min"),
+        ("  72H  ", Elapsed(72 * H), "72h"),
+        ("24小时", Elapsed(24 * H), "24h"),
+        ("24 小時", Elapsed(24 * H), "24h"),
+        ("二十四小时", Elapsed(24 * H), "24h"),
+        ("2个钟头", Elapsed(2 * H), "2h"),
+        ("30分钟", Elapsed(30 * MIN), "30min"),
+        ("１５分钟", Elapsed(15 * MIN), "15min"),  # full-width digits, as IMEs type them
+        # working time
+        ("4 work hours", WorkTime(4 * H), "4 work hours"),
+        ("1 working hour", WorkTime(H), "1 work hour"),
+        ("8 business hours", WorkTime(8 * H), "8 work hours"),
+        ("30 work minutes", WorkTime(30 * MIN), "30 work minutes"),
+        ("1 work hour 30 work minutes", WorkTime(90 * MIN), "1 work hour 30 work minutes"),
+        ("4个工作小时", WorkTime(4 * H), "4 work hours"),
+        # working days
+        ("3 workdays", Workdays(3), "3 workdays"),
+        ("1 workday", Workdays(1), "1 workday"),
+        ("3 working days", Workdays(3), "3 workdays"),
+        ("7 business days", Workdays(7), "7 workdays"),
+        ("3 Work Days", Workdays(3), "3 workdays"),
+        ("3个工作日", Workdays(3), "3 workdays"),
+        ("三個工作日", Workdays(3), "3 workdays"),
+        ("兩個工作日", Workdays(2), "2 workdays"),
+        ("七个工作日", Workdays(7), "7 workdays"),
+        # calendar time
+        ("3 months", CalendarSpan(months=3), "3 months"),
+        ("1 month", CalendarSpan(months=1), "1 month"),
+        ("2 weeks", CalendarSpan(days=14), "2 weeks"),
+        ("1 year", CalendarSpan(months=12), "1 year"),
+        ("1 year 6 months", CalendarSpan(months=18), "18 months"),
+        ("10 days", CalendarSpan(days=10), "10 days"),
+        ("3d", CalendarSpan(days=3), "3 days"),
+        ("3个月", CalendarSpan(months=3), "3 months"),
+        ("三個月", CalendarSpan(months=3), "3 months"),
+        ("3天", CalendarSpan(days=3), "3 days"),
+        ("十日", CalendarSpan(days=10), "10 days"),
+        ("十五天", CalendarSpan(days=15), "15 days"),
+        ("两周", CalendarSpan(days=14), "2 weeks"),
+        ("1个星期", CalendarSpan(days=7), "1 week"),
+        ("1年", CalendarSpan(months=12), "1 year"),
+        # end of a local calendar day
+        ("same day", DayEnd(0), "same day"),
+        ("Same  Day", DayEnd(0), "same day"),
+        ("end of day", DayEnd(0), "same day"),
+        ("当天", DayEnd(0), "same day"),
+        ("當日", DayEnd(0), "same day"),
+        ("next day", DayEnd(1), "next day"),
+        ("次日", DayEnd(1), "next day"),
+    ],
+)
 def test_parse_table(text: str, expected: Duration, canonical: str) -> None:
     parsed = parse_duration(text)
     assert parsed == expected
@@ -94,31 +97,34 @@ def test_parse_table(text: str, expected: Duration, canonical: str) -> None:
     assert parse_duration(canonical) == parsed
 
 
-@pytest.mark.parametrize(("text", "message", "col"), [
-    ("", "empty duration", 0),
-    ("   ", "empty duration", 0),
-    ("24", "a unit is missing after '24'", 2),
-    ("h", "expected a number at 'h'", 0),
-    ("hours 24", "expected a number at 'hours'", 0),
-    ("1.5h", "amounts are whole numbers, not '1.5'", 0),
-    ("3m", "ambiguous unit 'm'", 1),
-    ("3月", "reads as a month name", 1),
-    ("30分", "'分' alone is ambiguous", 2),
-    ("半小时", "'半' (half) is not a number here", 0),
-    ("3 hurs", "unknown unit 'hurs'", 2),
-    ("3 fortnights", "unknown unit 'fortnights'", 2),
-    ("1h 2h", "hours given twice", 3),
-    ("1 day 2h", "cannot mix calendar time ('1 day') with elapsed time ('2h')", 6),
-    ("3 workdays 2 work hours", "cannot mix working days", 11),
-    ("3 days later", "unexpected 'later' after '3 days'", 7),
-    ("1h, 30min", "unexpected ',' after '1h'", 2),
-    ("0h", "must be longer than zero", 0),
-    ("0 workdays", "must be longer than zero", 0),
-    ("二三天", "cannot read the number '二三'", 0),
-    ("5000 workdays", "duration too long", 0),
-    ("200 years", "duration too long", 0),
-    ("  3 hurs", "unknown unit 'hurs'", 4),  # columns count the leading spaces
-])
+@pytest.mark.parametrize(
+    ("text", "message", "col"),
+    [
+        ("", "empty duration", 0),
+        ("   ", "empty duration", 0),
+        ("24", "a unit is missing after '24'", 2),
+        ("h", "expected a number at 'h'", 0),
+        ("hours 24", "expected a number at 'hours'", 0),
+        ("1.5h", "amounts are whole numbers, not '1.5'", 0),
+        ("3m", "ambiguous unit 'm'", 1),
+        ("3月", "reads as a month name", 1),
+        ("30分", "'分' alone is ambiguous", 2),
+        ("半小时", "'半' (half) is not a number here", 0),
+        ("3 hurs", "unknown unit 'hurs'", 2),
+        ("3 fortnights", "unknown unit 'fortnights'", 2),
+        ("1h 2h", "hours given twice", 3),
+        ("1 day 2h", "cannot mix calendar time ('1 day') with elapsed time ('2h')", 6),
+        ("3 workdays 2 work hours", "cannot mix working days", 11),
+        ("3 days later", "unexpected 'later' after '3 days'", 7),
+        ("1h, 30min", "unexpected ',' after '1h'", 2),
+        ("0h", "must be longer than zero", 0),
+        ("0 workdays", "must be longer than zero", 0),
+        ("二三天", "cannot read the number '二三'", 0),
+        ("5000 workdays", "duration too long", 0),
+        ("200 years", "duration too long", 0),
+        ("  3 hurs", "unknown unit 'hurs'", 4),  # columns count the leading spaces
+    ],
+)
 def test_parse_errors(text: str, message: str, col: int) -> None:
     with pytest.raises(DurationError) as info:
         parse_duration(text)
@@ -144,8 +150,13 @@ def test_not_a_string() -> None:
 
 
 def test_constructors_refuse_nonsense() -> None:
-    for make in (lambda: Elapsed(dt.timedelta(0)), lambda: WorkTime(dt.timedelta(seconds=30)),
-                 lambda: Workdays(0), lambda: CalendarSpan(), lambda: DayEnd(2)):  # type: ignore[arg-type]
+    for make in (
+        lambda: Elapsed(dt.timedelta(0)),
+        lambda: WorkTime(dt.timedelta(seconds=30)),
+        lambda: Workdays(0),
+        lambda: CalendarSpan(),
+        lambda: DayEnd(2),
+    ):  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             make()
 
@@ -169,6 +180,7 @@ def test_pydantic_field() -> None:
 
 
 # -- what each kind adds ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cn() -> WorkingCalendar:
@@ -207,23 +219,31 @@ def test_elapsed_is_real_time_across_dst() -> None:
     assert day_later.astimezone(dt.UTC) - before.astimezone(dt.UTC) == 25 * H
 
 
-@pytest.mark.parametrize(("start", "text", "due"), [
-    ((2026, 1, 31, 9, 0), "1 month", (2026, 2, 28, 9, 0)),
-    ((2028, 1, 31, 9, 0), "1 month", (2028, 2, 29, 9, 0)),
-    ((2026, 8, 31, 9, 0), "3 months", (2026, 11, 30, 9, 0)),
-    ((2026, 9, 30, 9, 0), "3个月", (2026, 12, 30, 9, 0)),
-    ((2026, 2, 28, 9, 0), "1 year", (2027, 2, 28, 9, 0)),
-    ((2026, 9, 30, 9, 0), "2 weeks", (2026, 10, 14, 9, 0)),
-    ((2026, 9, 30, 9, 0), "1 month 1 day", (2026, 10, 31, 9, 0)),
-])
-def test_calendar_span(cn: WorkingCalendar, start: tuple[int, ...], text: str,
-                       due: tuple[int, ...]) -> None:
-    assert parse_duration(text).add(dt.datetime(*start, tzinfo=SH), cn) == dt.datetime(*due, tzinfo=SH)
+@pytest.mark.parametrize(
+    ("start", "text", "due"),
+    [
+        ((2026, 1, 31, 9, 0), "1 month", (2026, 2, 28, 9, 0)),
+        ((2028, 1, 31, 9, 0), "1 month", (2028, 2, 29, 9, 0)),
+        ((2026, 8, 31, 9, 0), "3 months", (2026, 11, 30, 9, 0)),
+        ((2026, 9, 30, 9, 0), "3个月", (2026, 12, 30, 9, 0)),
+        ((2026, 2, 28, 9, 0), "1 year", (2027, 2, 28, 9, 0)),
+        ((2026, 9, 30, 9, 0), "2 weeks", (2026, 10, 14, 9, 0)),
+        ((2026, 9, 30, 9, 0), "1 month 1 day", (2026, 10, 31, 9, 0)),
+    ],
+)
+def test_calendar_span(
+    cn: WorkingCalendar, start: tuple[int, ...], text: str, due: tuple[int, ...]
+) -> None:
+    assert parse_duration(text).add(dt.datetime(*start, tzinfo=SH), cn) == dt.datetime(
+        *due, tzinfo=SH
+    )
 
 
 def test_same_day_and_next_day_end_in_the_company_zone(cn: WorkingCalendar) -> None:
     afternoon = dt.datetime(2026, 9, 30, 15, 0, tzinfo=SH)
-    assert parse_duration("same day").add(afternoon, cn) == dt.datetime(2026, 10, 1, 0, 0, tzinfo=SH)
+    assert parse_duration("same day").add(afternoon, cn) == dt.datetime(
+        2026, 10, 1, 0, 0, tzinfo=SH
+    )
     assert parse_duration("次日").add(afternoon, cn) == dt.datetime(2026, 10, 2, 0, 0, tzinfo=SH)
     # 20:00 UTC on the 30th is already 1 October in Shanghai
     late_utc = dt.datetime(2026, 9, 30, 20, 0, tzinfo=dt.UTC)
@@ -232,8 +252,12 @@ def test_same_day_and_next_day_end_in_the_company_zone(cn: WorkingCalendar) -> N
 
 def test_work_kinds_delegate_to_the_calendar(cn: WorkingCalendar) -> None:
     tuesday = dt.datetime(2026, 11, 3, 10, 0, tzinfo=SH)
-    assert parse_duration("3 workdays").add(tuesday, cn) == dt.datetime(2026, 11, 6, 10, 0, tzinfo=SH)
-    assert parse_duration("4 work hours").add(tuesday, cn) == dt.datetime(2026, 11, 3, 15, 0, tzinfo=SH)
+    assert parse_duration("3 workdays").add(tuesday, cn) == dt.datetime(
+        2026, 11, 6, 10, 0, tzinfo=SH
+    )
+    assert parse_duration("4 work hours").add(tuesday, cn) == dt.datetime(
+        2026, 11, 3, 15, 0, tzinfo=SH
+    )
 
 
 _durations = st.one_of(

@@ -12,19 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from core import hookdocs, hookspecs
+from core import hookspecs
+from core.runtime import hookdocs
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = [name for _, names in hookdocs.hooks() for name in names]
 
 
 def test_every_hookspec_is_in_a_phase() -> None:
-    declared = sorted(n for n, _ in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("kefu_"))
+    declared = sorted(
+        n for n, _ in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("kefu_")
+    )
     assert sorted(HOOKS) == declared and len(declared) >= 11
 
 
 def test_the_reference_is_generated_from_the_docstrings() -> None:
-    assert hookdocs.main(["--check"]) == 0, "docs/hooks.md is stale: run python -m core.hookdocs"
+    assert hookdocs.main(["--check"]) == 0, (
+        "docs/hooks.md is stale: run python -m core.runtime.hookdocs"
+    )
     text = (ROOT / "docs" / "hooks.md").read_text(encoding="utf-8")
     for name in HOOKS:
         assert f"### `{name}(" in text
@@ -49,8 +54,9 @@ def _test_names() -> set[str]:
 @pytest.mark.parametrize("name", HOOKS)
 def test_each_hook_has_a_test(name: str) -> None:
     short = name.removeprefix("kefu_")
-    assert any(t == f"test_hook_{short}" or t.startswith(f"test_hook_{short}_") for t in _test_names()), \
-        f"write test_hook_{short} for {name}"
+    assert any(
+        t == f"test_hook_{short}" or t.startswith(f"test_hook_{short}_") for t in _test_names()
+    ), f"write test_hook_{short} for {name}"
 
 
 def test_plugins_guide_links_every_hook() -> None:

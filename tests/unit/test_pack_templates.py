@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from core.catalog import ROOT, pack_dirs
-from core.loader import load_pack
+from core.spec.catalog import ROOT, pack_dirs
+from core.spec.loading import load_pack
 
 PACKS = pack_dirs(ROOT / "rules")
 

@@ -41,8 +41,9 @@ _names = itertools.count()
 
 
 def rs(*rules: tuple[str, Cond], tag: str = "t") -> RuleSet:
-    return RuleSet.of(f"test:{tag}:{os.getpid()}:{next(_names)}",
-                      (CompiledRule(rid, cond) for rid, cond in rules))
+    return RuleSet.of(
+        f"test:{tag}:{os.getpid()}:{next(_names)}", (CompiledRule(rid, cond) for rid, cond in rules)
+    )
 
 
 def cmp(op: str, field: str, value: Any) -> Cond:
@@ -51,8 +52,11 @@ def cmp(op: str, field: str, value: Any) -> Cond:
 
 @pytest.fixture(scope="module")
 def evaluators() -> Iterator[dict[str, Any]]:
-    evs = {"reference": ReferenceEvaluator(), "durable-inprocess": DurableEvaluator(),
-           "durable": IsolatedDurableEvaluator()}
+    evs = {
+        "reference": ReferenceEvaluator(),
+        "durable-inprocess": DurableEvaluator(),
+        "durable": IsolatedDurableEvaluator(),
+    }
     yield evs
     for ev in evs.values():
         ev.close()
@@ -80,9 +84,14 @@ def test_a_missing_field_fails_every_comparison(ev: Any, op: str) -> None:
 
 
 def test_bool_is_not_a_number(ev: Any) -> None:
-    ruleset = rs(("eq1", cmp("eq", "x", 1)), ("ne1", cmp("ne", "x", 1)),
-                 ("eq0", cmp("eq", "x", 0)), ("eqT", cmp("eq", "x", True)),
-                 ("neT", cmp("ne", "x", True)), ("ge0", cmp("ge", "x", 0)))
+    ruleset = rs(
+        ("eq1", cmp("eq", "x", 1)),
+        ("ne1", cmp("ne", "x", 1)),
+        ("eq0", cmp("eq", "x", 0)),
+        ("eqT", cmp("eq", "x", True)),
+        ("neT", cmp("ne", "x", True)),
+        ("ge0", cmp("ge", "x", 0)),
+    )
     assert ev.evaluate(ruleset, {"x": True}) == {"eqT"}
     assert ev.evaluate(ruleset, {"x": False}) == {"neT"}
     assert ev.evaluate(ruleset, {"x": 1}) == {"eq1", "ge0"}
@@ -90,18 +99,34 @@ def test_bool_is_not_a_number(ev: Any) -> None:
 
 
 def test_int_and_float_compare_as_numbers(ev: Any) -> None:
-    ruleset = rs(("eq", cmp("eq", "x", 1.0)), ("lt", cmp("lt", "x", 1.5)),
-                 ("gt", cmp("gt", "x", 2)), ("ne", cmp("ne", "x", 1)))
+    ruleset = rs(
+        ("eq", cmp("eq", "x", 1.0)),
+        ("lt", cmp("lt", "x", 1.5)),
+        ("gt", cmp("gt", "x", 2)),
+        ("ne", cmp("ne", "x", 1)),
+    )
     assert ev.evaluate(ruleset, {"x": 1}) == {"eq", "lt"}
     assert ev.evaluate(ruleset, {"x": 1.0}) == {"eq", "lt"}
     assert ev.evaluate(ruleset, {"x": 2.5}) == {"gt", "ne"}
     assert ev.evaluate(ruleset, {"x": -0.0}) == {"lt", "ne"}
 
 
-@pytest.mark.parametrize(("have", "want"), [
-    ("ab", "ab c"), ("ab", "abc"), ("", "a"), ("B", "a"), ("z", "中"), ("a b", "a!"),
-    ('q"', "q#"), ("a\\b", "a]"), ("a\n", "a "), ("客诉", "客诉抱怨"), ("\x00", "\x01"),
-])
+@pytest.mark.parametrize(
+    ("have", "want"),
+    [
+        ("ab", "ab c"),
+        ("ab", "abc"),
+        ("", "a"),
+        ("B", "a"),
+        ("z", "中"),
+        ("a b", "a!"),
+        ('q"', "q#"),
+        ("a\\b", "a]"),
+        ("a\n", "a "),
+        ("客诉", "客诉抱怨"),
+        ("\x00", "\x01"),
+    ],
+)
 def test_strings_compare_like_python(ev: Any, have: str, want: str) -> None:
     # durable compares raw JSON text with strncmp: prefixes, spaces, quotes, escapes and
     # control characters all came out wrong before the hex encoding
@@ -112,24 +137,35 @@ def test_strings_compare_like_python(ev: Any, have: str, want: str) -> None:
 
 
 def test_strings_never_meet_numbers(ev: Any) -> None:
-    ruleset = rs(("eq", cmp("eq", "x", 1)), ("gt", cmp("gt", "x", 100)), ("ne", cmp("ne", "x", 1)),
-                 ("seq", cmp("eq", "x", "1")))
+    ruleset = rs(
+        ("eq", cmp("eq", "x", 1)),
+        ("gt", cmp("gt", "x", 100)),
+        ("ne", cmp("ne", "x", 1)),
+        ("seq", cmp("eq", "x", "1")),
+    )
     assert ev.evaluate(ruleset, {"x": "1"}) == {"seq"}
     assert ev.evaluate(ruleset, {"x": "abc"}) == frozenset()
 
 
 def test_constants_and_empty_groups(ev: Any) -> None:
-    ruleset = rs(("true", {"true": True}), ("and0", {"and": []}), ("or0", {"or": []}),
-                 ("and_or0", {"and": [{"or": []}, cmp("eq", "x", 1)]}),
-                 ("or_true", {"or": [{"true": True}, cmp("eq", "x", 1)]}),
-                 ("and_true", {"and": [{"true": True}, cmp("eq", "x", 1)]}))
+    ruleset = rs(
+        ("true", {"true": True}),
+        ("and0", {"and": []}),
+        ("or0", {"or": []}),
+        ("and_or0", {"and": [{"or": []}, cmp("eq", "x", 1)]}),
+        ("or_true", {"or": [{"true": True}, cmp("eq", "x", 1)]}),
+        ("and_true", {"and": [{"true": True}, cmp("eq", "x", 1)]}),
+    )
     assert ev.evaluate(ruleset, {}) == {"true", "and0", "or_true"}
     assert ev.evaluate(ruleset, {"x": 1}) == {"true", "and0", "or_true", "and_true"}
 
 
 def test_set_and_unset(ev: Any) -> None:
-    ruleset = rs(("set", {"set": "x"}), ("unset", {"unset": "x"}),
-                 ("both", {"and": [{"unset": "y"}, {"set": "x"}]}))
+    ruleset = rs(
+        ("set", {"set": "x"}),
+        ("unset", {"unset": "x"}),
+        ("both", {"and": [{"unset": "y"}, {"set": "x"}]}),
+    )
     assert ev.evaluate(ruleset, {}) == {"unset"}
     for value in (0, False, "", 0.0, "x"):
         assert ev.evaluate(ruleset, {"x": value}) == {"set", "both"}
@@ -137,10 +173,19 @@ def test_set_and_unset(ev: Any) -> None:
 
 
 def test_or_and_nesting(ev: Any) -> None:
-    ruleset = rs(("top", {"or": [cmp("eq", "a", 1), cmp("eq", "b", 1)]}),
-                 ("nested", {"and": [cmp("eq", "a", 1),
-                                     {"or": [cmp("eq", "b", 1), {"unset": "c"}]},
-                                     cmp("gt", "d", 0)]}))
+    ruleset = rs(
+        ("top", {"or": [cmp("eq", "a", 1), cmp("eq", "b", 1)]}),
+        (
+            "nested",
+            {
+                "and": [
+                    cmp("eq", "a", 1),
+                    {"or": [cmp("eq", "b", 1), {"unset": "c"}]},
+                    cmp("gt", "d", 0),
+                ]
+            },
+        ),
+    )
     assert ev.evaluate(ruleset, {"a": 1, "b": 1, "d": 1}) == {"top", "nested"}
     assert ev.evaluate(ruleset, {"a": 1, "d": 1}) == {"top", "nested"}
     assert ev.evaluate(ruleset, {"a": 1, "c": 1, "d": 1}) == {"top"}
@@ -149,15 +194,24 @@ def test_or_and_nesting(ev: Any) -> None:
 
 def test_fields_named_like_engine_internals(ev: Any) -> None:
     # durable_rules reserves the property names id and sid; kefu fields may use them
-    ruleset = rs(("id", cmp("eq", "id", "k1")), ("sid", cmp("ge", "sid", 3)),
-                 ("run", {"set": "run"}), ("s", cmp("eq", "s", "x")), ("x", {"unset": "x"}))
+    ruleset = rs(
+        ("id", cmp("eq", "id", "k1")),
+        ("sid", cmp("ge", "sid", 3)),
+        ("run", {"set": "run"}),
+        ("s", cmp("eq", "s", "x")),
+        ("x", {"unset": "x"}),
+    )
     assert ev.evaluate(ruleset, {"id": "k1", "sid": 3, "run": 1}) == {"id", "sid", "run", "x"}
     assert ev.evaluate(ruleset, {"id": "k2", "sid": 2, "s": "x", "x": 1}) == {"s"}
 
 
 def test_numbers_beyond_double_precision_in_facts(ev: Any) -> None:
-    ruleset = rs(("gt", cmp("gt", "x", 2**53)), ("lt", cmp("lt", "x", -5)),
-                 ("ne", cmp("ne", "x", 5)), ("eq", cmp("eq", "x", 2**53)))
+    ruleset = rs(
+        ("gt", cmp("gt", "x", 2**53)),
+        ("lt", cmp("lt", "x", -5)),
+        ("ne", cmp("ne", "x", 5)),
+        ("eq", cmp("eq", "x", 2**53)),
+    )
     assert ev.evaluate(ruleset, {"x": 10**30}) == {"gt", "ne"}
     assert ev.evaluate(ruleset, {"x": -(10**30)}) == {"lt", "ne"}
     assert ev.evaluate(ruleset, {"x": float("inf")}) == {"gt", "ne"}
@@ -183,14 +237,16 @@ def test_make_evaluator_names() -> None:
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "cat": st.sampled_from(["a", "b", "ab", "ab c", "", "中文", 'q"\\', "B"]),
     "qty": st.integers(-5, 200),
-    "amount": st.floats(-1000, 1000, allow_nan=False).map(lambda f: round(f, 2)) | st.integers(-3, 3),
+    "amount": st.floats(-1000, 1000, allow_nan=False).map(lambda f: round(f, 2))
+    | st.integers(-3, 3),
     "flag": st.booleans(),
     "day": st.integers(738_000, 738_010),  # dates travel as proleptic ordinals
     "sid": st.sampled_from(["x", "y"]),  # a name durable reserves for itself
 }
 # now and then a value of the wrong type, which must never match by accident
-ANY_VALUE = st.one_of(st.booleans(), st.integers(-2, 2), st.sampled_from(["a", "1", ""]),
-                      st.just(1.0))
+ANY_VALUE = st.one_of(
+    st.booleans(), st.integers(-2, 2), st.sampled_from(["a", "1", ""]), st.just(1.0)
+)
 
 
 @st.composite
@@ -208,9 +264,11 @@ def leaf(draw: st.DrawFn) -> Cond:
 
 conditions = st.recursive(
     leaf(),
-    lambda inner: st.builds(lambda op, cs: {op: cs}, st.sampled_from(["and", "or"]),
-                            st.lists(inner, max_size=3)),
-    max_leaves=8)
+    lambda inner: st.builds(
+        lambda op, cs: {op: cs}, st.sampled_from(["and", "or"]), st.lists(inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -223,10 +281,13 @@ def facts_dicts(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conds=st.lists(conditions, min_size=1, max_size=10),
-       cases=st.lists(facts_dicts(), min_size=1, max_size=8))
-def test_generated_rules_agree_with_reference(evaluators: dict[str, Any],
-                                              conds: list[Cond], cases: list[dict[str, Any]]) -> None:
+@given(
+    conds=st.lists(conditions, min_size=1, max_size=10),
+    cases=st.lists(facts_dicts(), min_size=1, max_size=8),
+)
+def test_generated_rules_agree_with_reference(
+    evaluators: dict[str, Any], conds: list[Cond], cases: list[dict[str, Any]]
+) -> None:
     ruleset = rs(*((f"r{i}", c) for i, c in enumerate(conds)), tag="gen")
     for facts in cases:
         want = REF.evaluate(ruleset, facts)
@@ -241,11 +302,18 @@ def realistic_rules(n: int, seed: int) -> list[tuple[str, Cond]]:
     for i in range(n):
         parts = [cmp("eq", f"c{rnd.randrange(4)}", rnd.choice("xyz"))]
         for _ in range(rnd.randrange(3)):
-            parts.append(cmp(rnd.choice(["ge", "lt", "ne"]), f"n{rnd.randrange(10)}",
-                             rnd.randrange(100)))
+            parts.append(
+                cmp(rnd.choice(["ge", "lt", "ne"]), f"n{rnd.randrange(10)}", rnd.randrange(100))
+            )
         if rnd.random() < 0.2:
-            parts.append({"or": [{"unset": f"n{rnd.randrange(10)}"},
-                                 cmp("eq", f"b{rnd.randrange(4)}", True)]})
+            parts.append(
+                {
+                    "or": [
+                        {"unset": f"n{rnd.randrange(10)}"},
+                        cmp("eq", f"b{rnd.randrange(4)}", True),
+                    ]
+                }
+            )
         rules.append((f"rule{i}", {"and": parts}))
     return rules
 
@@ -281,19 +349,23 @@ def test_more_than_1100_distinct_cases_through_one_compiled_ruleset(durable: Any
     assert fired_cases > 600 and len(seen) > 40
 
 
-@pytest.mark.parametrize(("n", "cond", "facts"), [
-    # >64 rules matching one fact: a single C ruleset says "error 303" and fires nothing
-    (100, lambda i: cmp("ge", "x", i), {"x": 1000}),
-    # 300 rules on one identical condition: 256 fire a foreign rule, 257 give error 108
-    (300, lambda i: cmp("eq", "cat", "a"), {"cat": "a"}),
-    # 200 absence tests: 129 under one node give error 107, and 65 of them break every
-    # new session (its state fact matches them all)
-    (200, lambda i: {"unset": f"f{i}"}, {"x": 1}),
-    # 600 distinct conditions on one field: 511 under one node loop forever in C
-    (600, lambda i: cmp("eq", "x", i), {"x": 599}),
-])
-def test_wide_rulesets_are_split_and_all_matches_come_back(durable: Any, n: int, cond: Any,
-                                                          facts: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("n", "cond", "facts"),
+    [
+        # >64 rules matching one fact: a single C ruleset says "error 303" and fires nothing
+        (100, lambda i: cmp("ge", "x", i), {"x": 1000}),
+        # 300 rules on one identical condition: 256 fire a foreign rule, 257 give error 108
+        (300, lambda i: cmp("eq", "cat", "a"), {"cat": "a"}),
+        # 200 absence tests: 129 under one node give error 107, and 65 of them break every
+        # new session (its state fact matches them all)
+        (200, lambda i: {"unset": f"f{i}"}, {"x": 1}),
+        # 600 distinct conditions on one field: 511 under one node loop forever in C
+        (600, lambda i: cmp("eq", "x", i), {"x": 599}),
+    ],
+)
+def test_wide_rulesets_are_split_and_all_matches_come_back(
+    durable: Any, n: int, cond: Any, facts: dict[str, Any]
+) -> None:
     ruleset = rs(*((f"r{i}", cond(i)) for i in range(n)), tag="wide")
     want = REF.evaluate(ruleset, facts)
     assert want  # meaningful: something must fire
@@ -349,7 +421,9 @@ def test_a_name_is_bound_to_its_rules(durable: Any) -> None:
     other = RuleSet.of(first.name, [CompiledRule("r", cmp("eq", "x", 2))])
     with pytest.raises(ValueError, match="already"):
         durable.evaluate(other, {"x": 2})
-    truthy = RuleSet.of(first.name, [CompiledRule("r", cmp("eq", "x", True))])  # True == 1 in Python
+    truthy = RuleSet.of(
+        first.name, [CompiledRule("r", cmp("eq", "x", True))]
+    )  # True == 1 in Python
     with pytest.raises(ValueError, match="already"):
         durable.evaluate(truthy, {"x": True})
     same = RuleSet.of(first.name, list(first.rules))  # equal rules, new object: fine
@@ -371,7 +445,9 @@ def test_nan_facts_are_refused_not_guessed(durable: Any) -> None:
 
 
 # -- the in-process adapter recovers from an engine error --------------------------------
-def test_engine_error_resets_the_session_and_next_case_is_right(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_error_resets_the_session_and_next_case_is_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Lift the adapter's own budget so one C ruleset gets 70 rules a fact can all match:
     # the C core then fails with error 303. Each failure must leave a clean session
     # behind — 1,100 of them also prove no session leaks (the core allows 1,024).
@@ -384,7 +460,9 @@ def test_engine_error_resets_the_session_and_next_case_is_right(monkeypatch: pyt
         for n in range(1100):
             with pytest.raises(EngineUnavailable, match="303"):
                 ev.evaluate(ruleset, {"x": 0})
-            assert ev.evaluate(ruleset, {"x": 66 + n % 4}) == {f"r{i}" for i in range(66 + n % 4, 70)}
+            assert ev.evaluate(ruleset, {"x": 66 + n % 4}) == {
+                f"r{i}" for i in range(66 + n % 4, 70)
+            }
     finally:
         ev.close()
 
@@ -414,7 +492,8 @@ def _crash_ruleset() -> RuleSet:
 
 @pytest.mark.parametrize("how", ["engine", "segv", "abort"])
 def test_a_crash_in_the_engine_is_a_503_and_the_next_call_works(
-        faulty: IsolatedDurableEvaluator, how: str) -> None:
+    faulty: IsolatedDurableEvaluator, how: str
+) -> None:
     ruleset = _crash_ruleset()
     assert faulty.evaluate(ruleset, CASES[0][0]) == CASES[0][1]
     old = faulty.pid
@@ -431,7 +510,8 @@ def test_a_crash_in_the_engine_is_a_503_and_the_next_call_works(
 
 @pytest.mark.parametrize("how", ["engine", "sleep"])
 def test_a_hang_in_the_engine_is_a_503_within_the_timeout(
-        faulty: IsolatedDurableEvaluator, how: str) -> None:
+    faulty: IsolatedDurableEvaluator, how: str
+) -> None:
     ruleset = _crash_ruleset()
     assert faulty.evaluate(ruleset, CASES[1][0]) == CASES[1][1]
     old = faulty.pid
@@ -516,9 +596,14 @@ def test_an_engine_stuck_in_c_dies_with_its_parent(tmp_path: Path) -> None:
         "ev.evaluate(rs, {'x': 1})\n"
         "ev._force_hang('engine')\n"
         "print(ev.pid, flush=True)\n"
-        "ev.evaluate(rs, {'x': 1})\n")
-    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              cwd=str(Path(__file__).resolve().parents[2]))
+        "ev.evaluate(rs, {'x': 1})\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
     assert server.stdout is not None
     child = int(server.stdout.readline())
     try:
@@ -541,7 +626,7 @@ def test_the_isolated_engine_keeps_the_c_core_out_of_this_process() -> None:
     # never load the C module into the server process
     code = (
         "import sys\n"
-        "from core.catalog import load_catalog\n"
+        "from core.spec.catalog import load_catalog\n"
         "from core.rules.ir import CompiledRule, RuleSet\n"
         "from core.rules.isolation import IsolatedDurableEvaluator\n"
         "load_catalog()\n"
@@ -549,7 +634,14 @@ def test_the_isolated_engine_keeps_the_c_core_out_of_this_process() -> None:
         "rs = RuleSet.of('keep-out', [CompiledRule('a', {'cmp': 'eq', 'field': 'x', 'value': 1})])\n"
         "assert ev.evaluate(rs, {'x': 1}) == {'a'}\n"
         "ev.close()\n"
-        "print('durable_rules_engine' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=str(Path(__file__).resolve().parents[2]), check=True)
+        "print('durable_rules_engine' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(Path(__file__).resolve().parents[2]),
+        check=True,
+    )
     assert out.stdout.strip() == "False"

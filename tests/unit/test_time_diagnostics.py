@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.loader import load_company, load_pack
+from core.spec.loading import load_company, load_pack
 
 PACK = """\
 kefu: 1
@@ -68,19 +68,19 @@ def test_every_time_problem_is_located(tmp_path: Path) -> None:
     _, diags = load_pack(d)
     got = {(x.line, x.code) for x in diags}
     text = "\n".join(x.format() for x in diags)
-    assert (23, "K130") in got, text          # an SLA on a final step
-    assert (25, "K131") in got, text          # SLA id 'work' is also the step's own SLA
-    assert (30, "K128") in got, text          # start field 'note' is text, not a moment
-    assert (31, "K127") in got, text          # unknown action 'answr'
-    assert (34, "K202") in got, text          # unknown field in a target-table condition
-    assert (34, "K129") in got, text          # the last row has a condition (warning)
-    assert (35, "K127") in got, text          # pause on unknown step 'wrk'
-    assert (36, "K131") in got, text          # action 'extend' does not require 'reason'
-    assert (39, "K128") in got, text          # promised field is text
+    assert (23, "K130") in got, text  # an SLA on a final step
+    assert (25, "K131") in got, text  # SLA id 'work' is also the step's own SLA
+    assert (30, "K128") in got, text  # start field 'note' is text, not a moment
+    assert (31, "K127") in got, text  # unknown action 'answr'
+    assert (34, "K202") in got, text  # unknown field in a target-table condition
+    assert (34, "K129") in got, text  # the last row has a condition (warning)
+    assert (35, "K127") in got, text  # pause on unknown step 'wrk'
+    assert (36, "K131") in got, text  # action 'extend' does not require 'reason'
+    assert (39, "K128") in got, text  # promised field is text
     assert any(line == 40 and "ago" in x.message for x in diags for line in [x.line]), text
-    assert (44, "K127") in got, text          # unknown step 'nowhere'
-    assert (50, "K450") in got, text          # on: 40
-    assert (51, "K451") in got, text          # unknown field under open
+    assert (44, "K127") in got, text  # unknown step 'nowhere'
+    assert (50, "K450") in got, text  # on: 40
+    assert (51, "K451") in got, text  # unknown field under open
     assert "did you mean 'answer'" not in text and "did you mean" in text
 
 
@@ -92,7 +92,9 @@ def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) ->
     company.write_text(
         "kefu: 1\ncompany: co\nname: 公司\nroles:\n  sales: {people: [a]}\npeople:\n  a: {name: A}\n"
         "procedures:\n  complaint-statistics:\n    schedules:\n      montly: {enabled: false}\n"
-        "      monthly: {on: mon}\n", encoding="utf-8")
+        "      monthly: {on: mon}\n",
+        encoding="utf-8",
+    )
     _, diags = load_company(company, {lp.key: lp})
     got = {(x.line, x.code) for x in diags}
     text = "\n".join(x.format() for x in diags)

@@ -41,7 +41,9 @@ def validate(*args: str) -> tuple[int, list[Reported], str]:
         m = DIAG.match(text)
         if m:
             hint = lines[i + 1] if i + 1 < len(lines) else ""
-            out.append(Reported(m["file"], int(m["line"]), int(m["col"]), m["code"], m["message"], hint))
+            out.append(
+                Reported(m["file"], int(m["line"]), int(m["col"]), m["code"], m["message"], hint)
+            )
     return result.exit_code, out, result.output
 
 
@@ -89,11 +91,16 @@ def test_every_diagnostic_has_a_hint_and_points_at_text(fixture: Path) -> None:
         assert 1 <= r.col <= len(text), r
         assert not text[r.col - 1].isspace() and text[r.col - 1] != "#", (r, text)
         # a diagnostic naming something points at that name (or the quote before it)
-        named = re.match(r"^\S+: (?:unknown \w+|duplicate key|duplicate rule id) '([^']+)'", r.message)
+        named = re.match(
+            r"^\S+: (?:unknown \w+|duplicate key|duplicate rule id) '([^']+)'", r.message
+        )
         if named:
-            at = text[r.col - 1:].lstrip("\"'")
-            assert at.startswith(named[1]) or at.startswith("param." + named[1]) or \
-                at.startswith("id: " + named[1]), (r, text)
+            at = text[r.col - 1 :].lstrip("\"'")
+            assert (
+                at.startswith(named[1])
+                or at.startswith("param." + named[1])
+                or at.startswith("id: " + named[1])
+            ), (r, text)
 
 
 def test_columns_inside_conditions_point_at_the_offending_part() -> None:
@@ -103,7 +110,7 @@ def test_columns_inside_conditions_point_at_the_offending_part() -> None:
 
     def at(code: str) -> str:
         (r,) = [r for r in reported if r.code == code]
-        return lines[r.line - 1][r.col - 1:]
+        return lines[r.line - 1][r.col - 1 :]
 
     assert at("K203").startswith('engineer.startswith("w")')
     assert at("K201").startswith("= false")
@@ -117,14 +124,20 @@ def test_columns_inside_conditions_point_at_the_offending_part() -> None:
 
 def test_unknown_keys_get_did_you_mean_from_the_allowed_keys() -> None:
     _, reported, output = validate(str(FIXTURES / "broken-pack"), str(FIXTURES / "broken-config"))
-    hints = {r.message.split(": ", 1)[1]: r.hint for r in reported if r.code in ("K102", "K110")
-             and "unknown key" in r.message}
+    hints = {
+        r.message.split(": ", 1)[1]: r.hint
+        for r in reported
+        if r.code in ("K102", "K110") and "unknown key" in r.message
+    }
     assert "did you mean 'max_length'?" in hints["unknown key 'max_lenght'"], output
     assert "did you mean 'template'?" in hints["unknown key 'tempalte'"], output
     assert "did you mean 'label'?" in hints["unknown key 'lable'"], output
     # the misspelt required key is one mistake: no "missing required key 'label'" besides
-    assert not [r for r in reported if "missing required key 'label'" in r.message
-                and r.file.endswith("acme.yaml")]
+    assert not [
+        r
+        for r in reported
+        if "missing required key 'label'" in r.message and r.file.endswith("acme.yaml")
+    ]
 
 
 def test_the_shipped_rules_and_config_are_clean() -> None:
@@ -133,7 +146,9 @@ def test_the_shipped_rules_and_config_are_clean() -> None:
     # K126 depends on today's date and the installed chinesecalendar (no data for next year
     # yet): the only warning allowed, and only about the calendar
     assert [r for r in reported if r.code != "K126"] == [], output
-    assert all(r.file == "config/demo.yaml" and "no data for" in r.message for r in reported), output
+    assert all(r.file == "config/demo.yaml" and "no data for" in r.message for r in reported), (
+        output
+    )
     assert "0 error(s)" in output
 
 
@@ -146,23 +161,29 @@ def test_a_schema_error_does_not_hide_cross_reference_errors(tmp_path: Path) -> 
         "title: 小\n"
         "roles: {agent: {label: 客服}}\n"
         "fields:\n"
-        "  qty: {type: integr, label: 数量}\n"      # K103 (schema)
+        "  qty: {type: integr, label: 数量}\n"  # K103 (schema)
         "open: {role: agent}\n"
         "start: new\n"
         "steps:\n"
         "  new:\n"
         "    label: 新\n"
-        "    role: agnt\n"                          # K104 (cross-reference)
+        "    role: agnt\n"  # K104 (cross-reference)
         "    actions: {done: {label: 完成, to: ende}}\n"  # K105
         "  end: {label: 结束, final: true}\n"
         "rules:\n"
         "  - id: big\n"
-        "    when: qty > 10 and colour == \"red\"\n"  # K202; qty is broken: no K2xx for it
+        '    when: qty > 10 and colour == "red"\n'  # K202; qty is broken: no K2xx for it
         "    then: [{move: end}]\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     code, reported, output = validate(str(pack.parent))
     assert code == 2
-    assert [(r.line, r.code) for r in reported] == [(6, "K103"), (12, "K104"), (13, "K105"), (17, "K202")], output
+    assert [(r.line, r.code) for r in reported] == [
+        (6, "K103"),
+        (12, "K104"),
+        (13, "K105"),
+        (17, "K202"),
+    ], output
 
 
 def test_unknown_top_level_keys_and_merge_keys_do_not_hide_other_problems(tmp_path: Path) -> None:
@@ -176,15 +197,21 @@ def test_unknown_top_level_keys_and_merge_keys_do_not_hide_other_problems(tmp_pa
         "open: {role: agent}\n"
         "start: a\n"
         "common: &common {label: 公共, role: agnet}\n"  # K102, and K104 where it is merged
-        "feilds: {}\n"                                 # K102 (did you mean fields?)
+        "feilds: {}\n"  # K102 (did you mean fields?)
         "steps:\n"
         "  a:\n"
         "    <<: *common\n"
-        "    actions: {go: {label: g, to: bb}}\n"       # K105
+        "    actions: {go: {label: g, to: bb}}\n"  # K105
         "  b: {label: b, final: true}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     code, reported, output = validate(str(pack.parent))
     assert code == 2
     # a key merged in has no position of its own: the merge is the place to look
-    assert [(r.line, r.code) for r in reported] == [(7, "K102"), (8, "K102"), (11, "K104"), (12, "K105")], output
+    assert [(r.line, r.code) for r in reported] == [
+        (7, "K102"),
+        (8, "K102"),
+        (11, "K104"),
+        (12, "K105"),
+    ], output
     assert "did you mean 'fields'?" in reported[1].hint

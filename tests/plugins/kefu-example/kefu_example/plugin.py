@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.routes import errors
 from core import hookimpl
-from core.definitions import FieldDef, PackDef
-from core.dispatch import Candidate, Choice, DispatchRequest
-from core.effects import Change, EffectType, Problem
-from core.fields import FieldValueError
+from core.cases.dispatch import Candidate, Choice, DispatchRequest
+from core.spec.definitions import FieldDef, PackDef
+from core.spec.effects import Change, EffectType, Problem
+from core.spec.fields import FieldValueError
 
 
 class Settings(BaseModel):
@@ -52,18 +52,34 @@ def _check(args: WarrantyArgs, pack: PackDef) -> list[Problem]:
     out = []
     f = pack.fields.get(args.purchased)
     if f is None or f.type != "date":
-        out.append(Problem(("purchased",), "K106", f"'{args.purchased}' is not a date field of this pack"))
+        out.append(
+            Problem(("purchased",), "K106", f"'{args.purchased}' is not a date field of this pack")
+        )
     t = pack.fields.get(args.to)
     if t is None or t.type != "choice" or not {"in", "out"} <= set(t.choices or {}):
-        out.append(Problem(("to",), "K106", f"'{args.to}' is not a choice field with choices in and out"))
+        out.append(
+            Problem(("to",), "K106", f"'{args.to}' is not a choice field with choices in and out")
+        )
     return out
 
 
 def _months_later(day: dt.date, months: int) -> dt.date:
     y, m = divmod(day.month - 1 + months, 12)
     year, month = day.year + y, m + 1
-    last = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30,
-            31, 30, 31][month - 1]
+    last = [
+        31,
+        29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][month - 1]
     return dt.date(year, month, min(day.day, last))
 
 
@@ -73,18 +89,29 @@ def _apply(change: Change, args: WarrantyArgs, rule_id: str) -> None:
         change.note("warranty_unknown", rule_id, reason=f"'{args.purchased}' is empty")
         return
     company = change.context.get("company")
-    months = args.months or (Settings.model_validate(
-        company.plugins.get("example").settings if company and "example" in company.plugins else {})
-        .warranty_months)
+    months = args.months or (
+        Settings.model_validate(
+            company.plugins.get("example").settings
+            if company and "example" in company.plugins
+            else {}
+        ).warranty_months
+    )
     until = _months_later(dt.date.fromisoformat(raw), months)
     today = (change.now or dt.datetime.now(dt.UTC)).date()
     verdict = "in" if today <= until else "out"
     change.fields[args.to] = verdict
-    change.note("warranty_checked", rule_id, until=until.isoformat(), months=months, verdict=verdict)
+    change.note(
+        "warranty_checked", rule_id, until=until.isoformat(), months=months, verdict=verdict
+    )
 
 
-CHECK_WARRANTY = EffectType("check_warranty", WarrantyArgs, _apply, _check,
-                            "set a choice field to in/out: is the product under warranty today?")
+CHECK_WARRANTY = EffectType(
+    "check_warranty",
+    WarrantyArgs,
+    _apply,
+    _check,
+    "set a choice field to in/out: is the product under warranty today?",
+)
 
 # -- field type --------------------------------------------------------------------------------------
 
@@ -130,10 +157,15 @@ class VipStrategy:
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
         if request.fields.get("vip") is not True:
             return None
-        pool = sorted((c for c in candidates if "vip" in c.skills), key=lambda c: (c.open_cases, c.username))
+        pool = sorted(
+            (c for c in candidates if "vip" in c.skills), key=lambda c: (c.open_cases, c.username)
+        )
         if not pool:
             return None
-        return Choice(pool[0].username, f"VIP customer: {pool[0].username} serves VIPs, {pool[0].open_cases} open")
+        return Choice(
+            pool[0].username,
+            f"VIP customer: {pool[0].username} serves VIPs, {pool[0].open_cases} open",
+        )
 
 
 # -- hooks -------------------------------------------------------------------------------------------
@@ -141,8 +173,13 @@ class VipStrategy:
 CLOSED: list[str] = []  # case numbers closed, as heard after commit
 
 
-@get("/api/v1/example/closed", operation_id="exampleClosed", tags=["example"], sync_to_thread=False,
-     responses=errors())  # documents the 401 problem answer the API's authentication gives
+@get(
+    "/api/v1/example/closed",
+    operation_id="exampleClosed",
+    tags=["example"],
+    sync_to_thread=False,
+    responses=errors(),
+)  # documents the 401 problem answer the API's authentication gives
 def closed_cases() -> dict[str, Any]:
     """Case numbers the example plugin heard closing (kefu_case_closed)."""
     return {"closed": list(CLOSED)}

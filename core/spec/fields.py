@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from core.definitions import FieldDef
 from core.rules.expr import FieldType
 from core.rules.ir import Scalar
+from core.spec.definitions import FieldDef
 
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-()]{4,24}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -92,7 +92,9 @@ def _datetime(f: FieldDef, v: Any) -> Any:
         try:
             v = dt.datetime.fromisoformat(v.strip())
         except ValueError:
-            raise FieldValueError("expected a date and time with offset, e.g. 2026-10-08T09:00+08:00") from None
+            raise FieldValueError(
+                "expected a date and time with offset, e.g. 2026-10-08T09:00+08:00"
+            ) from None
     if isinstance(v, dt.datetime):
         if v.tzinfo is None:
             raise FieldValueError("a date and time needs a UTC offset, e.g. +08:00")
@@ -170,7 +172,7 @@ class FieldKind(Protocol):
     def json_schema(self, fdef: FieldDef) -> dict[str, Any]: ...
 
 
-#: field types of the installed plugins, by name (filled by ``core.plugins.installed()``)
+#: field types of the installed plugins, by name (filled by ``core.runtime.plugins.installed()``)
 PLUGIN_KINDS: dict[str, FieldKind] = {}
 
 
@@ -205,5 +207,6 @@ def field_type(fdef: FieldDef) -> FieldType:
     kind = PLUGIN_KINDS.get(fdef.type)
     if kind is not None:
         return FieldType(kind=kind.fact_kind, choices=())
-    return FieldType(kind=fdef.type if not fdef.multiple else "multiple",
-                     choices=tuple(fdef.choices or ()))
+    return FieldType(
+        kind=fdef.type if not fdef.multiple else "multiple", choices=tuple(fdef.choices or ())
+    )

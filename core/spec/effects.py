@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from core.definitions import KEY_RE, PACK_RE, Label, PackDef
+from core.spec.definitions import KEY_RE, PACK_RE, Label, PackDef
 
 if TYPE_CHECKING:
-    from core.procedures import CompiledProcedure
+    from core.spec.procedures import CompiledProcedure
 
 
 @dataclass
@@ -87,7 +87,9 @@ class Change:
     context: dict[str, Any] = field(default_factory=dict)
 
     def note(self, kind: str, rule_id: str | None, **data: Any) -> None:
-        self.journal.append(JournalDraft(kind, data, rule_id, dict(self.facts) if rule_id else None))
+        self.journal.append(
+            JournalDraft(kind, data, rule_id, dict(self.facts) if rule_id else None)
+        )
 
 
 @dataclass(frozen=True)
@@ -117,23 +119,27 @@ class SetArgs(RootModel[dict[str, Any]]):
 
 
 def _check_set(args: SetArgs, pack: PackDef) -> list[Problem]:
-    from core.fields import FieldValueError, coerce
+    from core.spec.fields import FieldValueError, coerce
 
     out: list[Problem] = []
     for name, value in args.root.items():
         fdef = pack.fields.get(name)
         if fdef is None:
-            out.append(Problem((name,), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+            out.append(
+                Problem((name,), "K106", f"unknown field '{name}'", _fields_hint(name, pack))
+            )
             continue
         try:
             coerce(fdef, value)
         except FieldValueError as exc:
-            out.append(Problem((name,), "K111", f"value {value!r} does not fit field '{name}': {exc}"))
+            out.append(
+                Problem((name,), "K111", f"value {value!r} does not fit field '{name}': {exc}")
+            )
     return out
 
 
 def _apply_set(change: Change, args: SetArgs, rule_id: str) -> None:
-    from core.fields import coerce
+    from core.spec.fields import coerce
 
     for name, value in args.root.items():
         stored = coerce(change.procedure.pack.fields[name], value)
@@ -177,13 +183,24 @@ class AssignArgs(BaseModel):
 
 def _check_assign(args: AssignArgs, pack: PackDef) -> list[Problem]:
     if args.role and args.role not in pack.roles:
-        return [Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack))]
+        return [
+            Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack))
+        ]
     if args.field:
         fdef = pack.fields.get(args.field)
         if fdef is None:
-            return [Problem(("field",), "K106", f"unknown field '{args.field}'", _fields_hint(args.field, pack))]
+            return [
+                Problem(
+                    ("field",),
+                    "K106",
+                    f"unknown field '{args.field}'",
+                    _fields_hint(args.field, pack),
+                )
+            ]
         if fdef.type != "person":
-            return [Problem(("field",), "K111", f"field '{args.field}' is a {fdef.type}, not a person")]
+            return [
+                Problem(("field",), "K111", f"field '{args.field}' is a {fdef.type}, not a person")
+            ]
     return []
 
 
@@ -244,13 +261,25 @@ class NotifyArgs(BaseModel):
 def _check_notify(args: NotifyArgs, pack: PackDef) -> list[Problem]:
     out: list[Problem] = []
     if args.to.startswith("role:") and args.to[5:] not in pack.roles:
-        out.append(Problem(("to",), "K104", f"unknown role '{args.to[5:]}'", _roles_hint(args.to[5:], pack)))
+        out.append(
+            Problem(
+                ("to",), "K104", f"unknown role '{args.to[5:]}'", _roles_hint(args.to[5:], pack)
+            )
+        )
     for i, name in enumerate(args.include):
         if name not in pack.fields:
-            out.append(Problem(("include", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+            out.append(
+                Problem(("include", i), "K106", f"unknown field '{name}'", _fields_hint(name, pack))
+            )
     if args.address and args.address not in pack.fields:
-        out.append(Problem(("address",), "K106", f"unknown field '{args.address}'",
-                           _fields_hint(args.address, pack)))
+        out.append(
+            Problem(
+                ("address",),
+                "K106",
+                f"unknown field '{args.address}'",
+                _fields_hint(args.address, pack),
+            )
+        )
     return out
 
 
@@ -272,7 +301,7 @@ def _apply_notify(change: Change, args: NotifyArgs, rule_id: str) -> None:
 
 def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
     """The message text from the company's or the pack's ``templates:`` (None: neither has it)."""
-    from core.templates import render
+    from core.spec.templates import render
 
     company = change.context.get("company")
     pack = change.procedure.pack
@@ -282,10 +311,15 @@ def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
         return None
     locale = company.locale if company is not None else "zh-CN"
     step = pack.steps.get(change.step)
-    context = {"case": change.case_number, "step": change.step,
-               "step_label": step.label.text(locale) if step else change.step,
-               "company": company.name.text(locale) if company is not None else "", "to": args.to,
-               "timezone": company.timezone if company is not None else "UTC", "fields": dict(change.fields)}
+    context = {
+        "case": change.case_number,
+        "step": change.step,
+        "step_label": step.label.text(locale) if step else change.step,
+        "company": company.name.text(locale) if company is not None else "",
+        "to": args.to,
+        "timezone": company.timezone if company is not None else "UTC",
+        "fields": dict(change.fields),
+    }
     return render(sources, args.template, locale, context)
 
 
@@ -316,15 +350,35 @@ def _apply_open_case(change: Change, args: OpenCaseArgs, rule_id: str) -> None:
 
 BUILTIN_EFFECTS: tuple[EffectType, ...] = (
     EffectType("set", SetArgs, _apply_set, _check_set, "set case fields to literal values"),
-    EffectType("assign", AssignArgs, _apply_assign, _check_assign,
-               "assign the case to a role, department or person"),
+    EffectType(
+        "assign",
+        AssignArgs,
+        _apply_assign,
+        _check_assign,
+        "assign the case to a role, department or person",
+    ),
     EffectType("move", MoveArgs, _apply_move, _check_move, "move the case to another step"),
-    EffectType("refuse", RefuseArgs, _apply_refuse, None,
-               "refuse the whole action with a message (nothing is written)"),
-    EffectType("notify", NotifyArgs, _apply_notify, _check_notify,
-               "queue a notification in the outbox (sent after commit)"),
-    EffectType("open_case", OpenCaseArgs, _apply_open_case, _check_open_case,
-               "open a linked case of another procedure"),
+    EffectType(
+        "refuse",
+        RefuseArgs,
+        _apply_refuse,
+        None,
+        "refuse the whole action with a message (nothing is written)",
+    ),
+    EffectType(
+        "notify",
+        NotifyArgs,
+        _apply_notify,
+        _check_notify,
+        "queue a notification in the outbox (sent after commit)",
+    ),
+    EffectType(
+        "open_case",
+        OpenCaseArgs,
+        _apply_open_case,
+        _check_open_case,
+        "open a linked case of another procedure",
+    ),
 )
 
 
@@ -332,7 +386,9 @@ def _hint(what: str, word: str, options: list[str]) -> str:
     from core.rules.expr import did_you_mean
 
     guess = did_you_mean(word, options)
-    return f"{what}: {', '.join(sorted(options))}" + (f" (did you mean '{guess}'?)" if guess else "")
+    return f"{what}: {', '.join(sorted(options))}" + (
+        f" (did you mean '{guess}'?)" if guess else ""
+    )
 
 
 def _fields_hint(word: str, pack: PackDef) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from core.definitions import CompanyDef
+from core.spec.definitions import CompanyDef
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class NumberScheme(Protocol):
     def next_number(self, request: NumberRequest) -> str: ...
 
 
-#: schemes of the installed plugins by name (filled by ``core.plugins.installed()``)
+#: schemes of the installed plugins by name (filled by ``core.runtime.plugins.installed()``)
 SCHEMES: dict[str, Any] = {}
 
 DEFAULT_SCHEME = "pattern"
@@ -50,6 +50,8 @@ class NoScheme(Exception):
 def next_number(request: NumberRequest, scheme: str = DEFAULT_SCHEME) -> str:
     impl = SCHEMES.get(scheme)
     if impl is None:
-        raise NoScheme(f"case-number scheme '{scheme}' is not installed (installed: "
-                       f"{', '.join(sorted(SCHEMES)) or 'none'})")
+        raise NoScheme(
+            f"case-number scheme '{scheme}' is not installed (installed: "
+            f"{', '.join(sorted(SCHEMES)) or 'none'})"
+        )
     return str(impl.next_number(request))

@@ -54,24 +54,24 @@ import click
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from sqlalchemy import create_engine, select, text
 
-from core.catalog import Catalog, pack_dirs
+from core.cases.service import ActResult, CaseService, CaseView
 from core.clock import TestClock
-from core.definitions import KEY_RE, CompanyDef, PersonDef
-from core.diagnostics import Diagnostic, Diagnostics, Loc, YamlDoc
-from core.durations import Duration, DurationError
-from core.effects import EffectType
 from core.errors import KefuError
-from core.fields import FieldValueError, coerce
-from core.loader import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
-from core.procedures import CompiledProcedure, compile_procedure
 from core.rules.evaluator import Evaluator, default_kind, make_evaluator
 from core.rules.expr import did_you_mean
-from core.service import ActResult, CaseService, CaseView
-from core.setup import build_service, create_config_people
+from core.runtime.bootstrap import build_service, create_config_people
+from core.runtime.worker import run_until
+from core.spec.catalog import Catalog, pack_dirs
+from core.spec.definitions import KEY_RE, CompanyDef, PersonDef
+from core.spec.diagnostics import Diagnostic, Diagnostics, Loc, YamlDoc
+from core.spec.effects import EffectType
+from core.spec.fields import FieldValueError, coerce
+from core.spec.loading import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
+from core.spec.procedures import CompiledProcedure, compile_procedure
 from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
-from core.worker import run_until
+from core.time.durations import Duration, DurationError
 
 SCENARIO_DIR = "scenarios"
 ENGINES = ("durable", "reference")
@@ -88,8 +88,22 @@ _ITEM_EXTRA = ("source", "note")
 _OPEN_KEYS = ("as", "procedure", "fields", "name")
 _ACT_KEYS = ("as", "action", "fields", "version", "case")
 _PERSON_KEYS = ("name", "departments", "roles", "email", "phone", "skills", "region")
-_EXPECT_KEYS = ("case", "step", "status", "fields", "assignees", "fired", "outbox", "journal",
-                "actions", "linked", "refused", "error", "deadlines", "cases")
+_EXPECT_KEYS = (
+    "case",
+    "step",
+    "status",
+    "fields",
+    "assignees",
+    "fired",
+    "outbox",
+    "journal",
+    "actions",
+    "linked",
+    "refused",
+    "error",
+    "deadlines",
+    "cases",
+)
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
 DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
 _OUTBOX_KEYS = ("to", "template", "channel", "fields", "text")
@@ -118,7 +132,9 @@ class ScenarioFailed(ScenarioError):
         self.where = where
         self.message = message
         self.details = list(details)
-        lines = [f"{where}: {message}"] + [f"    {d}" if d.startswith("hint:") else d for d in self.details]
+        lines = [f"{where}: {message}"] + [
+            f"    {d}" if d.startswith("hint:") else d for d in self.details
+        ]
         super().__init__("\n".join(lines))
 
 
@@ -234,7 +250,11 @@ class _ScenarioDoc(YamlDoc):
             try:
                 if isinstance(node, CommentedMap) and part in node:
                     ln, cl = node.lc.key(part) if key and last else node.lc.value(part)
-                elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                elif (
+                    isinstance(node, CommentedSeq)
+                    and isinstance(part, int)
+                    and 0 <= part < len(node)
+                ):
                     ln, cl = node.lc.item(part)
                 else:
                     break
@@ -270,8 +290,16 @@ def _plain(node: Any) -> Any:
     if isinstance(node, float):
         return float(node)
     if isinstance(node, dt.datetime):  # ruamel's TimeStamp keeps its offset in tzinfo
-        return dt.datetime(node.year, node.month, node.day, node.hour, node.minute, node.second,
-                           node.microsecond, tzinfo=node.tzinfo)
+        return dt.datetime(
+            node.year,
+            node.month,
+            node.day,
+            node.hour,
+            node.minute,
+            node.second,
+            node.microsecond,
+            tzinfo=node.tzinfo,
+        )
     return node
 
 
@@ -281,7 +309,9 @@ class _Parser:
         self.diags = diags
 
     # -- helpers ------------------------------------------------------------------------
-    def err(self, loc: Loc, code: str, message: str, hint: str | None = None, key: bool = False) -> None:
+    def err(
+        self, loc: Loc, code: str, message: str, hint: str | None = None, key: bool = False
+    ) -> None:
         self.diags.append(self.doc.diag(loc, code, message, hint, key=key))
 
     def value(self, loc: Loc) -> Any:
@@ -290,15 +320,24 @@ class _Parser:
     def mapping(self, loc: Loc, allowed: Sequence[str], what: str) -> CommentedMap | None:
         node = self.value(loc)
         if not isinstance(node, CommentedMap):
-            self.err(loc, "S103", f"{what} must be a mapping of keys",
-                     "write {key: value, …} or one 'key: value' per line")
+            self.err(
+                loc,
+                "S103",
+                f"{what} must be a mapping of keys",
+                "write {key: value, …} or one 'key: value' per line",
+            )
             return None
         for k in node:
             if k not in allowed:
                 guess = did_you_mean(str(k), allowed)
-                self.err(loc + (k,), "S102", f"unknown key '{k}'",
-                         f"keys here: {', '.join(allowed)}" + (f" (did you mean '{guess}'?)" if guess else ""),
-                         key=True)
+                self.err(
+                    loc + (k,),
+                    "S102",
+                    f"unknown key '{k}'",
+                    f"keys here: {', '.join(allowed)}"
+                    + (f" (did you mean '{guess}'?)" if guess else ""),
+                    key=True,
+                )
         return node
 
     def text(self, loc: Loc, what: str, pattern: str | None = None) -> str | None:
@@ -317,7 +356,9 @@ class _Parser:
         if isinstance(node, str):
             return [node]
         if not isinstance(node, CommentedSeq) or not all(isinstance(x, str) for x in node):
-            self.err(loc, "S103", f"{what} must be a list of names", "write [a, b] or one '- a' per line")
+            self.err(
+                loc, "S103", f"{what} must be a list of names", "write [a, b] or one '- a' per line"
+            )
             return None
         return [str(x) for x in node]
 
@@ -337,7 +378,12 @@ class _Parser:
             return None
         title = None
         if "scenario" not in root:
-            self.err((), "S101", "missing required key 'scenario'", "give the scenario a title: scenario: …")
+            self.err(
+                (),
+                "S101",
+                "missing required key 'scenario'",
+                "give the scenario a title: scenario: …",
+            )
         else:
             title = self.text(("scenario",), "scenario")
         if "source" in root:
@@ -353,9 +399,16 @@ class _Parser:
                 self.err(("parameters",), "S103", "parameters must be a mapping of name: value")
         steps: list[Step] = []
         if "steps" not in root:
-            self.err((), "S101", "missing required key 'steps'", "list the steps: steps: [- open: …]")
+            self.err(
+                (), "S101", "missing required key 'steps'", "list the steps: steps: [- open: …]"
+            )
         elif not isinstance(root["steps"], CommentedSeq) or not root["steps"]:
-            self.err(("steps",), "S103", "steps must be a non-empty list", "one '- open: …' / '- act: …' per line")
+            self.err(
+                ("steps",),
+                "S103",
+                "steps must be a non-empty list",
+                "one '- open: …' / '- act: …' per line",
+            )
         else:
             for i in range(len(root["steps"])):
                 step = self.step(i)
@@ -369,8 +422,12 @@ class _Parser:
     def pack_of(self, path: Path) -> tuple[str | None, Path | None]:
         folder = path.resolve().parent
         if folder.name != SCENARIO_DIR or not (folder.parent / "procedure.yaml").is_file():
-            self.err((), "S101", "a scenario file belongs in the scenarios/ folder of its pack",
-                     "move it to rules/<pack>/scenarios/")
+            self.err(
+                (),
+                "S101",
+                "a scenario file belongs in the scenarios/ folder of its pack",
+                "move it to rules/<pack>/scenarios/",
+            )
             return None, None
         return folder.parent.name, folder.parent.parent
 
@@ -383,8 +440,13 @@ class _Parser:
         for username in node:
             loc: Loc = ("people", username)
             if not re.match(KEY_RE, str(username)):
-                self.err(loc, "S103", f"'{username}' is not a valid user name",
-                         "lower-case letters, digits and _, starting with a letter", key=True)
+                self.err(
+                    loc,
+                    "S103",
+                    f"'{username}' is not a valid user name",
+                    "lower-case letters, digits and _, starting with a letter",
+                    key=True,
+                )
                 continue
             spec = node[username]
             if isinstance(spec, CommentedSeq):  # shorthand: the roles
@@ -395,12 +457,26 @@ class _Parser:
             if body is None:
                 continue
             roles = (self.names(loc + ("roles",), "roles") or []) if "roles" in body else []
-            deps = (self.names(loc + ("departments",), "departments") or []) if "departments" in body else []
-            extra = {k: self.text(loc + (k,), k) for k in ("name", "email", "phone", "region") if k in body}
+            deps = (
+                (self.names(loc + ("departments",), "departments") or [])
+                if "departments" in body
+                else []
+            )
+            extra = {
+                k: self.text(loc + (k,), k)
+                for k in ("name", "email", "phone", "region")
+                if k in body
+            }
             skills = (self.names(loc + ("skills",), "skills") or []) if "skills" in body else []
-            out[str(username)] = PersonDef(name=extra.pop("name", None) or str(username), roles=roles,
-                                           departments=deps, skills=skills, email=extra.get("email"),
-                                           phone=extra.get("phone"), region=extra.get("region"))
+            out[str(username)] = PersonDef(
+                name=extra.pop("name", None) or str(username),
+                roles=roles,
+                departments=deps,
+                skills=skills,
+                email=extra.get("email"),
+                phone=extra.get("phone"),
+                region=extra.get("region"),
+            )
         return out
 
     def step(self, i: int) -> Step | None:
@@ -413,17 +489,29 @@ class _Parser:
         unknown = [k for k in node if k not in _STEP_KINDS and k not in _ITEM_EXTRA]
         for k in unknown:
             guess = did_you_mean(str(k), [*_STEP_KINDS, *_ITEM_EXTRA])
-            self.err(loc + (k,), "S102", f"unknown key '{k}'",
-                     "a step is one of open:, act:, at:, after:, expect: (plus source:, note:)"
-                     + (f" (did you mean '{guess}'?)" if guess else ""), key=True)
+            self.err(
+                loc + (k,),
+                "S102",
+                f"unknown key '{k}'",
+                "a step is one of open:, act:, at:, after:, expect: (plus source:, note:)"
+                + (f" (did you mean '{guess}'?)" if guess else ""),
+                key=True,
+            )
         actions = [k for k in kinds if k != "expect"]
         if not kinds:
             if not unknown:
-                self.err(loc, "S101", "this step does nothing", "give it open:, act:, at: or expect:")
+                self.err(
+                    loc, "S101", "this step does nothing", "give it open:, act:, at: or expect:"
+                )
             return None
         if len(actions) > 1:
-            self.err(loc + (actions[1],), "S103", f"one step does one thing: '{actions[0]}' and '{actions[1]}'",
-                     "split them into two list items", key=True)
+            self.err(
+                loc + (actions[1],),
+                "S103",
+                f"one step does one thing: '{actions[0]}' and '{actions[1]}'",
+                "split them into two list items",
+                key=True,
+            )
             return None
         for k in _ITEM_EXTRA:
             if k in node:
@@ -441,8 +529,13 @@ class _Parser:
         expect = None
         if "expect" in node:
             if kind in ("at", "after"):
-                self.err(loc + ("expect",), "S103", f"{kind}: takes no expect:",
-                         "put the expectation in its own list item: - expect: …", key=True)
+                self.err(
+                    loc + ("expect",),
+                    "S103",
+                    f"{kind}: takes no expect:",
+                    "put the expectation in its own list item: - expect: …",
+                    key=True,
+                )
             else:
                 expect = self.expect(loc + ("expect",), attached=kind != "expect")
         if kind != "expect" and body is None:
@@ -470,7 +563,9 @@ class _Parser:
         if "version" in node:
             v = node["version"]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                self.err(loc + ("version",), "S103", f"version must be a whole number from 1, not {v!r}")
+                self.err(
+                    loc + ("version",), "S103", f"version must be a whole number from 1, not {v!r}"
+                )
             else:
                 version = int(v)
         case = self.text(loc + ("case",), "case", KEY_RE) if "case" in node else None
@@ -487,8 +582,12 @@ class _Parser:
     def at_step(self, loc: Loc) -> AtStep | None:
         moment = parse_moment(_plain(self.value(loc)))
         if moment is None:
-            self.err(loc, "S103", f"at: {self.value(loc)!r} is not a date and time",
-                     "write at: 2026-10-08 09:00 (company time) or 2026-10-08T01:00Z")
+            self.err(
+                loc,
+                "S103",
+                f"at: {self.value(loc)!r} is not a date and time",
+                "write at: 2026-10-08 09:00 (company time) or 2026-10-08T01:00Z",
+            )
             return None
         return AtStep(moment)
 
@@ -512,17 +611,32 @@ class _Parser:
             if key == "case" or key not in _EXPECT_KEYS:
                 continue
             if key in ("refused", "error") and not attached:
-                self.err(kloc, "S103", f"{key}: is about one action: attach it to that open:/act:",
-                         f"put expect: {{{key}: …}} in the same list item as the act: it is about", key=True)
+                self.err(
+                    kloc,
+                    "S103",
+                    f"{key}: is about one action: attach it to that open:/act:",
+                    f"put expect: {{{key}: …}} in the same list item as the act: it is about",
+                    key=True,
+                )
                 continue
             parsed = getattr(self, "x_" + key)(kloc)
             if parsed is not None:
                 checks[str(key)] = (parsed, kloc)
         if "refused" in checks and "error" in checks:
-            self.err(loc + ("error",), "S103", "an action is either refused by a rule or fails with an error",
-                     "keep one of refused: and error:", key=True)
+            self.err(
+                loc + ("error",),
+                "S103",
+                "an action is either refused by a rule or fails with an error",
+                "keep one of refused: and error:",
+                key=True,
+            )
         if not checks and not self.diags.errors:
-            self.err(loc, "S101", "expect: checks nothing", "say what to check: step:, fields:, outbox:, …")
+            self.err(
+                loc,
+                "S101",
+                "expect: checks nothing",
+                "say what to check: step:, fields:, outbox:, …",
+            )
         return Expect(loc, case, checks, attached)
 
     def x_step(self, loc: Loc) -> str | None:
@@ -550,8 +664,12 @@ class _Parser:
             return None
         for i, a in enumerate(out):
             if not ASSIGNEE_RE.match(a):
-                self.err(loc + (i,) if isinstance(node, CommentedSeq) else loc, "S103",
-                         f"'{a}' is not an assignee", "write role:agent, person:li or department:service")
+                self.err(
+                    loc + (i,) if isinstance(node, CommentedSeq) else loc,
+                    "S103",
+                    f"'{a}' is not an assignee",
+                    "write role:agent, person:li or department:service",
+                )
                 return None
         return out
 
@@ -570,7 +688,11 @@ class _Parser:
         body = self.mapping(loc, ("message", "rule"), "refused")
         if body is None:
             return None
-        return {k: v for k in ("message", "rule") if k in body and (v := self.text(loc + (k,), k)) is not None}
+        return {
+            k: v
+            for k in ("message", "rule")
+            if k in body and (v := self.text(loc + (k,), k)) is not None
+        }
 
     def x_error(self, loc: Loc) -> tuple[str, dict[str, str | None] | None] | None:
         node = self.value(loc)
@@ -588,22 +710,32 @@ class _Parser:
                 self.err(loc + (code,), "S103", "name the fields: [a, b] or {field: message part}")
                 return None
             if code != "invalid-input":
-                self.err(loc + (code,), "S103", f"only invalid-input names fields, not {code}", key=True)
+                self.err(
+                    loc + (code,), "S103", f"only invalid-input names fields, not {code}", key=True
+                )
                 return None
         else:
-            self.err(loc, "S103", "error must be a code, or {invalid-input: [fields]}",
-                     f"codes: {', '.join(ERROR_CODES)}")
+            self.err(
+                loc,
+                "S103",
+                "error must be a code, or {invalid-input: [fields]}",
+                f"codes: {', '.join(ERROR_CODES)}",
+            )
             return None
         if code not in ERROR_CODES:
             guess = did_you_mean(code, ERROR_CODES)
-            hint = f"codes: {', '.join(ERROR_CODES)}" + (f" (did you mean '{guess}'?)" if guess else "")
+            hint = f"codes: {', '.join(ERROR_CODES)}" + (
+                f" (did you mean '{guess}'?)" if guess else ""
+            )
             if code == "refused-by-rule":
                 hint = "a rule's refusal is checked with refused: <message part> or {rule: id}"
             self.err(loc, "S103", f"unknown error code '{code}'", hint)
             return None
         return code, fields
 
-    def _list_of_maps(self, loc: Loc, keys: Sequence[str], what: str) -> list[tuple[dict[str, Any], Loc]] | None:
+    def _list_of_maps(
+        self, loc: Loc, keys: Sequence[str], what: str
+    ) -> list[tuple[dict[str, Any], Loc]] | None:
         node = self.value(loc)
         if not isinstance(node, CommentedSeq):
             self.err(loc, "S103", f"{what} must be a list", "one '- {…}' per entry ([] for none)")
@@ -641,18 +773,28 @@ class _Parser:
             return None
         out: dict[str, Any] = {str(k): _plain(v) for k, v in body.items()}
         if "count" in out and (isinstance(out["count"], bool) or not isinstance(out["count"], int)):
-            self.err(loc + ("count",), "S103", f"count must be a whole number, not {out['count']!r}")
+            self.err(
+                loc + ("count",), "S103", f"count must be a whole number, not {out['count']!r}"
+            )
             return None
         if "fields" in out and not isinstance(out["fields"], list):
-            self.err(loc + ("fields",), "S103", "fields must be a list: one mapping per case, oldest first")
+            self.err(
+                loc + ("fields",),
+                "S103",
+                "fields must be a list: one mapping per case, oldest first",
+            )
             return None
         return out
 
     def x_deadlines(self, loc: Loc) -> dict[str, tuple[dict[str, Any], Loc]] | None:
         node = self.value(loc)
         if not isinstance(node, CommentedMap):
-            self.err(loc, "S103", "deadlines must map an SLA id to what to check",
-                     "e.g. deadlines: {reply: {state: breached, due: 2026-10-09 17:30}}")
+            self.err(
+                loc,
+                "S103",
+                "deadlines must map an SLA id to what to check",
+                "e.g. deadlines: {reply: {state: breached, due: 2026-10-09 17:30}}",
+            )
             return None
         out: dict[str, tuple[dict[str, Any], Loc]] = {}
         for sid in node:
@@ -665,32 +807,48 @@ class _Parser:
                     continue
                 body = {str(k): _plain(v) for k, v in raw.items()}
             if "state" in body and body["state"] not in DEADLINE_STATES:
-                self.err(sloc, "S103", f"unknown deadline state {body['state']!r}",
-                         f"states: {', '.join(DEADLINE_STATES)}")
+                self.err(
+                    sloc,
+                    "S103",
+                    f"unknown deadline state {body['state']!r}",
+                    f"states: {', '.join(DEADLINE_STATES)}",
+                )
                 continue
             for k in ("due", "warn", "started"):
                 if k in body and body[k] is not None and parse_moment(body[k]) is None:
-                    self.err(sloc + (k,), "S103", f"{k}: {body[k]!r} is not a date and time",
-                             "write 2026-10-09 17:30 (company time)")
+                    self.err(
+                        sloc + (k,),
+                        "S103",
+                        f"{k}: {body[k]!r} is not a date and time",
+                        "write 2026-10-09 17:30 (company time)",
+                    )
             out[str(sid)] = (body, sloc)
         return out
 
     def x_actions(self, loc: Loc) -> list[tuple[dict[str, Any], Loc]] | None:
         node = self.value(loc)
-        items = [(loc + (i,)) for i in range(len(node))] if isinstance(node, CommentedSeq) else [loc]
+        items = (
+            [(loc + (i,)) for i in range(len(node))] if isinstance(node, CommentedSeq) else [loc]
+        )
         out = []
         for iloc in items:
             body = self.mapping(iloc, _ACTIONS_KEYS, "actions")
             if body is None:
                 continue
             if "as" not in body:
-                self.err(iloc, "S101", "missing required key 'as'", "whose actions: as: <user name>")
+                self.err(
+                    iloc, "S101", "missing required key 'as'", "whose actions: as: <user name>"
+                )
                 continue
             spec: dict[str, Any] = {"as": self.text(iloc + ("as",), "as")}
             for k in ("include", "exclude", "only"):
                 if k in body:
                     node_k = self.value(iloc + (k,))
-                    spec[k] = [] if isinstance(node_k, CommentedSeq) and not node_k else self.names(iloc + (k,), k)
+                    spec[k] = (
+                        []
+                        if isinstance(node_k, CommentedSeq) and not node_k
+                        else self.names(iloc + (k,), k)
+                    )
             if len(spec) == 1:
                 self.err(iloc, "S101", "actions: checks nothing", "add include:, exclude: or only:")
                 continue
@@ -716,7 +874,7 @@ def parse_moment(value: Any) -> dt.datetime | None:
 # -- the company and the catalog -------------------------------------------------------------
 def _plugins_loaded() -> None:
     """Load the installed plugins once (their effect and field types); a broken one is a ScenarioError."""
-    from core.plugins import PluginError, installed
+    from core.runtime.plugins import PluginError, installed
 
     try:
         installed()
@@ -752,8 +910,15 @@ def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
 
     own = load(sc.pack)
     if own is None:
-        diags.insert(0, sc.doc.diag((), "S106", f"the pack '{sc.pack}' has errors: fix them first",
-                                    f"run kefu validate {sc.rules_dir / sc.pack}"))
+        diags.insert(
+            0,
+            sc.doc.diag(
+                (),
+                "S106",
+                f"the pack '{sc.pack}' has errors: fix them first",
+                f"run kefu validate {sc.rules_dir / sc.pack}",
+            ),
+        )
         sc.problems = list(diags)
         raise ScenarioInvalid(diags)
     if sc.company is None:
@@ -772,18 +937,32 @@ def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
 
 
 def _open_targets(proc: CompiledProcedure) -> set[str]:
-    return {getattr(args, "procedure", "") for rule in proc.rules for etype, args in rule.effects
-            if etype.name == "open_case"}
+    return {
+        getattr(args, "procedure", "")
+        for rule in proc.rules
+        for etype, args in rule.effects
+        if etype.name == "open_case"
+    }
 
 
-def _builtin_company(sc: Scenario, own: LoadedPack, load: Callable[[str], LoadedPack | None],
-                     effects: Mapping[str, EffectType], diags: Diagnostics) -> LoadedCompany | None:
+def _builtin_company(
+    sc: Scenario,
+    own: LoadedPack,
+    load: Callable[[str], LoadedPack | None],
+    effects: Mapping[str, EffectType],
+    diags: Diagnostics,
+) -> LoadedCompany | None:
     """A minimal company: the scenario's people hold their roles directly."""
     for name, person in sc.people.items():
         if person.departments:
-            diags.append(sc.doc.diag(("people", name, "departments"), "S103",
-                                     "the built-in company has no departments",
-                                     "give the person roles:, or run in a company config: company: config/<x>.yaml"))
+            diags.append(
+                sc.doc.diag(
+                    ("people", name, "departments"),
+                    "S103",
+                    "the built-in company has no departments",
+                    "give the person roles:, or run in a company config: company: config/<x>.yaml",
+                )
+            )
     params = _parameters(sc, own, diags)
     procs: dict[str, CompiledProcedure] = {}
     todo = [own.key]
@@ -794,37 +973,67 @@ def _builtin_company(sc: Scenario, own: LoadedPack, load: Callable[[str], Loaded
         lp = load(key)
         if lp is None:
             continue  # reported when the case service refuses the linked case
-        procs[key] = compile_procedure(lp.pack, params if key == own.key else {}, company=BUILTIN_COMPANY,
-                                       effects=effects, raw=lp.raw)
+        procs[key] = compile_procedure(
+            lp.pack,
+            params if key == own.key else {},
+            company=BUILTIN_COMPANY,
+            effects=effects,
+            raw=lp.raw,
+        )
         todo.extend(_open_targets(procs[key]))
-    company = CompanyDef.model_validate({
-        "kefu": 1, "company": BUILTIN_COMPANY, "name": {"zh-CN": "场景测试", "en": "Scenario test"},
-        "timezone": BUILTIN_TIMEZONE, "locale": "zh-CN",
-        "procedures": {k: {"parameters": params if k == own.key else {}} for k in procs},
-    })
+    company = CompanyDef.model_validate(
+        {
+            "kefu": 1,
+            "company": BUILTIN_COMPANY,
+            "name": {"zh-CN": "场景测试", "en": "Scenario test"},
+            "timezone": BUILTIN_TIMEZONE,
+            "locale": "zh-CN",
+            "procedures": {k: {"parameters": params if k == own.key else {}} for k in procs},
+        }
+    )
     company = company.model_copy(update={"people": dict(sc.people)})
     return LoadedCompany(company, sc.path, sc.doc, procs)
 
 
-def _config_company(sc: Scenario, load: Callable[[str], LoadedPack | None],
-                    effects: Mapping[str, EffectType], diags: Diagnostics) -> LoadedCompany | None:
+def _config_company(
+    sc: Scenario,
+    load: Callable[[str], LoadedPack | None],
+    effects: Mapping[str, EffectType],
+    diags: Diagnostics,
+) -> LoadedCompany | None:
     assert sc.company is not None
     candidates = [sc.path.parent / sc.company, sc.rules_dir.parent / sc.company]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        diags.append(sc.doc.diag(("company",), "S104", f"no company config '{sc.company}'",
-                                 f"give a path relative to the project ({sc.rules_dir.parent}) "
-                                 "or to this file, e.g. config/demo.yaml"))
+        diags.append(
+            sc.doc.diag(
+                ("company",),
+                "S104",
+                f"no company config '{sc.company}'",
+                f"give a path relative to the project ({sc.rules_dir.parent}) "
+                "or to this file, e.g. config/demo.yaml",
+            )
+        )
         return None
-    packs = {k: lp for k, lp in ((d.name, load(d.name)) for d in pack_dirs(sc.rules_dir)) if lp is not None}
+    packs = {
+        k: lp
+        for k, lp in ((d.name, load(d.name)) for d in pack_dirs(sc.rules_dir))
+        if lp is not None
+    }
     lc, d = load_company(path, packs, effects)
     diags.extend(d.errors)
     if lc is None:
         return None
     own = packs[sc.pack]
     if sc.pack not in lc.procedures:
-        diags.append(sc.doc.diag(("company",), "S104", f"company '{lc.key}' does not enable '{sc.pack}'",
-                                 f"enable it in {path.name} under procedures:"))
+        diags.append(
+            sc.doc.diag(
+                ("company",),
+                "S104",
+                f"company '{lc.key}' does not enable '{sc.pack}'",
+                f"enable it in {path.name} under procedures:",
+            )
+        )
         return None
     known_deps = set(lc.company.departments)
     for name, person in sc.people.items():
@@ -832,13 +1041,20 @@ def _config_company(sc: Scenario, load: Callable[[str], LoadedPack | None],
             if dep not in known_deps:
                 loc: Loc = ("people", name, "departments")
                 node = sc.doc.value_at(loc)
-                diags.append(sc.doc.diag(loc + (i,) if isinstance(node, list) else loc, "S104",
-                                         f"unknown department '{dep}'",
-                                         f"departments of {lc.key}: {', '.join(sorted(known_deps))}"))
+                diags.append(
+                    sc.doc.diag(
+                        loc + (i,) if isinstance(node, list) else loc,
+                        "S104",
+                        f"unknown department '{dep}'",
+                        f"departments of {lc.key}: {', '.join(sorted(known_deps))}",
+                    )
+                )
     if sc.parameters:
         params = dict(lc.procedures[sc.pack].params)
         params.update(_parameters(sc, own, diags))
-        lc.procedures[sc.pack] = compile_procedure(own.pack, params, company=lc.key, effects=effects, raw=own.raw)
+        lc.procedures[sc.pack] = compile_procedure(
+            own.pack, params, company=lc.key, effects=effects, raw=own.raw
+        )
     people = dict(lc.company.people)
     people.update(sc.people)
     lc.company = lc.company.model_copy(update={"people": people})
@@ -856,11 +1072,23 @@ def _parameters(sc: Scenario, own: LoadedPack, diags: Diagnostics) -> dict[str, 
     for name, value in sc.parameters.items():
         pdef = own.pack.parameters.get(name)
         if pdef is None:
-            diags.append(sc.doc.diag(("parameters", name), "S104", f"unknown parameter '{name}'",
-                                     _options_hint(name, own.pack.parameters, f"parameters of {own.key}"), key=True))
+            diags.append(
+                sc.doc.diag(
+                    ("parameters", name),
+                    "S104",
+                    f"unknown parameter '{name}'",
+                    _options_hint(name, own.pack.parameters, f"parameters of {own.key}"),
+                    key=True,
+                )
+            )
         elif not kinds[pdef.type](value):
-            diags.append(sc.doc.diag(("parameters", name), "S103", f"parameter '{name}' must be {pdef.type}, "
-                                     f"not {value!r}"))
+            diags.append(
+                sc.doc.diag(
+                    ("parameters", name),
+                    "S103",
+                    f"parameter '{name}' must be {pdef.type}, not {value!r}",
+                )
+            )
         else:
             out[name] = value
     return out
@@ -869,7 +1097,9 @@ def _parameters(sc: Scenario, own: LoadedPack, diags: Diagnostics) -> dict[str, 
 def _options_hint(word: str, options: Iterable[str], what: str) -> str:
     opts = sorted(options)
     guess = did_you_mean(word, opts)
-    return f"{what}: {', '.join(opts) or '(none)'}" + (f" (did you mean '{guess}'?)" if guess else "")
+    return f"{what}: {', '.join(opts) or '(none)'}" + (
+        f" (did you mean '{guess}'?)" if guess else ""
+    )
 
 
 def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> None:
@@ -885,7 +1115,14 @@ def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> No
 
     def ref(loc: Loc, name: Any, known: set[str], what: str, hint_what: str) -> None:
         if name is not None and name not in known:
-            diags.append(doc.diag(loc, "S104", f"unknown {what} '{name}'", _options_hint(str(name), known, hint_what)))
+            diags.append(
+                doc.diag(
+                    loc,
+                    "S104",
+                    f"unknown {what} '{name}'",
+                    _options_hint(str(name), known, hint_what),
+                )
+            )
 
     for name, person in sc.people.items():
         node = doc.value_at(("people", name))
@@ -902,7 +1139,13 @@ def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> No
         if isinstance(body, OpenStep):
             ref(loc + ("open", "as"), body.who, people, "person", "people")
             if body.procedure is not None:
-                ref(loc + ("open", "procedure"), body.procedure, set(procs), "procedure", "procedures enabled")
+                ref(
+                    loc + ("open", "procedure"),
+                    body.procedure,
+                    set(procs),
+                    "procedure",
+                    "procedures enabled",
+                )
             if body.name:
                 cases.add(body.name)
         elif isinstance(body, ActStep):
@@ -924,7 +1167,9 @@ def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> No
             elif key == "fired":
                 node = doc.value_at(kloc)
                 for i, rid in enumerate(value):
-                    ref(kloc + (i,) if isinstance(node, list) else kloc, rid, rules, "rule", "rules")
+                    ref(
+                        kloc + (i,) if isinstance(node, list) else kloc, rid, rules, "rule", "rules"
+                    )
             elif key == "refused" and "rule" in value:
                 ref(kloc + ("rule",), value["rule"], rules, "rule", "rules")
             elif key == "journal":
@@ -937,11 +1182,22 @@ def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> No
                     for k in ("include", "exclude", "only"):
                         node = doc.value_at(iloc + (k,))
                         for i, a in enumerate(spec.get(k) or []):
-                            ref(iloc + (k, i) if isinstance(node, list) else iloc + (k,), a, actions,
-                                "action", "actions")
+                            ref(
+                                iloc + (k, i) if isinstance(node, list) else iloc + (k,),
+                                a,
+                                actions,
+                                "action",
+                                "actions",
+                            )
             elif key == "linked":
                 for item, iloc in value:
-                    ref(iloc + ("procedure",), item.get("procedure"), set(procs), "procedure", "procedures enabled")
+                    ref(
+                        iloc + ("procedure",),
+                        item.get("procedure"),
+                        set(procs),
+                        "procedure",
+                        "procedures enabled",
+                    )
                     ref(iloc + ("step",), item.get("step"), steps, "step", "steps")
                     ref(iloc + ("rule",), item.get("rule"), rules, "rule", "rules")
                     if item.get("name"):
@@ -1005,8 +1261,10 @@ def fresh_database(db_url: str | None = None) -> Iterator[Database]:
     elif db_url.startswith("sqlite"):
         file = db_url.split("///", 1)[-1]
         if not file or file == ":memory:" or Path(file).exists():
-            raise ScenarioError(f"{db_url}: give a SQLite file that does not exist yet "
-                                "(scenarios need an empty database; the file is kept afterwards)")
+            raise ScenarioError(
+                f"{db_url}: give a SQLite file that does not exist yet "
+                "(scenarios need an empty database; the file is kept afterwards)"
+            )
         db = Database(db_url)
         try:
             upgrade(db)
@@ -1047,9 +1305,15 @@ class ScenarioResult:
     seconds: float = 0.0
 
 
-def run_scenario(scenario: Scenario | Path | str, *, db_url: str | None = None,
-                 evaluator_kind: str | None = None, evaluator: Evaluator | None = None,
-                 db: Database | None = None, extra_effects: Iterable[EffectType] | None = None) -> ScenarioResult:
+def run_scenario(
+    scenario: Scenario | Path | str,
+    *,
+    db_url: str | None = None,
+    evaluator_kind: str | None = None,
+    evaluator: Evaluator | None = None,
+    db: Database | None = None,
+    extra_effects: Iterable[EffectType] | None = None,
+) -> ScenarioResult:
     """Run one scenario on a fresh database; raise :class:`ScenarioError` when it fails.
 
     ``evaluator_kind`` picks the rules engine (default: the platform's default);
@@ -1064,11 +1328,15 @@ def run_scenario(scenario: Scenario | Path | str, *, db_url: str | None = None,
     with contextlib.ExitStack() as stack:
         if db is None:
             db = stack.enter_context(fresh_database(db_url))
-        ev: Evaluator | str = evaluator if evaluator is not None else (evaluator_kind or default_kind())
+        ev: Evaluator | str = (
+            evaluator if evaluator is not None else (evaluator_kind or default_kind())
+        )
         clock = TestClock()
         svc = build_service(db, setup.catalog, evaluator=ev, clock=clock, migrate=False)
         if evaluator is None:
-            stack.callback(svc.close)  # our own evaluator: stop it (a durable one is a child process)
+            stack.callback(
+                svc.close
+            )  # our own evaluator: stop it (a durable one is a child process)
         create_config_people(svc, passwords=False)
         run = _Run(sc, setup, svc, clock)
         result = ScenarioResult(sc.title, sc.display, getattr(svc.evaluator, "name", str(ev)))
@@ -1091,7 +1359,9 @@ class _Run:
         self.cases: dict[str, int] = {}  # alias -> case id
         self.all_cases: list[int] = []
         self.current: int | None = None
-        self.last: tuple[str, ActResult | KefuError] | None = None  # (where, outcome) of the last open/act
+        self.last: tuple[str, ActResult | KefuError] | None = (
+            None  # (where, outcome) of the last open/act
+        )
         self.outbox_mark = 0
 
     # -- steps ----------------------------------------------------------------------------
@@ -1104,8 +1374,11 @@ class _Run:
             elif isinstance(step.body, AfterStep):
                 self.after(step.body)
             elif isinstance(step.body, OpenStep | ActStep):
-                res = self.open(step, step.body, where) if isinstance(step.body, OpenStep) \
+                res = (
+                    self.open(step, step.body, where)
+                    if isinstance(step.body, OpenStep)
                     else self.act(step, step.body, where)
+                )
                 if isinstance(res, KefuError):
                     outcome = res.code
                     refused_by = res.details.get("rule") if res.code == "refused-by-rule" else None
@@ -1122,8 +1395,11 @@ class _Run:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.tz)
         if moment < self.clock.now() and self.last is not None:
-            raise ScenarioFailed(where, f"at: time only moves forward once something happened: "
-                                 f"{self.local(moment)} is before {self.local(self.clock.now())}")
+            raise ScenarioFailed(
+                where,
+                f"at: time only moves forward once something happened: "
+                f"{self.local(moment)} is before {self.local(self.clock.now())}",
+            )
         run_until(self.svc, moment)
 
     def after(self, body: AfterStep) -> None:
@@ -1154,8 +1430,9 @@ class _Run:
         procedure = body.procedure or self.sc.pack
         try:
             actor = self.svc.actor(self.company, body.who)
-            res: ActResult | KefuError = self.svc.open_case(self.company, procedure, actor,
-                                                            self.form(procedure, body.fields))
+            res: ActResult | KefuError = self.svc.open_case(
+                self.company, procedure, actor, self.form(procedure, body.fields)
+            )
         except KefuError as exc:
             res = exc
         what = f"open {procedure} as {body.who}"
@@ -1174,8 +1451,14 @@ class _Run:
             view = self.svc.get_case(self.company, case_id)
             actor = self.svc.actor(self.company, body.who)
             version = body.version if body.version is not None else view.version
-            res: ActResult | KefuError = self.svc.act(self.company, case_id, body.action, actor,
-                                                      self.form(view.procedure, body.fields), version)
+            res: ActResult | KefuError = self.svc.act(
+                self.company,
+                case_id,
+                body.action,
+                actor,
+                self.form(view.procedure, body.fields),
+                version,
+            )
         except KefuError as exc:
             res = exc
         self.outcome(step, where, f"act '{body.action}' as {body.who}", res)
@@ -1193,16 +1476,24 @@ class _Run:
         checks = step.expect.checks if step.expect is not None else {}
         wants_failure = "error" in checks or "refused" in checks
         if isinstance(res, KefuError) and not wants_failure:
-            raise ScenarioFailed(where, f"{what} failed: {_describe_error(res)}", [
-                "hint: if that is what should happen, say so in this list item: "
-                f"expect: {{{'refused' if res.code == 'refused-by-rule' else 'error'}: {_error_hint(res)}}}"])
+            raise ScenarioFailed(
+                where,
+                f"{what} failed: {_describe_error(res)}",
+                [
+                    "hint: if that is what should happen, say so in this list item: "
+                    f"expect: {{{'refused' if res.code == 'refused-by-rule' else 'error'}: {_error_hint(res)}}}"
+                ],
+            )
         if isinstance(res, ActResult) and wants_failure:
             assert step.expect is not None
             key = "error" if "error" in checks else "refused"
             _, kloc = checks[key]
-            raise ScenarioFailed(self.sc.where(kloc), f"{what}: expected it to fail ({_expected_failure(checks)}), "
-                                 f"but it succeeded: the case is now at step '{res.case.step}' "
-                                 f"(fired: {', '.join(self.ordered(res)) or 'no rules'})")
+            raise ScenarioFailed(
+                self.sc.where(kloc),
+                f"{what}: expected it to fail ({_expected_failure(checks)}), "
+                f"but it succeeded: the case is now at step '{res.case.step}' "
+                f"(fired: {', '.join(self.ordered(res)) or 'no rules'})",
+            )
 
     def ordered(self, res: ActResult) -> list[str]:
         """Fired rules in their declared order (opening returns them sorted by id)."""
@@ -1225,7 +1516,9 @@ class _Run:
         mark = max((m["id"] for m in self.svc.outbox(self.company)), default=0)
         self.outbox_mark = mark
         if problems:
-            raise ScenarioFailed(problems[0][0], problems[0][1], [f"{w}: {m}" for w, m in problems[1:]])
+            raise ScenarioFailed(
+                problems[0][0], problems[0][1], [f"{w}: {m}" for w, m in problems[1:]]
+            )
 
     def last_action(self) -> tuple[str, ActResult | KefuError]:
         if self.last is None:
@@ -1265,8 +1558,14 @@ class _Run:
         if isinstance(res, KefuError):
             return [f"the last action ({where}) failed ({res.code}): no rules were applied"]
         got = self.ordered(res)
-        return [] if got == want else [f"expected rules {_show(want)} to fire, "
-                                       f"found {_show(got)} (of the action at {where})"]
+        return (
+            []
+            if got == want
+            else [
+                f"expected rules {_show(want)} to fire, "
+                f"found {_show(got)} (of the action at {where})"
+            ]
+        )
 
     def c_refused(self, want: dict[str, str], loc: Loc, view: CaseView | None) -> list[str]:
         _, res = self.last_action()
@@ -1281,7 +1580,9 @@ class _Run:
             out.append(f"expected rule '{want['rule']}' to refuse, found '{rule}'")
         return out
 
-    def c_error(self, want: tuple[str, dict[str, str | None] | None], loc: Loc, view: CaseView | None) -> list[str]:
+    def c_error(
+        self, want: tuple[str, dict[str, str | None] | None], loc: Loc, view: CaseView | None
+    ) -> list[str]:
         code, fields = want
         _, res = self.last_action()
         assert isinstance(res, KefuError)
@@ -1293,25 +1594,38 @@ class _Run:
         out = []
         for name, part in fields.items():
             if name not in errors:
-                out.append(f"expected field '{name}' to be in error, found errors for: "
-                           f"{', '.join(f'{k} ({v})' for k, v in errors.items()) or 'none'}")
+                out.append(
+                    f"expected field '{name}' to be in error, found errors for: "
+                    f"{', '.join(f'{k} ({v})' for k, v in errors.items()) or 'none'}"
+                )
             elif part is not None and part not in errors[name]:
-                out.append(f"field '{name}': expected the error to say {part!r}, it says {errors[name]!r}")
+                out.append(
+                    f"field '{name}': expected the error to say {part!r}, it says {errors[name]!r}"
+                )
         extra = sorted(set(errors) - set(fields))
         if extra and not out:
-            out.append(f"fields {', '.join(f'{k} ({errors[k]})' for k in extra)} are in error too; "
-                       "list them as well")
+            out.append(
+                f"fields {', '.join(f'{k} ({errors[k]})' for k in extra)} are in error too; "
+                "list them as well"
+            )
         return out
 
-    def c_outbox(self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None) -> list[str]:
+    def c_outbox(
+        self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None
+    ) -> list[str]:
         new = [m for m in self.svc.outbox(self.company) if m["id"] > self.outbox_mark]
         found = [_message(m) for m in new]
-        out = [f"message {i + 1} ({m['template']}): its template failed: {(m.get('payload') or {})['error']}"
-               for i, m in enumerate(new) if (m.get("payload") or {}).get("error")]
+        out = [
+            f"message {i + 1} ({m['template']}): its template failed: {(m.get('payload') or {})['error']}"
+            for i, m in enumerate(new)
+            if (m.get("payload") or {}).get("error")
+        ]
         for i, (spec, _iloc) in enumerate(want):
             if i >= len(new):
-                out.append(f"expected message {i + 1} {_show(spec)}, found none "
-                           f"(new since the previous expect: {_show(found) if found else 'none'})")
+                out.append(
+                    f"expected message {i + 1} {_show(spec)}, found none "
+                    f"(new since the previous expect: {_show(found) if found else 'none'})"
+                )
                 continue
             have = found[i]
             diffs = []
@@ -1324,28 +1638,47 @@ class _Run:
                     parts = [str(p) for p in (v if isinstance(v, list) else [v])]
                     missing = [p for p in parts if p not in have["text"]]
                     if missing:
-                        diffs.append(f"text containing {_show(missing)} (it reads {_show(have['text'] or '(no text)')})")
+                        diffs.append(
+                            f"text containing {_show(missing)} (it reads {_show(have['text'] or '(no text)')})"
+                        )
                 elif have.get(k) != v:
                     diffs.append(f"{k} {_show(v)} (it has {_show(have.get(k))})")
             if diffs:
                 out.append(f"message {i + 1}: expected {'; '.join(diffs)}")
         if len(new) > len(want):
-            out.append(f"{len(new) - len(want)} more message(s) than expected: {_show(found[len(want):])}")
+            out.append(
+                f"{len(new) - len(want)} more message(s) than expected: {_show(found[len(want) :])}"
+            )
         return out
 
-    def c_journal(self, want: dict[str, list[tuple[dict[str, Any], Loc]]], loc: Loc, view: CaseView) -> list[str]:
+    def c_journal(
+        self, want: dict[str, list[tuple[dict[str, Any], Loc]]], loc: Loc, view: CaseView
+    ) -> list[str]:
         entries = self.svc.journal(self.company, view.id)
-        got = [{"kind": e["kind"], "rule": e["rule_id"], "action": e["action"], "actor": e["actor"]}
-               for e in entries]
+        got = [
+            {"kind": e["kind"], "rule": e["rule_id"], "action": e["action"], "actor": e["actor"]}
+            for e in entries
+        ]
 
         def match(spec: dict[str, Any]) -> bool:
             return any(all(g.get(k) == v for k, v in spec.items()) for g in got)
 
-        summary = ", ".join(f"{g['kind']}" + (f"[{g['rule']}]" if g["rule"] else "")
-                            + (f"({g['action']})" if g["action"] else "") for g in got)
-        out = [f"expected an entry {_show(spec)}; the journal has: {summary}"
-               for spec, _ in want["include"] if not match(spec)]
-        out += [f"expected no entry {_show(spec)}, but there is one" for spec, _ in want["exclude"] if match(spec)]
+        summary = ", ".join(
+            f"{g['kind']}"
+            + (f"[{g['rule']}]" if g["rule"] else "")
+            + (f"({g['action']})" if g["action"] else "")
+            for g in got
+        )
+        out = [
+            f"expected an entry {_show(spec)}; the journal has: {summary}"
+            for spec, _ in want["include"]
+            if not match(spec)
+        ]
+        out += [
+            f"expected no entry {_show(spec)}, but there is one"
+            for spec, _ in want["exclude"]
+            if match(spec)
+        ]
         return out
 
     def c_cases(self, want: dict[str, Any], loc: Loc, view: CaseView | None) -> list[str]:
@@ -1359,53 +1692,73 @@ class _Run:
             rows = conn.execute(q).all()
         out = []
         if "count" in want and len(rows) != want["count"]:
-            out.append(f"expected {want['count']} case(s), found {len(rows)}: "
-                       + ", ".join(f"{r.number} ({r.created_at.astimezone(self.tz):%Y-%m-%d %H:%M})" for r in rows))
+            out.append(
+                f"expected {want['count']} case(s), found {len(rows)}: "
+                + ", ".join(
+                    f"{r.number} ({r.created_at.astimezone(self.tz):%Y-%m-%d %H:%M})" for r in rows
+                )
+            )
         for i, spec in enumerate(want.get("fields") or []):
             if i >= len(rows):
                 out.append(f"case {i + 1}: no such case")
                 continue
             for name, value in (spec or {}).items():
                 if rows[i].fields.get(name) != value:
-                    out.append(f"case {i + 1} ({rows[i].number}): field '{name}' expected {_show(value)}, "
-                               f"found {_show(rows[i].fields.get(name))}")
+                    out.append(
+                        f"case {i + 1} ({rows[i].number}): field '{name}' expected {_show(value)}, "
+                        f"found {_show(rows[i].fields.get(name))}"
+                    )
         return out
 
-    def c_deadlines(self, want: dict[str, tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView) -> list[str]:
+    def c_deadlines(
+        self, want: dict[str, tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView
+    ) -> list[str]:
         found = {d.id: d for d in self.svc.deadlines(self.company, view.id)}
         out = []
         for sid, (spec, _) in want.items():
             d = found.get(sid)
             if d is None:
-                out.append(f"no deadline '{sid}' (the pack has: {', '.join(sorted(found)) or 'none'})")
+                out.append(
+                    f"no deadline '{sid}' (the pack has: {', '.join(sorted(found)) or 'none'})"
+                )
                 continue
             if "state" in spec and d.state != spec["state"]:
-                out.append(f"deadline '{sid}': expected state {spec['state']}, found {d.state}"
-                           + (f" (due {self.local(d.due_at)})" if d.due_at else ""))
+                out.append(
+                    f"deadline '{sid}': expected state {spec['state']}, found {d.state}"
+                    + (f" (due {self.local(d.due_at)})" if d.due_at else "")
+                )
             for key, got in (("due", d.due_at), ("warn", d.warn_at), ("started", d.started_at)):
                 if key not in spec:
                     continue
                 if spec[key] is None:
                     if got is not None:
-                        out.append(f"deadline '{sid}': expected no {key} time, found {self.local(got)}")
+                        out.append(
+                            f"deadline '{sid}': expected no {key} time, found {self.local(got)}"
+                        )
                     continue
                 moment = parse_moment(spec[key])
                 assert moment is not None  # checked when parsed
                 if moment.tzinfo is None:
                     moment = moment.replace(tzinfo=self.tz)
                 if got is None or got != moment:
-                    out.append(f"deadline '{sid}': expected {key} {self.local(moment)}, "
-                               f"found {self.local(got) if got else 'none'}")
+                    out.append(
+                        f"deadline '{sid}': expected {key} {self.local(moment)}, "
+                        f"found {self.local(got) if got else 'none'}"
+                    )
             if "target" in spec and str(d.target) != str(spec["target"]):
                 out.append(f"deadline '{sid}': expected target {spec['target']}, found {d.target}")
             if "paused" in spec:
                 paused = bool(d.pauses)
                 if bool(spec["paused"]) != paused:
-                    out.append(f"deadline '{sid}': expected {'some' if spec['paused'] else 'no'} pauses, "
-                               f"found {len(d.pauses)}")
+                    out.append(
+                        f"deadline '{sid}': expected {'some' if spec['paused'] else 'no'} pauses, "
+                        f"found {len(d.pauses)}"
+                    )
         return out
 
-    def c_actions(self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None) -> list[str]:
+    def c_actions(
+        self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None
+    ) -> list[str]:
         if view is None:
             return ["no case yet"]
         out = []
@@ -1416,24 +1769,37 @@ class _Run:
             missing = [a for a in spec.get("include") or [] if a not in names]
             extra = [a for a in spec.get("exclude") or [] if a in names]
             if missing:
-                out.append(f"{spec['as']} should be offered {', '.join(missing)}; is offered: {shown}")
+                out.append(
+                    f"{spec['as']} should be offered {', '.join(missing)}; is offered: {shown}"
+                )
             if extra:
-                out.append(f"{spec['as']} should not be offered {', '.join(extra)}; is offered: {shown}")
+                out.append(
+                    f"{spec['as']} should not be offered {', '.join(extra)}; is offered: {shown}"
+                )
             if "only" in spec and sorted(spec["only"] or []) != sorted(names):
-                out.append(f"{spec['as']} should be offered exactly {_show(spec['only'])}; is offered: {shown}")
+                out.append(
+                    f"{spec['as']} should be offered exactly {_show(spec['only'])}; is offered: {shown}"
+                )
         return out
 
-    def c_linked(self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView) -> list[str]:
+    def c_linked(
+        self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView
+    ) -> list[str]:
         found = self.linked(view.id)
         out = []
         for i, (spec, _) in enumerate(want):
             if i >= len(found):
-                out.append(f"expected linked case {i + 1} {_show(spec)}, found none "
-                           f"(linked: {_show([_strip_id(f) for f in found]) if found else 'none'})")
+                out.append(
+                    f"expected linked case {i + 1} {_show(spec)}, found none "
+                    f"(linked: {_show([_strip_id(f) for f in found]) if found else 'none'})"
+                )
                 continue
             have = found[i]
-            diffs = [f"{k} {_show(v)} (it has {_show(have.get(k))})" for k, v in spec.items()
-                     if k != "name" and have.get(k) != v]
+            diffs = [
+                f"{k} {_show(v)} (it has {_show(have.get(k))})"
+                for k, v in spec.items()
+                if k != "name" and have.get(k) != v
+            ]
             if diffs:
                 out.append(f"linked case {i + 1}: expected {'; '.join(diffs)}")
             elif spec.get("name"):
@@ -1441,25 +1807,53 @@ class _Run:
                 if have["id"] not in self.all_cases:
                     self.all_cases.append(have["id"])
         if len(found) > len(want):
-            out.append(f"{len(found) - len(want)} more linked case(s) than expected: "
-                       f"{_show([_strip_id(f) for f in found[len(want):]])}")
+            out.append(
+                f"{len(found) - len(want)} more linked case(s) than expected: "
+                f"{_show([_strip_id(f) for f in found[len(want) :]])}"
+            )
         return out
 
     def linked(self, case_id: int) -> list[dict[str, Any]]:
         cl, c = t.case_link, t.case
         with self.svc.db.read() as conn:
-            rows = conn.execute(select(cl.c.to_case_id, cl.c.link, cl.c.rule_id, c.c.procedure, c.c.step,
-                                       c.c.status, c.c.number)
-                                .join(c, c.c.id == cl.c.to_case_id)
-                                .where(cl.c.from_case_id == case_id).order_by(cl.c.id)).all()
-        return [{"id": r.to_case_id, "procedure": r.procedure, "link": r.link, "rule": r.rule_id, "step": r.step,
-                 "status": r.status, "number": r.number} for r in rows]
+            rows = conn.execute(
+                select(
+                    cl.c.to_case_id,
+                    cl.c.link,
+                    cl.c.rule_id,
+                    c.c.procedure,
+                    c.c.step,
+                    c.c.status,
+                    c.c.number,
+                )
+                .join(c, c.c.id == cl.c.to_case_id)
+                .where(cl.c.from_case_id == case_id)
+                .order_by(cl.c.id)
+            ).all()
+        return [
+            {
+                "id": r.to_case_id,
+                "procedure": r.procedure,
+                "link": r.link,
+                "rule": r.rule_id,
+                "step": r.step,
+                "status": r.status,
+                "number": r.number,
+            }
+            for r in rows
+        ]
 
     # -- state for comparisons ----------------------------------------------------------------
     def snapshot(self, case_id: int) -> dict[str, Any]:
         v = self.svc.get_case(self.company, case_id)
-        return {"number": v.number, "step": v.step, "status": v.status, "fields": v.fields,
-                "assignees": v.assignees, "version": v.version}
+        return {
+            "number": v.number,
+            "step": v.step,
+            "status": v.status,
+            "fields": v.fields,
+            "assignees": v.assignees,
+            "version": v.version,
+        }
 
     def final_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -1467,8 +1861,10 @@ class _Run:
             ids = [r.id for r in conn.execute(select(t.case.c.id).order_by(t.case.c.id)).all()]
         for cid in ids:
             snap = self.snapshot(cid)
-            snap["journal"] = [{k: e[k] for k in ("seq", "kind", "action", "rule_id", "actor", "data", "facts")}
-                               for e in self.svc.journal(self.company, cid)]
+            snap["journal"] = [
+                {k: e[k] for k in ("seq", "kind", "action", "rule_id", "actor", "data", "facts")}
+                for e in self.svc.journal(self.company, cid)
+            ]
             snap["outbox"] = [_message(m) for m in self.svc.outbox(self.company, cid)]
             snap["linked"] = [_strip_id(x) for x in self.linked(cid)]
             out[snap["number"]] = snap
@@ -1482,8 +1878,13 @@ def _strip_id(d: Mapping[str, Any]) -> dict[str, Any]:
 def _message(m: Mapping[str, Any]) -> dict[str, Any]:
     payload = m.get("payload") or {}
     text = "\n".join(str(payload[k]) for k in ("subject", "body") if payload.get(k))
-    return {"to": m["recipient"], "template": m["template"], "channel": m["channel"],
-            "fields": dict(payload.get("fields") or {}), "text": text}
+    return {
+        "to": m["recipient"],
+        "template": m["template"],
+        "channel": m["channel"],
+        "fields": dict(payload.get("fields") or {}),
+        "text": text,
+    }
 
 
 def _show(value: Any) -> str:
@@ -1547,8 +1948,13 @@ def durable_available() -> bool:
     return importlib.util.find_spec("durable_rules_engine") is not None
 
 
-def run_paths(paths: Sequence[Path | str], db_url: str | None = None, evaluator_kind: str | None = None,
-              *, echo: Callable[[str], None] | None = None) -> int:
+def run_paths(
+    paths: Sequence[Path | str],
+    db_url: str | None = None,
+    evaluator_kind: str | None = None,
+    *,
+    echo: Callable[[str], None] | None = None,
+) -> int:
     """``kefu test``: run every scenario under ``paths`` on each evaluator; 0 if all pass.
 
     ``evaluator_kind`` None runs each scenario on durable_rules and on the reference
@@ -1558,13 +1964,21 @@ def run_paths(paths: Sequence[Path | str], db_url: str | None = None, evaluator_
     say = echo or click.echo
     files = scenario_files([Path(p) for p in paths])
     if not files:
-        say(f"no scenarios under {', '.join(str(p) for p in paths)} (they live in rules/<pack>/scenarios/*.yaml)")
+        say(
+            f"no scenarios under {', '.join(str(p) for p in paths)} (they live in rules/<pack>/scenarios/*.yaml)"
+        )
         return 1
-    engines = [evaluator_kind] if evaluator_kind else [e for e in ENGINES if e != "durable" or durable_available()]
+    engines = (
+        [evaluator_kind]
+        if evaluator_kind
+        else [e for e in ENGINES if e != "durable" or durable_available()]
+    )
     if not evaluator_kind and "durable" not in engines:
         say("note: durable_rules is not installed here; running the reference evaluator only")
     if db_url and db_url.startswith("sqlite") and len(files) * len(engines) > 1:
-        say(f"{db_url}: a SQLite file holds one run; give one scenario and --engine, or a PostgreSQL URL")
+        say(
+            f"{db_url}: a SQLite file holds one run; give one scenario and --engine, or a PostgreSQL URL"
+        )
         return 1
     started = time.monotonic()
     passed = failed = 0
@@ -1602,7 +2016,9 @@ def run_paths(paths: Sequence[Path | str], db_url: str | None = None, evaluator_
         for ev in evaluators.values():
             ev.close()
     took = time.monotonic() - started
-    say(f"{passed} passed, {failed} failed: {len(files)} scenario(s) on {', '.join(engines)} in {took:.1f}s")
+    say(
+        f"{passed} passed, {failed} failed: {len(files)} scenario(s) on {', '.join(engines)} in {took:.1f}s"
+    )
     return 1 if failed else 0
 
 
@@ -1623,4 +2039,3 @@ __all__ = [
     "scenario_files",
     "temporary_pg_database",
 ]
-

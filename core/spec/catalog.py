@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.diagnostics import Diagnostics
-from core.effects import EffectType
-from core.loader import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
+from core.spec.diagnostics import Diagnostics
+from core.spec.effects import EffectType
+from core.spec.loading import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -36,7 +36,7 @@ def config_dir_default() -> Path:
 
 def plugin_pack_dirs() -> list[Path]:
     """Pack directories the installed plugins ship (``kefu_pack_dirs``)."""
-    from core.plugins import installed
+    from core.runtime.plugins import installed
 
     out: list[Path] = []
     for result in installed().pm.hook.kefu_pack_dirs():
@@ -44,8 +44,12 @@ def plugin_pack_dirs() -> list[Path]:
     return sorted(p for p in out if (p / "procedure.yaml").is_file())
 
 
-def load_catalog(rules_dir: Path | None = None, config_dir: Path | None = None,
-                 extra_effects: Iterable[EffectType] = (), display_root: Path | None = None) -> Catalog:
+def load_catalog(
+    rules_dir: Path | None = None,
+    config_dir: Path | None = None,
+    extra_effects: Iterable[EffectType] = (),
+    display_root: Path | None = None,
+) -> Catalog:
     """Load every pack and every company config; problems go to ``catalog.diagnostics``.
 
     Defaults: ``KEFU_RULES_DIR`` / ``KEFU_CONFIG_DIR`` if set, else ``rules/`` and ``config/``

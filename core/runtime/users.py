@@ -32,28 +32,56 @@ def new_password() -> str:
     return secrets.token_urlsafe(9)
 
 
-def ensure_user(conn: Connection, username: str, display_name: str, now: dt.datetime, *,
-                email: str | None = None, password: str | None = None) -> int:
+def ensure_user(
+    conn: Connection,
+    username: str,
+    display_name: str,
+    now: dt.datetime,
+    *,
+    email: str | None = None,
+    password: str | None = None,
+) -> int:
     """Create the user if missing (setting the password only then); return its id."""
     row = conn.execute(select(t.app_user.c.id).where(t.app_user.c.username == username)).first()
     if row is not None:
         if password is not None:
-            conn.execute(update(t.app_user).where(t.app_user.c.id == row.id)
-                         .values(password_hash=hash_password(password)))
+            conn.execute(
+                update(t.app_user)
+                .where(t.app_user.c.id == row.id)
+                .values(password_hash=hash_password(password))
+            )
         return int(row.id)
-    return int(conn.execute(insert(t.app_user).values(
-        username=username, display_name=display_name, email=email,
-        password_hash=hash_password(password) if password else None, active=True, failed_logins=0,
-        created_at=now)).inserted_primary_key[0])  # type: ignore[index]  # always set after an INSERT
+    return int(
+        conn.execute(
+            insert(t.app_user).values(
+                username=username,
+                display_name=display_name,
+                email=email,
+                password_hash=hash_password(password) if password else None,
+                active=True,
+                failed_logins=0,
+                created_at=now,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]  # always set after an INSERT
+    )
 
 
-def set_membership(conn: Connection, user_id: int, company_id: int, departments: Iterable[str],
-                   roles: Iterable[str]) -> None:
+def set_membership(
+    conn: Connection,
+    user_id: int,
+    company_id: int,
+    departments: Iterable[str],
+    roles: Iterable[str],
+) -> None:
     m = t.membership
     deps, rls = sorted(set(departments)), sorted(set(roles))
-    existing = conn.execute(select(m.c.id).where(m.c.user_id == user_id, m.c.company_id == company_id)).first()
+    existing = conn.execute(
+        select(m.c.id).where(m.c.user_id == user_id, m.c.company_id == company_id)
+    ).first()
     if existing is None:
-        conn.execute(insert(m).values(user_id=user_id, company_id=company_id, departments=deps, roles=rls))
+        conn.execute(
+            insert(m).values(user_id=user_id, company_id=company_id, departments=deps, roles=rls)
+        )
     else:
         conn.execute(update(m).where(m.c.id == existing.id).values(departments=deps, roles=rls))
 
@@ -68,7 +96,9 @@ def _dummy_hash() -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches; ``None`` (no user, no password set) verifies a dummy and fails."""
     try:
-        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
+        return (
+            _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
+        )
     except (VerificationError, InvalidHashError):
         return False
 
@@ -82,8 +112,9 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 # -- failed logins (counted in the database, so every server process sees the same count) --
-def record_failed_login(conn: Connection, user_id: int, now: dt.datetime, *, max_failures: int,
-                        lockout: dt.timedelta) -> dt.datetime | None:
+def record_failed_login(
+    conn: Connection, user_id: int, now: dt.datetime, *, max_failures: int, lockout: dt.timedelta
+) -> dt.datetime | None:
     """Count one failed sign-in in a single atomic UPDATE; return ``locked_until`` if it locked.
 
     The failure that reaches ``max_failures`` locks the account until ``now + lockout`` and
@@ -96,24 +127,32 @@ def record_failed_login(conn: Connection, user_id: int, now: dt.datetime, *, max
     row = conn.execute(
         update(u)
         .where(u.c.id == user_id, or_(u.c.locked_until.is_(None), u.c.locked_until <= now))
-        .values(failed_logins=case((reaches, 0), else_=u.c.failed_logins + 1),
-                locked_until=case((reaches, until), else_=None))
-        .returning(u.c.locked_until)).first()
+        .values(
+            failed_logins=case((reaches, 0), else_=u.c.failed_logins + 1),
+            locked_until=case((reaches, until), else_=None),
+        )
+        .returning(u.c.locked_until)
+    ).first()
     return None if row is None else row.locked_until
 
 
 def clear_failed_logins(conn: Connection, user_id: int, now: dt.datetime) -> bool:
     """Reset the count after a correct password; False if the account is locked (refuse)."""
     u = t.app_user
-    res = conn.execute(update(u).where(u.c.id == user_id,
-                                       or_(u.c.locked_until.is_(None), u.c.locked_until <= now))
-                       .values(failed_logins=0, locked_until=None))
+    res = conn.execute(
+        update(u)
+        .where(u.c.id == user_id, or_(u.c.locked_until.is_(None), u.c.locked_until <= now))
+        .values(failed_logins=0, locked_until=None)
+    )
     return res.rowcount == 1
 
 
 def set_password(conn: Connection, user_id: int, password: str) -> None:
-    conn.execute(update(t.app_user).where(t.app_user.c.id == user_id)
-                 .values(password_hash=hash_password(password)))
+    conn.execute(
+        update(t.app_user)
+        .where(t.app_user.c.id == user_id)
+        .values(password_hash=hash_password(password))
+    )
 
 
 # -- memberships --------------------------------------------------------------------------
@@ -129,9 +168,12 @@ class Membership:
 def memberships(conn: Connection, user_id: int) -> list[Membership]:
     """The companies a user belongs to, ordered by company key."""
     m, c = t.membership, t.company
-    rows = conn.execute(select(c.c.id, c.c.key, c.c.name, m.c.departments, m.c.roles)
-                        .join(c, c.c.id == m.c.company_id).where(m.c.user_id == user_id)
-                        .order_by(c.c.key)).all()
+    rows = conn.execute(
+        select(c.c.id, c.c.key, c.c.name, m.c.departments, m.c.roles)
+        .join(c, c.c.id == m.c.company_id)
+        .where(m.c.user_id == user_id)
+        .order_by(c.c.key)
+    ).all()
     return [Membership(r.id, r.key, r.name, tuple(r.departments), tuple(r.roles)) for r in rows]
 
 
@@ -152,12 +194,21 @@ def secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_session(conn: Connection, user_id: int, company: int, now: dt.datetime,
-                   lifetime: dt.timedelta) -> str:
+def create_session(
+    conn: Connection, user_id: int, company: int, now: dt.datetime, lifetime: dt.timedelta
+) -> str:
     """Start a session; return the raw id for the cookie (the table keeps only its digest)."""
     raw = secrets.token_urlsafe(32)
-    conn.execute(insert(t.user_session).values(id=secret_digest(raw), user_id=user_id, company_id=company,
-                                               created_at=now, last_seen_at=now, expires_at=now + lifetime))
+    conn.execute(
+        insert(t.user_session).values(
+            id=secret_digest(raw),
+            user_id=user_id,
+            company_id=company,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
+        )
+    )
     return raw
 
 
@@ -165,8 +216,9 @@ def end_session(conn: Connection, raw: str) -> None:
     conn.execute(delete(t.user_session).where(t.user_session.c.id == secret_digest(raw)))
 
 
-def purge_sessions(conn: Connection, now: dt.datetime, idle: dt.timedelta, *,
-                   user_id: int | None = None) -> int:
+def purge_sessions(
+    conn: Connection, now: dt.datetime, idle: dt.timedelta, *, user_id: int | None = None
+) -> int:
     """Delete the sessions that ended (idle or past their absolute end); return how many."""
     s = t.user_session
     q = delete(s).where(or_(s.c.expires_at <= now, s.c.last_seen_at <= now - idle))
@@ -180,21 +232,34 @@ def find_session(conn: Connection, raw: str) -> Any:
     s, u, c, m = t.user_session, t.app_user, t.company, t.membership
     return conn.execute(
         select(s, u.c.username, u.c.active, c.c.key.label("company"), m.c.id.label("membership_id"))
-        .join(u, u.c.id == s.c.user_id).join(c, c.c.id == s.c.company_id)
+        .join(u, u.c.id == s.c.user_id)
+        .join(c, c.c.id == s.c.company_id)
         .outerjoin(m, and_(m.c.user_id == s.c.user_id, m.c.company_id == s.c.company_id))
-        .where(s.c.id == secret_digest(raw))).first()
+        .where(s.c.id == secret_digest(raw))
+    ).first()
 
 
 def touch_session(conn: Connection, digest: str, now: dt.datetime) -> None:
-    conn.execute(update(t.user_session).where(t.user_session.c.id == digest).values(last_seen_at=now))
+    conn.execute(
+        update(t.user_session).where(t.user_session.c.id == digest).values(last_seen_at=now)
+    )
 
 
-def create_token(conn: Connection, user_id: int, company: int, name: str, now: dt.datetime) -> tuple[int, str]:
+def create_token(
+    conn: Connection, user_id: int, company: int, name: str, now: dt.datetime
+) -> tuple[int, str]:
     """Create an API token; return ``(id, token)``. The token is shown once and stored hashed."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = conn.execute(insert(t.api_token).values(
-        user_id=user_id, company_id=company, name=name, token_hash=secret_digest(raw),
-        prefix=raw[:12], created_at=now)).inserted_primary_key[0]  # type: ignore[index]  # always set after an INSERT
+    token_id = conn.execute(
+        insert(t.api_token).values(
+            user_id=user_id,
+            company_id=company,
+            name=name,
+            token_hash=secret_digest(raw),
+            prefix=raw[:12],
+            created_at=now,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]  # always set after an INSERT
     return int(token_id), raw
 
 
@@ -203,9 +268,11 @@ def find_token(conn: Connection, raw: str) -> Any:
     k, u, c, m = t.api_token, t.app_user, t.company, t.membership
     return conn.execute(
         select(k, u.c.username, u.c.active, c.c.key.label("company"), m.c.id.label("membership_id"))
-        .join(u, u.c.id == k.c.user_id).join(c, c.c.id == k.c.company_id)
+        .join(u, u.c.id == k.c.user_id)
+        .join(c, c.c.id == k.c.company_id)
         .outerjoin(m, and_(m.c.user_id == k.c.user_id, m.c.company_id == k.c.company_id))
-        .where(k.c.token_hash == secret_digest(raw))).first()
+        .where(k.c.token_hash == secret_digest(raw))
+    ).first()
 
 
 def touch_token(conn: Connection, token_id: int, now: dt.datetime) -> None:
@@ -215,9 +282,21 @@ def touch_token(conn: Connection, token_id: int, now: dt.datetime) -> None:
 def list_tokens(conn: Connection, company: int | None = None) -> list[Any]:
     """Every token (revoked ones too), with user name and company key, oldest first."""
     k, u, c = t.api_token, t.app_user, t.company
-    q = (select(k.c.id, k.c.name, k.c.prefix, k.c.created_at, k.c.last_used_at, k.c.revoked_at,
-                u.c.username, c.c.key.label("company"))
-         .join(u, u.c.id == k.c.user_id).join(c, c.c.id == k.c.company_id).order_by(k.c.id))
+    q = (
+        select(
+            k.c.id,
+            k.c.name,
+            k.c.prefix,
+            k.c.created_at,
+            k.c.last_used_at,
+            k.c.revoked_at,
+            u.c.username,
+            c.c.key.label("company"),
+        )
+        .join(u, u.c.id == k.c.user_id)
+        .join(c, c.c.id == k.c.company_id)
+        .order_by(k.c.id)
+    )
     if company is not None:
         q = q.where(k.c.company_id == company)
     return list(conn.execute(q).all())
@@ -226,5 +305,7 @@ def list_tokens(conn: Connection, company: int | None = None) -> list[Any]:
 def revoke_token(conn: Connection, token_id: int, now: dt.datetime) -> bool:
     """Revoke a token; False if there is no such token or it was revoked already."""
     k = t.api_token
-    res = conn.execute(update(k).where(k.c.id == token_id, k.c.revoked_at.is_(None)).values(revoked_at=now))
+    res = conn.execute(
+        update(k).where(k.c.id == token_id, k.c.revoked_at.is_(None)).values(revoked_at=now)
+    )
     return res.rowcount == 1

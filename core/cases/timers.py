@@ -2,7 +2,7 @@
 
 This module is the contract between whoever *schedules* work for later (SLA deadlines,
 follow-up surveys, schedules, plugins) and the worker that *fires* it
-(``core/worker.py``, ``kefu worker``; embedded in ``kefu serve`` on SQLite).
+(``core/runtime/worker.py``, ``kefu worker``; embedded in ``kefu serve`` on SQLite).
 
 * ``schedule()`` inserts (or re-schedules) a pending timer inside the transaction of the
   action that causes it, so a timer exists exactly when the change that needs it was
@@ -29,7 +29,7 @@ from sqlalchemy import Connection, and_, select, update
 from core.storage.schema import timer
 
 if TYPE_CHECKING:
-    from core.service import CaseService
+    from core.cases.service import CaseService
 
 PENDING, CLAIMED, DONE, CANCELLED = "pending", "claimed", "done", "cancelled"
 
@@ -67,23 +67,52 @@ def handler(kind: str) -> Callable[[TimerHandler], TimerHandler]:
     return register
 
 
-def schedule(conn: Connection, *, company_id: int, case_id: int | None, kind: str, due_at: dt.datetime,
-             key: str, payload: Mapping[str, Any] | None = None) -> None:
+def schedule(
+    conn: Connection,
+    *,
+    company_id: int,
+    case_id: int | None,
+    kind: str,
+    due_at: dt.datetime,
+    key: str,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
     """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
     if due_at.tzinfo is None:
         raise ValueError("timer due_at must be timezone-aware")
-    row = conn.execute(select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == key)).first()
+    row = conn.execute(
+        select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == key)
+    ).first()
     if row is None:
-        conn.execute(timer.insert().values(
-            company_id=company_id, case_id=case_id, kind=kind, due_at=due_at, idempotency_key=key,
-            payload=dict(payload or {}), status=PENDING, attempts=0))
+        conn.execute(
+            timer.insert().values(
+                company_id=company_id,
+                case_id=case_id,
+                kind=kind,
+                due_at=due_at,
+                idempotency_key=key,
+                payload=dict(payload or {}),
+                status=PENDING,
+                attempts=0,
+            )
+        )
     elif row.status in (PENDING, CANCELLED):
-        conn.execute(update(timer).where(timer.c.id == row.id).values(
-            due_at=due_at, payload=dict(payload or {}), status=PENDING, lease_owner=None, lease_until=None))
+        conn.execute(
+            update(timer)
+            .where(timer.c.id == row.id)
+            .values(
+                due_at=due_at,
+                payload=dict(payload or {}),
+                status=PENDING,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
 
 
-def cancel(conn: Connection, *, key: str | None = None, case_id: int | None = None,
-           kind: str | None = None) -> int:
+def cancel(
+    conn: Connection, *, key: str | None = None, case_id: int | None = None, kind: str | None = None
+) -> int:
     """Cancel pending timers by key, or by case (and kind). Returns how many."""
     if key is None and case_id is None:
         raise ValueError("cancel needs a key or a case")

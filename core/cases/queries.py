@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Text, and_, cast, exists, func, or_, select
 
+from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
 from core.errors import InvalidInput, NotAllowed
-from core.procedures import CompiledProcedure
-from core.service import Actor, CaseService, CaseView, CompanyRuntime
+from core.spec.procedures import CompiledProcedure
 from core.storage import schema as t
 
 MAX_LIMIT = 200
@@ -30,7 +30,9 @@ class CaseFilter:
     procedure: str | None = None
     step: str | None = None
     status: str | None = None
-    assignee: str | None = None  # "person:li", "role:engineer", "department:field" or a bare user name
+    assignee: str | None = (
+        None  # "person:li", "role:engineer", "department:field" or a bare user name
+    )
     mine: bool = False
     q: str | None = None
     created_from: dt.datetime | None = None
@@ -67,7 +69,9 @@ def require_read(svc: CaseService, actor: Actor, view: CaseView) -> None:
         raise NotAllowed(f"reading {view.procedure} cases needs one of its roles")
 
 
-def _mine_clause(svc: CaseService, rt: CompanyRuntime, actor: Actor, procedures: Sequence[str]) -> Any:
+def _mine_clause(
+    svc: CaseService, rt: CompanyRuntime, actor: Actor, procedures: Sequence[str]
+) -> Any:
     """Cases assigned to the actor: as a person, a department they are in, or a role they hold."""
     a = t.case_assignee
     parts = [and_(a.c.kind == "person", a.c.ref == actor.username)]
@@ -85,13 +89,17 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
     """Cases of the actor's company they may read, newest first, filtered and paginated."""
     rt = svc.company(actor.company)
     if not 1 <= flt.limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", errors={"limit": "out of range"})
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_LIMIT}", errors={"limit": "out of range"}
+        )
     if flt.offset < 0:
         raise InvalidInput("offset must not be negative", errors={"offset": "out of range"})
     procs = readable_procedures(svc, rt, actor)
     if flt.procedure is not None:
         if flt.procedure not in rt.procedures:
-            raise InvalidInput(f"unknown procedure '{flt.procedure}'", errors={"procedure": "unknown"})
+            raise InvalidInput(
+                f"unknown procedure '{flt.procedure}'", errors={"procedure": "unknown"}
+            )
         if flt.procedure not in procs:
             raise NotAllowed(f"reading {flt.procedure} cases needs one of its roles")
         procs = [flt.procedure]
@@ -108,26 +116,41 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         if not ref:
             kind, ref = "person", kind
         if kind not in ("person", "role", "department"):
-            raise InvalidInput("assignee is person:NAME, role:NAME or department:NAME",
-                               errors={"assignee": "malformed"})
+            raise InvalidInput(
+                "assignee is person:NAME, role:NAME or department:NAME",
+                errors={"assignee": "malformed"},
+            )
         a = t.case_assignee
         conds.append(exists().where(a.c.case_id == c.c.id, a.c.kind == kind, a.c.ref == ref))
     if flt.mine:
         conds.append(_mine_clause(svc, rt, actor, procs))
     if flt.q:
         needle = f"%{flt.q.lower()}%"
-        conds.append(or_(func.lower(c.c.number).like(needle), func.lower(cast(c.c.fields, Text)).like(needle)))
-    for col, lo, hi in ((c.c.created_at, flt.created_from, flt.created_to),
-                        (c.c.updated_at, flt.updated_from, flt.updated_to)):
+        conds.append(
+            or_(
+                func.lower(c.c.number).like(needle), func.lower(cast(c.c.fields, Text)).like(needle)
+            )
+        )
+    for col, lo, hi in (
+        (c.c.created_at, flt.created_from, flt.created_to),
+        (c.c.updated_at, flt.updated_from, flt.updated_to),
+    ):
         if lo is not None:
             conds.append(col >= lo)
         if hi is not None:
             conds.append(col < hi)
     with svc.db.read() as conn:
         total = conn.execute(select(func.count()).select_from(c).where(*conds)).scalar_one()
-        rows = conn.execute(select(c).where(*conds).order_by(c.c.created_at.desc(), c.c.id.desc())
-                            .limit(flt.limit).offset(flt.offset)).all()
-        items = [svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows]
+        rows = conn.execute(
+            select(c)
+            .where(*conds)
+            .order_by(c.c.created_at.desc(), c.c.id.desc())
+            .limit(flt.limit)
+            .offset(flt.offset)
+        ).all()
+        items = [
+            svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
+        ]
     return CasePage(items, total, flt.limit, flt.offset)
 
 
@@ -136,15 +159,27 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
     running deadline first (``next_due_at``), then cases without one, longest waiting first."""
     rt = svc.company(actor.company)
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, offset ≥ 0", errors={"limit": "out of range"})
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_LIMIT}, offset ≥ 0", errors={"limit": "out of range"}
+        )
     procs = readable_procedures(svc, rt, actor)
     c = t.case
-    conds = [c.c.company_id == rt.id, c.c.status == "open", c.c.procedure.in_(procs),
-             _mine_clause(svc, rt, actor, procs)]
+    conds = [
+        c.c.company_id == rt.id,
+        c.c.status == "open",
+        c.c.procedure.in_(procs),
+        _mine_clause(svc, rt, actor, procs),
+    ]
     with svc.db.read() as conn:
         total = conn.execute(select(func.count()).select_from(c).where(*conds)).scalar_one()
-        rows = conn.execute(select(c).where(*conds).order_by(c.c.next_due_at.is_(None), c.c.next_due_at,
-                                                                 c.c.updated_at, c.c.id)
-                            .limit(limit).offset(offset)).all()
-        items = [svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows]
+        rows = conn.execute(
+            select(c)
+            .where(*conds)
+            .order_by(c.c.next_due_at.is_(None), c.c.next_due_at, c.c.updated_at, c.c.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        items = [
+            svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
+        ]
     return CasePage(items, total, limit, offset)

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.definitions import ActionDef, PackDef, StepDef
-from core.effects import EffectType
-from core.fields import fact_value
 from core.rules import ir
 from core.rules.expr import parse_condition
+from core.spec.definitions import ActionDef, PackDef, StepDef
+from core.spec.effects import EffectType
+from core.spec.fields import fact_value
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class CompiledProcedure:
     guard_ruleset: ir.RuleSet
     raw: dict[str, Any] = field(default_factory=dict)
     version: int = 0  # set once registered in the database
-    slas: dict[str, Any] = field(default_factory=dict)  # id -> core.deadlines.CompiledSla
-    timers: dict[str, Any] = field(default_factory=dict)  # id -> core.deadlines.CompiledTimer
+    slas: dict[str, Any] = field(default_factory=dict)  # id -> core.cases.deadlines.CompiledSla
+    timers: dict[str, Any] = field(default_factory=dict)  # id -> core.cases.deadlines.CompiledTimer
 
     @property
     def key(self) -> str:
@@ -59,8 +59,15 @@ class CompiledProcedure:
         act = st.actions[name]
         return list(act.role or st.role)
 
-    def facts(self, fields: Mapping[str, Any], *, event: str, step: str,
-              action: str | None = None, from_step: str | None = None) -> dict[str, ir.Scalar]:
+    def facts(
+        self,
+        fields: Mapping[str, Any],
+        *,
+        event: str,
+        step: str,
+        action: str | None = None,
+        from_step: str | None = None,
+    ) -> dict[str, ir.Scalar]:
         """The one fact rules see: the case's fields plus the system facts."""
         out: dict[str, ir.Scalar] = {}
         for name, fdef in self.pack.fields.items():
@@ -76,10 +83,16 @@ class CompiledProcedure:
         return out
 
 
-def compile_procedure(pack: PackDef, params: Mapping[str, Any], *, company: str,
-                      effects: Mapping[str, EffectType], raw: Mapping[str, Any] | None = None) -> CompiledProcedure:
+def compile_procedure(
+    pack: PackDef,
+    params: Mapping[str, Any],
+    *,
+    company: str,
+    effects: Mapping[str, EffectType],
+    raw: Mapping[str, Any] | None = None,
+) -> CompiledProcedure:
     """Compile a validated pack with a company's parameters (raises on invalid input)."""
-    from core.loader import pack_field_types
+    from core.spec.loading import pack_field_types
 
     effective = {k: v.default for k, v in pack.parameters.items()}
     effective.update(params)
@@ -89,7 +102,7 @@ def compile_procedure(pack: PackDef, params: Mapping[str, Any], *, company: str,
         cond = parse_condition(rule.when, types, effective) if rule.when else ir.TRUE
         parsed = []
         for eff in rule.then:
-            (name, args), = eff.items()
+            ((name, args),) = eff.items()
             etype = effects[name]
             parsed.append((etype, etype.args.model_validate(args)))
         rules.append(CompiledRule(rule.id, cond, tuple(parsed), rule.source))
@@ -100,17 +113,30 @@ def compile_procedure(pack: PackDef, params: Mapping[str, Any], *, company: str,
                 guards[(sname, aname)] = parse_condition(action.guard, types, effective)
     raw_def = dict(raw) if raw is not None else pack.model_dump(mode="json", by_alias=True)
     digest = hashlib.sha256(
-        json.dumps({"pack": raw_def, "params": effective}, sort_keys=True, ensure_ascii=False,
-                   default=str).encode()
+        json.dumps(
+            {"pack": raw_def, "params": effective}, sort_keys=True, ensure_ascii=False, default=str
+        ).encode()
     ).hexdigest()
     # durable_rules ruleset names are process-global and permanent: carry company,
     # procedure and the digest of exactly these rules
     base = f"kefu:{company}:{pack.procedure}:{digest[:16]}"
     ruleset = ir.RuleSet.of(base, (ir.CompiledRule(r.id, r.cond) for r in rules))
-    guard_ruleset = ir.RuleSet.of(base + ":guards",
-                                  (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items()))
-    from core.deadlines import compile_time
+    guard_ruleset = ir.RuleSet.of(
+        base + ":guards", (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items())
+    )
+    from core.cases.deadlines import compile_time
 
     slas, timers = compile_time(pack, types, effective, effects)
-    return CompiledProcedure(pack, company, effective, digest, tuple(rules), guards, ruleset,
-                             guard_ruleset, raw_def, slas=slas, timers=timers)
+    return CompiledProcedure(
+        pack,
+        company,
+        effective,
+        digest,
+        tuple(rules),
+        guards,
+        ruleset,
+        guard_ruleset,
+        raw_def,
+        slas=slas,
+        timers=timers,
+    )

@@ -56,16 +56,29 @@ def problems(source: str, fields: set[str] | None) -> list[tuple[str, str, int |
         return [("K140", f"template syntax: {exc.message}", exc.lineno)]
     out: list[tuple[str, str, int | None]] = []
     for name in sorted(meta.find_undeclared_variables(ast) - set(VARIABLES)):
-        out.append(("K141", f"unknown template variable '{name}' (variables: {', '.join(VARIABLES)})", None))
+        out.append(
+            (
+                "K141",
+                f"unknown template variable '{name}' (variables: {', '.join(VARIABLES)})",
+                None,
+            )
+        )
     if fields is not None:
         for node in ast.find_all(nodes.Getattr):
-            if isinstance(node.node, nodes.Name) and node.node.name == "fields" and node.attr not in fields:
-                out.append(("K106", f"unknown field '{node.attr}' in fields.{node.attr}", node.lineno))
+            if (
+                isinstance(node.node, nodes.Name)
+                and node.node.name == "fields"
+                and node.attr not in fields
+            ):
+                out.append(
+                    ("K106", f"unknown field '{node.attr}' in fields.{node.attr}", node.lineno)
+                )
     return out
 
 
-def render(templates: list[Mapping[str, Any]], name: str, locale: str,
-           context: Mapping[str, Any]) -> dict[str, str] | None:
+def render(
+    templates: list[Mapping[str, Any]], name: str, locale: str, context: Mapping[str, Any]
+) -> dict[str, str] | None:
     """Render template ``name`` from the first mapping that has it (company, then pack).
 
     Returns ``{"subject": …, "body": …}`` (subject may be absent), ``None`` when no mapping
@@ -79,7 +92,9 @@ def render(templates: list[Mapping[str, Any]], name: str, locale: str,
         try:
             out = {"body": _compiled(tdef.body.text(locale)).render(**context).strip()}
             if tdef.subject is not None:
-                out["subject"] = " ".join(_compiled(tdef.subject.text(locale)).render(**context).split())
+                out["subject"] = " ".join(
+                    _compiled(tdef.subject.text(locale)).render(**context).split()
+                )
             return out
         except Exception as exc:  # a sandbox refusal or a type error in the text
             return {"error": f"template {name}: {type(exc).__name__}: {exc}"}

@@ -2,7 +2,7 @@
 
 These pydantic models are the schema of ``rules/<pack>/procedure.yaml`` and
 ``config/<company>.yaml``. They only check shape; cross-references (a step naming an
-unknown role, a rule naming an unknown field) are checked by :mod:`core.loader`, which
+unknown role, a rule naming an unknown field) are checked by :mod:`core.spec.loading`, which
 also maps every problem back to file:line:col. The instance side (cases, journal,
 timers) lives in :mod:`core.storage`; the two never mix.
 """
@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from core.calendars import CalendarDef
-from core.durations import Duration
+from core.time.calendars import CalendarDef
+from core.time.durations import Duration
 
 KEY_RE = r"^[a-z][a-z0-9_]*$"
 PACK_RE = r"^[a-z][a-z0-9-]*$"
@@ -89,8 +89,8 @@ class FieldDef(Strict):
     @field_validator("type")
     @classmethod
     def _kind(cls, v: str) -> str:
-        from core.fields import PLUGIN_KINDS
-        from core.plugins import installed
+        from core.runtime.plugins import installed
+        from core.spec.fields import PLUGIN_KINDS
 
         if v in FIELD_KINDS:
             return v
@@ -101,17 +101,21 @@ class FieldDef(Strict):
         import difflib
 
         guess = difflib.get_close_matches(v, known, n=1)
-        raise ValueError(f"unknown field type '{v}': one of {', '.join(known)}"
-                         + (f" (did you mean '{guess[0]}'?)" if guess else ""))
+        raise ValueError(
+            f"unknown field type '{v}': one of {', '.join(known)}"
+            + (f" (did you mean '{guess[0]}'?)" if guess else "")
+        )
 
     @model_validator(mode="after")
     def _options(self) -> FieldDef:
-        from core.fields import PLUGIN_KINDS
+        from core.spec.fields import PLUGIN_KINDS
 
         kind = PLUGIN_KINDS.get(self.type)
         if kind is None:
             if self.options:
-                raise ValueError(f"options: is for field types from plugins; '{self.type}' takes none")
+                raise ValueError(
+                    f"options: is for field types from plugins; '{self.type}' takes none"
+                )
             return self
         model = getattr(kind, "options_model", None)
         if model is not None:
@@ -160,8 +164,9 @@ class EventRef(Strict):
     def _one(self) -> EventRef:
         given = [k for k in ("step", "steps", "action", "field") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("say exactly one of step, steps, action, field "
-                             f"(got {', '.join(given) or 'none'})")
+            raise ValueError(
+                f"say exactly one of step, steps, action, field (got {', '.join(given) or 'none'})"
+            )
         return self
 
 
@@ -303,11 +308,17 @@ class ScheduleDef(Strict):
     def _shape(self) -> ScheduleDef:
         if self.from_ is None:
             if isinstance(self.every, list):
-                raise ValueError("phases (every: [...]) need from: an event of the case to count from")
+                raise ValueError(
+                    "phases (every: [...]) need from: an event of the case to count from"
+                )
             if self.then:
-                raise ValueError("a company schedule (no from:) opens cases with open:, it has no then:")
+                raise ValueError(
+                    "a company schedule (no from:) opens cases with open:, it has no then:"
+                )
         elif self.open is not None:
-            raise ValueError("a per-case schedule (with from:) acts on its case with then:, not open:")
+            raise ValueError(
+                "a per-case schedule (with from:) acts on its case with then:, not open:"
+            )
         elif not self.then:
             raise ValueError("a per-case schedule needs then: effects")
         return self
@@ -397,7 +408,7 @@ TEMPLATE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
 
 
 class TemplateDef(Strict):
-    """A message text for ``notify: {template: name}`` (Jinja, see core.templates)."""
+    """A message text for ``notify: {template: name}`` (Jinja, see core.spec.templates)."""
 
     subject: LabelIn | None = None
     body: LabelIn
@@ -458,7 +469,10 @@ class PersonDef(Strict):
     # for the dispatch effect: what they can repair, where they work, where they are based
     skills: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
     region: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    location: tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]] | None = None
+    location: (
+        tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
+        | None
+    ) = None
 
 
 NUMBERING_RE = re.compile(r"\{(yyyy|yy|mm|dd|seq(?::0?\d+)?)\}")
@@ -498,7 +512,9 @@ class CompanyDef(Strict):
     # (e.g. ``email: {host: smtp.example.com, port: 587}``); the channel validates them
     channels: dict[Key, dict[str, Any]] = {}
     # per plugin (entry-point name): enable/disable for this company, and its settings
-    plugins: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], PluginSettings] = {}
+    plugins: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], PluginSettings
+    ] = {}
     # message texts replacing the packs' (same keys as the packs' templates:)
     templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from core.definitions import CompanyDef
+from core.spec.definitions import CompanyDef
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,16 @@ class Report(Protocol):
     def run(self, request: ReportRequest) -> ReportResult: ...
 
 
-#: reports of the installed plugins by name (filled by ``core.plugins.installed()``)
+#: reports of the installed plugins by name (filled by ``core.runtime.plugins.installed()``)
 REPORTS: dict[str, Any] = {}
 
 
-def run_report(svc: Any, company: str, name: str, params: dict[str, str] | None = None) -> ReportResult:
+def run_report(
+    svc: Any, company: str, name: str, params: dict[str, str] | None = None
+) -> ReportResult:
     """Run report ``name`` for ``company`` (NotFound when either is unknown)."""
     from core.errors import NotFound
-    from core.plugins import enabled_for, installed
+    from core.runtime.plugins import enabled_for, installed
 
     report = REPORTS.get(name)
     rt = svc.company(company)

@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.catalog import Catalog, load_catalog
+from core.cases.service import CaseService
 from core.rules.evaluator import Evaluator
-from core.service import CaseService
+from core.runtime.users import ensure_user, new_password, set_membership
+from core.spec.catalog import Catalog, load_catalog
 from core.storage.db import Database
 from core.storage.migrate import upgrade
-from core.users import ensure_user, new_password, set_membership
 
 
-def build_service(db: Database, catalog: Catalog | None = None, *, evaluator: Evaluator | str | None = None,
-                  clock: Any = None, migrate: bool = True) -> CaseService:
+def build_service(
+    db: Database,
+    catalog: Catalog | None = None,
+    *,
+    evaluator: Evaluator | str | None = None,
+    clock: Any = None,
+    migrate: bool = True,
+) -> CaseService:
     catalog = catalog or load_catalog()
     if migrate:
         upgrade(db)
@@ -26,7 +32,9 @@ def build_service(db: Database, catalog: Catalog | None = None, *, evaluator: Ev
     return svc
 
 
-def create_config_people(svc: CaseService, *, passwords: bool = True) -> dict[tuple[str, str], str | None]:
+def create_config_people(
+    svc: CaseService, *, passwords: bool = True
+) -> dict[tuple[str, str], str | None]:
     """Create every person named in the company configs as a user with their departments.
 
     Returns ``{(company, username): password}`` for users that got a new password.
@@ -37,13 +45,15 @@ def create_config_people(svc: CaseService, *, passwords: bool = True) -> dict[tu
         for key, rt in svc.companies.items():
             for username, person in rt.definition.people.items():
                 password = new_password() if passwords else None
-                uid = ensure_user(conn, username, person.name, now, email=person.email, password=password)
+                uid = ensure_user(
+                    conn, username, person.name, now, email=person.email, password=password
+                )
                 set_membership(conn, uid, rt.id, person.departments, person.roles)
                 out[(key, username)] = password
     return out
 
 
 def default_paths() -> tuple[Path, Path]:
-    from core.catalog import ROOT
+    from core.spec.catalog import ROOT
 
     return ROOT / "rules", ROOT / "config"

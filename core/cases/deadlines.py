@@ -23,19 +23,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.calendars import WorkingCalendar
-from core.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
-from core.durations import CalendarSpan, DayEnd, Duration, Elapsed, Workdays, WorkTime
 from core.rules import ir
 from core.rules.expr import parse_condition
 from core.rules.reference import holds
+from core.spec.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
+from core.time.calendars import WorkingCalendar
+from core.time.durations import CalendarSpan, DayEnd, Duration, Elapsed, Workdays, WorkTime
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from core.effects import EffectType
-    from core.procedures import CompiledProcedure
-    from core.service import CaseService
+    from core.cases.service import CaseService
+    from core.spec.effects import EffectType
+    from core.spec.procedures import CompiledProcedure
 
 _ZERO = dt.timedelta(0)
 
@@ -72,24 +72,36 @@ class CompiledTimer:
     then: tuple[tuple[EffectType, Any], ...]
 
 
-def _effects(raw: Sequence[Mapping[str, Any]], effects: Mapping[str, EffectType]) -> tuple[tuple[EffectType, Any], ...]:
+def _effects(
+    raw: Sequence[Mapping[str, Any]], effects: Mapping[str, EffectType]
+) -> tuple[tuple[EffectType, Any], ...]:
     out = []
     for eff in raw:
-        (name, args), = eff.items()
+        ((name, args),) = eff.items()
         etype = effects[name]
         out.append((etype, etype.args.model_validate(args)))
     return tuple(out)
 
 
-def _pause(p: PauseDef | None, types: Any, params: Mapping[str, Any]) -> tuple[frozenset[str], ir.Cond | None]:
+def _pause(
+    p: PauseDef | None, types: Any, params: Mapping[str, Any]
+) -> tuple[frozenset[str], ir.Cond | None]:
     if p is None:
         return frozenset(), None
     cond = parse_condition(p.while_, types, params) if p.while_ else None
     return frozenset(p.steps), cond
 
 
-def _compile_sla(sid: str, d: StepSlaDef, start: Any, stop: Any, step: str | None, types: Any,
-                 params: Mapping[str, Any], effects: Mapping[str, EffectType]) -> CompiledSla:
+def _compile_sla(
+    sid: str,
+    d: StepSlaDef,
+    start: Any,
+    stop: Any,
+    step: str | None,
+    types: Any,
+    params: Mapping[str, Any],
+    effects: Mapping[str, EffectType],
+) -> CompiledSla:
     targets: tuple[tuple[ir.Cond | None, Duration], ...] = ()
     promised = None
     if isinstance(d.target, Duration):
@@ -98,26 +110,53 @@ def _compile_sla(sid: str, d: StepSlaDef, start: Any, stop: Any, step: str | Non
         promised = d.target
     else:
         rows: list[TargetRow] = list(d.target)
-        targets = tuple((parse_condition(r.when, types, params) if r.when else None, r.target) for r in rows)
+        targets = tuple(
+            (parse_condition(r.when, types, params) if r.when else None, r.target) for r in rows
+        )
     pause_steps, pause_cond = _pause(d.pause, types, params)
-    return CompiledSla(sid, d.label, d.source, start, stop, step, targets, promised, d.warning, pause_steps,
-                       pause_cond, d.extension, _effects(d.on_warning, effects), _effects(d.on_breach, effects))
+    return CompiledSla(
+        sid,
+        d.label,
+        d.source,
+        start,
+        stop,
+        step,
+        targets,
+        promised,
+        d.warning,
+        pause_steps,
+        pause_cond,
+        d.extension,
+        _effects(d.on_warning, effects),
+        _effects(d.on_breach, effects),
+    )
 
 
-def compile_time(pack: PackDef, types: Any, params: Mapping[str, Any],
-                 effects: Mapping[str, EffectType]) -> tuple[dict[str, CompiledSla], dict[str, CompiledTimer]]:
+def compile_time(
+    pack: PackDef, types: Any, params: Mapping[str, Any], effects: Mapping[str, EffectType]
+) -> tuple[dict[str, CompiledSla], dict[str, CompiledTimer]]:
     """The pack's SLAs (``slas:`` and each step's ``sla:``) and ``timers:``, compiled."""
     slas: dict[str, CompiledSla] = {}
     for sid, sdef in pack.slas.items():
         slas[sid] = _compile_sla(sid, sdef, sdef.start, sdef.stop, None, types, params, effects)
     for sname, step in pack.steps.items():
         if step.sla is not None:
-            slas[sname] = _compile_sla(sname, step.sla, EventRef(step=sname), None, sname, types, params, effects)
+            slas[sname] = _compile_sla(
+                sname, step.sla, EventRef(step=sname), None, sname, types, params, effects
+            )
     timers: dict[str, CompiledTimer] = {}
     for tid, tdef in pack.timers.items():
         wsteps, wcond = _pause(tdef.while_, types, params)
-        timers[tid] = CompiledTimer(tid, tdef.label, tdef.source, tdef.after, tdef.from_, wsteps, wcond,
-                                    _effects(tdef.then, effects))
+        timers[tid] = CompiledTimer(
+            tid,
+            tdef.label,
+            tdef.source,
+            tdef.after,
+            tdef.from_,
+            wsteps,
+            wcond,
+            _effects(tdef.then, effects),
+        )
     return slas, timers
 
 
@@ -137,7 +176,9 @@ class Moment:
 
 
 #: journal entries that begin a change of the case (the others belong to the change before)
-CHANGE_KINDS = frozenset({"opened", "action", "sla_warning", "sla_breached", "timer_fired", "schedule_fired"})
+CHANGE_KINDS = frozenset(
+    {"opened", "action", "sla_warning", "sla_breached", "timer_fired", "schedule_fired"}
+)
 
 
 def timeline(journal: Sequence[Mapping[str, Any]]) -> list[Moment]:
@@ -204,13 +245,24 @@ class Deadline:
             return x.astimezone(dt.UTC).isoformat() if x else None
 
         return {
-            "id": self.id, "label": self.label.text(locale) if self.label else self.id, "source": self.source,
-            "state": self.state, "started_at": iso(self.started_at), "start_reason": self.start_reason,
-            "target": self.target, "target_reason": self.target_reason, "due_at": iso(self.due_at),
-            "warn_at": iso(self.warn_at), "stopped_at": iso(self.stopped_at), "stop_reason": self.stop_reason,
+            "id": self.id,
+            "label": self.label.text(locale) if self.label else self.id,
+            "source": self.source,
+            "state": self.state,
+            "started_at": iso(self.started_at),
+            "start_reason": self.start_reason,
+            "target": self.target,
+            "target_reason": self.target_reason,
+            "due_at": iso(self.due_at),
+            "warn_at": iso(self.warn_at),
+            "stopped_at": iso(self.stopped_at),
+            "stop_reason": self.stop_reason,
             "pauses": [{"from": iso(a), "to": iso(b)} for a, b in self.pauses],
-            "counted_seconds": int(self.counted.total_seconds()), "measure": self.measure,
-            "extension": self.extension, "skipped_days": self.skipped_days, "counted_days": self.counted_days,
+            "counted_seconds": int(self.counted.total_seconds()),
+            "measure": self.measure,
+            "extension": self.extension,
+            "skipped_days": self.skipped_days,
+            "counted_days": self.counted_days,
             "warnings": self.warnings,
         }
 
@@ -228,8 +280,13 @@ def _parse_instant(value: Any, cal: WorkingCalendar) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=cal.tz)
 
 
-def _event_at(ev: Any, moments: Sequence[Moment], after: dt.datetime | None, cal: WorkingCalendar,
-              first: bool = True) -> tuple[dt.datetime | None, str]:
+def _event_at(
+    ev: Any,
+    moments: Sequence[Moment],
+    after: dt.datetime | None,
+    cal: WorkingCalendar,
+    first: bool = True,
+) -> tuple[dt.datetime | None, str]:
     """When ``ev`` happened (the first time at or after ``after``; the last time if not first)."""
     if ev == "opened":
         return (moments[0].at, "the case was opened") if moments else (None, "")
@@ -272,8 +329,12 @@ class _Meter:
         return self.cal.add_work_time(a, amount) if self.work else a + amount
 
 
-def _walk(meter: _Meter, start: dt.datetime, pauses: Sequence[tuple[dt.datetime, dt.datetime | None]],
-          budget: dt.timedelta) -> dt.datetime | None:
+def _walk(
+    meter: _Meter,
+    start: dt.datetime,
+    pauses: Sequence[tuple[dt.datetime, dt.datetime | None]],
+    budget: dt.timedelta,
+) -> dt.datetime | None:
     """Where ``budget`` of active time since ``start`` runs out; None while paused forever."""
     cursor, left = start, budget
     for p0, p1 in pauses:
@@ -292,7 +353,9 @@ def _daily(cal: WorkingCalendar) -> dt.timedelta:
     return sum((dt.timedelta(minutes=b - a) for a, b in cal.definition.periods), _ZERO)
 
 
-def _warning_budget(warning: str | None, budget: dt.timedelta, cal: WorkingCalendar) -> dt.timedelta | None:
+def _warning_budget(
+    warning: str | None, budget: dt.timedelta, cal: WorkingCalendar
+) -> dt.timedelta | None:
     if not warning:
         return None
     if warning.endswith("%"):
@@ -309,8 +372,14 @@ def _warning_budget(warning: str | None, budget: dt.timedelta, cal: WorkingCalen
     return budget - amount if amount < budget else _ZERO
 
 
-def compute(slas: Mapping[str, CompiledSla], journal: Sequence[Mapping[str, Any]], cal: WorkingCalendar,
-            now: dt.datetime, facts_of: Any, explain: bool = True) -> list[Deadline]:
+def compute(
+    slas: Mapping[str, CompiledSla],
+    journal: Sequence[Mapping[str, Any]],
+    cal: WorkingCalendar,
+    now: dt.datetime,
+    facts_of: Any,
+    explain: bool = True,
+) -> list[Deadline]:
     """Every SLA of the case at ``now``. ``facts_of(fields, step)`` gives the rule facts;
     ``explain=False`` leaves out the day-by-day explanation (scheduling needs none)."""
     moments = timeline(journal)
@@ -321,8 +390,15 @@ def compute(slas: Mapping[str, CompiledSla], journal: Sequence[Mapping[str, Any]
     return out
 
 
-def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now: dt.datetime,
-         facts_of: Any, breach_entry: Mapping[str, Any] | None, explain: bool = True) -> Deadline:
+def _one(
+    sla: CompiledSla,
+    moments: Sequence[Moment],
+    cal: WorkingCalendar,
+    now: dt.datetime,
+    facts_of: Any,
+    breach_entry: Mapping[str, Any] | None,
+    explain: bool = True,
+) -> Deadline:
     d = Deadline(sla.id, sla.label, sla.source, "pending")
     if not moments:
         return d
@@ -338,8 +414,10 @@ def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now:
     d.started_at, d.start_reason = start, why
     if sla.step is not None:
         # the moment of the latest entry into the step, then the first change that left it
-        first = max((i for i, m in enumerate(moments) if m.at == start and m.step == sla.step), default=0)
-        stop = next((m for m in moments[first + 1:] if m.step != sla.step or m.closed), None)
+        first = max(
+            (i for i, m in enumerate(moments) if m.at == start and m.step == sla.step), default=0
+        )
+        stop = next((m for m in moments[first + 1 :] if m.step != sla.step or m.closed), None)
         if stop is not None:
             d.stopped_at = stop.at
             d.stop_reason = "the case was closed" if stop.closed else f"left for step '{stop.step}'"
@@ -359,7 +437,8 @@ def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now:
         if m.at > end:
             break
         paused = m.step in sla.pause_steps or (
-            sla.pause_cond is not None and holds(sla.pause_cond, facts_of(m.fields, m.step)))
+            sla.pause_cond is not None and holds(sla.pause_cond, facts_of(m.fields, m.step))
+        )
         at = max(m.at, start)
         if paused and paused_from is None:
             paused_from = at
@@ -379,16 +458,23 @@ def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now:
     if ext is not None and ext_at is not None and (d.stopped_at is None or ext_at <= d.stopped_at):
         target = ext.target
         d.target_reason = f"extended by action '{ext.action}'"
-        d.extension = {"at": ext_at.astimezone(dt.UTC).isoformat(), "target": str(ext.target),
-                       "reason": current.fields.get(ext.reason)}
+        d.extension = {
+            "at": ext_at.astimezone(dt.UTC).isoformat(),
+            "target": str(ext.target),
+            "reason": current.fields.get(ext.reason),
+        }
     elif sla.promised is not None:
         promised = _parse_instant(current.fields.get(sla.promised.field), cal)
         limit = sla.promised.max.add(start, cal)
         if promised is None:
-            d.target_reason = f"field '{sla.promised.field}' not filled in yet: at most {sla.promised.max}"
+            d.target_reason = (
+                f"field '{sla.promised.field}' not filled in yet: at most {sla.promised.max}"
+            )
             d.target, due = f"≤ {sla.promised.max}", limit
         else:
-            d.target_reason = f"promised in field '{sla.promised.field}' (at most {sla.promised.max})"
+            d.target_reason = (
+                f"promised in field '{sla.promised.field}' (at most {sla.promised.max})"
+            )
             d.target, due = "promised", min(promised, limit)
         d.due_at = due
     else:
@@ -413,11 +499,14 @@ def _one(sla: CompiledSla, moments: Sequence[Moment], cal: WorkingCalendar, now:
         d.due_at = nominal if not active_pauses else _walk(meter, start, active_pauses, budget)
         wb = _warning_budget(sla.warning, budget, cal)
         if wb is not None:
-            d.warn_at = _walk(meter, start, active_pauses, wb) if active_pauses else meter.add(start, wb)
+            d.warn_at = (
+                _walk(meter, start, active_pauses, wb) if active_pauses else meter.add(start, wb)
+            )
         if isinstance(target, CalendarSpan | DayEnd):
             d.measure = "elapsed"
         d.counted = meter.between(start, end) - sum(
-            (meter.between(a, min(b or end, end)) for a, b in active_pauses), _ZERO)
+            (meter.between(a, min(b or end, end)) for a, b in active_pauses), _ZERO
+        )
     elif d.due_at is not None and sla.warning and sla.warning.endswith("%"):
         d.warn_at = start + (d.due_at - start) * (float(sla.warning[:-1]) / 100)
         d.counted = end - start
@@ -458,7 +547,9 @@ def explain_lines(d: Deadline, tz: Any) -> list[str]:
     if d.target:
         out.append(f"  target {d.target}" + (f" ({d.target_reason})" if d.target_reason else ""))
     if d.extension:
-        out.append(f"  extended to {d.extension['target']}; reason: {d.extension.get('reason') or '-'}")
+        out.append(
+            f"  extended to {d.extension['target']}; reason: {d.extension.get('reason') or '-'}"
+        )
     out.append(f"  due {t(d.due_at)}" + (f"; warning at {t(d.warn_at)}" if d.warn_at else ""))
     for a, b in d.pauses:
         out.append(f"  paused {t(a)} → {t(b) if b else 'now'}")
@@ -475,8 +566,9 @@ def explain_lines(d: Deadline, tz: Any) -> list[str]:
 # -- pack timers -------------------------------------------------------------------------
 
 
-def timer_due(timer: CompiledTimer, journal: Sequence[Mapping[str, Any]], cal: WorkingCalendar
-              ) -> tuple[dt.datetime, dt.datetime] | None:
+def timer_due(
+    timer: CompiledTimer, journal: Sequence[Mapping[str, Any]], cal: WorkingCalendar
+) -> tuple[dt.datetime, dt.datetime] | None:
     """(event instant, due instant) of a pack timer for this case, if its event happened."""
     moments = timeline(journal)
     at, _ = _event_at(timer.start, moments, None, cal, first=False)
@@ -487,7 +579,9 @@ def timer_due(timer: CompiledTimer, journal: Sequence[Mapping[str, Any]], cal: W
 
 def needs_time(proc: CompiledProcedure) -> bool:
     """Whether changes of this procedure's cases must recompute deadlines and timers."""
-    return bool(proc.slas or proc.timers or any(s.from_ is not None for s in proc.pack.schedules.values()))
+    return bool(
+        proc.slas or proc.timers or any(s.from_ is not None for s in proc.pack.schedules.values())
+    )
 
 
 # -- scheduling (in the transaction of each change) ----------------------------------------
@@ -499,11 +593,13 @@ def _iso(x: dt.datetime) -> str:
     return x.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
 
 
-def refresh(svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure, case_id: int) -> None:
+def refresh(
+    svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure, case_id: int
+) -> None:
     """Recompute a case's deadlines; reschedule its SLA and pack timers; set ``next_due_at``."""
     from sqlalchemy import update
 
-    from core import timers
+    from core.cases import timers
     from core.storage import schema as t
 
     now = svc.clock.now()
@@ -514,22 +610,50 @@ def refresh(svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure
         timers.cancel(conn, case_id=case_id, kind=kind)
     next_due: dt.datetime | None = None
     if proc.slas:
-        found = compute(proc.slas, journal, cal, now, lambda f, s: proc.facts(f, event="timer", step=s),
-                        explain=False)
-        done = {(e["kind"], (e.get("data") or {}).get("sla"), (e.get("data") or {}).get("started_at"))
-                for e in journal if e["kind"] in ("sla_warning", "sla_breached")}
+        found = compute(
+            proc.slas,
+            journal,
+            cal,
+            now,
+            lambda f, s: proc.facts(f, event="timer", step=s),
+            explain=False,
+        )
+        done = {
+            (e["kind"], (e.get("data") or {}).get("sla"), (e.get("data") or {}).get("started_at"))
+            for e in journal
+            if e["kind"] in ("sla_warning", "sla_breached")
+        }
         for d in found:
-            if d.started_at is None or d.stopped_at is not None or d.due_at is None or d.state == "paused":
+            if (
+                d.started_at is None
+                or d.stopped_at is not None
+                or d.due_at is None
+                or d.state == "paused"
+            ):
                 continue
             started = d.started_at.astimezone(dt.UTC).isoformat()
             base = f"{case_id}:{d.id}:{_iso(d.started_at)}:{d.target}"
             payload = {"sla": d.id, "started_at": started}
             if d.warn_at is not None and ("sla_warning", d.id, started) not in done:
-                timers.schedule(conn, company_id=rt.id, case_id=case_id, kind="sla.warn", due_at=d.warn_at,
-                                key=f"sla.warn:{base}", payload=payload)
+                timers.schedule(
+                    conn,
+                    company_id=rt.id,
+                    case_id=case_id,
+                    kind="sla.warn",
+                    due_at=d.warn_at,
+                    key=f"sla.warn:{base}",
+                    payload=payload,
+                )
             if ("sla_breached", d.id, started) not in done:
-                timers.schedule(conn, company_id=rt.id, case_id=case_id, kind="sla.breach", due_at=d.due_at,
-                                key=f"sla.breach:{base}", payload=payload)
+                timers.schedule(
+                    conn,
+                    company_id=rt.id,
+                    case_id=case_id,
+                    kind="sla.breach",
+                    due_at=d.due_at,
+                    key=f"sla.breach:{base}",
+                    payload=payload,
+                )
                 next_due = d.due_at if next_due is None else min(next_due, d.due_at)
     for timer in proc.timers.values():
         if closed and timer.start != "closed":
@@ -538,12 +662,21 @@ def refresh(svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure
         if when is None:
             continue
         event_at, due = when
-        timers.schedule(conn, company_id=rt.id, case_id=case_id, kind="pack.timer", due_at=due,
-                        key=f"pack.timer:{case_id}:{timer.id}:{_iso(event_at)}",
-                        payload={"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()})
-    conn.execute(update(t.case).where(t.case.c.id == case_id).values(
-        next_due_at=None if closed else next_due))
-    from core.schedules import refresh_case
+        timers.schedule(
+            conn,
+            company_id=rt.id,
+            case_id=case_id,
+            kind="pack.timer",
+            due_at=due,
+            key=f"pack.timer:{case_id}:{timer.id}:{_iso(event_at)}",
+            payload={"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()},
+        )
+    conn.execute(
+        update(t.case)
+        .where(t.case.c.id == case_id)
+        .values(next_due_at=None if closed else next_due)
+    )
+    from core.cases.schedules import refresh_case
 
     refresh_case(svc, conn, rt, proc, case_id, journal, closed, now)
 
@@ -575,19 +708,33 @@ def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
         return
     for e in svc._journal_rows(conn, rt, row.id):
         data = e.get("data") or {}
-        if e["kind"] == kind and data.get("sla") == sla.id and data.get("started_at") == due.payload.get("started_at"):
+        if (
+            e["kind"] == kind
+            and data.get("sla") == sla.id
+            and data.get("started_at") == due.payload.get("started_at")
+        ):
             return  # already escalated for this run of the clock
     now = svc.clock.now()
     found = {d.id: d for d in svc._deadlines_in(conn, rt, proc, row.id, now)}
     d = found.get(sla.id)
-    if d is None or d.started_at is None or d.started_at.astimezone(dt.UTC).isoformat() != due.payload.get("started_at"):
+    if (
+        d is None
+        or d.started_at is None
+        or d.started_at.astimezone(dt.UTC).isoformat() != due.payload.get("started_at")
+    ):
         return  # the clock restarted since: a newer timer covers it
     wanted = ("breached",) if kind == "sla_breached" else ("warned", "breached")
     if d.state not in wanted:
         return  # paused, met or moved since the timer was set
-    entry = {"kind": kind, "data": {"sla": sla.id, "started_at": due.payload.get("started_at"),
-                                    "due_at": d.due_at.astimezone(dt.UTC).isoformat() if d.due_at else None,
-                                    "target": d.target}}
+    entry = {
+        "kind": kind,
+        "data": {
+            "sla": sla.id,
+            "started_at": due.payload.get("started_at"),
+            "due_at": d.due_at.astimezone(dt.UTC).isoformat() if d.due_at else None,
+            "target": d.target,
+        },
+    }
     effects = sla.on_breach if kind == "sla_breached" else sla.on_warning
     svc.system_change(conn, rt.id, row.id, entry, effects, f"sla.{sla.id}")
 
@@ -605,15 +752,24 @@ def _pack_timer(svc: CaseService, conn: Connection, due: Any) -> None:
     data = {"timer": timer.id, "event_at": due.payload.get("event_at")}
     facts = proc.facts(row.fields, event="timer", step=row.step)
     if (timer.while_steps and row.step not in timer.while_steps) or (
-            timer.while_cond is not None and not holds(timer.while_cond, facts)):
-        svc._journal(conn, rt, [{"kind": "timer_skipped", "data": {**data, "step": row.step}}], row.id, "system",
-                     proc.version)
+        timer.while_cond is not None and not holds(timer.while_cond, facts)
+    ):
+        svc._journal(
+            conn,
+            rt,
+            [{"kind": "timer_skipped", "data": {**data, "step": row.step}}],
+            row.id,
+            "system",
+            proc.version,
+        )
         return
-    svc.system_change(conn, rt.id, row.id, {"kind": "timer_fired", "data": data}, timer.then, f"timer.{timer.id}")
+    svc.system_change(
+        conn, rt.id, row.id, {"kind": "timer_fired", "data": data}, timer.then, f"timer.{timer.id}"
+    )
 
 
 def register_handlers() -> None:
-    from core import timers
+    from core.cases import timers
 
     if "sla.breach" in timers.HANDLERS:
         return

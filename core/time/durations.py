@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
 
-    from core.calendars import WorkingCalendar
+    from core.time.calendars import WorkingCalendar
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -77,8 +77,9 @@ class DurationError(ValueError):
     error of the field.
     """
 
-    def __init__(self, message: str, col: int = 0, hint: str | None = ACCEPTED_FORMS,
-                 text: str | None = None) -> None:
+    def __init__(
+        self, message: str, col: int = 0, hint: str | None = ACCEPTED_FORMS, text: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.col = col
@@ -131,8 +132,9 @@ class Duration(ABC):
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
         return {"type": "string", "examples": ["24h", "3 workdays", "3 months", "same day"]}
 
 
@@ -153,8 +155,11 @@ def _coerce(cls: type[Duration], value: Any) -> Duration:
     else:
         raise DurationError(f"expected a duration text, not {type(value).__name__} {value!r}")
     if not isinstance(parsed, cls):
-        raise DurationError(f"expected {_KIND_NAMES.get(getattr(cls, 'kind', ''), cls.__name__)}, "
-                            f"not {_KIND_NAMES[parsed.kind]} ({parsed})", hint=None)
+        raise DurationError(
+            f"expected {_KIND_NAMES.get(getattr(cls, 'kind', ''), cls.__name__)}, "
+            f"not {_KIND_NAMES[parsed.kind]} ({parsed})",
+            hint=None,
+        )
     return parsed
 
 
@@ -177,7 +182,9 @@ class Elapsed(Duration):
 
     def __post_init__(self) -> None:
         if self.delta <= dt.timedelta(0) or self.delta.microseconds:
-            raise ValueError(f"Elapsed needs a positive whole number of seconds, got {self.delta!r}")
+            raise ValueError(
+                f"Elapsed needs a positive whole number of seconds, got {self.delta!r}"
+            )
 
     def add(self, start: dt.datetime, calendar: WorkingCalendar) -> dt.datetime:
         _aware(start)
@@ -200,7 +207,9 @@ class WorkTime(Duration):
 
     def __post_init__(self) -> None:
         if self.delta <= dt.timedelta(0) or self.delta % dt.timedelta(minutes=1):
-            raise ValueError(f"WorkTime needs a positive whole number of minutes, got {self.delta!r}")
+            raise ValueError(
+                f"WorkTime needs a positive whole number of minutes, got {self.delta!r}"
+            )
 
     def add(self, start: dt.datetime, calendar: WorkingCalendar) -> dt.datetime:
         return calendar.add_work_time(start, self.delta)
@@ -219,7 +228,7 @@ class WorkTime(Duration):
 class Workdays(Duration):
     """Working days: the same local clock time ``count`` working days later.
 
-    See :meth:`core.calendars.WorkingCalendar.add_workdays` for the exact counting.
+    See :meth:`core.time.calendars.WorkingCalendar.add_workdays` for the exact counting.
     """
 
     count: int
@@ -266,7 +275,9 @@ class CalendarSpan(Duration):
     def __str__(self) -> str:
         parts = []
         if self.months:
-            n, unit = (self.months // 12, "year") if self.months % 12 == 0 else (self.months, "month")
+            n, unit = (
+                (self.months // 12, "year") if self.months % 12 == 0 else (self.months, "month")
+            )
             parts.append(f"{n} {unit}" + ("s" if n != 1 else ""))
         if self.days:
             n, unit = (self.days // 7, "week") if self.days % 7 == 0 else (self.days, "day")
@@ -288,7 +299,9 @@ class DayEnd(Duration):
 
     def __post_init__(self) -> None:
         if self.days_after not in (0, 1):
-            raise ValueError(f"DayEnd.days_after is 0 (same day) or 1 (next day), got {self.days_after!r}")
+            raise ValueError(
+                f"DayEnd.days_after is 0 (same day) or 1 (next day), got {self.days_after!r}"
+            )
 
     def add(self, start: dt.datetime, calendar: WorkingCalendar) -> dt.datetime:
         _aware(start)
@@ -314,7 +327,9 @@ class _Unit:
 
 
 _FAMILY_NAMES: dict[str, str] = {
-    "elapsed": "elapsed time", "work_time": "working time", "workdays": "working days",
+    "elapsed": "elapsed time",
+    "work_time": "working time",
+    "workdays": "working days",
     "calendar": "calendar time",
 }
 
@@ -334,7 +349,8 @@ _WORK_EN = r"(?:work(?:ing)?|business)\s*"
 _END = r"(?![a-z])"  # not \b: in "1h30min" the h is followed by a digit
 # Order matters: longer forms first ("work hours" before "hours", "工作日" before "日").
 _UNITS: tuple[tuple[re.Pattern[str], _Unit], ...] = tuple(
-    (re.compile(p, re.IGNORECASE), u) for p, u in (
+    (re.compile(p, re.IGNORECASE), u)
+    for p, u in (
         (_WORK_EN + r"(?:hours?|hrs?)" + _END, _WH),
         (_WORK_EN + r"(?:minutes?|mins?)" + _END, _WMIN),
         (_WORK_EN + r"days?" + _END, _WD),
@@ -358,17 +374,47 @@ _UNITS: tuple[tuple[re.Pattern[str], _Unit], ...] = tuple(
     )
 )
 
-_SAME_DAY = re.compile(r"(?:same\s+day|end\s+of\s+(?:the\s+)?day|当天|当日|當天|當日|即日|同日)",
-                       re.IGNORECASE)
-_NEXT_DAY = re.compile(r"(?:next\s+day|end\s+of\s+(?:the\s+)?next\s+day|次日|第二天|翌日|隔天)",
-                       re.IGNORECASE)
+_SAME_DAY = re.compile(
+    r"(?:same\s+day|end\s+of\s+(?:the\s+)?day|当天|当日|當天|當日|即日|同日)", re.IGNORECASE
+)
+_NEXT_DAY = re.compile(
+    r"(?:next\s+day|end\s+of\s+(?:the\s+)?next\s+day|次日|第二天|翌日|隔天)", re.IGNORECASE
+)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?|[零〇一二两兩三四五六七八九十百]+")
 _WORD = re.compile(r"[A-Za-z]+(?:\s+[A-Za-z]+)?|[^\s\d]")
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5,
-              "六": 6, "七": 7, "八": 8, "九": 9}
-_KNOWN_WORDS = ("h", "hour", "hours", "min", "minutes", "s", "seconds", "work hours",
-                "work minutes", "workdays", "working days", "business days", "days", "weeks",
-                "months", "years")
+_CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "兩": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_KNOWN_WORDS = (
+    "h",
+    "hour",
+    "hours",
+    "min",
+    "minutes",
+    "s",
+    "seconds",
+    "work hours",
+    "work minutes",
+    "workdays",
+    "working days",
+    "business days",
+    "days",
+    "weeks",
+    "months",
+    "years",
+)
 
 
 def _cn_number(text: str) -> int | None:
@@ -428,13 +474,19 @@ def parse_duration(text: str) -> Duration:
             what = repr(word.group()) if word else repr(text[pos])
             if family is None:
                 raise fail(f"expected a number at {what}", pos)
-            raise fail(f"unexpected {what} after {text[lead:pos].strip()!r}: each part of a "
-                       "duration is a number and a unit", pos)
+            raise fail(
+                f"unexpected {what} after {text[lead:pos].strip()!r}: each part of a "
+                "duration is a number and a unit",
+                pos,
+            )
         raw = num.group()
         if raw[0].isdigit():
             if not raw.isdigit():
-                raise fail(f"amounts are whole numbers, not {raw!r}", pos,
-                           "write 1h30min instead of 1.5h, 36h instead of 1.5 days")
+                raise fail(
+                    f"amounts are whole numbers, not {raw!r}",
+                    pos,
+                    "write 1h30min instead of 1.5h, 36h instead of 1.5 days",
+                )
             amount: int | None = int(raw)
         else:
             amount = _cn_number(raw)
@@ -450,10 +502,13 @@ def parse_duration(text: str) -> Duration:
             raise _unknown_unit(text, pos)
         unit, unit_end = found
         if family is not None and unit.family != family:
-            raise fail(f"cannot mix {_FAMILY_NAMES[family]} ({first_term!r}) with "
-                       f"{_FAMILY_NAMES[unit.family]} ({text[term_start:unit_end]!r}) in one "
-                       "duration", term_start,
-                       "write one kind: 26h, 1 year 6 months, 4 work hours, 3 workdays")
+            raise fail(
+                f"cannot mix {_FAMILY_NAMES[family]} ({first_term!r}) with "
+                f"{_FAMILY_NAMES[unit.family]} ({text[term_start:unit_end]!r}) in one "
+                "duration",
+                term_start,
+                "write one kind: 26h, 1 year 6 months, 4 work hours, 3 workdays",
+            )
         if family is None:
             family, family_col, first_term = unit.family, term_start, text[term_start:unit_end]
         if unit.slot in seen:
@@ -464,9 +519,11 @@ def parse_duration(text: str) -> Duration:
         pos = unit_end
 
     assert family is not None  # the loop ran at least once: stripped is not empty
-    too_long = fail("duration too long", family_col,
-                    "the longest are 3660 days of elapsed or working time, 1000 workdays, "
-                    "100 years")
+    too_long = fail(
+        "duration too long",
+        family_col,
+        "the longest are 3660 days of elapsed or working time, 1000 workdays, 100 years",
+    )
     if family in ("elapsed", "work_time"):
         if totals["seconds"] > _MAX_SECONDS:
             raise too_long
@@ -503,16 +560,22 @@ def _unknown_unit(text: str, pos: int) -> DurationError:
     word_m = _WORD.match(text, pos)
     word = word_m.group() if word_m else text[pos]
     if word.lower() in ("m", "mo", "mon"):
-        return DurationError(f"ambiguous unit {word!r}", pos,
-                             "write min for minutes or months for months", text)
+        return DurationError(
+            f"ambiguous unit {word!r}", pos, "write min for minutes or months for months", text
+        )
     if word == "月":
-        return DurationError("'月' after a number reads as a month name (3月 = March)", pos,
-                             "write 3个月 for three months", text)
+        return DurationError(
+            "'月' after a number reads as a month name (3月 = March)",
+            pos,
+            "write 3个月 for three months",
+            text,
+        )
     if word == "分":
         return DurationError("'分' alone is ambiguous", pos, "write 30分钟 for minutes", text)
     if word == "半":
-        return DurationError("'半' (half) is not a number here", pos,
-                             "write 30分钟 or 12小时", text)
+        return DurationError(
+            "'半' (half) is not a number here", pos, "write 30分钟 or 12小时", text
+        )
     guess = difflib.get_close_matches(word.lower(), _KNOWN_WORDS, n=1, cutoff=0.6)
     hint = ACCEPTED_FORMS if not guess else f"did you mean '{guess[0]}'? {ACCEPTED_FORMS}"
     return DurationError(f"unknown unit {word!r}", pos, hint, text)

@@ -82,23 +82,40 @@ class YamlDoc:
             self.root = yaml.load(text)
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line, col = ((mark.line + 1, mark.column + 1) if mark else (1, 1))
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             problem = (exc.problem or exc.context or "invalid YAML").strip()
-            diags.append(Diagnostic(self.display, line, col, "K100", f"YAML: {problem}",
-                                    "check indentation, quotes and the ':' after each key"))
+            diags.append(
+                Diagnostic(
+                    self.display,
+                    line,
+                    col,
+                    "K100",
+                    f"YAML: {problem}",
+                    "check indentation, quotes and the ':' after each key",
+                )
+            )
             return False
         except Exception as exc:  # ruamel raises several unrelated types for bad input
             diags.append(Diagnostic(self.display, 1, 1, "K100", f"YAML: {exc}"))
             return False
         if not isinstance(self.root, CommentedMap):
-            diags.append(Diagnostic(self.display, 1, 1, "K100", "the file must be a mapping of keys"))
+            diags.append(
+                Diagnostic(self.display, 1, 1, "K100", "the file must be a mapping of keys")
+            )
             return False
         constructor = yaml.constructor
         for mark, key, first in getattr(constructor, "duplicates", []):
-            diags.append(Diagnostic(
-                self.display, mark.line + 1, mark.column + 1, "K117", f"duplicate key '{key}'",
-                (f"line {first} has it already, and that one is used; " if first else "")
-                + "rename or merge the two"))
+            diags.append(
+                Diagnostic(
+                    self.display,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "K117",
+                    f"duplicate key '{key}'",
+                    (f"line {first} has it already, and that one is used; " if first else "")
+                    + "rename or merge the two",
+                )
+            )
         return True
 
     def plain(self) -> Any:
@@ -126,9 +143,17 @@ class YamlDoc:
                 break
         return line, col
 
-    def diag(self, loc: Loc, code: str, message: str, hint: str | None = None, *,
-             key: bool = False, severity: Literal["error", "warning"] = "error",
-             col_offset: int | None = None) -> Diagnostic:
+    def diag(
+        self,
+        loc: Loc,
+        code: str,
+        message: str,
+        hint: str | None = None,
+        *,
+        key: bool = False,
+        severity: Literal["error", "warning"] = "error",
+        col_offset: int | None = None,
+    ) -> Diagnostic:
         line, col = self.locate(loc, key=key)
         if col_offset is not None:
             # point inside a one-line string value; +1 skips a quote when there is one
@@ -137,8 +162,15 @@ class YamlDoc:
             if isinstance(node, str) and "\n" not in node:
                 col += col_offset + (1 if quoted else 0)
         where = dotted(loc)
-        return Diagnostic(self.display, line, col, code, f"{where}: {message}" if where else message,
-                          hint, severity)
+        return Diagnostic(
+            self.display,
+            line,
+            col,
+            code,
+            f"{where}: {message}" if where else message,
+            hint,
+            severity,
+        )
 
     def value_at(self, loc: Loc) -> Any:
         node: Any = self.root
@@ -162,7 +194,9 @@ class _DuplicateRecorder(RoundTripConstructor):
         super().__init__(*args, **kwargs)
         self.duplicates: list[tuple[Any, str, int | None]] = []
 
-    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
+    def check_mapping_key(
+        self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any
+    ) -> bool:
         if key not in mapping:
             return True
         first: int | None = None

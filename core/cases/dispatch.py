@@ -55,10 +55,12 @@ class Strategy(Protocol):
 
     name: str
 
-    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None: ...
+    def choose(
+        self, candidates: Sequence[Candidate], request: DispatchRequest
+    ) -> Choice | None: ...
 
 
-#: every strategy of the installed plugins, by name (filled by ``core.plugins.installed()``)
+#: every strategy of the installed plugins, by name (filled by ``core.runtime.plugins.installed()``)
 STRATEGIES: dict[str, Strategy] = {}
 
 
@@ -71,16 +73,28 @@ class Outcome:
     rungs: list[dict[str, str]]
 
 
-def run_ladder(strategies: Sequence[Strategy], candidates: Sequence[Candidate],
-               request: DispatchRequest) -> Outcome:
+def run_ladder(
+    strategies: Sequence[Strategy], candidates: Sequence[Candidate], request: DispatchRequest
+) -> Outcome:
     rungs: list[dict[str, str]] = []
     if not candidates:
         return Outcome(None, None, [{"strategy": "-", "result": "nobody holds the role"}])
     for s in strategies:
         choice = s.choose(candidates, request)
         if choice is not None and any(c.username == choice.username for c in candidates):
-            rungs.append({"strategy": s.name, "result": f"chose {choice.username}: {choice.reason}"})
+            rungs.append(
+                {"strategy": s.name, "result": f"chose {choice.username}: {choice.reason}"}
+            )
             return Outcome(choice, s.name, rungs)
-        rungs.append({"strategy": s.name, "result": "passed: " + (
-            "nobody eligible" if choice is None else f"chose {choice.username}, who is not a candidate")})
+        rungs.append(
+            {
+                "strategy": s.name,
+                "result": "passed: "
+                + (
+                    "nobody eligible"
+                    if choice is None
+                    else f"chose {choice.username}, who is not a candidate"
+                ),
+            }
+        )
     return Outcome(None, None, rungs)

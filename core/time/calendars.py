@@ -51,15 +51,17 @@ __all__ = [
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEKDAY_TITLES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKDAY_ALIASES: dict[str, int] = {}
-for _i, _names in enumerate((
-    ("mon", "monday", "周一", "星期一"),
-    ("tue", "tues", "tuesday", "周二", "星期二"),
-    ("wed", "wednesday", "周三", "星期三"),
-    ("thu", "thur", "thurs", "thursday", "周四", "星期四"),
-    ("fri", "friday", "周五", "星期五"),
-    ("sat", "saturday", "周六", "星期六"),
-    ("sun", "sunday", "周日", "周天", "星期日", "星期天"),
-)):
+for _i, _names in enumerate(
+    (
+        ("mon", "monday", "周一", "星期一"),
+        ("tue", "tues", "tuesday", "周二", "星期二"),
+        ("wed", "wednesday", "周三", "星期三"),
+        ("thu", "thur", "thurs", "thursday", "周四", "星期四"),
+        ("fri", "friday", "周五", "星期五"),
+        ("sat", "saturday", "周六", "星期六"),
+        ("sun", "sunday", "周日", "周天", "星期日", "星期天"),
+    )
+):
     for _name in _names:
         _WEEKDAY_ALIASES[_name] = _i
 
@@ -109,8 +111,10 @@ def _parse_period(text: str) -> tuple[int, int]:
         raise ValueError(f"working-hours period {text!r} has an impossible time")
     a, b = h1 * 60 + m1, h2 * 60 + m2
     if a >= b:
-        raise ValueError(f"working-hours period {text!r} ends before it starts; a period "
-                         "past midnight is two periods: 22:00-24:00 and 00:00-06:00")
+        raise ValueError(
+            f"working-hours period {text!r} ends before it starts; a period "
+            "past midnight is two periods: 22:00-24:00 and 00:00-06:00"
+        )
     return a, b
 
 
@@ -151,8 +155,10 @@ class CalendarDef(BaseModel):
         supported = _supported_countries()
         if code not in supported:
             guess = difflib.get_close_matches(code, list(supported), n=1)
-            raise ValueError(f"unknown country {v!r}: use an ISO 3166 code such as CN, DE, US"
-                             + (f" (did you mean {guess[0]!r}?)" if guess else ""))
+            raise ValueError(
+                f"unknown country {v!r}: use an ISO 3166 code such as CN, DE, US"
+                + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            )
         return code
 
     @field_validator("working_hours", mode="after")
@@ -163,8 +169,10 @@ class CalendarDef(BaseModel):
         periods = sorted(_parse_period(p) for p in v)
         for (a1, b1), (a2, b2) in zip(periods, periods[1:], strict=False):
             if a2 < b1:
-                raise ValueError(f"working-hours periods {_fmt_minutes(a1)}-{_fmt_minutes(b1)} and "
-                                 f"{_fmt_minutes(a2)}-{_fmt_minutes(b2)} overlap")
+                raise ValueError(
+                    f"working-hours periods {_fmt_minutes(a1)}-{_fmt_minutes(b1)} and "
+                    f"{_fmt_minutes(a2)}-{_fmt_minutes(b2)} overlap"
+                )
         return tuple(f"{_fmt_minutes(a)}-{_fmt_minutes(b)}" for a, b in periods)
 
     @field_validator("weekend", mode="before")
@@ -205,26 +213,32 @@ class CalendarDef(BaseModel):
             try:
                 zoneinfo.ZoneInfo(v)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {v!r}: use an IANA name such as "
-                                 "Asia/Shanghai") from None
+                raise ValueError(
+                    f"unknown time zone {v!r}: use an IANA name such as Asia/Shanghai"
+                ) from None
         return v
 
     @model_validator(mode="after")
     def _consistent(self) -> CalendarDef:
         both = sorted(set(self.extra_holidays) & set(self.extra_workdays))
         if both:
-            raise ValueError("dates in both extra_holidays and extra_workdays: "
-                             + ", ".join(d.isoformat() for d in both))
+            raise ValueError(
+                "dates in both extra_holidays and extra_workdays: "
+                + ", ".join(d.isoformat() for d in both)
+            )
         if self.subdivision is not None:
             if self.country in (None, "CN"):
-                raise ValueError(f"subdivision needs a country other than CN "
-                                 f"(country is {self.country!r})")
+                raise ValueError(
+                    f"subdivision needs a country other than CN (country is {self.country!r})"
+                )
             try:
                 holidays.country_holidays(self.country, subdiv=self.subdivision)
             except NotImplementedError:
                 subs = holidays.country_holidays(self.country).subdivisions
-                raise ValueError(f"unknown subdivision {self.subdivision!r} of {self.country}: "
-                                 + ", ".join(subs[:40])) from None
+                raise ValueError(
+                    f"unknown subdivision {self.subdivision!r} of {self.country}: "
+                    + ", ".join(subs[:40])
+                ) from None
         return self
 
     @property
@@ -233,8 +247,9 @@ class CalendarDef(BaseModel):
         return tuple(_parse_period(p) for p in self.working_hours)
 
 
-DayReason = Literal["workday", "weekend", "holiday", "makeup_workday", "company_holiday",
-                    "company_workday"]
+DayReason = Literal[
+    "workday", "weekend", "holiday", "makeup_workday", "company_holiday", "company_workday"
+]
 
 
 @dataclass(frozen=True)
@@ -321,10 +336,12 @@ class Explanation:
             minutes = int(t.total_seconds()) // 60
             return f"{minutes // 60}h{minutes % 60:02d}"
 
-        out = [f"{self.start:%Y-%m-%d %H:%M} {_WEEKDAY_TITLES[self.start.weekday()]} → "
-               f"{self.end:%Y-%m-%d %H:%M} {_WEEKDAY_TITLES[self.end.weekday()]} ({self.timezone})",
-               f"working time counted: {hm(self.business_time)}; working days after the start "
-               f"day: {self.workdays}"]
+        out = [
+            f"{self.start:%Y-%m-%d %H:%M} {_WEEKDAY_TITLES[self.start.weekday()]} → "
+            f"{self.end:%Y-%m-%d %H:%M} {_WEEKDAY_TITLES[self.end.weekday()]} ({self.timezone})",
+            f"working time counted: {hm(self.business_time)}; working days after the start "
+            f"day: {self.workdays}",
+        ]
         for d in self.days:
             if not d.is_workday:
                 out.append(f"skipped {d}")
@@ -360,7 +377,9 @@ class WorkingCalendar:
         self.country = self.definition.country
         self._holidays: holidays.HolidayBase | None = None
         if self.country not in (None, "CN"):
-            self._holidays = holidays.country_holidays(self.country, subdiv=self.definition.subdivision)
+            self._holidays = holidays.country_holidays(
+                self.country, subdiv=self.definition.subdivision
+            )
         if self.definition.weekend is not None:
             self.weekend = frozenset(WEEKDAY_NAMES.index(n) for n in self.definition.weekend)
         elif self._holidays is not None:
@@ -372,8 +391,10 @@ class WorkingCalendar:
         self._uncovered_seen: set[int] = set()
 
     def __repr__(self) -> str:
-        return (f"WorkingCalendar(country={self.country!r}, tz={self.timezone_name!r}, "
-                f"hours={list(self.definition.working_hours)})")
+        return (
+            f"WorkingCalendar(country={self.country!r}, tz={self.timezone_name!r}, "
+            f"hours={list(self.definition.working_hours)})"
+        )
 
     # -- coverage -------------------------------------------------------------------------
 
@@ -401,9 +422,11 @@ class WorkingCalendar:
             package = f"chinesecalendar {_version('chinesecalendar')}"
         else:
             package = f"holidays {_version('holidays')} ({self.country})"
-        return (f"{package} has no data for {year}; {year} {self._fallback_text()} "
-                "(list that year's holidays and make-up working days under extra_holidays / "
-                "extra_workdays, or upgrade the package)")
+        return (
+            f"{package} has no data for {year}; {year} {self._fallback_text()} "
+            "(list that year's holidays and make-up working days under extra_holidays / "
+            "extra_workdays, or upgrade the package)"
+        )
 
     def coverage_warnings(self, years: Iterable[int]) -> list[str]:
         """One human-readable warning per year in ``years`` the package has no data for.
@@ -456,7 +479,9 @@ class WorkingCalendar:
         if not covered:
             self._uncovered_seen.add(day.year)
         if day in defn.extra_workdays:
-            name = defn.extra_workdays[day] or (public.holiday if public and not public.is_workday else None)
+            name = defn.extra_workdays[day] or (
+                public.holiday if public and not public.is_workday else None
+            )
             return DayInfo(day, True, "company_workday", name, None, covered=covered)
         if day in defn.extra_holidays:
             return DayInfo(day, False, "company_holiday", defn.extra_holidays[day], covered=covered)
@@ -523,8 +548,11 @@ class WorkingCalendar:
     def _working_periods(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
         midnight = dt.datetime.combine(day, dt.time())
         # the UTC offsets in force on this day (two if the clock changes that day)
-        offsets = {(wall.replace(tzinfo=self.tz, fold=fold).utcoffset() or _ZERO)
-                   for wall in (midnight, midnight + _DAY) for fold in (0, 1)}
+        offsets = {
+            (wall.replace(tzinfo=self.tz, fold=fold).utcoffset() or _ZERO)
+            for wall in (midnight, midnight + _DAY)
+            for fold in (0, 1)
+        }
         out: list[tuple[dt.datetime, dt.datetime]] = []
         for a_min, b_min in self.periods:
             wall_a = midnight + dt.timedelta(minutes=a_min)
@@ -545,8 +573,9 @@ class WorkingCalendar:
     def _offset(self, moment: dt.datetime) -> dt.timedelta:
         return moment.astimezone(self.tz).utcoffset() or _ZERO
 
-    def _where_offset(self, a: dt.datetime, b: dt.datetime,
-                      off: dt.timedelta) -> list[tuple[dt.datetime, dt.datetime]]:
+    def _where_offset(
+        self, a: dt.datetime, b: dt.datetime, off: dt.timedelta
+    ) -> list[tuple[dt.datetime, dt.datetime]]:
         """The part of UTC ``[a, b)`` where the zone's offset is ``off``."""
         tick = dt.timedelta(seconds=1)
         oa, ob = self._offset(a), self._offset(b - tick)
@@ -598,8 +627,10 @@ class WorkingCalendar:
                 remaining -= b - a
             idle = 0 if periods else idle + 1
             if idle > _MAX_IDLE_DAYS:
-                raise CalendarError(f"no working time in the {_MAX_IDLE_DAYS} days before {day}: "
-                                    "check the calendar's holidays and weekend")
+                raise CalendarError(
+                    f"no working time in the {_MAX_IDLE_DAYS} days before {day}: "
+                    "check the calendar's holidays and weekend"
+                )
             day += _DAY
 
     def work_time_between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
@@ -664,5 +695,12 @@ class WorkingCalendar:
         days = tuple(self.days(ls.date(), last))
         workdays = sum(1 for d in days if d.is_workday and d.date > ls.date())
         warnings = self.coverage_warnings({d.date.year for d in days})
-        return Explanation(ls, le, self.timezone_name, self.work_time_between(us, ue), workdays,
-                           days, tuple(warnings))
+        return Explanation(
+            ls,
+            le,
+            self.timezone_name,
+            self.work_time_between(us, ue),
+            workdays,
+            days,
+            tuple(warnings),
+        )

@@ -38,8 +38,10 @@ def plugin_manager(*, entry_points: bool = True) -> tuple[pluggy.PluginManager, 
             try:
                 module = ep.load()
             except Exception as exc:
-                raise PluginError(f"plugin '{ep.name}' (package {package} {version}): "
-                                  f"cannot load {ep.value}: {type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plugin '{ep.name}' (package {package} {version}): "
+                    f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+                ) from exc
             if pm.is_registered(module) or pm.has_plugin(ep.name):
                 raise PluginError(f"plugin '{ep.name}' (package {package}) is registered twice")
             pm.register(module, name=ep.name)
@@ -78,21 +80,35 @@ class Registry:
         return self.owner.get((kind, name))
 
 
-def _collect(reg: Registry, kind: str, hook: Any, target: dict[str, Any], reserved: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _collect(
+    reg: Registry,
+    kind: str,
+    hook: Any,
+    target: dict[str, Any],
+    reserved: frozenset[str] | set[str] = frozenset(),
+) -> None:
     for impl in hook.get_hookimpls():
         try:
             items: Any = impl.function() or []
         except Exception as exc:
-            raise PluginError(f"plugin '{impl.plugin_name}': {hook.name} failed: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"plugin '{impl.plugin_name}': {hook.name} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         for item in items:
             name = getattr(item, "name", None)
             if not isinstance(name, str) or not name:
-                raise PluginError(f"plugin '{impl.plugin_name}': a {kind} from {hook.name} has no name")
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}': a {kind} from {hook.name} has no name"
+                )
             if name in reserved:
-                raise PluginError(f"plugin '{impl.plugin_name}': {kind} '{name}' is built into kefu; pick another name")
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}': {kind} '{name}' is built into kefu; pick another name"
+                )
             if name in target:
-                raise PluginError(f"{kind} '{name}' is registered by both plugin "
-                                  f"{_who(reg, reg.owner[(kind, name)])} and plugin {_who(reg, impl.plugin_name)}")
+                raise PluginError(
+                    f"{kind} '{name}' is registered by both plugin "
+                    f"{_who(reg, reg.owner[(kind, name)])} and plugin {_who(reg, impl.plugin_name)}"
+                )
             target[name] = item
             reg.owner[(kind, name)] = impl.plugin_name
 
@@ -104,11 +120,17 @@ def _who(reg: Registry, plugin: str) -> str:
 
 def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registry:
     """Collect every registry from the hooks; a duplicate name is a PluginError naming both plugins."""
-    from core.definitions import FIELD_KINDS
-    from core.effects import BUILTIN_EFFECTS
+    from core.spec.definitions import FIELD_KINDS
+    from core.spec.effects import BUILTIN_EFFECTS
 
     reg = Registry(pm, infos)
-    _collect(reg, "effect type", pm.hook.kefu_effect_types, reg.effects, {e.name for e in BUILTIN_EFFECTS})
+    _collect(
+        reg,
+        "effect type",
+        pm.hook.kefu_effect_types,
+        reg.effects,
+        {e.name for e in BUILTIN_EFFECTS},
+    )
     _collect(reg, "field type", pm.hook.kefu_field_types, reg.field_kinds, set(FIELD_KINDS))
     _collect(reg, "dispatch strategy", pm.hook.kefu_dispatch_strategies, reg.strategies)
     _collect(reg, "case-number scheme", pm.hook.kefu_case_number_schemes, reg.schemes)
@@ -139,7 +161,8 @@ def installed() -> Registry:
     if _INSTALLED is None:
         pm, infos = plugin_manager()
         reg = build_registry(pm, infos)
-        from core import dispatch, fields, numbering, reports
+        from core.cases import dispatch, numbering, reports
+        from core.spec import fields
 
         fields.PLUGIN_KINDS.clear()
         fields.PLUGIN_KINDS.update(reg.field_kinds)
@@ -153,7 +176,9 @@ def installed() -> Registry:
     return _INSTALLED
 
 
-def settings_problems(reg: Registry, plugin: str, settings: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+def settings_problems(
+    reg: Registry, plugin: str, settings: dict[str, Any]
+) -> list[tuple[tuple[Any, ...], str]]:
     """Check a company's settings for ``plugin`` against its ``settings_model`` (pydantic).
 
     A plugin without a ``settings_model`` attribute takes no settings.

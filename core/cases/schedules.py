@@ -26,18 +26,23 @@ from dateutil import rrule
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Connection, select
 
-from core import timers
-from core.definitions import ScheduleDef
+from core.cases import timers
+from core.spec.definitions import ScheduleDef
 from core.storage import schema as t
 
 if TYPE_CHECKING:
-    from core.procedures import CompiledProcedure
-    from core.service import CaseService, CompanyRuntime
+    from core.cases.service import CaseService, CompanyRuntime
+    from core.spec.procedures import CompiledProcedure
 
 KIND = "schedule"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-STEP = {"day": relativedelta(days=1), "week": relativedelta(weeks=1), "month": relativedelta(months=1),
-        "quarter": relativedelta(months=3), "year": relativedelta(years=1)}
+STEP = {
+    "day": relativedelta(days=1),
+    "week": relativedelta(weeks=1),
+    "month": relativedelta(months=1),
+    "quarter": relativedelta(months=3),
+    "year": relativedelta(years=1),
+}
 
 
 class ScheduleError(ValueError):
@@ -67,18 +72,22 @@ def check_on(every: str, on: Any) -> str | None:
         try:
             dt.date(2000, *map(int, str(on).split("-")))
         except (TypeError, ValueError):
-            return f"on: for every year is a month and day, e.g. \"12-01\" (not {on!r})"
+            return f'on: for every year is a month and day, e.g. "12-01" (not {on!r})'
     elif every == "day":
         return "on: makes no sense for every day"
     return None
 
 
-def company_occurrences(sdef: ScheduleDef, override: Any, tz: dt.tzinfo, after: dt.datetime) -> Iterator[dt.datetime]:
+def company_occurrences(
+    sdef: ScheduleDef, override: Any, tz: dt.tzinfo, after: dt.datetime
+) -> Iterator[dt.datetime]:
     """Occurrences of a company schedule strictly after ``after``, in local time."""
     on, at, _ = _effective(sdef, override)
     hour, minute = map(int, at.split(":"))
     local = after.astimezone(tz)
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None) - dt.timedelta(days=400)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None) - dt.timedelta(
+        days=400
+    )
     every = sdef.every
     assert isinstance(every, str)
     kw: dict[str, Any] = {"dtstart": start, "byhour": hour, "byminute": minute, "bysecond": 0}
@@ -91,10 +100,15 @@ def company_occurrences(sdef: ScheduleDef, override: Any, tz: dt.tzinfo, after: 
         months = None if every == "month" else (1, 4, 7, 10)
         # a day the month lacks (31) falls on its last day
         day = int(on or 1)
-        rule = rrule.rrule(rrule.MONTHLY, bymonth=months, bymonthday=(day, -1) if day > 28 else day,
-                           bysetpos=1 if day > 28 else None, **kw)
+        rule = rrule.rrule(
+            rrule.MONTHLY,
+            bymonth=months,
+            bymonthday=(day, -1) if day > 28 else day,
+            bysetpos=1 if day > 28 else None,
+            **kw,
+        )
     else:
-        month, day = (map(int, str(on).split("-")) if on else (1, 1))
+        month, day = map(int, str(on).split("-")) if on else (1, 1)
         rule = rrule.rrule(rrule.YEARLY, bymonth=month, bymonthday=day, **kw)
     for naive in rule:
         moment = naive.replace(tzinfo=tz)
@@ -102,7 +116,9 @@ def company_occurrences(sdef: ScheduleDef, override: Any, tz: dt.tzinfo, after: 
             yield moment
 
 
-def case_occurrences(sdef: ScheduleDef, override: Any, tz: dt.tzinfo, origin: dt.datetime) -> Iterator[dt.datetime]:
+def case_occurrences(
+    sdef: ScheduleDef, override: Any, tz: dt.tzinfo, origin: dt.datetime
+) -> Iterator[dt.datetime]:
     """Occurrences of a per-case schedule counted from ``origin`` (at the schedule's time)."""
     _, at, _ = _effective(sdef, override)
     hour, minute = map(int, at.split(":"))
@@ -128,9 +144,17 @@ def _key(company_id: int, pack: str, name: str, case_id: int | None, at: dt.date
 
 
 def _waiting(conn: Connection, prefix: str) -> bool:
-    return conn.execute(select(t.timer.c.id).where(
-        t.timer.c.idempotency_key.like(prefix + "%"),
-        t.timer.c.status.in_((timers.PENDING, timers.CLAIMED))).limit(1)).first() is not None
+    return (
+        conn.execute(
+            select(t.timer.c.id)
+            .where(
+                t.timer.c.idempotency_key.like(prefix + "%"),
+                t.timer.c.status.in_((timers.PENDING, timers.CLAIMED)),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _override(rt: CompanyRuntime, pack: str, name: str) -> Any:
@@ -151,24 +175,43 @@ def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt
             override = _override(rt, key, name)
             prefix = f"schedule:co{rt.id}:{key}:{name}:"
             if not _effective(sdef, override)[2]:
-                conn.execute(t.timer.update().where(t.timer.c.idempotency_key.like(prefix + "%"),
-                                                    t.timer.c.status == timers.PENDING)
-                             .values(status=timers.CANCELLED))
+                conn.execute(
+                    t.timer.update()
+                    .where(
+                        t.timer.c.idempotency_key.like(prefix + "%"),
+                        t.timer.c.status == timers.PENDING,
+                    )
+                    .values(status=timers.CANCELLED)
+                )
                 continue
             if _waiting(conn, prefix):
                 continue
             at = next(company_occurrences(sdef, override, tz, now))
-            timers.schedule(conn, company_id=rt.id, case_id=None, kind=KIND, due_at=at,
-                            key=_key(rt.id, key, name, None, at),
-                            payload={"procedure": key, "schedule": name, "occurrence": at.isoformat()})
+            timers.schedule(
+                conn,
+                company_id=rt.id,
+                case_id=None,
+                kind=KIND,
+                due_at=at,
+                key=_key(rt.id, key, name, None, at),
+                payload={"procedure": key, "schedule": name, "occurrence": at.isoformat()},
+            )
             added += 1
     return added
 
 
-def refresh_case(svc: CaseService, conn: Connection, rt: CompanyRuntime, proc: CompiledProcedure, case_id: int,
-                 journal: list[dict[str, Any]], closed: bool, now: dt.datetime) -> None:
+def refresh_case(
+    svc: CaseService,
+    conn: Connection,
+    rt: CompanyRuntime,
+    proc: CompiledProcedure,
+    case_id: int,
+    journal: list[dict[str, Any]],
+    closed: bool,
+    now: dt.datetime,
+) -> None:
     """Per-case schedules: the next occurrence pending while the case is open."""
-    from core.deadlines import _event_at, timeline
+    from core.cases.deadlines import _event_at, timeline
 
     schedules = {n: s for n, s in proc.pack.schedules.items() if s.from_ is not None}
     if not schedules:
@@ -186,16 +229,25 @@ def refresh_case(svc: CaseService, conn: Connection, rt: CompanyRuntime, proc: C
         origin, _ = _event_at(sdef.from_, moments, None, cal)
         if origin is None:
             continue
-        fired = conn.execute(select(t.timer.c.due_at).where(
-            t.timer.c.idempotency_key.like(prefix + "%"), t.timer.c.status == timers.DONE)
-            .order_by(t.timer.c.due_at.desc()).limit(1)).scalar()
+        fired = conn.execute(
+            select(t.timer.c.due_at)
+            .where(t.timer.c.idempotency_key.like(prefix + "%"), t.timer.c.status == timers.DONE)
+            .order_by(t.timer.c.due_at.desc())
+            .limit(1)
+        ).scalar()
         floor = max(now, fired) if fired else now
         at = next((x for x in case_occurrences(sdef, override, cal.tz, origin) if x > floor), None)
         if at is None:
             continue
-        timers.schedule(conn, company_id=rt.id, case_id=case_id, kind=KIND, due_at=at,
-                        key=_key(rt.id, proc.key, name, case_id, at),
-                        payload={"procedure": proc.key, "schedule": name, "occurrence": at.isoformat()})
+        timers.schedule(
+            conn,
+            company_id=rt.id,
+            case_id=case_id,
+            kind=KIND,
+            due_at=at,
+            key=_key(rt.id, proc.key, name, case_id, at),
+            payload={"procedure": proc.key, "schedule": name, "occurrence": at.isoformat()},
+        )
 
 
 def _fill(value: Any, moment: dt.datetime) -> Any:
@@ -204,15 +256,18 @@ def _fill(value: Any, moment: dt.datetime) -> Any:
         return value
     first = moment.replace(day=1)
     prev = first - dt.timedelta(days=1)
-    return (value.replace("{date}", moment.date().isoformat()).replace("{year}", f"{moment.year:04d}")
-            .replace("{month}", f"{moment.year:04d}-{moment.month:02d}")
-            .replace("{previous_month}", f"{prev.year:04d}-{prev.month:02d}"))
+    return (
+        value.replace("{date}", moment.date().isoformat())
+        .replace("{year}", f"{moment.year:04d}")
+        .replace("{month}", f"{moment.year:04d}-{moment.month:02d}")
+        .replace("{previous_month}", f"{prev.year:04d}-{prev.month:02d}")
+    )
 
 
 @timers.handler(KIND)
 def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
-    from core.loader import coerce_fields
-    from core.service import Actor
+    from core.cases.service import Actor
+    from core.spec.loading import coerce_fields
 
     rt = next((r for r in svc.companies.values() if r.id == due.company_id), None)
     if rt is None:
@@ -229,11 +284,20 @@ def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
             return
         effects = []
         for eff in sdef.then:
-            (etype_name, args), = eff.items()
+            ((etype_name, args),) = eff.items()
             etype = svc.catalog.effects[etype_name]
             effects.append((etype, etype.args.model_validate(args)))
-        svc.system_change(conn, rt.id, row.id, {"kind": "schedule_fired", "data": {
-            "schedule": name, "occurrence": due.payload.get("occurrence")}}, effects, f"schedule.{name}")
+        svc.system_change(
+            conn,
+            rt.id,
+            row.id,
+            {
+                "kind": "schedule_fired",
+                "data": {"schedule": name, "occurrence": due.payload.get("occurrence")},
+            },
+            effects,
+            f"schedule.{name}",
+        )
         return  # system_change refreshes the case, which schedules the next occurrence
     if proc is None:
         return

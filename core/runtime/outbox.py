@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from core.storage import schema as t
 
 if TYPE_CHECKING:
-    from core.service import CaseService
+    from core.cases.service import CaseService
 
 log = logging.getLogger("kefu.outbox")
 
@@ -72,7 +72,9 @@ FIRST_BACKOFF = dt.timedelta(seconds=30)
 MAX_BACKOFF = dt.timedelta(hours=1)
 DEFAULT_LEASE = dt.timedelta(minutes=5)
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-DEFAULT_CHANNEL = "log"  # where `channel: default` goes unless the company says `default: {use: ...}`
+DEFAULT_CHANNEL = (
+    "log"  # where `channel: default` goes unless the company says `default: {use: ...}`
+)
 
 SettingsLookup = Callable[[str, str], Mapping[str, Any]]
 
@@ -86,7 +88,9 @@ class DeliveryReport:
     failed: int = 0
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
-        return DeliveryReport(self.sent + other.sent, self.retried + other.retried, self.failed + other.failed)
+        return DeliveryReport(
+            self.sent + other.sent, self.retried + other.retried, self.failed + other.failed
+        )
 
     @property
     def handled(self) -> int:
@@ -98,37 +102,77 @@ def backoff(attempts: int) -> dt.timedelta:
     return min(FIRST_BACKOFF * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
-def claim(svc: CaseService, *, owner: str, now: dt.datetime, limit: int = 100,
-          lease: dt.timedelta = DEFAULT_LEASE) -> list[OutboxMessage]:
+def claim(
+    svc: CaseService,
+    *,
+    owner: str,
+    now: dt.datetime,
+    limit: int = 100,
+    lease: dt.timedelta = DEFAULT_LEASE,
+) -> list[OutboxMessage]:
     """Lease up to ``limit`` messages due for (re)delivery (``SKIP LOCKED`` on PostgreSQL)."""
     o = t.outbox
-    due = (o.c.status == PENDING) & (o.c.next_attempt_at <= now) & (
-        o.c.lease_until.is_(None) | (o.c.lease_until <= now))
-    q = (select(o, t.company.c.key.label("company_key")).join(t.company, t.company.c.id == o.c.company_id)
-         .where(due).order_by(o.c.next_attempt_at, o.c.id).limit(limit))
+    due = (
+        (o.c.status == PENDING)
+        & (o.c.next_attempt_at <= now)
+        & (o.c.lease_until.is_(None) | (o.c.lease_until <= now))
+    )
+    q = (
+        select(o, t.company.c.key.label("company_key"))
+        .join(t.company, t.company.c.id == o.c.company_id)
+        .where(due)
+        .order_by(o.c.next_attempt_at, o.c.id)
+        .limit(limit)
+    )
     if not svc.db.is_sqlite:
         q = q.with_for_update(of=o, skip_locked=True)
     with svc.db.write() as conn:
         rows = conn.execute(q).all()
         if not rows:
             return []
-        conn.execute(update(o).where(o.c.id.in_([r.id for r in rows]))
-                     .values(lease_owner=owner, lease_until=now + lease))
-    return [OutboxMessage(r.id, r.company_id, r.company_key, r.case_id, r.channel, r.recipient, r.template,
-                          dict(r.payload or {}), r.idempotency_key, r.attempts + 1, r.created_at)
-            for r in rows]
+        conn.execute(
+            update(o)
+            .where(o.c.id.in_([r.id for r in rows]))
+            .values(lease_owner=owner, lease_until=now + lease)
+        )
+    return [
+        OutboxMessage(
+            r.id,
+            r.company_id,
+            r.company_key,
+            r.case_id,
+            r.channel,
+            r.recipient,
+            r.template,
+            dict(r.payload or {}),
+            r.idempotency_key,
+            r.attempts + 1,
+            r.created_at,
+        )
+        for r in rows
+    ]
 
 
 def _record(svc: CaseService, msg: OutboxMessage, owner: str, values: dict[str, Any]) -> bool:
     o = t.outbox
     with svc.db.write() as conn:
-        res = conn.execute(update(o).where(o.c.id == msg.id, o.c.status == PENDING, o.c.lease_owner == owner)
-                           .values(lease_owner=None, lease_until=None, attempts=msg.attempts, **values))
+        res = conn.execute(
+            update(o)
+            .where(o.c.id == msg.id, o.c.status == PENDING, o.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, attempts=msg.attempts, **values)
+        )
     return res.rowcount == 1
 
 
-def deliver_one(svc: CaseService, msg: OutboxMessage, channels: Mapping[str, Channel], *, owner: str,
-                now: dt.datetime, settings: SettingsLookup | None = None) -> str:
+def deliver_one(
+    svc: CaseService,
+    msg: OutboxMessage,
+    channels: Mapping[str, Channel],
+    *,
+    owner: str,
+    now: dt.datetime,
+    settings: SettingsLookup | None = None,
+) -> str:
     """Hand one claimed message to its channel and record the outcome.
 
     Returns ``"sent"``, ``"retry"``, ``"failed"`` or ``"lost"`` (the lease ran out and another
@@ -147,8 +191,10 @@ def deliver_one(svc: CaseService, msg: OutboxMessage, channels: Mapping[str, Cha
         channel, permanent = None, True
         error = f"notification channel '{name}' comes from plugin '{off}', which company '{msg.company}' disables"
     elif channel is None:
-        error = (f"no notification channel '{name}' (available: "
-                 f"{', '.join(sorted(channels)) or 'none'}; is its plugin installed and enabled?)")
+        error = (
+            f"no notification channel '{name}' (available: "
+            f"{', '.join(sorted(channels)) or 'none'}; is its plugin installed and enabled?)"
+        )
     if channel is not None:
         try:
             channel.deliver(msg, conf)
@@ -158,24 +204,44 @@ def deliver_one(svc: CaseService, msg: OutboxMessage, channels: Mapping[str, Cha
             log.exception("channel %s failed on message %s", msg.channel, msg.idempotency_key)
             error = f"{type(exc).__name__}: {exc}"
         else:
-            return "sent" if _record(svc, msg, owner, {"status": SENT, "sent_at": now, "last_error": None}) \
+            return (
+                "sent"
+                if _record(svc, msg, owner, {"status": SENT, "sent_at": now, "last_error": None})
                 else "lost"
+            )
     if permanent or msg.attempts >= MAX_ATTEMPTS:
         why = "permanent error" if permanent else f"{msg.attempts} attempts"
-        ok = _record(svc, msg, owner, {"status": FAILED, "last_error": f"{error} (gave up: {why})"[:2000]})
+        ok = _record(
+            svc, msg, owner, {"status": FAILED, "last_error": f"{error} (gave up: {why})"[:2000]}
+        )
         if ok:
-            log.error("message %s to %s via %s failed for good: %s", msg.idempotency_key, msg.recipient,
-                      msg.channel, error)
+            log.error(
+                "message %s to %s via %s failed for good: %s",
+                msg.idempotency_key,
+                msg.recipient,
+                msg.channel,
+                error,
+            )
         return "failed" if ok else "lost"
-    ok = _record(svc, msg, owner, {"last_error": error[:2000], "next_attempt_at": now + backoff(msg.attempts)})
-    log.warning("message %s via %s: attempt %d failed, retrying: %s", msg.idempotency_key, msg.channel,
-                msg.attempts, error)
+    ok = _record(
+        svc,
+        msg,
+        owner,
+        {"last_error": error[:2000], "next_attempt_at": now + backoff(msg.attempts)},
+    )
+    log.warning(
+        "message %s via %s: attempt %d failed, retrying: %s",
+        msg.idempotency_key,
+        msg.channel,
+        msg.attempts,
+        error,
+    )
     return "retry" if ok else "lost"
 
 
 def _disabled_owner(svc: CaseService, company: str, channel: str) -> str | None:
     """The plugin giving ``channel`` when ``company`` disables it (``plugins: {x: {enabled: false}}``)."""
-    from core.plugins import enabled_for, installed
+    from core.runtime.plugins import enabled_for, installed
 
     owner = installed().plugin_of("notification channel", channel)
     rt = svc.companies.get(company)
@@ -184,9 +250,16 @@ def _disabled_owner(svc: CaseService, company: str, channel: str) -> str | None:
     return owner
 
 
-def deliver_pending(svc: CaseService, channels: Mapping[str, Channel], *, now: dt.datetime | None = None,
-                    owner: str = "inline", limit: int = 100, lease: dt.timedelta = DEFAULT_LEASE,
-                    settings: SettingsLookup | None = None) -> DeliveryReport:
+def deliver_pending(
+    svc: CaseService,
+    channels: Mapping[str, Channel],
+    *,
+    now: dt.datetime | None = None,
+    owner: str = "inline",
+    limit: int = 100,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    settings: SettingsLookup | None = None,
+) -> DeliveryReport:
     """Deliver every message due at ``now``, batch by batch; returns what happened.
 
     ``settings(company_key, channel_name)`` gives a channel its company settings; by default

@@ -18,8 +18,12 @@ from typing import Any
 
 log = logging.getLogger("kefu.events")
 
-HOOKS = {"opened": "kefu_case_opened", "step_entered": "kefu_step_entered", "action_done": "kefu_action_done",
-         "closed": "kefu_case_closed"}
+HOOKS = {
+    "opened": "kefu_case_opened",
+    "step_entered": "kefu_step_entered",
+    "action_done": "kefu_action_done",
+    "closed": "kefu_case_closed",
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class EventQueue:
 
 def listening() -> bool:
     """Whether any plugin implements a lifecycle hook (else the service queues nothing)."""
-    from core.plugins import installed
+    from core.runtime.plugins import installed
 
     hook = installed().pm.hook
     return any(getattr(hook, name).get_hookimpls() for name in HOOKS.values())
@@ -72,7 +76,7 @@ def emit(events: list[CaseEvent], companies: dict[str, Any]) -> int:
     """Call every plugin's hook for each event; returns how many calls raised (they are logged)."""
     if not events:
         return 0
-    from core.plugins import enabled_for, installed
+    from core.runtime.plugins import enabled_for, installed
 
     pm = installed().pm
     failures = 0
@@ -86,5 +90,7 @@ def emit(events: list[CaseEvent], companies: dict[str, Any]) -> int:
                 impl.function(event=ev)
             except Exception:
                 failures += 1
-                log.exception("plugin '%s' failed in %s for case %s", impl.plugin_name, hook.name, ev.number)
+                log.exception(
+                    "plugin '%s' failed in %s for case %s", impl.plugin_name, hook.name, ev.number
+                )
     return failures

@@ -24,21 +24,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, RootModel, ValidationError
 
-from core.definitions import (
-    EVENTS,
-    KEY_RE,
-    NUMBERING_RE,
-    PACK_RE,
-    CompanyDef,
-    EventRef,
-    PackDef,
-    ParameterDef,
-    PromisedTarget,
-)
-from core.diagnostics import Diagnostics, Loc, YamlDoc
-from core.effects import BUILTIN_EFFECTS, EffectType, Problem
-from core.fields import FieldValueError, coerce, field_type
-from core.procedures import CompiledProcedure, CompiledRule, compile_procedure
 from core.rules.expr import (
     UNKNOWN,
     UNKNOWN_KIND,
@@ -49,6 +34,21 @@ from core.rules.expr import (
 )
 from core.rules.ir import TRUE, Cond, RuleSet
 from core.rules.ir import CompiledRule as IRRule
+from core.spec.definitions import (
+    EVENTS,
+    KEY_RE,
+    NUMBERING_RE,
+    PACK_RE,
+    CompanyDef,
+    EventRef,
+    PackDef,
+    ParameterDef,
+    PromisedTarget,
+)
+from core.spec.diagnostics import Diagnostics, Loc, YamlDoc
+from core.spec.effects import BUILTIN_EFFECTS, EffectType, Problem
+from core.spec.fields import FieldValueError, coerce, field_type
+from core.spec.procedures import CompiledProcedure, CompiledRule, compile_procedure
 
 PACK_FILE = "procedure.yaml"
 
@@ -89,8 +89,14 @@ def _data_loc(data: Any, loc: Sequence[str | int], kind: str) -> Loc:
     return tuple(out)
 
 
-def _pydantic_problems(doc: YamlDoc, exc: ValidationError, model: type[BaseModel], data: Any,
-                       base: Loc = (), code: str | None = None) -> Diagnostics:
+def _pydantic_problems(
+    doc: YamlDoc,
+    exc: ValidationError,
+    model: type[BaseModel],
+    data: Any,
+    base: Loc = (),
+    code: str | None = None,
+) -> Diagnostics:
     """Map pydantic's errors onto file positions: one diagnostic per problem and place.
 
     ``data`` is what was validated (it sits at ``base`` in the document); ``code``
@@ -127,9 +133,16 @@ def _pydantic_problems(doc: YamlDoc, exc: ValidationError, model: type[BaseModel
         if kind == "missing":
             name = loc[-1]
             allowed = _allowed_keys(model, rel[:-1])
-            out.append(doc.diag(loc[:-1], code or "K101", f"missing required key '{name}'",
-                                f"add '{name}:' here" + (f" (keys here: {', '.join(allowed)})" if allowed else ""),
-                                key=True))
+            out.append(
+                doc.diag(
+                    loc[:-1],
+                    code or "K101",
+                    f"missing required key '{name}'",
+                    f"add '{name}:' here"
+                    + (f" (keys here: {', '.join(allowed)})" if allowed else ""),
+                    key=True,
+                )
+            )
         elif kind == "extra_forbidden":
             name = str(loc[-1])
             allowed = _allowed_keys(model, rel[:-1])
@@ -139,8 +152,11 @@ def _pydantic_problems(doc: YamlDoc, exc: ValidationError, model: type[BaseModel
             pattern = (err.get("ctx") or {}).get("pattern")
             name = str(loc[-1]) if loc else "?"
             what = _NAME_PATTERNS.get(str(pattern), f"names must match {pattern}")
-            out.append(doc.diag(loc, code or "K103", f"'{name}' is not a valid name", f"use {what}",
-                                key=True))
+            out.append(
+                doc.diag(
+                    loc, code or "K103", f"'{name}' is not a valid name", f"use {what}", key=True
+                )
+            )
         else:
             out.append(doc.diag(loc, code or "K103", _message(err), _value_hint(err)))
     return out
@@ -189,7 +205,11 @@ def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
         if ann is None:
             return []
     for option in _options(ann):
-        if isinstance(option, type) and issubclass(option, BaseModel) and not issubclass(option, RootModel):
+        if (
+            isinstance(option, type)
+            and issubclass(option, BaseModel)
+            and not issubclass(option, RootModel)
+        ):
             return [info.alias or name for name, info in option.model_fields.items()]
     return []
 
@@ -210,7 +230,9 @@ def _step_into(ann: Any, part: str | int) -> Any:
     for option in _options(ann):
         if isinstance(option, type) and issubclass(option, BaseModel):
             fields = option.model_fields
-            info = fields.get(str(part)) or next((f for f in fields.values() if f.alias == part), None)
+            info = fields.get(str(part)) or next(
+                (f for f in fields.values() if f.alias == part), None
+            )
             if info is not None:
                 return info.annotation
             continue
@@ -322,7 +344,9 @@ def salvage(model: type[M], data: Any, placeholders: Mapping[str, tuple[Any, Any
                 if kind == "extra_forbidden":
                     # the mapping lost a key (maybe a misspelt one it needed); at the top
                     # that would be the whole file, so only the section it resembles
-                    guess = did_you_mean(str(cur[-1]), _allowed_keys(model, cur[:-1])) if cur else None
+                    guess = (
+                        did_you_mean(str(cur[-1]), _allowed_keys(model, cur[:-1])) if cur else None
+                    )
                     target, hurt = cur, (cur[:-1] if len(cur) > 1 else (guess,) if guess else None)
                 elif kind == "missing" and len(cur) > 1:
                     target = hurt = cur[:-1]
@@ -332,8 +356,14 @@ def salvage(model: type[M], data: Any, placeholders: Mapping[str, tuple[Any, Any
                     out.broken.add(original(hurt))
                 cuts.add(target)
             # deepest first, later list items first: earlier cuts never move later ones
-            order = sorted(cuts, key=lambda c: (len(c), [(0, p, "") if isinstance(p, int) else (1, 0, p)
-                                                         for p in c]), reverse=True)
+            order = sorted(
+                cuts,
+                key=lambda c: (
+                    len(c),
+                    [(0, p, "") if isinstance(p, int) else (1, 0, p) for p in c],
+                ),
+                reverse=True,
+            )
             progress = False
             for target in order:
                 if any(other != target and target[: len(other)] == other for other in cuts):
@@ -409,7 +439,7 @@ class _AnyField(dict[str, FieldType]):
 
 def effect_registry(extra: Iterable[EffectType] = ()) -> dict[str, EffectType]:
     """The built-in effect types, those of the installed plugins, and ``extra``."""
-    from core.plugins import installed
+    from core.runtime.plugins import installed
 
     reg = {e.name: e for e in BUILTIN_EFFECTS}
     reg.update(installed().effects)
@@ -429,8 +459,9 @@ _PACK_PLACEHOLDERS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def load_pack(path: Path, effects: Mapping[str, EffectType] | None = None,
-              display_root: Path | None = None) -> tuple[LoadedPack | None, Diagnostics]:
+def load_pack(
+    path: Path, effects: Mapping[str, EffectType] | None = None, display_root: Path | None = None
+) -> tuple[LoadedPack | None, Diagnostics]:
     """Load ``rules/<pack>/procedure.yaml`` (``path`` is the folder or the file).
 
     Every problem of the file comes back in one run: schema problems, and every
@@ -452,10 +483,20 @@ def load_pack(path: Path, effects: Mapping[str, EffectType] | None = None,
     if sv.model is None:
         return None, _sorted(diags)
     pack = sv.model
-    if not sv.is_broken(("procedure",)) and file.name == PACK_FILE and file.parent.name != pack.procedure:
-        diags.append(doc.diag(("procedure",), "K118",
-                              f"the pack '{pack.procedure}' lives in folder '{file.parent.name}'",
-                              "name the folder after the procedure key", severity="warning"))
+    if (
+        not sv.is_broken(("procedure",))
+        and file.name == PACK_FILE
+        and file.parent.name != pack.procedure
+    ):
+        diags.append(
+            doc.diag(
+                ("procedure",),
+                "K118",
+                f"the pack '{pack.procedure}' lives in folder '{file.parent.name}'",
+                "name the folder after the procedure key",
+                severity="warning",
+            )
+        )
     loaded = LoadedPack(pack, file, raw, doc)
     diags.extend(_PackChecker(loaded, effects or effect_registry(), sv).run())
     diags = _sorted(diags)
@@ -464,8 +505,10 @@ def load_pack(path: Path, effects: Mapping[str, EffectType] | None = None,
 
 def _sorted(diags: Diagnostics) -> Diagnostics:
     """In file order, and every diagnostic with a hint (the docs explain every code)."""
-    done = (d if d.hint else dataclasses.replace(d, hint=f"see {d.code} in docs/rule-files.md")
-            for d in diags)
+    done = (
+        d if d.hint else dataclasses.replace(d, hint=f"see {d.code} in docs/rule-files.md")
+        for d in diags
+    )
     return Diagnostics(sorted(done, key=lambda d: (d.file, d.line, d.col)))
 
 
@@ -484,7 +527,9 @@ def check_pack(lp: LoadedPack, effects: Mapping[str, EffectType]) -> Diagnostics
 class _PackChecker:
     """The checks of one pack beyond its schema, skipping what depends on broken parts."""
 
-    def __init__(self, lp: LoadedPack, effects: Mapping[str, EffectType], sv: Salvaged[PackDef]) -> None:
+    def __init__(
+        self, lp: LoadedPack, effects: Mapping[str, EffectType], sv: Salvaged[PackDef]
+    ) -> None:
         self.pack, self.doc, self.raw, self.sv = lp.pack, lp.doc, lp.raw, sv
         self.effects = effects
         self.out = Diagnostics()
@@ -503,13 +548,24 @@ class _PackChecker:
         return set(valid) | written
 
     # -- references ---------------------------------------------------------------------
-    def ref(self, loc: Loc, name: str, known: set[str] | None, code: str, what: str, hint_what: str) -> None:
+    def ref(
+        self, loc: Loc, name: str, known: set[str] | None, code: str, what: str, hint_what: str
+    ) -> None:
         if known is None or name in known:
             return
-        self.out.append(self.doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what)))
+        self.out.append(
+            self.doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what))
+        )
 
-    def refs(self, loc: Loc, names: Sequence[str], known: set[str] | None, code: str, what: str,
-             hint_what: str) -> None:
+    def refs(
+        self,
+        loc: Loc,
+        names: Sequence[str],
+        known: set[str] | None,
+        code: str,
+        what: str,
+        hint_what: str,
+    ) -> None:
         scalar = isinstance(self.doc.value_at(loc), str)  # role: agent (one name, no list)
         for i, name in enumerate(names):
             at = loc if scalar else loc + (self.sv.orig(loc, i),)
@@ -533,11 +589,16 @@ class _PackChecker:
             return
         for i, name in enumerate(require):
             if name not in ask and (self.fields is None or name in self.fields):
-                self.out.append(self.doc.diag(
-                    loc + ("require", self.sv.orig(loc + ("require",), i)), "K115",
-                    f"field '{name}' is required but not in ask:",
-                    "the form still shows it, after the asked fields; list it in ask: to say where: "
-                    f"ask: [{', '.join([*ask, name])}]", severity="warning"))
+                self.out.append(
+                    self.doc.diag(
+                        loc + ("require", self.sv.orig(loc + ("require",), i)),
+                        "K115",
+                        f"field '{name}' is required but not in ask:",
+                        "the form still shows it, after the asked fields; list it in ask: to say where: "
+                        f"ask: [{', '.join([*ask, name])}]",
+                        severity="warning",
+                    )
+                )
 
     def check_templates(self) -> None:
         check_templates(self.doc, self.pack.templates, self.fields, self.out)
@@ -566,8 +627,14 @@ class _PackChecker:
             try:
                 compile_procedure(pack, {}, company="validate", effects=self.effects)
             except Exception as exc:  # the checks above should make this unreachable
-                self.out.append(doc.diag((), "K199", f"cannot compile: {exc}",
-                                         "this is a kefu bug: please report the pack"))
+                self.out.append(
+                    doc.diag(
+                        (),
+                        "K199",
+                        f"cannot compile: {exc}",
+                        "this is a kefu bug: please report the pack",
+                    )
+                )
         return self.out
 
     def check_fields(self) -> None:
@@ -576,31 +643,55 @@ class _PackChecker:
             if self.sv.touched(loc):
                 continue
             if f.type == "choice" and not f.choices:
-                self.out.append(self.doc.diag(loc, "K107", "a choice field needs choices",
-                                              "choices: [high, medium, low]", key=True))
+                self.out.append(
+                    self.doc.diag(
+                        loc,
+                        "K107",
+                        "a choice field needs choices",
+                        "choices: [high, medium, low]",
+                        key=True,
+                    )
+                )
             if f.type != "choice" and f.choices:
-                self.out.append(self.doc.diag(loc + ("choices",), "K107",
-                                              f"choices only apply to choice fields, not {f.type}",
-                                              "remove choices:, or make it type: choice", key=True))
+                self.out.append(
+                    self.doc.diag(
+                        loc + ("choices",),
+                        "K107",
+                        f"choices only apply to choice fields, not {f.type}",
+                        "remove choices:, or make it type: choice",
+                        key=True,
+                    )
+                )
             written = self.doc.value_at(loc + ("choices",))
             if isinstance(written, list):
                 seen: dict[str, int] = {}
                 for i, c in enumerate(written):
                     if str(c) in seen:
-                        self.out.append(self.doc.diag(loc + ("choices", i), "K107",
-                                                      f"choice '{c}' is listed twice",
-                                                      f"it is item {seen[str(c)] + 1} already"))
+                        self.out.append(
+                            self.doc.diag(
+                                loc + ("choices", i),
+                                "K107",
+                                f"choice '{c}' is listed twice",
+                                f"it is item {seen[str(c)] + 1} already",
+                            )
+                        )
                     seen.setdefault(str(c), i)
             if f.min is not None and f.max is not None and f.min > f.max:
-                self.out.append(self.doc.diag(loc + ("min",), "K111",
-                                              f"min {f.min:g} is above max {f.max:g}"))
+                self.out.append(
+                    self.doc.diag(loc + ("min",), "K111", f"min {f.min:g} is above max {f.max:g}")
+                )
 
     def check_parameters(self) -> None:
         for pname, p in self.pack.parameters.items():
             if not self.sv.touched(("parameters", pname)) and not _param_fits(p.type, p.default):
-                self.out.append(self.doc.diag(("parameters", pname, "default"), "K111",
-                                              f"default {p.default!r} is not {_a(p.type)}",
-                                              _param_hint(p.type)))
+                self.out.append(
+                    self.doc.diag(
+                        ("parameters", pname, "default"),
+                        "K111",
+                        f"default {p.default!r} is not {_a(p.type)}",
+                        _param_hint(p.type),
+                    )
+                )
 
     def field_types(self) -> Mapping[str, FieldType]:
         types_ = pack_field_types(self.pack, self.raw)
@@ -627,19 +718,45 @@ class _PackChecker:
             self.role_refs(sloc + ("role",), step.role)
             if not sv.touched(sloc):
                 if step.final and step.actions:
-                    self.out.append(doc.diag(sloc + ("actions",), "K113", "a final step has no actions",
-                                             "remove the actions or 'final: true'", key=True))
+                    self.out.append(
+                        doc.diag(
+                            sloc + ("actions",),
+                            "K113",
+                            "a final step has no actions",
+                            "remove the actions or 'final: true'",
+                            key=True,
+                        )
+                    )
                 if not step.final and not step.actions:
-                    self.out.append(doc.diag(
-                        sloc, "K113", "this step has no actions and is not final: cases would stay here forever",
-                        "add an action, or mark it 'final: true'", key=True))
-                if not step.final and not step.role and any(not a.role for a in step.actions.values()):
-                    self.out.append(doc.diag(sloc, "K104", "nobody may act here: give the step a role",
-                                             "role: <a role of this pack>", key=True))
+                    self.out.append(
+                        doc.diag(
+                            sloc,
+                            "K113",
+                            "this step has no actions and is not final: cases would stay here forever",
+                            "add an action, or mark it 'final: true'",
+                            key=True,
+                        )
+                    )
+                if (
+                    not step.final
+                    and not step.role
+                    and any(not a.role for a in step.actions.values())
+                ):
+                    self.out.append(
+                        doc.diag(
+                            sloc,
+                            "K104",
+                            "nobody may act here: give the step a role",
+                            "role: <a role of this pack>",
+                            key=True,
+                        )
+                    )
             for aname, action in step.actions.items():
                 aloc: Loc = sloc + ("actions", aname)
                 if action.to is not None:
-                    self.ref(aloc + ("to",), action.to, self.steps, "K105", "step", "steps in this pack")
+                    self.ref(
+                        aloc + ("to",), action.to, self.steps, "K105", "step", "steps in this pack"
+                    )
                 if action.role:
                     self.role_refs(aloc + ("role",), action.role)
                 self.form(aloc, action.ask, action.require)
@@ -675,14 +792,19 @@ class _PackChecker:
                     edges.setdefault(str(sname), set()).add(to)
         seen = {start}
         rules = self.raw.get("rules")
-        effect_lists = [rule.get("then") if isinstance(rule, dict) else None
-                        for rule in (rules if isinstance(rules, list) else ())]
+        effect_lists = [
+            rule.get("then") if isinstance(rule, dict) else None
+            for rule in (rules if isinstance(rules, list) else ())
+        ]
         # timers, schedules and SLA escalations move cases too
         for section in ("timers", "schedules"):
             for timer in _raw_dict(self.raw, section).values():
                 effect_lists.append(timer.get("then") if isinstance(timer, dict) else None)
         slas = list(_raw_dict(self.raw, "slas").values()) + [
-            sdef.get("sla") for sdef in _raw_dict(self.raw, "steps").values() if isinstance(sdef, dict)]
+            sdef.get("sla")
+            for sdef in _raw_dict(self.raw, "steps").values()
+            if isinstance(sdef, dict)
+        ]
         for sla in slas:
             if isinstance(sla, dict):
                 effect_lists += [sla.get("on_warning"), sla.get("on_breach")]
@@ -691,8 +813,10 @@ class _PackChecker:
                 if not isinstance(eff, dict):
                     return  # reported; it might have been a move
                 for name, target in eff.items():
-                    if name == "move" or (name not in self.effects
-                                          and did_you_mean(str(name), list(self.effects)) == "move"):
+                    if name == "move" or (
+                        name not in self.effects
+                        and did_you_mean(str(name), list(self.effects)) == "move"
+                    ):
                         moved = resolve(target)
                         if moved is None:
                             return  # a move whose target cannot be read: reported already
@@ -705,14 +829,24 @@ class _PackChecker:
                     todo.append(nxt)
         for sname in pack.steps:
             if sname not in seen and not sv.touched(("steps", sname)):
-                self.out.append(self.doc.diag(("steps", sname), "K112", "no action or rule leads to this step",
-                                              "add an action with 'to: " + sname + "', a rule that moves here, "
-                                              "or remove the step", severity="warning", key=True))
+                self.out.append(
+                    self.doc.diag(
+                        ("steps", sname),
+                        "K112",
+                        "no action or rule leads to this step",
+                        "add an action with 'to: " + sname + "', a rule that moves here, "
+                        "or remove the step",
+                        severity="warning",
+                        key=True,
+                    )
+                )
 
     def _edges_readable(self) -> bool:
         """Every action and its ``to:`` can be read, even though some step is broken."""
-        step_keys, action_keys = set(_allowed_keys(PackDef, ("steps", "x"))), set(
-            _allowed_keys(PackDef, ("steps", "x", "actions", "y")))
+        step_keys, action_keys = (
+            set(_allowed_keys(PackDef, ("steps", "x"))),
+            set(_allowed_keys(PackDef, ("steps", "x", "actions", "y"))),
+        )
         for sdef in _raw_dict(self.raw, "steps").values():
             if not isinstance(sdef, dict) or not set(sdef) <= step_keys:
                 return False
@@ -733,8 +867,14 @@ class _PackChecker:
             i = sv.orig(("rules",), k)
             rloc: Loc = ("rules", i)
             if rule.id in seen_ids:
-                self.out.append(doc.diag(rloc + ("id",), "K108", f"duplicate rule id '{rule.id}'",
-                                         f"rules[{seen_ids[rule.id]}] has the same id; ids name rules in the journal"))
+                self.out.append(
+                    doc.diag(
+                        rloc + ("id",),
+                        "K108",
+                        f"duplicate rule id '{rule.id}'",
+                        f"rules[{seen_ids[rule.id]}] has the same id; ids name rules in the journal",
+                    )
+                )
             seen_ids.setdefault(rule.id, i)
             if rule.when is not None:
                 cond = self.expr(rloc + ("when",), rule.when)
@@ -759,7 +899,9 @@ class _PackChecker:
         for i, st in enumerate(ev.steps or ()):
             self.ref(loc + ("steps", i), st, self.steps, "K127", "step", "steps in this pack")
         if ev.action is not None:
-            self.ref(loc + ("action",), ev.action, actions, "K127", "action", "actions in this pack")
+            self.ref(
+                loc + ("action",), ev.action, actions, "K127", "action", "actions in this pack"
+            )
         if ev.field is not None:
             self.moment_field(loc + ("field",), ev.field)
 
@@ -767,8 +909,14 @@ class _PackChecker:
         self.ref(loc, name, self.fields, "K127", "field", "fields in this pack")
         fdef = self.pack.fields.get(name)
         if fdef is not None and fdef.type not in ("date", "datetime"):
-            self.out.append(self.doc.diag(loc, "K128", f"field '{name}' is a {fdef.type} field, not a moment",
-                                          "point at a date or datetime field"))
+            self.out.append(
+                self.doc.diag(
+                    loc,
+                    "K128",
+                    f"field '{name}' is a {fdef.type} field, not a moment",
+                    "point at a date or datetime field",
+                )
+            )
 
     def check_sla(self, loc: Loc, sla: Any, actions: set[str] | None, step: str | None) -> None:
         doc = self.doc
@@ -776,11 +924,23 @@ class _PackChecker:
             self.event_ref(loc + ("start",), sla.start, actions)
             self.event_ref(loc + ("stop",), sla.stop, actions)
             if sla.start == sla.stop:
-                self.out.append(doc.diag(loc + ("stop",), "K130", "the SLA stops when it starts",
-                                         "stop it at a later moment (an action, a step, closed)"))
+                self.out.append(
+                    doc.diag(
+                        loc + ("stop",),
+                        "K130",
+                        "the SLA stops when it starts",
+                        "stop it at a later moment (an action, a step, closed)",
+                    )
+                )
         elif self.pack.steps[step].final:
-            self.out.append(doc.diag(loc, "K130", f"step '{step}' is final: its SLA could never run",
-                                     "put the SLA on a step where work happens"))
+            self.out.append(
+                doc.diag(
+                    loc,
+                    "K130",
+                    f"step '{step}' is final: its SLA could never run",
+                    "put the SLA on a step where work happens",
+                )
+            )
         target = sla.target
         if isinstance(target, PromisedTarget):
             self.moment_field(loc + ("target", "field"), target.field)
@@ -789,28 +949,72 @@ class _PackChecker:
                 if row.when is not None:
                     self.expr(loc + ("target", i, "when"), row.when)
             if target and target[-1].when is not None:
-                self.out.append(doc.diag(loc + ("target", len(target) - 1), "K129",
-                                         "the last row has a condition: a case no row matches has no deadline",
-                                         "end the table with a row without when:", severity="warning"))
+                self.out.append(
+                    doc.diag(
+                        loc + ("target", len(target) - 1),
+                        "K129",
+                        "the last row has a condition: a case no row matches has no deadline",
+                        "end the table with a row without when:",
+                        severity="warning",
+                    )
+                )
         if sla.pause is not None:
             for i, st in enumerate(sla.pause.steps):
-                self.ref(loc + ("pause", "steps", i), st, self.steps, "K127", "step", "steps in this pack")
+                self.ref(
+                    loc + ("pause", "steps", i),
+                    st,
+                    self.steps,
+                    "K127",
+                    "step",
+                    "steps in this pack",
+                )
             if sla.pause.while_:
                 self.expr(loc + ("pause", "while"), sla.pause.while_)
             if self.steps is not None and set(sla.pause.steps) >= {
-                    n for n, st in self.pack.steps.items() if not st.final}:
-                self.out.append(doc.diag(loc + ("pause",), "K130", "the SLA is paused at every step",
-                                         "pause it only where the case waits for someone outside"))
+                n for n, st in self.pack.steps.items() if not st.final
+            }:
+                self.out.append(
+                    doc.diag(
+                        loc + ("pause",),
+                        "K130",
+                        "the SLA is paused at every step",
+                        "pause it only where the case waits for someone outside",
+                    )
+                )
         ext = sla.extension
         if ext is not None:
-            self.ref(loc + ("extension", "action"), ext.action, actions, "K127", "action", "actions in this pack")
-            self.ref(loc + ("extension", "reason"), ext.reason, self.fields, "K127", "field", "fields in this pack")
-            requiring = [a for st in self.pack.steps.values() for n, a in st.actions.items() if n == ext.action]
+            self.ref(
+                loc + ("extension", "action"),
+                ext.action,
+                actions,
+                "K127",
+                "action",
+                "actions in this pack",
+            )
+            self.ref(
+                loc + ("extension", "reason"),
+                ext.reason,
+                self.fields,
+                "K127",
+                "field",
+                "fields in this pack",
+            )
+            requiring = [
+                a
+                for st in self.pack.steps.values()
+                for n, a in st.actions.items()
+                if n == ext.action
+            ]
             if requiring and not any(ext.reason in a.require for a in requiring):
-                self.out.append(doc.diag(loc + ("extension", "reason"), "K131",
-                                         f"action '{ext.action}' does not require field '{ext.reason}'",
-                                         f"add {ext.reason} to the require: of action {ext.action}, so the "
-                                         "reason for the extension is always recorded"))
+                self.out.append(
+                    doc.diag(
+                        loc + ("extension", "reason"),
+                        "K131",
+                        f"action '{ext.action}' does not require field '{ext.reason}'",
+                        f"add {ext.reason} to the require: of action {ext.action}, so the "
+                        "reason for the extension is always recorded",
+                    )
+                )
         for key in ("on_warning", "on_breach"):
             for j, eff in enumerate(getattr(sla, key)):
                 self.check_effect(loc + (key, j), eff)
@@ -822,8 +1026,15 @@ class _PackChecker:
             if sla is None or self.sv.is_broken(("slas", sid)):
                 continue
             if sid in pack.steps and pack.steps[sid].sla is not None:
-                self.out.append(doc.diag(("slas", sid), "K131", f"SLA id '{sid}' is also step '{sid}' with its own sla:",
-                                         "a step's sla: is named after the step: rename this one", key=True))
+                self.out.append(
+                    doc.diag(
+                        ("slas", sid),
+                        "K131",
+                        f"SLA id '{sid}' is also step '{sid}' with its own sla:",
+                        "a step's sla: is named after the step: rename this one",
+                        key=True,
+                    )
+                )
             self.check_sla(("slas", sid), sla, actions, None)
         for sname, sdef in pack.steps.items():
             if sdef.sla is not None and not self.sv.is_broken(("steps", sname, "sla")):
@@ -835,7 +1046,14 @@ class _PackChecker:
             self.event_ref(tloc + ("from",), timer.from_, actions)
             if timer.while_ is not None:
                 for i, wstep in enumerate(timer.while_.steps):
-                    self.ref(tloc + ("while", "steps", i), wstep, self.steps, "K127", "step", "steps in this pack")
+                    self.ref(
+                        tloc + ("while", "steps", i),
+                        wstep,
+                        self.steps,
+                        "K127",
+                        "step",
+                        "steps in this pack",
+                    )
                 if timer.while_.while_:
                     self.expr(tloc + ("while", "while"), timer.while_.while_)
             for j, eff in enumerate(timer.then):
@@ -846,7 +1064,7 @@ class _PackChecker:
             self.check_schedule(("schedules", name), sched, actions)
 
     def check_schedule(self, loc: Loc, sched: Any, actions: set[str] | None) -> None:
-        from core.schedules import check_on
+        from core.cases.schedules import check_on
 
         doc = self.doc
         if sched.from_ is not None:
@@ -856,55 +1074,103 @@ class _PackChecker:
             if problem:
                 self.out.append(doc.diag(loc + ("on",), "K450", problem))
         elif sched.on is not None:
-            self.out.append(doc.diag(loc + ("on",), "K450", "on: is for calendar schedules; phases count from: their event",
-                                     "remove on: (the occurrences fall on the event's day of the month)"))
+            self.out.append(
+                doc.diag(
+                    loc + ("on",),
+                    "K450",
+                    "on: is for calendar schedules; phases count from: their event",
+                    "remove on: (the occurrences fall on the event's day of the month)",
+                )
+            )
         opening = sched.open or {}
         for k in opening:
             if k != "fields":
-                self.out.append(doc.diag(loc + ("open", k), "K451", f"unknown key '{k}' under open:",
-                                         "open: takes fields: {field: value}", key=True))
+                self.out.append(
+                    doc.diag(
+                        loc + ("open", k),
+                        "K451",
+                        f"unknown key '{k}' under open:",
+                        "open: takes fields: {field: value}",
+                        key=True,
+                    )
+                )
         fields = opening.get("fields") or {}
         if not isinstance(fields, dict):
-            self.out.append(doc.diag(loc + ("open", "fields"), "K451", "open: fields must be a mapping"))
+            self.out.append(
+                doc.diag(loc + ("open", "fields"), "K451", "open: fields must be a mapping")
+            )
             fields = {}
         for fname in fields:
-            self.ref(loc + ("open", "fields", fname), str(fname), self.fields, "K451", "field", "fields in this pack")
+            self.ref(
+                loc + ("open", "fields", fname),
+                str(fname),
+                self.fields,
+                "K451",
+                "field",
+                "fields in this pack",
+            )
         for j, eff in enumerate(sched.then):
             self.check_effect(loc + ("then", j), eff)
 
     def check_effect(self, eloc: Loc, eff: Any) -> None:
         doc, effects = self.doc, self.effects
         if not isinstance(eff, dict) or len(eff) != 1:
-            self.out.append(doc.diag(eloc, "K109", "an effect is one key: its type",
-                                     f"effect types: {', '.join(sorted(effects))}; e.g. - move: closed"))
+            self.out.append(
+                doc.diag(
+                    eloc,
+                    "K109",
+                    "an effect is one key: its type",
+                    f"effect types: {', '.join(sorted(effects))}; e.g. - move: closed",
+                )
+            )
             return
-        (etype_name, args), = eff.items()
+        ((etype_name, args),) = eff.items()
         etype = effects.get(etype_name)
         if etype is None:
-            self.out.append(doc.diag(eloc + (etype_name,), "K109", f"unknown effect '{etype_name}'",
-                                     _hint_for(etype_name, effects, "effect types"), key=True))
+            self.out.append(
+                doc.diag(
+                    eloc + (etype_name,),
+                    "K109",
+                    f"unknown effect '{etype_name}'",
+                    _hint_for(etype_name, effects, "effect types"),
+                    key=True,
+                )
+            )
             return
         try:
             parsed = etype.args.model_validate(args)
         except ValidationError as exc:
             usage = (etype.args.__doc__ or "").strip().split("\n")[0].replace("``", "").rstrip(".")
-            for d in _pydantic_problems(doc, exc, etype.args, args, eloc + (etype_name,), code="K110"):
-                self.out.append(d if d.hint or not usage else dataclasses.replace(d, hint=f"write {usage}"))
+            for d in _pydantic_problems(
+                doc, exc, etype.args, args, eloc + (etype_name,), code="K110"
+            ):
+                self.out.append(
+                    d if d.hint or not usage else dataclasses.replace(d, hint=f"write {usage}")
+                )
             return
         if etype.check:
             for prob in etype.check(parsed, self.pack):
                 if self._about_broken(prob):
                     continue
-                self.out.append(doc.diag(eloc + (etype_name,) + prob.loc, prob.code, prob.message, prob.hint))
+                self.out.append(
+                    doc.diag(eloc + (etype_name,) + prob.loc, prob.code, prob.message, prob.hint)
+                )
 
     def _about_broken(self, prob: Problem) -> bool:
         """An effect's problem that only names a part whose definition is broken."""
         named = set(re.findall(r"'([^']+)'", prob.message))
-        for section, known in (("fields", self.fields), ("roles", self.roles), ("steps", self.steps)):
+        for section, known in (
+            ("fields", self.fields),
+            ("roles", self.roles),
+            ("steps", self.steps),
+        ):
             valid = getattr(self.pack, section)
             if known is None and named:
                 return True
-            if any(n in (known or ()) and (n not in valid or self.sv.touched((section, n))) for n in named):
+            if any(
+                n in (known or ()) and (n not in valid or self.sv.touched((section, n)))
+                for n in named
+            ):
                 return True
         return False
 
@@ -948,13 +1214,18 @@ def _a(kind: str) -> str:
 
 
 def _param_hint(kind: str) -> str:
-    return {"boolean": "write true or false", "text": "write a quoted text",
-            "integer": "write a whole number without quotes"}.get(kind, "write a number without quotes")
+    return {
+        "boolean": "write true or false",
+        "text": "write a quoted text",
+        "integer": "write a whole number without quotes",
+    }.get(kind, "write a number without quotes")
 
 
 def pack_digest(raw: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     """Identity of a procedure version: the pack as loaded plus the company's parameters."""
-    text = json.dumps({"pack": raw, "params": params}, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(
+        {"pack": raw, "params": params}, sort_keys=True, ensure_ascii=False, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -980,9 +1251,12 @@ _COMPANY_PLACEHOLDERS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def load_company(path: Path, packs: Mapping[str, LoadedPack],
-                 effects: Mapping[str, EffectType] | None = None,
-                 display_root: Path | None = None) -> tuple[LoadedCompany | None, Diagnostics]:
+def load_company(
+    path: Path,
+    packs: Mapping[str, LoadedPack],
+    effects: Mapping[str, EffectType] | None = None,
+    display_root: Path | None = None,
+) -> tuple[LoadedCompany | None, Diagnostics]:
     """Load ``config/<company>.yaml`` and compile the procedures it enables.
 
     Like :func:`load_pack`, every problem of the file comes back in one run.
@@ -1009,21 +1283,31 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
 
     deps, people = names("departments", company.departments), names("people", company.people)
 
-    def ref(loc: Loc, name: str, known: set[str] | None, code: str, what: str, hint_what: str) -> None:
+    def ref(
+        loc: Loc, name: str, known: set[str] | None, code: str, what: str, hint_what: str
+    ) -> None:
         if known is not None and name not in known:
-            diags.append(doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what)))
+            diags.append(
+                doc.diag(loc, code, f"unknown {what} '{name}'", _hint_for(name, known, hint_what))
+            )
 
     if not sv.is_broken(("calendar",)) and not sv.is_broken(("timezone",)):
         try:
-            from core.calendars import WorkingCalendar
+            from core.time.calendars import WorkingCalendar
 
             cal = WorkingCalendar(company.calendar, company.timezone)
             this_year = dt.date.today().year  # noqa: DTZ011  # which years to warn about, not a deadline
             for warning in cal.coverage_warnings(range(this_year, this_year + 2)):
-                diags.append(doc.diag(("calendar",) if "calendar" in raw else ("company",), "K126", warning,
-                                      "add that year's official days under calendar: extra_holidays / "
-                                      "extra_workdays, or update the chinesecalendar / holidays package",
-                                      severity="warning"))
+                diags.append(
+                    doc.diag(
+                        ("calendar",) if "calendar" in raw else ("company",),
+                        "K126",
+                        warning,
+                        "add that year's official days under calendar: extra_holidays / "
+                        "extra_workdays, or update the chinesecalendar / holidays package",
+                        severity="warning",
+                    )
+                )
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             pass  # an unknown time zone is K123 below
     if not sv.is_broken(("timezone",)):
@@ -1031,16 +1315,35 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
             zoneinfo.ZoneInfo(company.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             guess = did_you_mean(company.timezone, sorted(zoneinfo.available_timezones()))
-            diags.append(doc.diag(("timezone",), "K123", f"unknown time zone '{company.timezone}'",
-                                  "use an IANA name such as Asia/Shanghai"
-                                  + (f" (did you mean '{guess}'?)" if guess else "")))
+            diags.append(
+                doc.diag(
+                    ("timezone",),
+                    "K123",
+                    f"unknown time zone '{company.timezone}'",
+                    "use an IANA name such as Asia/Shanghai"
+                    + (f" (did you mean '{guess}'?)" if guess else ""),
+                )
+            )
 
     def holders(loc: Loc, h: Any) -> None:
         for i, d in enumerate(h.departments):
-            ref(loc + ("departments", sv.orig(loc + ("departments",), i)), d, deps, "K120", "department",
-                "departments")
+            ref(
+                loc + ("departments", sv.orig(loc + ("departments",), i)),
+                d,
+                deps,
+                "K120",
+                "department",
+                "departments",
+            )
         for i, p in enumerate(h.people):
-            ref(loc + ("people", sv.orig(loc + ("people",), i)), p, people, "K121", "person", "people")
+            ref(
+                loc + ("people", sv.orig(loc + ("people",), i)),
+                p,
+                people,
+                "K121",
+                "person",
+                "people",
+            )
 
     for rname, h in company.roles.items():
         holders(("roles", rname), h)
@@ -1054,66 +1357,127 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
         ploc: Loc = ("procedures", key)
         lp = packs.get(key)
         if lp is None:
-            diags.append(doc.diag(ploc, "K122", f"unknown procedure '{key}'",
-                                  _hint_for(key, packs, "packs found (packs with errors are left out)"),
-                                  key=True))
+            diags.append(
+                doc.diag(
+                    ploc,
+                    "K122",
+                    f"unknown procedure '{key}'",
+                    _hint_for(key, packs, "packs found (packs with errors are left out)"),
+                    key=True,
+                )
+            )
             continue
         for rname, h in settings.roles.items():
             holders(ploc + ("roles", rname), h)
             if rname not in lp.pack.roles:
-                diags.append(doc.diag(ploc + ("roles", rname), "K104", f"unknown role '{rname}'",
-                                      _hint_for(rname, lp.pack.roles, f"roles of {key}"), key=True))
+                diags.append(
+                    doc.diag(
+                        ploc + ("roles", rname),
+                        "K104",
+                        f"unknown role '{rname}'",
+                        _hint_for(rname, lp.pack.roles, f"roles of {key}"),
+                        key=True,
+                    )
+                )
         for sname, override in settings.schedules.items():
             sdef = lp.pack.schedules.get(sname)
             if sdef is None:
-                diags.append(doc.diag(ploc + ("schedules", sname), "K452", f"unknown schedule '{sname}'",
-                                      _hint_for(sname, lp.pack.schedules, f"schedules of {key}"), key=True))
+                diags.append(
+                    doc.diag(
+                        ploc + ("schedules", sname),
+                        "K452",
+                        f"unknown schedule '{sname}'",
+                        _hint_for(sname, lp.pack.schedules, f"schedules of {key}"),
+                        key=True,
+                    )
+                )
                 continue
             if override.on is not None:
-                from core.schedules import check_on
+                from core.cases.schedules import check_on
 
-                problem = (check_on(sdef.every, override.on) if isinstance(sdef.every, str)
-                           else "on: is for calendar schedules; this one counts from an event of the case")
+                problem = (
+                    check_on(sdef.every, override.on)
+                    if isinstance(sdef.every, str)
+                    else "on: is for calendar schedules; this one counts from an event of the case"
+                )
                 if problem:
                     diags.append(doc.diag(ploc + ("schedules", sname, "on"), "K450", problem))
         params: dict[str, Any] = {k: v.default for k, v in lp.pack.parameters.items()}
         for pname, value in settings.parameters.items():
             pdef: ParameterDef | None = lp.pack.parameters.get(pname)
             if pdef is None:
-                diags.append(doc.diag(ploc + ("parameters", pname), "K116", f"unknown parameter '{pname}'",
-                                      _hint_for(pname, lp.pack.parameters, f"parameters of {key}"), key=True))
+                diags.append(
+                    doc.diag(
+                        ploc + ("parameters", pname),
+                        "K116",
+                        f"unknown parameter '{pname}'",
+                        _hint_for(pname, lp.pack.parameters, f"parameters of {key}"),
+                        key=True,
+                    )
+                )
             elif not _param_fits(pdef.type, value):
-                diags.append(doc.diag(ploc + ("parameters", pname), "K111",
-                                      f"parameter '{pname}' must be {_a(pdef.type)}, not {value!r}",
-                                      _param_hint(pdef.type)))
+                diags.append(
+                    doc.diag(
+                        ploc + ("parameters", pname),
+                        "K111",
+                        f"parameter '{pname}' must be {_a(pdef.type)}, not {value!r}",
+                        _param_hint(pdef.type),
+                    )
+                )
             else:
                 params[pname] = value
         fmt = settings.numbering
         stripped = NUMBERING_RE.sub("", fmt.replace("{procedure}", ""))
-        if not sv.is_broken(ploc + ("numbering",)) and ("{seq" not in fmt or "{" in stripped or "}" in stripped):
-            diags.append(doc.diag(ploc + ("numbering",), "K124", f"bad case-number format {fmt!r}",
-                                  "placeholders: {procedure} {yyyy} {yy} {mm} {dd} {seq:04}; {seq} is required"))
+        if not sv.is_broken(ploc + ("numbering",)) and (
+            "{seq" not in fmt or "{" in stripped or "}" in stripped
+        ):
+            diags.append(
+                doc.diag(
+                    ploc + ("numbering",),
+                    "K124",
+                    f"bad case-number format {fmt!r}",
+                    "placeholders: {procedure} {yyyy} {yy} {mm} {dd} {seq:04}; {seq} is required",
+                )
+            )
         if not sv.is_broken(ploc + ("number_scheme",)):
-            from core.numbering import SCHEMES
+            from core.cases.numbering import SCHEMES
 
             if settings.number_scheme not in SCHEMES:
-                diags.append(doc.diag(ploc + ("number_scheme",), "K603",
-                                      f"unknown case-number scheme '{settings.number_scheme}'",
-                                      _hint_for(settings.number_scheme, SCHEMES,
-                                                "schemes of the installed plugins")))
+                diags.append(
+                    doc.diag(
+                        ploc + ("number_scheme",),
+                        "K603",
+                        f"unknown case-number scheme '{settings.number_scheme}'",
+                        _hint_for(
+                            settings.number_scheme, SCHEMES, "schemes of the installed plugins"
+                        ),
+                    )
+                )
         # every role of the pack should be held by somebody in this company
         unsure = any(sv.touched((s,)) for s in ("roles", "people")) or sv.touched(ploc + ("roles",))
         for rname in lp.pack.roles:
             held = settings.roles.get(rname) or company.roles.get(rname)
             by_person = any(rname in p.roles for p in company.people.values())
-            if (held is None or not (held.departments or held.people)) and not by_person \
-                    and rname != "customer" and not unsure:
-                diags.append(doc.diag(ploc, "K125", f"nobody holds role '{rname}' of {key}",
-                                      f"map it under roles: {rname}: {{departments: [...]}}",
-                                      severity="warning", key=True))
+            if (
+                (held is None or not (held.departments or held.people))
+                and not by_person
+                and rname != "customer"
+                and not unsure
+            ):
+                diags.append(
+                    doc.diag(
+                        ploc,
+                        "K125",
+                        f"nobody holds role '{rname}' of {key}",
+                        f"map it under roles: {rname}: {{departments: [...]}}",
+                        severity="warning",
+                        key=True,
+                    )
+                )
         if settings.enabled and not diags.errors and not sv.invalid:
-            loaded.procedures[key] = compile_procedure(lp.pack, params, company=company.company,
-                                                       effects=effects, raw=lp.raw)
+            loaded.procedures[key] = compile_procedure(
+                lp.pack, params, company=company.company, effects=effects, raw=lp.raw
+            )
     if not sv.is_broken(("plugins",)):
         _check_company_plugins(doc, company, loaded, diags)
     if not sv.is_broken(("templates",)):
@@ -1124,18 +1488,25 @@ def load_company(path: Path, packs: Mapping[str, LoadedPack],
             for etype, args in rule.effects:
                 target = getattr(args, "procedure", None)
                 if etype.name == "open_case" and target not in loaded.procedures:
-                    diags.append(doc.diag(("procedures", key), "K114",
-                                          f"rule '{rule.id}' opens a '{target}' case, "
-                                          "which this company does not enable",
-                                          f"enable it under procedures: {target}: {{}}", key=True))
+                    diags.append(
+                        doc.diag(
+                            ("procedures", key),
+                            "K114",
+                            f"rule '{rule.id}' opens a '{target}' case, "
+                            "which this company does not enable",
+                            f"enable it under procedures: {target}: {{}}",
+                            key=True,
+                        )
+                    )
     diags = _sorted(diags)
     return (loaded if not diags.errors else None), diags
 
 
-def check_templates(doc: YamlDoc, templates: Mapping[str, Any], fields: set[str] | None,
-                    out: Diagnostics) -> None:
+def check_templates(
+    doc: YamlDoc, templates: Mapping[str, Any], fields: set[str] | None, out: Diagnostics
+) -> None:
     """K140 syntax, K141 unknown variable, K106 unknown ``fields.x`` in message templates."""
-    from core.templates import problems
+    from core.spec.templates import problems
 
     for name, tdef in templates.items():
         for part in ("subject", "body"):
@@ -1145,28 +1516,48 @@ def check_templates(doc: YamlDoc, templates: Mapping[str, Any], fields: set[str]
             for lang, source in (("zh-CN", label.zh_CN), ("en", label.en)):
                 if source is None:
                     continue
-                loc: Loc = ("templates", name, part, lang) if isinstance(doc.value_at(
-                    ("templates", name, part)), dict) else ("templates", name, part)
+                loc: Loc = (
+                    ("templates", name, part, lang)
+                    if isinstance(doc.value_at(("templates", name, part)), dict)
+                    else ("templates", name, part)
+                )
                 for code, message, _line in problems(source, fields):
-                    hint = ("fix the template: Jinja syntax, e.g. {{ fields.engineer }}" if code == "K140"
-                            else None)
+                    hint = (
+                        "fix the template: Jinja syntax, e.g. {{ fields.engineer }}"
+                        if code == "K140"
+                        else None
+                    )
                     out.append(doc.diag(loc, code, f"template {name}: {message}", hint))
 
 
-def _check_company_plugins(doc: YamlDoc, company: CompanyDef, loaded: LoadedCompany, diags: Diagnostics) -> None:
+def _check_company_plugins(
+    doc: YamlDoc, company: CompanyDef, loaded: LoadedCompany, diags: Diagnostics
+) -> None:
     """K600 unknown plugin, K601 invalid settings, K602 a pack uses what a disabled plugin gives."""
-    from core.plugins import installed, settings_problems
+    from core.runtime.plugins import installed, settings_problems
 
     reg = installed()
     names = {i.name for i in reg.infos}
     for name, ps in company.plugins.items():
         if name not in names:
-            diags.append(doc.diag(("plugins", name), "K600", f"unknown plugin '{name}'",
-                                  _hint_for(name, names, "installed plugins (kefu plugins)"), key=True))
+            diags.append(
+                doc.diag(
+                    ("plugins", name),
+                    "K600",
+                    f"unknown plugin '{name}'",
+                    _hint_for(name, names, "installed plugins (kefu plugins)"),
+                    key=True,
+                )
+            )
             continue
         for loc, message in settings_problems(reg, name, ps.settings):
-            diags.append(doc.diag(("plugins", name, "settings", *loc), "K601",
-                                  f"plugin '{name}' settings: {message}"))
+            diags.append(
+                doc.diag(
+                    ("plugins", name, "settings", *loc),
+                    "K601",
+                    f"plugin '{name}' settings: {message}",
+                )
+            )
     disabled = {n for n, ps in company.plugins.items() if not ps.enabled}
     if not disabled:
         return
@@ -1179,23 +1570,36 @@ def _check_company_plugins(doc: YamlDoc, company: CompanyDef, loaded: LoadedComp
         for kind, what in used:
             owner = reg.plugin_of(kind, what)
             if owner in disabled:
-                diags.append(doc.diag(("plugins", owner), "K602",
-                                      f"procedure '{key}' uses {kind} '{what}' of plugin '{owner}', "
-                                      "which this company disables",
-                                      f"enable the plugin or disable procedure {key}", key=True))
+                diags.append(
+                    doc.diag(
+                        ("plugins", owner),
+                        "K602",
+                        f"procedure '{key}' uses {kind} '{what}' of plugin '{owner}', "
+                        "which this company disables",
+                        f"enable the plugin or disable procedure {key}",
+                        key=True,
+                    )
+                )
                 break
 
 
-def coerce_fields(proc: CompiledProcedure, data: Mapping[str, Any], allowed: Iterable[str],
-                  required: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
+def coerce_fields(
+    proc: CompiledProcedure,
+    data: Mapping[str, Any],
+    allowed: Iterable[str],
+    required: Iterable[str],
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate submitted form data against the step's form: (values, errors by field)."""
     allowed_set = set(allowed)
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     for name, value in data.items():
         if name not in allowed_set:
-            errors[name] = ("unknown field" if name not in proc.pack.fields
-                            else "this form does not ask for this field")
+            errors[name] = (
+                "unknown field"
+                if name not in proc.pack.fields
+                else "this form does not ask for this field"
+            )
             continue
         try:
             values[name] = coerce(proc.pack.fields[name], value)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 
-from core import outbox, timers
-from core.outbox import Channel
+from core.cases import timers
+from core.runtime import outbox
+from core.runtime.outbox import Channel
 from core.storage.schema import timer
 
 if TYPE_CHECKING:
-    from core.service import CaseService
+    from core.cases.service import CaseService
 
 log = logging.getLogger("kefu.worker")
 
@@ -34,22 +35,49 @@ DEFAULT_LEASE = dt.timedelta(minutes=5)
 RETRY_DELAY = dt.timedelta(minutes=1)
 
 
-def claim(svc: CaseService, *, owner: str, now: dt.datetime, limit: int = 100,
-          lease: dt.timedelta = DEFAULT_LEASE) -> list[timers.DueTimer]:
+def claim(
+    svc: CaseService,
+    *,
+    owner: str,
+    now: dt.datetime,
+    limit: int = 100,
+    lease: dt.timedelta = DEFAULT_LEASE,
+) -> list[timers.DueTimer]:
     """Lease up to ``limit`` due timers to ``owner`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
-    due = or_(timer.c.status == timers.PENDING,
-              (timer.c.status == timers.CLAIMED) & (timer.c.lease_until <= now))
-    q = select(timer).where(due, timer.c.due_at <= now).order_by(timer.c.due_at, timer.c.id).limit(limit)
+    due = or_(
+        timer.c.status == timers.PENDING,
+        (timer.c.status == timers.CLAIMED) & (timer.c.lease_until <= now),
+    )
+    q = (
+        select(timer)
+        .where(due, timer.c.due_at <= now)
+        .order_by(timer.c.due_at, timer.c.id)
+        .limit(limit)
+    )
     if not svc.db.is_sqlite:
         q = q.with_for_update(skip_locked=True)
     with svc.db.write() as conn:
         rows = conn.execute(q).all()
         if not rows:
             return []
-        conn.execute(update(timer).where(timer.c.id.in_([r.id for r in rows])).values(
-            status=timers.CLAIMED, lease_owner=owner, lease_until=now + lease))
-    return [timers.DueTimer(r.id, r.company_id, r.case_id, r.kind, r.due_at, r.idempotency_key,
-                            dict(r.payload or {}), r.attempts + 1) for r in rows]
+        conn.execute(
+            update(timer)
+            .where(timer.c.id.in_([r.id for r in rows]))
+            .values(status=timers.CLAIMED, lease_owner=owner, lease_until=now + lease)
+        )
+    return [
+        timers.DueTimer(
+            r.id,
+            r.company_id,
+            r.case_id,
+            r.kind,
+            r.due_at,
+            r.idempotency_key,
+            dict(r.payload or {}),
+            r.attempts + 1,
+        )
+        for r in rows
+    ]
 
 
 def fire(svc: CaseService, due: timers.DueTimer, *, owner: str, now: dt.datetime) -> bool:
@@ -61,9 +89,15 @@ def fire(svc: CaseService, due: timers.DueTimer, *, owner: str, now: dt.datetime
     handler = timers.HANDLERS.get(due.kind)
     try:
         with svc.db.write() as conn:
-            res = conn.execute(update(timer).where(
-                timer.c.id == due.id, timer.c.status == timers.CLAIMED, timer.c.lease_owner == owner,
-            ).values(status=timers.DONE, fired_at=now, attempts=due.attempts, lease_until=None))
+            res = conn.execute(
+                update(timer)
+                .where(
+                    timer.c.id == due.id,
+                    timer.c.status == timers.CLAIMED,
+                    timer.c.lease_owner == owner,
+                )
+                .values(status=timers.DONE, fired_at=now, attempts=due.attempts, lease_until=None)
+            )
             if res.rowcount != 1:  # our lease ran out and someone else took it
                 return False
             if handler is None:
@@ -75,14 +109,23 @@ def fire(svc: CaseService, due: timers.DueTimer, *, owner: str, now: dt.datetime
         svc.events.drop()
         log.warning("timer %s (%s) failed: %s", due.key, due.kind, exc)
         with svc.db.write() as conn:
-            conn.execute(update(timer).where(timer.c.id == due.id, timer.c.lease_owner == owner).values(
-                status=timers.PENDING, lease_owner=None, lease_until=None, attempts=due.attempts,
-                due_at=max(due.due_at, now + RETRY_DELAY)))
+            conn.execute(
+                update(timer)
+                .where(timer.c.id == due.id, timer.c.lease_owner == owner)
+                .values(
+                    status=timers.PENDING,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=due.attempts,
+                    due_at=max(due.due_at, now + RETRY_DELAY),
+                )
+            )
         return False
 
 
-def run_due(svc: CaseService, *, now: dt.datetime | None = None, owner: str = "inline",
-            limit: int = 100) -> int:
+def run_due(
+    svc: CaseService, *, now: dt.datetime | None = None, owner: str = "inline", limit: int = 100
+) -> int:
     """Fire every timer due at ``now`` (default: the service's clock); returns how many fired.
 
     Timers a handler schedules for a moment already passed fire in the same call.
@@ -111,9 +154,16 @@ class Worker:
     item at hand when :meth:`stop` is called (SIGTERM/SIGINT in ``kefu worker``).
     """
 
-    def __init__(self, svc: CaseService, channels: Mapping[str, Channel] | None = None, *,
-                 owner: str | None = None, batch: int = 100, poll: float = 1.0,
-                 lease: dt.timedelta = DEFAULT_LEASE) -> None:
+    def __init__(
+        self,
+        svc: CaseService,
+        channels: Mapping[str, Channel] | None = None,
+        *,
+        owner: str | None = None,
+        batch: int = 100,
+        poll: float = 1.0,
+        lease: dt.timedelta = DEFAULT_LEASE,
+    ) -> None:
         self.svc = svc
         self.channels = dict(channels or {})
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -139,7 +189,9 @@ class Worker:
                 break
             progress = 0
             for due in claimed:
-                if self._stop.is_set():  # leave the rest: their lease runs out, another worker takes them
+                if (
+                    self._stop.is_set()
+                ):  # leave the rest: their lease runs out, another worker takes them
                     break
                 progress += fire(self.svc, due, owner=self.owner, now=at)
             fired += progress
@@ -147,25 +199,43 @@ class Worker:
                 break
         report = outbox.DeliveryReport()
         while not self._stop.is_set():
-            msgs = outbox.claim(self.svc, owner=self.owner, now=self.svc.clock.now(), limit=self.batch,
-                                lease=self.lease)
+            msgs = outbox.claim(
+                self.svc,
+                owner=self.owner,
+                now=self.svc.clock.now(),
+                limit=self.batch,
+                lease=self.lease,
+            )
             if not msgs:
                 break
             settings = outbox.company_channel_settings(self.svc)
             for msg in msgs:
                 if self._stop.is_set():
                     break
-                outcome = outbox.deliver_one(self.svc, msg, self.channels, owner=self.owner,
-                                             now=self.svc.clock.now(), settings=settings)
-                report += outbox.DeliveryReport(outcome == "sent", outcome == "retry", outcome == "failed")
+                outcome = outbox.deliver_one(
+                    self.svc,
+                    msg,
+                    self.channels,
+                    owner=self.owner,
+                    now=self.svc.clock.now(),
+                    settings=settings,
+                )
+                report += outbox.DeliveryReport(
+                    outcome == "sent", outcome == "retry", outcome == "failed"
+                )
             if len(msgs) < self.batch:
                 break
         return fired, report
 
     def run(self) -> None:
         """Rounds until stopped; a round that fails (database down) is logged and retried."""
-        log.info("worker %s started (batch %d, poll %.1fs, lease %s)", self.owner, self.batch, self.poll,
-                 self.lease)
+        log.info(
+            "worker %s started (batch %d, poll %.1fs, lease %s)",
+            self.owner,
+            self.batch,
+            self.poll,
+            self.lease,
+        )
         while not self._stop.is_set():
             try:
                 fired, report = self.run_once()
@@ -173,8 +243,13 @@ class Worker:
                 log.exception("worker round failed; retrying in %.1fs", self.poll)
                 fired, report = 0, outbox.DeliveryReport()
             if fired or report.handled:
-                log.info("fired %d timers; messages sent %d, retried %d, failed %d", fired, report.sent,
-                         report.retried, report.failed)
+                log.info(
+                    "fired %d timers; messages sent %d, retried %d, failed %d",
+                    fired,
+                    report.sent,
+                    report.retried,
+                    report.failed,
+                )
             else:
                 self._stop.wait(self.poll)
         log.info("worker %s stopped", self.owner)
@@ -191,9 +266,12 @@ def run_until(svc: CaseService, target: dt.datetime, *, owner: str = "inline") -
     fired = 0
     while True:
         with svc.db.read() as conn:
-            nxt = conn.execute(select(timer.c.due_at).where(timer.c.status == timers.PENDING,
-                                                            timer.c.due_at <= target)
-                               .order_by(timer.c.due_at).limit(1)).scalar()
+            nxt = conn.execute(
+                select(timer.c.due_at)
+                .where(timer.c.status == timers.PENDING, timer.c.due_at <= target)
+                .order_by(timer.c.due_at)
+                .limit(1)
+            ).scalar()
         if nxt is None:
             break
         if nxt > clock.now():

@@ -1,0 +1,1 @@
+"""Cases: the one commit pipeline, journal, deadlines, timers, schedules, queries, the service."""

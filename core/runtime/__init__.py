@@ -1,0 +1,1 @@
+"""Running kefu: bootstrap (wiring), the plugin registry, worker, outbox delivery, users."""

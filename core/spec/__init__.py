@@ -1,0 +1,1 @@
+"""Specifications: pack and company definitions, field types, effects, loading, diagnostics."""

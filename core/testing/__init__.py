@@ -1,0 +1,1 @@
+"""Testing support: the scenario runner (never imported by production code)."""

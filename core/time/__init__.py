@@ -1,0 +1,1 @@
+"""Time: working calendars and durations (pure arithmetic, no database)."""
