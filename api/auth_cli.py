@@ -1,6 +1,7 @@
 """``kefu user …`` and ``kefu token …``: people who may sign in, and API tokens for integrations.
 
     kefu user add USERNAME --company C [--department D]… [--role R]… [--name N] [--password P]
+    kefu user password USERNAME [--password P | --password-stdin]   set a new password
     kefu token create USERNAME --company C --name N     prints the token once
     kefu token list [--company C]
     kefu token revoke ID
@@ -12,10 +13,11 @@ brings the schema up to date first, like ``kefu init``. Companies come from ``ke
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from typing import Any
 
 import click
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from core.clock import SystemClock
 from core.runtime import users
@@ -136,6 +138,64 @@ def user_add(
     )
     if generated:
         click.echo(f"password: {generated}")
+
+
+@user.command("password")
+@click.argument("username")
+@click.option(
+    "--password", default=None, help="the new password (default: generate one and print it)"
+)
+@click.option(
+    "--password-stdin",
+    "from_stdin",
+    is_flag=True,
+    help="read the new password from the first line of standard input",
+)
+@_DATABASE
+def user_password(
+    username: str, password: str | None, from_stdin: bool, db_url: str | None
+) -> None:
+    """Set a new password for USERNAME: a generated one (printed once), --password, or
+    standard input with --password-stdin (it stays out of the shell history).
+
+    The user's sessions end and a lock after failed sign-ins is lifted; API tokens keep
+    working (revoke them with `kefu token revoke`).
+    """
+    if from_stdin:
+        if password is not None:
+            raise click.UsageError("give --password or --password-stdin, not both")
+        password = sys.stdin.readline().rstrip("\r\n")
+    where = "standard input" if from_stdin else "--password"
+    if password is not None and not password:
+        raise click.BadParameter("must not be empty", param_hint=where)
+    if password is not None and len(password) > 1024:
+        raise click.BadParameter("at most 1024 characters", param_hint=where)
+    generated = password is None
+    new = users.new_password() if password is None else password
+    db = _open(db_url)
+    try:
+        with db.write() as conn:
+            uid = conn.execute(
+                select(t.app_user.c.id).where(t.app_user.c.username == username)
+            ).scalar()
+            if uid is None:
+                raise click.ClickException(
+                    f"unknown user '{username}' (kefu user add {username} --company C creates one)"
+                )
+            users.set_password(conn, uid, new)
+            conn.execute(
+                update(t.app_user)
+                .where(t.app_user.c.id == uid)
+                .values(failed_logins=0, locked_until=None)
+            )
+            ended = conn.execute(
+                delete(t.user_session).where(t.user_session.c.user_id == uid)
+            ).rowcount
+    finally:
+        db.dispose()
+    click.echo(f"new password set for {username}; {ended} session(s) ended")
+    if generated:
+        click.echo(f"password: {new}")
 
 
 @click.group()

@@ -3,6 +3,7 @@
     kefu validate [PATH…]     check packs and company configs (exit 0 clean, 2 on errors)
     kefu test [PATH…]         run the scenarios of packs
     kefu init [--demo]        create/migrate the database, load config/ and rules/
+                              (--demo: the config's people as users, once)
     kefu worker [--once]      fire due timers and schedules, deliver the outbox
     kefu deadlines NUMBER     explain a case's deadlines
     kefu audit verify         check every company's journal hash chain
@@ -116,7 +117,9 @@ def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) ->
 
 @cli.command()
 @click.option(
-    "--demo", is_flag=True, help="create the people of config/ as users and print their passwords"
+    "--demo",
+    is_flag=True,
+    help="create the people of config/ as users; print the passwords of the users created",
 )
 @click.option(
     "--database",
@@ -125,7 +128,12 @@ def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) ->
     help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
 )
 def init(demo: bool, db_url: str | None) -> None:
-    """Create or migrate the database and load config/ and rules/ into it."""
+    """Create or migrate the database and load config/ and rules/ into it.
+
+    With --demo the people of config/ become users. A user is created once, with a
+    random password printed then; later runs keep every password (`kefu user password
+    NAME` sets a new one), so logins keep working from one `make run` to the next.
+    """
     from core.runtime.bootstrap import build_service, create_config_people
     from core.storage.db import Database
 
@@ -140,10 +148,18 @@ def init(demo: bool, db_url: str | None) -> None:
         procs = ", ".join(f"{k} v{p.version}" for k, p in rt.procedures.items())
         click.echo(f"company {key}: {procs or 'no procedures'}")
     if demo:
-        created = create_config_people(svc, passwords=True)
-        click.echo("demo logins (user / password / company):")
-        for (company, user), password in sorted(created.items()):
-            click.echo(f"  {user:<10} {password}   {company}")
+        people = create_config_people(svc, passwords=True)
+        new = [p for p in people.values() if p.password]
+        kept = [p.username for p in people.values() if not p.password]
+        if new:
+            click.echo("demo logins (user / password / companies), shown only now:")
+            for p in new:
+                click.echo(f"  {p.username:<10} {p.password}   {', '.join(p.companies)}")
+        if kept:
+            click.echo(
+                f"demo users already exist, passwords unchanged: {', '.join(kept)} "
+                "(forgot one? `kefu user password NAME` sets a new one)"
+            )
     svc.close()
 
 

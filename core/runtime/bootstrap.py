@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from core.cases.service import CaseService
 from core.rules.evaluator import Evaluator
 from core.runtime.users import ensure_user, new_password, set_membership
 from core.spec.catalog import Catalog, load_catalog
+from core.spec.definitions import PersonDef
+from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
 
@@ -32,24 +37,49 @@ def build_service(
     return svc
 
 
-def create_config_people(
-    svc: CaseService, *, passwords: bool = True
-) -> dict[tuple[str, str], str | None]:
-    """Create every person named in the company configs as a user with their departments.
+@dataclass
+class ConfigUser:
+    """A person named in the company configs, as a user.
 
-    Returns ``{(company, username): password}`` for users that got a new password.
+    ``companies``: the keys of the companies whose config names them (one membership
+    each). ``password``: the password this call set, printed once; ``None`` when the user
+    already had one (it is never changed here: ``kefu user password`` resets it).
     """
-    out: dict[tuple[str, str], str | None] = {}
+
+    username: str
+    companies: list[str]
+    created: bool
+    password: str | None = None
+
+
+def create_config_people(svc: CaseService, *, passwords: bool = True) -> dict[str, ConfigUser]:
+    """Make every person named in the company configs a user, with their departments and
+    roles in each company that names them.
+
+    A person becomes a user once: a user who exists keeps their password, so running this
+    again (``kefu init --demo`` at every ``make run``) changes no login. With
+    ``passwords``, a new user, or one without a password, gets one random password,
+    the same for every company they belong to. Returns ``{username: ConfigUser}``.
+    """
+    named: dict[str, list[tuple[str, int, PersonDef]]] = {}
+    for key, rt in sorted(svc.companies.items()):
+        for username, person in rt.definition.people.items():
+            named.setdefault(username, []).append((key, rt.id, person))
+    out: dict[str, ConfigUser] = {}
     now = svc.clock.now()
+    u = t.app_user
     with svc.db.write() as conn:
-        for key, rt in svc.companies.items():
-            for username, person in rt.definition.people.items():
-                password = new_password() if passwords else None
-                uid = ensure_user(
-                    conn, username, person.name, now, email=person.email, password=password
-                )
-                set_membership(conn, uid, rt.id, person.departments, person.roles)
-                out[(key, username)] = password
+        for username in sorted(named):
+            entries = named[username]
+            row = conn.execute(select(u.c.password_hash).where(u.c.username == username)).first()
+            password = None
+            if passwords and (row is None or row.password_hash is None):
+                password = new_password()
+            first = entries[0][2]
+            uid = ensure_user(conn, username, first.name, now, email=first.email, password=password)
+            for _, company_id, person in entries:
+                set_membership(conn, uid, company_id, person.departments, person.roles)
+            out[username] = ConfigUser(username, [k for k, _, _ in entries], row is None, password)
     return out
 
 
