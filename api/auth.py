@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
@@ -43,8 +43,8 @@ from litestar.params import JSONBody
 from litestar.types import ASGIApp, ControllerRouterHandler
 from sqlalchemy import select
 
-from api.models import Problem
-from core.cases.service import CaseService
+from api.models import Problem, Text, text
+from core.cases.service import Actor, CaseService
 from core.errors import InvalidInput, KefuError, NotAllowed
 from core.runtime import users
 from core.storage import schema as t
@@ -178,8 +178,33 @@ class SignedIn(msgspec.Struct):
     companies: list[CompanyRef]
 
 
+class RoleSource(msgspec.Struct):
+    """Why a role is held: ``direct`` (given to the user: ``kefu user add --role`` or the
+    person's ``roles`` in the company config), ``department`` (``name``: a department of
+    the user that holds the role) or ``person`` (the company config names the user among
+    the role's ``people``)."""
+
+    kind: Literal["direct", "department", "person"]
+    name: str | None = None
+
+
+class HeldRole(msgspec.Struct):
+    role: str
+    label: Text | None
+    via: list[RoleSource]
+
+
+class ProcedureRoles(msgspec.Struct):
+    """The roles held in one procedure (a company may give a procedure its own holders)."""
+
+    procedure: str
+    roles: list[HeldRole]
+
+
 class Me(msgspec.Struct):
-    """The caller in this request's company, with the departments and direct roles held there."""
+    """The caller in this request's company: departments, the roles held there (in any of
+    its procedures), the roles given directly, and per procedure each role with where it
+    comes from."""
 
     username: str
     display_name: str
@@ -188,6 +213,8 @@ class Me(msgspec.Struct):
     via: Literal["session", "token"]
     departments: list[str]
     roles: list[str]
+    direct_roles: list[str]
+    procedures: list[ProcedureRoles]
 
 
 def _problems(*codes: int) -> dict[int, ResponseSpec]:
@@ -418,6 +445,7 @@ def me(svc: CaseService, principal: Principal) -> Me:
     here = next((m for m in mine if m.company == principal.company), None)
     if here is None:  # the membership ended during this request
         raise Unauthenticated(f"you are no longer a member of '{principal.company}'; sign in again")
+    procedures = held_roles(svc, svc.actor(principal.company, principal.username))
     return Me(
         principal.username,
         display_name,
@@ -425,8 +453,41 @@ def me(svc: CaseService, principal: Principal) -> Me:
         [CompanyRef(m.company, m.company_name) for m in mine],
         principal.via,
         list(here.departments),
+        sorted({r.role for p in procedures for r in p.roles}),
         list(here.roles),
+        procedures,
     )
+
+
+def held_roles(svc: CaseService, actor: Actor) -> list[ProcedureRoles]:
+    """The roles ``actor`` holds in each procedure of their company, each with its sources.
+
+    The case service decides what is held (``CaseService.holds``); the source of a role
+    is found by asking it again for the actor with one thing at a time: only the direct
+    roles, only one department, only the name.
+    """
+    rt = svc.company(actor.company)
+    nobody = replace(actor, username="", departments=frozenset(), roles=frozenset())
+    probes = [
+        (RoleSource("direct"), replace(nobody, roles=actor.roles)),
+        *(
+            (RoleSource("department", d), replace(nobody, departments=frozenset({d})))
+            for d in sorted(actor.departments)
+        ),
+        (RoleSource("person", actor.username), replace(nobody, username=actor.username)),
+    ]
+    out = []
+    for key, proc in sorted(rt.procedures.items()):
+        held = [
+            HeldRole(
+                role,
+                text(proc.pack.roles[role].label),
+                [src for src, probe in probes if svc.holds(probe, rt, key, role)],
+            )
+            for role in sorted(svc.roles_of(actor, rt, proc))
+        ]
+        out.append(ProcedureRoles(key, held))
+    return out
 
 
 # -- wiring ------------------------------------------------------------------------------------

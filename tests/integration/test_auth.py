@@ -500,7 +500,8 @@ def test_cli_user_add_and_token_create_list_revoke(
     c = client()
     assert login(c, "zhou", password).json()["display_name"] == "周杰"
     me = c.get("/api/v1/me").json()
-    assert me["departments"] == ["field"] and me["roles"] == ["supervisor"]
+    assert me["departments"] == ["field"] and me["direct_roles"] == ["supervisor"]
+    assert me["roles"] == ["engineer", "supervisor"]  # engineer: the field department's role
 
     r = kefu("user", "add", "zhou", "--company", "acme", "--department", "desk")  # a second company
     assert r.exit_code == 0 and "updated" in r.output and "password" not in r.output
