@@ -72,19 +72,14 @@ LabelIn = Annotated[Label, BeforeValidator(_label)]
 class FieldDef(Strict):
     # a built-in kind (FIELD_KINDS) or one a plugin registers (kefu_field_types)
     type: str
-    label: Label
-    help: Label | None = None
-    choices: dict[str, Label] | None = None
+    label: LabelIn
+    help: LabelIn | None = None
+    choices: dict[str, LabelIn] | None = None
     min: float | None = None
     max: float | None = None
     max_length: int | None = Field(default=None, gt=0)
     multiple: bool = False
     options: dict[str, Any] = {}  # a plugin field type's own settings, checked by that type
-
-    @field_validator("label", "help", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
     @field_validator("type")
     @classmethod
@@ -126,25 +121,18 @@ class FieldDef(Strict):
     @classmethod
     def _choices(cls, v: Any) -> Any:
         if isinstance(v, list):
-            return {str(c): {"zh-CN": str(c)} for c in v}
-        if isinstance(v, dict):
-            return {k: _label(lbl) for k, lbl in v.items()}
+            return {str(c): str(c) for c in v}
         return v
 
 
 class ActionDef(Strict):
-    label: Label
+    label: LabelIn
     to: Key | None = None
     role: list[Key] | None = None
     ask: list[Key] = []
     require: list[Key] = []
     guard: str | None = None
     source: str | None = None
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
     @field_validator("role", mode="before")
     @classmethod
@@ -223,7 +211,7 @@ def _warning(v: Any) -> Any:
 class StepSlaDef(Strict):
     """``sla:`` of a step: starts when the case enters the step, stops when it leaves it."""
 
-    label: Label | None = None
+    label: LabelIn | None = None
     source: str | None = None
     target: Duration | list[TargetRow] | PromisedTarget
     warning: str | None = None
@@ -231,11 +219,6 @@ class StepSlaDef(Strict):
     extension: ExtensionDef | None = None
     on_warning: list[dict[str, Any]] = []
     on_breach: list[dict[str, Any]] = []
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
     @field_validator("warning", mode="before")
     @classmethod
@@ -246,7 +229,7 @@ class StepSlaDef(Strict):
 class SlaDef(StepSlaDef):
     """An entry of the pack's ``slas:``: a deadline between two moments of the case."""
 
-    label: Label  # required here
+    label: LabelIn  # required here
     start: Event = "opened"
     stop: Event = "closed"
 
@@ -254,7 +237,7 @@ class SlaDef(StepSlaDef):
 class TimerDef(Strict):
     """An entry of the pack's ``timers:``: effects ``after`` a while ``from`` an event."""
 
-    label: Label | None = None
+    label: LabelIn | None = None
     source: str | None = None
     after: Duration
     from_: Event = Field(default="opened", alias="from")
@@ -262,11 +245,6 @@ class TimerDef(Strict):
     then: list[dict[str, Any]] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
 
 Frequency = Literal["day", "week", "month", "quarter", "year"]
@@ -288,7 +266,7 @@ class ScheduleDef(Strict):
     the case, applying ``then:`` effects until the case closes.
     """
 
-    label: Label
+    label: LabelIn
     source: str | None = None
     every: Frequency | list[SchedulePhase]
     on: int | str | None = None
@@ -298,11 +276,6 @@ class ScheduleDef(Strict):
     then: list[dict[str, Any]] = []
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
     @model_validator(mode="after")
     def _shape(self) -> ScheduleDef:
@@ -333,17 +306,12 @@ class ScheduleOverride(Strict):
 
 
 class StepDef(Strict):
-    label: Label
+    label: LabelIn
     role: list[Key] = []
     final: bool = False
     actions: dict[Key, ActionDef] = {}
     sla: StepSlaDef | None = None
     source: str | None = None
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
     @field_validator("role", mode="before")
     @classmethod
@@ -365,12 +333,7 @@ class OpenDef(Strict):
 
 
 class RoleDef(Strict):
-    label: Label
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
+    label: LabelIn
 
 
 class RuleDef(Strict):
@@ -382,26 +345,16 @@ class RuleDef(Strict):
 
 
 class RecordDef(Strict):
-    title: Label
+    title: LabelIn
     form_number: str | None = None
     fields: list[Key]
     source: str | None = None
-
-    @field_validator("title", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
 
 
 class ParameterDef(Strict):
     type: Literal["number", "integer", "text", "boolean"]
     default: Any
-    label: Label | None = None
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
+    label: LabelIn | None = None
 
 
 TEMPLATE_KEY = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -420,7 +373,7 @@ class PackDef(Strict):
 
     kefu: Literal[1]
     procedure: PackKey
-    title: Label
+    title: LabelIn
     source: str | None = None
     parameters: dict[Key, ParameterDef] = {}
     roles: dict[Key, RoleDef] = Field(min_length=1)
@@ -435,11 +388,6 @@ class PackDef(Strict):
     schedules: dict[Key, ScheduleDef] = {}
     templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
 
-    @field_validator("title", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
-
 
 # -- company config ---------------------------------------------------------------------
 
@@ -452,12 +400,7 @@ class Holders(Strict):
 
 
 class DepartmentDef(Strict):
-    label: Label
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)
+    label: LabelIn
 
 
 class PersonDef(Strict):
@@ -499,7 +442,7 @@ class CompanyDef(Strict):
 
     kefu: Literal[1]
     company: PackKey
-    name: Label
+    name: LabelIn
     timezone: str = "Asia/Shanghai"
     locale: Literal["zh-CN", "en"] = "zh-CN"
     rules_engine: Literal["durable", "durable-inprocess", "reference"] | None = None
@@ -517,8 +460,3 @@ class CompanyDef(Strict):
     ] = {}
     # message texts replacing the packs' (same keys as the packs' templates:)
     templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _lbl(cls, v: Any) -> Any:
-        return _label(v)

@@ -181,6 +181,30 @@ class YamlDoc:
                 return None
         return node
 
+    def comma_split(self, loc: Loc) -> tuple[str, str] | None:
+        """The key and whole text that an unquoted comma cut apart at ``loc``, if it did.
+
+        In a flow mapping an ASCII comma ends the entry: ``{zh-CN: 意见, 已询问}`` is read
+        as ``zh-CN: 意见`` plus a key ``已询问`` with no value. For such a key (``loc``),
+        this returns the key before it and the text as meant: ``("zh-CN", "意见, 已询问")``.
+        """
+        parent = self.value_at(loc[:-1]) if loc else None
+        if not isinstance(parent, CommentedMap) or not parent.fa.flow_style():
+            return None
+        keys = list(parent)
+        if loc[-1] not in keys or parent[loc[-1]] is not None:
+            return None
+        start = keys.index(loc[-1])
+        while start > 0 and parent[keys[start - 1]] is None:
+            start -= 1  # several commas: go back to the key that holds the first part
+        end = start
+        while end < len(keys) and parent[keys[end]] is None:
+            end += 1
+        if start == 0 or not isinstance(parent[keys[start - 1]], str):
+            return None
+        text = ", ".join([str(parent[keys[start - 1]]), *map(str, keys[start:end])])
+        return str(keys[start - 1]), text
+
     def _is_quoted(self, loc: Loc) -> bool:
         from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 

@@ -147,6 +147,9 @@ def _pydantic_problems(
             name = str(loc[-1])
             allowed = _allowed_keys(model, rel[:-1])
             hint = _hint_for(name, allowed, "allowed keys here") if allowed else None
+            split = doc.comma_split(loc)
+            if split is not None:
+                hint = _comma_hint(loc, *split)
             out.append(doc.diag(loc, code or "K102", f"unknown key '{name}'", hint, key=True))
         elif bad_key:
             pattern = (err.get("ctx") or {}).get("pattern")
@@ -160,6 +163,16 @@ def _pydantic_problems(
         else:
             out.append(doc.diag(loc, code or "K103", _message(err), _value_hint(err)))
     return out
+
+
+def _comma_hint(loc: Loc, key: str, text: str) -> str:
+    """The hint for a key an unquoted comma split off a text inside ``{…}``."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    owner = f"{loc[-2]}: " if len(loc) > 1 and isinstance(loc[-2], str) else ""
+    return (
+        f"a comma inside {{…}} starts a new key, so '{loc[-1]}' became a key of its own; "
+        f'to keep the comma in the text, quote it: {owner}{{{key}: "{quoted}"}}'
+    )
 
 
 def _message(err: Any) -> str:

@@ -215,3 +215,51 @@ def test_unknown_top_level_keys_and_merge_keys_do_not_hide_other_problems(tmp_pa
         (12, "K105"),
     ], output
     assert "did you mean 'fields'?" in reported[1].hint
+
+
+def test_a_comma_in_a_flow_mapping_label_gets_a_hint_to_quote_the_text(tmp_path: Path) -> None:
+    pack = tmp_path / "fb" / "procedure.yaml"
+    pack.parent.mkdir()
+    pack.write_text(
+        "kefu: 1\n"
+        "procedure: fb\n"
+        "title: 反馈\n"
+        "roles: {agent: {label: 客服}}\n"
+        "open: {role: agent}\n"
+        "start: new\n"
+        "steps:\n"
+        "  new:\n"
+        "    label: {zh-CN: 意见, 已询问}\n"  # the comma ends the text: 已询问 is a key
+        "    role: agent\n"
+        "    actions: {done: {label: 完成, to: end}}\n"
+        "  end: {label: 结束, final: true}\n",
+        encoding="utf-8",
+    )
+    code, reported, output = validate(str(pack.parent))
+    assert code == 2
+    assert [(r.line, r.col, r.code) for r in reported] == [(9, 24, "K102")], output
+    assert "unknown key '已询问'" in reported[0].message
+    assert "a comma inside {…} starts a new key" in reported[0].hint, output
+    assert 'label: {zh-CN: "意见, 已询问"}' in reported[0].hint, output
+
+
+def test_several_commas_are_put_back_into_one_quoted_text(tmp_path: Path) -> None:
+    pack = tmp_path / "fb" / "procedure.yaml"
+    pack.parent.mkdir()
+    pack.write_text(
+        "kefu: 1\n"
+        "procedure: fb\n"
+        "title: {zh-CN: 反馈, 投诉, 建议, en: Feedback}\n"
+        "roles: {agent: {label: 客服}}\n"
+        "open: {role: agent}\n"
+        "start: new\n"
+        "steps:\n"
+        "  new: {label: 新, role: agent, actions: {done: {label: 完成, to: end}}}\n"
+        "  end: {label: 结束, final: true}\n",
+        encoding="utf-8",
+    )
+    code, reported, output = validate(str(pack.parent))
+    assert code == 2
+    assert [r.code for r in reported] == ["K102", "K102"], output
+    for r in reported:
+        assert 'title: {zh-CN: "反馈, 投诉, 建议"}' in r.hint, output
