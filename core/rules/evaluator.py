@@ -52,7 +52,7 @@ def make_evaluator(kind: str | None = None) -> Evaluator:
 
         return IsolatedDurableEvaluator()
     if kind == "durable-inprocess":
-        from core.rules.durable_adapter import DurableEvaluator
+        from core.rules.durable_runtime import DurableEvaluator
 
         return DurableEvaluator()
     raise ValueError(f"unknown rules engine {kind!r}; choose one of {', '.join(KINDS)}")

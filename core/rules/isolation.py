@@ -1,7 +1,9 @@
 """durable_rules in a supervised child process.
 
-The C core can still SIGSEGV, abort or loop forever holding the GIL (PITFALLS.md) —
-the adapter and the load-time limits make every known way impossible, but a crash in
+The C core can still SIGSEGV, abort or loop forever holding the GIL (it does on
+``delete_state`` in a session where no action ran, or with ~512 conditions on one
+field) — the compiler, the runtime and the load-time limits make every known way
+impossible, but a crash in
 the API or worker process would lose every request in flight, and a hang would freeze
 its event loop. So ``rules_engine: durable`` runs :class:`DurableEvaluator` in a child
 process and talks to it over a pair of pipes:
@@ -51,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import EngineUnavailable
-from core.rules.durable_adapter import RulesetTooComplex, same_rules  # pure: no C module
+from core.rules.durable_compiler import RulesetTooComplex, same_rules  # pure: no C module
 from core.rules.ir import RuleSet, Scalar
 
 FAULTS_ENV = "KEFU_RULES_TEST_FAULTS"
@@ -408,8 +410,8 @@ def _child_main(rfd: int, wfd: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         return
-    from core.rules import durable_adapter
-    from core.rules.durable_adapter import DurableEngineError, DurableEvaluator
+    from core.rules import durable_runtime
+    from core.rules.durable_runtime import DurableEngineError, DurableEvaluator
 
     faults_allowed = os.environ.get(FAULTS_ENV) == "1"
     evaluator = DurableEvaluator()
@@ -451,7 +453,7 @@ def _child_main(rfd: int, wfd: int) -> None:
             rs = rulesets[req["name"]]
             if armed is not None:
                 fault, armed = armed, None
-                _fault(fault, durable_adapter)
+                _fault(fault, durable_runtime)
             ids = evaluator.evaluate(rs, req["facts"])
             reply: dict[str, Any] = {"ok": sorted(ids)}
         except RulesetTooComplex as exc:
@@ -468,10 +470,10 @@ def _child_main(rfd: int, wfd: int) -> None:
         _send_blocking(wfd, reply)
 
 
-def _fault(fault: str, adapter: Any) -> None:
+def _fault(fault: str, runtime: Any) -> None:
     if fault == "crash-engine":
         try:
-            adapter._provoke_segfault()
+            runtime._provoke_segfault()
         finally:  # in case the heap layout spared us, the test still sees a crash
             os.kill(os.getpid(), signal.SIGSEGV)
     elif fault == "crash-segv":
@@ -479,7 +481,7 @@ def _fault(fault: str, adapter: Any) -> None:
     elif fault == "crash-abort":
         os.abort()
     elif fault == "hang-engine":
-        adapter._provoke_hang()
+        runtime._provoke_hang()
     elif fault == "hang-sleep":
         while True:
             time.sleep(60)

@@ -5,12 +5,12 @@ with bare numbers, an endless loop or a wrong answer. The loader calls
 :func:`check_limits` on every compiled RuleSet and shows each problem as a diagnostic
 with its own code, at file:line, before any case can run into it.
 
-Most table sizes are per C ruleset, and the adapter (core.rules.durable_adapter) cuts
+Most table sizes are per C ruleset, and the compiler (core.rules.durable_compiler) cuts
 a RuleSet into C rulesets that stay inside them whatever the number of rules — so
 "more than 64 rules match one fact", "more than 255 rules share one condition" and
 "too many `unset` checks across rules" cannot happen. What remains are single rules that
 are too wide or too deep by themselves, and properties of the whole ruleset (field
-names, numbers, size). Each check below compiles the rules exactly as the adapter does
+names, numbers, size). Each check below compiles the rules exactly as the runtime does
 and analyses the alpha network the C core would build, so both always agree.
 
 This module never imports the C module: it runs on Python 3.13+, where durable_rules
@@ -44,7 +44,8 @@ from core.rules.ir import RuleSet
 
 #: Properties per asserted fact, ``id`` and ``sid`` included: 254 work, 255 give
 #: "error code: 302" on a single assert_fact (MAX_OBJECT_PROPERTIES 255 in state.h).
-#: PITFALLS.md's crash at 253 was a batch assert, which the adapter never uses. Margin.
+#: A batch assert (assert_facts) crashes from 253 properties; the runtime asserts one fact
+#: at a time. Margin.
 MEASURED_MAX_PROPERTIES = 254
 MAX_FACT_PROPERTIES = 240
 
@@ -72,7 +73,7 @@ MAX_NODE_ABSENCE = 120
 
 #: Rules ending on one alpha node (identical condition): 255 fire correctly; 256 fire
 #: all 256 *and the sentinel rule* (the list overruns into the next one — a quiet wrong
-#: answer, not the "error 108" PITFALLS.md has at 257, which comes one later).
+#: answer; the "error 108" for too many rules on one condition only comes at 257).
 SAFE_BETA_LIST = 255
 
 #: and/or groups in one rule (MAX_SEQUENCE_EXPRESSIONS 32, two entries per group):
@@ -125,8 +126,8 @@ def check_limits(ruleset: RuleSet, fact_properties: int) -> list[LimitProblem]:
     with ``set``/``unset`` — so the count is ``min(fields compared, fact_properties)``
     plus the presence flags plus ``id`` and ``sid``.
     """
-    # imported here: durable_adapter imports this module's constants at import time
-    from core.rules.durable_adapter import compile_ruleset
+    # imported here: durable_compiler imports this module's constants at import time
+    from core.rules.durable_compiler import compile_ruleset
 
     out: list[LimitProblem] = []
     if len(ruleset.rules) > MAX_RULES_PER_RULESET:

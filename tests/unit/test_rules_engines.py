@@ -2,8 +2,9 @@
 
 ``reference`` is the oracle; ``durable-inprocess`` drives durable_rules' C core in this
 process; ``durable`` runs it in a supervised child process. Every durable test checks
-answers against the reference, case by case — the C core has answered wrong quietly
-before (PITFALLS.md), so "it ran" is never enough.
+answers against the reference, case by case — the C core quietly answers wrong in
+places (``"abc" > 100`` is true there; with ``post()`` only the first matching rule
+fires), so "it ran" is never enough.
 
 Each RuleSet name compiles new C rulesets that live until the evaluator is closed, so
 the tests give every ruleset a unique name and reuse rulesets across facts.
@@ -27,8 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import EngineUnavailable
-from core.rules import durable_adapter
-from core.rules.durable_adapter import DurableEvaluator, RulesetTooComplex
+from core.rules import durable_compiler
+from core.rules.durable_compiler import RulesetTooComplex
+from core.rules.durable_runtime import DurableEvaluator
 from core.rules.evaluator import make_evaluator
 from core.rules.ir import CompiledRule, Cond, RuleSet
 from core.rules.isolation import FAULTS_ENV, IsolatedDurableEvaluator
@@ -451,8 +453,8 @@ def test_engine_error_resets_the_session_and_next_case_is_right(
     # Lift the adapter's own budget so one C ruleset gets 70 rules a fact can all match:
     # the C core then fails with error 303. Each failure must leave a clean session
     # behind — 1,100 of them also prove no session leaks (the core allows 1,024).
-    monkeypatch.setattr(durable_adapter, "STACK_BUDGET", 1000)
-    monkeypatch.setattr(durable_adapter, "MAX_RULES_PER_CHUNK", 1000)
+    monkeypatch.setattr(durable_compiler, "STACK_BUDGET", 1000)
+    monkeypatch.setattr(durable_compiler, "MAX_RULES_PER_CHUNK", 1000)
     ev = DurableEvaluator()
     try:
         ruleset = rs(*((f"r{i}", cmp("lt", "x", i + 1)) for i in range(70)), tag="err")

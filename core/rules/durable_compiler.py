@@ -1,20 +1,17 @@
-"""durable_rules as a stateless evaluator of the IR (the only module that imports it).
+"""Compiling the IR for durable_rules' C core: rulesets, facts and limits (pure Python).
 
-The C core of durable-rules 2.0.28 is fast but unmaintained, and PITFALLS.md lists the
-ways it crashes, hangs or quietly answers wrong. This module uses the small subset that
-was measured to be safe and makes the rest impossible by construction:
+The C core of durable-rules 2.0.28 is fast but unmaintained: outside a small subset,
+measured to be safe, it crashes (SIGSEGV), loops forever holding the GIL, or quietly
+fires the wrong rules. This module compiles RuleSets into that subset only, and
+:mod:`core.rules.durable_runtime` feeds the result to the C module. It never imports the
+C module, so :mod:`core.rules.limits` and :mod:`core.rules.isolation` use it in processes
+that must never load the C core (the API process when the engine runs isolated, and
+Python 3.13+ where it cannot be built).
 
 * **Single-fact rules only**: ``{"all": [{"m": <cond>}]}`` with ``$eq $neq $lt $lte $gt
-  $gte $ex $nex $and $or``; no ``$not``, no joins, no ``post``, no regex, no timers, no
-  ``engine.Host``, no callbacks: the C module is driven directly.
-* **Stateless evaluation**: each C ruleset has one reused session (``sid``); an
-  evaluation asserts one fact, drains the fired actions, retracts the fact and drains
-  again, so the session is clean for the next case. A new session is first *primed*
-  with the sentinel fact: an action has then run before any ``delete_state`` (which
-  crashes otherwise), and the matches of the *state fact* the core adds to every new
-  session (it lacks every property, so it matches every rule made only of ``unset``
-  tests) are consumed before a real case is asserted. Only messages that carry the
-  asserted fact's own id are counted.
+  $gte $ex $nex $and $or``; no ``$not``, no joins, no ``post``, no regex, no timers. Each
+  C ruleset also holds the *sentinel rule* (on the property ``X``, lowest salience) the
+  runtime uses to prime its sessions.
 * **Typed, renamed properties**: the C core compares across types (``True == 1``,
   ``"1" == 1``, ``"abc" > 100``) and compares strings with ``strncmp`` on the raw JSON
   text, which gets prefixes, spaces, quotes and escapes wrong (``"ab" < "ab c"`` is false
@@ -34,30 +31,23 @@ was measured to be safe and makes the rest impossible by construction:
   MAX_NODE_ABSENCE absence tests (107), nor ends 255 rules on one node. What no cut can
   fix — one rule too wide or too deep by itself, too many fields, colliding names,
   inexact numbers — is reported by :mod:`core.rules.limits` at load time (same code,
-  same model) and raises :class:`RulesetTooComplex` here. The measured thresholds live in
-  :mod:`core.rules.limits`.
+  same model) and makes the runtime raise :class:`RulesetTooComplex`. The measured
+  thresholds live in :mod:`core.rules.limits`.
 
 Constant parts of a condition are folded in Python (a ``{"true": True}`` rule always
 fires, an empty ``or`` never does), and a top-level ``or`` becomes one durable rule per
 alternative, each mapped back to the rule's id.
-
-The compiler half (:func:`compile_ruleset`) is pure Python and the C module is imported
-on first use, so :mod:`core.rules.limits` can use the compiler in processes that never
-load the C core (the API process when the engine runs isolated, Python 3.13+).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from core.errors import EngineUnavailable
 from core.rules.ir import OPS, Cond, RuleSet, Scalar
 from core.rules.limits import (
     MAX_EXACT_NUMBER,
@@ -73,26 +63,6 @@ from core.rules.limits import (
     STACK_BUDGET,
     LimitProblem,
 )
-
-# The C module is imported on first use, not with this module: core.rules.limits uses
-# the pure compiler below in processes that must never load the C core (the API process
-# when the engine runs isolated, and Python 3.13+ where it cannot be built).
-_dre: Any = None
-
-
-def _engine() -> Any:
-    global _dre
-    if _dre is None:
-        try:
-            import durable_rules_engine
-        except ImportError as exc:  # pragma: no cover - only where durable is absent
-            raise EngineUnavailable(
-                "durable_rules is not installed (it cannot be built on Python 3.13+); "
-                "use rules_engine: reference"
-            ) from exc
-        _dre = durable_rules_engine
-    return _dre
-
 
 # -- property names -----------------------------------------------------------------------
 KIND_BOOL, KIND_NUMBER, KIND_STRING, PRESENT = "B", "N", "S", "P"
@@ -116,10 +86,6 @@ class RulesetTooComplex(ValueError):
         super().__init__(message)
         self.rule_id = rule_id
         self.code = code
-
-
-class DurableEngineError(EngineUnavailable):
-    """The C core reported an error; the session was reset and the action can be retried."""
 
 
 def fnv1a32(name: str) -> int:
@@ -459,6 +425,11 @@ class ChunkPlan:
         d[SENTINEL_RULE] = {"pri": 65535, "all": [{"m": {"$ex": {SENTINEL_PROP: 1}}}]}
         return d
 
+    def definition_json(self) -> str:
+        """:meth:`definition` as the JSON text the C core parses (see :func:`number_text`)."""
+        text = json.dumps(self.definition(), separators=(",", ":"))
+        return _BARE_EXPONENT.sub(r"\1.0\2", text)
+
 
 @dataclass(frozen=True)
 class CompiledPlan:
@@ -598,7 +569,7 @@ def rule_problems(dr: DurableRule) -> list[LimitProblem]:
 def compile_ruleset(ruleset: RuleSet, *, fact_properties: int | None = None) -> CompiledPlan:
     """Split a RuleSet into chunk plans the C core can take; pure Python.
 
-    ``problems`` lists what cannot be compiled at all (the adapter refuses the ruleset
+    ``problems`` lists what cannot be compiled at all (the runtime refuses the ruleset
     then; the loader reports the same problems first, through core.rules.limits).
     """
     always: set[str] = set()
@@ -744,158 +715,36 @@ def _chunk(rules: Sequence[DurableRule]) -> ChunkPlan:
     return ChunkPlan(tuple(rules), fields, matches_empty, net.analyse().stack)
 
 
-# -- evaluating through the C module -----------------------------------------------------
-class _Chunk:
-    """One compiled C ruleset with its reused session. Guarded by ``lock``: the C core
-    has no locks, and assert → drain → retract → drain must not interleave."""
+# -- encoding facts ----------------------------------------------------------------------
+#: per field some rule tests: its name and the JSON prefixes (``,"Bname":`` ...) of its
+#: bool, number and string properties, "" for those no rule tests, and its presence flag
+#: with its value (``,"Pname":1``) or "" when no rule tests presence
+FactKey = tuple[str, str, str, str, str]
 
-    def __init__(self, plan: ChunkPlan, cname: str) -> None:
-        self.plan = plan
-        self.cname = cname
-        self.ids = [r.rule_id for r in plan.rules]
-        self.lock = threading.Lock()
-        self.definition = _BARE_EXPONENT.sub(
-            r"\1.0\2", json.dumps(plan.definition(), separators=(",", ":"))
+
+def fact_keys(plan: CompiledPlan) -> list[FactKey]:
+    """The pre-encoded property names :func:`fact_body` builds facts for ``plan`` from."""
+
+    def key(kind: str, name: str, kinds: frozenset[str]) -> str:
+        return _json_key(kind + name) if kind in kinds else ""
+
+    return [
+        (
+            name,
+            key(KIND_BOOL, name, kinds),
+            key(KIND_NUMBER, name, kinds),
+            key(KIND_STRING, name, kinds),
+            _json_key(PRESENT + name) + "1" if presence else "",
         )
-        self.handle = _dre.create_ruleset(cname, self.definition)
-        self.generation = 0
-        self.sid = "s0"
-        self.primed = False
-        self.abandoned = 0
-        self.closed = False
-        self.seq = itertools.count(1)
-
-    def evaluate(self, body: str, present: Iterable[str], out: set[str]) -> None:
-        """Assert the fact (``body``: its properties as JSON text, shared by all chunks),
-        collect the rules it fires, retract it. ``present``: the fields it carries."""
-        if not self.plan.matches_empty and self.plan.fields.isdisjoint(present):
-            return  # no rule of this chunk can match: skip the round trip
-        with self.lock:
-            if self.closed:  # close() raced with this call: the handle is gone
-                raise EngineUnavailable("the rules engine was closed")
-            # A fresh id per fact: a fact left behind by a failed retract can never make
-            # the next assert a "duplicate" that is silently not evaluated.
-            fid = f"f{next(self.seq)}"
-            fact = f'{{"id":"{fid}","sid":"{self.sid}"{body}}}'
-            try:
-                if not self.primed:
-                    self._prime()
-                h = self.handle
-                code, off = _dre.assert_fact(h, fact)
-                if code == 2:  # "observed": a fact with this id exists — never expected
-                    raise _SessionBroken("durable_rules saw the fact twice")
-                fired: list[str] = []
-                # Only messages about *this* fact count (the session's state fact and
-                # the sentinel were consumed by priming, but belt and braces).
-                self._drain(off, f'"m":{{"id":"{fid}"', fired)
-                _, off = _dre.retract_fact(h, fact)
-                self._drain(off, None, None)
-            except BaseException as exc:
-                # Anything between an action's start and its completion leaves the
-                # session leased for 30-60 s, after which it would silently fire nothing:
-                # never reuse a session that saw an exception, whatever it was.
-                self._recover()
-                if isinstance(exc, _dre.error | MemoryError | _SessionBroken):
-                    raise DurableEngineError(
-                        f"durable_rules failed on '{self.cname}': {exc}; the session was "
-                        "reset, the next evaluation starts clean",
-                        ruleset=self.cname,
-                    ) from exc
-                raise
-            ids = self.ids
-            for name in fired:
-                if name != SENTINEL_RULE:
-                    out.add(ids[int(name[1:])])
-
-    def _drain(self, off: int, marker: str | None, fired: list[str] | None) -> None:
-        r = _dre.start_action_for_state(self.handle, off)
-        if not r:
-            return
-        msg = r[1]
-        while msg:
-            # a message is {"<rule name>":{"m":<the fact as asserted>}}
-            if fired is not None and marker in msg:
-                fired.append(msg[2 : msg.index('"', 2)])
-            msg = _dre.complete_and_start_action(self.handle, off)
-
-    def _prime(self) -> None:
-        """Start the session with the sentinel fact: this runs at least one action (so
-        delete_state is safe from now on) and consumes the matches of the state fact the
-        core creates with the session (it lacks every property, so it matches every rule
-        made only of absence tests)."""
-        fact = json.dumps(
-            {"id": "sentinel", "sid": self.sid, SENTINEL_PROP: 1}, separators=(",", ":")
-        )
-        _, off = _dre.assert_fact(self.handle, fact)
-        fired: list[str] = []
-        self._drain(off, '"m":{"id":"sentinel"', fired)
-        if SENTINEL_RULE not in fired:
-            raise _SessionBroken("the sentinel rule did not fire while priming a session")
-        _, off = _dre.retract_fact(self.handle, fact)
-        self._drain(off, None, None)
-        self.primed = True
-
-    def _recover(self) -> None:
-        """Drop the current session and move to a fresh session id.
-
-        A primed session is deleted (after one more sentinel action, as PITFALLS.md
-        advises); a session that failed while being created is left alone — touching it
-        at all (get_state, delete_state, another assert) was measured to SIGSEGV."""
-        old, was_primed = self.sid, self.primed
-        self.generation += 1
-        self.sid = f"s{self.generation}"
-        self.primed = False
-        if was_primed:
-            try:
-                fact = json.dumps(
-                    {"id": f"x{self.generation}", "sid": old, SENTINEL_PROP: 1},
-                    separators=(",", ":"),
-                )
-                _, off = _dre.assert_fact(self.handle, fact)
-                self._drain(off, None, None)
-            except Exception:  # best effort; the delete below is what matters
-                pass
-            try:
-                _dre.delete_state(self.handle, old)
-                return
-            except Exception:
-                pass
-        self.abandoned += 1
-        if self.abandoned > 512:
-            # An abandoned session keeps one of the ruleset's 1,024 session slots; before
-            # they run out, build the C ruleset again (the C core does not mind the name).
-            self.handle = _dre.create_ruleset(self.cname, self.definition)
-            self.abandoned = 0
-
-    def close(self) -> None:
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            if self.primed:
-                try:
-                    _dre.delete_state(self.handle, self.sid)
-                except Exception:
-                    pass
-            # Only when no session is poisoned: deleteRuleset frees the network the
-            # abandoned sessions still point into.
-            if self.abandoned == 0:
-                try:
-                    _dre.delete_ruleset(self.handle)
-                except Exception:
-                    pass
-            self.primed = False
-
-
-class _SessionBroken(Exception):
-    pass
+        for name, kinds, presence in plan.fields
+    ]
 
 
 def _json_key(prop: str) -> str:
     return "," + json.dumps(prop) + ":"
 
 
-def _fact_body(facts: Mapping[str, Scalar], keys: Sequence[tuple[str, str, str, str, str]]) -> str:
+def fact_body(facts: Mapping[str, Scalar], keys: Sequence[FactKey]) -> str:
     """The properties of the fact every chunk asserts, as JSON text (``,"k":v`` each),
     built by concatenation on the hot path: keys are pre-encoded per ruleset, values are
     ``true``/``false``, finite numbers (whose ``repr`` is valid JSON) and hex strings.
@@ -944,126 +793,3 @@ def _number(name: str, v: int | float) -> int | float:
     # every condition value is within ±2**53 (checked at compile time), so any number
     # beyond compares like this stand-in — which JSON and the C core take exactly
     return _FAR if v > 0 else -_FAR
-
-
-@dataclass
-class _Compiled:
-    ruleset: RuleSet  # the object last seen with this name (identity fast path)
-    always: frozenset[str]
-    chunks: list[_Chunk] = field(default_factory=list)
-    #: per field some rule tests: name and the JSON prefixes (',"Bname":' ...) of its
-    #: bool, number, string and presence properties, "" for those no rule tests
-    keys: list[tuple[str, str, str, str, str]] = field(default_factory=list)
-
-
-class DurableEvaluator:
-    """Evaluates RuleSets with durable_rules' C core in this process.
-
-    Thread-safe. Compiled C rulesets are cached by ``RuleSet.name`` for the life of the
-    evaluator (``close`` frees them). A name must always come with the same rules: names
-    carry procedure, version and company (see core.spec.procedures), and a different RuleSet
-    under a known name is refused rather than silently answered with the old rules.
-    """
-
-    name = "durable-inprocess"
-
-    def __init__(self) -> None:
-        _engine()
-        self._cache: dict[str, _Compiled] = {}
-        self._compile_lock = threading.Lock()
-        self._closed = False
-
-    def _compiled(self, ruleset: RuleSet) -> _Compiled:
-        c = self._cache.get(ruleset.name)
-        if c is not None and c.ruleset is ruleset:
-            return c
-        with self._compile_lock:
-            if self._closed:
-                raise EngineUnavailable("the rules engine was closed")
-            c = self._cache.get(ruleset.name)
-            if c is not None:
-                if not same_rules(c.ruleset, ruleset):
-                    raise ValueError(
-                        f"ruleset name {ruleset.name!r} was already compiled with other "
-                        "rules; names must change with the rules (durable_rules keeps them)"
-                    )
-                c.ruleset = ruleset
-                return c
-            plan = compile_ruleset(ruleset)
-            if plan.problems:
-                p = plan.problems[0]
-                more = f" (and {len(plan.problems) - 1} more)" if len(plan.problems) > 1 else ""
-                raise RulesetTooComplex(f"{p.code}: {p.message}{more}", p.rule_id, p.code)
-            c = _Compiled(ruleset, plan.always)
-            try:
-                for i, chunk in enumerate(plan.chunks):
-                    c.chunks.append(_Chunk(chunk, f"{ruleset.name}#{i}"))
-            except _dre.error as exc:  # the model in this module missed something
-                raise DurableEngineError(
-                    f"durable_rules refused ruleset {ruleset.name!r}: {exc}", ruleset=ruleset.name
-                ) from exc
-
-            def key(kind: str, name: str, kinds: frozenset[str]) -> str:
-                return _json_key(kind + name) if kind in kinds else ""
-
-            c.keys = [
-                (
-                    name,
-                    key(KIND_BOOL, name, kinds),
-                    key(KIND_NUMBER, name, kinds),
-                    key(KIND_STRING, name, kinds),
-                    _json_key(PRESENT + name) + "1" if presence else "",
-                )
-                for name, kinds, presence in plan.fields
-            ]
-            self._cache[ruleset.name] = c
-            return c
-
-    def evaluate(self, ruleset: RuleSet, facts: Mapping[str, Scalar]) -> frozenset[str]:
-        c = self._compiled(ruleset)
-        out: set[str] = set(c.always)
-        if c.chunks:
-            body = _fact_body(facts, c.keys)
-            for chunk in c.chunks:
-                chunk.evaluate(body, facts.keys(), out)
-        return frozenset(out)
-
-    def compiled_chunks(self, ruleset: RuleSet) -> int:
-        """How many C rulesets a RuleSet became (diagnostics and tests)."""
-        return len(self._compiled(ruleset).chunks)
-
-    def close(self) -> None:
-        with self._compile_lock:
-            self._closed = True
-            for c in self._cache.values():
-                for chunk in c.chunks:
-                    chunk.close()
-            self._cache.clear()
-
-
-# -- test hooks (reached only through IsolatedDurableEvaluator(allow_test_faults=True)) ---
-def _provoke_segfault() -> None:
-    """Reproduce a measured C-core crash: 70 rules made only of absence tests all match
-    the state fact of a new session, so creating it fails with error 303 half-way;
-    delete_state on that session then frees garbage pointers (SIGSEGV in 15 of 15 runs,
-    whatever the heap held before; get_state only crashed on a fresh heap)."""
-    dre = _engine()
-    h = dre.create_ruleset(
-        "kefu:test-fault:segv",
-        json.dumps({f"r{i}": {"all": [{"m": {"$nex": {f"a{i}": 1}}}]} for i in range(70)}),
-    )
-    try:
-        dre.assert_fact(h, '{"id":"1","sid":"poisoned","a0":1}')
-    except dre.error:
-        pass
-    dre.delete_state(h, "poisoned")
-
-
-def _provoke_hang() -> None:
-    """Reproduce the measured endless loop: 512 conditions under one alpha node fill its
-    512-slot table, and create_ruleset probes it forever, holding the GIL."""
-    dre = _engine()
-    dre.create_ruleset(
-        "kefu:test-fault:hang",
-        json.dumps({f"r{i}": {"all": [{"m": {"$eq": {"x": i}}}]} for i in range(513)}),
-    )
