@@ -1,7 +1,8 @@
 """The Litestar application: routes, authentication, problem details, OpenAPI.
 
 ``create_app(svc)`` wires a running :class:`~core.cases.service.CaseService` into an ASGI app.
-OpenAPI is served at ``/schema/openapi.json`` with a browsable UI at ``/schema``.
+OpenAPI is served at ``/schema/openapi.json`` with a browsable UI at ``/schema`` (Swagger
+UI from an installed package, so it works offline: see :mod:`api.swagger`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api.auth import AuthSettings, build_auth
 from api.problems import HANDLERS
 from api.routes import ROUTES
+from api.swagger import LocalSwaggerRenderPlugin
 from core.cases.service import CaseService
 
 MAX_BODY = 1024 * 1024  # 1 MiB: a form is small; attachments come through their own route
@@ -45,7 +47,10 @@ def create_app(
         description="Rules-driven case engine for customer-service procedures (客服). "
         "Errors are RFC 9457 problem details.",
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
+        render_plugins=[
+            LocalSwaggerRenderPlugin(schema_path="/schema", path=["/", "/swagger"]),
+            JsonRenderPlugin(path="/openapi.json"),
+        ],
         use_handler_docstrings=True,
         components=Components(
             security_schemes={
