@@ -38,12 +38,12 @@ from litestar.middleware import (
     AuthenticationResult,
     DefineMiddleware,
 )
-from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ASGIApp, ControllerRouterHandler
 from sqlalchemy import select
 
-from api.models import Problem, Text, text
+from api.models import Text, text
+from api.problems import errors
 from core.cases.service import Actor, CaseService
 from core.errors import InvalidInput, KefuError, NotAllowed
 from core.runtime import users
@@ -217,22 +217,13 @@ class Me(msgspec.Struct):
     procedures: list[ProcedureRoles]
 
 
-def _problems(*codes: int) -> dict[int, ResponseSpec]:
-    why = {
-        401: "not signed in, or the credentials are bad, expired or revoked; wrong username or password",
-        403: "not a member of the requested company",
-        422: "malformed body, or several companies and none chosen (`errors.company`)",
-        423: "account locked after too many failed sign-ins (`detail` says until when)",
-    }
-    return {
-        c: ResponseSpec(
-            Problem,
-            description=why[c],
-            media_type="application/problem+json",
-            generate_examples=False,
-        )
-        for c in codes
-    }
+#: what the problem answers of the sign-in routes mean
+_AUTH_WHY = {
+    401: "not signed in, or the credentials are bad, expired or revoked; wrong username or password",
+    403: "not a member of the requested company",
+    422: "malformed body, or several companies and none chosen (`errors.company`)",
+    423: "account locked after too many failed sign-ins (`detail` says until when)",
+}
 
 
 def _utc(moment: dt.datetime) -> str:
@@ -517,7 +508,7 @@ def build_auth(
         exclude_from_auth=True,
         sync_to_thread=True,
         security=[{}],
-        responses=_problems(401, 403, 422, 423),
+        responses=errors(403, 422, 423, why=_AUTH_WHY),
     )
     def login_route(request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> Response[SignedIn]:
         """Sign in with username and password; sets the session cookie.
@@ -537,7 +528,7 @@ def build_auth(
         tags=["auth"],
         status_code=204,
         sync_to_thread=True,
-        responses=_problems(401),
+        responses=errors(why=_AUTH_WHY),
     )
     def logout_route(request: Request[Principal, Credential, Any]) -> Response[None]:
         """End the current session and clear its cookie (an API token stays valid: revoke it instead)."""
@@ -553,7 +544,7 @@ def build_auth(
         summary="Who am I",
         tags=["auth"],
         sync_to_thread=True,
-        responses=_problems(401, 403),
+        responses=errors(403, why=_AUTH_WHY),
     )
     def me_route(request: Request[Principal, Credential, Any]) -> Me:
         """Who I am, the company this request acts in, and the others I may act in."""

@@ -9,11 +9,14 @@ and where; extensions carry ``errors`` (field → problem), ``current_version``,
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
+from api.models import Problem
 from core.errors import KefuError
 
 log = logging.getLogger("kefu.api")
@@ -34,6 +37,35 @@ TITLES = {
     500: "Internal error",
     503: "Service unavailable",
 }
+
+#: what a problem answer means on kefu's routes, for the OpenAPI document
+WHY = {
+    401: "not signed in, or the credentials are bad, expired or revoked",
+    403: "you do not hold the role this needs",
+    404: "no such thing in your company",
+    409: "stale expected_version, or the action is not available at the case's step",
+    422: "malformed request, form errors, or refused by a rule",
+    503: "the rule engine is unavailable",
+}
+
+
+def errors(*codes: int, why: Mapping[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """The OpenAPI ``responses=`` of a route: the problem answers it can give.
+
+    401 is always listed (authentication answers it before any route runs). ``why``
+    gives a route's own description of a status instead of the general one (:data:`WHY`).
+    Plugins document their routes with it too: ``responses=errors(404)``.
+    """
+    described = {**WHY, **(why or {})}
+    return {
+        c: ResponseSpec(
+            Problem,
+            description=described.get(c, TITLES.get(c, "Error")),
+            media_type=PROBLEM,
+            generate_examples=False,
+        )
+        for c in sorted({401, *codes})
+    }
 
 
 def problem(
@@ -99,4 +131,4 @@ HANDLERS: dict[Any, Any] = {
     Exception: internal_error,
 }
 
-__all__ = ["HANDLERS", "PROBLEM", "MediaType", "problem"]
+__all__ = ["HANDLERS", "PROBLEM", "MediaType", "errors", "problem"]

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from api.models import (
@@ -25,7 +24,6 @@ from api.models import (
     JournalEntry,
     OpenCase,
     Pause,
-    Problem,
     ProcedureOut,
     ReportInfo,
     ReportOut,
@@ -36,6 +34,7 @@ from api.models import (
     form,
     text,
 )
+from api.problems import errors
 from core.cases.queries import (
     CaseFilter,
     CasePage,
@@ -52,29 +51,6 @@ from core.spec.procedures import CompiledProcedure
 
 Svc = NamedDependency[CaseService]
 Me = NamedDependency[Actor]
-
-_WHY = {
-    401: "not signed in, or the credentials are bad, expired or revoked",
-    403: "you do not hold the role this needs",
-    404: "no such thing in your company",
-    409: "stale expected_version, or the action is not available at the case's step",
-    422: "malformed request, form errors, or refused by a rule",
-    503: "the rule engine is unavailable",
-}
-
-
-def errors(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem answers a route can give."""
-    return {
-        c: ResponseSpec(
-            Problem,
-            description=_WHY[c],
-            media_type="application/problem+json",
-            generate_examples=False,
-        )
-        for c in (401, *codes)
-    }
-
 
 CaseId = Annotated[int, PathParameter(ge=1, le=2**62, description="the case id")]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="page size (1–200)")]

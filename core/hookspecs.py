@@ -142,7 +142,7 @@ def kefu_api_routes() -> list[Any] | None:
     They are mounted as given (use paths under ``/api/v1/<your plugin>/``), appear in the
     OpenAPI document, and sit behind the same authentication as the built-in routes
     (``exclude_from_auth=True`` opts out). Depend on ``svc`` for the case service; document
-    the problem answers with ``responses=api.routes.errors(404, ...)`` (401 is always there).
+    the problem answers with ``responses=api.problems.errors(404, ...)`` (401 is always there).
 
     Called once when the web application is built. Return a list (``None``: none).
     Results are combined; Litestar refuses two handlers on one path and method at start-up.

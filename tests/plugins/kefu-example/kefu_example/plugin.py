@@ -21,7 +21,7 @@ from typing import Any
 from litestar import get
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.routes import errors
+from api.problems import errors
 from core import hookimpl
 from core.cases.dispatch import Candidate, Choice, DispatchRequest
 from core.spec.definitions import FieldDef, PackDef
