@@ -1,6 +1,7 @@
 # kefu — the two commands of README's Quick start.
 #   make run    set up, create the demo database (SQLite) and serve on http://127.0.0.1:8000
-#   make test   set up and run the checks and the whole test suite (SQLite and PostgreSQL)
+#   make test   set up (with the test plugin) and run the checks and the whole test suite
+#               (SQLite and PostgreSQL)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,12 +12,29 @@ $(BIN)/kefu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q -e tests/plugins/kefu-example
 	@touch $(BIN)/kefu
 
 setup: $(BIN)/kefu
 
+# The test plugin (tests/plugins/kefu-example) is for the test suite only. kefu finds
+# plugins through the entry points of the packages installed in its environment, so in
+# the one .venv that `run` and `test` share, an installed test plugin would be loaded by
+# the demo server too (its routes, effect types and warranty-desk pack). Hence: `test`
+# installs it (this stamp), and `run` uninstalls it first and removes the stamp, so the
+# next `make test` installs it again (a few seconds). One venv keeps a fresh clone's
+# `make run` and `make test` to a single install of kefu and its dependencies; run the
+# tests with `make test`, not with a bare pytest after `make run`.
+TEST_PLUGIN := $(VENV)/.kefu-example-installed
+
+$(TEST_PLUGIN): $(BIN)/kefu tests/plugins/kefu-example/pyproject.toml
+	$(BIN)/pip install -q -e tests/plugins/kefu-example
+	@touch $@
+
 run: setup
+	@if $(BIN)/pip show -q kefu-example 2>/dev/null; then \
+		echo "uninstalling the test plugin kefu-example (make test installs it again)"; \
+		$(BIN)/pip uninstall -q -y kefu-example; fi
+	@rm -f $(TEST_PLUGIN)
 	$(BIN)/kefu validate
 	$(BIN)/kefu init --demo
 	$(BIN)/kefu serve
@@ -27,7 +45,7 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint
+test: lint $(TEST_PLUGIN)
 	$(BIN)/pytest -q
 
 bench: setup

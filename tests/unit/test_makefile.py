@@ -1,0 +1,47 @@
+"""The Makefile: ``make run`` serves the demo without the test plugin, ``make test`` has it.
+
+Read from ``make --dry-run --always-make`` (every command of the target's whole chain, as
+from a fresh clone, none executed) on a venv path that does not exist.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = "tests/plugins/kefu-example"
+
+
+def commands(target: str, tmp_path: Path) -> list[str]:
+    if shutil.which("make") is None:
+        pytest.fail("make is needed: README's quick start is `make run` / `make test`")
+    out = subprocess.run(
+        ["make", "--dry-run", "--always-make", f"VENV={tmp_path / 'venv'}", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return out.splitlines()
+
+
+def test_make_run_serves_without_the_test_plugin(tmp_path: Path) -> None:
+    lines = commands("run", tmp_path)
+    assert not [x for x in lines if "pip install" in x and PLUGIN in x], lines
+    # a venv where `make test` installed it: uninstalled before the server starts
+    uninstall = next(i for i, x in enumerate(lines) if "pip uninstall" in x and "kefu-example" in x)
+    serve = next(i for i, x in enumerate(lines) if x.rstrip().endswith("kefu serve"))
+    assert uninstall < serve
+
+
+def test_make_test_installs_the_test_plugin_before_pytest(tmp_path: Path) -> None:
+    lines = commands("test", tmp_path)
+    install = next(i for i, x in enumerate(lines) if "pip install" in x and PLUGIN in x)
+    pytest_run = next(i for i, x in enumerate(lines) if "/bin/pytest" in x)
+    assert install < pytest_run
+    assert not [x for x in lines if "pip uninstall" in x], lines
