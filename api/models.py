@@ -8,7 +8,7 @@ procedure's form, so ``fields`` is an open object here.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 import msgspec
 
@@ -25,7 +25,16 @@ class Text(msgspec.Struct, rename={"zh_CN": "zh-CN"}):
     en: str | None = None
 
 
+@overload
+def text(label: Label) -> Text: ...
+
+
+@overload
+def text(label: Label | None) -> Text | None: ...
+
+
 def text(label: Label | None) -> Text | None:
+    """A label as the API writes it (no label, no text)."""
     return None if label is None else Text(label.zh_CN, label.en)
 
 
@@ -177,7 +186,6 @@ def form(proc: CompiledProcedure, names: list[str], required: list[str]) -> list
         if f.choices:
             choices = [Choice(k, Text(v.zh_CN, v.en)) for k, v in f.choices.items()]
         label = text(f.label)
-        assert label is not None
         kind = PLUGIN_KINDS.get(f.type)
         out.append(
             FormField(
@@ -208,7 +216,6 @@ def action_out(proc: CompiledProcedure, a: ActionView) -> ActionOut:
 
 def case_out(view: CaseView, proc: CompiledProcedure) -> CaseOut:
     step_label = text(proc.step(view.step).label)
-    assert step_label is not None
     return CaseOut(
         view.id,
         view.number,

@@ -78,8 +78,7 @@ def _describe(svc: Svc, actor: Me, proc: CompiledProcedure) -> ProcedureOut:
     rt = svc.company(actor.company)
     pack = proc.pack
     roles = [
-        RoleOut(k, text(r.label), svc.holds(actor, rt, proc.key, k))  # type: ignore[arg-type]
-        for k, r in pack.roles.items()
+        RoleOut(k, text(r.label), svc.holds(actor, rt, proc.key, k)) for k, r in pack.roles.items()
     ]
     steps = []
     for key, st in pack.steps.items():
@@ -96,10 +95,10 @@ def _describe(svc: Svc, actor: Me, proc: CompiledProcedure) -> ProcedureOut:
             )
             for name, a in st.actions.items()
         ]
-        steps.append(StepOut(key, text(st.label), list(st.role), st.final, actions))  # type: ignore[arg-type]
+        steps.append(StepOut(key, text(st.label), list(st.role), st.final, actions))
     return ProcedureOut(
         proc.key,
-        text(pack.title),  # type: ignore[arg-type]  # a pack always has a title (required key)
+        text(pack.title),
         proc.version,
         pack.start,
         roles,

@@ -19,20 +19,21 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select  # noqa: E402  # after the path set-up above
 
-from bench.databases import on_each_database  # noqa: E402
-from core.clock import TestClock  # noqa: E402
-from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402
-from core.spec.catalog import load_catalog  # noqa: E402
-from core.storage import schema as t  # noqa: E402
-from core.storage.db import Database  # noqa: E402
-from core.storage.migrate import upgrade  # noqa: E402
+from bench.databases import on_each_database  # noqa: E402  # after the path set-up above
+from core.clock import TestClock  # noqa: E402  # after the path set-up above
+from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
+from core.spec.catalog import load_catalog  # noqa: E402  # after the path set-up above
+from core.storage import schema as t  # noqa: E402  # after the path set-up above
+from core.storage.db import Database  # noqa: E402  # after the path set-up above
+from core.storage.migrate import upgrade  # noqa: E402  # after the path set-up above
 
 OPEN = {
     "channel": "phone",
@@ -69,7 +70,7 @@ def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tupl
     svc = build_service(db, load_catalog(), evaluator=engine, clock=TestClock())
     create_config_people(svc, passwords=False)
     actors = {u: svc.actor("demo", u) for u in ("wang", "li")}
-    svc.evaluator  # start the engine (a child process for durable) before timing  # noqa: B018
+    svc.evaluator  # noqa: B018  # starts the engine (a child process for durable) before timing
     shape: list[tuple[int, int, bool]] = []
     n = 0
     start = time.perf_counter()
@@ -199,7 +200,7 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
     return len(shape) / elapsed
 
 
-def bench_db(label: str, make_url, cases: int, repeats: int) -> None:  # type: ignore[no-untyped-def]
+def bench_db(label: str, make_url: Callable[[], str], cases: int, repeats: int) -> None:
     for engine in ("durable", "reference"):
         svc_rates, raw_rates = [], []
         for _ in range(repeats):

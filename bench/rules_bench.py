@@ -23,10 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.rules.durable_runtime import DurableEvaluator  # noqa: E402
-from core.rules.ir import CompiledRule, Cond, RuleSet  # noqa: E402
-from core.rules.isolation import IsolatedDurableEvaluator  # noqa: E402
-from core.rules.reference import ReferenceEvaluator  # noqa: E402
+from core.rules.durable_runtime import DurableEvaluator  # noqa: E402  # after the path set-up above
+from core.rules.ir import CompiledRule, Cond, RuleSet  # noqa: E402  # after the path set-up above
+from core.rules.isolation import IsolatedDurableEvaluator  # noqa: E402  # after the path set-up above
+from core.rules.reference import ReferenceEvaluator  # noqa: E402  # after the path set-up above
 
 CHOICES = {
     "event": ["opened", "action", "guard", "timer"],

@@ -25,37 +25,41 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ruamel.yaml import YAML  # noqa: E402
-from sqlalchemy import insert, text  # noqa: E402
+from ruamel.yaml import YAML  # noqa: E402  # after the path set-up above
+from sqlalchemy import Connection, insert, text  # noqa: E402  # after the path set-up above
 
-from bench.databases import on_each_database  # noqa: E402
-from core.cases import timers  # noqa: E402
-from core.cases.service import CaseService  # noqa: E402
-from core.clock import TestClock  # noqa: E402
-from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402
-from core.runtime.worker import Worker  # noqa: E402
-from core.spec.catalog import Catalog, load_catalog  # noqa: E402
-from core.storage import schema as t  # noqa: E402
-from core.storage.db import Database  # noqa: E402
-from core.storage.migrate import upgrade  # noqa: E402
+from bench.databases import on_each_database  # noqa: E402  # after the path set-up above
+from core.cases import timers  # noqa: E402  # after the path set-up above
+from core.cases.service import CaseService  # noqa: E402  # after the path set-up above
+from core.cases.timers import DueTimer  # noqa: E402  # after the path set-up above
+from core.clock import TestClock  # noqa: E402  # after the path set-up above
+from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
+from core.runtime.outbox import OutboxMessage  # noqa: E402  # after the path set-up above
+from core.runtime.worker import Worker  # noqa: E402  # after the path set-up above
+from core.spec.catalog import Catalog, load_catalog  # noqa: E402  # after the path set-up above
+from core.storage import schema as t  # noqa: E402  # after the path set-up above
+from core.storage.db import Database  # noqa: E402  # after the path set-up above
+from core.storage.migrate import upgrade  # noqa: E402  # after the path set-up above
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
 
 
 @timers.handler("bench.effect")
-def _effect(svc, conn, due):  # type: ignore[no-untyped-def]
+def _effect(svc: CaseService, conn: Connection, due: DueTimer) -> None:
     conn.execute(insert(t.counter).values(company_id=due.company_id, scope=due.key[-64:], value=1))
 
 
 class Null:
     name = "log"
 
-    def deliver(self, message, settings):  # type: ignore[no-untyped-def]
+    def deliver(self, message: OutboxMessage, settings: dict[str, Any]) -> None:
         pass
 
 
@@ -227,7 +231,7 @@ def bench_deadlines(url_a: str, url_b: str, cases: int, tmp: Path) -> tuple[floa
     return rates[0], rates[1]
 
 
-def run(label: str, make_url, args: argparse.Namespace, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+def run(label: str, make_url: Callable[[], str], args: argparse.Namespace, tmp: Path) -> None:
     s, r = bench_timers(make_url(), args.timers)
     print(
         f"{label:<11} timers   worker {s:8.0f} fired/s      raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"

@@ -273,7 +273,7 @@ def candidates(
                 p.name,
                 frozenset(p.skills),
                 p.region,
-                tuple(p.location) if p.location else None,  # type: ignore[arg-type]
+                p.location,
                 int(loads.get(username, 0)),
             )
         )

@@ -90,7 +90,7 @@ BROKEN = {
     "import": (
         "import_error_mod",
         """
-        import kefu_no_such_dependency  # noqa
+        import kefu_no_such_dependency  # noqa: F401  # failing to import is the point
         """,
         [
             "plugin 'acme-sms' (package acme-sms-gateway 1.0)",

@@ -186,7 +186,7 @@ def test_days_and_add_workdays_match_the_reference(ref: Reference, data: st.Data
     st.sampled_from(ZONES),
     st.lists(st.tuples(st.integers(0, 1439), st.integers(1, 600)), min_size=1, max_size=3),
     # hypothesis takes naive bounds; the zone is attached in the test
-    st.datetimes(dt.datetime(2025, 6, 1), dt.datetime(2027, 6, 1)),  # noqa: DTZ001
+    st.datetimes(dt.datetime(2025, 6, 1), dt.datetime(2027, 6, 1)),  # noqa: DTZ001  # see above
     st.sampled_from([None, "CN", "DE"]),
     st.data(),
 )

@@ -111,7 +111,7 @@ def test_an_aware_datetime_means_its_local_date(cn: WorkingCalendar) -> None:
     # 2026-09-30 17:00 UTC is 1 October 01:00 in Shanghai: National Day
     assert not cn.is_workday(dt.datetime(2026, 9, 30, 17, 0, tzinfo=dt.UTC))
     with pytest.raises(ValueError, match="aware"):
-        cn.is_workday(dt.datetime(2026, 9, 30, 17, 0))  # noqa: DTZ001 - the point
+        cn.is_workday(dt.datetime(2026, 9, 30, 17, 0))  # noqa: DTZ001  # naive on purpose
 
 
 # -- working hours --------------------------------------------------------------------------
@@ -376,7 +376,7 @@ def test_calendar_def_normalises() -> None:
 )
 def test_calendar_def_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        CalendarDef(**kwargs)  # type: ignore[arg-type]
+        CalendarDef(**kwargs)  # type: ignore[arg-type]  # wrong arguments are the point
 
 
 def test_a_calendar_without_working_time_fails_cleanly() -> None:

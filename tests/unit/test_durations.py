@@ -155,8 +155,8 @@ def test_constructors_refuse_nonsense() -> None:
         lambda: WorkTime(dt.timedelta(seconds=30)),
         lambda: Workdays(0),
         lambda: CalendarSpan(),
-        lambda: DayEnd(2),
-    ):  # type: ignore[arg-type]
+        lambda: DayEnd(2),  # type: ignore[arg-type]  # a value outside the type, on purpose
+    ):
         with pytest.raises(ValueError):
             make()
 
@@ -202,7 +202,7 @@ def test_results_are_in_the_calendar_zone(cn: WorkingCalendar) -> None:
 def test_naive_start_is_refused(cn: WorkingCalendar) -> None:
     for text in ("24h", "4 work hours", "3 workdays", "3 months", "same day"):
         with pytest.raises(ValueError, match="aware"):
-            parse_duration(text).add(dt.datetime(2026, 11, 6, 10, 0), cn)  # noqa: DTZ001 - the point
+            parse_duration(text).add(dt.datetime(2026, 11, 6, 10, 0), cn)  # noqa: DTZ001  # naive on purpose
 
 
 def test_elapsed_is_real_time_across_dst() -> None:
