@@ -7,7 +7,8 @@ cases through their whole lifecycle (open, verify, dispatch, complete, confirm, 
 close = 7 transactions each) with the case service, then replays *the same writes* —
 the same number of journal rows, outbox rows and assignee rows per transaction — with
 the raw DB-API driver in the same run: the floor. It prints both rates and their ratio.
-Figures are only comparable within one run on one interpreter (PITFALLS.md).
+Figures are only comparable within one run on one interpreter: the same code runs
+1.1–1.5× faster on an optimised Python build than on one built without optimisations.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ use: ``category == "quality" and (line_stopped or qty >= 100)``, thresholds, ``i
 it evaluates the same ``--cases`` generated cases with each engine, ``--runs`` times,
 and prints the median µs per evaluation, the number of C rulesets the adapter made, and
 the isolated/in-process overhead. Every answer is checked against the reference.
-Figures compare only within one run on one interpreter (PITFALLS.md).
+Figures compare only within one run on one interpreter: the same code runs 1.1–1.5×
+faster on an optimised Python build than on one built without optimisations.
 """
 
 from __future__ import annotations

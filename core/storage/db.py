@@ -1,10 +1,12 @@
-"""Engines and transactions, with SQLite made safe (PITFALLS.md, "SQLite").
+"""Engines and transactions, with SQLite made safe.
 
 SQLite: the driver's own transaction handling is switched off and every transaction
 starts with ``BEGIN IMMEDIATE``, so a read-then-write holds the write lock from its first
-read (no lost updates); WAL, ``busy_timeout``, ``foreign_keys=ON`` on every connection;
-one writer at a time per process (a lock), because connections fighting for the file
-lock back off with sleeps and wreck latency.
+read (by default the driver begins a transaction only at the first write, so a
+read-then-write runs half outside it and concurrent updates are silently lost); WAL,
+``busy_timeout``, ``foreign_keys=ON`` on every connection; one writer at a time per
+process (a lock), because connections fighting for the file lock back off with sleeps
+and wreck latency.
 
 PostgreSQL: plain READ COMMITTED transactions; the case service guards the case row
 with its version and serialises the journal chain per company by locking its head row.
@@ -85,7 +87,8 @@ def _make_sqlite_safe(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
-        # NORMAL in WAL survived kill -9 with nothing acknowledged lost (PITFALLS.md)
+        # NORMAL in WAL survived repeated kill -9 with nothing acknowledged lost (it is not
+        # safe against power loss; FULL is)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
