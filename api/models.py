@@ -14,7 +14,6 @@ import msgspec
 
 from core.cases.service import ActionView, CaseView
 from core.spec.definitions import FieldDef, Label
-from core.spec.fields import PLUGIN_KINDS
 from core.spec.procedures import CompiledProcedure
 
 
@@ -186,7 +185,7 @@ def form(proc: CompiledProcedure, names: list[str], required: list[str]) -> list
         if f.choices:
             choices = [Choice(k, Text(v.zh_CN, v.en)) for k, v in f.choices.items()]
         label = text(f.label)
-        kind = PLUGIN_KINDS.get(f.type)
+        kind = f.plugin_kind
         out.append(
             FormField(
                 name,

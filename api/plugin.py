@@ -64,7 +64,7 @@ def serve(
     from core.spec.catalog import load_catalog
     from core.storage.db import Database
 
-    cat = load_catalog()
+    cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:
         for d in cat.diagnostics:
             click.echo(d.format(), err=True)

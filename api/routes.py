@@ -44,9 +44,11 @@ from core.cases.queries import (
     readable_procedures,
     require_read,
 )
-from core.cases.reports import REPORTS, run_report
-from core.cases.service import ActionView, Actor, CaseService, CaseView, _ordered
+from core.cases.reports import run_report
+from core.cases.service import ActionView, Actor, CaseService, CaseView
 from core.errors import NotAllowed, NotFound
+from core.spec.extensions import enabled_for
+from core.spec.forms import ordered as _ordered
 from core.spec.procedures import CompiledProcedure
 
 Svc = NamedDependency[CaseService]
@@ -317,13 +319,11 @@ def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> Cas
 )
 def list_reports(svc: Svc, actor: Me) -> list[ReportInfo]:
     """The reports the installed plugins give (``kefu_reports``)."""
-    from core.runtime.plugins import enabled_for, installed
-
     company = svc.company(actor.company).definition
-    reg = installed()
+    reg = svc.catalog.extensions
     return [
         ReportInfo(name, r.title, reg.plugin_of("report", name) or "")
-        for name, r in sorted(REPORTS.items())
+        for name, r in sorted(reg.reports.items())
         if enabled_for(company, reg.plugin_of("report", name) or "")
     ]
 

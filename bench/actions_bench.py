@@ -31,6 +31,7 @@ from sqlalchemy import select  # noqa: E402  # after the path set-up above
 from bench.databases import on_each_database  # noqa: E402  # after the path set-up above
 from core.clock import TestClock  # noqa: E402  # after the path set-up above
 from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
+from core.runtime.plugins import installed  # noqa: E402  # after the path set-up above
 from core.spec.catalog import load_catalog  # noqa: E402  # after the path set-up above
 from core.storage import schema as t  # noqa: E402  # after the path set-up above
 from core.storage.db import Database  # noqa: E402  # after the path set-up above
@@ -68,7 +69,9 @@ STEPS = [
 
 def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tuple[int, int, bool]]]:
     """Returns (actions/s, per-transaction write shape (journal rows, outbox rows, assignees changed))."""
-    svc = build_service(db, load_catalog(), evaluator=engine, clock=TestClock())
+    svc = build_service(
+        db, load_catalog(extensions=installed()), evaluator=engine, clock=TestClock()
+    )
     create_config_people(svc, passwords=False)
     actors = {u: svc.actor("demo", u) for u in ("wang", "li")}
     svc.evaluator  # noqa: B018  # starts the engine (a child process for durable) before timing

@@ -43,6 +43,7 @@ from core.cases.timers import DueTimer  # noqa: E402  # after the path set-up ab
 from core.clock import TestClock  # noqa: E402  # after the path set-up above
 from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
 from core.runtime.outbox import OutboxMessage  # noqa: E402  # after the path set-up above
+from core.runtime.plugins import installed  # noqa: E402  # after the path set-up above
 from core.runtime.worker import Worker  # noqa: E402  # after the path set-up above
 from core.spec.catalog import Catalog, load_catalog  # noqa: E402  # after the path set-up above
 from core.storage import schema as t  # noqa: E402  # after the path set-up above
@@ -207,7 +208,11 @@ def bench_deadlines(url_a: str, url_b: str, cases: int, tmp: Path) -> tuple[floa
         db = Database(url)
         upgrade(db)
         svc = build_service(
-            db, load_catalog(rules), evaluator="reference", clock=TestClock(T0), migrate=False
+            db,
+            load_catalog(rules, extensions=installed()),
+            evaluator="reference",
+            clock=TestClock(T0),
+            migrate=False,
         )
         create_config_people(svc, passwords=False)
         wang, qian = svc.actor("demo", "wang"), svc.actor("demo", "qian")

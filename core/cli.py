@@ -58,20 +58,20 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
     from core.spec.loading import effect_registry, load_company, load_pack
 
     diags = Diagnostics()
-    effects = effect_registry()
+    effects = effect_registry(installed())
     if not paths:
-        cat = load_catalog(rules_dir, config_dir)
+        cat = load_catalog(rules_dir, config_dir, extensions=installed())
         diags.extend(cat.diagnostics)
-        from core.spec.catalog import plugin_pack_dirs, rules_dir_default
+        from core.spec.catalog import rules_dir_default
 
-        shipped = len(plugin_pack_dirs())
+        shipped = len(installed().pack_dirs())
         checked = (
             f"{len(pack_dirs(rules_dir or rules_dir_default())) + shipped} pack(s)"
             + (f" ({shipped} from plugins)" if shipped else "")
             + f", {len(cat.companies)} company config(s)"
         )
     else:
-        packs = load_catalog(rules_dir, Path("/nonexistent")).packs
+        packs = load_catalog(rules_dir, Path("/nonexistent"), extensions=installed()).packs
         count = 0
         for p in paths:
             if p.is_dir() and (p / "procedure.yaml").exists():
@@ -83,9 +83,9 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
             for target in targets:
                 count += 1
                 if target.is_dir() or target.name == "procedure.yaml":
-                    _, d = load_pack(target, effects)
+                    _, d = load_pack(target, effects, extensions=installed())
                 else:
-                    _, d = load_company(target, packs, effects)
+                    _, d = load_company(target, packs, effects, extensions=installed())
                 diags.extend(d)
         checked = f"{count} file(s)"
     _echo_diags(diags)
@@ -102,13 +102,13 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
 )
 def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) -> None:
     """Run the scenarios of the given packs (default: every pack in rules/ and those plugins ship)."""
-    from core.spec.catalog import plugin_pack_dirs, rules_dir_default
+    from core.spec.catalog import rules_dir_default
     from core.testing.scenarios import run_paths
 
     _pm()
     sys.exit(
         run_paths(
-            list(paths) or [rules_dir_default(), *plugin_pack_dirs()],
+            list(paths) or [rules_dir_default(), *installed().pack_dirs()],
             db_url=db_url,
             evaluator_kind=engine,
         )
@@ -137,7 +137,7 @@ def init(demo: bool, db_url: str | None) -> None:
     from core.runtime.bootstrap import build_service, create_config_people
     from core.storage.db import Database
 
-    cat = load_catalog()
+    cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:
         _echo_diags(cat.diagnostics)
         raise click.ClickException("fix the problems above first (kefu validate)")
@@ -209,7 +209,7 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
     from core.storage.db import Database
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cat = load_catalog()
+    cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:
         _echo_diags(cat.diagnostics)
         click.echo("kefu worker: fix the problems above first (kefu validate)", err=True)
@@ -257,7 +257,7 @@ def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     from core.storage import schema as t
     from core.storage.db import Database
 
-    cat = load_catalog()
+    cat = load_catalog(extensions=installed())
     svc = build_service(Database(db_url), cat, migrate=False)
     try:
         with svc.db.read() as conn:
@@ -305,7 +305,7 @@ def audit_verify(company: str | None, db_url: str | None) -> None:
     """Check the journal hash chain of every company; name the first bad entry."""
     from sqlalchemy import select
 
-    from core.cases.service import verify_chain
+    from core.cases.journal import verify_chain
     from core.storage import schema as t
     from core.storage.db import Database
 
@@ -351,16 +351,17 @@ def report(
     """Run report NAME (without NAME: list the reports the plugins give)."""
     import json
 
-    from core.cases.reports import REPORTS, run_report
+    from core.cases.reports import run_report
     from core.errors import NotFound
     from core.runtime.bootstrap import build_service
     from core.storage.db import Database
 
     _pm()
     if name is None:
-        for key in sorted(REPORTS):
+        reports = installed().reports
+        for key in sorted(reports):
             click.echo(
-                f"{key:<20} {REPORTS[key].title}  (plugin {installed().plugin_of('report', key)})"
+                f"{key:<20} {reports[key].title}  (plugin {installed().plugin_of('report', key)})"
             )
         return
     parsed: dict[str, str] = {}
@@ -369,7 +370,7 @@ def report(
         if not sep:
             raise click.BadParameter(f"'{p}' is not KEY=VALUE", param_hint="--param")
         parsed[key] = value
-    svc = build_service(Database(db_url), load_catalog())
+    svc = build_service(Database(db_url), load_catalog(extensions=installed()))
     try:
         if company is None:
             if len(svc.companies) != 1:

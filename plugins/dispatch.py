@@ -28,6 +28,7 @@ Strategies:
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,9 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 
 from core import hookimpl
-from core.cases.dispatch import STRATEGIES, Candidate, Choice, DispatchRequest, Strategy, run_ladder
+from core.cases.dispatch import Candidate, Choice, DispatchRequest, Strategy, run_ladder
 from core.spec.definitions import KEY_RE, CompanyDef, PackDef
-from core.spec.effects import Assignee, Change, EffectType, Problem
+from core.spec.effects import Assignee, Change, EffectType, Problem, _fields_hint, _roles_hint
+from core.spec.extensions import Extensions
+from core.spec.roles import role_holders
 from core.storage import counters
 from core.storage import schema as t
 
@@ -176,25 +179,22 @@ class DispatchArgs(BaseModel):
         return self
 
 
-def _check(args: DispatchArgs, pack: PackDef) -> list[Problem]:
-    from core.spec.effects import _fields_hint, _roles_hint
-
+def _check(args: DispatchArgs, pack: PackDef, extensions: Extensions) -> list[Problem]:
     out: list[Problem] = []
+    strategies = extensions.strategies
     if args.role not in pack.roles:
         out.append(
             Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack))
         )
     for i, name in enumerate(args.strategies):
-        if name not in STRATEGIES:
-            import difflib
-
-            guess = difflib.get_close_matches(name, list(STRATEGIES), n=1)
+        if name not in strategies:
+            guess = difflib.get_close_matches(name, list(strategies), n=1)
             out.append(
                 Problem(
                     ("strategies", i),
                     "K620",
                     f"unknown dispatch strategy '{name}'",
-                    f"strategies: {', '.join(sorted(STRATEGIES))}"
+                    f"strategies: {', '.join(sorted(strategies))}"
                     + (f" (did you mean '{guess[0]}'?)" if guess else ""),
                 )
             )
@@ -227,21 +227,6 @@ def _check(args: DispatchArgs, pack: PackDef) -> list[Problem]:
                 Problem(("location", i), "K111", f"field '{name}' is a {fdef.type}, not a number")
             )
     return out
-
-
-def role_holders(company: CompanyDef, procedure: str, role: str) -> list[str]:
-    """User names of the company's people who hold ``role`` for ``procedure``, sorted."""
-    settings = company.procedures.get(procedure)
-    holders = (settings.roles.get(role) if settings else None) or company.roles.get(role)
-    out = set()
-    for username, person in company.people.items():
-        if role in person.roles:
-            out.add(username)
-        elif holders is not None and (
-            username in holders.people or set(person.departments) & set(holders.departments)
-        ):
-            out.add(username)
-    return sorted(out)
 
 
 def candidates(
@@ -291,7 +276,8 @@ def _apply(change: Change, args: DispatchArgs, rule_id: str) -> None:
         args.model_dump(),
         counter=lambda scope: counters.bump(conn, company_id, scope),
     )
-    outcome = run_ladder([STRATEGIES[s] for s in args.strategies], pool, request)
+    strategies = ctx["extensions"].strategies
+    outcome = run_ladder([strategies[s] for s in args.strategies], pool, request)
     before = [a.to_json() for a in change.assignees]
     if outcome.choice is not None:
         who = Assignee("person", outcome.choice.username)

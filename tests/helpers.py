@@ -8,6 +8,7 @@ from typing import Any
 from core.cases.service import CaseService
 from core.clock import TestClock
 from core.runtime.bootstrap import build_service, create_config_people
+from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, load_catalog
 from core.storage.db import Database
 
@@ -41,7 +42,7 @@ def service(
     evaluator: Any = "reference",
     clock: Any = None,
 ) -> CaseService:
-    cat = load_catalog(rules or ROOT / "rules", config or ROOT / "config")
+    cat = load_catalog(rules or ROOT / "rules", config or ROOT / "config", extensions=installed())
     assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
     svc = build_service(db, cat, evaluator=evaluator, clock=clock or TestClock(), migrate=False)
     create_config_people(svc, passwords=False)

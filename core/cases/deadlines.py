@@ -23,10 +23,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.rules import ir
-from core.rules.expr import parse_condition
+from sqlalchemy import select
+
+from core.cases import journal as chain
+from core.cases import timers
 from core.rules.reference import holds
-from core.spec.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
+from core.spec.definitions import EventRef
+from core.spec.slas import CompiledSla, CompiledTimer
+from core.storage import schema as t
 from core.time.calendars import WorkingCalendar
 from core.time.durations import CalendarSpan, DayEnd, Duration, Elapsed, Workdays, WorkTime
 
@@ -34,130 +38,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from core.cases.service import CaseService
-    from core.spec.effects import EffectType
     from core.spec.procedures import CompiledProcedure
 
 _ZERO = dt.timedelta(0)
-
-# -- compiled definitions ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CompiledSla:
-    id: str
-    label: Any
-    source: str | None
-    start: Any  # "opened" | "closed" | EventRef
-    stop: Any
-    step: str | None  # a step's own SLA
-    targets: tuple[tuple[ir.Cond | None, Duration], ...]
-    promised: PromisedTarget | None
-    warning: str | None
-    pause_steps: frozenset[str]
-    pause_cond: ir.Cond | None
-    extension: Any  # ExtensionDef | None
-    on_warning: tuple[tuple[EffectType, Any], ...]
-    on_breach: tuple[tuple[EffectType, Any], ...]
-
-
-@dataclass(frozen=True)
-class CompiledTimer:
-    id: str
-    label: Any
-    source: str | None
-    after: Duration
-    start: Any
-    while_steps: frozenset[str]
-    while_cond: ir.Cond | None
-    then: tuple[tuple[EffectType, Any], ...]
-
-
-def _effects(
-    raw: Sequence[Mapping[str, Any]], effects: Mapping[str, EffectType]
-) -> tuple[tuple[EffectType, Any], ...]:
-    out = []
-    for eff in raw:
-        ((name, args),) = eff.items()
-        etype = effects[name]
-        out.append((etype, etype.args.model_validate(args)))
-    return tuple(out)
-
-
-def _pause(
-    p: PauseDef | None, types: Any, params: Mapping[str, Any]
-) -> tuple[frozenset[str], ir.Cond | None]:
-    if p is None:
-        return frozenset(), None
-    cond = parse_condition(p.while_, types, params) if p.while_ else None
-    return frozenset(p.steps), cond
-
-
-def _compile_sla(
-    sid: str,
-    d: StepSlaDef,
-    start: Any,
-    stop: Any,
-    step: str | None,
-    types: Any,
-    params: Mapping[str, Any],
-    effects: Mapping[str, EffectType],
-) -> CompiledSla:
-    targets: tuple[tuple[ir.Cond | None, Duration], ...] = ()
-    promised = None
-    if isinstance(d.target, Duration):
-        targets = ((None, d.target),)
-    elif isinstance(d.target, PromisedTarget):
-        promised = d.target
-    else:
-        rows: list[TargetRow] = list(d.target)
-        targets = tuple(
-            (parse_condition(r.when, types, params) if r.when else None, r.target) for r in rows
-        )
-    pause_steps, pause_cond = _pause(d.pause, types, params)
-    return CompiledSla(
-        sid,
-        d.label,
-        d.source,
-        start,
-        stop,
-        step,
-        targets,
-        promised,
-        d.warning,
-        pause_steps,
-        pause_cond,
-        d.extension,
-        _effects(d.on_warning, effects),
-        _effects(d.on_breach, effects),
-    )
-
-
-def compile_time(
-    pack: PackDef, types: Any, params: Mapping[str, Any], effects: Mapping[str, EffectType]
-) -> tuple[dict[str, CompiledSla], dict[str, CompiledTimer]]:
-    """The pack's SLAs (``slas:`` and each step's ``sla:``) and ``timers:``, compiled."""
-    slas: dict[str, CompiledSla] = {}
-    for sid, sdef in pack.slas.items():
-        slas[sid] = _compile_sla(sid, sdef, sdef.start, sdef.stop, None, types, params, effects)
-    for sname, step in pack.steps.items():
-        if step.sla is not None:
-            slas[sname] = _compile_sla(
-                sname, step.sla, EventRef(step=sname), None, sname, types, params, effects
-            )
-    timers: dict[str, CompiledTimer] = {}
-    for tid, tdef in pack.timers.items():
-        wsteps, wcond = _pause(tdef.while_, types, params)
-        timers[tid] = CompiledTimer(
-            tid,
-            tdef.label,
-            tdef.source,
-            tdef.after,
-            tdef.from_,
-            wsteps,
-            wcond,
-            _effects(tdef.then, effects),
-        )
-    return slas, timers
 
 
 # -- the timeline ----------------------------------------------------------------------
@@ -593,112 +476,124 @@ def _iso(x: dt.datetime) -> str:
     return x.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
 
 
-def refresh(
-    svc: CaseService, conn: Connection, rt: Any, proc: CompiledProcedure, case_id: int
-) -> None:
-    """Recompute a case's deadlines; reschedule its SLA and pack timers; set ``next_due_at``."""
-    from sqlalchemy import update
+@dataclass
+class TimePlan:
+    """What a case's journal says about its time: its SLAs now, its pack timers, the next due."""
 
-    from core.cases import timers
-    from core.storage import schema as t
+    closed: bool
+    running: list[Deadline]  # SLAs whose clock runs (not paused, stopped or unstarted)
+    escalated: set[tuple[str, Any, Any]]  # (kind, sla, started_at) already warned/breached
+    pack_timers: list[tuple[CompiledTimer, dt.datetime, dt.datetime]]  # timer, event, due
+    next_due: dt.datetime | None
 
-    now = svc.clock.now()
-    journal = svc._journal_rows(conn, rt, case_id)
-    cal = svc.calendar(rt.key)
-    closed = any(e["kind"] == "closed" for e in journal)
-    for kind in TIME_KINDS:
-        timers.cancel(conn, case_id=case_id, kind=kind)
-    next_due: dt.datetime | None = None
+
+def plan(
+    proc: CompiledProcedure,
+    history: Sequence[Mapping[str, Any]],
+    cal: WorkingCalendar,
+    now: dt.datetime,
+) -> TimePlan:
+    """Replay ``history`` (the case's journal, oldest first) into its deadlines and timers."""
+    closed = any(e["kind"] == "closed" for e in history)
+    found: list[Deadline] = []
     if proc.slas:
         found = compute(
             proc.slas,
-            journal,
+            history,
             cal,
             now,
             lambda f, s: proc.facts(f, event="timer", step=s),
             explain=False,
         )
-        done = {
-            (e["kind"], (e.get("data") or {}).get("sla"), (e.get("data") or {}).get("started_at"))
-            for e in journal
-            if e["kind"] in ("sla_warning", "sla_breached")
-        }
-        for d in found:
-            if (
-                d.started_at is None
-                or d.stopped_at is not None
-                or d.due_at is None
-                or d.state == "paused"
-            ):
-                continue
+    escalated = {
+        (e["kind"], (e.get("data") or {}).get("sla"), (e.get("data") or {}).get("started_at"))
+        for e in history
+        if e["kind"] in ("sla_warning", "sla_breached")
+    }
+    running = [d for d in found if _running(d)] if not closed else []
+    next_due = min(
+        (
+            d.due_at
+            for d in running
+            if d.due_at is not None and ("sla_breached", d.id, _started(d)) not in escalated
+        ),
+        default=None,
+    )
+    pack_timers = []
+    for timer in proc.timers.values():
+        if closed and timer.start != "closed":
+            continue
+        when = timer_due(timer, history, cal)
+        if when is not None:
+            pack_timers.append((timer, *when))
+    return TimePlan(closed, running, escalated, pack_timers, next_due)
+
+
+def _running(d: Deadline) -> bool:
+    return not (
+        d.started_at is None or d.stopped_at is not None or d.due_at is None or d.state == "paused"
+    )
+
+
+def _started(d: Deadline) -> str | None:
+    return d.started_at.astimezone(dt.UTC).isoformat() if d.started_at else None
+
+
+def schedule(conn: Connection, company_id: int, case_id: int, tp: TimePlan) -> None:
+    """(Re)schedule the case's SLA and pack timers from ``tp`` in ``conn``."""
+    for kind in TIME_KINDS:
+        timers.cancel(conn, case_id=case_id, kind=kind)
+    for d in tp.running:
+        if d.due_at is not None and d.started_at is not None:
             started = d.started_at.astimezone(dt.UTC).isoformat()
             base = f"{case_id}:{d.id}:{_iso(d.started_at)}:{d.target}"
             payload = {"sla": d.id, "started_at": started}
-            if d.warn_at is not None and ("sla_warning", d.id, started) not in done:
+            if d.warn_at is not None and ("sla_warning", d.id, started) not in tp.escalated:
                 timers.schedule(
                     conn,
-                    company_id=rt.id,
+                    company_id=company_id,
                     case_id=case_id,
                     kind="sla.warn",
                     due_at=d.warn_at,
                     key=f"sla.warn:{base}",
                     payload=payload,
                 )
-            if ("sla_breached", d.id, started) not in done:
+            if ("sla_breached", d.id, started) not in tp.escalated:
                 timers.schedule(
                     conn,
-                    company_id=rt.id,
+                    company_id=company_id,
                     case_id=case_id,
                     kind="sla.breach",
                     due_at=d.due_at,
                     key=f"sla.breach:{base}",
                     payload=payload,
                 )
-                next_due = d.due_at if next_due is None else min(next_due, d.due_at)
-    for timer in proc.timers.values():
-        if closed and timer.start != "closed":
-            continue
-        when = timer_due(timer, journal, cal)
-        if when is None:
-            continue
-        event_at, due = when
+    for timer, event_at, due in tp.pack_timers:
         timers.schedule(
             conn,
-            company_id=rt.id,
+            company_id=company_id,
             case_id=case_id,
             kind="pack.timer",
             due_at=due,
             key=f"pack.timer:{case_id}:{timer.id}:{_iso(event_at)}",
             payload={"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()},
         )
-    conn.execute(
-        update(t.case)
-        .where(t.case.c.id == case_id)
-        .values(next_due_at=None if closed else next_due)
-    )
-    from core.cases.schedules import refresh_case
-
-    refresh_case(svc, conn, rt, proc, case_id, journal, closed, now)
 
 
 # -- timer handlers (the worker's transaction) -------------------------------------------------
 
 
-def _case_state(svc: CaseService, conn: Connection, due: Any) -> tuple[Any, Any, Any] | None:
-    from sqlalchemy import select
-
-    from core.storage import schema as t
-
+def _case_state(svc: CaseService, conn: Connection, due: timers.DueTimer) -> Any:
     row = conn.execute(select(t.case).where(t.case.c.id == due.case_id)).first()
     if row is None:
         return None
-    rt = next((r for r in svc.companies.values() if r.id == row.company_id), None)
+    rt = svc.company_by_id(row.company_id)
     if rt is None:
         return None
     return row, rt, svc.procedure_for_version(conn, row.procedure_version_id)
 
 
-def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
+def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
     got = _case_state(svc, conn, due)
     if got is None:
         return
@@ -706,7 +601,8 @@ def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
     sla = proc.slas.get(due.payload.get("sla"))
     if sla is None or row.status != "open":
         return
-    for e in svc._journal_rows(conn, rt, row.id):
+    history = chain.case_history(conn, rt.id, row.id)
+    for e in history:
         data = e.get("data") or {}
         if (
             e["kind"] == kind
@@ -715,13 +611,16 @@ def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
         ):
             return  # already escalated for this run of the clock
     now = svc.clock.now()
-    found = {d.id: d for d in svc._deadlines_in(conn, rt, proc, row.id, now)}
-    d = found.get(sla.id)
-    if (
-        d is None
-        or d.started_at is None
-        or d.started_at.astimezone(dt.UTC).isoformat() != due.payload.get("started_at")
-    ):
+    found = compute(
+        {sla.id: sla},
+        history,
+        svc.calendar(rt.key),
+        now,
+        lambda f, s: proc.facts(f, event="timer", step=s),
+        explain=False,
+    )
+    d = found[0]
+    if d.started_at is None or _started(d) != due.payload.get("started_at"):
         return  # the clock restarted since: a newer timer covers it
     wanted = ("breached",) if kind == "sla_breached" else ("warned", "breached")
     if d.state not in wanted:
@@ -736,10 +635,10 @@ def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: Any) -> None:
         },
     }
     effects = sla.on_breach if kind == "sla_breached" else sla.on_warning
-    svc.system_change(conn, rt.id, row.id, entry, effects, f"sla.{sla.id}")
+    svc.pipeline(conn, rt).system(row.id, entry, effects, f"sla.{sla.id}", history=history)
 
 
-def _pack_timer(svc: CaseService, conn: Connection, due: Any) -> None:
+def _pack_timer(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
     got = _case_state(svc, conn, due)
     if got is None:
         return
@@ -754,28 +653,13 @@ def _pack_timer(svc: CaseService, conn: Connection, due: Any) -> None:
     if (timer.while_steps and row.step not in timer.while_steps) or (
         timer.while_cond is not None and not holds(timer.while_cond, facts)
     ):
-        svc._journal(
-            conn,
-            rt,
-            [{"kind": "timer_skipped", "data": {**data, "step": row.step}}],
-            row.id,
-            "system",
-            proc.version,
-        )
+        entry = {"kind": "timer_skipped", "data": {**data, "step": row.step}}
+        svc.pipeline(conn, rt).note(row.id, proc, entry)
         return
-    svc.system_change(
-        conn, rt.id, row.id, {"kind": "timer_fired", "data": data}, timer.then, f"timer.{timer.id}"
-    )
+    entry = {"kind": "timer_fired", "data": data}
+    svc.pipeline(conn, rt).system(row.id, entry, timer.then, f"timer.{timer.id}")
 
 
-def register_handlers() -> None:
-    from core.cases import timers
-
-    if "sla.breach" in timers.HANDLERS:
-        return
-    timers.handler("sla.warn")(lambda svc, conn, due: _sla_timer("sla_warning", svc, conn, due))
-    timers.handler("sla.breach")(lambda svc, conn, due: _sla_timer("sla_breached", svc, conn, due))
-    timers.handler("pack.timer")(_pack_timer)
-
-
-register_handlers()
+timers.handler("sla.warn")(lambda svc, conn, due: _sla_timer("sla_warning", svc, conn, due))
+timers.handler("sla.breach")(lambda svc, conn, due: _sla_timer("sla_breached", svc, conn, due))
+timers.handler("pack.timer")(_pack_timer)

@@ -60,10 +60,6 @@ class Strategy(Protocol):
     ) -> Choice | None: ...
 
 
-#: every strategy of the installed plugins, by name (filled by ``core.runtime.plugins.installed()``)
-STRATEGIES: dict[str, Strategy] = {}
-
-
 @dataclass
 class Outcome:
     """The ladder's result: a choice (or None: the role queue) and what each rung said."""

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.spec.extensions import Extensions, enabled_for
+
 log = logging.getLogger("kefu.events")
 
 HOOKS = {
@@ -64,26 +66,18 @@ class EventQueue:
         self._local.q = []
 
 
-def listening() -> bool:
+def listening(extensions: Extensions) -> bool:
     """Whether any plugin implements a lifecycle hook (else the service queues nothing)."""
-    from core.runtime.plugins import installed
-
-    hook = installed().pm.hook
-    return any(getattr(hook, name).get_hookimpls() for name in HOOKS.values())
+    return any(extensions.hook_impls(name) for name in HOOKS.values())
 
 
-def emit(events: list[CaseEvent], companies: dict[str, Any]) -> int:
+def emit(events: list[CaseEvent], companies: dict[str, Any], extensions: Extensions) -> int:
     """Call every plugin's hook for each event; returns how many calls raised (they are logged)."""
-    if not events:
-        return 0
-    from core.runtime.plugins import enabled_for, installed
-
-    pm = installed().pm
     failures = 0
     for ev in events:
-        hook = getattr(pm.hook, HOOKS[ev.kind])
+        name = HOOKS[ev.kind]
         company = companies.get(ev.company)
-        for impl in hook.get_hookimpls():
+        for impl in extensions.hook_impls(name):
             if company is not None and not enabled_for(company, impl.plugin_name):
                 continue
             try:
@@ -91,6 +85,6 @@ def emit(events: list[CaseEvent], companies: dict[str, Any]) -> int:
             except Exception:
                 failures += 1
                 log.exception(
-                    "plugin '%s' failed in %s for case %s", impl.plugin_name, hook.name, ev.number
+                    "plugin '%s' failed in %s for case %s", impl.plugin_name, name, ev.number
                 )
     return failures

@@ -9,6 +9,7 @@ with several processes opening cases at once (the counter row is locked until co
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,21 +38,19 @@ class NumberScheme(Protocol):
     def next_number(self, request: NumberRequest) -> str: ...
 
 
-#: schemes of the installed plugins by name (filled by ``core.runtime.plugins.installed()``)
-SCHEMES: dict[str, Any] = {}
-
 DEFAULT_SCHEME = "pattern"
 
 
 class NoScheme(Exception):
-    pass
+    """The company names a case-number scheme no installed plugin provides."""
 
 
-def next_number(request: NumberRequest, scheme: str = DEFAULT_SCHEME) -> str:
-    impl = SCHEMES.get(scheme)
+def next_number(request: NumberRequest, scheme: str, schemes: Mapping[str, Any]) -> str:
+    """The next number from ``scheme`` (one of ``schemes``, the plugins' schemes by name)."""
+    impl = schemes.get(scheme)
     if impl is None:
         raise NoScheme(
             f"case-number scheme '{scheme}' is not installed (installed: "
-            f"{', '.join(sorted(SCHEMES)) or 'none'})"
+            f"{', '.join(sorted(schemes)) or 'none'})"
         )
     return str(impl.next_number(request))

@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from core.errors import NotFound
 from core.spec.definitions import CompanyDef
+from core.spec.extensions import enabled_for
 
 
 @dataclass(frozen=True)
@@ -37,21 +39,15 @@ class Report(Protocol):
     def run(self, request: ReportRequest) -> ReportResult: ...
 
 
-#: reports of the installed plugins by name (filled by ``core.runtime.plugins.installed()``)
-REPORTS: dict[str, Any] = {}
-
-
 def run_report(
     svc: Any, company: str, name: str, params: dict[str, str] | None = None
 ) -> ReportResult:
     """Run report ``name`` for ``company`` (NotFound when either is unknown)."""
-    from core.errors import NotFound
-    from core.runtime.plugins import enabled_for, installed
-
-    report = REPORTS.get(name)
+    reports = svc.catalog.extensions.reports
+    report = reports.get(name)
     rt = svc.company(company)
-    owner = installed().plugin_of("report", name)
+    owner = svc.catalog.extensions.plugin_of("report", name)
     if report is None or (owner and not enabled_for(rt.definition, owner)):
-        raise NotFound(f"unknown report '{name}' (reports: {', '.join(sorted(REPORTS)) or 'none'})")
+        raise NotFound(f"unknown report '{name}' (reports: {', '.join(sorted(reports)) or 'none'})")
     with svc.db.read() as conn:
         return report.run(ReportRequest(conn, rt.id, rt.definition, dict(params or {})))

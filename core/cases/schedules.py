@@ -19,123 +19,25 @@ on, at}}``) change the day and time or switch a schedule off.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dateutil import rrule
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import Connection, select
 
 from core.cases import timers
-from core.spec.definitions import ScheduleDef
+from core.cases.deadlines import _event_at, timeline
+from core.spec.effects import parse_effects
+from core.spec.forms import coerce_fields
 from core.storage import schema as t
+from core.time.recurrence import case_occurrences, company_occurrences, effective
 
 if TYPE_CHECKING:
-    from core.cases.service import CaseService, CompanyRuntime
+    from core.cases.commit import CompanyRuntime
+    from core.cases.service import CaseService
     from core.spec.procedures import CompiledProcedure
+    from core.time.calendars import WorkingCalendar
 
 KIND = "schedule"
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-STEP = {
-    "day": relativedelta(days=1),
-    "week": relativedelta(weeks=1),
-    "month": relativedelta(months=1),
-    "quarter": relativedelta(months=3),
-    "year": relativedelta(years=1),
-}
-
-
-class ScheduleError(ValueError):
-    pass
-
-
-def _effective(sdef: ScheduleDef, override: Any) -> tuple[Any, str, bool]:
-    on, at, enabled = sdef.on, sdef.at, True
-    if override is not None:
-        enabled = override.enabled
-        on = override.on if override.on is not None else on
-        at = override.at or at
-    return on, at, enabled
-
-
-def check_on(every: str, on: Any) -> str | None:
-    """Why ``on`` does not fit ``every`` (None when it does)."""
-    if on is None:
-        return None
-    if every in ("month", "quarter"):
-        if isinstance(on, bool) or not isinstance(on, int) or not 1 <= on <= 31:
-            return f"on: for every {every} is a day of the month, 1 to 31 (not {on!r})"
-    elif every == "week":
-        if not (isinstance(on, str) and on.lower()[:3] in WEEKDAYS):
-            return f"on: for every week is a weekday, mon to sun (not {on!r})"
-    elif every == "year":
-        try:
-            dt.date(2000, *map(int, str(on).split("-")))
-        except (TypeError, ValueError):
-            return f'on: for every year is a month and day, e.g. "12-01" (not {on!r})'
-    elif every == "day":
-        return "on: makes no sense for every day"
-    return None
-
-
-def company_occurrences(
-    sdef: ScheduleDef, override: Any, tz: dt.tzinfo, after: dt.datetime
-) -> Iterator[dt.datetime]:
-    """Occurrences of a company schedule strictly after ``after``, in local time."""
-    on, at, _ = _effective(sdef, override)
-    hour, minute = map(int, at.split(":"))
-    local = after.astimezone(tz)
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None) - dt.timedelta(
-        days=400
-    )
-    every = sdef.every
-    assert isinstance(every, str)
-    kw: dict[str, Any] = {"dtstart": start, "byhour": hour, "byminute": minute, "bysecond": 0}
-    if every == "day":
-        rule = rrule.rrule(rrule.DAILY, **kw)
-    elif every == "week":
-        day = WEEKDAYS.index(str(on or "mon").lower()[:3])
-        rule = rrule.rrule(rrule.WEEKLY, byweekday=day, **kw)
-    elif every in ("month", "quarter"):
-        months = None if every == "month" else (1, 4, 7, 10)
-        # a day the month lacks (31) falls on its last day
-        day = int(on or 1)
-        rule = rrule.rrule(
-            rrule.MONTHLY,
-            bymonth=months,
-            bymonthday=(day, -1) if day > 28 else day,
-            bysetpos=1 if day > 28 else None,
-            **kw,
-        )
-    else:
-        month, day = map(int, str(on).split("-")) if on else (1, 1)
-        rule = rrule.rrule(rrule.YEARLY, bymonth=month, bymonthday=day, **kw)
-    for naive in rule:
-        moment = naive.replace(tzinfo=tz)
-        if moment > after:
-            yield moment
-
-
-def case_occurrences(
-    sdef: ScheduleDef, override: Any, tz: dt.tzinfo, origin: dt.datetime
-) -> Iterator[dt.datetime]:
-    """Occurrences of a per-case schedule counted from ``origin`` (at the schedule's time)."""
-    _, at, _ = _effective(sdef, override)
-    hour, minute = map(int, at.split(":"))
-    phases = sdef.every if isinstance(sdef.every, list) else None
-    base = origin.astimezone(tz).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    offset = relativedelta()
-    if phases is None:
-        assert isinstance(sdef.every, str)
-        while True:
-            offset += STEP[sdef.every]
-            yield (base.replace(tzinfo=None) + offset).replace(tzinfo=tz)
-    for phase in phases:
-        n = 0
-        while phase.count is None or n < phase.count:
-            n += 1
-            offset += STEP[phase.every]
-            yield (base.replace(tzinfo=None) + offset).replace(tzinfo=tz)
 
 
 def _key(company_id: int, pack: str, name: str, case_id: int | None, at: dt.datetime) -> str:
@@ -174,7 +76,7 @@ def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt
                 continue
             override = _override(rt, key, name)
             prefix = f"schedule:co{rt.id}:{key}:{name}:"
-            if not _effective(sdef, override)[2]:
+            if not effective(sdef, override)[2]:
                 conn.execute(
                     t.timer.update()
                     .where(
@@ -201,30 +103,27 @@ def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt
 
 
 def refresh_case(
-    svc: CaseService,
     conn: Connection,
     rt: CompanyRuntime,
     proc: CompiledProcedure,
     case_id: int,
-    journal: list[dict[str, Any]],
+    journal: Sequence[Mapping[str, Any]],
     closed: bool,
     now: dt.datetime,
+    cal: WorkingCalendar,
 ) -> None:
     """Per-case schedules: the next occurrence pending while the case is open."""
-    from core.cases.deadlines import _event_at, timeline
-
     schedules = {n: s for n, s in proc.pack.schedules.items() if s.from_ is not None}
     if not schedules:
         return
     if closed:
         timers.cancel(conn, case_id=case_id, kind=KIND)
         return
-    cal = svc.calendar(rt.key)
     moments = timeline(journal)
     for name, sdef in schedules.items():
         override = _override(rt, proc.key, name)
         prefix = f"schedule:case{case_id}:{proc.key}:{name}:"
-        if not _effective(sdef, override)[2] or _waiting(conn, prefix):
+        if not effective(sdef, override)[2] or _waiting(conn, prefix):
             continue
         origin, _ = _event_at(sdef.from_, moments, None, cal)
         if origin is None:
@@ -266,9 +165,6 @@ def _fill(value: Any, moment: dt.datetime) -> Any:
 
 @timers.handler(KIND)
 def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
-    from core.cases.service import Actor
-    from core.spec.loading import coerce_fields
-
     rt = next((r for r in svc.companies.values() if r.id == due.company_id), None)
     if rt is None:
         return
@@ -282,14 +178,8 @@ def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
         sdef = case_proc.pack.schedules.get(name)
         if sdef is None:
             return
-        effects = []
-        for eff in sdef.then:
-            ((etype_name, args),) = eff.items()
-            etype = svc.catalog.effects[etype_name]
-            effects.append((etype, etype.args.model_validate(args)))
-        svc.system_change(
-            conn,
-            rt.id,
+        effects = parse_effects(sdef.then, svc.catalog.effects)
+        svc.pipeline(conn, rt).system(
             row.id,
             {
                 "kind": "schedule_fired",
@@ -309,5 +199,5 @@ def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
     values, errors = coerce_fields(proc, raw, list(proc.pack.fields), [])
     if errors:
         raise ValueError(f"schedule {name} of {proc.key}: its open fields do not fit: {errors}")
-    svc._open_in(conn, rt, proc, Actor("system", rt.key, system=True), values, depth=0)
+    svc.pipeline(conn, rt).open_system(proc, values)
     seed_company(svc, conn, rt, due.due_at)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core.cases.service import CaseService
 from core.rules.evaluator import Evaluator
+from core.runtime.plugins import installed
 from core.runtime.users import ensure_user, new_password, set_membership
 from core.spec.catalog import Catalog, load_catalog
 from core.spec.definitions import PersonDef
@@ -26,7 +27,7 @@ def build_service(
     clock: Any = None,
     migrate: bool = True,
 ) -> CaseService:
-    catalog = catalog or load_catalog()
+    catalog = catalog or load_catalog(extensions=installed())
     if migrate:
         upgrade(db)
     if evaluator is None:

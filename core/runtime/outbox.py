@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select, update
 
+from core.spec.extensions import enabled_for
 from core.storage import schema as t
 
 if TYPE_CHECKING:
@@ -241,9 +242,7 @@ def deliver_one(
 
 def _disabled_owner(svc: CaseService, company: str, channel: str) -> str | None:
     """The plugin giving ``channel`` when ``company`` disables it (``plugins: {x: {enabled: false}}``)."""
-    from core.runtime.plugins import enabled_for, installed
-
-    owner = installed().plugin_of("notification channel", channel)
+    owner = svc.catalog.extensions.plugin_of("notification channel", channel)
     rt = svc.companies.get(company)
     if owner is None or rt is None or enabled_for(rt.definition, owner):
         return None

@@ -9,6 +9,7 @@ from typing import Any
 import pluggy
 
 from core import hookspecs
+from core.spec.extensions import Extensions, enabled_for
 
 GROUP = "kefu"
 
@@ -63,21 +64,11 @@ def plugin_manager(*, entry_points: bool = True) -> tuple[pluggy.PluginManager, 
 
 
 @dataclass
-class Registry:
-    """Everything the installed plugins contribute, with the plugin that gave each name."""
+class Registry(Extensions):
+    """The installed plugins' contributions, plus their plugin manager and package info."""
 
-    pm: pluggy.PluginManager
-    infos: list[PluginInfo]
-    effects: dict[str, Any] = field(default_factory=dict)
-    field_kinds: dict[str, Any] = field(default_factory=dict)
-    strategies: dict[str, Any] = field(default_factory=dict)
-    schemes: dict[str, Any] = field(default_factory=dict)
-    reports: dict[str, Any] = field(default_factory=dict)
-    channels: dict[str, Any] = field(default_factory=dict)
-    owner: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def plugin_of(self, kind: str, name: str) -> str | None:
-        return self.owner.get((kind, name))
+    pm: Any = None
+    infos: list[PluginInfo] = field(default_factory=list)
 
 
 def _collect(
@@ -123,7 +114,12 @@ def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registr
     from core.spec.definitions import FIELD_KINDS
     from core.spec.effects import BUILTIN_EFFECTS
 
-    reg = Registry(pm, infos)
+    reg = Registry(
+        pm=pm,
+        infos=infos,
+        hook=pm.hook,
+        plugins={i.name: pm.get_plugin(i.name) for i in infos},
+    )
     _collect(
         reg,
         "effect type",
@@ -144,7 +140,7 @@ def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
 
     The installed plugins' channels are ``installed().channels``.
     """
-    reg = Registry(pm, [])
+    reg = Registry(pm=pm)
     _collect(reg, "notification channel", pm.hook.kefu_notification_channels, reg.channels)
     return reg.channels
 
@@ -161,17 +157,6 @@ def installed() -> Registry:
     if _INSTALLED is None:
         pm, infos = plugin_manager()
         reg = build_registry(pm, infos)
-        from core.cases import dispatch, numbering, reports
-        from core.spec import fields
-
-        fields.PLUGIN_KINDS.clear()
-        fields.PLUGIN_KINDS.update(reg.field_kinds)
-        dispatch.STRATEGIES.clear()
-        dispatch.STRATEGIES.update(reg.strategies)
-        numbering.SCHEMES.clear()
-        numbering.SCHEMES.update(reg.schemes)
-        reports.REPORTS.clear()
-        reports.REPORTS.update(reg.reports)
         _INSTALLED = reg
     return _INSTALLED
 
@@ -179,34 +164,13 @@ def installed() -> Registry:
 def settings_problems(
     reg: Registry, plugin: str, settings: dict[str, Any]
 ) -> list[tuple[tuple[Any, ...], str]]:
-    """Check a company's settings for ``plugin`` against its ``settings_model`` (pydantic).
-
-    A plugin without a ``settings_model`` attribute takes no settings.
-    """
-    from pydantic import ValidationError
-
-    module = reg.pm.get_plugin(plugin)
-    model = getattr(module, "settings_model", None)
-    if model is None:
-        return [((), "this plugin takes no settings")] if settings else []
-    try:
-        model.model_validate(settings)
-    except ValidationError as exc:
-        return [(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
-    return []
+    """Check a company's settings for ``plugin`` (see :meth:`Extensions.settings_problems`)."""
+    return reg.settings_problems(plugin, settings)
 
 
 def company_settings(company: Any, plugin: str) -> Any:
     """The company's validated settings for ``plugin`` (its ``settings_model``), or ``None``."""
-    reg = installed()
-    module = reg.pm.get_plugin(plugin)
-    model = getattr(module, "settings_model", None)
-    ps = company.plugins.get(plugin)
-    if model is None:
-        return None
-    return model.model_validate(ps.settings if ps else {})
+    return installed().company_settings(company, plugin)
 
 
-def enabled_for(company: Any, plugin: str) -> bool:
-    ps = company.plugins.get(plugin)
-    return ps is None or ps.enabled
+__all__ = ["Registry", "enabled_for", "installed", "plugin_manager"]

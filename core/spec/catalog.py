@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.spec.diagnostics import Diagnostics
 from core.spec.effects import EffectType
+from core.spec.extensions import Extensions
 from core.spec.loading import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,10 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Catalog:
+    """Every loaded pack and company config, their problems, and the plugins they used."""
+
     packs: dict[str, LoadedPack] = field(default_factory=dict)
     companies: dict[str, LoadedCompany] = field(default_factory=dict)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     effects: dict[str, EffectType] = field(default_factory=dict)
+    extensions: Extensions = field(default_factory=Extensions)
 
 
 def pack_dirs(rules_dir: Path) -> list[Path]:
@@ -34,39 +38,35 @@ def config_dir_default() -> Path:
     return Path(os.environ.get("KEFU_CONFIG_DIR") or ROOT / "config")
 
 
-def plugin_pack_dirs() -> list[Path]:
-    """Pack directories the installed plugins ship (``kefu_pack_dirs``)."""
-    from core.runtime.plugins import installed
-
-    out: list[Path] = []
-    for result in installed().pm.hook.kefu_pack_dirs():
-        out.extend(Path(p) for p in result or [])
-    return sorted(p for p in out if (p / "procedure.yaml").is_file())
-
-
 def load_catalog(
     rules_dir: Path | None = None,
     config_dir: Path | None = None,
     extra_effects: Iterable[EffectType] = (),
     display_root: Path | None = None,
+    *,
+    extensions: Extensions,
 ) -> Catalog:
     """Load every pack and every company config; problems go to ``catalog.diagnostics``.
 
     Defaults: ``KEFU_RULES_DIR`` / ``KEFU_CONFIG_DIR`` if set, else ``rules/`` and ``config/``
-    of this checkout.
+    of this checkout. ``extensions`` are the installed plugins
+    (``core.runtime.plugins.installed()``; ``Extensions()`` for none).
     """
     rules_dir = rules_dir or rules_dir_default()
     config_dir = config_dir or config_dir_default()
-    effects = effect_registry(extra_effects)
-    cat = Catalog(effects=effects)
+    effects = effect_registry(extensions, extra_effects)
+    cat = Catalog(effects=effects, extensions=extensions)
     local = pack_dirs(rules_dir)
-    for d in [*plugin_pack_dirs(), *local]:  # a pack of rules/ replaces a plugin's of the same key
-        lp, diags = load_pack(d, effects, display_root)
+    for d in [
+        *extensions.pack_dirs(),
+        *local,
+    ]:  # a pack of rules/ replaces a plugin's of the same key
+        lp, diags = load_pack(d, effects, display_root, extensions=extensions)
         cat.diagnostics.extend(diags)
         if lp is not None:
             cat.packs[lp.key] = lp
     for f in sorted(config_dir.glob("*.yaml")):
-        lc, diags = load_company(f, cat.packs, effects, display_root)
+        lc, diags = load_company(f, cat.packs, effects, display_root, extensions=extensions)
         cat.diagnostics.extend(diags)
         if lc is not None:
             cat.companies[lc.key] = lc

@@ -9,10 +9,21 @@ timers) lives in :mod:`core.storage`; the two never mix.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.time.calendars import CalendarDef
 from core.time.durations import Duration
@@ -69,6 +80,12 @@ def _label(value: Any) -> Any:
 LabelIn = Annotated[Label, BeforeValidator(_label)]
 
 
+def _plugin_kinds(info: ValidationInfo) -> Mapping[str, Any]:
+    """The plugins' field types handed in as validation context (``Extensions``)."""
+    ctx = info.context
+    return ctx.get("field_kinds", {}) if isinstance(ctx, Mapping) else {}
+
+
 class FieldDef(Strict):
     # a built-in kind (FIELD_KINDS) or one a plugin registers (kefu_field_types)
     type: str
@@ -81,20 +98,23 @@ class FieldDef(Strict):
     multiple: bool = False
     options: dict[str, Any] = {}  # a plugin field type's own settings, checked by that type
 
+    # the plugin field type behind ``type`` (None for a built-in), resolved at validation
+    _plugin: Any = PrivateAttr(default=None)
+
+    @property
+    def plugin_kind(self) -> Any:
+        """The plugin's field type (``core.spec.fields.FieldKind``), None for a built-in."""
+        return self._plugin
+
     @field_validator("type")
     @classmethod
-    def _kind(cls, v: str) -> str:
-        from core.runtime.plugins import installed
-        from core.spec.fields import PLUGIN_KINDS
-
+    def _kind(cls, v: str, info: ValidationInfo) -> str:
         if v in FIELD_KINDS:
             return v
-        installed()  # the plugins' field types (loaded once)
-        if v in PLUGIN_KINDS:
+        plugin_kinds = _plugin_kinds(info)
+        if v in plugin_kinds:
             return v
-        known = [*FIELD_KINDS, *sorted(PLUGIN_KINDS)]
-        import difflib
-
+        known = [*FIELD_KINDS, *sorted(plugin_kinds)]
         guess = difflib.get_close_matches(v, known, n=1)
         raise ValueError(
             f"unknown field type '{v}': one of {', '.join(known)}"
@@ -102,16 +122,15 @@ class FieldDef(Strict):
         )
 
     @model_validator(mode="after")
-    def _options(self) -> FieldDef:
-        from core.spec.fields import PLUGIN_KINDS
-
-        kind = PLUGIN_KINDS.get(self.type)
+    def _options(self, info: ValidationInfo) -> FieldDef:
+        kind = _plugin_kinds(info).get(self.type)
         if kind is None:
             if self.options:
                 raise ValueError(
                     f"options: is for field types from plugins; '{self.type}' takes none"
                 )
             return self
+        self._plugin = kind
         model = getattr(kind, "options_model", None)
         if model is not None:
             model.model_validate(self.options)

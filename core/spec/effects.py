@@ -14,7 +14,8 @@ through the ``kefu_effect_types`` hook with the same class.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -107,8 +108,33 @@ class EffectType:
     name: str
     args: type[BaseModel]
     apply: Callable[[Change, Any, str], None]
-    check: Callable[[Any, PackDef], list[Problem]] | None = None
+    check: Callable[..., list[Problem]] | None = None
     doc: str = ""
+
+    def run_check(self, args: Any, pack: PackDef, extensions: Any) -> list[Problem]:
+        """Run ``check(args, pack)`` — or ``check(args, pack, extensions)`` when it takes
+        the plugin registry too (the dispatch effect checks strategy names against it)."""
+        if self.check is None:
+            return []
+        if len(inspect.signature(self.check).parameters) >= 3:
+            return self.check(args, pack, extensions)
+        return self.check(args, pack)
+
+
+def parse_effects(
+    raw: Sequence[Mapping[str, Any]], effects: Mapping[str, EffectType]
+) -> tuple[tuple[EffectType, Any], ...]:
+    """``then:``-style lists (``- move: closed``) as (effect type, validated args) pairs.
+
+    The pack was checked at load time, so every name is known and every argument valid;
+    a KeyError or ValidationError here means an unchecked definition.
+    """
+    out = []
+    for eff in raw:
+        ((name, args),) = eff.items()
+        etype = effects[name]
+        out.append((etype, etype.args.model_validate(args)))
+    return tuple(out)
 
 
 # -- built-in effects -------------------------------------------------------------------

@@ -172,15 +172,11 @@ class FieldKind(Protocol):
     def json_schema(self, fdef: FieldDef) -> dict[str, Any]: ...
 
 
-#: field types of the installed plugins, by name (filled by ``core.runtime.plugins.installed()``)
-PLUGIN_KINDS: dict[str, FieldKind] = {}
-
-
 def coerce(fdef: FieldDef, value: Any) -> Any:
     """Validate ``value`` for ``fdef`` and return its stored form (``None`` = no value)."""
     if value is None:
         return None
-    kind = PLUGIN_KINDS.get(fdef.type)
+    kind = fdef.plugin_kind
     if kind is not None:
         return kind.coerce(fdef, value)
     return COERCERS[fdef.type](fdef, value)
@@ -190,7 +186,7 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
     """The scalar a rule compares for a stored value (see core.rules.ir.encode_value)."""
     if stored is None or (fdef.multiple and isinstance(stored, list)):
         return None
-    kind = PLUGIN_KINDS.get(fdef.type)
+    kind = fdef.plugin_kind
     if kind is not None:
         return kind.fact(fdef, stored)
     if fdef.type == "date":
@@ -204,7 +200,7 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
 
 
 def field_type(fdef: FieldDef) -> FieldType:
-    kind = PLUGIN_KINDS.get(fdef.type)
+    kind = fdef.plugin_kind
     if kind is not None:
         return FieldType(kind=kind.fact_kind, choices=())
     return FieldType(

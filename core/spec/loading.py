@@ -35,7 +35,6 @@ from core.rules.expr import (
 from core.rules.ir import TRUE, Cond, RuleSet
 from core.rules.ir import CompiledRule as IRRule
 from core.spec.definitions import (
-    EVENTS,
     KEY_RE,
     NUMBERING_RE,
     PACK_RE,
@@ -47,8 +46,17 @@ from core.spec.definitions import (
 )
 from core.spec.diagnostics import Diagnostics, Loc, YamlDoc
 from core.spec.effects import BUILTIN_EFFECTS, EffectType, Problem
-from core.spec.fields import FieldValueError, coerce, field_type
-from core.spec.procedures import CompiledProcedure, CompiledRule, compile_procedure
+from core.spec.extensions import Extensions
+from core.spec.procedures import (
+    CompiledProcedure,
+    CompiledRule,
+    _raw_dict,
+    _raw_keys,
+    compile_procedure,
+    pack_field_types,
+)
+from core.spec.roles import held_by_nobody
+from core.time.recurrence import check_on
 
 PACK_FILE = "procedure.yaml"
 
@@ -298,14 +306,19 @@ class Salvaged(Generic[M]):
         return self.is_broken(loc) or any(b[: len(loc)] == loc for b in self.broken)
 
 
-def salvage(model: type[M], data: Any, placeholders: Mapping[str, tuple[Any, Any]]) -> Salvaged[M]:
+def salvage(
+    model: type[M],
+    data: Any,
+    placeholders: Mapping[str, tuple[Any, Any]],
+    context: Mapping[str, Any] | None = None,
+) -> Salvaged[M]:
     """Validate ``data``; on errors, cut the rejected parts until the rest validates.
 
     ``placeholders`` give, for each required top-level key, a value that validates and
     the value the model then carries instead (a neutral one the checks skip).
     """
     try:
-        return Salvaged(model.model_validate(data))
+        return Salvaged(model.model_validate(data, context=context))
     except ValidationError:
         pass
     data = copy.deepcopy(data)
@@ -347,7 +360,7 @@ def salvage(model: type[M], data: Any, placeholders: Mapping[str, tuple[Any, Any
 
     for _ in range(_MAX_ROUNDS):
         try:
-            inst = model.model_validate(data)
+            inst = model.model_validate(data, context=context)
         except ValidationError as exc:
             cuts: set[Loc] = set()
             for err in exc.errors(include_url=False):
@@ -409,37 +422,6 @@ class LoadedPack:
         return self.pack.procedure
 
 
-def pack_field_types(pack: PackDef, raw: Mapping[str, Any] | None = None) -> dict[str, FieldType]:
-    """Field types rules may use: the declared fields and the system facts.
-
-    With ``raw`` (the document as written), step and action names come from it too, so
-    a condition naming a step whose definition is broken is not a second problem.
-    """
-    types_: dict[str, FieldType] = {name: field_type(f) for name, f in pack.fields.items()}
-    steps = set(pack.steps) | set(_raw_keys(raw, "steps") or ())
-    actions = {a for s in pack.steps.values() for a in s.actions}
-    for sdef in _raw_dict(raw, "steps").values():
-        actions |= set(_raw_dict(sdef, "actions"))
-    types_["event"] = FieldType("choice", EVENTS)
-    types_["action"] = FieldType("choice", tuple(sorted(map(str, actions))))
-    types_["step"] = FieldType("choice", tuple(sorted(map(str, steps))))
-    types_["from_step"] = types_["step"]
-    return types_
-
-
-def _raw_dict(raw: Any, key: str) -> dict[Any, Any]:
-    value = raw.get(key) if isinstance(raw, Mapping) else None
-    return value if isinstance(value, dict) else {}
-
-
-def _raw_keys(raw: Any, key: str) -> set[str] | None:
-    """Names written under ``key`` (valid or not); None when ``key`` is not a mapping."""
-    if not isinstance(raw, Mapping) or key not in raw:
-        return set()
-    value = raw[key]
-    return {str(k) for k in value} if isinstance(value, dict) else None
-
-
 class _AnyField(dict[str, FieldType]):
     """Field types when the ``fields`` section itself is broken: every name is known."""
 
@@ -450,12 +432,13 @@ class _AnyField(dict[str, FieldType]):
         return self.get(key)
 
 
-def effect_registry(extra: Iterable[EffectType] = ()) -> dict[str, EffectType]:
-    """The built-in effect types, those of the installed plugins, and ``extra``."""
-    from core.runtime.plugins import installed
-
+def effect_registry(
+    extensions: Extensions | None = None, extra: Iterable[EffectType] = ()
+) -> dict[str, EffectType]:
+    """The built-in effect types, those the plugins give (``extensions``), and ``extra``."""
     reg = {e.name: e for e in BUILTIN_EFFECTS}
-    reg.update(installed().effects)
+    if extensions is not None:
+        reg.update(extensions.effects)
     for e in extra:
         reg[e.name] = e
     return reg
@@ -473,7 +456,11 @@ _PACK_PLACEHOLDERS: dict[str, tuple[Any, Any]] = {
 
 
 def load_pack(
-    path: Path, effects: Mapping[str, EffectType] | None = None, display_root: Path | None = None
+    path: Path,
+    effects: Mapping[str, EffectType] | None = None,
+    display_root: Path | None = None,
+    *,
+    extensions: Extensions | None = None,
 ) -> tuple[LoadedPack | None, Diagnostics]:
     """Load ``rules/<pack>/procedure.yaml`` (``path`` is the folder or the file).
 
@@ -487,10 +474,11 @@ def load_pack(
     if not doc.load(diags):
         return None, diags
     raw = doc.plain()
-    sv = salvage(PackDef, raw, _PACK_PLACEHOLDERS)
+    ext = extensions or Extensions()
+    sv = salvage(PackDef, raw, _PACK_PLACEHOLDERS, ext.validation_context())
     if sv.invalid:
         try:
-            PackDef.model_validate(raw)
+            PackDef.model_validate(raw, context=ext.validation_context())
         except ValidationError as exc:
             diags.extend(_pydantic_problems(doc, exc, PackDef, raw))
     if sv.model is None:
@@ -511,7 +499,7 @@ def load_pack(
             )
         )
     loaded = LoadedPack(pack, file, raw, doc)
-    diags.extend(_PackChecker(loaded, effects or effect_registry(), sv).run())
+    diags.extend(_PackChecker(loaded, effects or effect_registry(ext), sv, ext).run())
     diags = _sorted(diags)
     return (loaded if not diags.errors else None), diags
 
@@ -532,19 +520,25 @@ def _display(file: Path, root: Path | None) -> str:
         return str(file)
 
 
-def check_pack(lp: LoadedPack, effects: Mapping[str, EffectType]) -> Diagnostics:
+def check_pack(
+    lp: LoadedPack, effects: Mapping[str, EffectType], extensions: Extensions | None = None
+) -> Diagnostics:
     """Cross-reference checks a schema cannot express; every problem, not just the first."""
-    return _PackChecker(lp, effects, Salvaged(lp.pack)).run()
+    return _PackChecker(lp, effects, Salvaged(lp.pack), extensions or Extensions()).run()
 
 
 class _PackChecker:
     """The checks of one pack beyond its schema, skipping what depends on broken parts."""
 
     def __init__(
-        self, lp: LoadedPack, effects: Mapping[str, EffectType], sv: Salvaged[PackDef]
+        self,
+        lp: LoadedPack,
+        effects: Mapping[str, EffectType],
+        sv: Salvaged[PackDef],
+        extensions: Extensions,
     ) -> None:
         self.pack, self.doc, self.raw, self.sv = lp.pack, lp.doc, lp.raw, sv
-        self.effects = effects
+        self.effects, self.extensions = effects, extensions
         self.out = Diagnostics()
         # every name the author wrote counts as declared, even when its definition is
         # broken (that is reported once, where it is); None: the whole section is broken
@@ -1077,7 +1071,6 @@ class _PackChecker:
             self.check_schedule(("schedules", name), sched, actions)
 
     def check_schedule(self, loc: Loc, sched: Any, actions: set[str] | None) -> None:
-        from core.cases.schedules import check_on
 
         doc = self.doc
         if sched.from_ is not None:
@@ -1162,7 +1155,7 @@ class _PackChecker:
                 )
             return
         if etype.check:
-            for prob in etype.check(parsed, self.pack):
+            for prob in etype.run_check(parsed, self.pack, self.extensions):
                 if self._about_broken(prob):
                     continue
                 self.out.append(
@@ -1269,6 +1262,8 @@ def load_company(
     packs: Mapping[str, LoadedPack],
     effects: Mapping[str, EffectType] | None = None,
     display_root: Path | None = None,
+    *,
+    extensions: Extensions | None = None,
 ) -> tuple[LoadedCompany | None, Diagnostics]:
     """Load ``config/<company>.yaml`` and compile the procedures it enables.
 
@@ -1288,7 +1283,8 @@ def load_company(
     if sv.model is None:
         return None, _sorted(diags)
     company = sv.model
-    effects = effects or effect_registry()
+    ext = extensions or Extensions()
+    effects = effects or effect_registry(ext)
 
     def names(section: str, valid: Mapping[str, Any]) -> set[str] | None:
         written = _raw_keys(raw, section)
@@ -1406,8 +1402,6 @@ def load_company(
                 )
                 continue
             if override.on is not None:
-                from core.cases.schedules import check_on
-
                 problem = (
                     check_on(sdef.every, override.on)
                     if isinstance(sdef.every, str)
@@ -1453,30 +1447,21 @@ def load_company(
                 )
             )
         if not sv.is_broken(ploc + ("number_scheme",)):
-            from core.cases.numbering import SCHEMES
-
-            if settings.number_scheme not in SCHEMES:
+            if settings.number_scheme not in ext.schemes:
                 diags.append(
                     doc.diag(
                         ploc + ("number_scheme",),
                         "K603",
                         f"unknown case-number scheme '{settings.number_scheme}'",
                         _hint_for(
-                            settings.number_scheme, SCHEMES, "schemes of the installed plugins"
+                            settings.number_scheme, ext.schemes, "schemes of the installed plugins"
                         ),
                     )
                 )
         # every role of the pack should be held by somebody in this company
         unsure = any(sv.touched((s,)) for s in ("roles", "people")) or sv.touched(ploc + ("roles",))
         for rname in lp.pack.roles:
-            held = settings.roles.get(rname) or company.roles.get(rname)
-            by_person = any(rname in p.roles for p in company.people.values())
-            if (
-                (held is None or not (held.departments or held.people))
-                and not by_person
-                and rname != "customer"
-                and not unsure
-            ):
+            if held_by_nobody(company, key, rname) and rname != "customer" and not unsure:
                 diags.append(
                     doc.diag(
                         ploc,
@@ -1492,7 +1477,7 @@ def load_company(
                 lp.pack, params, company=company.company, effects=effects, raw=lp.raw
             )
     if not sv.is_broken(("plugins",)):
-        _check_company_plugins(doc, company, loaded, diags)
+        _check_company_plugins(doc, company, loaded, diags, ext)
     if not sv.is_broken(("templates",)):
         check_templates(doc, company.templates, None, diags)
     # linked-case targets must be enabled in this company
@@ -1544,13 +1529,14 @@ def check_templates(
 
 
 def _check_company_plugins(
-    doc: YamlDoc, company: CompanyDef, loaded: LoadedCompany, diags: Diagnostics
+    doc: YamlDoc,
+    company: CompanyDef,
+    loaded: LoadedCompany,
+    diags: Diagnostics,
+    reg: Extensions,
 ) -> None:
     """K600 unknown plugin, K601 invalid settings, K602 a pack uses what a disabled plugin gives."""
-    from core.runtime.plugins import installed, settings_problems
-
-    reg = installed()
-    names = {i.name for i in reg.infos}
+    names = set(reg.plugins)
     for name, ps in company.plugins.items():
         if name not in names:
             diags.append(
@@ -1563,7 +1549,7 @@ def _check_company_plugins(
                 )
             )
             continue
-        for loc, message in settings_problems(reg, name, ps.settings):
+        for loc, message in reg.settings_problems(name, ps.settings):
             diags.append(
                 doc.diag(
                     ("plugins", name, "settings", *loc),
@@ -1596,41 +1582,12 @@ def _check_company_plugins(
                 break
 
 
-def coerce_fields(
-    proc: CompiledProcedure,
-    data: Mapping[str, Any],
-    allowed: Iterable[str],
-    required: Iterable[str],
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate submitted form data against the step's form: (values, errors by field)."""
-    allowed_set = set(allowed)
-    errors: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for name, value in data.items():
-        if name not in allowed_set:
-            errors[name] = (
-                "unknown field"
-                if name not in proc.pack.fields
-                else "this form does not ask for this field"
-            )
-            continue
-        try:
-            values[name] = coerce(proc.pack.fields[name], value)
-        except FieldValueError as exc:
-            errors[name] = str(exc)
-    for name in required:
-        if values.get(name) is None and name not in errors:
-            errors[name] = "required"
-    return values, errors
-
-
 __all__ = [
     "CompiledProcedure",
     "CompiledRule",
     "LoadedCompany",
     "LoadedPack",
     "Problem",
-    "coerce_fields",
     "effect_registry",
     "load_company",
     "load_pack",

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.rules import ir
-from core.rules.expr import parse_condition
-from core.spec.definitions import ActionDef, PackDef, StepDef
-from core.spec.effects import EffectType
-from core.spec.fields import fact_value
+from core.rules.expr import FieldType, parse_condition
+from core.spec.definitions import EVENTS, ActionDef, PackDef, StepDef
+from core.spec.effects import EffectType, parse_effects
+from core.spec.fields import fact_value, field_type
+from core.spec.slas import CompiledSla, CompiledTimer, compile_time
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class CompiledProcedure:
     guard_ruleset: ir.RuleSet
     raw: dict[str, Any] = field(default_factory=dict)
     version: int = 0  # set once registered in the database
-    slas: dict[str, Any] = field(default_factory=dict)  # id -> core.cases.deadlines.CompiledSla
-    timers: dict[str, Any] = field(default_factory=dict)  # id -> core.cases.deadlines.CompiledTimer
+    slas: dict[str, CompiledSla] = field(default_factory=dict)
+    timers: dict[str, CompiledTimer] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -92,20 +93,13 @@ def compile_procedure(
     raw: Mapping[str, Any] | None = None,
 ) -> CompiledProcedure:
     """Compile a validated pack with a company's parameters (raises on invalid input)."""
-    from core.spec.loading import pack_field_types
-
     effective = {k: v.default for k, v in pack.parameters.items()}
     effective.update(params)
     types = pack_field_types(pack)
     rules: list[CompiledRule] = []
     for rule in pack.rules:
         cond = parse_condition(rule.when, types, effective) if rule.when else ir.TRUE
-        parsed = []
-        for eff in rule.then:
-            ((name, args),) = eff.items()
-            etype = effects[name]
-            parsed.append((etype, etype.args.model_validate(args)))
-        rules.append(CompiledRule(rule.id, cond, tuple(parsed), rule.source))
+        rules.append(CompiledRule(rule.id, cond, parse_effects(rule.then, effects), rule.source))
     guards: dict[tuple[str, str], ir.Cond] = {}
     for sname, step in pack.steps.items():
         for aname, action in step.actions.items():
@@ -124,8 +118,6 @@ def compile_procedure(
     guard_ruleset = ir.RuleSet.of(
         base + ":guards", (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items())
     )
-    from core.cases.deadlines import compile_time
-
     slas, timers = compile_time(pack, types, effective, effects)
     return CompiledProcedure(
         pack,
@@ -140,3 +132,34 @@ def compile_procedure(
         slas=slas,
         timers=timers,
     )
+
+
+def pack_field_types(pack: PackDef, raw: Mapping[str, Any] | None = None) -> dict[str, FieldType]:
+    """Field types rules may use: the declared fields and the system facts.
+
+    With ``raw`` (the document as written), step and action names come from it too, so
+    a condition naming a step whose definition is broken is not a second problem.
+    """
+    types_: dict[str, FieldType] = {name: field_type(f) for name, f in pack.fields.items()}
+    steps = set(pack.steps) | set(_raw_keys(raw, "steps") or ())
+    actions = {a for s in pack.steps.values() for a in s.actions}
+    for sdef in _raw_dict(raw, "steps").values():
+        actions |= set(_raw_dict(sdef, "actions"))
+    types_["event"] = FieldType("choice", EVENTS)
+    types_["action"] = FieldType("choice", tuple(sorted(map(str, actions))))
+    types_["step"] = FieldType("choice", tuple(sorted(map(str, steps))))
+    types_["from_step"] = types_["step"]
+    return types_
+
+
+def _raw_dict(raw: Any, key: str) -> dict[Any, Any]:
+    value = raw.get(key) if isinstance(raw, Mapping) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _raw_keys(raw: Any, key: str) -> set[str] | None:
+    """Names written under ``key`` (valid or not); None when ``key`` is not a mapping."""
+    if not isinstance(raw, Mapping) or key not in raw:
+        return set()
+    value = raw[key]
+    return {str(k) for k in value} if isinstance(value, dict) else None

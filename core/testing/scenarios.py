@@ -60,11 +60,13 @@ from core.errors import KefuError
 from core.rules.evaluator import Evaluator, default_kind, make_evaluator
 from core.rules.expr import did_you_mean
 from core.runtime.bootstrap import build_service, create_config_people
+from core.runtime.plugins import PluginError, installed
 from core.runtime.worker import run_until
 from core.spec.catalog import Catalog, pack_dirs
 from core.spec.definitions import KEY_RE, CompanyDef, PersonDef
 from core.spec.diagnostics import Diagnostic, Diagnostics, Loc, YamlDoc
 from core.spec.effects import EffectType
+from core.spec.extensions import Extensions
 from core.spec.fields import FieldValueError, coerce
 from core.spec.loading import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
 from core.spec.procedures import CompiledProcedure, compile_procedure
@@ -872,12 +874,10 @@ def parse_moment(value: Any) -> dt.datetime | None:
 
 
 # -- the company and the catalog -------------------------------------------------------------
-def _plugins_loaded() -> None:
-    """Load the installed plugins once (their effect and field types); a broken one is a ScenarioError."""
-    from core.runtime.plugins import PluginError, installed
-
+def _plugins_loaded() -> Extensions:
+    """The installed plugins (loaded once); a broken one is a ScenarioError."""
     try:
-        installed()
+        return installed()
     except PluginError as exc:
         raise ScenarioError(f"kefu: {exc}") from exc
 
@@ -891,8 +891,9 @@ class _Setup:
 
 def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
     """Load the pack(s) and build the company the scenario runs in; check references."""
-    _plugins_loaded()
-    effects = effect_registry(extra_effects or ())  # the built-in types and the plugins' types
+    extensions = _plugins_loaded()
+    # the built-in types, the plugins' types and the scenario's own
+    effects = effect_registry(extensions, extra_effects or ())
     diags = Diagnostics()
     packs: dict[str, LoadedPack] = {}
 
@@ -902,7 +903,7 @@ def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
         folder = sc.rules_dir / key
         if not (folder / "procedure.yaml").is_file():
             return None
-        lp, d = load_pack(folder, effects)
+        lp, d = load_pack(folder, effects, extensions=extensions)
         diags.extend(d.errors)
         if lp is not None:
             packs[key] = lp
@@ -928,7 +929,7 @@ def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
     if diags.errors or lc is None:
         sc.problems = list(diags)
         raise ScenarioInvalid(diags)
-    cat = Catalog(packs=packs, companies={lc.key: lc}, effects=dict(effects))
+    cat = Catalog(packs=packs, companies={lc.key: lc}, effects=dict(effects), extensions=extensions)
     _check_references(sc, lc, diags)
     if diags.errors:
         sc.problems = list(diags)
@@ -1020,7 +1021,7 @@ def _config_company(
         for k, lp in ((d.name, load(d.name)) for d in pack_dirs(sc.rules_dir))
         if lp is not None
     }
-    lc, d = load_company(path, packs, effects)
+    lc, d = load_company(path, packs, effects, extensions=installed())
     diags.extend(d.errors)
     if lc is None:
         return None

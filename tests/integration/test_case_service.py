@@ -16,6 +16,7 @@ from core.clock import TestClock
 from core.errors import Conflict, EngineUnavailable, InvalidInput, NotAllowed, NotFound, Refused
 from core.rules.ir import RuleSet
 from core.rules.reference import ReferenceEvaluator
+from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, load_catalog
 from core.storage import schema as t
 from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, VERIFY, case_at_repair, service
@@ -71,13 +72,13 @@ def test_refusal_and_engine_failure_write_nothing(db):
         def evaluate(self, ruleset: RuleSet, facts: Mapping) -> frozenset[str]:
             raise EngineUnavailable("engine crashed")
 
-    svc._evaluator = Crashing()
+    svc.use_evaluator(Crashing())
     with pytest.raises(EngineUnavailable):
         svc.act(
             "demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
         )
     assert counts(db, cid) == before
-    svc._evaluator = ReferenceEvaluator()
+    svc.use_evaluator(ReferenceEvaluator())
     assert (
         svc.act(
             "demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
@@ -263,6 +264,6 @@ def test_concurrent_actors_exactly_one_wins_each_round(db):
 
 
 def test_build_service_loads_all_packs():
-    cat = load_catalog()
+    cat = load_catalog(extensions=installed())
     assert "repair-desk" in cat.packs and "demo" in cat.companies
     assert not cat.diagnostics.errors

@@ -47,7 +47,7 @@ def test_hook_effect_types(tmp_path: Path) -> None:
     assert reg.plugin_of("effect type", "dispatch") == "dispatch"
     assert reg.plugin_of("effect type", "check_warranty") == "example"
     # a pack using the example plugin's effect loads; its arguments are checked with file:line
-    cat = load_catalog(EXAMPLE_RULES, write_config(tmp_path))
+    cat = load_catalog(EXAMPLE_RULES, write_config(tmp_path), extensions=installed())
     assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
     assert "check_warranty" in cat.effects
 
@@ -70,12 +70,14 @@ def test_hook_field_types() -> None:
     assert reg.plugin_of("field type", "serial") == "example"
     from core.spec.definitions import FieldDef
 
-    serial = FieldDef.model_validate({"type": "serial", "label": "S"})
+    serial = FieldDef.model_validate(
+        {"type": "serial", "label": "S"}, context=reg.validation_context()
+    )
     assert coerce(serial, "sn 1234-5674") == "SN12345674"
     with pytest.raises(FieldValueError, match="check digit"):
         coerce(serial, "SN12345670")
     with pytest.raises(ValueError, match="unknown field type 'serail'.*did you mean 'serial'"):
-        FieldDef.model_validate({"type": "serail", "label": "S"})
+        FieldDef.model_validate({"type": "serail", "label": "S"}, context=reg.validation_context())
 
     class Twice:
         @hookimpl
@@ -104,13 +106,12 @@ def test_hook_dispatch_strategies() -> None:
 
 
 def test_hook_pack_dirs(tmp_path: Path) -> None:
-    from core.spec.catalog import plugin_pack_dirs
 
-    shipped = plugin_pack_dirs()
+    shipped = installed().pack_dirs()
     assert EXAMPLE_RULES / "warranty-desk" in shipped
     empty = tmp_path / "rules"
     empty.mkdir()
-    cat = load_catalog(empty, write_config(tmp_path))
+    cat = load_catalog(empty, write_config(tmp_path), extensions=installed())
     assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
     assert "warranty-desk" in cat.packs and "warranty-desk" in cat.companies["acme"].procedures
     # a pack of the same key in rules/ wins: a company adapts a shipped pack
@@ -121,7 +122,9 @@ def test_hook_pack_dirs(tmp_path: Path) -> None:
         text.replace("title: {zh-CN: 保修服务台", "title: {zh-CN: 本地保修台"), encoding="utf-8"
     )
     assert (
-        load_catalog(empty, write_config(tmp_path)).packs["warranty-desk"].pack.title.zh_CN
+        load_catalog(empty, write_config(tmp_path), extensions=installed())
+        .packs["warranty-desk"]
+        .pack.title.zh_CN
         == "本地保修台"
     )
 

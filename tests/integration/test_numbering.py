@@ -9,6 +9,7 @@ import pytest
 
 from core.cases.service import CaseService
 from core.errors import Refused
+from core.runtime.plugins import installed
 from core.storage.db import Database
 from tests.helpers import FIXTURES, service
 
@@ -72,7 +73,7 @@ def test_unknown_number_scheme_is_named_at_load(tmp_path: Any) -> None:
         ),
         encoding="utf-8",
     )
-    cat = load_catalog(HERE / "rules", config)
+    cat = load_catalog(HERE / "rules", config, extensions=installed())
     errors = [d.format() for d in cat.diagnostics.errors]
     assert len(errors) == 1
     assert (

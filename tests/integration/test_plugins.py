@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from core.runtime.plugins import installed
 from core.spec.catalog import load_catalog
 from core.storage.db import Database
 from tests.helpers import case_at_repair, service
@@ -156,7 +157,7 @@ def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
           dispatch: {enabled: false}
         """),
     )
-    cat = load_catalog(EXAMPLE_RULES, config)
+    cat = load_catalog(EXAMPLE_RULES, config, extensions=installed())
     errors = [d.format() for d in cat.diagnostics.errors]
     text = "\n".join(errors)
     assert (

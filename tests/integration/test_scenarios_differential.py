@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.rules.evaluator import Evaluator, make_evaluator
+from core.runtime.plugins import installed
 from core.spec.catalog import ROOT
 from core.spec.definitions import EVENTS, FieldDef
 from core.spec.loading import effect_registry, load_pack
@@ -80,13 +81,13 @@ def test_the_repair_desk_scenarios_exercise_every_rule(evaluators: dict[str, Eva
 # -- generated facts ---------------------------------------------------------------------
 @functools.cache
 def repair_desk(low_satisfaction: int) -> CompiledProcedure:
-    lp, diags = load_pack(ROOT / "rules" / "repair-desk")
+    lp, diags = load_pack(ROOT / "rules" / "repair-desk", extensions=installed())
     assert lp is not None, [d.format() for d in diags]
     return compile_procedure(
         lp.pack,
         {"low_satisfaction": low_satisfaction},
         company="differential",
-        effects=effect_registry(),
+        effects=effect_registry(installed()),
         raw=lp.raw,
     )
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from core.clock import TestClock
+from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, load_catalog
 from core.storage.db import Database
 from tests.helpers import case_at_repair, service
@@ -93,7 +94,7 @@ def test_broken_templates_are_named_with_file_and_line(tmp_path: Path) -> None:
         'subject: {zh-CN: "【{{ company_name }}】报修单 {{ case }} 未受理"',
     )
     pack.write_text(text, encoding="utf-8")
-    cat = load_catalog(rules, tmp_path / "no-config")
+    cat = load_catalog(rules, tmp_path / "no-config", extensions=installed())
     errors = [d.format() for d in cat.diagnostics.errors]
     assert any(
         "K106 templates.repair.engineer-assigned.body.zh-CN: template repair.engineer-assigned: "

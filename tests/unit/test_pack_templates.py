@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, pack_dirs
 from core.spec.loading import load_pack
 
@@ -28,7 +29,7 @@ def notify_templates(node: Any) -> set[str]:
 
 @pytest.mark.parametrize("pack_dir", PACKS, ids=[p.name for p in PACKS])
 def test_every_notify_has_a_text(pack_dir: Any) -> None:
-    lp, diags = load_pack(pack_dir)
+    lp, diags = load_pack(pack_dir, extensions=installed())
     assert lp is not None and not diags.errors
     used = notify_templates(lp.raw)
     missing = sorted(used - set(lp.pack.templates))

@@ -629,9 +629,10 @@ def test_the_isolated_engine_keeps_the_c_core_out_of_this_process() -> None:
     code = (
         "import sys\n"
         "from core.spec.catalog import load_catalog\n"
+        "from core.runtime.plugins import installed\n"
         "from core.rules.ir import CompiledRule, RuleSet\n"
         "from core.rules.isolation import IsolatedDurableEvaluator\n"
-        "load_catalog()\n"
+        "load_catalog(extensions=installed())\n"
         "ev = IsolatedDurableEvaluator()\n"
         "rs = RuleSet.of('keep-out', [CompiledRule('a', {'cmp': 'eq', 'field': 'x', 'value': 1})])\n"
         "assert ev.evaluate(rs, {'x': 1}) == {'a'}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.runtime.plugins import installed
 from core.spec.loading import load_company, load_pack
 
 PACK = """\
@@ -65,7 +66,7 @@ def test_every_time_problem_is_located(tmp_path: Path) -> None:
     d = tmp_path / "mini"
     d.mkdir()
     (d / "procedure.yaml").write_text(PACK, encoding="utf-8")
-    _, diags = load_pack(d)
+    _, diags = load_pack(d, extensions=installed())
     got = {(x.line, x.code) for x in diags}
     text = "\n".join(x.format() for x in diags)
     assert (23, "K130") in got, text  # an SLA on a final step
@@ -86,7 +87,7 @@ def test_every_time_problem_is_located(tmp_path: Path) -> None:
 
 def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) -> None:
     rules = Path(__file__).resolve().parents[2] / "rules"
-    lp, diags = load_pack(rules / "complaint-statistics")
+    lp, diags = load_pack(rules / "complaint-statistics", extensions=installed())
     assert lp is not None and not diags.errors
     company = tmp_path / "co.yaml"
     company.write_text(
@@ -95,7 +96,7 @@ def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) ->
         "      monthly: {on: mon}\n",
         encoding="utf-8",
     )
-    _, diags = load_company(company, {lp.key: lp})
+    _, diags = load_company(company, {lp.key: lp}, extensions=installed())
     got = {(x.line, x.code) for x in diags}
     text = "\n".join(x.format() for x in diags)
     assert (11, "K452") in got and "did you mean 'monthly'" in text, text

@@ -1,0 +1,666 @@
+"""The commit pipeline: the one way any change of a case is written.
+
+Opening a case, a staff action, a timer or schedule firing, and a case opened by a rule
+(a linked case) all go through :class:`Pipeline`, in the caller's write transaction:
+
+1. **permission** — the actor holds a role that may open / take the action (system
+   changes skip it); then the version the actor saw, then whether the action is there;
+2. **form** — submitted values coerced and checked against the step's form;
+3. **transition** — the action's target step, and that step's role queue as assignees;
+4. **rules** — the pack's rules evaluated on the case's facts (a system change applies
+   the effects it was given instead), effects applied to the :class:`Change` in the
+   order the rules are declared; a refusal stops a staff change (nothing is written) and
+   is journaled by a system change, which then changes nothing else;
+5. **assignees** — a step changed by a rule gets that step's role queue, unless a rule
+   assigned someone;
+6. **final step** — entering a final step closes the case: no assignees, ``closed_at``,
+   a ``closed`` journal entry, no running deadlines and no pending timers;
+7. **case row** — inserted, or updated where the version is still the one read (a row
+   count other than one is a :class:`~core.errors.Conflict`);
+8. **journal** — the change's first entry, every effect's note, ``closed``;
+9. **outbox** — messages queued by ``notify`` effects (sent after commit by the worker);
+10. **linked cases** — opened through this same pipeline, one level deeper;
+11. **deadlines and timers** — replayed from the journal (the entries just written are
+    passed in, not read back) and the case's timers re-planned;
+12. **events** — queued, and handed to plugins by the caller only after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from core.cases import deadlines, numbering, schedules
+from core.cases import journal as chain
+from core.cases.events import CaseEvent, EventQueue
+from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
+from core.rules.evaluator import Evaluator
+from core.spec.definitions import CompanyDef, ProcedureSettings
+from core.spec.effects import Assignee, Change, EffectType
+from core.spec.forms import coerce_fields, ordered
+from core.spec.procedures import CompiledProcedure
+from core.storage import schema as t
+from core.time.calendars import WorkingCalendar
+
+#: how deep rules may open cases from cases (a complaint opens an 8D, which opens …)
+MAX_LINK_DEPTH = 3
+
+# The hot path's statements are built once: building a statement per call cost more
+# than executing it (bench/actions_bench.py).
+SEL_CASE = select(t.case).where(
+    t.case.c.id == bindparam("cid"), t.case.c.company_id == bindparam("co")
+)
+_INS_CASE = insert(t.case)
+_UPD_CASE = (
+    update(t.case)
+    .where(
+        t.case.c.id == bindparam("cid"),
+        t.case.c.company_id == bindparam("co"),
+        t.case.c.version == bindparam("expected"),
+    )
+    .values(
+        fields=bindparam("fields"),
+        step=bindparam("step"),
+        status=bindparam("status"),
+        assignees=bindparam("assignees"),
+        version=bindparam("new_version"),
+        updated_at=bindparam("now"),
+        closed_at=bindparam("closed_at"),
+        next_due_at=bindparam("next_due"),
+    )
+)
+_INS_OUTBOX = insert(t.outbox)
+_DEL_ASSIGNEES = delete(t.case_assignee).where(t.case_assignee.c.case_id == bindparam("cid"))
+_INS_ASSIGNEES = insert(t.case_assignee)
+_INS_LINK = insert(t.case_link)
+
+
+class ActionUnavailable(Conflict):
+    """The action does not exist at the case's current step (or its guard is false)."""
+
+    code = "action-unavailable"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, in one company: their user name, departments and the roles they hold."""
+
+    username: str
+    company: str
+    departments: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    system: bool = False
+
+
+@dataclass
+class CompanyRuntime:
+    """A company as the service runs it: its id, config and current procedure versions."""
+
+    id: int
+    key: str
+    definition: CompanyDef
+    procedures: dict[str, CompiledProcedure]  # current version per procedure key
+    version_ids: dict[str, int]  # procedure key -> procedure_version.id of the current version
+
+
+@dataclass
+class Committed:
+    """What one pass of the pipeline wrote."""
+
+    case_id: int
+    number: str
+    proc: CompiledProcedure
+    row: dict[str, Any]  # the case row as written
+    fired: list[str]
+    journal: list[int]
+    linked: list[int] = field(default_factory=list)
+
+
+class Context(Protocol):
+    """What the pipeline needs from the running service (the case service provides it)."""
+
+    events: EventQueue
+
+    def now(self) -> dt.datetime: ...
+
+    def evaluator_for(self, rt: CompanyRuntime) -> Evaluator: ...
+
+    def calendar(self, company: str) -> WorkingCalendar: ...
+
+    def procedure_for_version(self, conn: Connection, version_id: int) -> CompiledProcedure: ...
+
+    def holds(self, actor: Actor, rt: CompanyRuntime, procedure: str, role: str) -> bool: ...
+
+    def number_schemes(self) -> Mapping[str, Any]: ...
+
+    def change_context(self) -> dict[str, Any]: ...
+
+    def listening(self) -> bool: ...
+
+
+def role_assignees(proc: CompiledProcedure, step: str) -> list[Assignee]:
+    """The role queue of a step: its roles (the customer is nobody's queue); none if final."""
+    st = proc.step(step)
+    return [] if st.final else [Assignee("role", r) for r in st.role if r != "customer"]
+
+
+def guards_open(
+    evaluator: Evaluator, proc: CompiledProcedure, facts: Mapping[str, Any]
+) -> frozenset[str]:
+    """``step.action`` names whose guard holds on ``facts``."""
+    if not proc.guards:
+        return frozenset()
+    return evaluator.evaluate(proc.guard_ruleset, facts)
+
+
+@dataclass
+class _Draft:
+    """One change being built: the case before (``row``; None when opening) and after."""
+
+    proc: CompiledProcedure
+    actor: Actor
+    row: Any | None
+    number: str
+    change: Change
+    first: dict[str, Any]
+    from_step: str | None
+    target: str
+    action: str | None = None
+    expected_version: int | None = None
+    history: list[dict[str, Any]] | None = None  # the case's journal before this change
+    fired: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """Changes of cases of one company, in one write transaction (``conn``)."""
+
+    def __init__(self, ctx: Context, conn: Connection, rt: CompanyRuntime) -> None:
+        self.ctx, self.conn, self.rt = ctx, conn, rt
+
+    # -- the three doors --------------------------------------------------------------
+    def open(
+        self, proc: CompiledProcedure, actor: Actor, data: Mapping[str, Any], *, depth: int = 0
+    ) -> Committed:
+        """Open a case of ``proc`` with the opening form ``data``."""
+        opening = proc.pack.open
+        if not actor.system and not any(
+            self.ctx.holds(actor, self.rt, proc.key, r) for r in opening.role
+        ):
+            raise NotAllowed(
+                f"opening a {proc.key} case needs one of the roles: {', '.join(opening.role)}",
+                roles=list(opening.role),
+            )
+        values, errors = coerce_fields(
+            proc, data, ordered(opening.ask, opening.require), opening.require
+        )
+        if errors:
+            raise InvalidInput("the opening form has errors", errors=errors)
+        now = self.ctx.now()
+        number = self._next_number(proc, now)
+        start = proc.pack.start
+        change = self._change(proc, number, dict(values), start, role_assignees(proc, start), now)
+        change.facts = proc.facts(change.fields, event="opened", step=start)
+        first = {"kind": "opened", "data": {"number": number, "fields": values, "step": start}}
+        draft = _Draft(proc, actor, None, number, change, first, None, start, history=[])
+        draft.fired = self._apply_rules(draft)
+        return self._finish(draft, depth)
+
+    def act(
+        self,
+        case_id: int,
+        action: str,
+        actor: Actor,
+        data: Mapping[str, Any],
+        expected_version: int,
+    ) -> Committed:
+        """Take ``action`` on a case whose version the actor saw as ``expected_version``."""
+        row = self._row(case_id)
+        proc = self.ctx.procedure_for_version(self.conn, row.procedure_version_id)
+        act_def = proc.action(row.step, action) if row.status == "open" else None
+        # the role first: someone who may not act learns nothing of the case's state
+        roles = (
+            proc.action_roles(row.step, action)
+            if act_def is not None
+            else sorted(
+                {
+                    r
+                    for s in proc.pack.steps
+                    if proc.action(s, action)
+                    for r in proc.action_roles(s, action)
+                }
+            )
+        )
+        if not any(self.ctx.holds(actor, self.rt, proc.key, r) for r in roles):
+            raise NotAllowed(f"'{action}' needs one of the roles: {', '.join(roles)}", roles=roles)
+        if row.version != expected_version:
+            raise Conflict(
+                f"case {row.number} is at version {row.version}, not {expected_version}",
+                current_version=row.version,
+            )
+        if act_def is None:
+            raise ActionUnavailable(
+                f"action '{action}' is not available at step '{row.step}'",
+                step=row.step,
+                current_version=row.version,
+            )
+        if (row.step, action) in proc.guards:
+            facts = proc.facts(row.fields, event="guard", step=row.step)
+            if f"{row.step}.{action}" not in guards_open(
+                self.ctx.evaluator_for(self.rt), proc, facts
+            ):
+                raise ActionUnavailable(
+                    f"action '{action}' is not available now (its guard is false)",
+                    step=row.step,
+                    current_version=row.version,
+                )
+        values, errors = coerce_fields(proc, data, ordered(act_def.ask, act_def.require), [])
+        for name in act_def.require:  # required: given now, or already on the case
+            if name not in errors and values.get(name) is None and row.fields.get(name) is None:
+                errors[name] = "required"
+        if errors:
+            raise InvalidInput("the form has errors", errors=errors)
+        now = self.ctx.now()
+        fields = {**row.fields, **values}
+        target = act_def.to or row.step
+        assignees = (
+            [Assignee.parse(a) for a in row.assignees]
+            if target == row.step
+            else role_assignees(proc, target)
+        )
+        change = self._change(proc, row.number, fields, target, assignees, now)
+        change.facts = proc.facts(
+            fields, event="action", step=target, action=action, from_step=row.step
+        )
+        first = {
+            "kind": "action",
+            "action": action,
+            "data": {"fields": values, "from_step": row.step, "to_step": target},
+        }
+        draft = _Draft(
+            proc, actor, row, row.number, change, first, row.step, target, action, expected_version
+        )
+        draft.fired = self._apply_rules(draft)
+        return self._finish(draft, 0)
+
+    def system(
+        self,
+        case_id: int,
+        entry: dict[str, Any],
+        effects: Sequence[tuple[EffectType, Any]],
+        rule_id: str,
+        *,
+        history: list[dict[str, Any]] | None = None,
+    ) -> Committed:
+        """Apply ``effects`` to a case as actor ``system`` (an SLA escalation, a timer, a
+        schedule): ``entry`` is the change's first journal entry; ``history`` the case's
+        journal if the caller already read it."""
+        row = self._row(case_id)
+        proc = self.ctx.procedure_for_version(self.conn, row.procedure_version_id)
+        now = self.ctx.now()
+        actor = Actor("system", self.rt.key, system=True)
+
+        def fresh() -> Change:
+            c = self._change(
+                proc,
+                row.number,
+                dict(row.fields),
+                row.step,
+                [Assignee.parse(a) for a in row.assignees],
+                now,
+                status=row.status,
+            )
+            c.facts = proc.facts(row.fields, event="timer", step=row.step)
+            return c
+
+        change = fresh()
+        for etype, args in effects:
+            etype.apply(change, args, rule_id)
+        if change.refusal:  # a refusal cannot undo time: journal it, change nothing else
+            refused = f"rule '{change.refusal[0]}' refused: {change.refusal[1]}"
+            entry = {**entry, "data": {**entry.get("data", {}), "refused": refused}}
+            change = fresh()
+        draft = _Draft(
+            proc,
+            actor,
+            row,
+            row.number,
+            change,
+            entry,
+            row.step,
+            row.step,
+            expected_version=row.version,
+            history=history,
+        )
+        return self._finish(draft, 0)
+
+    def note(self, case_id: int, proc: CompiledProcedure, entry: dict[str, Any]) -> list[int]:
+        """Journal an entry about a case that changes nothing of it (``timer_skipped``)."""
+        return chain.append(
+            self.conn,
+            self.rt.id,
+            [entry],
+            case_id=case_id,
+            actor="system",
+            pversion=proc.version,
+            now=self.ctx.now(),
+        )
+
+    # -- the stages every change shares -------------------------------------------------
+    def _finish(self, d: _Draft, depth: int) -> Committed:
+        proc, change, row = d.proc, d.change, d.row
+        now = change.now
+        assert now is not None
+        if change.refusal and not d.actor.system:
+            raise Refused(change.refusal[1], rule=change.refusal[0])
+        # assignees: a rule moved the case elsewhere and assigned nobody -> that step's queue
+        if change.step != d.target and not any(j.kind == "assigned" for j in change.journal):
+            change.assignees = role_assignees(proc, change.step)
+        # the final step: closed, nobody assigned, a closed entry, no deadlines running
+        was_closed = row is not None and row.status == "closed"
+        final = proc.step(change.step).final
+        if final:
+            change.assignees = []
+        status = "closed" if final else (row.status if row is not None else "open")
+        closed_at = (
+            now if final and not was_closed else (row.closed_at if row is not None else None)
+        )
+        entries = [d.first] + [
+            {
+                "kind": j.kind,
+                "action": d.action,
+                "rule_id": j.rule_id,
+                "data": j.data,
+                "facts": j.facts,
+            }
+            for j in change.journal
+        ]
+        if final and not was_closed:
+            entries.append({"kind": "closed", "data": {"step": change.step}})
+        # deadlines: the journal so far plus what this change adds
+        plan = None
+        if deadlines.needs_time(proc):
+            if d.history is None:
+                assert row is not None
+                d.history = chain.case_history(self.conn, self.rt.id, row.id)
+            history = d.history + [
+                {"at": now, "kind": e["kind"], "action": e.get("action"), "data": e.get("data", {})}
+                for e in entries
+            ]
+            plan = deadlines.plan(proc, history, self.ctx.calendar(self.rt.key), now)
+        next_due = (
+            plan.next_due if plan is not None else (row.next_due_at if row is not None else None)
+        )
+        assignees = [a.to_json() for a in change.assignees]
+        version = 1 if row is None else row.version + 1
+        values = {
+            "fields": change.fields,
+            "step": change.step,
+            "status": status,
+            "assignees": assignees,
+            "version": version,
+            "updated_at": now,
+            "closed_at": closed_at,
+            "next_due_at": next_due,
+        }
+        if row is None:
+            case_id = self.conn.execute(
+                _INS_CASE,
+                {
+                    **values,
+                    "company_id": self.rt.id,
+                    "procedure_version_id": self.rt.version_ids[proc.key],
+                    "procedure": proc.key,
+                    "number": d.number,
+                    "created_by": d.actor.username,
+                    "created_at": now,
+                },
+            ).inserted_primary_key[0]  # type: ignore[index]  # always set after an INSERT
+            created_by, created_at = d.actor.username, now
+        else:
+            case_id = row.id
+            res = self.conn.execute(
+                _UPD_CASE,
+                {
+                    "cid": case_id,
+                    "co": self.rt.id,
+                    "expected": row.version,
+                    "fields": change.fields,
+                    "step": change.step,
+                    "status": status,
+                    "assignees": assignees,
+                    "new_version": version,
+                    "now": now,
+                    "closed_at": closed_at,
+                    "next_due": next_due,
+                },
+            )
+            if res.rowcount != 1:  # someone committed between our read and this write
+                raise Conflict(f"case {row.number} changed while acting", current_version=None)
+            created_by, created_at = row.created_by, row.created_at
+        if row is None or assignees != list(row.assignees):
+            if row is not None:
+                self.conn.execute(_DEL_ASSIGNEES, {"cid": case_id})
+            if change.assignees:
+                self.conn.execute(
+                    _INS_ASSIGNEES,
+                    [
+                        {"case_id": case_id, "kind": a.kind, "ref": a.ref, "company_id": self.rt.id}
+                        for a in change.assignees
+                    ],
+                )
+        seqs = chain.append(
+            self.conn,
+            self.rt.id,
+            entries,
+            case_id=case_id,
+            actor=d.actor.username,
+            pversion=proc.version,
+            now=now,
+        )
+        if change.outbox:
+            self.conn.execute(
+                _INS_OUTBOX,
+                [
+                    {
+                        "company_id": self.rt.id,
+                        "case_id": case_id,
+                        "journal_seq": seqs[0],
+                        "channel": msg.channel,
+                        "recipient": msg.recipient,
+                        "template": msg.template,
+                        "payload": msg.payload,
+                        "idempotency_key": f"{self.rt.id}:{seqs[0]}:{i}",
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "sent_at": None,
+                        "last_error": None,
+                    }
+                    for i, msg in enumerate(change.outbox)
+                ],
+            )
+        self._queue_events(d, case_id, now)
+        linked = self._open_linked(d, case_id, depth)
+        if plan is not None:
+            deadlines.schedule(self.conn, self.rt.id, case_id, plan)
+            schedules.refresh_case(
+                self.conn,
+                self.rt,
+                proc,
+                case_id,
+                history,
+                plan.closed,
+                now,
+                self.ctx.calendar(self.rt.key),
+            )
+        written = {
+            "id": case_id,
+            "company_id": self.rt.id,
+            "procedure": proc.key,
+            "number": d.number,
+            "created_by": created_by,
+            "created_at": created_at,
+            "procedure_version_id": (
+                self.rt.version_ids[proc.key] if row is None else row.procedure_version_id
+            ),
+            **values,
+        }
+        return Committed(case_id, d.number, proc, written, d.fired, seqs, linked)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _row(self, case_id: int) -> Any:
+        row = self.conn.execute(SEL_CASE, {"cid": case_id, "co": self.rt.id}).first()
+        if row is None:  # another company's case is "not found" too: never reveal it exists
+            raise NotFound(f"case {case_id} not found")
+        return row
+
+    def _change(
+        self,
+        proc: CompiledProcedure,
+        number: str,
+        fields: dict[str, Any],
+        step: str,
+        assignees: list[Assignee],
+        now: dt.datetime,
+        status: str = "open",
+    ) -> Change:
+        change = Change(proc, number, fields, step, assignees, status, now=now)
+        change.context = {
+            **self.ctx.change_context(),
+            "conn": self.conn,
+            "company_id": self.rt.id,
+            "company": self.rt.definition,
+        }
+        return change
+
+    def _apply_rules(self, d: _Draft) -> list[str]:
+        fired = self.ctx.evaluator_for(self.rt).evaluate(d.proc.ruleset, d.change.facts)
+        order = []
+        for rule in d.proc.rules:  # declared order, whatever order the engine fired them in
+            if rule.id not in fired:
+                continue
+            order.append(rule.id)
+            for etype, args in rule.effects:
+                etype.apply(d.change, args, rule.id)
+        return order
+
+    def _next_number(self, proc: CompiledProcedure, now: dt.datetime) -> str:
+        settings = self.rt.definition.procedures.get(proc.key) or ProcedureSettings()
+        request = numbering.NumberRequest(
+            self.conn, self.rt.id, self.rt.definition, proc.key, settings.numbering, now
+        )
+        return numbering.next_number(request, settings.number_scheme, self.ctx.number_schemes())
+
+    def _queue_events(self, d: _Draft, case_id: int, now: dt.datetime) -> None:
+        if not self.ctx.listening():  # nobody would hear them: do not build them
+            return
+        change = d.change
+
+        def event(kind: str) -> CaseEvent:
+            return CaseEvent(
+                kind,
+                self.rt.key,
+                case_id,
+                d.number,
+                d.proc.key,
+                change.step,
+                d.actor.username,
+                now,
+                from_step=d.from_step,
+                action=d.action,
+                fields=dict(change.fields),
+            )
+
+        events = self.ctx.events
+        if d.row is None:
+            events.add(event("opened"))
+        if d.action is not None:
+            events.add(event("action_done"))
+        if d.row is None or change.step != d.from_step:
+            events.add(event("step_entered"))
+            if d.proc.step(change.step).final:
+                events.add(event("closed"))
+
+    def _open_linked(self, d: _Draft, case_id: int, depth: int) -> list[int]:
+        out = []
+        for req in d.change.linked:
+            if depth >= MAX_LINK_DEPTH:
+                raise Refused(
+                    f"rule '{req.rule_id}' would open linked cases more than {MAX_LINK_DEPTH} deep",
+                    rule=req.rule_id,
+                )
+            target = self.rt.procedures.get(req.procedure)
+            if target is None:
+                raise Refused(
+                    f"rule '{req.rule_id}' opens a '{req.procedure}' case, which is not enabled",
+                    rule=req.rule_id,
+                )
+            given = {k: v for k, v in req.fields.items() if v is not None}
+            a = d.actor
+            system = Actor(a.username, self.rt.key, a.departments, a.roles, system=True)
+            try:
+                child = self._open_unchecked(target, system, given, depth + 1)
+            except InvalidInput as exc:
+                raise Refused(
+                    f"rule '{req.rule_id}' gives the linked case bad fields: {exc.details.get('errors')}",
+                    rule=req.rule_id,
+                ) from exc
+            self.conn.execute(
+                _INS_LINK,
+                {
+                    "company_id": self.rt.id,
+                    "from_case_id": case_id,
+                    "to_case_id": child.case_id,
+                    "link": req.link,
+                    "rule_id": req.rule_id,
+                    "created_at": d.change.now,
+                },
+            )
+            entry = {
+                "kind": "linked",
+                "rule_id": req.rule_id,
+                "data": {"link": req.link, "case": child.case_id, "procedure": req.procedure},
+            }
+            chain.append(
+                self.conn,
+                self.rt.id,
+                [entry],
+                case_id=case_id,
+                actor=a.username,
+                pversion=d.proc.version,
+                now=self.ctx.now(),
+            )
+            out.append(child.case_id)
+        return out
+
+    def _open_unchecked(
+        self, proc: CompiledProcedure, actor: Actor, values: Mapping[str, Any], depth: int
+    ) -> Committed:
+        """Open a case whose fields a rule or schedule gave: no opening form, no role check."""
+        from_form, errors = coerce_fields(proc, values, list(proc.pack.fields), [])
+        if errors:
+            raise InvalidInput("the fields have errors", errors=errors)
+        now = self.ctx.now()
+        number = self._next_number(proc, now)
+        start = proc.pack.start
+        change = self._change(
+            proc, number, dict(from_form), start, role_assignees(proc, start), now
+        )
+        change.facts = proc.facts(change.fields, event="opened", step=start)
+        first = {"kind": "opened", "data": {"number": number, "fields": from_form, "step": start}}
+        draft = _Draft(proc, actor, None, number, change, first, None, start, history=[])
+        draft.fired = self._apply_rules(draft)
+        return self._finish(draft, depth)
+
+    def open_system(
+        self, proc: CompiledProcedure, values: Mapping[str, Any], actor: Actor | None = None
+    ) -> Committed:
+        """Open a case as ``system`` with fields a schedule gives (no form, no role check)."""
+        return self._open_unchecked(
+            proc, actor or Actor("system", self.rt.key, system=True), values, 0
+        )

@@ -1,0 +1,126 @@
+"""SLAs and pack timers compiled from a pack: conditions to IR, effects parsed.
+
+What the pack declares under ``slas:``, on a step's ``sla:`` and under ``timers:``,
+ready for :mod:`core.cases.deadlines` to replay against a case's journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.rules import ir
+from core.rules.expr import parse_condition
+from core.spec.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
+from core.spec.effects import EffectType, parse_effects
+from core.time.durations import Duration
+
+# -- compiled definitions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledSla:
+    id: str
+    label: Any
+    source: str | None
+    start: Any  # "opened" | "closed" | EventRef
+    stop: Any
+    step: str | None  # a step's own SLA
+    targets: tuple[tuple[ir.Cond | None, Duration], ...]
+    promised: PromisedTarget | None
+    warning: str | None
+    pause_steps: frozenset[str]
+    pause_cond: ir.Cond | None
+    extension: Any  # ExtensionDef | None
+    on_warning: tuple[tuple[EffectType, Any], ...]
+    on_breach: tuple[tuple[EffectType, Any], ...]
+
+
+@dataclass(frozen=True)
+class CompiledTimer:
+    id: str
+    label: Any
+    source: str | None
+    after: Duration
+    start: Any
+    while_steps: frozenset[str]
+    while_cond: ir.Cond | None
+    then: tuple[tuple[EffectType, Any], ...]
+
+
+def _pause(
+    p: PauseDef | None, types: Any, params: Mapping[str, Any]
+) -> tuple[frozenset[str], ir.Cond | None]:
+    if p is None:
+        return frozenset(), None
+    cond = parse_condition(p.while_, types, params) if p.while_ else None
+    return frozenset(p.steps), cond
+
+
+def _compile_sla(
+    sid: str,
+    d: StepSlaDef,
+    start: Any,
+    stop: Any,
+    step: str | None,
+    types: Any,
+    params: Mapping[str, Any],
+    effects: Mapping[str, EffectType],
+) -> CompiledSla:
+    targets: tuple[tuple[ir.Cond | None, Duration], ...] = ()
+    promised = None
+    if isinstance(d.target, Duration):
+        targets = ((None, d.target),)
+    elif isinstance(d.target, PromisedTarget):
+        promised = d.target
+    else:
+        rows: list[TargetRow] = list(d.target)
+        targets = tuple(
+            (parse_condition(r.when, types, params) if r.when else None, r.target) for r in rows
+        )
+    pause_steps, pause_cond = _pause(d.pause, types, params)
+    return CompiledSla(
+        sid,
+        d.label,
+        d.source,
+        start,
+        stop,
+        step,
+        targets,
+        promised,
+        d.warning,
+        pause_steps,
+        pause_cond,
+        d.extension,
+        parse_effects(d.on_warning, effects),
+        parse_effects(d.on_breach, effects),
+    )
+
+
+def compile_time(
+    pack: PackDef, types: Any, params: Mapping[str, Any], effects: Mapping[str, EffectType]
+) -> tuple[dict[str, CompiledSla], dict[str, CompiledTimer]]:
+    """The pack's SLAs (``slas:`` and each step's ``sla:``) and ``timers:``, compiled."""
+    slas: dict[str, CompiledSla] = {}
+    for sid, sdef in pack.slas.items():
+        slas[sid] = _compile_sla(sid, sdef, sdef.start, sdef.stop, None, types, params, effects)
+    for sname, step in pack.steps.items():
+        if step.sla is not None:
+            slas[sname] = _compile_sla(
+                sname, step.sla, EventRef(step=sname), None, sname, types, params, effects
+            )
+    timers: dict[str, CompiledTimer] = {}
+    for tid, tdef in pack.timers.items():
+        wsteps, wcond = _pause(tdef.while_, types, params)
+        timers[tid] = CompiledTimer(
+            tid,
+            tdef.label,
+            tdef.source,
+            tdef.after,
+            tdef.from_,
+            wsteps,
+            wcond,
+            parse_effects(tdef.then, effects),
+        )
+    return slas, timers
