@@ -54,6 +54,7 @@ import click
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from sqlalchemy import create_engine, select, text
 
+from core.cases import timers
 from core.cases.service import ActResult, CaseService, CaseView
 from core.clock import TestClock
 from core.errors import KefuError
@@ -105,7 +106,10 @@ _EXPECT_KEYS = (
     "error",
     "deadlines",
     "cases",
+    "timers",
+    "next_due",
 )
+TIMER_KINDS = ("sla.warn", "sla.breach", "pack.timer", "schedule")
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
 DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
 _OUTBOX_KEYS = ("to", "template", "channel", "fields", "text")
@@ -787,6 +791,38 @@ class _Parser:
             )
             return None
         return out
+
+    def x_timers(self, loc: Loc) -> list[str] | None:
+        node = self.value(loc)
+        if isinstance(node, CommentedSeq) and not node:
+            return []
+        out = self.names(loc, "timers")
+        if out is None:
+            return None
+        for kind in out:
+            if kind not in TIMER_KINDS:
+                self.err(
+                    loc,
+                    "S103",
+                    f"'{kind}' is not a timer kind",
+                    f"timer kinds: {', '.join(TIMER_KINDS)}; [] for none",
+                )
+                return None
+        return out
+
+    def x_next_due(self, loc: Loc) -> dt.datetime | None | bool:
+        value = _plain(self.value(loc))
+        if value is None:
+            return False  # "no deadline running" (None means: not parsed)
+        moment = parse_moment(value)
+        if moment is None:
+            self.err(
+                loc,
+                "S103",
+                f"next_due: {value!r} is not a date and time",
+                "e.g. 2026-11-07 16:00, or null",
+            )
+        return moment
 
     def x_deadlines(self, loc: Loc) -> dict[str, tuple[dict[str, Any], Loc]] | None:
         node = self.value(loc)
@@ -1756,6 +1792,24 @@ class _Run:
                         f"found {len(d.pauses)}"
                     )
         return out
+
+    def c_timers(self, want: list[str], loc: Loc, view: CaseView) -> list[str]:
+        with self.svc.db.read() as conn:
+            found = sorted(x["kind"] for x in timers.pending(conn, case_id=view.id))
+        if sorted(want) == found:
+            return []
+        return [f"expected pending timers {_show(sorted(want))}, found {_show(found)}"]
+
+    def c_next_due(self, want: dt.datetime | bool, loc: Loc, view: CaseView) -> list[str]:
+        got = view.next_due_at
+        if want is False:
+            return [] if got is None else [f"expected no next due time, found {self.local(got)}"]
+        assert isinstance(want, dt.datetime)
+        moment = want if want.tzinfo else want.replace(tzinfo=self.tz)
+        if got != moment:
+            found = self.local(got) if got else "none"
+            return [f"expected next due {self.local(moment)}, found {found}"]
+        return []
 
     def c_actions(
         self, want: list[tuple[dict[str, Any], Loc]], loc: Loc, view: CaseView | None
