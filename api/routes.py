@@ -35,6 +35,7 @@ from api.models import (
     text,
 )
 from api.problems import errors
+from api.times import EXAMPLES, iso_facts, query_time
 from core.cases.queries import (
     CaseFilter,
     CasePage,
@@ -110,11 +111,17 @@ def _describe(svc: Svc, actor: Me, proc: CompiledProcedure) -> ProcedureOut:
     )
 
 
-def _local(svc: Svc, actor: Me, moment: dt.datetime | None) -> dt.datetime | None:
-    """A naive time in a query is the company's local time."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=zoneinfo.ZoneInfo(svc.company(actor.company).definition.timezone))
+def _tz(svc: Svc, actor: Me) -> zoneinfo.ZoneInfo:
+    """The time zone of the actor's company: naive query times and answers are in it."""
+    return zoneinfo.ZoneInfo(svc.company(actor.company).definition.timezone)
+
+
+def _when(description: str) -> Any:
+    return QueryParameter(
+        max_length=64,
+        description=f"{description}: an ISO 8601 date or time ({EXAMPLES}); without an "
+        "offset, in the company's time zone",
+    )
 
 
 class ProcedureController(Controller):
@@ -171,14 +178,19 @@ class CaseController(Controller):
             str | None,
             QueryParameter(max_length=200, description="text in the number or any field"),
         ] = None,
-        created_from: FromQuery[dt.datetime | None] = None,
-        created_to: FromQuery[dt.datetime | None] = None,
-        updated_from: FromQuery[dt.datetime | None] = None,
-        updated_to: FromQuery[dt.datetime | None] = None,
+        created_from: Annotated[str | None, _when("created at or after")] = None,
+        created_to: Annotated[
+            str | None, _when("created before (a date: up to the end of that day)")
+        ] = None,
+        updated_from: Annotated[str | None, _when("last changed at or after")] = None,
+        updated_to: Annotated[
+            str | None, _when("last changed before (a date: up to the end of that day)")
+        ] = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> CaseList:
         """Cases I may read, newest first; every filter optional; paginated with limit/offset."""
+        tz = _tz(svc, actor)
         flt = CaseFilter(
             procedure,
             step,
@@ -186,10 +198,10 @@ class CaseController(Controller):
             assignee,
             mine,
             q,
-            _local(svc, actor, created_from),
-            _local(svc, actor, created_to),
-            _local(svc, actor, updated_from),
-            _local(svc, actor, updated_to),
+            query_time(created_from, "created_from", tz),
+            query_time(created_to, "created_to", tz, end=True),
+            query_time(updated_from, "updated_from", tz),
+            query_time(updated_to, "updated_to", tz, end=True),
             limit,
             offset,
         )
@@ -240,7 +252,9 @@ class CaseController(Controller):
     )
     def journal(self, svc: Svc, actor: Me, case_id: CaseId) -> list[JournalEntry]:
         """Who did what, when and why: every entry of the case, with the rule that made it."""
-        require_read(svc, actor, svc.get_case(actor.company, case_id))
+        view = svc.get_case(actor.company, case_id)
+        require_read(svc, actor, view)
+        proc, tz = svc.pinned(view), _tz(svc, actor)
         return [
             JournalEntry(
                 e["seq"],
@@ -251,7 +265,7 @@ class CaseController(Controller):
                 e["rule_id"],
                 e["procedure_version"],
                 e["data"] or {},
-                e["facts"],
+                iso_facts(proc, e["facts"], tz),
             )
             for e in svc.journal(actor.company, case_id)
         ]
@@ -266,24 +280,29 @@ class CaseController(Controller):
         """The case's deadlines (SLAs), each explained: start, target, due, pauses, days skipped."""
         require_read(svc, actor, svc.get_case(actor.company, case_id))
         locale = svc.company(actor.company).definition.locale
+        tz = _tz(svc, actor)
+
+        def at(moment: dt.datetime | None) -> dt.datetime | None:
+            return moment.astimezone(tz) if moment else None  # one form: the company's offset
+
         out = []
         for d in svc.deadlines(actor.company, case_id):
-            x = d.as_dict(locale)
+            x = d.as_dict(locale, tz)
             out.append(
                 DeadlineOut(
                     x["id"],
                     x["label"],
                     x["source"],
                     x["state"],
-                    d.started_at,
+                    at(d.started_at),
                     x["start_reason"],
                     x["target"],
                     x["target_reason"],
-                    d.due_at,
-                    d.warn_at,
-                    d.stopped_at,
+                    at(d.due_at),
+                    at(d.warn_at),
+                    at(d.stopped_at),
                     x["stop_reason"],
-                    [Pause(a, b) for a, b in d.pauses],
+                    [Pause(a.astimezone(tz), at(b)) for a, b in d.pauses],
                     x["counted_seconds"],
                     x["measure"],
                     x["extension"],

@@ -123,9 +123,16 @@ class Deadline:
     warnings: list[str] = field(default_factory=list)
     breached_at: dt.datetime | None = None
 
-    def as_dict(self, locale: str = "zh-CN") -> dict[str, Any]:
-        def iso(x: dt.datetime | None) -> str | None:
-            return x.astimezone(dt.UTC).isoformat() if x else None
+    def as_dict(self, locale: str = "zh-CN", tz: dt.tzinfo = dt.UTC) -> dict[str, Any]:
+        """The deadline as JSON values; every instant ISO 8601 in ``tz`` (the company's
+        zone), with its UTC offset (``Z`` when it is zero)."""
+
+        def iso(x: dt.datetime | str | None) -> str | None:
+            if not x:
+                return None
+            moment = dt.datetime.fromisoformat(x) if isinstance(x, str) else x
+            text = moment.astimezone(tz).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
 
         return {
             "id": self.id,
@@ -143,7 +150,11 @@ class Deadline:
             "pauses": [{"from": iso(a), "to": iso(b)} for a, b in self.pauses],
             "counted_seconds": int(self.counted.total_seconds()),
             "measure": self.measure,
-            "extension": self.extension,
+            "extension": (
+                {**self.extension, "at": iso(self.extension.get("at"))}
+                if self.extension
+                else self.extension
+            ),
             "skipped_days": self.skipped_days,
             "counted_days": self.counted_days,
             "warnings": self.warnings,

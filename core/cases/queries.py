@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, exists, func, or_, select
@@ -85,6 +86,35 @@ def _mine_clause(
     return exists().where(a.c.case_id == t.case.c.id, a.c.company_id == rt.id, or_(*parts))
 
 
+def _known_assignee(svc: CaseService, rt: CompanyRuntime, kind: str, ref: str) -> None:
+    """Raise InvalidInput naming ``assignee`` unless the company has that person (a member
+    or someone its config names), role (of an enabled procedure or the config) or department:
+    a misspelt name is an error, not an empty list."""
+    company = rt.definition
+    if kind == "department":
+        known = set(company.departments)
+    elif kind == "role":
+        known = set(company.roles) | {r for p in rt.procedures.values() for r in p.pack.roles}
+    else:
+        known = set(company.people)
+        if ref not in known:
+            with svc.db.read() as conn:
+                member = conn.execute(
+                    select(t.membership.c.id)
+                    .join(t.app_user, t.app_user.c.id == t.membership.c.user_id)
+                    .where(t.app_user.c.username == ref, t.membership.c.company_id == rt.id)
+                ).first()
+            if member is not None:
+                return
+    if ref not in known:
+        hint = get_close_matches(ref, sorted(known), n=1)
+        raise InvalidInput(
+            f"assignee: no {kind} '{ref}' in company '{rt.key}'"
+            + (f" (did you mean {kind}:{hint[0]}?)" if hint else ""),
+            errors={"assignee": f"unknown {kind} '{ref}'"},
+        )
+
+
 def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
     """Cases of the actor's company they may read, newest first, filtered and paginated."""
     rt = svc.company(actor.company)
@@ -120,6 +150,7 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
                 "assignee is person:NAME, role:NAME or department:NAME",
                 errors={"assignee": "malformed"},
             )
+        _known_assignee(svc, rt, kind, ref)
         a = t.case_assignee
         conds.append(exists().where(a.c.case_id == c.c.id, a.c.kind == kind, a.c.ref == ref))
     if flt.mine:
