@@ -44,6 +44,7 @@ lint: setup
 	$(BIN)/ruff format --check core api plugins tests bench rules
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/vulture
 
 test: lint $(TEST_PLUGIN)
 	$(BIN)/pytest -q

@@ -416,7 +416,6 @@ class ChunkPlan:
     fields: frozenset[str]
     #: True if some rule can match a fact that has none of the chunk's fields
     matches_empty: bool
-    stack_need: int
 
     def definition(self) -> dict[str, Any]:
         """The JSON ruleset for ``create_ruleset`` (no ``run`` keys: the core rejects them)."""
@@ -707,12 +706,9 @@ def _fits(net: _Network, current: Sequence[DurableRule], dr: DurableRule) -> boo
 
 
 def _chunk(rules: Sequence[DurableRule]) -> ChunkPlan:
-    net = _Network()
-    for r in rules:
-        net.add_rule(r.expr)
     fields = frozenset(p[1:] for r in rules for p in r.props)
     matches_empty = not all(_needs_property(r.expr) for r in rules)
-    return ChunkPlan(tuple(rules), fields, matches_empty, net.analyse().stack)
+    return ChunkPlan(tuple(rules), fields, matches_empty)
 
 
 # -- encoding facts ----------------------------------------------------------------------

@@ -38,8 +38,6 @@ from typing import Final
 
 from core.rules.ir import NEGATED_OP, TRUE, Cond, Scalar, encode_value
 
-#: field kinds that compare as strings
-STRING_KINDS = frozenset({"text", "longtext", "choice", "phone", "email", "person", "attachment"})
 NUMBER_KINDS = frozenset({"number", "integer", "money"})
 ORDERED_KINDS = NUMBER_KINDS | {"date", "datetime"}
 

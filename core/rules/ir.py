@@ -61,16 +61,6 @@ def encode_value(value: Any) -> Scalar | None:
     raise TypeError(f"cannot use a {type(value).__name__} in a condition")
 
 
-def encode_facts(values: Mapping[str, Any]) -> dict[str, Scalar]:
-    """Encode a mapping of facts; fields without a value are left out."""
-    out: dict[str, Scalar] = {}
-    for name, value in values.items():
-        enc = encode_value(value)
-        if enc is not None:
-            out[name] = enc
-    return out
-
-
 def fields_of(cond: Cond) -> Iterator[str]:
     """Every field a condition mentions (with repeats)."""
     if "and" in cond:

@@ -266,7 +266,6 @@ class IsolatedDurableEvaluator:
         self._child: _Child | None = None
         self._rulesets: dict[str, RuleSet] = {}
         self._closed = False
-        self.restarts = 0  # children replaced after a crash or a timeout
 
     # -- the Evaluator protocol ----------------------------------------------------------
     def evaluate(self, ruleset: RuleSet, facts: Mapping[str, Scalar]) -> frozenset[str]:
@@ -343,7 +342,6 @@ class IsolatedDurableEvaluator:
         if child is None or child.proc.poll() is not None:
             if child is not None:  # it died between calls
                 child.kill(graceful=False)
-                self.restarts += 1
             child = self._child = _Child(self._allow_faults, self.start_timeout)
         return child
 
@@ -376,7 +374,6 @@ class IsolatedDurableEvaluator:
         child.kill(graceful=False)
         if self._child is child:
             self._child = None
-            self.restarts += 1
 
 
 def _rebuild_error(reply: Mapping[str, Any]) -> Exception:

@@ -24,7 +24,7 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def holds(cond: Cond, facts: Mapping[str, Scalar]) -> bool:
-    """Whether ``cond`` holds for ``facts`` (already encoded with ``encode_facts``)."""
+    """Whether ``cond`` holds for ``facts`` (scalars, as ``ir.encode_value`` makes them)."""
     if "and" in cond:
         return all(holds(c, facts) for c in cond["and"])
     if "or" in cond:

@@ -175,10 +175,6 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def run_once(self) -> tuple[int, outbox.DeliveryReport]:
         """One round: every due timer, then every due message. Returns (fired, delivery)."""
         fired = 0

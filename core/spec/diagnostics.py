@@ -12,7 +12,7 @@ the two in step).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -245,7 +245,3 @@ def _plain(node: Any) -> Any:
     if hasattr(node, "__float__") and not isinstance(node, str):
         return float(node)
     return node
-
-
-def iter_paths(root: Path, pattern: str) -> Iterator[Path]:
-    yield from sorted(root.glob(pattern))

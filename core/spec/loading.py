@@ -520,13 +520,6 @@ def _display(file: Path, root: Path | None) -> str:
         return str(file)
 
 
-def check_pack(
-    lp: LoadedPack, effects: Mapping[str, EffectType], extensions: Extensions | None = None
-) -> Diagnostics:
-    """Cross-reference checks a schema cannot express; every problem, not just the first."""
-    return _PackChecker(lp, effects, Salvaged(lp.pack), extensions or Extensions()).run()
-
-
 class _PackChecker:
     """The checks of one pack beyond its schema, skipping what depends on broken parts."""
 

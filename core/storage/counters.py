@@ -23,14 +23,3 @@ def bump(conn: Connection, company_id: int, scope: str) -> int:
         index_elements=[c.c.company_id, c.c.scope], set_={"value": c.c.value + 1}
     ).returning(c.c.value)
     return int(conn.execute(stmt).scalar_one())
-
-
-def peek(conn: Connection, company_id: int, scope: str) -> int:
-    """The counter's current value (0 before its first bump)."""
-    from sqlalchemy import select
-
-    c = t.counter
-    value = conn.execute(
-        select(c.c.value).where(c.c.company_id == company_id, c.c.scope == scope[:64])
-    ).scalar()
-    return int(value or 0)
