@@ -55,6 +55,7 @@ def cli() -> None:
 )
 def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path | None) -> None:
     """Check procedure packs and company configs; print every problem as file:line:col."""
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     from core.spec.loading import effect_registry, load_company, load_pack
 
     diags = Diagnostics()
@@ -62,6 +63,7 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
     if not paths:
         cat = load_catalog(rules_dir, config_dir, extensions=installed())
         diags.extend(cat.diagnostics)
+        # imported per command: `kefu --help` and `kefu validate` load no server code
         from core.spec.catalog import rules_dir_default
 
         shipped = len(installed().pack_dirs())
@@ -102,6 +104,7 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
 )
 def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) -> None:
     """Run the scenarios of the given packs (default: every pack in rules/ and those plugins ship)."""
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     from core.spec.catalog import rules_dir_default
     from core.testing.scenarios import run_paths
 
@@ -134,6 +137,7 @@ def init(demo: bool, db_url: str | None) -> None:
     random password printed then; later runs keep every password (`kefu user password
     NAME` sets a new one), so logins keep working from one `make run` to the next.
     """
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     from core.runtime.bootstrap import build_service, create_config_people
     from core.storage.db import Database
 
@@ -200,6 +204,7 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
     Run one per machine or several against PostgreSQL: they share the work through leases.
     Exit 0 when stopped, 2 when the rule files have errors, 3 when a plugin is broken.
     """
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     import datetime as dt
     import logging
     import signal
@@ -248,6 +253,7 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
 )
 def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     """Explain the deadlines of case NUMBER: start, target, due, pauses, days skipped."""
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     import zoneinfo
 
     from sqlalchemy import select
@@ -303,6 +309,7 @@ def audit() -> None:
 @click.option("--database", "db_url", default=None)
 def audit_verify(company: str | None, db_url: str | None) -> None:
     """Check the journal hash chain of every company; name the first bad entry."""
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     from sqlalchemy import select
 
     from core.cases.journal import verify_chain
@@ -349,6 +356,7 @@ def report(
     db_url: str | None,
 ) -> None:
     """Run report NAME (without NAME: list the reports the plugins give)."""
+    # imported per command: `kefu --help` and `kefu validate` load no server code
     import json
 
     from core.cases.reports import run_report

@@ -19,6 +19,7 @@ on, at}}``) change the day and time or switch a schedule off.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +67,6 @@ def _override(rt: CompanyRuntime, pack: str, name: str) -> Any:
 
 def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt.datetime) -> int:
     """Make sure each enabled company schedule has its next occurrence pending. Returns how many added."""
-    import zoneinfo
-
     tz = zoneinfo.ZoneInfo(rt.definition.timezone)
     added = 0
     for key, proc in rt.procedures.items():

@@ -58,6 +58,7 @@ from core.rules.limits import (
     MAX_NODE_ABSENCE,
     MAX_NODE_CHILDREN,
     MAX_RULES_PER_CHUNK,
+    MAX_RULES_PER_RULESET,
     RESERVED_FACT_PROPERTIES,
     SAFE_BETA_LIST,
     STACK_BUDGET,
@@ -789,3 +790,28 @@ def _number(name: str, v: int | float) -> int | float:
     # every condition value is within ±2**53 (checked at compile time), so any number
     # beyond compares like this stand-in — which JSON and the C core take exactly
     return _FAR if v > 0 else -_FAR
+
+
+def check_limits(ruleset: RuleSet, fact_properties: int) -> list[LimitProblem]:
+    """Every engine limit ``ruleset`` exceeds; an empty list when durable_rules can run it.
+
+    ``fact_properties`` is how many properties a full case fact has (fields plus system
+    facts). The adapter asserts only what the ruleset's rules test — one property per
+    field compared (a fact has one value per field), one presence flag per field tested
+    with ``set``/``unset`` — so the count is ``min(fields compared, fact_properties)``
+    plus the presence flags plus ``id`` and ``sid``.
+    """
+    out: list[LimitProblem] = []
+    if len(ruleset.rules) > MAX_RULES_PER_RULESET:
+        out.append(
+            LimitProblem(
+                "K310",
+                None,
+                f"{len(ruleset.rules)} rules in one ruleset; the engine takes at most "
+                f"{MAX_RULES_PER_RULESET} (each 60 cost one more engine round trip per action)",
+                "split the procedure, or merge rules that share effects",
+            )
+        )
+    plan = compile_ruleset(ruleset, fact_properties=fact_properties)
+    out.extend(plan.problems)
+    return out

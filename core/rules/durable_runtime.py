@@ -51,6 +51,7 @@ def _engine() -> Any:
     global _dre
     if _dre is None:
         try:
+            # the C module loads on first use, so importing kefu never needs it built
             import durable_rules_engine
         except ImportError as exc:  # pragma: no cover - only where durable is absent
             raise EngineUnavailable(

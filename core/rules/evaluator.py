@@ -44,14 +44,17 @@ def make_evaluator(kind: str | None = None) -> Evaluator:
     """
     kind = kind or default_kind()
     if kind == "reference":
+        # each engine is imported only when chosen: the C module must not load where unused
         from core.rules.reference import ReferenceEvaluator
 
         return ReferenceEvaluator()
     if kind == "durable":
+        # each engine is imported only when chosen
         from core.rules.isolation import IsolatedDurableEvaluator
 
         return IsolatedDurableEvaluator()
     if kind == "durable-inprocess":
+        # each engine is imported only when chosen
         from core.rules.durable_runtime import DurableEvaluator
 
         return DurableEvaluator()

@@ -394,6 +394,7 @@ def _die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
+        # ctypes only on Linux, where prctl exists
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
@@ -407,6 +408,7 @@ def _child_main(rfd: int, wfd: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         return
+    # only the child process loads the C core; the parent never does
     from core.rules import durable_runtime
     from core.rules.durable_runtime import DurableEngineError, DurableEvaluator
 

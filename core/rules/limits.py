@@ -37,8 +37,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.rules.ir import RuleSet
-
 # -- measured on this machine, durable-rules 2.0.28, Python 3.11, C module driven directly
 # (probe scripts: one C ruleset plus the sentinel rule, each case in a fresh process).
 
@@ -115,31 +113,3 @@ class LimitProblem:
     rule_id: str | None
     message: str
     hint: str | None = None
-
-
-def check_limits(ruleset: RuleSet, fact_properties: int) -> list[LimitProblem]:
-    """Every engine limit ``ruleset`` exceeds; an empty list when durable_rules can run it.
-
-    ``fact_properties`` is how many properties a full case fact has (fields plus system
-    facts). The adapter asserts only what the ruleset's rules test — one property per
-    field compared (a fact has one value per field), one presence flag per field tested
-    with ``set``/``unset`` — so the count is ``min(fields compared, fact_properties)``
-    plus the presence flags plus ``id`` and ``sid``.
-    """
-    # imported here: durable_compiler imports this module's constants at import time
-    from core.rules.durable_compiler import compile_ruleset
-
-    out: list[LimitProblem] = []
-    if len(ruleset.rules) > MAX_RULES_PER_RULESET:
-        out.append(
-            LimitProblem(
-                "K310",
-                None,
-                f"{len(ruleset.rules)} rules in one ruleset; the engine takes at most "
-                f"{MAX_RULES_PER_RULESET} (each 60 cost one more engine round trip per action)",
-                "split the procedure, or merge rules that share effects",
-            )
-        )
-    plan = compile_ruleset(ruleset, fact_properties=fact_properties)
-    out.extend(plan.problems)
-    return out

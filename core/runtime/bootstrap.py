@@ -12,7 +12,7 @@ from core.cases.service import CaseService
 from core.rules.evaluator import Evaluator
 from core.runtime.plugins import installed
 from core.runtime.users import ensure_user, new_password, set_membership
-from core.spec.catalog import Catalog, load_catalog
+from core.spec.catalog import ROOT, Catalog, load_catalog
 from core.spec.definitions import PersonDef
 from core.storage import schema as t
 from core.storage.db import Database
@@ -85,6 +85,4 @@ def create_config_people(svc: CaseService, *, passwords: bool = True) -> dict[st
 
 
 def default_paths() -> tuple[Path, Path]:
-    from core.spec.catalog import ROOT
-
     return ROOT / "rules", ROOT / "config"

@@ -9,6 +9,8 @@ from typing import Any
 import pluggy
 
 from core import hookspecs
+from core.spec.definitions import FIELD_KINDS
+from core.spec.effects import BUILTIN_EFFECTS
 from core.spec.extensions import Extensions, enabled_for
 
 GROUP = "kefu"
@@ -111,9 +113,6 @@ def _who(reg: Registry, plugin: str) -> str:
 
 def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registry:
     """Collect every registry from the hooks; a duplicate name is a PluginError naming both plugins."""
-    from core.spec.definitions import FIELD_KINDS
-    from core.spec.effects import BUILTIN_EFFECTS
-
     reg = Registry(
         pm=pm,
         infos=infos,

@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 Loc = tuple[str | int, ...]
 
@@ -206,8 +207,6 @@ class YamlDoc:
         return str(keys[start - 1]), text
 
     def _is_quoted(self, loc: Loc) -> bool:
-        from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
-
         return isinstance(self.value_at(loc), DoubleQuotedScalarString | SingleQuotedScalarString)
 
 

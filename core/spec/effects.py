@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
+from core.rules.expr import did_you_mean
 from core.spec.definitions import KEY_RE, PACK_RE, Label, PackDef
+from core.spec.fields import FieldValueError, coerce
+from core.spec.templates import render
 
 if TYPE_CHECKING:
     from core.spec.procedures import CompiledProcedure
@@ -145,8 +148,6 @@ class SetArgs(RootModel[dict[str, Any]]):
 
 
 def _check_set(args: SetArgs, pack: PackDef) -> list[Problem]:
-    from core.spec.fields import FieldValueError, coerce
-
     out: list[Problem] = []
     for name, value in args.root.items():
         fdef = pack.fields.get(name)
@@ -165,8 +166,6 @@ def _check_set(args: SetArgs, pack: PackDef) -> list[Problem]:
 
 
 def _apply_set(change: Change, args: SetArgs, rule_id: str) -> None:
-    from core.spec.fields import coerce
-
     for name, value in args.root.items():
         stored = coerce(change.procedure.pack.fields[name], value)
         old = change.fields.get(name)
@@ -327,8 +326,6 @@ def _apply_notify(change: Change, args: NotifyArgs, rule_id: str) -> None:
 
 def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
     """The message text from the company's or the pack's ``templates:`` (None: neither has it)."""
-    from core.spec.templates import render
-
     company = change.context.get("company")
     pack = change.procedure.pack
     sources = [company.templates] if company is not None else []
@@ -409,8 +406,6 @@ BUILTIN_EFFECTS: tuple[EffectType, ...] = (
 
 
 def _hint(what: str, word: str, options: list[str]) -> str:
-    from core.rules.expr import did_you_mean
-
     guess = did_you_mean(word, options)
     return f"{what}: {', '.join(sorted(options))}" + (
         f" (did you mean '{guess}'?)" if guess else ""

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, RootModel, ValidationError
 
+from core.rules.durable_compiler import check_limits
 from core.rules.expr import (
     UNKNOWN,
     UNKNOWN_KIND,
@@ -56,6 +57,8 @@ from core.spec.procedures import (
     pack_field_types,
 )
 from core.spec.roles import held_by_nobody
+from core.spec.templates import problems
+from core.time.calendars import WorkingCalendar
 from core.time.recurrence import check_on
 
 PACK_FILE = "procedure.yaml"
@@ -1182,7 +1185,6 @@ class _PackChecker:
 
     def check_limits(self) -> None:
         """Engine limits are load-time diagnostics too (never a runtime surprise)."""
-        from core.rules.limits import check_limits
 
         nprops = len(self.types) + 4
         name = f"kefu:validate:{self.pack.procedure}"
@@ -1295,8 +1297,6 @@ def load_company(
 
     if not sv.is_broken(("calendar",)) and not sv.is_broken(("timezone",)):
         try:
-            from core.time.calendars import WorkingCalendar
-
             cal = WorkingCalendar(company.calendar, company.timezone)
             this_year = dt.date.today().year  # noqa: DTZ011  # which years to warn about, not a deadline
             for warning in cal.coverage_warnings(range(this_year, this_year + 2)):
@@ -1497,8 +1497,6 @@ def check_templates(
     doc: YamlDoc, templates: Mapping[str, Any], fields: set[str] | None, out: Diagnostics
 ) -> None:
     """K140 syntax, K141 unknown variable, K106 unknown ``fields.x`` in message templates."""
-    from core.spec.templates import problems
-
     for name, tdef in templates.items():
         for part in ("subject", "body"):
             label = getattr(tdef, part)

@@ -1250,6 +1250,7 @@ def _sqlite_template() -> Path:
     global _TEMPLATE
     if _TEMPLATE is None or not _TEMPLATE.exists():
         folder = Path(tempfile.mkdtemp(prefix="kefu-scenarios-"))
+        # only a kept temporary database registers a clean-up
         import atexit
 
         atexit.register(shutil.rmtree, folder, True)

@@ -124,6 +124,7 @@ class Duration(ABC):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # pydantic_core is needed only when a model using Duration is built
         from pydantic_core import core_schema
 
         return core_schema.no_info_plain_validator_function(
@@ -555,6 +556,7 @@ def _match_unit(text: str, pos: int) -> tuple[_Unit, int] | None:
 
 
 def _unknown_unit(text: str, pos: int) -> DurationError:
+    # only a misspelt unit needs suggestions
     import difflib
 
     word_m = _WORD.match(text, pos)

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from core.rules import limits
-from core.rules.durable_compiler import fnv1a32, to_durable
+from core.rules.durable_compiler import check_limits, fnv1a32, to_durable
 from core.rules.durable_runtime import DurableEvaluator, _engine
 from core.rules.ir import CompiledRule, Cond, RuleSet
-from core.rules.limits import check_limits
 from core.rules.reference import ReferenceEvaluator
 
 _names = itertools.count()
