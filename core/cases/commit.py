@@ -607,7 +607,8 @@ class Pipeline:
                 child = self._open_unchecked(target, system, given, depth + 1)
             except InvalidInput as exc:
                 raise Refused(
-                    f"rule '{req.rule_id}' gives the linked case bad fields: {exc.details.get('errors')}",
+                    f"rule '{req.rule_id}' gives the linked case bad fields: "
+                    f"{exc.details.get('errors')}",
                     rule=req.rule_id,
                 ) from exc
             self.conn.execute(

@@ -46,7 +46,10 @@ class CaseEvent:
 
 
 class EventQueue:
-    """Events of the transaction in progress, per thread; flushed after commit, dropped on rollback."""
+    """Events of the transaction in progress, per thread.
+
+    Flushed to the plugins after commit, dropped on rollback.
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()

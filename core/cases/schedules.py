@@ -66,7 +66,10 @@ def _override(rt: CompanyRuntime, pack: str, name: str) -> Any:
 
 
 def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt.datetime) -> int:
-    """Make sure each enabled company schedule has its next occurrence pending. Returns how many added."""
+    """Make sure each enabled company schedule has its next occurrence pending.
+
+    Returns how many occurrences were added.
+    """
     tz = zoneinfo.ZoneInfo(rt.definition.timezone)
     added = 0
     for key, proc in rt.procedures.items():

@@ -95,7 +95,8 @@ def _collect(
                 )
             if name in reserved:
                 raise PluginError(
-                    f"plugin '{impl.plugin_name}': {kind} '{name}' is built into kefu; pick another name"
+                    f"plugin '{impl.plugin_name}': {kind} '{name}' is built into kefu; "
+                    "pick another name"
                 )
             if name in target:
                 raise PluginError(
@@ -112,7 +113,10 @@ def _who(reg: Registry, plugin: str) -> str:
 
 
 def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registry:
-    """Collect every registry from the hooks; a duplicate name is a PluginError naming both plugins."""
+    """Collect every registry from the hooks.
+
+    A duplicate name is a PluginError naming both plugins.
+    """
     reg = Registry(
         pm=pm,
         infos=infos,

@@ -272,7 +272,10 @@ def _apply_refuse(change: Change, args: RefuseArgs, rule_id: str) -> None:
 
 
 class NotifyArgs(BaseModel):
-    """``notify: {to: customer|assignees|role:x|person:x|department:x, template: name, channel: default}``"""
+    """``notify: {to: …, template: name, channel: default, include: [fields], address: field}``
+
+    ``to`` is ``customer``, ``assignees``, ``role:x``, ``person:x`` or ``department:x``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     to: str = Field(pattern=r"^(customer|assignees|(role|person|department):[a-z][a-z0-9_]*)$")
@@ -347,7 +350,11 @@ def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
 
 
 class OpenCaseArgs(BaseModel):
-    """``open_case: {procedure: pack, link: name, copy: {their_field: my_field}, set: {their_field: value}}``"""
+    """``open_case: {procedure: pack, link: name, copy: {theirs: mine}, set: {theirs: value}}``
+
+    ``copy`` copies this case's field values into the new case's fields; ``set`` gives
+    literal values.
+    """
 
     model_config = ConfigDict(extra="forbid")
     procedure: str = Field(pattern=PACK_RE)
