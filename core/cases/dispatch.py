@@ -46,6 +46,8 @@ class DispatchRequest:
 
 @dataclass(frozen=True)
 class Choice:
+    """The person a strategy chose and why (the reason is journaled)."""
+
     username: str
     reason: str
 
@@ -72,6 +74,7 @@ class Outcome:
 def run_ladder(
     strategies: Sequence[Strategy], candidates: Sequence[Candidate], request: DispatchRequest
 ) -> Outcome:
+    """Try the strategies in order; the first that chooses a candidate wins."""
     rungs: list[dict[str, str]] = []
     if not candidates:
         return Outcome(None, None, [{"strategy": "-", "result": "nobody holds the role"}])

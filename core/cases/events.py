@@ -55,17 +55,20 @@ class EventQueue:
         self._local = threading.local()
 
     def add(self, event: CaseEvent) -> None:
+        """Queue an event of the change in progress."""
         q = getattr(self._local, "q", None)
         if q is None:
             q = self._local.q = []
         q.append(event)
 
     def take(self) -> list[CaseEvent]:
+        """The queued events, emptying the queue (after commit)."""
         q = getattr(self._local, "q", None) or []
         self._local.q = []
         return q
 
     def drop(self) -> None:
+        """Forget the queued events (the change rolled back)."""
         self._local.q = []
 
 

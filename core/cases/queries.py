@@ -46,6 +46,8 @@ class CaseFilter:
 
 @dataclass
 class CasePage:
+    """One page of a case list: the cases and how many match in all."""
+
     items: list[CaseView]
     total: int
     limit: int
@@ -59,6 +61,7 @@ def readable_procedures(svc: CaseService, rt: CompanyRuntime, actor: Actor) -> l
 
 
 def can_read(svc: CaseService, rt: CompanyRuntime, actor: Actor, proc: CompiledProcedure) -> bool:
+    """Whether ``actor`` may read cases of ``proc`` (holds one of its roles)."""
     return any(svc.holds(actor, rt, proc.key, r) for r in proc.pack.roles)
 
 

@@ -19,6 +19,8 @@ from core.spec.extensions import enabled_for
 
 @dataclass(frozen=True)
 class ReportRequest:
+    """What a report runs on: a read transaction, one company, the request's parameters."""
+
     conn: Connection
     company_id: int
     company: CompanyDef
@@ -27,12 +29,16 @@ class ReportRequest:
 
 @dataclass
 class ReportResult:
+    """A report's answer: a table (columns, rows) and notes in words."""
+
     columns: list[str]
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
 
 
 class Report(Protocol):
+    """A report from a plugin (``kefu_reports``): ``name``, ``title`` and ``run``."""
+
     name: str
     title: str
 

@@ -376,6 +376,7 @@ class CaseService:
             return self._view(rt, row, self.procedure_for_version(conn, row.procedure_version_id))
 
     def journal(self, company: str, case_id: int) -> list[dict[str, Any]]:
+        """A case's journal entries, oldest first (NotFound for another company's case)."""
         rt = self.company(company)
         with self.db.read() as conn:
             self._case_row(conn, rt, case_id)
@@ -387,6 +388,7 @@ class CaseService:
         return [dict(r._mapping) for r in rows]
 
     def outbox(self, company: str, case_id: int | None = None) -> list[dict[str, Any]]:
+        """The company's outgoing messages (of one case), oldest first."""
         rt = self.company(company)
         q = select(t.outbox).where(t.outbox.c.company_id == rt.id)
         if case_id is not None:
@@ -395,6 +397,7 @@ class CaseService:
             return [dict(r._mapping) for r in conn.execute(q.order_by(t.outbox.c.id)).all()]
 
     def available_actions(self, company: str, case_id: int, actor: Actor) -> list[ActionView]:
+        """The actions ``actor`` may take on the case now (role held, guard true)."""
         rt = self.company(company)
         with self.db.read() as conn:
             row = self._case_row(conn, rt, case_id)

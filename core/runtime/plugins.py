@@ -30,6 +30,7 @@ class PluginInfo:
 
 
 def plugin_manager(*, entry_points: bool = True) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+    """The plugin manager with kefu's hookspecs and (by default) every ``kefu`` entry point."""
     pm = pluggy.PluginManager("kefu")
     pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
