@@ -32,13 +32,15 @@ hookimpl = pluggy.HookimplMarker("kefu")
 def kefu_effect_types() -> list[Any] | None:
     """Return effect types usable under ``then:`` in rule files.
 
-    Each is a ``core.spec.effects.EffectType(name, args, apply, check, doc)``: ``args`` a pydantic
-    model of the effect's argument (checked at load time, errors with file:line:col);
-    ``check(args, pack)`` optional cross-checks against the pack, returning
-    ``core.spec.effects.Problem`` items; ``apply(change, args, rule_id)`` changes the
-    ``core.spec.effects.Change`` being built (fields, assignees, step, journal notes, outbox)
-    and must not write to the database itself (``change.context["conn"]`` is there to
-    read).
+    Each is a ``core.spec.effects.EffectType(name, args, apply, check, doc)``: ``args`` a
+    pydantic model of the effect's argument (checked at load time, errors with
+    file:line:col); ``check(args, pack)`` — or ``check(args, pack, extensions)`` to see
+    what the plugins registered (a ``core.spec.extensions.Extensions``) — optional
+    cross-checks against the pack, returning ``core.spec.effects.Problem`` items;
+    ``apply(change, args, rule_id)`` changes the ``core.spec.effects.Change`` being built
+    (fields, assignees, step, journal notes, outbox) and must not write to the database
+    itself (``change.context["conn"]`` is there to read; ``change.context["extensions"]``
+    is the plugin registry, e.g. its ``strategies``).
 
     Called once at start-up, before packs are loaded. Return a list (``None``: none).
     Results of all plugins are combined, none wins; a name that is built in or already
