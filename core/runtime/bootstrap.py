@@ -27,12 +27,15 @@ def build_service(
     clock: Any = None,
     migrate: bool = True,
 ) -> CaseService:
+    """The case service on ``db``, its companies and procedure versions registered.
+
+    ``evaluator``: an engine kind (``reference``, ``durable``) as the server default, or a
+    running evaluator every company then uses; by default each company runs the engine
+    its config names (``rules_engine:``) and the others the platform default.
+    """
     catalog = catalog or load_catalog(extensions=installed())
     if migrate:
         upgrade(db)
-    if evaluator is None:
-        kinds = {c.company.rules_engine for c in catalog.companies.values()} - {None}
-        evaluator = kinds.pop() if len(kinds) == 1 else None
     svc = CaseService(db, catalog, evaluator=evaluator, clock=clock)
     svc.sync()
     return svc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import threading
@@ -267,3 +268,25 @@ def test_build_service_loads_all_packs():
     cat = load_catalog(extensions=installed())
     assert "repair-desk" in cat.packs and "demo" in cat.companies
     assert not cat.diagnostics.errors
+
+
+def test_each_company_runs_the_rules_engine_its_config_names(db):
+    """``rules_engine:`` is per company: two companies naming different engines each get
+    theirs, and one naming none gets the server's default — no silent fallback."""
+    from core.rules.isolation import IsolatedDurableEvaluator
+    from core.rules.reference import ReferenceEvaluator
+
+    svc = service(db, evaluator=None)
+    try:
+        rt = svc.company("demo")
+        ref = dataclasses.replace(
+            rt, definition=rt.definition.model_copy(update={"rules_engine": "reference"})
+        )
+        dur = dataclasses.replace(
+            rt, definition=rt.definition.model_copy(update={"rules_engine": "durable"})
+        )
+        assert isinstance(svc.evaluator_for(ref), ReferenceEvaluator)
+        assert isinstance(svc.evaluator_for(dur), IsolatedDurableEvaluator)
+        assert svc.evaluator_for(ref) is svc.evaluator_for(ref)  # one per kind, reused
+    finally:
+        svc.close()
