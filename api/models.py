@@ -38,6 +38,8 @@ def text(label: Label | None) -> Text | None:
 
 
 class Choice(msgspec.Struct):
+    """One option of a choice field: the stored value and its label."""
+
     value: str
     label: Text
 
@@ -60,6 +62,8 @@ class FormField(msgspec.Struct):
 
 
 class ActionOut(msgspec.Struct):
+    """An action of a step: where it leads and the form it asks."""
+
     name: str
     label: Text
     to: str | None
@@ -67,6 +71,8 @@ class ActionOut(msgspec.Struct):
 
 
 class StepOut(msgspec.Struct):
+    """A step of a procedure: who acts there, whether it ends the case, its actions."""
+
     key: str
     label: Text
     roles: list[str]
@@ -75,12 +81,16 @@ class StepOut(msgspec.Struct):
 
 
 class RoleOut(msgspec.Struct):
+    """A role of a procedure; ``mine``: whether I hold it in my company."""
+
     key: str
     label: Text
     mine: bool
 
 
 class ProcedureOut(msgspec.Struct):
+    """A procedure as my company runs it: roles, steps, and the opening form."""
+
     key: str
     title: Text
     version: int
@@ -92,6 +102,8 @@ class ProcedureOut(msgspec.Struct):
 
 
 class CaseOut(msgspec.Struct):
+    """A case: where it stands, its fields, who it waits on, and its version."""
+
     id: int
     number: str
     procedure: str
@@ -110,6 +122,8 @@ class CaseOut(msgspec.Struct):
 
 
 class CaseList(msgspec.Struct):
+    """One page of cases, with the total that matched."""
+
     items: list[CaseOut]
     total: int
     limit: int
@@ -131,12 +145,16 @@ class ActIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ActOut(msgspec.Struct):
+    """The case after opening or acting, the rules that fired and the cases they opened."""
+
     case: CaseOut
     fired: list[str]
     linked: list[int]
 
 
 class Pause(msgspec.Struct):
+    """A time a deadline's clock stood still (``to`` is null while it still does)."""
+
     start: dt.datetime = msgspec.field(name="from")
     end: dt.datetime | None = msgspec.field(name="to")
 
@@ -166,6 +184,8 @@ class DeadlineOut(msgspec.Struct):
 
 
 class JournalEntry(msgspec.Struct):
+    """One entry of a case's journal: who did what and when, with the facts rules saw."""
+
     seq: int
     at: dt.datetime
     actor: str
@@ -250,6 +270,8 @@ class Problem(msgspec.Struct):
 
 
 class ReportInfo(msgspec.Struct):
+    """A report a plugin gives, by name."""
+
     name: str
     title: str
     plugin: str

@@ -125,6 +125,8 @@ def _when(description: str) -> Any:
 
 
 class ProcedureController(Controller):
+    """The procedures of my company."""
+
     path = "/api/v1/procedures"
     tags = ["procedures"]
     dependencies = {"actor": Provide(provide_actor, sync_to_thread=True)}
@@ -152,6 +154,8 @@ class ProcedureController(Controller):
 
 
 class CaseController(Controller):
+    """Opening cases, reading them and acting on them."""
+
     path = "/api/v1/cases"
     tags = ["cases"]
     dependencies = {"actor": Provide(provide_actor, sync_to_thread=True)}

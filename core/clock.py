@@ -7,6 +7,8 @@ import threading
 
 
 class SystemClock:
+    """The real time, in UTC."""
+
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 

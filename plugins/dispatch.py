@@ -80,6 +80,8 @@ def _among_matching(
 
 
 class SkillStrategy:
+    """``skill``: among the people with the skill the case needs, the least loaded."""
+
     name = "skill"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
@@ -89,6 +91,8 @@ class SkillStrategy:
 
 
 class RegionStrategy:
+    """``region``: among the people working in the case's region, the least loaded."""
+
     name = "region"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
@@ -98,6 +102,8 @@ class RegionStrategy:
 
 
 class WorkloadStrategy:
+    """``workload``: the person with the fewest open cases assigned."""
+
     name = "workload"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
@@ -109,6 +115,8 @@ class WorkloadStrategy:
 
 
 class RoundRobinStrategy:
+    """``round_robin``: everyone in turn, with a per-company counter."""
+
     name = "round_robin"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
@@ -129,6 +137,8 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 class NearestStrategy:
+    """``nearest``: the person based closest to the case's coordinates."""
+
     name = "nearest"
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:

@@ -82,6 +82,8 @@ class LogChannel:
 
 
 class FileSettings(BaseModel):
+    """Settings of the ``file`` channel: the directory the JSON lines go to."""
+
     model_config = ConfigDict(extra="forbid")
     directory: Path = Path("var/outbox")
 

@@ -31,6 +31,8 @@ def render(fmt: str, procedure: str, local_parts: dict[str, str], seq: int | Non
 
 
 class PatternScheme:
+    """The ``pattern`` scheme: the company's ``numbering:`` text with date and counter."""
+
     name = "pattern"
 
     def next_number(self, request: NumberRequest) -> str:

@@ -33,6 +33,8 @@ from core.spec.fields import FieldValueError
 
 
 class SurveyOptions(BaseModel):
+    """``options:`` of a survey field: the score scale, the topics, a free comment."""
+
     model_config = ConfigDict(extra="forbid")
     scale: tuple[int, int] = (1, 5)
     topics: dict[str, LabelIn] = Field(min_length=1, max_length=50)
@@ -56,6 +58,8 @@ class SurveyOptions(BaseModel):
 
 
 class SurveyField:
+    """The ``survey`` field type: a score per topic, and an optional comment."""
+
     name = "survey"
     fact_kind = "number"
     options_model = SurveyOptions

@@ -433,6 +433,8 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class CompiledPlan:
+    """A RuleSet compiled for the C core: its chunks, or the problems that prevent it."""
+
     name: str
     always: frozenset[str]  # rule ids whose condition is constantly true
     chunks: tuple[ChunkPlan, ...]

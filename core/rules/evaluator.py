@@ -23,6 +23,8 @@ KINDS = ("durable", "durable-inprocess", "reference")
 
 
 class Evaluator(Protocol):
+    """A rule evaluator: the ids of the rules whose condition holds for some facts."""
+
     name: str
 
     def evaluate(self, ruleset: RuleSet, facts: Mapping[str, Scalar]) -> frozenset[str]: ...

@@ -158,6 +158,8 @@ def set_password(conn: Connection, user_id: int, password: str) -> None:
 # -- memberships --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Membership:
+    """A user's place in one company: its departments and directly given roles."""
+
     company_id: int
     company: str  # the company's key
     company_name: str

@@ -56,6 +56,8 @@ EVENTS = ("opened", "action", "guard")
 
 
 class Strict(BaseModel):
+    """Base of the spec models: unknown keys are errors and values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -87,6 +89,8 @@ def _plugin_kinds(info: ValidationInfo) -> Mapping[str, Any]:
 
 
 class FieldDef(Strict):
+    """An entry of the pack's ``fields:``: a form field, its type, label and limits."""
+
     # a built-in kind (FIELD_KINDS) or one a plugin registers (kefu_field_types)
     type: str
     label: LabelIn
@@ -145,6 +149,8 @@ class FieldDef(Strict):
 
 
 class ActionDef(Strict):
+    """An action of a step: who may do it, the form it asks, and the step it leads to."""
+
     label: LabelIn
     to: Key | None = None
     role: list[Key] | None = None
@@ -325,6 +331,8 @@ class ScheduleOverride(Strict):
 
 
 class StepDef(Strict):
+    """An entry of the pack's ``steps:``: who acts there, its actions, its own SLA."""
+
     label: LabelIn
     role: list[Key] = []
     final: bool = False
@@ -352,10 +360,14 @@ class OpenDef(Strict):
 
 
 class RoleDef(Strict):
+    """An entry of the pack's ``roles:`` (who holds it is the company's choice)."""
+
     label: LabelIn
 
 
 class RuleDef(Strict):
+    """An entry of the pack's ``rules:``: effects applied when the condition holds."""
+
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
     when: str | None = None
     then: list[dict[str, Any]] = Field(min_length=1)
@@ -364,6 +376,8 @@ class RuleDef(Strict):
 
 
 class RecordDef(Strict):
+    """An entry of the pack's ``records:``: a printed form made of case fields."""
+
     title: LabelIn
     form_number: str | None = None
     fields: list[Key]
@@ -371,6 +385,8 @@ class RecordDef(Strict):
 
 
 class ParameterDef(Strict):
+    """An entry of the pack's ``parameters:``: a value companies may set (``param.x``)."""
+
     type: Literal["number", "integer", "text", "boolean"]
     default: Any
     label: LabelIn | None = None
@@ -419,10 +435,14 @@ class Holders(Strict):
 
 
 class DepartmentDef(Strict):
+    """An entry of the company's ``departments:``."""
+
     label: LabelIn
 
 
 class PersonDef(Strict):
+    """An entry of the company's ``people:``: contact, departments, roles, dispatch data."""
+
     name: str
     departments: list[Key] = []
     roles: list[Key] = []
@@ -441,6 +461,8 @@ NUMBERING_RE = re.compile(r"\{(yyyy|yy|mm|dd|seq(?::0?\d+)?)\}")
 
 
 class ProcedureSettings(Strict):
+    """How a company runs one pack: on or off, parameters, numbering, role holders."""
+
     enabled: bool = True
     parameters: dict[Key, Any] = {}
     numbering: str = "{procedure}-{yyyy}{mm}{dd}-{seq:04}"

@@ -28,6 +28,8 @@ Loc = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem at file:line:col, with its stable code and a hint to fix it."""
+
     file: str
     line: int  # 1-based
     col: int  # 1-based
@@ -45,6 +47,8 @@ class Diagnostic:
 
 
 class Diagnostics(list[Diagnostic]):
+    """Every problem of a run, in the order found."""
+
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self if d.severity == "error"]

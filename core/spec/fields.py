@@ -24,7 +24,7 @@ LONGTEXT_MAX = 50_000
 
 
 class FieldValueError(ValueError):
-    pass
+    """A form value that does not fit its field (the message says why)."""
 
 
 def _text(limit: int) -> Callable[[FieldDef, Any], Any]:

@@ -1235,6 +1235,8 @@ def pack_digest(raw: Mapping[str, Any], params: Mapping[str, Any]) -> str:
 
 @dataclass
 class LoadedCompany:
+    """A company config as loaded, with its procedures compiled for it."""
+
     company: CompanyDef
     path: Path
     doc: YamlDoc

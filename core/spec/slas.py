@@ -21,6 +21,8 @@ from core.time.durations import Duration
 
 @dataclass(frozen=True)
 class CompiledSla:
+    """An SLA ready to run: when it starts and stops, its targets, pauses and effects."""
+
     id: str
     label: Any
     source: str | None
@@ -39,6 +41,8 @@ class CompiledSla:
 
 @dataclass(frozen=True)
 class CompiledTimer:
+    """A pack timer ready to run: its delay, start event, pause and effects."""
+
     id: str
     label: Any
     source: str | None

@@ -32,6 +32,8 @@ def database_url(url: str | None = None) -> str:
 
 
 class Database:
+    """One database (SQLite or PostgreSQL): its engine and its write and read transactions."""
+
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")

@@ -1334,6 +1334,8 @@ class StepTrace:
 
 @dataclass
 class ScenarioResult:
+    """What running one scenario gave: its trace, the final state of its cases, its time."""
+
     title: str
     display: str
     engine: str

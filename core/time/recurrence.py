@@ -28,7 +28,7 @@ STEP = {
 
 
 class ScheduleError(ValueError):
-    pass
+    """A schedule that cannot produce its next occurrence."""
 
 
 def effective(sdef: ScheduleDef, override: Any) -> tuple[Any, str, bool]:
