@@ -1,12 +1,26 @@
 """Shared fixtures: every storage test runs on SQLite and on PostgreSQL.
 
-PostgreSQL comes from KEFU_TEST_PG_URL (default: the local server, user postgres). One
-database per test session is created and dropped; tables are emptied between tests.
-Outside CI an unreachable PostgreSQL skips its half; with CI=true it fails the run.
+SQLite: the migrations run once per session into a template file, which each test gets
+a copy of. PostgreSQL comes from KEFU_TEST_PG_URL (default: the local server, user
+postgres): one database per test session (per pytest-xdist worker) is created, migrated
+and dropped; tables are emptied between tests. Outside CI an unreachable PostgreSQL skips
+its half; with CI=true it fails the run.
+
+Passwords are hashed with argon2's cheapest parameters (KEFU_PASSWORD_HASH=fast, set
+here before kefu is imported, inherited by the kefu processes tests start): every
+fixture user costs a hash. tests/unit/test_password_hash.py checks that kefu without the
+variable uses the strong defaults, and the tests that measure hashing ask for those
+(the ``strong_passwords`` fixture of tests/integration/conftest.py).
 """
 
 from __future__ import annotations
 
+import os
+
+# before kefu is imported: core/runtime/users.py reads it at import
+os.environ.setdefault("KEFU_PASSWORD_HASH", "fast")
+
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,15 +41,29 @@ def pg_url(pytestconfig: pytest.Config) -> str:
     return pg.session_url(pytestconfig)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database migrated once per session, for ``db`` to copy."""
+    path = tmp_path_factory.mktemp("template") / "kefu.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    database.dispose()  # the last connection closing checkpoints the WAL into the file
+    # a copy is only whole if the file holds everything: no WAL beside it
+    assert not path.with_name("kefu.db-wal").exists()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """An empty, migrated database: SQLite file or PostgreSQL."""
     if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'kefu.db'}")
-        upgrade(database)
+        # copied to a path of this test's own (no stale -wal/-shm beside it to replay)
+        path = tmp_path / "kefu.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        database = Database(f"sqlite:///{path}")
     else:
         database = Database(request.getfixturevalue("pg_url"))
-        pg.truncate(database)
+        pg.empty(database)
     yield database
     database.dispose()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +11,12 @@ from core.cases.service import CaseService
 from core.clock import TestClock
 from core.runtime.bootstrap import build_service, create_config_people
 from core.runtime.plugins import installed
-from core.spec.catalog import ROOT, load_catalog
+from core.spec.catalog import ROOT, Catalog, load_catalog
+from core.spec.extensions import Extensions
 from core.storage.db import Database
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PASSWORD = "correct horse 1"  # of the users tests sign in as
 
 OPEN_FIELDS = {
     "channel": "phone",
@@ -34,6 +38,43 @@ DISPATCH = {
 }
 
 
+_CATALOGS: dict[tuple[Path, Path], tuple[Extensions, Catalog]] = {}
+
+
+def catalog(rules: Path | None = None, config: Path | None = None) -> Catalog:
+    """The packs of ``rules`` and the companies of ``config`` (default: this checkout's).
+
+    Folders of the repository (rules/, config/, tests/fixtures/) are loaded once per test
+    session, a quarter of a second each time saved; a folder elsewhere (a test's tmp_path,
+    which it may change between two calls) is loaded at every call. Each caller gets its
+    own copy of what a service or a test may change: the company definitions, and the
+    compiled procedures (a service sets their version when it registers them).
+    """
+    rules, config = (rules or ROOT / "rules").resolve(), (config or ROOT / "config").resolve()
+    extensions = installed()
+    cached = _CATALOGS.get((rules, config))
+    if cached is not None and cached[0] is extensions:
+        return _own_copy(cached[1])
+    cat = load_catalog(rules, config, extensions=extensions)
+    assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
+    if rules.is_relative_to(ROOT) and config.is_relative_to(ROOT):
+        _CATALOGS[rules, config] = (extensions, cat)
+        return _own_copy(cat)
+    return cat
+
+
+def _own_copy(cat: Catalog) -> Catalog:
+    companies = {
+        key: dataclasses.replace(
+            lc,
+            company=lc.company.model_copy(deep=True),
+            procedures={k: copy.copy(proc) for k, proc in lc.procedures.items()},
+        )
+        for key, lc in cat.companies.items()
+    }
+    return dataclasses.replace(cat, companies=companies)
+
+
 def service(
     db: Database,
     *,
@@ -42,8 +83,9 @@ def service(
     evaluator: Any = "reference",
     clock: Any = None,
 ) -> CaseService:
-    cat = load_catalog(rules or ROOT / "rules", config or ROOT / "config", extensions=installed())
-    assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
+    """A service on ``db`` with the packs of ``rules`` and the companies of ``config``
+    (:func:`catalog`), every person named in the configs a user without a password."""
+    cat = catalog(rules, config)
     svc = build_service(db, cat, evaluator=evaluator, clock=clock or TestClock(), migrate=False)
     create_config_people(svc, passwords=False)
     return svc

@@ -3,7 +3,8 @@
 The database is created on first use (``KEFU_TEST_PG_URL`` names the server, default the
 local one, user postgres) and dropped when the session ends. Outside CI an unreachable
 server skips the PostgreSQL half; with ``CI=true`` it fails the run. Tables are emptied
-between tests with :func:`truncate`.
+between tests with :func:`empty`. Under pytest-xdist each worker process is a session of
+its own, so each gets its own database.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def session_url(config: pytest.Config) -> str:
         unavailable(config.stash[_FAILED])
     stack = contextlib.ExitStack()
     try:
-        url = stack.enter_context(temporary_pg_database(PG_ADMIN_URL, prefix="kefu_test"))
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, … under pytest-xdist
+        prefix = f"kefu_test_{worker}" if worker else "kefu_test"
+        url = stack.enter_context(temporary_pg_database(PG_ADMIN_URL, prefix=prefix))
     except Exception as exc:  # any connection problem
         stack.close()
         config.stash[_FAILED] = str(exc).splitlines()[0]
@@ -58,15 +61,32 @@ def session_url(config: pytest.Config) -> str:
     return url
 
 
-def truncate(db: Database) -> None:
-    """Empty every table (identities restart), so each test starts from nothing."""
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+_EMPTY_SQL: dict[str, str] = {}
+
+
+def empty(db: Database) -> None:
+    """Empty every table and restart the id sequences, so each test starts from nothing.
+
+    DELETE in dependency order rather than TRUNCATE: with the few rows a test leaves it
+    takes a fifth of the time (TRUNCATE gives each of the tables new files).
+    """
     with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        if db.url not in _EMPTY_SQL:
+            sequences = conn.execute(
+                text(
+                    "SELECT sequence_name FROM information_schema.sequences"
+                    " WHERE sequence_schema = current_schema()"
+                )
+            ).scalars()
+            _EMPTY_SQL[db.url] = "; ".join(
+                [f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables)]
+                + [f'ALTER SEQUENCE "{name}" RESTART' for name in sorted(sequences)]
+            )
+        conn.exec_driver_sql(_EMPTY_SQL[db.url])
 
 
 def fresh(config: pytest.Config) -> Database:
     """An empty, migrated PostgreSQL database for one test (dispose it afterwards)."""
     db = Database(session_url(config))
-    truncate(db)
+    empty(db)
     return db

@@ -17,30 +17,20 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.auth import AuthSettings
 from core.cases.service import CaseService
-from core.clock import TestClock
 from core.runtime.users import ensure_user, set_membership
-from core.storage.db import Database
-from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, VERIFY, service
+from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, PASSWORD, VERIFY
 
-PASSWORD = "correct horse 1"
 Client = Callable[..., TestClient[Any]]
-
-
-@pytest.fixture
-def svc(db: Database) -> Iterator[CaseService]:
-    s = service(db, config=FIXTURES / "config-two", clock=TestClock())
-    with db.write() as conn:
-        now = s.clock.now()
-        for name in ("wang", "li", "chen", "zhao", "sun"):
-            ensure_user(conn, name, name, now, password=PASSWORD)
-        uid = ensure_user(conn, "nobody", "No Roles", now, password=PASSWORD)
-        set_membership(conn, uid, s.company("demo").id, [], [])
-    yield s
-    s.close()
+pytestmark = pytest.mark.service(
+    config=FIXTURES / "config-two", logins=["wang", "li", "chen", "zhao", "sun"]
+)
 
 
 @pytest.fixture
 def client(svc: CaseService) -> Iterator[Client]:
+    with svc.db.write() as conn:
+        uid = ensure_user(conn, "nobody", "No Roles", svc.clock.now(), password=PASSWORD)
+        set_membership(conn, uid, svc.company("demo").id, [], [])
     # a long idle timeout: some tests move the clock by hours (expiry is test_auth's job)
     app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=2)))
 

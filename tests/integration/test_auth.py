@@ -27,14 +27,12 @@ from api.app import create_app
 from api.auth import AuthSettings, Principal
 from api.auth_cli import register
 from core.cases.service import CaseService
-from core.clock import TestClock
 from core.runtime import users
-from core.runtime.users import ensure_user
 from core.storage import schema as t
 from core.storage.db import Database
-from tests.helpers import FIXTURES, service
+from tests.helpers import FIXTURES, PASSWORD, service
 
-PASSWORD = "correct horse 1"
+pytestmark = pytest.mark.service(config=FIXTURES / "config-two", logins=["wang", "li", "sun"])
 SETTINGS = AuthSettings(max_failed_logins=3, lockout=dt.timedelta(minutes=15))
 WHOAMI = "/api/v1/test/whoami"
 
@@ -51,20 +49,6 @@ def not_the_health_route() -> dict[str, str]:
     return {"status": "secret"}
 
 
-def make_service(db: Database, clock: TestClock | None = None) -> CaseService:
-    return service(db, config=FIXTURES / "config-two", clock=clock or TestClock())
-
-
-@pytest.fixture
-def svc(db: Database) -> Iterator[CaseService]:
-    s = make_service(db)
-    with db.write() as conn:
-        for name in ("wang", "li", "sun"):
-            ensure_user(conn, name, name, s.clock.now(), password=PASSWORD)
-    yield s
-    s.close()
-
-
 def build_app(svc: CaseService, settings: AuthSettings = SETTINGS) -> Litestar:
     return create_app(svc, auth=settings, extra_routes=[whoami, not_the_health_route])
 
@@ -74,7 +58,7 @@ Client = Callable[..., TestClient[Any]]
 
 @pytest.fixture
 def client(svc: CaseService) -> Iterator[Client]:
-    """``client(app=None)``: a fresh https client (its own cookie jar) on ``app`` or the default app."""
+    """``client(app=None)``: a fresh https client (own cookie jar) on ``app`` or the default app."""
     default = build_app(svc)
 
     def make(app: Litestar | None = None) -> TestClient[Any]:
@@ -159,8 +143,11 @@ def test_cookie_without_secure_when_configured(svc: CaseService, client: Client)
 
 
 def test_wrong_password_and_unknown_user_get_the_same_answer_in_similar_time(
-    client: Client, db: Database
+    strong_passwords: None, client: Client, db: Database
 ) -> None:
+    with db.write() as conn:  # wang's hash made with the production parameters
+        users.set_password(conn, user_row(db, "wang").id, PASSWORD)
+    assert user_row(db, "wang").password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     c = client()
     wrong = problem(login(c, "li", "nope"), 401, "not-authenticated")
     unknown = problem(login(c, "nobody-at-all", "nope"), 401, "not-authenticated")
@@ -364,7 +351,7 @@ def test_lockout_is_counted_in_the_database_across_app_instances(
     # a second service with its own engine and its own app: another process, as far as
     # anything in memory goes; the clock is shared so both see the same time
     db2 = Database(db.url)
-    svc2 = make_service(db2, svc.clock)
+    svc2 = service(db2, config=FIXTURES / "config-two", clock=svc.clock)
     try:
         a, b = client(build_app(svc)), client(build_app(svc2))
         problem(login(a, "wang", "bad", "demo"), 401, "not-authenticated")

@@ -7,7 +7,6 @@ Two companies (tests/fixtures/config-two): "wang" is named in both, the others i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -24,6 +23,7 @@ from core.storage.db import Database
 from tests.helpers import FIXTURES, service
 
 LOGIN = re.compile(r"^  (\w+)\s+(\S+)   ([\w, ]+)$", re.M)
+pytestmark = pytest.mark.service(config=FIXTURES / "config-two")
 
 
 @pytest.fixture
@@ -44,13 +44,6 @@ def kefu(db: Database) -> Any:
         )
 
     return run
-
-
-@pytest.fixture
-def svc(db: Database) -> Iterator[CaseService]:
-    s = service(db, config=FIXTURES / "config-two")
-    yield s
-    s.close()
 
 
 def signs_in(svc: CaseService, user: str, password: str, company: str = "demo") -> bool:

@@ -13,18 +13,13 @@ from typing import Any
 import pytest
 
 from core.cases.service import CaseService
-from core.storage.db import Database
-from tests.helpers import FIXTURES, service
+from tests.helpers import FIXTURES
 
 HERE = FIXTURES / "dispatch"
 ENGINEERS = ["e1", "e2", "e3", "e4"]
 
 
-@pytest.fixture
-def svc(db: Database) -> Any:
-    s = service(db, rules=HERE / "rules", config=HERE / "config")
-    yield s
-    s.close()
+pytestmark = pytest.mark.service(rules=HERE / "rules", config=HERE / "config")
 
 
 def open_case(svc: CaseService, **fields: Any) -> Any:

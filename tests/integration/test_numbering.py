@@ -1,4 +1,4 @@
-"""Case numbers (the numbering plugin): company formats, no gaps and no duplicates under concurrency."""
+"""Case numbers (the numbering plugin): company formats; no gaps, no duplicates when concurrent."""
 
 from __future__ import annotations
 
@@ -10,17 +10,12 @@ import pytest
 from core.cases.service import CaseService
 from core.errors import Refused
 from core.runtime.plugins import installed
-from core.storage.db import Database
-from tests.helpers import FIXTURES, service
+from tests.helpers import FIXTURES
 
 HERE = FIXTURES / "dispatch"
 
 
-@pytest.fixture
-def svc(db: Database) -> Any:
-    s = service(db, rules=HERE / "rules", config=HERE / "config")
-    yield s
-    s.close()
+pytestmark = pytest.mark.service(rules=HERE / "rules", config=HERE / "config")
 
 
 def test_concurrent_openings_get_gap_free_unique_numbers(svc: CaseService) -> None:
