@@ -7,15 +7,20 @@ the first that applies wins:
 1. the company's ``extra_workdays`` (working day) and ``extra_holidays`` (day off);
 2. the country's public calendar: for China the ``chinesecalendar`` package, with its
    statutory holidays *and* make-up working days (调休, e.g. a Saturday worked so that the
-   National Day week is longer); for any other country ``holidays.country_holidays``
+   National Day week is longer); for a year it has no data for (1.11 stops at 2026) the
+   ``holidays`` package's ``China``: the statutory holidays the law fixes, with the days
+   off in lieu (补假) of those that fall on a weekend, and the make-up working days of the
+   years whose arrangement it has. For any other country ``holidays.country_holidays``
    (with the make-up days that package knows for some countries);
 3. the weekend (by default the country's: Saturday and Sunday for China and with no
    country; ``holidays`` knows others, e.g. Friday–Saturday).
 
-A year the package has no data for (``chinesecalendar`` 1.11 stops at 2026) is counted by
-weekday alone and recorded as a warning (:meth:`WorkingCalendar.warnings`,
+Every holiday and make-up day names its source (:attr:`DayInfo.source`, e.g.
+``holidays 0.109``), and ``kefu deadlines`` shows it. A year no package has data for is
+counted by weekday alone and recorded as a warning (:meth:`WorkingCalendar.warnings`,
 :meth:`WorkingCalendar.coverage_warnings`); it never fails. Company overrides still apply
-there, so a company can enter next year's official holidays before the package has them.
+everywhere, so a company can enter a year's official arrangement (its make-up working
+days) before the packages have it.
 
 Time: every method takes aware datetimes (a naive one is a ``ValueError``), computes in
 the calendar's zone and returns aware datetimes **in the calendar's zone**
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import importlib.metadata
 import re
 import zoneinfo
@@ -91,6 +97,7 @@ class CalendarError(ValueError):
     """A calendar computation that cannot be done (e.g. no working time for a year)."""
 
 
+@functools.cache
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -262,7 +269,8 @@ class DayInfo:
     ``company_holiday`` / ``company_workday`` (the company's overrides; ``holiday`` is the
     company's name for the day or the public holiday it overrides). ``in_lieu``: a day off
     given in exchange for a make-up working day (China). ``covered``: the package had data
-    for the year (``False``: counted by weekday only).
+    for the year (``False``: counted by weekday only). ``source``: the package (and version)
+    a holiday or make-up working day comes from, e.g. ``chinesecalendar 1.11.0``.
     """
 
     date: dt.date
@@ -272,6 +280,7 @@ class DayInfo:
     holiday_zh: str | None = None
     in_lieu: bool = False
     covered: bool = True
+    source: str | None = None
 
     def describe(self) -> str:
         name = self.holiday or ""
@@ -291,6 +300,8 @@ class DayInfo:
             text = "company extra working day" + (f" (instead of {name})" if name else "")
         else:
             text = "working day"
+        if self.source and self.reason in ("holiday", "makeup_workday"):
+            text += f"; source {self.source}"
         if not self.covered:
             text += " [no holiday data for this year: weekday rule]"
         return text
@@ -376,6 +387,12 @@ class WorkingCalendar:
         self.periods = self.definition.periods
         self.country = self.definition.country
         self._holidays: holidays.HolidayBase | None = None
+        # China after chinesecalendar's last year: the holidays package, names in both languages
+        self._cn_en: holidays.HolidayBase | None = None
+        self._cn_zh: holidays.HolidayBase | None = None
+        if self.country == "CN":
+            self._cn_en = holidays.China(language="en_US")
+            self._cn_zh = holidays.China(language="zh_CN")
         if self.country not in (None, "CN"):
             self._holidays = holidays.country_holidays(
                 self.country, subdiv=self.definition.subdivision
@@ -402,9 +419,14 @@ class WorkingCalendar:
     def covered_years(self) -> range | None:
         """The years the country's package has data for; ``None``: every year (no country)."""
         if self.country == "CN":
-            # the same bounds chinese_calendar itself checks before answering
+            # the same bounds chinese_calendar itself checks before answering, joined with
+            # those of the holidays package (which reach further on both sides)
+            assert self._cn_en is not None
             years = [d.year for d in chinese_calendar.holidays]
-            return range(min(years), max(years) + 1)
+            return range(
+                min(min(years), self._cn_en.start_year),
+                max(max(years), self._cn_en.end_year) + 1,
+            )
         if self._holidays is not None:
             start = getattr(self._holidays, "start_year", dt.MINYEAR)
             end = getattr(self._holidays, "end_year", dt.MAXYEAR)
@@ -419,11 +441,14 @@ class WorkingCalendar:
 
     def _coverage_warning(self, year: int) -> str:
         if self.country == "CN":
-            package = f"chinesecalendar {_version('chinesecalendar')}"
+            packages = (
+                f"chinesecalendar {_version('chinesecalendar')} and holidays "
+                f"{_version('holidays')} have"
+            )
         else:
-            package = f"holidays {_version('holidays')} ({self.country})"
+            packages = f"holidays {_version('holidays')} ({self.country}) has"
         return (
-            f"{package} has no data for {year}; {year} {self._fallback_text()} "
+            f"{packages} no data for {year}; {year} {self._fallback_text()} "
             "(list that year's holidays and make-up working days under extra_holidays / "
             "extra_workdays, or upgrade the package)"
         )
@@ -474,6 +499,8 @@ class WorkingCalendar:
         covered = True
         if self.country == "CN":
             public, covered = self._cn_day(day)
+            if not covered:
+                public, covered = self._cn_holidays_day(day)
         elif self._holidays is not None:
             public, covered = self._holidays_day(day)
         if not covered:
@@ -504,9 +531,30 @@ class WorkingCalendar:
         if name is None:
             return None, True
         zh = CN_HOLIDAY_ZH.get(name)
+        source = f"chinesecalendar {_version('chinesecalendar')}"
         if off:
-            return DayInfo(day, False, "holiday", name, zh, in_lieu=in_lieu), True
-        return DayInfo(day, True, "makeup_workday", name, zh), True
+            return DayInfo(day, False, "holiday", name, zh, in_lieu=in_lieu, source=source), True
+        return DayInfo(day, True, "makeup_workday", name, zh, source=source), True
+
+    def _cn_holidays_day(self, day: dt.date) -> tuple[DayInfo | None, bool]:
+        """The holidays package's China for a year chinesecalendar does not cover."""
+        assert self._cn_en is not None and self._cn_zh is not None
+        covered = self.covered_years
+        if covered is not None and day.year not in covered:
+            return None, False
+        name = self._cn_en.get(day)  # also fills the year's weekend_workdays
+        source = f"holidays {_version('holidays')}"
+        workdays: set[dt.date] = getattr(self._cn_en, "weekend_workdays", set())
+        if not any(d.year == day.year for d in workdays):
+            source += f" (no make-up working days 调休 listed for {day.year})"
+        if name is not None:
+            zh = self._cn_zh.get(day)
+            return DayInfo(
+                day, False, "holiday", str(name), str(zh) if zh else None, source=source
+            ), True
+        if day in workdays:
+            return DayInfo(day, True, "makeup_workday", source=source), True
+        return None, True
 
     def _holidays_day(self, day: dt.date) -> tuple[DayInfo | None, bool]:
         assert self._holidays is not None
@@ -514,10 +562,11 @@ class WorkingCalendar:
         if covered is not None and day.year not in covered:
             return None, False
         name = self._holidays.get(day)  # also fills the year's weekend_workdays
+        source = f"holidays {_version('holidays')}"
         if name is not None:
-            return DayInfo(day, False, "holiday", str(name)), True
+            return DayInfo(day, False, "holiday", str(name), source=source), True
         if day in getattr(self._holidays, "weekend_workdays", ()):
-            return DayInfo(day, True, "makeup_workday"), True
+            return DayInfo(day, True, "makeup_workday", source=source), True
         return None, True
 
     def days(self, first: dt.date, last: dt.date) -> Iterator[DayInfo]:

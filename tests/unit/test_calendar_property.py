@@ -2,7 +2,7 @@
 
 Each example draws a small calendar (random working-hours periods, weekend, company
 holidays and extra working days over a 60-day window, a zone with or without daylight
-saving, China's package calendar or none) and marks every minute of the window working or
+saving, China's package calendars or none) and marks every minute of the window working or
 not by looking at its local time — no intervals, no cleverness. ``add_work_time``,
 ``work_time_between``, ``add_workdays`` and ``is_workday`` must agree with that marking.
 """
@@ -16,12 +16,14 @@ import zoneinfo
 from dataclasses import dataclass
 
 import chinese_calendar
+import holidays
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.time.calendars import CalendarDef, WorkingCalendar
 
+CN_HOLIDAYS = holidays.China(years=range(2025, 2028))
 WINDOW_DAYS = 60
 MINUTE = dt.timedelta(minutes=1)
 # zones with whole-hour offsets that change on whole UTC hours (true of these), so the
@@ -68,8 +70,11 @@ def reference_workday(
     if country == "CN":
         try:
             return bool(chinese_calendar.is_workday(day))
-        except NotImplementedError:  # no data for the year: weekdays
-            pass
+        except NotImplementedError:  # a later year: the holidays package's China
+            if day in CN_HOLIDAYS:
+                return False
+            if day in CN_HOLIDAYS.weekend_workdays:
+                return True
     return day.weekday() not in weekend
 
 
@@ -77,7 +82,7 @@ def reference_workday(
 def references(draw: st.DrawFn) -> Reference:
     zone = draw(st.sampled_from(ZONES))
     country = draw(st.sampled_from([None, "CN"]))
-    # windows from late 2025 to 2027: China's holidays, the 2027 fallback, DST changes
+    # windows from late 2025 to 2027: China's holidays (2027's from the holidays package), DST
     first = draw(st.dates(dt.date(2025, 9, 1), dt.date(2026, 12, 20)))
     days = [first + dt.timedelta(days=i) for i in range(WINDOW_DAYS)]
     n = draw(st.integers(1, 3))

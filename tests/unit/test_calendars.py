@@ -226,32 +226,74 @@ def test_own_weekend_with_china() -> None:
 def test_uncovered_year_counts_weekdays_and_warns() -> None:
     cal = WorkingCalendar(CalendarDef(country="CN"), "Asia/Shanghai")
     covered = cal.covered_years
-    assert covered is not None and 2026 in covered and 2031 not in covered
+    # chinesecalendar, then the holidays package, which stops after 2100
+    assert covered is not None and {2026, 2027, 2100} <= set(covered) and 2101 not in covered
     assert cal.warnings() == []
-    # National Day 2031 is a Wednesday: without data it is an ordinary working day
-    assert cal.add_workdays(at(2031, 9, 30, 10, 0), 3) == at(2031, 10, 3, 10, 0)
-    info = cal.day_info(dt.date(2031, 10, 1))
+    # 3 October 2101 is a Monday of the National Day week: without data a working day
+    assert cal.add_workdays(at(2101, 9, 30, 10, 0), 3) == at(2101, 10, 5, 10, 0)
+    info = cal.day_info(dt.date(2101, 10, 3))
     assert info.is_workday and not info.covered
-    assert not cal.is_workday(dt.date(2031, 10, 4))  # Saturday
+    assert not cal.is_workday(dt.date(2101, 10, 1))  # Saturday
     [warning] = cal.warnings()
     assert warning.startswith(
-        f"chinesecalendar {_version('chinesecalendar')} has no data for 2031; "
-        "2031 counted as Mon–Fri"
+        f"chinesecalendar {_version('chinesecalendar')} and holidays {_version('holidays')} "
+        "have no data for 2101; 2101 counted as Mon–Fri"
     )
-    early, late = cal.coverage_warnings([2026, 2031, 2003])
-    assert "has no data for 2003; 2003 counted as Mon–Fri" in early
+    early, late = cal.coverage_warnings([2026, 2101, 1949])
+    assert "have no data for 1949; 1949 counted as Mon–Fri" in early
     assert late == warning
-    why = cal.explain(at(2031, 9, 30, 10, 0), at(2031, 10, 3, 10, 0))
+    why = cal.explain(at(2101, 9, 30, 10, 0), at(2101, 10, 5, 10, 0))
     assert why.warnings == (warning,)
     assert "no holiday data" in str(why)
 
 
 def test_uncovered_year_still_takes_company_overrides() -> None:
     cal = WorkingCalendar(
-        CalendarDef(extra_holidays=[dt.date(2031, 10, d) for d in range(1, 8)]), "Asia/Shanghai"
+        CalendarDef(extra_holidays=[dt.date(2101, 10, d) for d in range(3, 8)]), "Asia/Shanghai"
     )
-    assert cal.add_workdays(at(2031, 9, 30, 10, 0), 1) == at(2031, 10, 8, 10, 0)
+    assert cal.add_workdays(at(2101, 9, 30, 10, 0), 1) == at(2101, 10, 10, 10, 0)
     assert cal.warnings()  # still warned: the company list may be incomplete
+
+
+# -- years after chinesecalendar: the holidays package ----------------------------------------
+
+
+def spring_festival(year: int) -> list[dt.date]:
+    """China's Spring Festival days off in ``year`` as the holidays package lists them."""
+    cn = holidays.China(years=year, language="en_US")
+    return sorted(d for d, name in cn.items() if "Spring Festival" in name or "Eve" in name)
+
+
+def test_spring_festival_2027_is_not_working_time(cn: WorkingCalendar) -> None:
+    with pytest.raises(NotImplementedError):  # chinesecalendar has no 2027
+        chinese_calendar.is_workday(dt.date(2027, 2, 8))
+    days = spring_festival(2027)
+    assert len(days) >= 4 and days[0].month == 2, days  # Chinese New Year's Eve, then 春节
+    assert days == [days[0] + dt.timedelta(days=i) for i in range(len(days))]  # one stretch
+    for day in days:
+        info = cn.day_info(day)
+        assert not info.is_workday and info.reason == "holiday" and info.covered, info
+        assert (info.source or "").startswith(f"holidays {_version('holidays')}"), info
+        assert cn.working_periods(day) == ()
+    # from 08:00 the day before to 08:00 the day after: only the day before counts (8 h)
+    before = dt.datetime.combine(days[0] - dt.timedelta(days=1), dt.time(8), SH)
+    after = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(8), SH)
+    assert cn.is_workday(before.date())
+    assert cn.work_time_between(before, after) == 8 * H
+    assert cn.add_work_time(before, 9 * H) == after + 1 * H + 30 * MIN  # 09:30 after it
+    why = cn.explain(before, after)
+    assert {d.date for d in why.skipped} == set(days) and why.warnings == ()
+    line = next(x for x in why.lines() if x.startswith(f"skipped {days[1].isoformat()}"))
+    assert "Spring Festival" in line and "春节" in line and "source holidays" in line, line
+    assert cn.coverage_warnings([2026, 2027]) == [] and cn.warnings() == []
+
+
+def test_the_source_of_each_day_is_shown(cn: WorkingCalendar) -> None:
+    assert str(cn.day_info(dt.date(2026, 10, 1))).endswith(
+        f"National Day (国庆节); source chinesecalendar {_version('chinesecalendar')}"
+    )
+    assert "source chinesecalendar" in str(cn.day_info(dt.date(2026, 10, 10)))  # make-up day
+    assert "source" not in str(cn.day_info(dt.date(2026, 10, 17)))  # a plain weekend
 
 
 def test_crossing_into_an_uncovered_year_does_not_crash(cn: WorkingCalendar) -> None:
