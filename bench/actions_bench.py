@@ -68,7 +68,10 @@ STEPS = [
 
 
 def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tuple[int, int, bool]]]:
-    """Returns (actions/s, per-transaction write shape (journal rows, outbox rows, assignees changed))."""
+    """Actions per second, and per transaction its writes.
+
+    The writes: (journal rows, outbox rows, whether the assignees changed).
+    """
     svc = build_service(
         db, load_catalog(extensions=installed()), evaluator=engine, clock=TestClock()
     )
@@ -130,7 +133,8 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
         begin = "BEGIN"
     cur = conn.cursor()
     cur.execute(
-        f"INSERT INTO company (key, name, timezone, locale, created_at) VALUES ({ph},{ph},{ph},{ph},{ph})",
+        f"INSERT INTO company (key, name, timezone, locale, created_at)"
+        f" VALUES ({ph},{ph},{ph},{ph},{ph})",
         ("raw", "raw", "UTC", "en", now),
     )
     cid_company = cur.execute("SELECT id FROM company WHERE key='raw'").fetchone()[0]
@@ -138,7 +142,8 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
         f"INSERT INTO journal_head (company_id, seq, hash) VALUES ({ph},0,'0')", (cid_company,)
     )
     cur.execute(
-        f"INSERT INTO procedure_version (company_id, procedure, version, digest, definition, params, created_at)"
+        f"INSERT INTO procedure_version"
+        f" (company_id, procedure, version, digest, definition, params, created_at)"
         f" VALUES ({ph},'p',1,'d','{{}}','{{}}',{ph})",
         (cid_company, now),
     )
@@ -151,8 +156,9 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
         cur.execute(begin)
         if i % 7 == 0:
             cur.execute(
-                f"INSERT INTO kefu_case (company_id, procedure_version_id, procedure, number, status, step, fields,"
-                f" assignees, version, created_by, created_at, updated_at) VALUES"
+                f"INSERT INTO kefu_case (company_id, procedure_version_id, procedure, number,"
+                f" status, step, fields, assignees, version, created_by, created_at, updated_at)"
+                f" VALUES"
                 f" ({ph},{ph},'p',{ph},'open','intake',{ph},'[]',1,'wang',{ph},{ph})",
                 (cid_company, pv, f"N{i}", payload, now, now),
             )
@@ -171,8 +177,9 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
         if assignees_changed:
             cur.execute(f"DELETE FROM case_assignee WHERE case_id={ph}", (case_id,))
             cur.execute(
-                f"INSERT INTO case_assignee (case_id, kind, ref, company_id) VALUES ({ph},'role','agent',{ph})",
-                (case_id, cid_company),
+                f"INSERT INTO case_assignee (case_id, kind, ref, company_id, procedure, due_at)"
+                f" VALUES ({ph},'role','agent',{ph},'repair-desk',{ph})",
+                (case_id, cid_company, "9000-01-01 00:00:00"),
             )
         seq = cur.execute(
             f"SELECT seq FROM journal_head WHERE company_id={ph}"
@@ -182,7 +189,8 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
         for _ in range(journal_rows):
             seq += 1
             cur.execute(
-                f"INSERT INTO journal (company_id, seq, case_id, at, actor, kind, data, prev_hash, hash)"
+                f"INSERT INTO journal"
+                f" (company_id, seq, case_id, at, actor, kind, data, prev_hash, hash)"
                 f" VALUES ({ph},{ph},{ph},{ph},'wang','action',{ph},{ph},{ph})",
                 (cid_company, seq, case_id, now, payload, "0" * 64, uuid.uuid4().hex * 2),
             )
@@ -234,8 +242,8 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     print(
-        f"repair-desk lifecycle, {args.cases} cases x 7 transactions, median of {args.repeats} runs, "
-        f"Python {sys.version.split()[0]}"
+        f"repair-desk lifecycle, {args.cases} cases x 7 transactions, "
+        f"median of {args.repeats} runs, Python {sys.version.split()[0]}"
     )
     on_each_database(
         args.pg, lambda label, new_url: bench_db(label, new_url, args.cases, args.repeats)

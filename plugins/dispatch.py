@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from core import hookimpl
 from core.cases.dispatch import Candidate, Choice, DispatchRequest, Strategy, run_ladder
@@ -239,26 +239,26 @@ def _check(args: DispatchArgs, pack: PackDef, extensions: Extensions) -> list[Pr
     return out
 
 
+_LOADS = (
+    select(t.case_assignee.c.ref, func.count())
+    .where(
+        t.case_assignee.c.company_id == bindparam("co"),
+        t.case_assignee.c.kind == "person",
+        t.case_assignee.c.ref.in_(bindparam("names", expanding=True)),
+    )
+    .group_by(t.case_assignee.c.ref)
+)
+
+
 def candidates(
     conn: Any, company_id: int, company: CompanyDef, procedure: str, role: str
 ) -> list[Candidate]:
     names = role_holders(company, procedure, role)
     if not names:
         return []
-    a, c = t.case_assignee, t.case
-    loads = dict(
-        conn.execute(
-            select(a.c.ref, func.count())
-            .join(c, c.c.id == a.c.case_id)
-            .where(
-                a.c.company_id == company_id,
-                a.c.kind == "person",
-                a.c.ref.in_(names),
-                c.c.status == "open",
-            )
-            .group_by(a.c.ref)
-        ).all()
-    )
+    # case_assignee holds rows of open cases only: each person's load is a range of the
+    # inbox index, as long as their own queue — not a scan of the company's history
+    loads = dict(conn.execute(_LOADS, {"co": company_id, "names": names}).all())
     out = []
     for username in names:
         p = company.people[username]

@@ -76,6 +76,11 @@ _UPD_CASE = (
 _INS_OUTBOX = insert(t.outbox)
 _DEL_ASSIGNEES = delete(t.case_assignee).where(t.case_assignee.c.case_id == bindparam("cid"))
 _INS_ASSIGNEES = insert(t.case_assignee)
+_UPD_ASSIGNEES_DUE = (
+    update(t.case_assignee)
+    .where(t.case_assignee.c.case_id == bindparam("cid"))
+    .values(due_at=bindparam("due"))
+)
 _INS_LINK = insert(t.case_link)
 
 
@@ -441,17 +446,28 @@ class Pipeline:
             if res.rowcount != 1:  # someone committed between our read and this write
                 raise Conflict(f"case {row.number} changed while acting", current_version=None)
             created_by, created_at = row.created_by, row.created_at
+        # the inbox queues (case_assignee) follow the assignees and the next due instant
         if row is None or assignees != list(row.assignees):
             if row is not None:
                 self.conn.execute(_DEL_ASSIGNEES, {"cid": case_id})
             if change.assignees:
+                due = next_due or t.NO_DUE
                 self.conn.execute(
                     _INS_ASSIGNEES,
                     [
-                        {"case_id": case_id, "kind": a.kind, "ref": a.ref, "company_id": self.rt.id}
+                        {
+                            "case_id": case_id,
+                            "kind": a.kind,
+                            "ref": a.ref,
+                            "company_id": self.rt.id,
+                            "procedure": proc.key,
+                            "due_at": due,
+                        }
                         for a in change.assignees
                     ],
                 )
+        elif assignees and next_due != row.next_due_at:
+            self.conn.execute(_UPD_ASSIGNEES_DUE, {"cid": case_id, "due": next_due or t.NO_DUE})
         seqs = chain.append(
             self.conn,
             self.rt.id,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, exists, func, or_, select
+from sqlalchemy import Text, and_, cast, exists, false, func, or_, select, union_all
 
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
 from core.errors import InvalidInput, NotAllowed
@@ -78,15 +78,15 @@ def _mine_clause(
 ) -> Any:
     """Cases assigned to the actor: as a person, a department they are in, or a role they hold."""
     a = t.case_assignee
-    parts = [and_(a.c.kind == "person", a.c.ref == actor.username)]
-    if actor.departments:
-        parts.append(and_(a.c.kind == "department", a.c.ref.in_(sorted(actor.departments))))
-    for key in procedures:
-        proc = rt.procedures[key]
-        roles = sorted(r for r in proc.pack.roles if svc.holds(actor, rt, key, r))
-        if roles:
-            parts.append(and_(a.c.kind == "role", a.c.ref.in_(roles), t.case.c.procedure == key))
-    return exists().where(a.c.case_id == t.case.c.id, a.c.company_id == rt.id, or_(*parts))
+    mine = queues(svc, rt, actor, procedures)
+    if not mine:
+        return false()
+    return t.case.c.id.in_(
+        select(a.c.case_id).where(
+            a.c.company_id == rt.id,
+            or_(*(and_(a.c.kind == k, a.c.ref == r, a.c.procedure == p) for k, r, p in mine)),
+        )
+    )
 
 
 def _known_assignee(svc: CaseService, rt: CompanyRuntime, kind: str, ref: str) -> None:
@@ -188,32 +188,83 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
     return CasePage(items, total, flt.limit, flt.offset)
 
 
+def queues(
+    svc: CaseService, rt: CompanyRuntime, actor: Actor, procedures: Sequence[str]
+) -> list[tuple[str, str, str]]:
+    """The (kind, ref, procedure) queues whose cases wait on ``actor``: their own, their
+    departments', and those of the roles they hold in each procedure they may read."""
+    out = []
+    for key in procedures:
+        proc = rt.procedures[key]
+        out.append(("person", actor.username, key))
+        out.extend(("department", d, key) for d in sorted(actor.departments))
+        out.extend(
+            ("role", r, key) for r in sorted(proc.pack.roles) if svc.holds(actor, rt, key, r)
+        )
+    return out
+
+
+def _queue_head(company_id: int, kind: str, ref: str, procedure: str, n: int) -> Any:
+    """The first ``n`` cases of one queue in inbox order, read from ix_case_assignee_inbox."""
+    a = t.case_assignee
+    return (
+        select(a.c.case_id, a.c.due_at)
+        .where(
+            a.c.company_id == company_id,
+            a.c.kind == kind,
+            a.c.ref == ref,
+            a.c.procedure == procedure,
+        )
+        .order_by(a.c.due_at, a.c.case_id)
+        .limit(n)
+    )
+
+
 def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -> CasePage:
     """Open cases waiting on the actor, or on a role or department they hold: the nearest
-    running deadline first (``next_due_at``), then cases without one, longest waiting first."""
+    running deadline first (``next_due_at``), then cases without one, oldest first.
+
+    Each queue is read in that order from its index, at most ``offset + limit`` entries,
+    and the heads are merged: the cost follows the page and the number of queues, not how
+    many cases the company keeps. ``total`` counts the actor's distinct open cases from the
+    same index.
+    """
     rt = svc.company(actor.company)
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, offset ≥ 0", errors={"limit": "out of range"}
         )
-    procs = readable_procedures(svc, rt, actor)
-    c = t.case
-    conds = [
-        c.c.company_id == rt.id,
-        c.c.status == "open",
-        c.c.procedure.in_(procs),
-        _mine_clause(svc, rt, actor, procs),
-    ]
+    mine = queues(svc, rt, actor, readable_procedures(svc, rt, actor))
+    if not mine:
+        return CasePage([], 0, limit, offset)
+    a = t.case_assignee
+    n = offset + limit
+    # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
+    arms = [_queue_head(rt.id, k, r, p, n).subquery() for k, r, p in mine]
+    heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
+    page = (
+        select(heads.c.case_id, heads.c.due_at)
+        .distinct()
+        .order_by(heads.c.due_at, heads.c.case_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    in_queue = or_(*(and_(a.c.kind == k, a.c.ref == r, a.c.procedure == p) for k, r, p in mine))
+    counted = select(func.count(func.distinct(a.c.case_id))).where(
+        a.c.company_id == rt.id, in_queue
+    )
     with svc.db.read() as conn:
-        total = conn.execute(select(func.count()).select_from(c).where(*conds)).scalar_one()
-        rows = conn.execute(
-            select(c)
-            .where(*conds)
-            .order_by(c.c.next_due_at.is_(None), c.c.next_due_at, c.c.updated_at, c.c.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
+        ids = [r.case_id for r in conn.execute(page).all()]
+        total = conn.execute(counted).scalar_one()
+        rows = {
+            r.id: r
+            for r in conn.execute(
+                select(t.case).where(t.case.c.company_id == rt.id, t.case.c.id.in_(ids))
+            ).all()
+        }
         items = [
-            svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
+            svc._view(rt, rows[i], svc.procedure_for_version(conn, rows[i].procedure_version_id))
+            for i in ids
+            if i in rows
         ]
     return CasePage(items, total, limit, offset)

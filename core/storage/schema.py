@@ -136,6 +136,14 @@ case = Table(
     Index("ix_case_next_due", "company_id", "next_due_at"),
 )
 
+#: ``case_assignee.due_at`` of a case with no running deadline: after every real one
+NO_DUE = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+# Who an open case waits on: one row per assignee, none once the case is closed. The
+# procedure and the case's next due instant are copied here (kept in step by the commit
+# pipeline) so an inbox reads each of its queues — a person, a department, a role of one
+# procedure — in due order straight from ix_case_assignee_inbox, however many cases the
+# company has: the work is the page size times the number of queues, not the history.
 case_assignee = Table(
     "case_assignee",
     metadata,
@@ -143,7 +151,9 @@ case_assignee = Table(
     Column("kind", String(16), primary_key=True),
     Column("ref", String(64), primary_key=True),
     Column("company_id", ForeignKey("company.id"), nullable=False),
-    Index("ix_case_assignee_lookup", "company_id", "kind", "ref"),
+    Column("procedure", String(64), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),  # next_due_at of the case, or NO_DUE
+    Index("ix_case_assignee_inbox", "company_id", "kind", "ref", "procedure", "due_at", "case_id"),
 )
 
 case_link = Table(
