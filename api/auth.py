@@ -189,6 +189,8 @@ class RoleSource(msgspec.Struct):
 
 
 class HeldRole(msgspec.Struct):
+    """A role held in a procedure, its label, and every source it comes from."""
+
     role: str
     label: Text | None
     via: list[RoleSource]
