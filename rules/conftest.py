@@ -3,13 +3,16 @@
 Each scenario file becomes four items, ``<file>::<engine>-<database>`` for the engines
 durable and reference and the databases sqlite and pg (``-m "not pg"`` leaves PostgreSQL
 out). A failing item reports the scenario's ``file:line`` and what was expected and
-found, not a traceback. PostgreSQL is the session database of tests/pg.py, emptied before
+found, not a traceback; its location (what junit XML and IDEs show) is the line of the
+failing step, or the scenario's first line. PostgreSQL is the session database of tests/pg.py, emptied before
 each item; SQLite is a fresh file per item. Rule evaluators are shared by the session.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `pytest rules` alone does not put the project root on sys.path
     sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KEFU_PASSWORD_HASH", "fast")  # as tests/conftest.py: cheap argon2
 
 from core.rules.evaluator import Evaluator, make_evaluator  # noqa: E402  # needs the path set above
 from core.testing.scenarios import (  # noqa: E402  # needs the path set above
     SCENARIO_DIR,
     ScenarioError,
+    ScenarioFailed,
+    ScenarioInvalid,
     load_scenario,
     run_scenario,
 )
@@ -98,4 +104,41 @@ class ScenarioItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, 0, f"scenario {self.path.name} [{self.engine}, {self.database}]"
+        domain = f"scenario {self.path.name} [{self.engine}, {self.database}]"
+        return self.path, _first_line(self.path), domain
+
+    def failing_line(self, exc: BaseException) -> int | None:
+        """The 0-based line of this scenario file that ``exc`` names, if it names one."""
+        if isinstance(exc, ScenarioFailed):
+            named = [exc.where.rpartition(":")[::2]]
+        elif isinstance(exc, ScenarioInvalid):  # the first problem in this file
+            named = [(d.file, str(d.line)) for d in exc.diagnostics]
+        else:
+            return None
+        mine = self.path.resolve()
+        for file, line in named:
+            if line.isdigit() and (self.config.rootpath / file).resolve() == mine:
+                return int(line) - 1
+        return None
+
+
+def _first_line(path: Path) -> int:
+    """The 0-based line where the scenario starts: its first line that is not a comment."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    return next((i for i, x in enumerate(lines) if x.strip() and not x.startswith("#")), 0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing scenario item is located at the step that failed."""
+    report = yield
+    if isinstance(item, ScenarioItem) and call.excinfo is not None:
+        line = item.failing_line(call.excinfo.value)
+        if line is not None:
+            report.location = (report.location[0], line, report.location[2])
+    return report
