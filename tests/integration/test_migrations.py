@@ -1,7 +1,8 @@
 """The Alembic migrations build exactly the schema that core/storage/schema.py declares.
 
-A table or column added to schema.py without a migration (or the other way round) would
-work in tests that create tables from metadata and break on a real upgraded database.
+A table or column added to schema.py without a migration (or the other way round), or a
+column type changed in one and not the other, would work in tests that create tables from
+metadata and break on a real upgraded database.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from core.testing.scenarios import temporary_pg_database
 
 def test_upgraded_database_matches_declared_schema(db):
     with db.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, metadata)
         tables = set(inspect(conn).get_table_names())
     assert {t.name for t in metadata.sorted_tables} <= tables
