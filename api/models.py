@@ -122,12 +122,18 @@ class CaseOut(msgspec.Struct):
 
 
 class CaseList(msgspec.Struct):
-    """One page of cases, with the total that matched."""
+    """One page of cases, with the total that matched.
+
+    Matches are counted up to 10,000; beyond that ``total`` is 10,000 and
+    ``total_exact`` false (counting a company's whole history on every page would cost
+    more with every year of it).
+    """
 
     items: list[CaseOut]
     total: int
     limit: int
     offset: int
+    total_exact: bool = True
 
 
 class OpenCase(msgspec.Struct, forbid_unknown_fields=True):

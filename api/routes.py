@@ -73,7 +73,11 @@ def _case(svc: Svc, actor: Me, view: CaseView) -> CaseOut:
 
 def _page(svc: Svc, page: CasePage) -> CaseList:
     return CaseList(
-        [case_out(v, svc.pinned(v)) for v in page.items], page.total, page.limit, page.offset
+        [case_out(v, svc.pinned(v)) for v in page.items],
+        page.total,
+        page.limit,
+        page.offset,
+        page.total_exact,
     )
 
 
@@ -133,7 +137,10 @@ class ProcedureController(Controller):
 
     @get("/", operation_id="listProcedures", responses=errors(403), sync_to_thread=True)
     def list_procedures(self, svc: Svc, actor: Me) -> list[ProcedureOut]:
-        """The enabled procedures of my company in which I hold a role: steps, roles and every form."""
+        """The enabled procedures of my company in which I hold a role.
+
+        Each with its steps, roles and every form.
+        """
         rt = svc.company(actor.company)
         return [
             _describe(svc, actor, rt.procedures[k]) for k in readable_procedures(svc, rt, actor)
@@ -244,7 +251,10 @@ class CaseController(Controller):
     def act(
         self, svc: Svc, actor: Me, case_id: CaseId, action: FromPath[str], data: JSONBody[ActIn]
     ) -> ActOut:
-        """Take an action with its form's fields; ``expected_version`` guards against lost updates."""
+        """Take an action with its form's fields.
+
+        ``expected_version`` guards against lost updates.
+        """
         res = svc.act(actor.company, case_id, action, actor, data.fields, data.expected_version)
         return ActOut(case_out(res.case, svc.pinned(res.case)), res.fired, res.linked)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, exists, false, func, or_, select, union_all
+from sqlalchemy import Text, cast, exists, false, func, or_, select, union, union_all
 
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
 from core.errors import InvalidInput, NotAllowed
@@ -21,6 +21,9 @@ from core.spec.procedures import CompiledProcedure
 from core.storage import schema as t
 
 MAX_LIMIT = 200
+#: a list counts its matches up to here; beyond, it says "more than" (the count is
+#: work on every page, and a count of a company's whole history would grow with it)
+COUNT_CAP = 10_000
 
 
 @dataclass
@@ -52,6 +55,7 @@ class CasePage:
     total: int
     limit: int
     offset: int
+    total_exact: bool = True  # False: there are more than ``total`` (COUNT_CAP)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,16 +81,26 @@ def _mine_clause(
     svc: CaseService, rt: CompanyRuntime, actor: Actor, procedures: Sequence[str]
 ) -> Any:
     """Cases assigned to the actor: as a person, a department they are in, or a role they hold."""
-    a = t.case_assignee
     mine = queues(svc, rt, actor, procedures)
     if not mine:
         return false()
-    return t.case.c.id.in_(
-        select(a.c.case_id).where(
-            a.c.company_id == rt.id,
-            or_(*(and_(a.c.kind == k, a.c.ref == r, a.c.procedure == p) for k, r, p in mine)),
-        )
+    return t.case.c.id.in_(union(*(_queue(rt.id, k, r, p) for k, r, p in mine)))
+
+
+def _queue(company_id: int, kind: str, ref: str, procedure: str) -> Any:
+    """The cases of one queue (an index range of ix_case_assignee_inbox)."""
+    a = t.case_assignee
+    return select(a.c.case_id).where(
+        a.c.company_id == company_id, a.c.kind == kind, a.c.ref == ref, a.c.procedure == procedure
     )
+
+
+def _capped_count(conn: Any, query: Any) -> tuple[int, bool]:
+    """How many rows ``query`` gives, counting at most COUNT_CAP + 1: (count, exact)."""
+    n = conn.execute(
+        select(func.count()).select_from(query.limit(COUNT_CAP + 1).subquery())
+    ).scalar_one()
+    return min(n, COUNT_CAP), n <= COUNT_CAP
 
 
 def _known_assignee(svc: CaseService, rt: CompanyRuntime, kind: str, ref: str) -> None:
@@ -174,7 +188,7 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         if hi is not None:
             conds.append(col < hi)
     with svc.db.read() as conn:
-        total = conn.execute(select(func.count()).select_from(c).where(*conds)).scalar_one()
+        total, exact = _capped_count(conn, select(c.c.id).where(*conds))
         rows = conn.execute(
             select(c)
             .where(*conds)
@@ -185,7 +199,7 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         items = [
             svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
         ]
-    return CasePage(items, total, flt.limit, flt.offset)
+    return CasePage(items, total, flt.limit, flt.offset, total_exact=exact)
 
 
 def queues(
@@ -237,7 +251,6 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
     mine = queues(svc, rt, actor, readable_procedures(svc, rt, actor))
     if not mine:
         return CasePage([], 0, limit, offset)
-    a = t.case_assignee
     n = offset + limit
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
     arms = [_queue_head(rt.id, k, r, p, n).subquery() for k, r, p in mine]
@@ -249,13 +262,11 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
         .limit(limit)
         .offset(offset)
     )
-    in_queue = or_(*(and_(a.c.kind == k, a.c.ref == r, a.c.procedure == p) for k, r, p in mine))
-    counted = select(func.count(func.distinct(a.c.case_id))).where(
-        a.c.company_id == rt.id, in_queue
-    )
     with svc.db.read() as conn:
         ids = [r.case_id for r in conn.execute(page).all()]
-        total = conn.execute(counted).scalar_one()
+        total, exact = _capped_count(
+            conn, union(*(_queue(rt.id, k, r, p) for k, r, p in mine)).subquery().select()
+        )
         rows = {
             r.id: r
             for r in conn.execute(
@@ -267,4 +278,4 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
             for i in ids
             if i in rows
         ]
-    return CasePage(items, total, limit, offset)
+    return CasePage(items, total, limit, offset, total_exact=exact)

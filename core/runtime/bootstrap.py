@@ -38,6 +38,8 @@ def build_service(
         upgrade(db)
     svc = CaseService(db, catalog, evaluator=evaluator, clock=clock)
     svc.sync()
+    if migrate:  # a server starting: statistics for the planner (tests skip it)
+        db.optimize()
     return svc
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -163,8 +164,12 @@ class Worker:
         batch: int = 100,
         poll: float = 1.0,
         lease: dt.timedelta = DEFAULT_LEASE,
+        optimize_every: float = 3600.0,
     ) -> None:
         self.svc = svc
+        # statistics refreshed this often (seconds of wall time) while the worker runs
+        self.optimize_every = optimize_every
+        self._optimized_at = time.monotonic()
         self.channels = dict(channels or {})
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.batch = batch
@@ -235,6 +240,9 @@ class Worker:
         while not self._stop.is_set():
             try:
                 fired, report = self.run_once()
+                if time.monotonic() - self._optimized_at >= self.optimize_every:
+                    self._optimized_at = time.monotonic()
+                    self.svc.db.optimize()
             except Exception:
                 log.exception("worker round failed; retrying in %.1fs", self.poll)
                 fired, report = 0, outbox.DeliveryReport()

@@ -77,7 +77,25 @@ class Database:
                 conn.info.pop("read_only", None)
 
     def dispose(self) -> None:
+        """Close every pooled connection."""
         self.engine.dispose()
+
+    def optimize(self) -> None:
+        """Refresh the planner's statistics (after start-up, bulk loads, and hourly).
+
+        Without statistics SQLite may pick a poor index for a join and a query that should
+        take milliseconds scans a company's whole history; ``analysis_limit`` bounds the
+        work to a sample of each index, so this stays fast on millions of rows.
+        PostgreSQL's autovacuum keeps statistics too; an explicit ``ANALYZE`` matters after
+        a bulk load, before autovacuum notices.
+        """
+        with self.write() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+                conn.exec_driver_sql("ANALYZE")
+                conn.exec_driver_sql("PRAGMA optimize")
+            else:
+                conn.exec_driver_sql("ANALYZE")
 
 
 def _make_sqlite_safe(engine: Engine) -> None:

@@ -134,6 +134,7 @@ case = Table(
     UniqueConstraint("company_id", "number", name="uq_case_number"),
     Index("ix_case_company_status_step", "company_id", "status", "step"),
     Index("ix_case_next_due", "company_id", "next_due_at"),
+    Index("ix_case_created", "company_id", "created_at", "id"),  # case lists, newest first
 )
 
 #: ``case_assignee.due_at`` of a case with no running deadline: after every real one

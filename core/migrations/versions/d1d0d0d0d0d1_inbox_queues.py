@@ -61,9 +61,13 @@ def upgrade() -> None:
             ['company_id', 'kind', 'ref', 'procedure', 'due_at', 'case_id'],
             unique=False,
         )
+    with op.batch_alter_table('kefu_case', schema=None) as batch_op:
+        batch_op.create_index('ix_case_created', ['company_id', 'created_at', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('kefu_case', schema=None) as batch_op:
+        batch_op.drop_index('ix_case_created')
     with op.batch_alter_table('case_assignee', schema=None) as batch_op:
         batch_op.drop_index('ix_case_assignee_inbox')
         batch_op.create_index('ix_case_assignee_lookup', ['company_id', 'kind', 'ref'], unique=False)
