@@ -41,23 +41,28 @@ DISPATCH = {
 _CATALOGS: dict[tuple[Path, Path], tuple[Extensions, Catalog]] = {}
 
 
-def catalog(rules: Path | None = None, config: Path | None = None) -> Catalog:
-    """The packs of ``rules`` and the companies of ``config`` (default: this checkout's).
+def catalog(
+    rules: Path | None = None, config: Path | None = None, extensions: Extensions | None = None
+) -> Catalog:
+    """The packs of ``rules`` and the companies of ``config`` (default: this checkout's),
+    loaded with ``extensions`` (default: the installed plugins).
 
-    Folders of the repository (rules/, config/, tests/fixtures/) are loaded once per test
-    session, a quarter of a second each time saved; a folder elsewhere (a test's tmp_path,
-    which it may change between two calls) is loaded at every call. Each caller gets its
-    own copy of what a service or a test may change: the company definitions, and the
-    compiled procedures (a service sets their version when it registers them).
+    With the installed plugins, folders of the repository (rules/, config/,
+    tests/fixtures/) are loaded once per test session, a quarter of a second each time
+    saved; a folder elsewhere (a test's tmp_path, which it may change between two calls)
+    is loaded at every call. Each caller gets its own copy of what a service or a test
+    may change: the company definitions, and the compiled procedures (a service sets
+    their version when it registers them).
     """
     rules, config = (rules or ROOT / "rules").resolve(), (config or ROOT / "config").resolve()
-    extensions = installed()
+    shared = extensions is None or extensions is installed()
+    extensions = extensions or installed()
     cached = _CATALOGS.get((rules, config))
-    if cached is not None and cached[0] is extensions:
+    if shared and cached is not None and cached[0] is extensions:
         return _own_copy(cached[1])
     cat = load_catalog(rules, config, extensions=extensions)
     assert not cat.diagnostics.errors, [d.format() for d in cat.diagnostics]
-    if rules.is_relative_to(ROOT) and config.is_relative_to(ROOT):
+    if shared and rules.is_relative_to(ROOT) and config.is_relative_to(ROOT):
         _CATALOGS[rules, config] = (extensions, cat)
         return _own_copy(cat)
     return cat
@@ -82,10 +87,11 @@ def service(
     rules: Path | None = None,
     evaluator: Any = "reference",
     clock: Any = None,
+    extensions: Extensions | None = None,
 ) -> CaseService:
     """A service on ``db`` with the packs of ``rules`` and the companies of ``config``
     (:func:`catalog`), every person named in the configs a user without a password."""
-    cat = catalog(rules, config)
+    cat = catalog(rules, config, extensions)
     svc = build_service(db, cat, evaluator=evaluator, clock=clock or TestClock(), migrate=False)
     create_config_people(svc, passwords=False)
     return svc

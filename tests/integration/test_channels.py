@@ -447,7 +447,8 @@ def test_kefu_worker_killed_and_restarted_delivers_each_message_once(
 def test_a_company_that_disables_the_notifications_plugin_gets_no_messages(
     db: Database, tmp_path: Path, smtp: Any
 ) -> None:
-    from core.runtime.plugins import notification_channels, plugin_manager
+    from core.runtime.plugins import installed
+    from core.runtime.worker import Worker
 
     box, port = smtp
     config = email_config(tmp_path, port)
@@ -458,10 +459,9 @@ def test_a_company_that_disables_the_notifications_plugin_gets_no_messages(
     )
     svc = service(db, config=config, clock=TestClock(T0))
     make_cases(svc, 1)
-    channels = notification_channels(plugin_manager()[0])  # as a worker starts
-    report = outbox.deliver_pending(svc, channels)
+    _, report = Worker(svc, installed().channels).run_once()  # as `kefu worker` delivers
     assert report.failed == len(outbox_rows(db)) and box.messages == []
     assert (
-        "notification channel 'email' comes from plugin 'notifications', which company 'demo' disables"
-        in outbox_rows(db)[0]["last_error"]
+        "notification channel 'email' comes from plugin 'notifications', "
+        "which company 'demo' disables" in outbox_rows(db)[0]["last_error"]
     )

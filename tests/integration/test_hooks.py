@@ -13,24 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from core import hookimpl
 from core.runtime.plugins import (
     PluginError,
     build_registry,
     installed,
-    notification_channels,
     plugin_manager,
 )
-from core.spec.catalog import load_catalog
+from core.runtime.worker import Worker
+from core.spec.catalog import ROOT, load_catalog
 from core.spec.fields import FieldValueError, coerce
+from core.storage import schema as t
 from core.storage.db import Database
 from tests.helpers import case_at_repair, service
 from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
 
 
 def registry_with(*plugins: Any) -> Any:
-    """The installed plugins plus ``plugins`` (objects with @hookimpl methods), as a new registry."""
+    """A new registry: the installed plugins plus ``plugins`` (objects with @hookimpl methods)."""
     pm, infos = plugin_manager()
     for i, p in enumerate(plugins):
         pm.register(p, name=f"test-plugin-{i}")
@@ -250,19 +252,57 @@ def test_hook_api_routes(example_client: Any) -> None:
     )  # behind the same authentication
 
 
-def test_hook_notification_channels() -> None:
-    pm, _ = plugin_manager()
-    channels = notification_channels(pm)
-    assert {"log", "file", "email", "webhook"} <= set(channels)
+class Pigeon:
+    """A notification channel as a plugin ships one: a name and ``deliver``."""
+
+    name = "pigeon"
+
+    def __init__(self) -> None:
+        self.got: list[tuple[Any, dict[str, Any]]] = []
+
+    def deliver(self, message: Any, settings: dict[str, Any]) -> None:
+        self.got.append((message, settings))
+
+
+class PigeonPlugin:
+    def __init__(self) -> None:
+        self.channel = Pigeon()
+
+    @hookimpl
+    def kefu_notification_channels(self) -> list[Any]:
+        return [self.channel]
+
+
+def test_hook_notification_channels(db: Database, tmp_path: Path) -> None:
+    plugin = PigeonPlugin()
+    reg = registry_with(plugin)  # the registry kefu builds at start-up, with this plugin
+    assert {"log", "file", "email", "webhook", "pigeon"} <= set(reg.channels)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "demo.yaml").write_text(
+        (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
+        + "\nchannels:\n  default: {use: pigeon}\n  pigeon: {loft: roof}\n",
+        encoding="utf-8",
+    )
+    svc = service(db, config=config, extensions=reg)
+    case_at_repair(svc)  # the dispatch queues the customer's message
+    # a worker round as `kefu worker` runs it: the registry's channels, by name
+    _, report = Worker(svc, reg.channels).run_once()
+    assert report.sent == len(plugin.channel.got) > 0 and report.retried == report.failed == 0
+    message, settings = plugin.channel.got[0]
+    assert (message.company, message.recipient) == ("demo", "customer")
+    assert settings == {"loft": "roof"}  # the company's settings for the channel
+    with db.read() as conn:
+        assert set(conn.execute(select(t.outbox.c.status)).scalars()) == {"sent"}
+    svc.close()
 
     class Dup:
         @hookimpl
         def kefu_notification_channels(self) -> list[Any]:
             return [Named("email")]
 
-    pm.register(Dup(), name="dup-channels")
     with pytest.raises(PluginError, match="channel 'email' is registered by both plugin"):
-        notification_channels(pm)
+        registry_with(Dup())
 
 
 def test_hook_case_opened(db: Database, listeners: tuple[Listener, Listener]) -> None:
