@@ -1,0 +1,212 @@
+"""Reads and actions with a company's history behind them: 1k cases vs N cases.
+
+    python bench/scale_bench.py [--cases 200000] [--open 0.06] [--sqlite-only]
+                                [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+
+Loads ``--cases`` repair-desk cases into a fresh database through the project's own
+commit pipeline (every case opened with its rules, numbering, journal, assignees and
+deadlines; all but ``--open`` of them cancelled again, so they are closed with their
+journal), 1,000 per write transaction and spread over two years of the test clock; then
+refreshes the planner's statistics and prints, for SQLite and PostgreSQL:
+
+- the inbox of an agent (the intake queue) and of an engineer: p50 / p95 over 50 calls;
+- the case list "my cases", and a text search ``?q=``: p50 / p95;
+- the lookup of one case number (what ``kefu deadlines NUMBER`` does);
+- the monthly satisfaction report over one month;
+- actions per second (verify → dispatch of open cases) with 1,000 cases stored and with
+  N: the ratio says whether an action costs more as history grows.
+
+Loading is the slow part (a few minutes per 100,000 cases on a 2-core machine). Figures
+compare only within one run on one interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select  # noqa: E402  # after the path set-up above
+
+from bench.databases import on_each_database  # noqa: E402  # after the path set-up above
+from core.cases import queries  # noqa: E402  # after the path set-up above
+from core.cases.reports import run_report  # noqa: E402  # after the path set-up above
+from core.cases.service import CaseService  # noqa: E402  # after the path set-up above
+from core.clock import TestClock  # noqa: E402  # after the path set-up above
+from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
+from core.runtime.plugins import installed  # noqa: E402  # after the path set-up above
+from core.spec.catalog import load_catalog  # noqa: E402  # after the path set-up above
+from core.storage import schema as t  # noqa: E402  # after the path set-up above
+from core.storage.db import Database  # noqa: E402  # after the path set-up above
+
+START = dt.datetime(2024, 12, 1, 1, 0, tzinfo=dt.UTC)
+SPAN = dt.timedelta(days=730)
+BATCH = 1000
+VERIFY = {
+    "contact_verified": True,
+    "in_scope": True,
+    "onsite_needed": True,
+    "category": "electrical",
+    "urgency": "medium",
+}
+DISPATCH = {
+    "engineer": "li",
+    "engineer_contact": "13800000001",
+    "visit_at": "2026-12-10T10:00+08:00",
+}
+
+
+def opening(i: int) -> dict[str, Any]:
+    return {
+        "channel": "phone",
+        "customer_name": f"客户{i:07d}",
+        "phone": f"139{i:08d}",
+        "symptom": ("空调不制冷", "配电箱跳闸", "水管漏水", "门锁损坏")[i % 4] + f" #{i}",
+    }
+
+
+def load(svc: CaseService, clock: TestClock, n: int, open_share: float) -> list[int]:
+    """``n`` cases through the commit pipeline; returns the ids of those left open."""
+    rt = svc.company("demo")
+    proc = rt.procedures["repair-desk"]
+    wang = svc.actor("demo", "wang")
+    keep_every = max(1, round(1 / open_share)) if open_share > 0 else 0
+    left_open: list[int] = []
+    done = 0
+    while done < n:
+        clock.set(START + SPAN * (done / max(n, 1)))
+        with svc.db.write() as conn:
+            pipe = svc.pipeline(conn, rt)
+            for i in range(done, min(done + BATCH, n)):
+                case = pipe.open(proc, wang, opening(i))
+                if keep_every and i % keep_every == 0:
+                    left_open.append(case.case_id)
+                else:
+                    pipe.act(case.case_id, "cancel", wang, {"cancel_reason": "重复报修"}, 1)
+        done = min(done + BATCH, n)
+        svc.flush_events()
+    svc.db.optimize()
+    return left_open
+
+
+def timed(fn: Callable[[], Any], times: int) -> tuple[float, float]:
+    """p50 and p95 in milliseconds."""
+    samples = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+
+
+def action_rate(svc: CaseService, ids: list[int], count: int) -> float:
+    """verify + dispatch on ``count`` open cases: actions per second."""
+    wang = svc.actor("demo", "wang")
+    chosen = ids[:count]
+    t0 = time.perf_counter()
+    for cid in chosen:
+        version = svc.act("demo", cid, "verify", wang, VERIFY, 1).case.version
+        svc.act("demo", cid, "dispatch", wang, DISPATCH, version)
+    return 2 * len(chosen) / (time.perf_counter() - t0)
+
+
+def service(url: str) -> tuple[CaseService, TestClock]:
+    clock = TestClock(START)
+    svc = build_service(
+        Database(url), load_catalog(extensions=installed()), evaluator="reference", clock=clock
+    )
+    create_config_people(svc, passwords=False)
+    return svc, clock
+
+
+def bench(label: str, new_url: Callable[[], str], cases: int, open_share: float) -> None:
+    small, clock = service(new_url())
+    ids = load(small, clock, 1000, open_share)
+    rate_small = action_rate(small, ids, min(30, len(ids)))
+    small.close()
+
+    svc, clock = service(new_url())
+    t0 = time.perf_counter()
+    ids = load(svc, clock, cases, open_share)
+    loaded = time.perf_counter() - t0
+    wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+    print(
+        f"{label:<11} {cases} cases loaded in {loaded:.0f} s ({cases / loaded:.0f}/s), "
+        f"{len(ids)} open"
+    )
+    rows = [
+        ("inbox (agent)", timed(lambda: queries.inbox(svc, wang), 50)),
+        ("inbox, page 3 (agent)", timed(lambda: queries.inbox(svc, wang, offset=100), 20)),
+        (
+            "my cases (agent)",
+            timed(lambda: queries.list_cases(svc, wang, queries.CaseFilter(mine=True)), 20),
+        ),
+        (
+            "search ?q=phone digits",
+            timed(
+                lambda: queries.list_cases(svc, wang, queries.CaseFilter(q=f"{cases // 2:08d}")), 5
+            ),
+        ),
+    ]
+    with svc.db.read() as conn:
+        number = conn.execute(
+            select(t.case.c.number).where(t.case.c.id == ids[len(ids) // 2])
+        ).scalar_one()
+
+    def lookup() -> None:
+        with svc.db.read() as conn:
+            conn.execute(
+                select(t.case.c.id).where(
+                    t.case.c.company_id == svc.company("demo").id, t.case.c.number == number
+                )
+            ).scalar_one()
+
+    rows.append(("case number lookup", timed(lookup, 50)))
+    month = (START + SPAN / 2).date().replace(day=1)
+    params = {"since": month.isoformat(), "until": (month + dt.timedelta(days=31)).isoformat()}
+    rows.append(
+        ("monthly report", timed(lambda: run_report(svc, "demo", "satisfaction", params), 3))
+    )
+    for name, (p50, p95) in rows:
+        print(f"{label:<11} {name:<24} p50 {p50:9.1f} ms   p95 {p95:9.1f} ms")
+    # the engineer's inbox once cases were dispatched to him
+    rate_big = action_rate(svc, ids, min(30, len(ids)))
+    p50, p95 = timed(lambda: queries.inbox(svc, li), 50)
+    print(f"{label:<11} {'inbox (engineer)':<24} p50 {p50:9.1f} ms   p95 {p95:9.1f} ms")
+    print(
+        f"{label:<11} actions/s with 1,000 cases {rate_small:.0f}, with {cases} "
+        f"{rate_big:.0f}: {rate_big / rate_small:.0%}"
+    )
+    svc.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=200_000)
+    ap.add_argument("--open", type=float, default=0.06, dest="open_share")
+    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--sqlite-only", action="store_true")
+    args = ap.parse_args()
+    print(
+        f"repair-desk, {args.cases} cases ({args.open_share:.0%} open), Python {sys.version.split()[0]}"
+    )
+
+    def run(label: str, new_url: Callable[[], str]) -> None:
+        if args.sqlite_only and label != "SQLite":
+            return
+        bench(label, new_url, args.cases, args.open_share)
+
+    on_each_database(args.pg, run)
+
+
+if __name__ == "__main__":
+    main()
