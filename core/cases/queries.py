@@ -8,12 +8,13 @@ another company is "not found", never "forbidden".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import Text, cast, exists, false, func, or_, select, union, union_all
+from sqlalchemy import Text, bindparam, cast, exists, false, func, or_, select, union, union_all
 
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
 from core.errors import InvalidInput, NotAllowed
@@ -218,20 +219,45 @@ def queues(
     return out
 
 
-def _queue_head(company_id: int, kind: str, ref: str, procedure: str, n: int) -> Any:
-    """The first ``n`` cases of one queue in inbox order, read from ix_case_assignee_inbox."""
+def _queue_arm(i: int, ordered: bool) -> Any:
+    """Queue ``i`` of a statement: its cases (ordered and limited: the queue's head), one
+    range of ix_case_assignee_inbox; kind, ref and procedure are parameters ``k{i}``…"""
     a = t.case_assignee
-    return (
-        select(a.c.case_id, a.c.due_at)
-        .where(
-            a.c.company_id == company_id,
-            a.c.kind == kind,
-            a.c.ref == ref,
-            a.c.procedure == procedure,
-        )
-        .order_by(a.c.due_at, a.c.case_id)
-        .limit(n)
+    q = select(a.c.case_id, a.c.due_at).where(
+        a.c.company_id == bindparam("co"),
+        a.c.kind == bindparam(f"k{i}"),
+        a.c.ref == bindparam(f"r{i}"),
+        a.c.procedure == bindparam(f"p{i}"),
     )
+    if ordered:
+        q = q.order_by(a.c.due_at, a.c.case_id).limit(bindparam("n"))
+    return q
+
+
+@functools.lru_cache(maxsize=64)
+def _inbox_statements(queue_count: int) -> tuple[Any, Any]:
+    """The page and count statements for an actor with ``queue_count`` queues, built once
+    (building them cost more than running them)."""
+    # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
+    arms = [_queue_arm(i, True).subquery() for i in range(queue_count)]
+    heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
+    page = (
+        select(heads.c.case_id, heads.c.due_at)
+        .distinct()
+        .order_by(heads.c.due_at, heads.c.case_id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    every = union(*(_queue_arm(i, False) for i in range(queue_count))).subquery()
+    counted = select(func.count()).select_from(
+        select(every.c.case_id).limit(bindparam("cap")).subquery()
+    )
+    return page, counted
+
+
+_CASES_BY_ID = select(t.case).where(
+    t.case.c.company_id == bindparam("co"), t.case.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -> CasePage:
@@ -251,28 +277,15 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
     mine = queues(svc, rt, actor, readable_procedures(svc, rt, actor))
     if not mine:
         return CasePage([], 0, limit, offset)
-    n = offset + limit
-    # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
-    arms = [_queue_head(rt.id, k, r, p, n).subquery() for k, r, p in mine]
-    heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
-    page = (
-        select(heads.c.case_id, heads.c.due_at)
-        .distinct()
-        .order_by(heads.c.due_at, heads.c.case_id)
-        .limit(limit)
-        .offset(offset)
-    )
+    page, counted = _inbox_statements(len(mine))
+    params: dict[str, Any] = {"co": rt.id, "n": offset + limit, "limit": limit, "offset": offset}
+    for i, (kind, ref, procedure) in enumerate(mine):
+        params.update({f"k{i}": kind, f"r{i}": ref, f"p{i}": procedure})
     with svc.db.read() as conn:
-        ids = [r.case_id for r in conn.execute(page).all()]
-        total, exact = _capped_count(
-            conn, union(*(_queue(rt.id, k, r, p) for k, r, p in mine)).subquery().select()
-        )
-        rows = {
-            r.id: r
-            for r in conn.execute(
-                select(t.case).where(t.case.c.company_id == rt.id, t.case.c.id.in_(ids))
-            ).all()
-        }
+        ids = [r.case_id for r in conn.execute(page, params).all()]
+        n = conn.execute(counted, {**params, "cap": COUNT_CAP + 1}).scalar_one()
+        total, exact = min(n, COUNT_CAP), n <= COUNT_CAP
+        rows = {r.id: r for r in conn.execute(_CASES_BY_ID, {"co": rt.id, "ids": ids}).all()}
         items = [
             svc._view(rt, rows[i], svc.procedure_for_version(conn, rows[i].procedure_version_id))
             for i in ids
