@@ -221,7 +221,9 @@ class Me(msgspec.Struct):
 
 #: what the problem answers of the sign-in routes mean
 _AUTH_WHY = {
-    401: "not signed in, or the credentials are bad, expired or revoked; wrong username or password",
+    401: (
+        "not signed in, or the credentials are bad, expired or revoked; wrong username or password"
+    ),
     403: "not a member of the requested company",
     422: "malformed body, or several companies and none chosen (`errors.company`)",
     423: "account locked after too many failed sign-ins (`detail` says until when)",
@@ -533,7 +535,10 @@ def build_auth(
         responses=errors(why=_AUTH_WHY),
     )
     def logout_route(request: Request[Principal, Credential, Any]) -> Response[None]:
-        """End the current session and clear its cookie (an API token stays valid: revoke it instead)."""
+        """End the current session and clear its cookie.
+
+        An API token stays valid: revoke it instead.
+        """
         credential = request.auth
         if credential.kind == "session":
             with svc.db.write() as conn:

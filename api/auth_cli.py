@@ -133,7 +133,8 @@ def user_add(
         db.dispose()
     what = "updated" if existed else "created"
     click.echo(
-        f"user {username} {what} in {company}: departments {', '.join(sorted(set(departments))) or '-'}; "
+        f"user {username} {what} in {company}: "
+        f"departments {', '.join(sorted(set(departments))) or '-'}; "
         f"roles {', '.join(sorted(set(roles))) or '-'}"
     )
     if generated:
@@ -243,7 +244,10 @@ def token_create(username: str, company: str, name: str, db_url: str | None) -> 
 @click.option("--company", default=None, help="only this company's tokens")
 @_DATABASE
 def token_list(company: str | None, db_url: str | None) -> None:
-    """List tokens (never the secrets): id, company, user, name, prefix, created, last used, state."""
+    """List tokens: id, company, user, name, prefix, created, last used, state.
+
+    Never their secrets.
+    """
     db = _open(db_url)
     try:
         with db.read() as conn:

@@ -114,7 +114,8 @@ def main() -> None:
     cases = [make_case(rnd) for _ in range(args.cases)]
     ref, inproc, iso = ReferenceEvaluator(), DurableEvaluator(), IsolatedDurableEvaluator()
     print(
-        f"python {sys.version.split()[0]}, {args.cases} cases x {args.runs} runs, median µs per evaluation"
+        f"python {sys.version.split()[0]}, {args.cases} cases x {args.runs} runs, "
+        "median µs per evaluation"
     )
     print(
         f"{'rules':>6} {'C rulesets':>10} {'fired/case':>10} {'reference':>10} "

@@ -4,8 +4,8 @@
 
 For SQLite (a file) and PostgreSQL (when reachable), in one run:
 
-* **timers**: ``--timers`` due timers fired by :class:`core.runtime.worker.Worker` (claim with lease,
-  handler and done-mark in one transaction each) vs raw SQL: claim the same batches with one
+* **timers**: ``--timers`` due timers fired by :class:`core.runtime.worker.Worker` (claim with
+  lease, handler and done-mark in one transaction each) vs raw SQL: claim the same batches with one
   UPDATE, then per timer one transaction with the handler's INSERT and the done UPDATE.
 * **outbox**: as many messages delivered to a channel that does nothing vs raw SQL: claim,
   then one UPDATE per message.
@@ -97,16 +97,15 @@ def bench_timers(url: str, n: int) -> tuple[float, float]:
     with db.engine.connect() as conn:
         ids = [r[0] for r in conn.execute(text("SELECT id FROM timer ORDER BY id"))]
         conn.commit()
+        claim = "UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
         for b in range(0, n, 100):
             chunk = ids[b : b + 100]
             with conn.begin():
                 conn.execute(
                     text(
-                        "UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
-                        "WHERE id = ANY(:ids)"
+                        claim + "WHERE id = ANY(:ids)"
                         if not db.is_sqlite
-                        else f"UPDATE timer SET status = 'claimed', lease_owner = 'raw', lease_until = :u "
-                        f"WHERE id IN ({','.join(map(str, chunk))})"
+                        else claim + f"WHERE id IN ({','.join(map(str, chunk))})"
                     ),
                     {"u": T0, "ids": chunk} if not db.is_sqlite else {"u": T0},
                 )
@@ -240,16 +239,19 @@ def bench_deadlines(url_a: str, url_b: str, cases: int, tmp: Path) -> tuple[floa
 def run(label: str, make_url: Callable[[], str], args: argparse.Namespace, tmp: Path) -> None:
     s, r = bench_timers(make_url(), args.timers)
     print(
-        f"{label:<11} timers   worker {s:8.0f} fired/s      raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"
+        f"{label:<11} timers   worker {s:8.0f} fired/s      "
+        f"raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"
     )
     s, r = bench_outbox(make_url(), args.timers)
     print(
-        f"{label:<11} outbox   worker {s:8.0f} delivered/s  raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"
+        f"{label:<11} outbox   worker {s:8.0f} delivered/s  "
+        f"raw SQL {r:8.0f}/s   ratio {r / s:5.1f}x"
     )
     with_sla, without = bench_deadlines(make_url(), make_url(), args.cases, tmp)
     print(
-        f"{label:<11} deadlines complaint-reply {with_sla:6.0f} actions/s with SLAs, {without:6.0f} without: "
-        f"deadlines cost {without / with_sla:4.2f}x ({1e3 / with_sla - 1e3 / without:5.2f} ms per action)"
+        f"{label:<11} deadlines complaint-reply {with_sla:6.0f} actions/s with SLAs, "
+        f"{without:6.0f} without: deadlines cost {without / with_sla:4.2f}x "
+        f"({1e3 / with_sla - 1e3 / without:5.2f} ms per action)"
     )
 
 

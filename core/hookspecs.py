@@ -119,8 +119,9 @@ def kefu_reports() -> list[Any] | None:
     """Return reports, run by ``kefu report NAME`` and ``GET /api/v1/reports/{name}``.
 
     Each has ``name``, ``title`` and ``run(request)`` returning a
-    ``core.cases.reports.ReportResult(columns, rows, notes)``; the ``core.cases.reports.ReportRequest``
-    carries a read-only connection, the company and the caller's parameters (strings).
+    ``core.cases.reports.ReportResult(columns, rows, notes)``; the
+    ``core.cases.reports.ReportRequest`` carries a read-only connection, the company and the
+    caller's parameters (strings).
 
     Called once at start-up. Return a list (``None``: none). Results are combined; a
     duplicate name is a start-up error naming both plugins. ``run`` runs per request in a
@@ -163,9 +164,9 @@ def kefu_notification_channels() -> list[Any] | None:
 
     Called once at start-up; the workers (``kefu worker``, the one embedded in ``kefu serve``)
     use the result. Return a list (or ``None``). Results of all plugins are combined; two
-    channels with the same ``name`` are a start-up error naming both plugins. A channel's ``deliver`` is then
-    called after commit, outside any transaction, once per pending message (again after a
-    failure, with the same ``idempotency_key``).
+    channels with the same ``name`` are a start-up error naming both plugins. A channel's
+    ``deliver`` is then called after commit, outside any transaction, once per pending
+    message (again after a failure, with the same ``idempotency_key``).
     """
 
 

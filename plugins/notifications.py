@@ -1,4 +1,6 @@
-"""Built-in notification channels: ``log`` and ``file`` for development, ``email`` (SMTP) and ``webhook``.
+"""Built-in notification channels: ``log`` and ``file``, ``email`` (SMTP) and ``webhook``.
+
+``log`` and ``file`` are for development.
 
 Every channel receives one outbox message at a time, after the action that queued it
 committed, with the company's settings for the channel (``channels:`` in the company

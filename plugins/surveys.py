@@ -1,4 +1,4 @@
-"""Built-in plugin ``surveys``: the ``survey`` field type — satisfaction questionnaires with scored topics.
+"""Built-in plugin ``surveys``: the ``survey`` field type, a questionnaire of scored topics.
 
 A pack declares the questionnaire on the field::
 

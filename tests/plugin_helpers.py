@@ -45,7 +45,7 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
 
 
 def fake_distribution(root: Path, package: str, entry: str, module: str, source: str) -> None:
-    """An installed distribution as pip leaves it: a *.dist-info with entry_points.txt, and a module."""
+    """An installed distribution as pip leaves it: *.dist-info with entry_points.txt, a module."""
     info = root / f"{package.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(

@@ -228,11 +228,17 @@ class _Compiler:
             if what is not None:
                 hint = "conditions use field names, literals, comparisons, in [...], and/or/not"
                 if isinstance(node, ast.Call):
-                    hint = 'the only calls are date("2026-10-01") and datetime("2026-10-08T09:00+08:00")'
+                    hint = (
+                        'the only calls are date("2026-10-01") '
+                        'and datetime("2026-10-08T09:00+08:00")'
+                    )
                 elif isinstance(node, ast.Attribute):
                     hint = "the only dotted names are the pack's parameters: param.<name>"
                 elif isinstance(node, ast.BinOp):
-                    hint = "conditions compare fields with values; compute values in a step's form instead"
+                    hint = (
+                        "conditions compare fields with values; "
+                        "compute values in a step's form instead"
+                    )
                 raise ExprError(
                     "K203", f"{what} is not allowed in a condition", self.col(node), hint
                 )

@@ -190,7 +190,10 @@ def deliver_one(
     off = _disabled_owner(svc, msg.company, name)
     if off is not None:
         channel, permanent = None, True
-        error = f"notification channel '{name}' comes from plugin '{off}', which company '{msg.company}' disables"
+        error = (
+            f"notification channel '{name}' comes from plugin '{off}', "
+            f"which company '{msg.company}' disables"
+        )
     elif channel is None:
         error = (
             f"no notification channel '{name}' (available: "
@@ -241,7 +244,10 @@ def deliver_one(
 
 
 def _disabled_owner(svc: CaseService, company: str, channel: str) -> str | None:
-    """The plugin giving ``channel`` when ``company`` disables it (``plugins: {x: {enabled: false}}``)."""
+    """The plugin giving ``channel`` when ``company`` disables it, else None.
+
+    A company disables a plugin with ``plugins: {name: {enabled: false}}``.
+    """
     owner = svc.catalog.extensions.plugin_of("notification channel", channel)
     rt = svc.companies.get(company)
     if owner is None or rt is None or enabled_for(rt.definition, owner):

@@ -127,7 +127,7 @@ class YamlDoc:
         return _plain(self.root)
 
     def locate(self, loc: Iterable[str | int], *, key: bool = False) -> tuple[int, int]:
-        """1-based line/col of the value at ``loc`` (of its key when ``key``), as deep as it exists."""
+        """1-based line/col of the value at ``loc`` (its key's with ``key``), as deep as it goes."""
         node: Any = self.root
         line, col = 1, 1
         parts = list(loc)

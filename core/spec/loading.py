@@ -201,7 +201,11 @@ def _message(err: Any) -> str:
     msg = msg[0].lower() + msg[1:]
     if scalar:
         return f"{msg}, not {value!r}"
-    return f"{msg}, not a {'list' if isinstance(value, list) else 'mapping' if isinstance(value, dict) else 'value of that type'}"
+    if isinstance(value, list):
+        return f"{msg}, not a list"
+    if isinstance(value, dict):
+        return f"{msg}, not a mapping"
+    return f"{msg}, not a value of that type"
 
 
 def _value_hint(err: Any) -> str | None:
@@ -597,8 +601,8 @@ class _PackChecker:
                         loc + ("require", self.sv.orig(loc + ("require",), i)),
                         "K115",
                         f"field '{name}' is required but not in ask:",
-                        "the form still shows it, after the asked fields; list it in ask: to say where: "
-                        f"ask: [{', '.join([*ask, name])}]",
+                        "the form still shows it, after the asked fields; "
+                        f"list it in ask: to say where: ask: [{', '.join([*ask, name])}]",
                         severity="warning",
                     )
                 )
@@ -735,7 +739,8 @@ class _PackChecker:
                         doc.diag(
                             sloc,
                             "K113",
-                            "this step has no actions and is not final: cases would stay here forever",
+                            "this step has no actions and is not final: "
+                            "cases would stay here forever",
                             "add an action, or mark it 'final: true'",
                             key=True,
                         )
@@ -875,7 +880,8 @@ class _PackChecker:
                         rloc + ("id",),
                         "K108",
                         f"duplicate rule id '{rule.id}'",
-                        f"rules[{seen_ids[rule.id]}] has the same id; ids name rules in the journal",
+                        f"rules[{seen_ids[rule.id]}] has the same id; "
+                        "ids name rules in the journal",
                     )
                 )
             seen_ids.setdefault(rule.id, i)

@@ -10,7 +10,9 @@ cases through the pack step by step, checking what happens::
       li: {roles: [engineer]}
     steps:
       - at: 2026-10-08 09:00
-      - open: {as: wang, fields: {channel: phone, customer_name: 张三, phone: "13912345678", symptom: 不制冷}}
+      - open:
+        as: wang
+        fields: {channel: phone, customer_name: 张三, phone: "13912345678", symptom: 不制冷}
         expect: {step: intake}
       - act: {as: li, action: verify, fields: {in_scope: true}}
         expect: {error: not-allowed}
@@ -1359,8 +1361,8 @@ def run_scenario(
     ``evaluator_kind`` picks the rules engine (default: the platform's default);
     ``evaluator`` passes a running one instead (it is left open, for the next run).
     ``db`` is an empty migrated database to use; otherwise :func:`fresh_database`
-    makes one from ``db_url``. ``extra_effects``: effect types beyond the built-in and the plugins' ones
-    (default: those of the installed plugins).
+    makes one from ``db_url``. ``extra_effects``: effect types beyond the built-in and the
+    plugins' ones (default: those of the installed plugins).
     """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
     setup = _setup(sc, extra_effects)
@@ -1521,7 +1523,9 @@ class _Run:
                 f"{what} failed: {_describe_error(res)}",
                 [
                     "hint: if that is what should happen, say so in this list item: "
-                    f"expect: {{{'refused' if res.code == 'refused-by-rule' else 'error'}: {_error_hint(res)}}}"
+                    "expect: {"
+                    f"{'refused' if res.code == 'refused-by-rule' else 'error'}: "
+                    f"{_error_hint(res)}}}"
                 ],
             )
         if isinstance(res, ActResult) and wants_failure:
@@ -1656,7 +1660,8 @@ class _Run:
         new = [m for m in self.svc.outbox(self.company) if m["id"] > self.outbox_mark]
         found = [_message(m) for m in new]
         out = [
-            f"message {i + 1} ({m['template']}): its template failed: {(m.get('payload') or {})['error']}"
+            f"message {i + 1} ({m['template']}): "
+            f"its template failed: {(m.get('payload') or {})['error']}"
             for i, m in enumerate(new)
             if (m.get("payload") or {}).get("error")
         ]
@@ -1679,7 +1684,8 @@ class _Run:
                     missing = [p for p in parts if p not in have["text"]]
                     if missing:
                         diffs.append(
-                            f"text containing {_show(missing)} (it reads {_show(have['text'] or '(no text)')})"
+                            f"text containing {_show(missing)} "
+                            f"(it reads {_show(have['text'] or '(no text)')})"
                         )
                 elif have.get(k) != v:
                     diffs.append(f"{k} {_show(v)} (it has {_show(have.get(k))})")
@@ -1836,7 +1842,8 @@ class _Run:
                 )
             if "only" in spec and sorted(spec["only"] or []) != sorted(names):
                 out.append(
-                    f"{spec['as']} should be offered exactly {_show(spec['only'])}; is offered: {shown}"
+                    f"{spec['as']} should be offered exactly {_show(spec['only'])}; "
+                    f"is offered: {shown}"
                 )
         return out
 
@@ -2023,7 +2030,8 @@ def run_paths(
     files = scenario_files([Path(p) for p in paths])
     if not files:
         say(
-            f"no scenarios under {', '.join(str(p) for p in paths)} (they live in rules/<pack>/scenarios/*.yaml)"
+            f"no scenarios under {', '.join(str(p) for p in paths)} "
+            "(they live in rules/<pack>/scenarios/*.yaml)"
         )
         return 1
     engines = (
@@ -2035,7 +2043,8 @@ def run_paths(
         say("note: durable_rules is not installed here; running the reference evaluator only")
     if db_url and db_url.startswith("sqlite") and len(files) * len(engines) > 1:
         say(
-            f"{db_url}: a SQLite file holds one run; give one scenario and --engine, or a PostgreSQL URL"
+            f"{db_url}: a SQLite file holds one run; "
+            "give one scenario and --engine, or a PostgreSQL URL"
         )
         return 1
     started = time.monotonic()
@@ -2075,7 +2084,8 @@ def run_paths(
             ev.close()
     took = time.monotonic() - started
     say(
-        f"{passed} passed, {failed} failed: {len(files)} scenario(s) on {', '.join(engines)} in {took:.1f}s"
+        f"{passed} passed, {failed} failed: "
+        f"{len(files)} scenario(s) on {', '.join(engines)} in {took:.1f}s"
     )
     return 1 if failed else 0
 

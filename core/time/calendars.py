@@ -519,7 +519,7 @@ class WorkingCalendar:
         return DayInfo(day, True, "workday", covered=covered)
 
     def _cn_day(self, day: dt.date) -> tuple[DayInfo | None, bool]:
-        """chinesecalendar's holiday or make-up day for ``day``; ``None`` leaves it to the weekend."""
+        """chinesecalendar's holiday or make-up day for ``day``; None leaves it to the weekend."""
         try:
             # (False, name): a make-up working day for holiday `name`; (True, name): the
             # holiday; (x, None): an ordinary day, which our weekend decides (with the

@@ -122,8 +122,8 @@ BROKEN = {
             return [DISPATCH]
         """,
         [
-            "effect type 'dispatch' is registered by both plugin 'acme-sms' (package acme-sms-gateway) "
-            "and plugin 'dispatch' (package kefu)"
+            "effect type 'dispatch' is registered by both "
+            "plugin 'acme-sms' (package acme-sms-gateway) and plugin 'dispatch' (package kefu)"
         ],
     ),
 }
@@ -144,7 +144,7 @@ def test_a_broken_plugin_stops_start_up_naming_it(kind: str, tmp_path: Path) -> 
             assert part in out.stderr, (args, out.stderr)
 
 
-# -- company settings for plugins ---------------------------------------------------------------------
+# -- company settings for plugins -----------------------------------------------------------
 
 
 def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_company_plugin_settings_are_checked_at_load(tmp_path: Path) -> None:
     assert all(":" in e.split(" ")[0] for e in errors)  # file:line:col first
 
 
-# -- lifecycle events ------------------------------------------------------------------------------------
+# -- lifecycle events -----------------------------------------------------------------------
 
 
 def test_lifecycle_events_come_after_commit_and_survive_a_failing_plugin(

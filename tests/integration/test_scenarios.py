@@ -249,8 +249,17 @@ def test_linked_cases_can_be_named_and_acted_on(tmp_path: Path) -> None:
             expect:
               fired: [open-child]
               status: closed
-              linked: [{procedure: child, link: follow-up, rule: open-child, step: review, name: followup}]
-          - expect: {case: followup, step: review, fields: {title: 漏水}, actions: {as: ann, only: [close]}}
+              linked:
+                - procedure: child
+                  link: follow-up
+                  rule: open-child
+                  step: review
+                  name: followup
+          - expect:
+              case: followup
+              step: review
+              fields: {title: 漏水}
+              actions: {as: ann, only: [close]}
           - act: {as: ann, case: followup, action: close}
             expect: {case: followup, status: closed}
           - expect: {case: first, linked: [{procedure: child, status: closed}]}
@@ -295,8 +304,13 @@ def test_a_company_config_and_its_people_can_be_used_and_extended(pack: Path) ->
         steps:
           - open: {{as: wang, fields: {OPEN}}}
           - act: {{as: wang, action: verify, fields: {VERIFY}}}
-          - act: {{as: wang, action: dispatch, fields: {{engineer: sun, engineer_contact: '13800000009', visit_at: 2026-11-03 10:00}}}}
-            expect: {{assignees: [person:sun], actions: [{{as: sun, only: [complete, reschedule]}}, {{as: zhao, only: []}}]}}
+          - act:
+              as: wang
+              action: dispatch
+              fields: {{engineer: sun, engineer_contact: '13800000009', visit_at: 2026-11-03 10:00}}
+            expect:
+              assignees: [person:sun]
+              actions: [{{as: sun, only: [complete, reschedule]}}, {{as: zhao, only: []}}]
     """,
     )
     run_scenario(path, evaluator_kind="reference")

@@ -97,7 +97,8 @@ def _outcome(db: Database) -> tuple[int, int, int, int]:
         ).scalar_one()
         doubled = conn.execute(
             text(
-                "SELECT count(*) FROM (SELECT timer_key FROM load_effect GROUP BY timer_key HAVING count(*) > 1) d"
+                "SELECT count(*) FROM (SELECT timer_key FROM load_effect"
+                " GROUP BY timer_key HAVING count(*) > 1) d"
             )
         ).scalar_one()
         effects = conn.execute(text("SELECT count(*) FROM load_effect")).scalar_one()

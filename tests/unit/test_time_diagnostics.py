@@ -91,7 +91,8 @@ def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) ->
     assert lp is not None and not diags.errors
     company = tmp_path / "co.yaml"
     company.write_text(
-        "kefu: 1\ncompany: co\nname: 公司\nroles:\n  sales: {people: [a]}\npeople:\n  a: {name: A}\n"
+        "kefu: 1\ncompany: co\nname: 公司\n"
+        "roles:\n  sales: {people: [a]}\npeople:\n  a: {name: A}\n"
         "procedures:\n  complaint-statistics:\n    schedules:\n      montly: {enabled: false}\n"
         "      monthly: {on: mon}\n",
         encoding="utf-8",

@@ -113,7 +113,7 @@ CHECK_WARRANTY = EffectType(
     "set a choice field to in/out: is the product under warranty today?",
 )
 
-# -- field type --------------------------------------------------------------------------------------
+# -- field type -------------------------------------------------------------------------------
 
 SERIAL = re.compile(r"^SN(\d{8})$")
 
@@ -148,7 +148,7 @@ class SerialField:
         return {"type": "string", "pattern": r"^SN-?\d{8}$"}
 
 
-# -- dispatch strategy -------------------------------------------------------------------------------
+# -- dispatch strategy ------------------------------------------------------------------------
 
 
 class VipStrategy:
@@ -168,7 +168,7 @@ class VipStrategy:
         )
 
 
-# -- hooks -------------------------------------------------------------------------------------------
+# -- hooks ------------------------------------------------------------------------------------
 
 CLOSED: list[str] = []  # case numbers closed, as heard after commit
 
