@@ -197,7 +197,8 @@ def main() -> None:
     ap.add_argument("--sqlite-only", action="store_true")
     args = ap.parse_args()
     print(
-        f"repair-desk, {args.cases} cases ({args.open_share:.0%} open), Python {sys.version.split()[0]}"
+        f"repair-desk, {args.cases} cases ({args.open_share:.0%} open), "
+        f"Python {sys.version.split()[0]}"
     )
 
     def run(label: str, new_url: Callable[[], str]) -> None:

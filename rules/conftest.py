@@ -4,8 +4,9 @@ Each scenario file becomes four items, ``<file>::<engine>-<database>`` for the e
 durable and reference and the databases sqlite and pg (``-m "not pg"`` leaves PostgreSQL
 out). A failing item reports the scenario's ``file:line`` and what was expected and
 found, not a traceback; its location (what junit XML and IDEs show) is the line of the
-failing step, or the scenario's first line. PostgreSQL is the session database of tests/pg.py, emptied before
-each item; SQLite is a fresh file per item. Rule evaluators are shared by the session.
+failing step, or the scenario's first line. PostgreSQL is the session database of
+tests/pg.py, emptied before each item; SQLite is a fresh file per item. Rule evaluators
+are shared by the session.
 """
 
 from __future__ import annotations

@@ -66,16 +66,18 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
         conn.execute(
             text(
                 "INSERT INTO procedure_version (id, company_id, procedure, version, digest, "
-                "definition, params, created_at) VALUES (1, 1, 'repair-desk', 1, 'd', '{}', '{}', :now)"
+                "definition, params, created_at)"
+                " VALUES (1, 1, 'repair-desk', 1, 'd', '{}', '{}', :now)"
             ),
             {"now": now.replace(tzinfo=None)},
         )
         for cid, status, next_due in ((1, "open", due), (2, "open", None), (3, "closed", None)):
             conn.execute(
                 text(
-                    "INSERT INTO kefu_case (id, company_id, procedure_version_id, procedure, number,"
-                    " status, step, fields, assignees, version, created_by, created_at, updated_at,"
-                    " next_due_at) VALUES (:id, 1, 1, 'repair-desk', :num, :st, 's', '{}', '[]', 1,"
+                    "INSERT INTO kefu_case (id, company_id, procedure_version_id, procedure,"
+                    " number, status, step, fields, assignees, version, created_by, created_at,"
+                    " updated_at, next_due_at)"
+                    " VALUES (:id, 1, 1, 'repair-desk', :num, :st, 's', '{}', '[]', 1,"
                     " 'x', :now, :now, :due)"
                 ),
                 {
