@@ -88,3 +88,19 @@ def create_app(
     )
     app.state.svc = svc
     return app
+
+
+def app_from_env() -> Litestar:
+    """The app of one server process of ``kefu serve --workers N`` (a uvicorn factory).
+
+    The parent process migrated the database and registered the procedures; each worker
+    process builds its own case service on ``KEFU_DATABASE_URL`` without migrating, and
+    its auth settings from the environment (``KEFU_COOKIE_SECURE`` …).
+    """
+    from core.runtime.bootstrap import build_service
+    from core.runtime.plugins import installed
+    from core.spec.catalog import load_catalog
+    from core.storage.db import Database
+
+    svc = build_service(Database(), load_catalog(extensions=installed()), migrate=False)
+    return create_app(svc)

@@ -6,6 +6,7 @@ never imports the web layer.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -43,12 +44,26 @@ def kefu_cli_commands(cli: Any) -> None:
     help="run a worker thread (timers, schedules, outbox) in this process "
     "(default: on for SQLite, off for PostgreSQL where `kefu worker` processes run)",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="server processes (PostgreSQL only; run `kefu worker` processes beside them)",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    help="log every request (off by default: one log line per request costs throughput)",
+)
 def serve(
     host: str,
     port: int,
     db_url: str | None,
     insecure_cookies: bool | None,
     embedded_worker: bool | None,
+    workers: int,
+    access_log: bool,
 ) -> None:
     """Serve the REST API (OpenAPI UI at /schema)."""
     import dataclasses
@@ -69,12 +84,37 @@ def serve(
         for d in cat.diagnostics:
             click.echo(d.format(), err=True)
         raise click.ClickException("fix the problems above first (kefu validate)")
-    svc = build_service(Database(db_url), cat)
+    db = Database(db_url)
+    if workers > 1 and db.is_sqlite:
+        raise click.ClickException(
+            "SQLite takes one writer at a time, so more server processes add no throughput "
+            "and fight for the file lock: serve SQLite with one process, or use PostgreSQL "
+            "(--database postgresql+psycopg://…) for --workers"
+        )
+    svc = build_service(db, cat)
     settings = AuthSettings.from_env()
     loopback = host in ("127.0.0.1", "localhost", "::1")
     if insecure_cookies or (insecure_cookies is None and loopback):
         # browsers keep Secure cookies over http://localhost, curl and others do not
         settings = dataclasses.replace(settings, cookie_secure=False)
+    if workers > 1:
+        # every process builds its own service from the environment (api.app.app_from_env);
+        # this one migrated the database already, and runs no worker thread: timers and the
+        # outbox belong to `kefu worker` processes
+        svc.close()
+        os.environ["KEFU_DATABASE_URL"] = db.url
+        os.environ["KEFU_COOKIE_SECURE"] = "1" if settings.cookie_secure else "0"
+        click.echo(f"kefu serving http://{host}:{port} with {workers} processes")
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=access_log,
+        )
+        return
     app = create_app(svc, auth=settings)
     worker: Worker | None = None
     if embedded_worker or (embedded_worker is None and svc.db.is_sqlite):
@@ -86,7 +126,7 @@ def serve(
         )
     click.echo(f"kefu serving http://{host}:{port}  (OpenAPI UI: http://{host}:{port}/schema)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
     finally:
         if worker is not None:
             worker.stop()
