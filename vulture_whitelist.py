@@ -60,10 +60,6 @@ MEASURED_NODE_ABSENCE  # core/rules/limits.py
 MEASURED_MAX_GROUPS  # core/rules/limits.py
 
 # -- unused today, left for the owners of these modules to use or remove ------------------
-breached_at  # core/cases/deadlines.py: set, never read
 last_assigned_at  # core/cases/dispatch.py
-DEFAULT_SCHEME  # core/cases/numbering.py
-_.system_change  # core/cases/service.py
 created  # core/runtime/bootstrap.py ConfigUser: set, never read
-default_paths  # core/runtime/bootstrap.py
-ScheduleError  # core/time/recurrence.py
+app_from_env  # api/app.py: the uvicorn factory `kefu serve --workers` names as a string

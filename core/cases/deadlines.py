@@ -121,7 +121,6 @@ class Deadline:
     skipped_days: list[str] = field(default_factory=list)
     counted_days: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    breached_at: dt.datetime | None = None
 
     def as_dict(self, locale: str = "zh-CN", tz: dt.tzinfo = dt.UTC) -> dict[str, Any]:
         """The deadline as JSON values; every instant ISO 8601 in ``tz`` (the company's
@@ -277,10 +276,9 @@ def compute(
     """Every SLA of the case at ``now``. ``facts_of(fields, step)`` gives the rule facts;
     ``explain=False`` leaves out the day-by-day explanation (scheduling needs none)."""
     moments = timeline(journal)
-    fired = {(e.get("data") or {}).get("sla"): e for e in journal if e["kind"] == "sla_breached"}
     out = []
     for sla in slas.values():
-        out.append(_one(sla, moments, cal, now, facts_of, fired.get(sla.id), explain))
+        out.append(_one(sla, moments, cal, now, facts_of, explain))
     return out
 
 
@@ -290,7 +288,6 @@ def _one(
     cal: WorkingCalendar,
     now: dt.datetime,
     facts_of: Any,
-    breach_entry: Mapping[str, Any] | None,
     explain: bool = True,
 ) -> Deadline:
     d = Deadline(sla.id, sla.label, sla.source, "pending")
@@ -416,8 +413,6 @@ def _one(
         d.state = "warned"
     else:
         d.state = "running"
-    if breach_entry is not None:
-        d.breached_at = breach_entry["at"]
     if explain and d.due_at is not None and d.due_at > start:
         expl = cal.explain(start, d.due_at)
         d.skipped_days = [str(x) for x in expl.skipped]

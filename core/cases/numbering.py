@@ -38,9 +38,6 @@ class NumberScheme(Protocol):
     def next_number(self, request: NumberRequest) -> str: ...
 
 
-DEFAULT_SCHEME = "pattern"
-
-
 class NoScheme(Exception):
     """The company names a case-number scheme no installed plugin provides."""
 

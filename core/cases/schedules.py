@@ -190,7 +190,7 @@ def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
             effects,
             f"schedule.{name}",
         )
-        return  # system_change refreshes the case, which schedules the next occurrence
+        return  # the pipeline refreshes the case, which schedules the next occurrence
     if proc is None:
         return
     sdef = proc.pack.schedules.get(name)

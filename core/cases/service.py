@@ -12,7 +12,7 @@ crash :class:`~core.errors.EngineUnavailable`; in each case nothing is written.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,6 @@ from core.cases.commit import (
     Actor,
     Committed,
     CompanyRuntime,
-    EffectType,
     Pipeline,
     guards_open,
 )
@@ -449,19 +448,6 @@ class CaseService:
         """Take ``action`` on a case the actor saw at ``expected_version``, in one transaction."""
         rt = self.company(company)
         return self._commit(rt, lambda p: p.act(case_id, action, actor, data, expected_version))
-
-    def system_change(
-        self,
-        conn: Connection,
-        company_id: int,
-        case_id: int,
-        entry: dict[str, Any],
-        effects: Sequence[tuple[EffectType, Any]],
-        rule_id: str,
-    ) -> None:
-        """Apply effects to a case as ``system`` in the caller's transaction ``conn``."""
-        rt = self._by_id[company_id]
-        self.pipeline(conn, rt).system(case_id, entry, effects, rule_id)
 
     def _commit(self, rt: CompanyRuntime, run: Callable[[Pipeline], Committed]) -> ActResult:
         try:

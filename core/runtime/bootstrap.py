@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +11,7 @@ from core.cases.service import CaseService
 from core.rules.evaluator import Evaluator
 from core.runtime.plugins import installed
 from core.runtime.users import ensure_user, new_password, set_membership
-from core.spec.catalog import ROOT, Catalog, load_catalog
+from core.spec.catalog import Catalog, load_catalog
 from core.spec.definitions import PersonDef
 from core.storage import schema as t
 from core.storage.db import Database
@@ -87,7 +86,3 @@ def create_config_people(svc: CaseService, *, passwords: bool = True) -> dict[st
                 set_membership(conn, uid, company_id, person.departments, person.roles)
             out[username] = ConfigUser(username, [k for k, _, _ in entries], row is None, password)
     return out
-
-
-def default_paths() -> tuple[Path, Path]:
-    return ROOT / "rules", ROOT / "config"

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Assignee:
+    """Who a case waits on: a ``role``, a ``department`` or a ``person``, by name."""
+
     kind: Literal["role", "department", "person"]
     ref: str
 
@@ -48,6 +50,8 @@ class Assignee:
 
 @dataclass
 class JournalDraft:
+    """A journal entry an effect adds to the change (written by the pipeline)."""
+
     kind: str
     data: dict[str, Any]
     rule_id: str | None = None
@@ -56,6 +60,8 @@ class JournalDraft:
 
 @dataclass
 class OutboxDraft:
+    """A message a ``notify`` effect queues (written to the outbox by the pipeline)."""
+
     channel: str
     recipient: str
     template: str
@@ -64,6 +70,8 @@ class OutboxDraft:
 
 @dataclass
 class LinkedCaseDraft:
+    """A case an ``open_case`` effect asks for (opened by the pipeline, one level deeper)."""
+
     procedure: str
     link: str
     fields: dict[str, Any]
@@ -108,6 +116,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class EffectType:
+    """An effect usable under ``then:``: its name, argument model, apply and load-time check."""
+
     name: str
     args: type[BaseModel]
     apply: Callable[[Change, Any, str], None]

@@ -23,6 +23,8 @@ from core.spec.slas import CompiledSla, CompiledTimer, compile_time
 
 @dataclass(frozen=True)
 class CompiledRule:
+    """One rule of a procedure: its condition as IR and its parsed effects."""
+
     id: str
     cond: ir.Cond
     effects: tuple[tuple[EffectType, Any], ...]
@@ -31,6 +33,8 @@ class CompiledRule:
 
 @dataclass
 class CompiledProcedure:
+    """A pack compiled for one company's parameters: rules, guards, SLAs, timers (immutable)."""
+
     pack: PackDef
     company: str
     params: dict[str, Any]

@@ -27,10 +27,6 @@ STEP = {
 }
 
 
-class ScheduleError(ValueError):
-    """A schedule that cannot produce its next occurrence."""
-
-
 def effective(sdef: ScheduleDef, override: Any) -> tuple[Any, str, bool]:
     on, at, enabled = sdef.on, sdef.at, True
     if override is not None:
