@@ -127,6 +127,10 @@ class Principal:
     username: str
     company: str
     via: Literal["session", "token"]
+    # the membership in ``company`` read with the credential (one read per request);
+    # None when the request acts in another company than the session's
+    departments: frozenset[str] | None = None
+    roles: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -306,7 +310,14 @@ def _by_session(
             if not any(m.company == company for m in users.memberships(conn, row.user_id)):
                 raise NotAllowed(f"you are not a member of company '{company}'")
         acting = company
-    return Principal(row.user_id, row.username, acting, "session"), Credential("session", row.id)
+    held = (
+        (frozenset(row.departments or ()), frozenset(row.roles or ()))
+        if acting == row.company
+        else (None, None)
+    )
+    return Principal(row.user_id, row.username, acting, "session", *held), Credential(
+        "session", row.id
+    )
 
 
 def _by_token(svc: CaseService, raw: str, company: str | None) -> tuple[Principal, Credential]:
@@ -330,7 +341,8 @@ def _by_token(svc: CaseService, raw: str, company: str | None) -> tuple[Principa
     if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
         with svc.db.write() as conn:
             users.touch_token(conn, row.id, now)
-    return Principal(row.user_id, row.username, row.company, "token"), Credential(
+    membership = frozenset(row.departments or ()), frozenset(row.roles or ())
+    return Principal(row.user_id, row.username, row.company, "token", *membership), Credential(
         "token", str(row.id)
     )
 

@@ -23,7 +23,18 @@ from typing import Any
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, and_, case, delete, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from core.storage import schema as t
 
@@ -245,16 +256,34 @@ def purge_sessions(
     return conn.execute(q).rowcount
 
 
+def _credential_query(cred: Any, key: Any) -> Any:
+    """A session or token row with its user, company key and membership (one statement,
+    built once: it runs on every request)."""
+    u, c, m = t.app_user, t.company, t.membership
+    return (
+        select(
+            cred,
+            u.c.username,
+            u.c.active,
+            c.c.key.label("company"),
+            m.c.id.label("membership_id"),
+            m.c.departments,
+            m.c.roles,
+        )
+        .join(u, u.c.id == cred.c.user_id)
+        .join(c, c.c.id == cred.c.company_id)
+        .outerjoin(m, and_(m.c.user_id == cred.c.user_id, m.c.company_id == cred.c.company_id))
+        .where(key == bindparam("digest"))
+    )
+
+
+_FIND_SESSION = _credential_query(t.user_session, t.user_session.c.id)
+_FIND_TOKEN = _credential_query(t.api_token, t.api_token.c.token_hash)
+
+
 def find_session(conn: Connection, raw: str) -> Any:
     """The session row for a raw id, with its user, company key and whether the membership holds."""
-    s, u, c, m = t.user_session, t.app_user, t.company, t.membership
-    return conn.execute(
-        select(s, u.c.username, u.c.active, c.c.key.label("company"), m.c.id.label("membership_id"))
-        .join(u, u.c.id == s.c.user_id)
-        .join(c, c.c.id == s.c.company_id)
-        .outerjoin(m, and_(m.c.user_id == s.c.user_id, m.c.company_id == s.c.company_id))
-        .where(s.c.id == secret_digest(raw))
-    ).first()
+    return conn.execute(_FIND_SESSION, {"digest": secret_digest(raw)}).first()
 
 
 def touch_session(conn: Connection, digest: str, now: dt.datetime) -> None:
@@ -283,14 +312,7 @@ def create_token(
 
 def find_token(conn: Connection, raw: str) -> Any:
     """The token row of a raw token, with its user, company key and whether the membership holds."""
-    k, u, c, m = t.api_token, t.app_user, t.company, t.membership
-    return conn.execute(
-        select(k, u.c.username, u.c.active, c.c.key.label("company"), m.c.id.label("membership_id"))
-        .join(u, u.c.id == k.c.user_id)
-        .join(c, c.c.id == k.c.company_id)
-        .outerjoin(m, and_(m.c.user_id == k.c.user_id, m.c.company_id == k.c.company_id))
-        .where(k.c.token_hash == secret_digest(raw))
-    ).first()
+    return conn.execute(_FIND_TOKEN, {"digest": secret_digest(raw)}).first()
 
 
 def touch_token(conn: Connection, token_id: int, now: dt.datetime) -> None:

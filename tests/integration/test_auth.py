@@ -39,8 +39,9 @@ WHOAMI = "/api/v1/test/whoami"
 
 @get(WHOAMI, sync_to_thread=False)
 def whoami(request: Request[Principal, Any, Any]) -> dict[str, Any]:
-    """A protected route that shows the Principal the middleware set."""
-    return dataclasses.asdict(request.user)
+    """A protected route that shows who the middleware says is calling."""
+    who = dataclasses.asdict(request.user)
+    return {k: who[k] for k in ("user_id", "username", "company", "via")}
 
 
 @get("/api/v1/test/health", sync_to_thread=False)
@@ -142,6 +143,7 @@ def test_cookie_without_secure_when_configured(svc: CaseService, client: Client)
     assert "secure" not in r.headers["set-cookie"].lower()
 
 
+@pytest.mark.slow  # measures production-strength hashing
 def test_wrong_password_and_unknown_user_get_the_same_answer_in_similar_time(
     strong_passwords: None, client: Client, db: Database
 ) -> None:
@@ -525,3 +527,45 @@ def test_cli_user_add_and_token_create_list_revoke(
     assert "revoked" in kefu("token", "list").output
     r = kefu("token", "revoke", "999")
     assert r.exit_code == 1 and "no token 999" in r.output
+
+
+def test_a_request_reads_the_credential_and_membership_once_and_sees_changes_at_once(
+    svc: CaseService, client: Client, db: Database
+) -> None:
+    """One read answers who calls and what they hold; a changed membership or a revoked
+    token shows on the very next request (nothing is cached between requests)."""
+    from sqlalchemy import event
+
+    with db.write() as conn:
+        token_id, raw = users.create_token(
+            conn, user_row(db, "wang").id, svc.company("demo").id, "erp", svc.clock.now()
+        )
+    c = client()
+    bearer = {"Authorization": f"Bearer {raw}"}
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert c.get("/api/v1/inbox", headers=bearer).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len([s for s in seen if "FROM membership" in s or "JOIN membership" in s]) == 1
+    # wang loses the agent role: the next request can no longer open repair cases
+    with db.write() as conn:
+        conn.execute(
+            t.membership.update()
+            .where(t.membership.c.user_id == user_row(db, "wang").id)
+            .values(roles=[], departments=[])
+        )
+    r = c.post(
+        "/api/v1/cases",
+        headers=bearer,
+        json={"procedure": "repair-desk", "fields": {"channel": "phone", "customer_name": "x"}},
+    )
+    assert r.status_code == 403, r.text
+    with db.write() as conn:
+        users.revoke_token(conn, token_id, svc.clock.now())
+    problem(c.get("/api/v1/inbox", headers=bearer), 401, "not-authenticated")
