@@ -88,6 +88,15 @@ def _plugin_kinds(info: ValidationInfo) -> Mapping[str, Any]:
     return ctx.get("field_kinds", {}) if isinstance(ctx, Mapping) else {}
 
 
+def _one_or_many(value: Any) -> Any:
+    # ``role: agent`` is shorthand for ``role: [agent]``
+    return [value] if isinstance(value, str) else value
+
+
+#: one role or a list of roles
+RolesIn = Annotated[list[Key], BeforeValidator(_one_or_many)]
+
+
 class FieldDef(Strict):
     """An entry of the pack's ``fields:``: a form field, its type, label and limits."""
 
@@ -153,16 +162,11 @@ class ActionDef(Strict):
 
     label: LabelIn
     to: Key | None = None
-    role: list[Key] | None = None
+    role: RolesIn | None = None
     ask: list[Key] = []
     require: list[Key] = []
     guard: str | None = None
     source: str | None = None
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _roles(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 class EventRef(Strict):
@@ -334,29 +338,19 @@ class StepDef(Strict):
     """An entry of the pack's ``steps:``: who acts there, its actions, its own SLA."""
 
     label: LabelIn
-    role: list[Key] = []
+    role: RolesIn = []
     final: bool = False
     actions: dict[Key, ActionDef] = {}
     sla: StepSlaDef | None = None
     source: str | None = None
 
-    @field_validator("role", mode="before")
-    @classmethod
-    def _roles(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
 
 class OpenDef(Strict):
     """Who may open a case and what the opening form asks."""
 
-    role: list[Key]
+    role: RolesIn
     ask: list[Key] = []
     require: list[Key] = []
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _roles(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 class RoleDef(Strict):
