@@ -86,6 +86,7 @@ def exercise(operation: Any, cookie: str) -> None:
     run()
 
 
+@pytest.mark.slow  # every route with generated requests
 def test_the_api_never_fails_and_keeps_its_schema(app_and_cookie: tuple[Any, str]) -> None:
     # Drives each operation's hypothesis strategy directly: schemathesis' pytest
     # integration (``from_fixture``) does not run under pytest 9.

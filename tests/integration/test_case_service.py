@@ -205,6 +205,7 @@ def test_audit_verify_detects_deleted_tail(db):
 ROUNDS, CLIENTS = 100, 20
 
 
+@pytest.mark.slow  # 2,000 concurrent actions
 def test_concurrent_actors_exactly_one_wins_each_round(db):
     """20 clients act on the same case version at once, 100 rounds: one winner per round."""
     svc = service(db)

@@ -117,7 +117,8 @@ def webhook() -> Iterator[tuple[Hook, int]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next poll: 0.5 s by default, at every test's end
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     yield hook, server.server_address[1]
     server.shutdown()
 
@@ -386,6 +387,7 @@ def test_webhook_retries_5xx_and_gives_up_on_4xx(
 # -- a real worker process, killed with SIGKILL and restarted ------------------------------------
 
 
+@pytest.mark.slow  # kefu worker processes and a lease to wait out
 @pytest.mark.parametrize("channel", ["email", "webhook"])
 def test_kefu_worker_killed_and_restarted_delivers_each_message_once(
     channel: str, tmp_path: Path, smtp: Any, webhook: Any

@@ -168,6 +168,7 @@ def test_hook_reports(example_client: Any) -> None:
     assert amy.get("/api/v1/reports/nope").status_code == 404
 
 
+@pytest.mark.slow  # starts a kefu process
 def test_hook_reports_on_answers(db: Database) -> None:
     from core.cases.reports import run_report
 
@@ -210,6 +211,7 @@ def test_hook_reports_on_answers(db: Database) -> None:
     svc.close()
 
 
+@pytest.mark.slow  # starts kefu processes
 def test_hook_cli_commands(tmp_path: Path) -> None:
     fake_distribution(
         tmp_path,

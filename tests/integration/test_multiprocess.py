@@ -183,6 +183,7 @@ def test_two_servers_and_two_workers_lose_and_double_nothing(
         assert "ok" in verify.stdout.lower() or verify.returncode == 0
 
 
+@pytest.mark.slow  # starts a kefu process
 def test_sqlite_refuses_several_server_processes(tmp_path: Path) -> None:
     env = {**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path / 'kefu.db'}"}
     done = subprocess.run(

@@ -72,6 +72,7 @@ def test_the_shipped_pack_scenarios_pass_on_both_engines() -> None:
     assert sum(line.startswith("PASS") for line in lines) >= 1
 
 
+@pytest.mark.slow  # starts a kefu process
 def test_kefu_plugins_lists_the_external_package() -> None:
     out = subprocess.run([KEFU, "plugins"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -129,6 +130,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow  # starts kefu processes
 @pytest.mark.parametrize("kind", list(BROKEN))
 def test_a_broken_plugin_stops_start_up_naming_it(kind: str, tmp_path: Path) -> None:
     module, source, expected = BROKEN[kind]

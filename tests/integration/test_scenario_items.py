@@ -13,7 +13,11 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from core.spec.catalog import ROOT
+
+pytestmark = pytest.mark.slow  # a pytest of its own in a new process
 
 OPEN = "{channel: phone, customer_name: 张三, phone: '13912345678', symptom: 空调不制冷}"
 PASSING = f"""\

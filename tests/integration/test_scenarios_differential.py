@@ -65,6 +65,7 @@ def test_both_engines_fire_the_same_rules_at_every_step(
     assert durable.final  # the scenario left at least one case to compare
 
 
+@pytest.mark.slow  # every scenario again, on both engines
 def test_the_repair_desk_scenarios_exercise_every_rule(evaluators: dict[str, Evaluator]) -> None:
     proc = repair_desk(2)
     seen: set[str] = set()
@@ -138,6 +139,7 @@ def situations(draw: st.DrawFn) -> tuple[CompiledProcedure, dict[str, Any]]:
     return proc, facts
 
 
+@pytest.mark.slow  # 400 generated cases on both engines
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(situation=situations())
 def test_generated_facts_fire_the_same_rules_and_guards(

@@ -39,6 +39,7 @@ def doc_block() -> str:
     return next(b for b in blocks if b.startswith("B="))
 
 
+@pytest.mark.slow  # starts kefu processes (a server)
 def test_the_documented_walkthrough_closes_a_case(tmp_path: Path) -> None:
     if shutil.which("curl") is None:
         pytest.fail("curl is needed for the documentation walk-through")
