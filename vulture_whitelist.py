@@ -47,7 +47,6 @@ _.compiled_chunks  # core/rules/durable_runtime.py
 _._force_crash  # core/rules/isolation.py fault tests
 _._force_hang  # core/rules/isolation.py fault tests
 deliver_pending  # core/runtime/outbox.py inline delivery
-notification_channels  # core/runtime/plugins.py
 SYSTEM_FACTS  # core/spec/definitions.py, checked against the docs
 _.use_evaluator  # core/cases/service.py
 _.verify_journal  # core/cases/service.py

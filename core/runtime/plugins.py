@@ -139,16 +139,6 @@ def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registr
     return reg
 
 
-def notification_channels(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: Channel}`` of the plugins registered on ``pm``; a duplicate name is a PluginError.
-
-    The installed plugins' channels are ``installed().channels``.
-    """
-    reg = Registry(pm=pm)
-    _collect(reg, "notification channel", pm.hook.kefu_notification_channels, reg.channels)
-    return reg.channels
-
-
 _INSTALLED: Registry | None = None
 
 
