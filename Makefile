@@ -11,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 WORKERS ?= 2
 
-.PHONY: run test check setup lint bench
+.PHONY: run test check setup lint bench scale-bench
 
 $(BIN)/kefu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +63,8 @@ bench: setup
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/actions_bench.py
 	$(BIN)/python bench/time_bench.py
+
+# minutes: loads 200,000 cases (CASES=1000000 for a million) into SQLite and PostgreSQL
+CASES ?= 200000
+scale-bench: setup
+	$(BIN)/python bench/scale_bench.py --cases $(CASES)
