@@ -115,6 +115,13 @@ def test_permissions_forms_and_stale_versions(db):
     assert stale.value.details["current_version"] == 2
     assert [a.name for a in svc.available_actions("demo", cid, wang)] == ["dispatch"]
     assert svc.available_actions("demo", cid, li) == []
+    # someone who may not take the action learns nothing of the case: not its version
+    # (a stale one), not its step (an action of another step) — only that they may not
+    for action, version in (("dispatch", 1), ("verify", 7), ("cancel", 2)):
+        with pytest.raises(NotAllowed) as refused:
+            svc.act("demo", cid, action, li, {}, version)
+        assert "current_version" not in refused.value.details
+        assert "step" not in refused.value.details
 
 
 def test_companies_never_see_each_other(db):
