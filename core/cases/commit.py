@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from core.cases import deadlines, numbering, schedules
+from core.cases import deadlines, numbering, schedules, search
 from core.cases import journal as chain
 from core.cases.events import CaseEvent, EventQueue
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
@@ -446,6 +446,8 @@ class Pipeline:
             if res.rowcount != 1:  # someone committed between our read and this write
                 raise Conflict(f"case {row.number} changed while acting", current_version=None)
             created_by, created_at = row.created_by, row.created_at
+        if row is None or change.fields != row.fields:  # the text-search document
+            search.index(self.conn, case_id, self.rt.id, d.number, change.fields)
         # the inbox queues (case_assignee) follow the assignees and the next due instant
         if row is None or assignees != list(row.assignees):
             if row is not None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, exists, false, func, or_, select, union, union_all
+from sqlalchemy import bindparam, exists, false, func, select, union, union_all
 
+from core.cases import search
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
 from core.errors import InvalidInput, NotAllowed
 from core.spec.procedures import CompiledProcedure
@@ -174,12 +175,15 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
     if flt.mine:
         conds.append(_mine_clause(svc, rt, actor, procs))
     if flt.q:
-        needle = f"%{flt.q.lower()}%"
-        conds.append(
-            or_(
-                func.lower(c.c.number).like(needle), func.lower(cast(c.c.fields, Text)).like(needle)
+        dialect = "sqlite" if svc.db.is_sqlite else "postgresql"
+        found = search.matching_ids(dialect, rt.id, flt.q)
+        if found is None:
+            raise InvalidInput(
+                "q: search for two or more letters or digits in a row (a name, a phone "
+                "number or its last digits, a word of the description)",
+                errors={"q": "too short"},
             )
-        )
+        conds.append(c.c.id.in_(select(found.c.case_id)))
     for col, lo, hi in (
         (c.c.created_at, flt.created_from, flt.created_to),
         (c.c.updated_at, flt.updated_from, flt.updated_to),

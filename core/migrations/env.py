@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from core.storage.schema import metadata
+from core.storage.schema import in_metadata, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - kefu always passes its own connection
@@ -13,6 +13,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=in_metadata,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -324,6 +324,10 @@ def test_list_filters_and_pagination(client: Client, svc: CaseService) -> None:
     assert ids("q=漏水") == [b["id"]]
     assert ids("q=张三") == [a["id"]]
     assert ids(f"q={a['number'].lower()}") == [a["id"]]
+    assert ids("q=水器漏") == [b["id"]]  # any part of a word, Chinese included
+    assert ids("q=漏电") == []  # the pairs must follow each other: 漏 and 电 apart is no match
+    assert ids("q=李四 热水") == [b["id"]]  # several words: all of them
+    problem(wang.get("/api/v1/cases?q=漏"), 422, "invalid-input")  # one character: too short
     assert ids("procedure=repair-desk&status=open") == [b["id"], a["id"]]
     assert ids("assignee=role:agent&status=open") == [b["id"], a["id"]]
     created_c = c["created_at"].replace("+00:00", "Z")

@@ -92,6 +92,7 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
         "my cases": lambda: queries.list_cases(svc, wang, queries.CaseFilter(mine=True)),
         "open cases": lambda: queries.list_cases(svc, wang, queries.CaseFilter(status="open")),
         "all cases, newest first": lambda: queries.list_cases(svc, wang, queries.CaseFilter()),
+        "text search": lambda: queries.list_cases(svc, wang, queries.CaseFilter(q="不制冷")),
         "one case": lambda: svc.get_case("demo", ids[7]),
         "its journal": lambda: svc.journal("demo", ids[7]),
         "its deadlines": lambda: svc.deadlines("demo", ids[7]),

@@ -1,0 +1,119 @@
+"""Text search over cases: any two or more consecutive characters of a case's number or
+of its text fields, Chinese included, found through an index.
+
+Chinese is written without spaces, so a word index cannot find 漏水 inside 卫生间水管漏水;
+instead every run of letters and digits is indexed as its overlapping character pairs
+(bigrams): 水管漏水 → 水管 管漏 漏水. A search for a run finds the cases holding all of its
+pairs one after another — exactly the cases containing it. Phone numbers work the same
+way (尾号 5678 finds …12345678). Each pair is stored as an ASCII token (``g`` + the
+hex of its UTF-8) so both databases' tokenisers keep it whole, and each document starts
+with its company's token (``c42``), so a search never leaves its company.
+
+SQLite keeps the documents in an FTS5 table (``case_search``, rowid = case id);
+PostgreSQL in a table with a GIN index on ``to_tsvector('simple', doc)``, queried with
+phrase operators. The commit pipeline rewrites a case's document whenever its fields
+change, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, column, text
+
+#: characters of text fields indexed per case (a long description is cut there)
+MAX_INDEXED = 4000
+
+
+def _runs(value: str) -> list[str]:
+    """Maximal runs of letters and digits, case-folded."""
+    out, cur = [], []
+    for ch in value.casefold():
+        if ch.isalnum():
+            cur.append(ch)
+        elif cur:
+            out.append("".join(cur))
+            cur = []
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def _token(pair: str) -> str:
+    return "g" + pair.encode().hex()
+
+
+def _pairs(run: str) -> list[str]:
+    return [_token(run[i : i + 2]) for i in range(len(run) - 1)]
+
+
+def _texts(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _texts(v)
+
+
+def document(company_id: int, number: str, fields: Mapping[str, Any]) -> str:
+    """The indexed document of a case: its company token, then the pairs of its number and
+    of every text in its fields."""
+    parts = [number, *(s for v in fields.values() for s in _texts(v))]
+    body = " ".join(parts)[:MAX_INDEXED]
+    return " ".join([f"c{company_id}", *(p for run in _runs(body) for p in _pairs(run))])
+
+
+def needle_runs(q: str) -> list[str]:
+    """The runs of a search text that can be searched (two or more characters)."""
+    return [r for r in _runs(q) if len(r) >= 2]
+
+
+def sqlite_match(company_id: int, runs: list[str]) -> str:
+    """The FTS5 query: the company token and each run's pairs as a phrase."""
+    phrases = " AND ".join('"' + " ".join(_pairs(r)) + '"' for r in runs)
+    return f"c{company_id} AND {phrases}"
+
+
+def pg_query(company_id: int, runs: list[str]) -> str:
+    """The tsquery: the company token and each run's pairs, one after another."""
+    phrases = " & ".join("(" + " <-> ".join(_pairs(r)) + ")" for r in runs)
+    return f"c{company_id} & {phrases}"
+
+
+_SQLITE_DELETE = text("DELETE FROM case_search WHERE rowid = :id")
+_SQLITE_INSERT = text("INSERT INTO case_search (rowid, doc) VALUES (:id, :doc)")
+_PG_UPSERT = text(
+    "INSERT INTO case_search (case_id, doc) VALUES (:id, :doc) "
+    "ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc"
+)
+
+
+def index(conn: Connection, case_id: int, company_id: int, number: str, fields: Any) -> None:
+    """Write (or rewrite) a case's document, in the caller's transaction."""
+    doc = document(company_id, number, fields)
+    if conn.dialect.name == "sqlite":
+        conn.execute(_SQLITE_DELETE, {"id": case_id})
+        conn.execute(_SQLITE_INSERT, {"id": case_id, "doc": doc})
+    else:
+        conn.execute(_PG_UPSERT, {"id": case_id, "doc": doc})
+
+
+def matching_ids(dialect: str, company_id: int, q: str) -> Any:
+    """A subquery of the ids of the company's cases containing every run of ``q`` (two or
+    more characters each); None when ``q`` has no such run."""
+    runs = needle_runs(q)
+    if not runs:
+        return None
+    if dialect == "sqlite":
+        stmt = text("SELECT rowid AS case_id FROM case_search WHERE case_search MATCH :search_q")
+        stmt = stmt.bindparams(search_q=sqlite_match(company_id, runs))
+    else:
+        stmt = text(
+            "SELECT case_id FROM case_search "
+            "WHERE to_tsvector('simple', doc) @@ to_tsquery('simple', :search_q)"
+        ).bindparams(search_q=pg_query(company_id, runs))
+    return stmt.columns(column("case_id", BigInteger)).subquery()

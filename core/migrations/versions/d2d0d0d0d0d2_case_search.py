@@ -1,0 +1,64 @@
+"""case_search: the text-search index of cases (core.cases.search)
+
+Revision ID: d2d0d0d0d0d2
+Revises: d1d0d0d0d0d1
+Create Date: 2026-12-03 14:45:00
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+from core.cases.search import document
+
+revision: str = 'd2d0d0d0d0d2'
+down_revision: Union[str, Sequence[str], None] = 'd1d0d0d0d0d1'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+_case = sa.table(
+    'kefu_case',
+    sa.column('id', sa.Integer()),
+    sa.column('company_id', sa.Integer()),
+    sa.column('number', sa.String()),
+    sa.column('fields', sa.JSON()),
+)
+
+
+def upgrade() -> None:
+    """Create the search table for this database, and index the cases already stored."""
+    conn = op.get_bind()
+    sqlite = conn.dialect.name == 'sqlite'
+    if sqlite:
+        op.execute("CREATE VIRTUAL TABLE case_search USING fts5(doc, tokenize='unicode61')")
+        insert = sa.text("INSERT INTO case_search (rowid, doc) VALUES (:id, :doc)")
+    else:
+        op.execute(
+            "CREATE TABLE case_search (case_id BIGINT PRIMARY KEY "
+            "REFERENCES kefu_case (id) ON DELETE CASCADE, doc TEXT NOT NULL)"
+        )
+        op.execute(
+            "CREATE INDEX ix_case_search_doc ON case_search "
+            "USING gin (to_tsvector('simple', doc))"
+        )
+        insert = sa.text("INSERT INTO case_search (case_id, doc) VALUES (:id, :doc)")
+    last = 0
+    while True:
+        rows = conn.execute(
+            sa.select(_case.c.id, _case.c.company_id, _case.c.number, _case.c.fields)
+            .where(_case.c.id > last)
+            .order_by(_case.c.id)
+            .limit(5000)
+        ).all()
+        if not rows:
+            break
+        conn.execute(
+            insert,
+            [{'id': r.id, 'doc': document(r.company_id, r.number, r.fields or {})} for r in rows],
+        )
+        last = rows[-1].id
+
+
+def downgrade() -> None:
+    op.execute('DROP TABLE IF EXISTS case_search')
