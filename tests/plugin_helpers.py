@@ -11,7 +11,6 @@ from core import hookimpl
 
 EXAMPLE = Path(__file__).resolve().parent / "plugins" / "kefu-example"
 EXAMPLE_RULES = EXAMPLE / "kefu_example" / "rules"
-PASSWORD = "correct horse 1"
 KEFU = str(Path(sys.executable).parent / "kefu")
 
 ACME = """\
