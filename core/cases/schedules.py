@@ -46,14 +46,19 @@ def _key(company_id: int, pack: str, name: str, case_id: int | None, at: dt.date
     return f"schedule:{scope}:{pack}:{name}:{at.astimezone(dt.UTC):%Y%m%dT%H%M}"
 
 
-def _waiting(conn: Connection, prefix: str) -> bool:
+def _of(case_id: int | None, prefix: str) -> list[Any]:
+    """The schedule timers of one case (or of the company, ``None``) under ``prefix``: the
+    case and kind narrow the search through ix_timer_case before the key is compared."""
+    c = t.timer.c
+    owner = c.case_id.is_(None) if case_id is None else c.case_id == case_id
+    return [owner, c.kind == KIND, c.idempotency_key.like(prefix + "%")]
+
+
+def _waiting(conn: Connection, prefix: str, case_id: int | None) -> bool:
     return (
         conn.execute(
             select(t.timer.c.id)
-            .where(
-                t.timer.c.idempotency_key.like(prefix + "%"),
-                t.timer.c.status.in_((timers.PENDING, timers.CLAIMED)),
-            )
+            .where(*_of(case_id, prefix), t.timer.c.status.in_((timers.PENDING, timers.CLAIMED)))
             .limit(1)
         ).first()
         is not None
@@ -81,14 +86,11 @@ def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt
             if not effective(sdef, override)[2]:
                 conn.execute(
                     t.timer.update()
-                    .where(
-                        t.timer.c.idempotency_key.like(prefix + "%"),
-                        t.timer.c.status == timers.PENDING,
-                    )
+                    .where(*_of(None, prefix), t.timer.c.status == timers.PENDING)
                     .values(status=timers.CANCELLED)
                 )
                 continue
-            if _waiting(conn, prefix):
+            if _waiting(conn, prefix, None):
                 continue
             at = next(company_occurrences(sdef, override, tz, now))
             timers.schedule(
@@ -125,14 +127,14 @@ def refresh_case(
     for name, sdef in schedules.items():
         override = _override(rt, proc.key, name)
         prefix = f"schedule:case{case_id}:{proc.key}:{name}:"
-        if not effective(sdef, override)[2] or _waiting(conn, prefix):
+        if not effective(sdef, override)[2] or _waiting(conn, prefix, case_id):
             continue
         origin, _ = _event_at(sdef.from_, moments, None, cal)
         if origin is None:
             continue
         fired = conn.execute(
             select(t.timer.c.due_at)
-            .where(t.timer.c.idempotency_key.like(prefix + "%"), t.timer.c.status == timers.DONE)
+            .where(*_of(case_id, prefix), t.timer.c.status == timers.DONE)
             .order_by(t.timer.c.due_at.desc())
             .limit(1)
         ).scalar()

@@ -237,6 +237,9 @@ timer = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("fired_at", UTCDateTime()),
     Index("ix_timer_due", "status", "due_at"),
+    # a case's timers, re-planned after each of its changes: without this, cancelling
+    # them read every pending timer of every open case
+    Index("ix_timer_case", "case_id", "kind", "status"),
 )
 
 counter = Table(

@@ -34,7 +34,7 @@ def recorded(svc: CaseService) -> Iterator[list[tuple[str, Any]]]:
     out: list[tuple[str, Any]] = []
 
     def listen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool):
-        if statement.lstrip().upper().startswith("SELECT") and not many:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")) and not many:
             out.append((statement, params))
 
     event.listen(svc.db.engine, "before_cursor_execute", listen)
@@ -50,6 +50,10 @@ def full_scans(svc: CaseService, statement: str, params: Any) -> list[str]:
         if svc.db.is_sqlite:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
             plan = [r[-1] for r in rows]
+            if "timer.case_id" in statement:  # one case's timers: by the case, not all pending
+                plan_text = " ".join(plan)
+                if "ix_timer_case" not in plan_text and "idempotency_key" not in plan_text:
+                    return [f"one case's timers read without ix_timer_case: {plan_text}"]
             return [
                 line
                 for line in plan
