@@ -288,8 +288,11 @@ api_token = Table(
 SEARCH_TABLE = "case_search"
 
 
-def in_metadata(name: str | None, type_: str, parent_names: Any) -> bool:
-    """For Alembic's comparison: leave out the search tables this metadata does not hold."""
+def in_metadata(name: str | None, type_: str, _parents: Any) -> bool:
+    """For Alembic's comparison: leave out the search tables this metadata does not hold.
+
+    (Alembic's ``include_name`` hook: the third argument, the parent names, is not needed.)
+    """
     if type_ == "table" and name is not None and name.startswith(SEARCH_TABLE):
         return False
     return not (type_ == "index" and name == "ix_case_search_doc")
