@@ -447,7 +447,7 @@ class Pipeline:
                 raise Conflict(f"case {row.number} changed while acting", current_version=None)
             created_by, created_at = row.created_by, row.created_at
         if row is None or change.fields != row.fields:  # the text-search document
-            search.index(self.conn, case_id, self.rt.id, d.number, change.fields)
+            search.index(self.conn, case_id, self.rt.id, d.number, change.fields, new=row is None)
         # the inbox queues (case_assignee) follow the assignees and the next due instant
         if row is None or assignees != list(row.assignees):
             if row is not None:

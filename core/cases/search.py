@@ -92,11 +92,14 @@ _PG_UPSERT = text(
 )
 
 
-def index(conn: Connection, case_id: int, company_id: int, number: str, fields: Any) -> None:
-    """Write (or rewrite) a case's document, in the caller's transaction."""
+def index(
+    conn: Connection, case_id: int, company_id: int, number: str, fields: Any, *, new: bool
+) -> None:
+    """Write (``new``) or rewrite a case's document, in the caller's transaction."""
     doc = document(company_id, number, fields)
     if conn.dialect.name == "sqlite":
-        conn.execute(_SQLITE_DELETE, {"id": case_id})
+        if not new:  # FTS5 has no upsert; a delete of a missing row would cost a flush
+            conn.execute(_SQLITE_DELETE, {"id": case_id})
         conn.execute(_SQLITE_INSERT, {"id": case_id, "doc": doc})
     else:
         conn.execute(_PG_UPSERT, {"id": case_id, "doc": doc})
