@@ -10,8 +10,8 @@ hex of its UTF-8) so both databases' tokenisers keep it whole, and each document
 with its company's token (``c42``), so a search never leaves its company.
 
 SQLite keeps the documents in an FTS5 table (``case_search``, rowid = case id);
-PostgreSQL in a table with a GIN index on ``to_tsvector('simple', doc)``, queried with
-phrase operators. The commit pipeline rewrites a case's document whenever its fields
+PostgreSQL in a table with a stored ``to_tsvector('simple', doc)`` under a GIN index,
+queried with phrase operators. The commit pipeline rewrites a case's document whenever its fields
 change, in the same transaction.
 """
 
@@ -116,7 +116,6 @@ def matching_ids(dialect: str, company_id: int, q: str) -> Any:
         stmt = stmt.bindparams(search_q=sqlite_match(company_id, runs))
     else:
         stmt = text(
-            "SELECT case_id FROM case_search "
-            "WHERE to_tsvector('simple', doc) @@ to_tsquery('simple', :search_q)"
+            "SELECT case_id FROM case_search WHERE terms @@ to_tsquery('simple', :search_q)"
         ).bindparams(search_q=pg_query(company_id, runs))
     return stmt.columns(column("case_id", BigInteger)).subquery()
