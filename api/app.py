@@ -21,6 +21,10 @@ from api.problems import HANDLERS
 from api.routes import ROUTES
 from api.swagger import LocalSwaggerRenderPlugin
 from core.cases.service import CaseService
+from core.runtime.bootstrap import build_service
+from core.runtime.plugins import installed
+from core.spec.catalog import load_catalog
+from core.storage.db import Database
 
 MAX_BODY = 1024 * 1024  # 1 MiB: a form is small; attachments come through their own route
 
@@ -74,7 +78,6 @@ def create_app(
             Tag(name="meta"),
         ],
     )
-    from core.runtime.plugins import installed
 
     plugin_routes = [r for result in installed().pm.hook.kefu_api_routes() for r in (result or [])]
     app = Litestar(
@@ -97,10 +100,6 @@ def app_from_env() -> Litestar:
     process builds its own case service on ``KEFU_DATABASE_URL`` without migrating, and
     its auth settings from the environment (``KEFU_COOKIE_SECURE`` …).
     """
-    from core.runtime.bootstrap import build_service
-    from core.runtime.plugins import installed
-    from core.spec.catalog import load_catalog
-    from core.storage.db import Database
 
     svc = build_service(Database(), load_catalog(extensions=installed()), migrate=False)
     return create_app(svc)

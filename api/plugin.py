@@ -12,6 +12,11 @@ from typing import Any
 import click
 
 from core import hookimpl
+from core.runtime.bootstrap import build_service
+from core.runtime.plugins import installed
+from core.runtime.worker import Worker
+from core.spec.catalog import load_catalog
+from core.storage.db import Database
 
 
 @hookimpl
@@ -73,11 +78,6 @@ def serve(
 
     from api.app import create_app
     from api.auth import AuthSettings
-    from core.runtime.bootstrap import build_service
-    from core.runtime.plugins import installed
-    from core.runtime.worker import Worker
-    from core.spec.catalog import load_catalog
-    from core.storage.db import Database
 
     cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:

@@ -15,15 +15,31 @@ the API plugin that way, so the core never imports the web layer).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import signal
 import sys
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import select
 
+from core.cases.deadlines import explain_lines
+from core.cases.journal import verify_chain
+from core.cases.reports import run_report
+from core.errors import NotFound
+from core.runtime.bootstrap import build_service, create_config_people
 from core.runtime.plugins import PluginError, installed
-from core.spec.catalog import load_catalog, pack_dirs
+from core.runtime.worker import Worker
+from core.spec.catalog import load_catalog, pack_dirs, rules_dir_default
 from core.spec.diagnostics import Diagnostics
+from core.spec.loading import effect_registry, load_company, load_pack
+from core.storage import schema as t
+from core.storage.db import Database
+from core.testing.scenarios import run_paths
 
 
 def _echo_diags(diags: Diagnostics) -> None:
@@ -55,16 +71,12 @@ def cli() -> None:
 )
 def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path | None) -> None:
     """Check procedure packs and company configs; print every problem as file:line:col."""
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    from core.spec.loading import effect_registry, load_company, load_pack
 
     diags = Diagnostics()
     effects = effect_registry(installed())
     if not paths:
         cat = load_catalog(rules_dir, config_dir, extensions=installed())
         diags.extend(cat.diagnostics)
-        # imported per command: `kefu --help` and `kefu validate` load no server code
-        from core.spec.catalog import rules_dir_default
 
         shipped = len(installed().pack_dirs())
         checked = (
@@ -104,9 +116,6 @@ def validate(paths: tuple[Path, ...], rules_dir: Path | None, config_dir: Path |
 )
 def test_cmd(paths: tuple[Path, ...], engine: str | None, db_url: str | None) -> None:
     """Run the scenarios of the given packs (default: every pack in rules/ and the plugins')."""
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    from core.spec.catalog import rules_dir_default
-    from core.testing.scenarios import run_paths
 
     _pm()
     sys.exit(
@@ -137,9 +146,6 @@ def init(demo: bool, db_url: str | None) -> None:
     random password printed then; later runs keep every password (`kefu user password
     NAME` sets a new one), so logins keep working from one `make run` to the next.
     """
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    from core.runtime.bootstrap import build_service, create_config_people
-    from core.storage.db import Database
 
     cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:
@@ -204,14 +210,6 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
     Run one per machine or several against PostgreSQL: they share the work through leases.
     Exit 0 when stopped, 2 when the rule files have errors, 3 when a plugin is broken.
     """
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    import datetime as dt
-    import logging
-    import signal
-
-    from core.runtime.bootstrap import build_service
-    from core.runtime.worker import Worker
-    from core.storage.db import Database
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cat = load_catalog(extensions=installed())
@@ -253,15 +251,6 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
 )
 def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     """Explain the deadlines of case NUMBER: start, target, due, pauses, days skipped."""
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    import zoneinfo
-
-    from sqlalchemy import select
-
-    from core.cases.deadlines import explain_lines
-    from core.runtime.bootstrap import build_service
-    from core.storage import schema as t
-    from core.storage.db import Database
 
     cat = load_catalog(extensions=installed())
     svc = build_service(Database(db_url), cat, migrate=False)
@@ -315,12 +304,6 @@ def audit() -> None:
 @click.option("--database", "db_url", default=None)
 def audit_verify(company: str | None, db_url: str | None) -> None:
     """Check the journal hash chain of every company; name the first bad entry."""
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    from sqlalchemy import select
-
-    from core.cases.journal import verify_chain
-    from core.storage import schema as t
-    from core.storage.db import Database
 
     db = Database(db_url)
     bad = 0
@@ -362,13 +345,6 @@ def report(
     db_url: str | None,
 ) -> None:
     """Run report NAME (without NAME: list the reports the plugins give)."""
-    # imported per command: `kefu --help` and `kefu validate` load no server code
-    import json
-
-    from core.cases.reports import run_report
-    from core.errors import NotFound
-    from core.runtime.bootstrap import build_service
-    from core.storage.db import Database
 
     _pm()
     if name is None:

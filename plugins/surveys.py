@@ -30,6 +30,7 @@ from core import hookimpl
 from core.cases.reports import ReportRequest, ReportResult
 from core.spec.definitions import KEY_RE, FieldDef, LabelIn
 from core.spec.fields import FieldValueError
+from core.storage import schema as t
 
 
 class SurveyOptions(BaseModel):
@@ -146,8 +147,6 @@ class SatisfactionReport:
         import datetime as dt
 
         from sqlalchemy import select
-
-        from core.storage import schema as t
 
         c = t.case
         q = select(c.c.procedure, c.c.fields, c.c.procedure_version_id).where(

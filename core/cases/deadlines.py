@@ -550,30 +550,26 @@ def schedule(conn: Connection, company_id: int, case_id: int, tp: TimePlan) -> N
     for kind in TIME_KINDS:
         timers.cancel(conn, case_id=case_id, kind=kind)
     for d in tp.running:
-        if d.due_at is not None and d.started_at is not None:
-            started = d.started_at.astimezone(dt.UTC).isoformat()
-            base = f"{case_id}:{d.id}:{_iso(d.started_at)}:{d.target}"
-            payload = {"sla": d.id, "started_at": started}
-            if d.warn_at is not None and ("sla_warning", d.id, started) not in tp.escalated:
-                timers.schedule(
-                    conn,
-                    company_id=company_id,
-                    case_id=case_id,
-                    kind="sla.warn",
-                    due_at=d.warn_at,
-                    key=f"sla.warn:{base}",
-                    payload=payload,
-                )
-            if ("sla_breached", d.id, started) not in tp.escalated:
-                timers.schedule(
-                    conn,
-                    company_id=company_id,
-                    case_id=case_id,
-                    kind="sla.breach",
-                    due_at=d.due_at,
-                    key=f"sla.breach:{base}",
-                    payload=payload,
-                )
+        if d.due_at is None or d.started_at is None:
+            continue
+        started = d.started_at.astimezone(dt.UTC).isoformat()
+        base = f"{case_id}:{d.id}:{_iso(d.started_at)}:{d.target}"
+        # (timer kind, journal kind of its escalation, when): the warning, then the breach
+        for kind, escalation, at in (
+            ("sla.warn", "sla_warning", d.warn_at),
+            ("sla.breach", "sla_breached", d.due_at),
+        ):
+            if at is None or (escalation, d.id, started) in tp.escalated:
+                continue
+            timers.schedule(
+                conn,
+                company_id=company_id,
+                case_id=case_id,
+                kind=kind,
+                due_at=at,
+                key=f"{kind}:{base}",
+                payload={"sla": d.id, "started_at": started},
+            )
     for timer, event_at, due in tp.pack_timers:
         timers.schedule(
             conn,

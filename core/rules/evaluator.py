@@ -47,17 +47,17 @@ def make_evaluator(kind: str | None = None) -> Evaluator:
     kind = kind or default_kind()
     if kind == "reference":
         # each engine is imported only when chosen: the C module must not load where unused
-        from core.rules.reference import ReferenceEvaluator
+        from core.rules.reference import ReferenceEvaluator  # imported only when chosen
 
         return ReferenceEvaluator()
     if kind == "durable":
         # each engine is imported only when chosen
-        from core.rules.isolation import IsolatedDurableEvaluator
+        from core.rules.isolation import IsolatedDurableEvaluator  # only when chosen
 
         return IsolatedDurableEvaluator()
     if kind == "durable-inprocess":
         # each engine is imported only when chosen
-        from core.rules.durable_runtime import DurableEvaluator
+        from core.rules.durable_runtime import DurableEvaluator  # loads the C core: on demand
 
         return DurableEvaluator()
     raise ValueError(f"unknown rules engine {kind!r}; choose one of {', '.join(KINDS)}")

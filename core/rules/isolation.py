@@ -409,8 +409,8 @@ def _child_main(rfd: int, wfd: int) -> None:
     if os.getppid() != parent:  # the parent died before prctl took effect
         return
     # only the child process loads the C core; the parent never does
-    from core.rules import durable_runtime
-    from core.rules.durable_runtime import DurableEngineError, DurableEvaluator
+    from core.rules import durable_runtime  # the C core: in the child process only
+    from core.rules.durable_runtime import DurableEngineError, DurableEvaluator  # child only
 
     faults_allowed = os.environ.get(FAULTS_ENV) == "1"
     evaluator = DurableEvaluator()
