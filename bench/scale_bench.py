@@ -1,6 +1,6 @@
 """Reads and actions with a company's history behind them: 1k cases vs N cases.
 
-    python bench/scale_bench.py [--cases 200000] [--open 0.06] [--sqlite-only]
+    python bench/scale_bench.py [--cases 200000] [--open 0.06] [--sqlite-only] [--keep NAME]
                                 [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Loads ``--cases`` repair-desk cases into a fresh database through the project's own
@@ -16,8 +16,11 @@ refreshes the planner's statistics and prints, for SQLite and PostgreSQL:
 - actions per second (verify → dispatch of open cases) with 1,000 cases stored and with
   N: the ratio says whether an action costs more as history grows.
 
-Loading is the slow part (a few minutes per 100,000 cases on a 2-core machine). Figures
-compare only within one run on one interpreter.
+Loading is the slow part (a few minutes per 100,000 cases on a 2-core machine; it prints
+its rate every tenth of the way, which should stay flat). ``--keep NAME`` keeps the loaded
+database (SQLite: ``kefu-scale-NAME.db`` in the temporary folder; PostgreSQL: database
+``kefu_scale_NAME``) and a later run with the same name and ``--cases`` measures it again
+without loading. Figures compare only within one run on one interpreter.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import datetime as dt
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402  # after the path set-up above
+from sqlalchemy import create_engine, func, select, text  # noqa: E402  # after the path set-up above
 
 from bench.databases import on_each_database  # noqa: E402  # after the path set-up above
 from core.cases import queries  # noqa: E402  # after the path set-up above
@@ -81,6 +85,7 @@ def load(svc: CaseService, clock: TestClock, n: int, open_share: float) -> list[
     keep_every = max(1, round(1 / open_share)) if open_share > 0 else 0
     left_open: list[int] = []
     done = 0
+    tenth, t_tenth, done_tenth = max(n // 10, BATCH), time.perf_counter(), 0
     while done < n:
         clock.set(START + SPAN * (done / max(n, 1)))
         with svc.db.write() as conn:
@@ -93,8 +98,29 @@ def load(svc: CaseService, clock: TestClock, n: int, open_share: float) -> list[
                     pipe.act(case.case_id, "cancel", wang, {"cancel_reason": "重复报修"}, 1)
         done = min(done + BATCH, n)
         svc.flush_events()
+        if n > 1000 and (done - done_tenth >= tenth or done == n):
+            now = time.perf_counter()
+            rate = (done - done_tenth) / (now - t_tenth)
+            print(f"  loaded {done:>9} cases: {rate:5.0f}/s over the last {done - done_tenth}")
+            t_tenth, done_tenth = now, done
     svc.db.optimize()
     return left_open
+
+
+def never_acted(svc: CaseService) -> list[int]:
+    """The open cases of a kept database that no action has touched yet."""
+    with svc.db.read() as conn:
+        return list(
+            conn.execute(
+                select(t.case.c.id)
+                .where(
+                    t.case.c.company_id == svc.company("demo").id,
+                    t.case.c.status == "open",
+                    t.case.c.version == 1,
+                )
+                .order_by(t.case.c.id)
+            ).scalars()
+        )
 
 
 def timed(fn: Callable[[], Any], times: int) -> tuple[float, float]:
@@ -128,21 +154,35 @@ def service(url: str) -> tuple[CaseService, TestClock]:
     return svc, clock
 
 
-def bench(label: str, new_url: Callable[[], str], cases: int, open_share: float) -> None:
+def stored_cases(svc: CaseService) -> int:
+    with svc.db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(t.case)).scalar_one())
+
+
+def bench(
+    label: str, new_url: Callable[[], str], cases: int, open_share: float, big_url: str | None
+) -> None:
     small, clock = service(new_url())
     ids = load(small, clock, 1000, open_share)
     rate_small = action_rate(small, ids, min(30, len(ids)))
     small.close()
 
-    svc, clock = service(new_url())
-    t0 = time.perf_counter()
-    ids = load(svc, clock, cases, open_share)
-    loaded = time.perf_counter() - t0
+    svc, clock = service(big_url or new_url())
+    if big_url is not None and stored_cases(svc) == cases:
+        ids = never_acted(svc)
+        clock.set(START + SPAN)
+        print(f"{label:<11} {cases} cases kept from an earlier run, {len(ids)} open, not acted on")
+    else:
+        if big_url is not None and stored_cases(svc):
+            sys.exit(f"{big_url} holds another number of cases: drop it or use another --keep")
+        t0 = time.perf_counter()
+        ids = load(svc, clock, cases, open_share)
+        loaded = time.perf_counter() - t0
+        print(
+            f"{label:<11} {cases} cases loaded in {loaded:.0f} s ({cases / loaded:.0f}/s), "
+            f"{len(ids)} open"
+        )
     wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
-    print(
-        f"{label:<11} {cases} cases loaded in {loaded:.0f} s ({cases / loaded:.0f}/s), "
-        f"{len(ids)} open"
-    )
     rows = [
         ("inbox (agent)", timed(lambda: queries.inbox(svc, wang), 50)),
         ("inbox, page 3 (agent)", timed(lambda: queries.inbox(svc, wang, offset=100), 20)),
@@ -189,12 +229,25 @@ def bench(label: str, new_url: Callable[[], str], cases: int, open_share: float)
     svc.close()
 
 
+def kept_pg_database(admin_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``admin_url``, created when missing."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        if c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            pass
+        else:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=200_000)
     ap.add_argument("--open", type=float, default=0.06, dest="open_share")
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--sqlite-only", action="store_true")
+    ap.add_argument("--keep", metavar="NAME", help="keep the loaded database to measure again")
     args = ap.parse_args()
     print(
         f"repair-desk, {args.cases} cases ({args.open_share:.0%} open), "
@@ -204,7 +257,12 @@ def main() -> None:
     def run(label: str, new_url: Callable[[], str]) -> None:
         if args.sqlite_only and label != "SQLite":
             return
-        bench(label, new_url, args.cases, args.open_share)
+        big_url = None
+        if args.keep and label == "SQLite":
+            big_url = f"sqlite:///{Path(tempfile.gettempdir()) / f'kefu-scale-{args.keep}.db'}"
+        elif args.keep:
+            big_url = kept_pg_database(args.pg, f"kefu_scale_{args.keep}")
+        bench(label, new_url, args.cases, args.open_share, big_url)
 
     on_each_database(args.pg, run)
 

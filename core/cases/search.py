@@ -12,7 +12,12 @@ with its company's token (``c42``), so a search never leaves its company.
 SQLite keeps the documents in an FTS5 table (``case_search``, rowid = case id);
 PostgreSQL in a table with a stored ``to_tsvector('simple', doc)`` under a GIN index,
 queried with phrase operators. The commit pipeline rewrites a case's document whenever its fields
-change, in the same transaction.
+change, in the same transaction: the documents a transaction changes are kept until it
+is about to commit, then each is written once, in case-id order. FTS5 buffers a
+transaction's terms in memory only while the rows it writes come in ascending order; a
+case written twice in one transaction (opened and cancelled, two timers firing) or cases
+written out of order would each cost a flush to disk and a small segment for the index
+to merge later — enough to halve a bulk load's rate at 60,000 cases.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, column, text
+
+from core.storage.db import before_commit
 
 #: characters of text fields indexed per case (a long description is cut there)
 MAX_INDEXED = 4000
@@ -92,17 +99,36 @@ _PG_UPSERT = text(
 )
 
 
+_PENDING = "kefu.search.pending"
+
+
 def index(
     conn: Connection, case_id: int, company_id: int, number: str, fields: Any, *, new: bool
 ) -> None:
-    """Write (``new``) or rewrite a case's document, in the caller's transaction."""
-    doc = document(company_id, number, fields)
-    if conn.dialect.name == "sqlite":
-        if not new:  # FTS5 has no upsert; a delete of a missing row would cost a flush
-            conn.execute(_SQLITE_DELETE, {"id": case_id})
-        conn.execute(_SQLITE_INSERT, {"id": case_id, "doc": doc})
+    """Write (``new``) or rewrite a case's document before the caller's transaction
+    commits."""
+    if before_commit(conn, _PENDING, _write_pending):
+        conn.info[_PENDING] = {}
+    pending: dict[int, list[Any]] = conn.info[_PENDING]
+    if case_id in pending:  # written before in this transaction: still new if it was
+        pending[case_id][1:] = [company_id, number, fields]
     else:
-        conn.execute(_PG_UPSERT, {"id": case_id, "doc": doc})
+        pending[case_id] = [new, company_id, number, fields]
+
+
+def _write_pending(conn: Connection) -> None:
+    pending: dict[int, list[Any]] = conn.info.pop(_PENDING)
+    docs = [
+        {"id": cid, "doc": document(company_id, number, fields), "new": new}
+        for cid, (new, company_id, number, fields) in sorted(pending.items())
+    ]
+    if conn.dialect.name == "sqlite":
+        for d in docs:
+            if not d["new"]:  # FTS5 has no upsert; a delete of a missing row costs a flush
+                conn.execute(_SQLITE_DELETE, d)
+            conn.execute(_SQLITE_INSERT, d)
+    else:
+        conn.execute(_PG_UPSERT, docs)
 
 
 def matching_ids(dialect: str, company_id: int, q: str) -> Any:

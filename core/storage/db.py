@@ -17,14 +17,31 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
 DEFAULT_URL = "sqlite:///var/kefu.db"
+
+_BEFORE_COMMIT = "kefu.before_commit"
+
+
+def before_commit(conn: Connection, key: str, flush: Callable[[Connection], None]) -> bool:
+    """Run ``flush(conn)`` once at the end of the write transaction ``conn``, just before
+    it commits (not at all if it rolls back); registering the same ``key`` again is a
+    no-op. Returns whether this call registered it.
+
+    For work that is cheaper done once per transaction than once per change, such as
+    writing each changed case's search document once, in id order.
+    """
+    pending = conn.info.setdefault(_BEFORE_COMMIT, {})
+    if key in pending:
+        return False
+    pending[key] = flush
+    return True
 
 
 def database_url(url: str | None = None) -> str:
@@ -57,13 +74,17 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction: commits on success, rolls back on any exception."""
-        if self._write_lock is not None:
-            with self._write_lock, self.engine.begin() as conn:
+        """A read-write transaction: commits on success, rolls back on any exception.
+
+        Work registered with :func:`before_commit` runs last inside the transaction.
+        """
+        with self._write_lock or nullcontext(), self.engine.begin() as conn:
+            try:
                 yield conn
-        else:
-            with self.engine.begin() as conn:
-                yield conn
+                for flush in conn.info.pop(_BEFORE_COMMIT, {}).values():
+                    flush(conn)
+            finally:
+                conn.info.pop(_BEFORE_COMMIT, None)  # a rolled-back transaction's, too
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
