@@ -817,3 +817,49 @@ def check_limits(ruleset: RuleSet, fact_properties: int) -> list[LimitProblem]:
     plan = compile_ruleset(ruleset, fact_properties=fact_properties)
     out.extend(plan.problems)
     return out
+
+
+# -- which rulesets may run in the server's own process ---------------------------------
+#: The envelope in which a RuleSet is evaluated in-process by the ``durable`` engine: a
+#: quarter to a half of every measured table size, the region the packs, the scenario
+#: suites and the differential tests exercise all the time. Everything the C core has
+#: been seen to crash, hang or answer wrongly on lies beyond the load-time limits
+#: (core.rules.limits), which every RuleSet has passed before it gets here; this is a
+#: second, wider margin. A RuleSet outside it keeps running in the supervised child.
+IN_PROCESS_MAX_STACK = STACK_BUDGET // 2
+IN_PROCESS_MAX_CONDITIONS = MAX_NODE_CHILDREN // 4
+IN_PROCESS_MAX_ABSENCE = MAX_NODE_ABSENCE // 4
+IN_PROCESS_MAX_RULES_ON_ONE_CONDITION = SAFE_BETA_LIST // 4
+IN_PROCESS_MAX_PROPERTIES = MAX_FACT_PROPERTIES // 2
+IN_PROCESS_MAX_GROUPS = MAX_GROUPS_PER_RULE // 2
+IN_PROCESS_MAX_CHUNKS = 4
+
+
+def out_of_process_reason(ruleset: RuleSet) -> str | None:
+    """Why ``ruleset`` must be evaluated in the supervised child process rather than in
+    the server's own, or None when it lies well inside what the C core was measured to
+    handle (see the ``IN_PROCESS_*`` bounds)."""
+    plan = compile_ruleset(ruleset)
+    if plan.problems:
+        return f"it exceeds an engine limit ({plan.problems[0].code})"
+    if len(plan.chunks) > IN_PROCESS_MAX_CHUNKS:
+        return f"it needs {len(plan.chunks)} engine rulesets (in-process: {IN_PROCESS_MAX_CHUNKS})"
+    nprops = fact_property_count(plan.fields, None)
+    if nprops > IN_PROCESS_MAX_PROPERTIES:
+        return f"its facts carry {nprops} properties (in-process: {IN_PROCESS_MAX_PROPERTIES})"
+    for chunk in plan.chunks:
+        net = _Network()
+        for dr in chunk.rules:
+            if dr.groups > IN_PROCESS_MAX_GROUPS:
+                return f"rule '{dr.rule_id}' nests {dr.groups} and/or groups"
+            net.add_rule(dr.expr)
+        s = net.analyse()
+        for what, value, bound in (
+            ("match stack", s.stack, IN_PROCESS_MAX_STACK),
+            ("conditions at one point", s.conj, IN_PROCESS_MAX_CONDITIONS),
+            ("absence tests at one point", s.absence, IN_PROCESS_MAX_ABSENCE),
+            ("rules on one condition", s.betas, IN_PROCESS_MAX_RULES_ON_ONE_CONDITION),
+        ):
+            if value > bound:
+                return f"its {what} reaches {value} (in-process: {bound})"
+    return None

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from core.rules.ir import RuleSet, Scalar
 
-KINDS = ("durable", "durable-inprocess", "reference")
+KINDS = ("durable", "durable-isolated", "durable-inprocess", "reference")
 
 
 class Evaluator(Protocol):
@@ -40,9 +40,12 @@ def default_kind() -> str:
 def make_evaluator(kind: str | None = None) -> Evaluator:
     """Build the evaluator named ``kind`` (see :data:`KINDS`).
 
-    ``durable`` runs durable_rules in a supervised child process, so a crash or hang in
-    its C core costs one action a 503, never the server; ``durable-inprocess`` calls it in
-    this process (benchmarks only); ``reference`` is the pure-Python evaluator.
+    ``durable`` evaluates in this process the RuleSets that lie well inside what
+    durable_rules' C core was measured to handle, and the others in a supervised child
+    (core.rules.analysed); ``durable-isolated`` runs every evaluation in the child, so a
+    crash or hang in the C core costs one action a 503, never the server;
+    ``durable-inprocess`` calls it in this process whatever the RuleSet (benchmarks
+    only); ``reference`` is the pure-Python evaluator.
     """
     kind = kind or default_kind()
     if kind == "reference":
@@ -51,6 +54,11 @@ def make_evaluator(kind: str | None = None) -> Evaluator:
 
         return ReferenceEvaluator()
     if kind == "durable":
+        # each engine is imported only when chosen
+        from core.rules.analysed import AnalysedDurableEvaluator  # only when chosen
+
+        return AnalysedDurableEvaluator()
+    if kind == "durable-isolated":
         # each engine is imported only when chosen
         from core.rules.isolation import IsolatedDurableEvaluator  # only when chosen
 

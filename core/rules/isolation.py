@@ -244,7 +244,7 @@ _ERRORS: dict[str, type[Exception]] = {
 class IsolatedDurableEvaluator:
     """durable_rules in a supervised child process (the ``durable`` rules engine)."""
 
-    name = "durable"
+    name = "durable-isolated"
 
     def __init__(
         self,

@@ -480,7 +480,9 @@ class CompanyDef(Strict):
     name: LabelIn
     timezone: str = "Asia/Shanghai"
     locale: Literal["zh-CN", "en"] = "zh-CN"
-    rules_engine: Literal["durable", "durable-inprocess", "reference"] | None = None
+    rules_engine: (
+        Literal["durable", "durable-isolated", "durable-inprocess", "reference"] | None
+    ) = None
     departments: dict[Key, DepartmentDef] = {}
     roles: dict[Key, Holders] = {}
     people: dict[Key, PersonDef] = {}

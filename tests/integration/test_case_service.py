@@ -281,7 +281,7 @@ def test_build_service_loads_all_packs():
 def test_each_company_runs_the_rules_engine_its_config_names(db):
     """``rules_engine:`` is per company: two companies naming different engines each get
     theirs, and one naming none gets the server's default — no silent fallback."""
-    from core.rules.isolation import IsolatedDurableEvaluator
+    from core.rules.analysed import AnalysedDurableEvaluator
     from core.rules.reference import ReferenceEvaluator
 
     svc = service(db, evaluator=None)
@@ -294,7 +294,7 @@ def test_each_company_runs_the_rules_engine_its_config_names(db):
             rt, definition=rt.definition.model_copy(update={"rules_engine": "durable"})
         )
         assert isinstance(svc.evaluator_for(ref), ReferenceEvaluator)
-        assert isinstance(svc.evaluator_for(dur), IsolatedDurableEvaluator)
+        assert isinstance(svc.evaluator_for(dur), AnalysedDurableEvaluator)
         assert svc.evaluator_for(ref) is svc.evaluator_for(ref)  # one per kind, reused
     finally:
         svc.close()

@@ -164,7 +164,7 @@ def test_generated_facts_do_fire_rules(evaluators: dict[str, Evaluator]) -> None
     assert evaluators["durable"].evaluate(proc.ruleset, low) == {"low-satisfaction"}
 
 
-@pytest.mark.parametrize("kind", ["durable", "durable-inprocess"])
+@pytest.mark.parametrize("kind", ["durable-isolated", "durable-inprocess"])
 def test_small_floats_reach_durable_rules_intact(kind: str) -> None:
     # found by the property above: repr(0.00001) is "1e-05", which durable_rules'
     # parser refused (error 204) in facts and in rule values alike

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import EngineUnavailable
-from core.rules import durable_compiler
+from core.rules import durable_compiler, evaluator
 from core.rules.durable_compiler import RulesetTooComplex
 from core.rules.durable_runtime import DurableEvaluator
 from core.rules.evaluator import make_evaluator
@@ -37,8 +37,8 @@ from core.rules.isolation import FAULTS_ENV, IsolatedDurableEvaluator
 from core.rules.reference import ReferenceEvaluator
 from tests import requires
 
-KINDS = ["reference", "durable-inprocess", "durable"]
-DURABLE_KINDS = ["durable-inprocess", "durable"]
+KINDS = ["reference", "durable-inprocess", "durable-isolated"]
+DURABLE_KINDS = ["durable-inprocess", "durable-isolated"]
 _names = itertools.count()
 
 
@@ -57,7 +57,7 @@ def evaluators() -> Iterator[dict[str, Any]]:
     evs = {
         "reference": ReferenceEvaluator(),
         "durable-inprocess": DurableEvaluator(),
-        "durable": IsolatedDurableEvaluator(),
+        "durable-isolated": IsolatedDurableEvaluator(),
     }
     yield evs
     for ev in evs.values():
@@ -227,7 +227,7 @@ def test_empty_ruleset_and_unused_facts(ev: Any) -> None:
 
 
 def test_make_evaluator_names() -> None:
-    for kind in KINDS:
+    for kind in evaluator.KINDS:
         ev = make_evaluator(kind)
         try:
             assert ev.name == kind
@@ -649,3 +649,48 @@ def test_the_isolated_engine_keeps_the_c_core_out_of_this_process() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+# -- the default engine: in-process where the analysis allows, else the child -----------
+def test_the_default_engine_evaluates_a_packs_rules_in_process_and_wide_ones_in_the_child() -> None:
+    ev = make_evaluator("durable")
+    try:
+        small = rs(
+            ("a", cmp("eq", "category", "quality")),
+            ("b", {"and": [cmp("ge", "qty", 100), cmp("eq", "line_stopped", True)]}),
+            tag="small",
+        )
+        # 250 rules: inside the load-time limits (the compiler cuts them into 5 C
+        # rulesets), beyond the in-process envelope (4)
+        wide = rs(*((f"w{i}", cmp("eq", "code", i)) for i in range(250)), tag="wide")
+        assert ev.evaluate(small, {"category": "quality", "qty": 120, "line_stopped": True}) == {
+            "a",
+            "b",
+        }
+        assert ev.evaluate(wide, {"code": 3}) == {"w3"}
+        assert ev.placement[small.name] is None
+        assert "needs 5 engine rulesets" in str(ev.placement[wide.name])
+        assert ev.isolated.pid is not None  # the wide one really went to the child
+    finally:
+        ev.close()
+
+
+def test_a_ruleset_the_in_process_engine_fails_on_moves_to_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ev = make_evaluator("durable")
+    try:
+        rules = rs(("a", cmp("gt", "qty", 5)), tag="moves")
+        assert ev.evaluate(rules, {"qty": 6}) == {"a"}
+        assert ev.isolated.pid is None  # evaluated here so far: no child started
+
+        def broken(ruleset: RuleSet, facts: Any) -> frozenset[str]:
+            raise EngineUnavailable("error code: 303")
+
+        monkeypatch.setattr(ev._in_process(), "evaluate", broken)
+        assert ev.evaluate(rules, {"qty": 6}) == {"a"}  # answered by the child instead
+        assert ev.isolated.pid is not None
+        assert "303" in str(ev.placement[rules.name])
+        assert ev.evaluate(rules, {"qty": 1}) == frozenset()  # and stays there
+    finally:
+        ev.close()
