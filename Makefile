@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/actions_bench.py
 	$(BIN)/python bench/time_bench.py
+	$(BIN)/python bench/http_bench.py
 
 # minutes: loads 200,000 cases (CASES=1000000 for a million) into SQLite and PostgreSQL
 CASES ?= 200000

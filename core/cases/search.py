@@ -22,6 +22,8 @@ to merge later — enough to halve a bulk load's rate at 60,000 cases.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,20 +35,15 @@ from core.storage.db import before_commit
 MAX_INDEXED = 4000
 
 
+_RUN = re.compile(r"[^\W_]+")  # letters and digits: what str.isalnum() accepts
+
+
 def _runs(value: str) -> list[str]:
     """Maximal runs of letters and digits, case-folded."""
-    out, cur = [], []
-    for ch in value.casefold():
-        if ch.isalnum():
-            cur.append(ch)
-        elif cur:
-            out.append("".join(cur))
-            cur = []
-    if cur:
-        out.append("".join(cur))
-    return out
+    return _RUN.findall(value.casefold())
 
 
+@functools.lru_cache(maxsize=65536)  # a company's texts share most of their pairs
 def _token(pair: str) -> str:
     return "g" + pair.encode().hex()
 
