@@ -5,8 +5,9 @@
 For each database (SQLite file; PostgreSQL when reachable) it walks ``--cases`` repair-desk
 cases through their whole lifecycle (open, verify, dispatch, complete, confirm, survey,
 close = 7 transactions each) with the case service, then replays *the same writes* —
-the same number of journal rows, outbox rows and assignee rows per transaction — with
-the raw DB-API driver in the same run: the floor. It prints both rates and their ratio.
+the same number of journal rows, outbox rows, assignee rows and search documents per
+transaction — with the raw DB-API driver in the same run: the floor. It prints both
+rates and their ratio.
 Figures are only comparable within one run on one interpreter: the same code runs
 1.1–1.5× faster on an optimised Python build than on one built without optimisations.
 """
@@ -70,7 +71,8 @@ STEPS = [
 def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tuple[int, int, bool]]]:
     """Actions per second, and per transaction its writes.
 
-    The writes: (journal rows, outbox rows, whether the assignees changed).
+    The writes: (journal rows, outbox rows, whether the assignees changed, whether the
+    fields changed: the search document is rewritten).
     """
     svc = build_service(
         db, load_catalog(extensions=installed()), evaluator=engine, clock=TestClock()
@@ -78,20 +80,22 @@ def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tupl
     create_config_people(svc, passwords=False)
     actors = {u: svc.actor("demo", u) for u in ("wang", "li")}
     svc.evaluator  # noqa: B018  # starts the engine (a child process for durable) before timing
-    shape: list[tuple[int, int, bool]] = []
+    shape: list[tuple[int, int, bool, bool]] = []
     n = 0
     start = time.perf_counter()
     for _ in range(cases):
         res = svc.open_case("demo", "repair-desk", actors["wang"], OPEN)
         cid, version = res.case.id, res.case.version
-        shape.append((len(res.journal), 0, True))
+        shape.append((len(res.journal), 0, True, True))
         n += 1
-        assignees = res.case.assignees
+        assignees, fields = res.case.assignees, res.case.fields
         for action, who, data in STEPS:
             res = svc.act("demo", cid, action, actors[who], data, version)
             version = res.case.version
-            shape.append((len(res.journal), 0, res.case.assignees != assignees))
-            assignees = res.case.assignees
+            shape.append(
+                (len(res.journal), 0, res.case.assignees != assignees, res.case.fields != fields)
+            )
+            assignees, fields = res.case.assignees, res.case.fields
             n += 1
     elapsed = time.perf_counter() - start
     # outbox rows per transaction, read back after timing
@@ -107,12 +111,18 @@ def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tupl
                 .order_by(t.journal.c.seq)
             )
         ]
-    shape = [(j, by_seq.get(first, 0), a) for (j, _, a), first in zip(shape, firsts, strict=True)]
+    shape = [
+        (j, by_seq.get(first, 0), a, f) for (j, _, a, f), first in zip(shape, firsts, strict=True)
+    ]
     svc.close()
     return n / elapsed, shape
 
 
-def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
+#: a search document of the size kefu writes for a repair-desk case
+DOC = "c1 " + " ".join(f"g{i:04x}" for i in range(60))
+
+
+def run_raw(url: str, shape: list[tuple[int, int, bool, bool]]) -> float:
     """The same writes per transaction with the bare driver: the floor."""
     payload = json.dumps({"fields": OPEN}, ensure_ascii=False)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
@@ -152,7 +162,7 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
     case_id = None
     i = 0
     version = 0
-    for journal_rows, outbox_rows, assignees_changed in shape:
+    for journal_rows, outbox_rows, assignees_changed, fields_changed in shape:
         cur.execute(begin)
         if i % 7 == 0:
             cur.execute(
@@ -181,6 +191,17 @@ def run_raw(url: str, shape: list[tuple[int, int, bool]]) -> float:
                 f" VALUES ({ph},'role','agent',{ph},'repair-desk',{ph})",
                 (case_id, cid_company, "9000-01-01 00:00:00"),
             )
+        if fields_changed:  # the text-search document, rewritten with the fields
+            if ph == "?":
+                if i % 7:
+                    cur.execute("DELETE FROM case_search WHERE rowid=?", (case_id,))
+                cur.execute("INSERT INTO case_search (rowid, doc) VALUES (?, ?)", (case_id, DOC))
+            else:
+                cur.execute(
+                    "INSERT INTO case_search (case_id, doc) VALUES (%s, %s) ON CONFLICT (case_id)"
+                    " DO UPDATE SET doc = excluded.doc",
+                    (case_id, DOC),
+                )
         seq = cur.execute(
             f"SELECT seq FROM journal_head WHERE company_id={ph}"
             + (" FOR UPDATE" if ph == "%s" else ""),
@@ -226,7 +247,7 @@ def bench_db(label: str, make_url: Callable[[], str], cases: int, repeats: int) 
             upgrade(Database(raw_url))
             raw_rates.append(run_raw(raw_url, shape))
         s, r = statistics.median(svc_rates), statistics.median(raw_rates)
-        writes = sum(j + o for j, o, _ in shape) / len(shape)
+        writes = sum(j + o for j, o, _, _ in shape) / len(shape)
         print(
             f"{label:<11} {engine:<10} service {s:8.0f} actions/s   raw SQL floor {r:8.0f} tx/s   "
             f"ratio {r / s:5.1f}x   ({len(shape)} tx, {writes:.1f} journal+outbox rows/tx)"
