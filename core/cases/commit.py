@@ -44,6 +44,7 @@ from core.spec.effects import Assignee, Change, EffectType
 from core.spec.forms import coerce_fields, ordered
 from core.spec.procedures import CompiledProcedure
 from core.storage import schema as t
+from core.storage.prepared import Prepared
 from core.time.calendars import WorkingCalendar
 
 #: how deep rules may open cases from cases (a complaint opens an 8D, which opens …)
@@ -55,7 +56,7 @@ SEL_CASE = select(t.case).where(
     t.case.c.id == bindparam("cid"), t.case.c.company_id == bindparam("co")
 )
 _INS_CASE = insert(t.case)
-_UPD_CASE = (
+_UPD_CASE = Prepared(
     update(t.case)
     .where(
         t.case.c.id == bindparam("cid"),
@@ -73,10 +74,18 @@ _UPD_CASE = (
         next_due_at=bindparam("next_due"),
     )
 )
-_INS_OUTBOX = insert(t.outbox)
-_DEL_ASSIGNEES = delete(t.case_assignee).where(t.case_assignee.c.case_id == bindparam("cid"))
-_INS_ASSIGNEES = insert(t.case_assignee)
-_UPD_ASSIGNEES_DUE = (
+_OUTBOX_COLUMNS = (
+    "company_id case_id journal_seq channel recipient template payload idempotency_key "
+    "status attempts next_attempt_at created_at"
+).split()
+_INS_OUTBOX = Prepared(insert(t.outbox).values({c: bindparam(c) for c in _OUTBOX_COLUMNS}))
+_DEL_ASSIGNEES = Prepared(
+    delete(t.case_assignee).where(t.case_assignee.c.case_id == bindparam("cid"))
+)
+_INS_ASSIGNEES = Prepared(
+    insert(t.case_assignee).values({c.name: bindparam(c.name) for c in t.case_assignee.c})
+)
+_UPD_ASSIGNEES_DUE = Prepared(
     update(t.case_assignee)
     .where(t.case_assignee.c.case_id == bindparam("cid"))
     .values(due_at=bindparam("due"))
@@ -427,8 +436,8 @@ class Pipeline:
             created_by, created_at = d.actor.username, now
         else:
             case_id = row.id
-            res = self.conn.execute(
-                _UPD_CASE,
+            changed = _UPD_CASE.execute(
+                self.conn,
                 {
                     "cid": case_id,
                     "co": self.rt.id,
@@ -443,7 +452,7 @@ class Pipeline:
                     "next_due": next_due,
                 },
             )
-            if res.rowcount != 1:  # someone committed between our read and this write
+            if changed != 1:  # someone committed between our read and this write
                 raise Conflict(f"case {row.number} changed while acting", current_version=None)
             created_by, created_at = row.created_by, row.created_at
         if row is None or change.fields != row.fields:  # the text-search document
@@ -451,11 +460,11 @@ class Pipeline:
         # the inbox queues (case_assignee) follow the assignees and the next due instant
         if row is None or assignees != list(row.assignees):
             if row is not None:
-                self.conn.execute(_DEL_ASSIGNEES, {"cid": case_id})
+                _DEL_ASSIGNEES.execute(self.conn, {"cid": case_id})
             if change.assignees:
                 due = next_due or t.NO_DUE
-                self.conn.execute(
-                    _INS_ASSIGNEES,
+                _INS_ASSIGNEES.execute_many(
+                    self.conn,
                     [
                         {
                             "case_id": case_id,
@@ -469,7 +478,7 @@ class Pipeline:
                     ],
                 )
         elif assignees and next_due != row.next_due_at:
-            self.conn.execute(_UPD_ASSIGNEES_DUE, {"cid": case_id, "due": next_due or t.NO_DUE})
+            _UPD_ASSIGNEES_DUE.execute(self.conn, {"cid": case_id, "due": next_due or t.NO_DUE})
         seqs = chain.append(
             self.conn,
             self.rt.id,
@@ -480,8 +489,8 @@ class Pipeline:
             now=now,
         )
         if change.outbox:
-            self.conn.execute(
-                _INS_OUTBOX,
+            _INS_OUTBOX.execute_many(
+                self.conn,
                 [
                     {
                         "company_id": self.rt.id,
@@ -496,8 +505,6 @@ class Pipeline:
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
-                        "sent_at": None,
-                        "last_error": None,
                     }
                     for i, msg in enumerate(change.outbox)
                 ],

@@ -547,8 +547,7 @@ def _started(d: Deadline) -> str | None:
 
 def schedule(conn: Connection, company_id: int, case_id: int, tp: TimePlan) -> None:
     """(Re)schedule the case's SLA and pack timers from ``tp`` in ``conn``."""
-    for kind in TIME_KINDS:
-        timers.cancel(conn, case_id=case_id, kind=kind)
+    timers.cancel_kinds(conn, case_id, TIME_KINDS)
     for d in tp.running:
         if d.due_at is None or d.started_at is None:
             continue

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, column, text
 
 from core.storage.db import before_commit
+from core.storage.prepared import Prepared
 
 #: characters of text fields indexed per case (a long description is cut there)
 MAX_INDEXED = 4000
@@ -88,11 +89,13 @@ def pg_query(company_id: int, runs: list[str]) -> str:
     return f"c{company_id} & {phrases}"
 
 
-_SQLITE_DELETE = text("DELETE FROM case_search WHERE rowid = :id")
-_SQLITE_INSERT = text("INSERT INTO case_search (rowid, doc) VALUES (:id, :doc)")
-_PG_UPSERT = text(
-    "INSERT INTO case_search (case_id, doc) VALUES (:id, :doc) "
-    "ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc"
+_SQLITE_DELETE = Prepared(text("DELETE FROM case_search WHERE rowid = :id"))
+_SQLITE_INSERT = Prepared(text("INSERT INTO case_search (rowid, doc) VALUES (:id, :doc)"))
+_PG_UPSERT = Prepared(
+    text(
+        "INSERT INTO case_search (case_id, doc) VALUES (:id, :doc) "
+        "ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc"
+    )
 )
 
 
@@ -122,10 +125,10 @@ def _write_pending(conn: Connection) -> None:
     if conn.dialect.name == "sqlite":
         for d in docs:
             if not d["new"]:  # FTS5 has no upsert; a delete of a missing row costs a flush
-                conn.execute(_SQLITE_DELETE, d)
-            conn.execute(_SQLITE_INSERT, d)
+                _SQLITE_DELETE.execute(conn, d)
+            _SQLITE_INSERT.execute(conn, d)
     else:
-        conn.execute(_PG_UPSERT, docs)
+        _PG_UPSERT.execute_many(conn, docs)
 
 
 def matching_ids(dialect: str, company_id: int, q: str) -> Any:

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
+from core.storage.prepared import Prepared
 from core.storage.schema import timer
 
 if TYPE_CHECKING:
@@ -80,34 +81,65 @@ def schedule(
     """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
     if due_at.tzinfo is None:
         raise ValueError("timer due_at must be timezone-aware")
-    row = conn.execute(
-        select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == key)
-    ).first()
+    row = conn.execute(_BY_KEY, {"key": key}).first()
     if row is None:
-        conn.execute(
-            timer.insert().values(
-                company_id=company_id,
-                case_id=case_id,
-                kind=kind,
-                due_at=due_at,
-                idempotency_key=key,
-                payload=dict(payload or {}),
-                status=PENDING,
-                attempts=0,
-            )
+        _INSERT.execute(
+            conn,
+            {
+                "company_id": company_id,
+                "case_id": case_id,
+                "kind": kind,
+                "due_at": due_at,
+                "idempotency_key": key,
+                "payload": dict(payload or {}),
+            },
         )
     elif row.status in (PENDING, CANCELLED):
-        conn.execute(
+        _MOVE.execute(conn, {"tid": row.id, "due_at": due_at, "payload": dict(payload or {})})
+
+
+# the statements of schedule() and cancel_kinds(), run on every change of a case
+_BY_KEY = select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == bindparam("key"))
+_INSERT = Prepared(
+    insert(timer).values(
+        company_id=bindparam("company_id"),
+        case_id=bindparam("case_id"),
+        kind=bindparam("kind"),
+        due_at=bindparam("due_at"),
+        idempotency_key=bindparam("idempotency_key"),
+        payload=bindparam("payload"),
+        status=PENDING,
+        attempts=0,
+    )
+)
+_MOVE = Prepared(
+    update(timer)
+    .where(timer.c.id == bindparam("tid"))
+    .values(
+        due_at=bindparam("due_at"),
+        payload=bindparam("payload"),
+        status=PENDING,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+_CANCEL_KINDS: dict[tuple[str, ...], Prepared] = {}
+
+
+def cancel_kinds(conn: Connection, case_id: int, kinds: tuple[str, ...]) -> int:
+    """Cancel the case's pending timers of any of ``kinds`` (one statement). Returns how many."""
+    stmt = _CANCEL_KINDS.get(kinds)
+    if stmt is None:
+        stmt = _CANCEL_KINDS[kinds] = Prepared(
             update(timer)
-            .where(timer.c.id == row.id)
-            .values(
-                due_at=due_at,
-                payload=dict(payload or {}),
-                status=PENDING,
-                lease_owner=None,
-                lease_until=None,
+            .where(
+                timer.c.case_id == bindparam("cid"),
+                timer.c.status == PENDING,
+                or_(*(timer.c.kind == k for k in kinds)),
             )
+            .values(status=CANCELLED)
         )
+    return stmt.execute(conn, {"cid": case_id})
 
 
 def cancel(
