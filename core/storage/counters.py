@@ -8,18 +8,27 @@ number back — no gaps, no duplicates.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from typing import Any
+
+from sqlalchemy import Connection, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.storage import schema as t
 
 
-def bump(conn: Connection, company_id: int, scope: str) -> int:
-    """Add one to the counter ``scope`` of the company and return its new value (first: 1)."""
+def _bump_statement(dialect: Any) -> Any:
     c = t.counter
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(c).values(company_id=company_id, scope=scope[:64], value=1)
-    stmt = stmt.on_conflict_do_update(
+    stmt = dialect.insert(c).values(company_id=bindparam("co"), scope=bindparam("scope"), value=1)
+    return stmt.on_conflict_do_update(
         index_elements=[c.c.company_id, c.c.scope], set_={"value": c.c.value + 1}
     ).returning(c.c.value)
-    return int(conn.execute(stmt).scalar_one())
+
+
+# built once: building the upsert on every call cost more than running it
+_BUMP = {"postgresql": _bump_statement(postgresql), "sqlite": _bump_statement(sqlite)}
+
+
+def bump(conn: Connection, company_id: int, scope: str) -> int:
+    """Add one to the counter ``scope`` of the company and return its new value (first: 1)."""
+    stmt = _BUMP["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    return int(conn.execute(stmt, {"co": company_id, "scope": scope[:64]}).scalar_one())
