@@ -260,16 +260,11 @@ def deadlines(number: str, company: str | None, db_url: str | None) -> None:
             click.echo(f"kefu deadlines: no company {company}", err=True)
             sys.exit(1)
         companies = [svc.company(company)] if company else list(svc.companies.values())
-        rows = []
-        with svc.db.read() as conn:
-            for rt in companies:
-                found_id = conn.execute(
-                    select(t.case.c.id).where(
-                        t.case.c.company_id == rt.id, t.case.c.number == number
-                    )
-                ).scalar()
-                if found_id is not None:
-                    rows.append((found_id, rt.key))
+        rows = [
+            (cid, rt.key)
+            for rt in companies
+            if (cid := svc.case_id_by_number(rt.key, number)) is not None
+        ]
         if not rows:
             click.echo(
                 f"kefu deadlines: no case {number}" + (f" in company {company}" if company else ""),

@@ -367,6 +367,15 @@ class CaseService:
             r.get("procedure_version_id", rt.version_ids.get(r["procedure"])),
         )
 
+    def case_id_by_number(self, company: str, number: str) -> int | None:
+        """The id of ``company``'s case numbered ``number`` (one index seek), or None."""
+        rt = self.company(company)
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(t.case.c.id).where(t.case.c.company_id == rt.id, t.case.c.number == number)
+            ).scalar()
+        return None if found is None else int(found)
+
     def get_case(self, company: str, case_id: int) -> CaseView:
         """One case of ``company`` (NotFound for another company's case)."""
         rt = self.company(company)

@@ -135,6 +135,8 @@ case = Table(
     Index("ix_case_company_status_step", "company_id", "status", "step"),
     Index("ix_case_next_due", "company_id", "next_due_at"),
     Index("ix_case_created", "company_id", "created_at", "id"),  # case lists, newest first
+    # reports over a period (by last change) and the updated_from/updated_to list filters
+    Index("ix_case_updated", "company_id", "updated_at", "id"),
 )
 
 #: ``case_assignee.due_at`` of a case with no running deadline: after every real one
