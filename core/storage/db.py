@@ -67,6 +67,13 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # psycopg prepares a statement on the server after five runs, and PostgreSQL
+            # may then keep one generic plan for it as long as the connection lives: a
+            # plan made while a table was small (a sequential scan) stayed in use when it
+            # held 20,000 cases — 131,580 scans reading 1.3 billion rows, 32 cases loaded
+            # per second — until statistics changed. Planning each run with its values
+            # costs microseconds and follows the table as it grows.
+            kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(self.url, **kwargs)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:

@@ -20,11 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 
 from core.cases import queries
 from core.cases.reports import run_report
 from core.cases.service import CaseService
+from core.storage.db import Database
 from tests.helpers import DISPATCH, OPEN_FIELDS, VERIFY
 
 MONTH = (dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
@@ -171,3 +173,26 @@ def test_a_long_list_says_its_count_is_capped(svc: CaseService, monkeypatch) -> 
     monkeypatch.setattr(queries, "COUNT_CAP", 10)
     page = queries.list_cases(svc, wang, queries.CaseFilter(limit=2))
     assert (page.total, page.total_exact) == (5, True)
+
+
+@pytest.mark.pg
+def test_postgresql_plans_every_run_with_its_values(pg_url: str) -> None:
+    """psycopg prepares a statement run five times; PostgreSQL could then keep a generic
+    plan made while the table was small (a sequential scan) for the connection's life.
+    kefu's connections plan each run with its own values instead."""
+    db = Database(pg_url)
+    try:
+        with db.engine.connect() as conn:
+            stmt = text("SELECT id FROM kefu_case WHERE id = :id AND company_id = :co")
+            for i in range(12):
+                conn.execute(stmt, {"id": i, "co": 1}).all()
+            plans = conn.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'SELECT id FROM kefu_case WHERE id = %%'"
+            ).all()
+            conn.rollback()
+    finally:
+        db.dispose()
+    assert plans, "psycopg did not prepare the statement: nothing to check"
+    generic, custom = plans[0]
+    assert generic == 0 and custom >= 5
