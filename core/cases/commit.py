@@ -217,7 +217,7 @@ class Pipeline:
         number = self._next_number(proc, now)
         start = proc.pack.start
         change = self._change(proc, number, dict(values), start, role_assignees(proc, start), now)
-        change.facts = proc.facts(change.fields, event="opened", step=start)
+        change.facts = self._facts(proc, change.fields, actor, now, event="opened", step=start)
         first = {"kind": "opened", "data": {"number": number, "fields": values, "step": start}}
         draft = _Draft(proc, actor, None, number, change, first, None, start, history=[])
         draft.fired = self._apply_rules(draft)
@@ -262,7 +262,9 @@ class Pipeline:
                 current_version=row.version,
             )
         if (row.step, action) in proc.guards:
-            facts = proc.facts(row.fields, event="guard", step=row.step)
+            facts = self._facts(
+                proc, row.fields, actor, self.ctx.now(), event="guard", step=row.step
+            )
             if f"{row.step}.{action}" not in guards_open(
                 self.ctx.evaluator_for(self.rt), proc, facts
             ):
@@ -271,6 +273,8 @@ class Pipeline:
                     step=row.step,
                     current_version=row.version,
                 )
+        if act_def.not_by and not actor.system:
+            self._four_eyes(proc, row, action, act_def.not_by, actor)
         values, errors = coerce_fields(proc, data, ordered(act_def.ask, act_def.require), [])
         for name in act_def.require:  # required: given now, or already on the case
             if name not in errors and values.get(name) is None and row.fields.get(name) is None:
@@ -286,8 +290,8 @@ class Pipeline:
             else role_assignees(proc, target)
         )
         change = self._change(proc, row.number, fields, target, assignees, now)
-        change.facts = proc.facts(
-            fields, event="action", step=target, action=action, from_step=row.step
+        change.facts = self._facts(
+            proc, fields, actor, now, event="action", step=target, action=action, from_step=row.step
         )
         first = {
             "kind": "action",
@@ -327,7 +331,7 @@ class Pipeline:
                 now,
                 status=row.status,
             )
-            c.facts = proc.facts(row.fields, event="timer", step=row.step)
+            c.facts = self._facts(proc, row.fields, actor, now, event="timer", step=row.step)
             return c
 
         change = fresh()
@@ -538,6 +542,45 @@ class Pipeline:
         return Committed(case_id, d.number, proc, written, d.fired, seqs, linked)
 
     # -- helpers ----------------------------------------------------------------------
+    def _four_eyes(
+        self, proc: CompiledProcedure, row: Any, action: str, not_by: Sequence[str], actor: Actor
+    ) -> None:
+        """``not_by:``: refuse an actor who is named in one of the person fields, or who
+        took one of the earlier actions on this case."""
+        who = actor.username
+        for name in not_by:
+            if name in proc.pack.fields and row.fields.get(name) == who:
+                label = proc.pack.fields[name].label.text()
+                raise NotAllowed(
+                    f"'{action}' needs someone other than {who}, who is the case's "
+                    f"{label} ({name}): four-eyes",
+                    not_by=name,
+                )
+        actions = [n for n in not_by if n not in proc.pack.fields]
+        if actions:
+            for name, takers in chain.action_takers(self.conn, self.rt.id, row.id, actions).items():
+                if who in takers:
+                    raise NotAllowed(
+                        f"'{action}' needs someone other than {who}, who did '{name}' on "
+                        "this case: four-eyes",
+                        not_by=name,
+                    )
+
+    def _facts(
+        self,
+        proc: CompiledProcedure,
+        fields: Mapping[str, Any],
+        actor: Actor,
+        now: dt.datetime,
+        **system: Any,
+    ) -> dict[str, Any]:
+        """The rule facts of a change: derived values see the moment, calendar and actor."""
+        if not proc.derived.exprs:  # the common case: nothing to compute
+            return proc.facts(fields, **system)
+        return proc.facts(
+            fields, **system, now=now, calendar=self.ctx.calendar(self.rt.key), actor=actor
+        )
+
     def _row(self, case_id: int) -> Any:
         row = self.conn.execute(SEL_CASE, {"cid": case_id, "co": self.rt.id}).first()
         if row is None:  # another company's case is "not found" too: never reveal it exists
@@ -677,7 +720,7 @@ class Pipeline:
         change = self._change(
             proc, number, dict(from_form), start, role_assignees(proc, start), now
         )
-        change.facts = proc.facts(change.fields, event="opened", step=start)
+        change.facts = self._facts(proc, change.fields, actor, now, event="opened", step=start)
         first = {"kind": "opened", "data": {"number": number, "fields": from_form, "step": start}}
         draft = _Draft(proc, actor, None, number, change, first, None, start, history=[])
         draft.fired = self._apply_rules(draft)

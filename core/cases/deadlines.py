@@ -508,7 +508,7 @@ def plan(
             history,
             cal,
             now,
-            lambda f, s: proc.facts(f, event="timer", step=s),
+            lambda f, s: proc.facts(f, event="timer", step=s, calendar=cal),
             explain=False,
         )
     escalated = {
@@ -617,7 +617,7 @@ def _sla_timer(kind: str, svc: CaseService, conn: Connection, due: timers.DueTim
         history,
         svc.calendar(rt.key),
         now,
-        lambda f, s: proc.facts(f, event="timer", step=s),
+        lambda f, s: proc.facts(f, event="timer", step=s, calendar=svc.calendar(rt.key)),
         explain=False,
     )
     d = found[0]
@@ -650,7 +650,13 @@ def _pack_timer(svc: CaseService, conn: Connection, due: timers.DueTimer) -> Non
     if row.status != "open" and timer.start != "closed":
         return
     data = {"timer": timer.id, "event_at": due.payload.get("event_at")}
-    facts = proc.facts(row.fields, event="timer", step=row.step)
+    facts = proc.facts(
+        row.fields,
+        event="timer",
+        step=row.step,
+        now=svc.clock.now(),
+        calendar=svc.calendar(rt.key),
+    )
     if (timer.while_steps and row.step not in timer.while_steps) or (
         timer.while_cond is not None and not holds(timer.while_cond, facts)
     ):

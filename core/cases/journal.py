@@ -137,6 +137,30 @@ def append(
     return seqs
 
 
+_SEL_ACTION_TAKERS = (
+    select(t.journal.c.action, t.journal.c.actor)
+    .where(
+        t.journal.c.company_id == bindparam("co"),
+        t.journal.c.case_id == bindparam("cid"),
+        t.journal.c.kind == "action",
+        t.journal.c.action.in_(bindparam("actions", expanding=True)),
+    )
+    .distinct()
+)
+
+
+def action_takers(
+    conn: Connection, company_id: int, case_id: int, actions: Sequence[str]
+) -> dict[str, set[str]]:
+    """Who took each of ``actions`` on the case so far (action -> user names)."""
+    out: dict[str, set[str]] = {a: set() for a in actions}
+    for r in conn.execute(
+        _SEL_ACTION_TAKERS, {"co": company_id, "cid": case_id, "actions": list(actions)}
+    ):
+        out.setdefault(r.action, set()).add(r.actor)
+    return out
+
+
 def case_history(conn: Connection, company_id: int, case_id: int) -> list[dict[str, Any]]:
     """The case's entries, oldest first, as deadlines replay them (at, kind, action, data)."""
     rows = conn.execute(_SEL_CASE_JOURNAL, {"co": company_id, "cid": case_id}).all()

@@ -410,10 +410,36 @@ class CaseService:
         with self.db.read() as conn:
             row = self._case_row(conn, rt, case_id)
             proc = self.procedure_for_version(conn, row.procedure_version_id)
+            step = proc.step(row.step)
+            # four-eyes (not_by:): an action this actor may not take on this case
+            checked = {n for a in step.actions.values() for n in a.not_by}
+            took = (
+                chain.action_takers(
+                    conn, rt.id, case_id, [n for n in checked if n not in proc.pack.fields]
+                )
+                if checked and row.status == "open"
+                else {}
+            )
         if row.status != "open":
             return []
-        step = proc.step(row.step)
-        facts = proc.facts(row.fields, event="guard", step=row.step)
+        blocked = {
+            name
+            for name, act in step.actions.items()
+            if any(
+                row.fields.get(n) == actor.username
+                if n in proc.pack.fields
+                else actor.username in took.get(n, ())
+                for n in act.not_by
+            )
+        }
+        facts = proc.facts(
+            row.fields,
+            event="guard",
+            step=row.step,
+            now=self.clock.now(),
+            calendar=self.calendar(rt.key),
+            actor=actor,
+        )
         open_guards = guards_open(self.evaluator_for(rt), proc, facts)
         out = []
         for name, act in step.actions.items():
@@ -422,6 +448,8 @@ class CaseService:
             ):
                 continue
             if (row.step, name) in proc.guards and f"{row.step}.{name}" not in open_guards:
+                continue
+            if name in blocked:
                 continue
             out.append(
                 ActionView(
@@ -502,7 +530,9 @@ class CaseService:
             history,
             self.calendar(rt.key),
             now or self.clock.now(),
-            lambda fields, step: proc.facts(fields, event="timer", step=step),
+            lambda fields, step: proc.facts(
+                fields, event="timer", step=step, calendar=self.calendar(rt.key)
+            ),
         )
 
     # -- audit --------------------------------------------------------------------------

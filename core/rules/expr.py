@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from core.rules.derive import FUNCTIONS, TEXT_KINDS, Derivations, VExpr
 from core.rules.ir import NEGATED_OP, TRUE, Cond, Scalar, encode_value
 
 NUMBER_KINDS = frozenset({"number", "integer", "money"})
@@ -130,22 +131,68 @@ def _options_hint(what: str, word: str, options: Sequence[str]) -> str:
     return f"{what}: {shown}" + (f" (did you mean '{guess}'?)" if guess else "")
 
 
+#: deepest nesting of a condition or value (parentheses, not, and/or, calls): far beyond
+#: any written procedure, far below the depth at which Python's own parser gives up
+MAX_DEPTH = 100
+
+
 def parse_condition(
     text: str,
     fields: Mapping[str, FieldType],
     params: Mapping[str, Scalar | _Unknown] | None = None,
+    derived: Derivations | None = None,
 ) -> Cond:
     """Parse ``text`` into IR, checking names and literal types against ``fields``.
 
     ``params`` are the pack's parameters (``param.x``) with their values for one
     company; :data:`UNKNOWN` marks a declared parameter whose value cannot be used.
-    Raises :class:`ExprError` (codes K201–K209) on the first problem in this expression;
+    Comparisons on derived values (``days_between(a, b) <= 15``, ``qty > limit``,
+    ``actor.username != author``) register that value in ``derived`` (see
+    :mod:`core.rules.derive`) and compare its fact with a constant.
+    Raises :class:`ExprError` (codes K201–K213) on the first problem in this expression;
     the loader collects the problems of every expression in a run.
     """
     if not isinstance(text, str) or not text.strip():
         raise ExprError(
             "K201", "empty condition", 0, 'write a condition such as: urgency == "high"'
         )
+    compiler, tree, lead = _parse(text, fields, params, derived)
+    try:
+        return compiler.cond(tree.body)
+    except ExprError as exc:
+        exc.col += lead
+        raise
+
+
+def parse_value(
+    text: str,
+    fields: Mapping[str, FieldType],
+    params: Mapping[str, Scalar | _Unknown] | None = None,
+    derived: Derivations | None = None,
+) -> tuple[VExpr, str]:
+    """Parse a derived value (``days_between(shipped_on, found_on)``): its expression and
+    its kind (``integer``, ``number``, ``money``, ``date``, ``datetime``, ``boolean``, …)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExprError("K201", "empty value", 0, "write e.g. days_between(shipped_on, found_on)")
+    compiler, tree, lead = _parse(text, fields, params, derived)
+    try:
+        if isinstance(tree.body, ast.Compare | ast.BoolOp) or (
+            isinstance(tree.body, ast.UnaryOp) and isinstance(tree.body.op, ast.Not)
+        ):
+            cond = compiler.cond(tree.body)
+            return {"cond": cond, "kind": "boolean"}, "boolean"
+        return compiler.vexpr(tree.body)
+    except ExprError as exc:
+        exc.col += lead
+        raise
+
+
+def _parse(
+    text: str,
+    fields: Mapping[str, FieldType],
+    params: Mapping[str, Scalar | _Unknown] | None,
+    derived: Derivations | None,
+) -> tuple[_Compiler, ast.Expression, int]:
     lead = len(text) - len(text.lstrip())
     body = text.strip()
     try:
@@ -157,13 +204,40 @@ def parse_condition(
             hint = 'conditions look like: urgency == "high" and not in_scope'
             if body[col : col + 1] == "=" and body[col : col + 2] != "==":
                 hint = "compare with == (a single = assigns, which conditions cannot do)"
+            if "too many nested" in str(exc.msg):
+                raise _too_deep(0) from None
             raise ExprError("K201", f"syntax error: {exc.msg}", col, hint) from None
-        compiler = _Compiler(body, fields, params or {})
+        except (RecursionError, MemoryError):
+            # CPython's parser gives up on very deep input (MemoryError: "parser stack
+            # overflowed"): that is a condition nobody can read, not a crash
+            raise _too_deep(0) from None
+        _check_depth(tree)
+        compiler = _Compiler(body, fields, params or {}, derived or Derivations())
         compiler.check_allowed(tree)
-        return compiler.cond(tree.body)
+        return compiler, tree, lead
     except ExprError as exc:
         exc.col += lead
         raise
+
+
+def _too_deep(col: int) -> ExprError:
+    return ExprError(
+        "K213",
+        f"the expression is nested more than {MAX_DEPTH} levels deep",
+        col,
+        "flatten it: not not x is x, and a and (b and c) is a and b and c; "
+        "or split it over several rules",
+    )
+
+
+def _check_depth(tree: ast.AST) -> None:
+    """Refuse nesting beyond MAX_DEPTH, without recursion (the compiler recurses)."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep(getattr(node, "col_offset", 0) or 0)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _line_start(text: str, lineno: int) -> int:
@@ -190,14 +264,45 @@ def _is_param(node: ast.AST) -> bool:
     )
 
 
+def _is_actor(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "actor"
+    )
+
+
+_ARITH_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_SETS = {"roles": "actor_role", "departments": "actor_department"}
+#: names that mean a moment unless the pack has a field of that name
+_MOMENTS = {"now": "datetime", "today": "date"}
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
+
+def _comparable(a: str, b: str) -> bool:
+    if a in NUMBER_KINDS and b in NUMBER_KINDS:
+        return True
+    if a in TEXT_KINDS and b in TEXT_KINDS:
+        return True
+    return a == b
+
+
 class _Compiler:
     def __init__(
-        self, text: str, fields: Mapping[str, FieldType], params: Mapping[str, Scalar | _Unknown]
+        self,
+        text: str,
+        fields: Mapping[str, FieldType],
+        params: Mapping[str, Scalar | _Unknown],
+        derived: Derivations,
     ) -> None:
         self.lines = text.split("\n")
         self.text = text
         self.fields = fields
         self.params = params
+        self.derived = derived
 
     def col(self, node: ast.AST) -> int:
         """Character offset of ``node`` in the text (the AST counts UTF-8 bytes per line)."""
@@ -215,7 +320,16 @@ class _Compiler:
             what = _CONSTRUCTS.get(type(node))
             if isinstance(node, ast.Call) and _is_date_call(node):
                 continue
-            if _is_param(node):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in FUNCTIONS
+                and not node.keywords
+            ):
+                continue
+            if _is_param(node) or _is_actor(node):
+                continue
+            if isinstance(node, ast.BinOp) and type(node.op) in _ARITH_OPS:
                 continue
             if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert | ast.UAdd):
                 what = f"the operator '{'~' if isinstance(node.op, ast.Invert) else '+'}'"
@@ -229,16 +343,16 @@ class _Compiler:
                 hint = "conditions use field names, literals, comparisons, in [...], and/or/not"
                 if isinstance(node, ast.Call):
                     hint = (
-                        'the only calls are date("2026-10-01") '
-                        'and datetime("2026-10-08T09:00+08:00")'
+                        f"the functions are {', '.join(FUNCTIONS)}, "
+                        'date("2026-10-01") and datetime("2026-10-08T09:00+08:00")'
                     )
                 elif isinstance(node, ast.Attribute):
-                    hint = "the only dotted names are the pack's parameters: param.<name>"
-                elif isinstance(node, ast.BinOp):
                     hint = (
-                        "conditions compare fields with values; "
-                        "compute values in a step's form instead"
+                        "the dotted names are the pack's parameters (param.<name>) "
+                        "and who acts (actor.username, actor.roles, actor.departments)"
                     )
+                elif isinstance(node, ast.BinOp):
+                    hint = "arithmetic is + - * / on numbers"
                 raise ExprError(
                     "K203", f"{what} is not allowed in a condition", self.col(node), hint
                 )
@@ -310,11 +424,13 @@ class _Compiler:
                     self.col(right),
                     "write: field is None / field is not None",
                 )
-            name = self.field_name(left)
+            name, _ = self.subject(left)
             return {"unset": name} if isinstance(op, ast.Is) else {"set": name}
+        if isinstance(op, ast.In | ast.NotIn) and _is_actor(right):
+            member = self.actor_member(left, right)
+            return member if isinstance(op, ast.In) else negate(member)
         if isinstance(op, ast.In | ast.NotIn):
-            name = self.field_name(left)
-            ftype = self.fields[name]
+            name, ftype = self.subject(left)
             if not isinstance(right, ast.List | ast.Tuple | ast.Set):
                 raise ExprError(
                     "K203",
@@ -328,26 +444,28 @@ class _Compiler:
         kind = _AST_OPS.get(type(op))
         if kind is None:  # pragma: no cover - every ast.cmpop is handled above
             raise self.unsupported(whole)
-        left_is_field = self.is_field(left)
-        right_is_field = self.is_field(right)
-        if left_is_field and right_is_field:
-            raise ExprError(
-                "K204",
-                "a condition compares a field with a value, not two fields",
-                self.col(whole),
-                "rules see one case's facts at a time; compare each field with a literal",
+        if self.is_department(left) or self.is_department(right):
+            if kind not in ("eq", "ne"):
+                raise self.actor_error(whole, "actor.department is compared with == or !=")
+            member = self.actor_member(
+                right if self.is_department(left) else left,
+                left if self.is_department(left) else right,
             )
-        if not left_is_field and not right_is_field:
+            return member if kind == "eq" else negate(member)
+        left_is_value = not self.is_literal(left)
+        right_is_value = not self.is_literal(right)
+        if left_is_value and right_is_value:
+            return self.compare_values(left, kind, right, whole)
+        if not left_is_value and not right_is_value:
             raise ExprError(
                 "K204",
                 "a comparison needs a field on one side",
                 self.col(whole),
                 "write: field == value",
             )
-        if right_is_field:
+        if right_is_value:
             left, right, kind = right, left, _FLIPPED[kind]
-        name = self.field_name(left)
-        ftype = self.fields[name]
+        name, ftype = self.subject(left)
         if self.is_none(right):
             if kind == "eq":
                 return {"unset": name}
@@ -368,6 +486,191 @@ class _Compiler:
                 "use == / != / in for text, choice and boolean fields",
             )
         return {"cmp": kind, "field": name, "value": value}
+
+    # -- derived values ------------------------------------------------------------------
+    def is_literal(self, node: ast.expr) -> bool:
+        """A constant side of a comparison (as opposed to a field or a derived value)."""
+        if isinstance(node, ast.Constant):
+            return True
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return self.is_literal(node.operand)
+        if isinstance(node, ast.Name):
+            return node.id in _NAMED_CONSTANTS or (
+                node.id == "param" and "param" not in self.fields
+            )
+        if _is_param(node):
+            return True
+        if isinstance(node, ast.Call) and _is_date_call(node):
+            return True
+        return isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict)
+
+    def is_department(self, node: ast.expr) -> bool:
+        return _is_actor(node) and isinstance(node, ast.Attribute) and node.attr == "department"
+
+    def subject(self, node: ast.expr) -> tuple[str, FieldType]:
+        """The fact a comparison tests: a field, or a derived value registered for it."""
+        if isinstance(node, ast.Name) and node.id in self.fields:
+            return self.field_name(node), self.fields[node.id]
+        if self.is_literal(node):
+            return self.field_name(node), FieldType(UNKNOWN_KIND)  # raises K204
+        expr, kind = self.vexpr(node)
+        if "field" in expr:
+            return expr["field"], self.fields.get(expr["field"], FieldType(kind))
+        name = self.derived.add(expr, kind, ast.get_source_segment(self.text, node))
+        return name, FieldType(kind)
+
+    def compare_values(self, left: ast.expr, kind: str, right: ast.expr, whole: ast.expr) -> Cond:
+        """Two values compared (``qty > limit``, ``actor.username != author``): a derived
+        boolean fact, true or false when both have a value."""
+        a, akind = self.vexpr(left)
+        b, bkind = self.vexpr(right)
+        if UNKNOWN_KIND not in (akind, bkind):
+            if not _comparable(akind, bkind):
+                raise ExprError(
+                    "K210",
+                    f"cannot compare {_a(akind)} with {_a(bkind)}",
+                    self.col(whole),
+                    "compare values of one type: numbers with numbers, dates with dates, "
+                    "text and people with text and people",
+                )
+            if kind not in ("eq", "ne") and akind not in ORDERED_KINDS:
+                raise ExprError(
+                    "K205",
+                    f"a {akind} has no order",
+                    self.col(whole),
+                    "use == / != for text, choice, person and boolean values",
+                )
+        expr = {"compare": kind, "args": [a, b], "kind": "boolean"}
+        name = self.derived.add(expr, "boolean", ast.get_source_segment(self.text, whole))
+        return {"cmp": "eq", "field": name, "value": True}
+
+    def actor_member(self, value: ast.expr, container: ast.expr) -> Cond:
+        """``"x" in actor.roles`` / ``actor.department == "x"``: a derived boolean fact."""
+        assert isinstance(container, ast.Attribute)
+        attr = "departments" if container.attr == "department" else container.attr
+        if attr not in _SETS:
+            raise self.actor_error(container, f"actor.{container.attr} is not a set of names")
+        if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+            raise self.actor_error(value, f'name the {attr[:-1]} in quotes: "x" in actor.{attr}')
+        key = _SETS[attr]
+        expr = {key: value.value, "kind": "boolean"}
+        name = self.derived.add(expr, "boolean", f"actor_{attr[:-1]}_{value.value}")
+        return {"cmp": "eq", "field": name, "value": True}
+
+    def actor_error(self, node: ast.AST, message: str) -> ExprError:
+        return ExprError(
+            "K212",
+            message,
+            self.col(node),
+            'write actor.username == "li", "quality_manager" in actor.roles, '
+            'actor.department == "quality" or actor.username != author',
+        )
+
+    def vexpr(self, node: ast.expr) -> tuple[VExpr, str]:
+        """A value expression and its kind (see core.rules.derive)."""
+        if isinstance(node, ast.Name) and node.id not in self.fields and node.id in _MOMENTS:
+            return {node.id: True, "kind": _MOMENTS[node.id]}, _MOMENTS[node.id]
+        if isinstance(node, ast.Name) and node.id not in _NAMED_CONSTANTS:
+            ftype = self.field(node)
+            kind = ftype.kind
+            return {"field": node.id, "kind": kind}, kind
+        if _is_actor(node):
+            assert isinstance(node, ast.Attribute)
+            if node.attr == "username":
+                return {"actor": "username", "kind": "person"}, "person"
+            if node.attr in ("roles", "departments", "department"):
+                raise self.actor_error(
+                    node, f"actor.{node.attr} holds several names: test one of them"
+                )
+            raise self.actor_error(node, f"unknown actor attribute '{node.attr}'")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            if self.is_literal(node):
+                return self.const(node)
+            inner, kind = self.vexpr(node.operand)
+            self.need_number(node.operand, kind, "'-'")
+            return {"neg": inner, "kind": kind}, kind
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH_OPS:
+            op = _ARITH_OPS[type(node.op)]
+            a, akind = self.vexpr(node.left)
+            b, bkind = self.vexpr(node.right)
+            self.need_number(node.left, akind, f"'{op}'")
+            self.need_number(node.right, bkind, f"'{op}'")
+            if op == "/":
+                kind = "number"
+            elif "money" in (akind, bkind):
+                kind = "money"
+            elif akind == bkind == "integer":
+                kind = "integer"
+            else:
+                kind = "number"
+            return {"arith": op, "args": [a, b], "kind": kind}, kind
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and (node.func.id in FUNCTIONS)
+        ):
+            return self.call(node, node.func.id)
+        if self.is_literal(node):
+            return self.const(node)
+        raise self.unsupported(node)
+
+    def call(self, node: ast.Call, fn: str) -> tuple[VExpr, str]:
+        wants, result, _ = FUNCTIONS[fn]
+        if len(node.args) != len(wants) or node.keywords:
+            raise ExprError(
+                "K210",
+                f"{fn} takes {len(wants)} argument{'s' if len(wants) > 1 else ''}",
+                self.col(node),
+                "e.g. days_between(shipped_on, found_on), working_days_between(opened_on, "
+                "today), hours_since(reported_at), days_since(delivered_on)",
+            )
+        args = []
+        for arg, allowed in zip(node.args, wants, strict=True):
+            expr, kind = self.vexpr(arg)
+            if kind not in allowed and kind != UNKNOWN_KIND:
+                raise ExprError(
+                    "K210",
+                    f"{fn} needs a {' or '.join(sorted(allowed))}, not {_a(kind)}",
+                    self.col(arg),
+                    "pass a date or datetime field, now or today",
+                )
+            args.append(expr)
+        return {"call": fn, "args": args, "kind": result}, result
+
+    def need_number(self, node: ast.expr, kind: str, what: str) -> None:
+        if kind not in NUMBER_KINDS and kind != UNKNOWN_KIND:
+            raise ExprError(
+                "K210",
+                f"{what} needs numbers; this is {_a(kind)}",
+                self.col(node),
+                "arithmetic is on number, integer and money values; "
+                "for dates use days_between(a, b)",
+            )
+
+    def const(self, node: ast.expr) -> tuple[VExpr, str]:
+        value = self.raw_literal(node)
+        if isinstance(value, _Unknown):
+            return {"const": 0, "kind": UNKNOWN_KIND}, UNKNOWN_KIND
+        if isinstance(value, bool):
+            return {"const": value, "kind": "boolean"}, "boolean"
+        if isinstance(value, int):
+            return {"const": value, "kind": "integer"}, "integer"
+        if isinstance(value, float):
+            return {"const": value, "kind": "number"}, "number"
+        if isinstance(value, str):
+            return {"const": value, "kind": "text"}, "text"
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                raise ExprError("K206", "a datetime needs a UTC offset", self.col(node))
+            return {"const": encode_value(value), "kind": "datetime"}, "datetime"
+        if isinstance(value, dt.date):
+            return {"const": encode_value(value), "kind": "date"}, "date"
+        raise ExprError(
+            "K204",
+            "null is not a value to compute with",
+            self.col(node),
+            "test for no value with: field is None",
+        )
 
     # -- names and literals ------------------------------------------------------------
     def is_field(self, node: ast.expr) -> bool:

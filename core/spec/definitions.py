@@ -166,6 +166,17 @@ class ActionDef(Strict):
     ask: list[Key] = []
     require: list[Key] = []
     guard: str | None = None
+    # four-eyes: the actor may not be the person in these person fields, nor whoever
+    # took these earlier actions on the case
+    not_by: list[Key] = []
+    source: str | None = None
+
+
+class DeriveDef(Strict):
+    """An entry of the pack's ``derive:``: a value computed from the case before rules run."""
+
+    value: str
+    label: LabelIn | None = None
     source: str | None = None
 
 
@@ -407,6 +418,7 @@ class PackDef(Strict):
     parameters: dict[Key, ParameterDef] = {}
     roles: dict[Key, RoleDef] = Field(min_length=1)
     fields: dict[Key, FieldDef] = {}
+    derive: dict[Key, DeriveDef] = {}
     open: OpenDef
     start: Key
     steps: dict[Key, StepDef] = Field(min_length=1)

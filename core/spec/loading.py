@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, RootModel, ValidationError
 
+from core.rules.derive import Derivations
 from core.rules.durable_compiler import check_limits
 from core.rules.expr import (
     UNKNOWN,
@@ -32,6 +33,7 @@ from core.rules.expr import (
     FieldType,
     did_you_mean,
     parse_condition,
+    parse_value,
 )
 from core.rules.ir import TRUE, Cond, RuleSet
 from core.rules.ir import CompiledRule as IRRule
@@ -39,6 +41,7 @@ from core.spec.definitions import (
     KEY_RE,
     NUMBERING_RE,
     PACK_RE,
+    SYSTEM_FACTS,
     CompanyDef,
     EventRef,
     PackDef,
@@ -622,6 +625,8 @@ class _PackChecker:
         self.check_parameters()
         self.types: Mapping[str, FieldType] = self.field_types()
         self.params = self.param_values()
+        self.derived = Derivations()
+        self.check_derive()
         self.check_steps()
         self.check_reachability()
         self.check_rules()
@@ -768,6 +773,8 @@ class _PackChecker:
                 if action.role:
                     self.role_refs(aloc + ("role",), action.role)
                 self.form(aloc, action.ask, action.require)
+                if action.not_by:
+                    self.check_not_by(aloc, action.not_by)
                 if action.guard is not None:
                     cond = self.expr(aloc + ("guard",), action.guard)
                     if cond is not None:
@@ -1182,9 +1189,66 @@ class _PackChecker:
                 return True
         return False
 
+    def check_derive(self) -> None:
+        """``derive:``: each value parsed and typed; later ones may use earlier ones."""
+        types = self.types
+        for name, ddef in self.pack.derive.items():
+            loc: Loc = ("derive", name)
+            if self.sv.touched(loc):
+                types[name] = FieldType(UNKNOWN_KIND)  # type: ignore[index]  # a dict
+                continue
+            if name in types:
+                self.out.append(
+                    self.doc.diag(
+                        loc,
+                        "K211",
+                        f"derived value '{name}' has the name of a "
+                        + ("system fact" if name in SYSTEM_FACTS else "field"),
+                        "give the derived value its own name",
+                        key=True,
+                    )
+                )
+                continue
+            try:
+                expr, kind = parse_value(ddef.value, types, self.params, self.derived)
+            except ExprError as exc:
+                self.out.append(
+                    self.doc.diag(
+                        loc + ("value",), exc.code, exc.message, exc.hint, col_offset=exc.col
+                    )
+                )
+                types[name] = FieldType(UNKNOWN_KIND)  # type: ignore[index]  # a dict
+                continue
+            self.derived.add(expr, kind, name=name)
+            types[name] = FieldType(kind)  # type: ignore[index]  # a dict
+
+    def check_not_by(self, aloc: Loc, not_by: Sequence[str]) -> None:
+        actions = self._actions()
+        for i, name in enumerate(not_by):
+            fdef = self.pack.fields.get(name)
+            if fdef is not None and fdef.type == "person":
+                continue
+            if actions is None or name in actions or self.fields is None:
+                continue
+            if fdef is not None:
+                message = f"field '{name}' is a {fdef.type} field, not a person"
+            elif self.fields is not None and name in self.fields:
+                continue  # a field whose definition is broken: reported there
+            else:
+                message = f"'{name}' is neither a person field nor an action of this pack"
+            people = sorted(n for n, f in self.pack.fields.items() if f.type == "person")
+            self.out.append(
+                self.doc.diag(
+                    aloc + ("not_by", i),
+                    "K132",
+                    message,
+                    _hint_for(name, [*people, *sorted(actions)], "person fields and actions"),
+                )
+            )
+
     def expr(self, loc: Loc, text: str) -> Cond | None:
         try:
-            return parse_condition(text, self.types, self.params)
+            return parse_condition(text, self.types, self.params, self.derived)
         except ExprError as exc:
             self.out.append(self.doc.diag(loc, exc.code, exc.message, exc.hint, col_offset=exc.col))
             return None
@@ -1192,7 +1256,7 @@ class _PackChecker:
     def check_limits(self) -> None:
         """Engine limits are load-time diagnostics too (never a runtime surprise)."""
 
-        nprops = len(self.types) + 4
+        nprops = len(self.types) + len(self.derived.exprs) + 4
         name = f"kefu:validate:{self.pack.procedure}"
         for rs_name, conds in ((name, self.rule_conds), (name + ":guards", self.guard_conds)):
             where: dict[str, Loc] = {}

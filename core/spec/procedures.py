@@ -7,14 +7,16 @@ after the pack on disk changed.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from core.rules import ir
-from core.rules.expr import FieldType, parse_condition
+from core.rules.derive import Derivations, Env, compute
+from core.rules.expr import FieldType, parse_condition, parse_value
 from core.spec.definitions import EVENTS, ActionDef, PackDef, StepDef
 from core.spec.effects import EffectType, parse_effects
 from core.spec.fields import fact_value, field_type
@@ -47,6 +49,7 @@ class CompiledProcedure:
     version: int = 0  # set once registered in the database
     slas: dict[str, CompiledSla] = field(default_factory=dict)
     timers: dict[str, CompiledTimer] = field(default_factory=dict)
+    derived: Derivations = field(default_factory=Derivations)
 
     @property
     def key(self) -> str:
@@ -72,8 +75,14 @@ class CompiledProcedure:
         step: str,
         action: str | None = None,
         from_step: str | None = None,
+        now: dt.datetime | None = None,
+        calendar: Calendar | None = None,
+        actor: ActorLike | None = None,
     ) -> dict[str, ir.Scalar]:
-        """The one fact rules see: the case's fields plus the system facts."""
+        """The one fact rules see: the case's fields, the system facts and the derived
+        values (``derive:`` and those conditions compute inline), computed at ``now`` on
+        the company ``calendar`` for ``actor`` (without them, what needs them has no
+        value)."""
         out: dict[str, ir.Scalar] = {}
         for name, fdef in self.pack.fields.items():
             value = fact_value(fdef, fields.get(name))
@@ -85,7 +94,50 @@ class CompiledProcedure:
             out["action"] = action
         if from_step is not None:
             out["from_step"] = from_step
+        if self.derived.exprs:
+            compute(self.derived, out, derive_env(now, calendar, actor))
         return out
+
+
+class Calendar(Protocol):
+    """What derived values need of a company's working calendar."""
+
+    def local_date(self, moment: dt.datetime) -> dt.date: ...
+
+    def is_workday(self, day: dt.date) -> bool: ...
+
+
+class ActorLike(Protocol):
+    """Who acts, as derived values see them (``core.cases.commit.Actor``)."""
+
+    username: str
+    roles: frozenset[str]
+    departments: frozenset[str]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def derive_env(now: dt.datetime | None, calendar: Calendar | None, actor: ActorLike | None) -> Env:
+    """The environment of derived values: the moment, the calendar and who acts."""
+    local_date = workdays = None
+    if calendar is not None:
+        cal = calendar
+
+        def local_date(seconds: int) -> int:
+            return cal.local_date(_EPOCH + dt.timedelta(seconds=seconds)).toordinal()
+
+        def workdays(a: int, b: int) -> int:
+            return sum(1 for n in range(a + 1, b + 1) if cal.is_workday(dt.date.fromordinal(n)))
+
+    return Env(
+        now=None if now is None else int((now - _EPOCH).total_seconds()),
+        local_date=local_date,
+        workdays=workdays,
+        username=None if actor is None else actor.username,
+        roles=frozenset() if actor is None else frozenset(actor.roles),
+        departments=frozenset() if actor is None else frozenset(actor.departments),
+    )
 
 
 def compile_procedure(
@@ -100,15 +152,20 @@ def compile_procedure(
     effective = {k: v.default for k, v in pack.parameters.items()}
     effective.update(params)
     types = pack_field_types(pack)
+    derived = Derivations()
+    for name, ddef in pack.derive.items():
+        expr, kind = parse_value(ddef.value, types, effective, derived)
+        derived.add(expr, kind, name=name)
+        types[name] = FieldType(kind)
     rules: list[CompiledRule] = []
     for rule in pack.rules:
-        cond = parse_condition(rule.when, types, effective) if rule.when else ir.TRUE
+        cond = parse_condition(rule.when, types, effective, derived) if rule.when else ir.TRUE
         rules.append(CompiledRule(rule.id, cond, parse_effects(rule.then, effects), rule.source))
     guards: dict[tuple[str, str], ir.Cond] = {}
     for sname, step in pack.steps.items():
         for aname, action in step.actions.items():
             if action.guard:
-                guards[(sname, aname)] = parse_condition(action.guard, types, effective)
+                guards[(sname, aname)] = parse_condition(action.guard, types, effective, derived)
     raw_def = dict(raw) if raw is not None else pack.model_dump(mode="json", by_alias=True)
     digest = hashlib.sha256(
         json.dumps(
@@ -122,7 +179,7 @@ def compile_procedure(
     guard_ruleset = ir.RuleSet.of(
         base + ":guards", (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items())
     )
-    slas, timers = compile_time(pack, types, effective, effects)
+    slas, timers = compile_time(pack, types, effective, effects, derived)
     return CompiledProcedure(
         pack,
         company,
@@ -135,6 +192,7 @@ def compile_procedure(
         raw_def,
         slas=slas,
         timers=timers,
+        derived=derived,
     )
 
 

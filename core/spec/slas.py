@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.rules import ir
+from core.rules.derive import Derivations
 from core.rules.expr import parse_condition
 from core.spec.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
 from core.spec.effects import EffectType, parse_effects
@@ -54,11 +55,11 @@ class CompiledTimer:
 
 
 def _pause(
-    p: PauseDef | None, types: Any, params: Mapping[str, Any]
+    p: PauseDef | None, types: Any, params: Mapping[str, Any], derived: Derivations
 ) -> tuple[frozenset[str], ir.Cond | None]:
     if p is None:
         return frozenset(), None
-    cond = parse_condition(p.while_, types, params) if p.while_ else None
+    cond = parse_condition(p.while_, types, params, derived) if p.while_ else None
     return frozenset(p.steps), cond
 
 
@@ -71,6 +72,7 @@ def _compile_sla(
     types: Any,
     params: Mapping[str, Any],
     effects: Mapping[str, EffectType],
+    derived: Derivations,
 ) -> CompiledSla:
     targets: tuple[tuple[ir.Cond | None, Duration], ...] = ()
     promised = None
@@ -81,9 +83,10 @@ def _compile_sla(
     else:
         rows: list[TargetRow] = list(d.target)
         targets = tuple(
-            (parse_condition(r.when, types, params) if r.when else None, r.target) for r in rows
+            (parse_condition(r.when, types, params, derived) if r.when else None, r.target)
+            for r in rows
         )
-    pause_steps, pause_cond = _pause(d.pause, types, params)
+    pause_steps, pause_cond = _pause(d.pause, types, params, derived)
     return CompiledSla(
         sid,
         d.label,
@@ -103,20 +106,26 @@ def _compile_sla(
 
 
 def compile_time(
-    pack: PackDef, types: Any, params: Mapping[str, Any], effects: Mapping[str, EffectType]
+    pack: PackDef,
+    types: Any,
+    params: Mapping[str, Any],
+    effects: Mapping[str, EffectType],
+    derived: Derivations,
 ) -> tuple[dict[str, CompiledSla], dict[str, CompiledTimer]]:
     """The pack's SLAs (``slas:`` and each step's ``sla:``) and ``timers:``, compiled."""
     slas: dict[str, CompiledSla] = {}
     for sid, sdef in pack.slas.items():
-        slas[sid] = _compile_sla(sid, sdef, sdef.start, sdef.stop, None, types, params, effects)
+        slas[sid] = _compile_sla(
+            sid, sdef, sdef.start, sdef.stop, None, types, params, effects, derived
+        )
     for sname, step in pack.steps.items():
         if step.sla is not None:
             slas[sname] = _compile_sla(
-                sname, step.sla, EventRef(step=sname), None, sname, types, params, effects
+                sname, step.sla, EventRef(step=sname), None, sname, types, params, effects, derived
             )
     timers: dict[str, CompiledTimer] = {}
     for tid, tdef in pack.timers.items():
-        wsteps, wcond = _pause(tdef.while_, types, params)
+        wsteps, wcond = _pause(tdef.while_, types, params, derived)
         timers[tid] = CompiledTimer(
             tid,
             tdef.label,

@@ -115,7 +115,7 @@ TIMER_KINDS = ("sla.warn", "sla.breach", "pack.timer", "schedule")
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
 DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
 _OUTBOX_KEYS = ("to", "template", "channel", "fields", "text")
-_JOURNAL_KEYS = ("kind", "rule", "action", "actor")
+_JOURNAL_KEYS = ("kind", "rule", "action", "actor", "facts")
 _ACTIONS_KEYS = ("as", "include", "exclude", "only")
 _LINKED_KEYS = ("procedure", "link", "rule", "step", "status", "name")
 
@@ -1702,12 +1702,25 @@ class _Run:
     ) -> list[str]:
         entries = self.svc.journal(self.company, view.id)
         got = [
-            {"kind": e["kind"], "rule": e["rule_id"], "action": e["action"], "actor": e["actor"]}
+            {
+                "kind": e["kind"],
+                "rule": e["rule_id"],
+                "action": e["action"],
+                "actor": e["actor"],
+                "facts": e["facts"] or {},
+            }
             for e in entries
         ]
 
+        def fits(g: dict[str, Any], key: str, want: Any) -> bool:
+            if key == "facts":  # the facts named must be among the rule's facts, as given
+                return isinstance(want, dict) and all(
+                    g["facts"].get(str(k)) == v for k, v in want.items()
+                )
+            return bool(g.get(key) == want)
+
         def match(spec: dict[str, Any]) -> bool:
-            return any(all(g.get(k) == v for k, v in spec.items()) for g in got)
+            return any(all(fits(g, k, v) for k, v in spec.items()) for g in got)
 
         summary = ", ".join(
             f"{g['kind']}"
@@ -1715,8 +1728,18 @@ class _Run:
             + (f"({g['action']})" if g["action"] else "")
             for g in got
         )
+        def facts_seen(spec: dict[str, Any]) -> str:
+            if not isinstance(spec.get("facts"), dict):
+                return ""
+            seen = [
+                {str(k): g["facts"].get(str(k)) for k in spec["facts"]}
+                for g in got
+                if g["facts"] and all(g.get(k) == v for k, v in spec.items() if k != "facts")
+            ]
+            return f" (with those facts: {_show(seen)})" if seen else ""
+
         out = [
-            f"expected an entry {_show(spec)}; the journal has: {summary}"
+            f"expected an entry {_show(spec)}; the journal has: {summary}{facts_seen(spec)}"
             for spec, _ in want["include"]
             if not match(spec)
         ]
