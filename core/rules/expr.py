@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import difflib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -197,7 +198,11 @@ def _parse(
     body = text.strip()
     try:
         try:
-            tree = ast.parse(body, mode="eval")
+            with warnings.catch_warnings():
+                # "invalid decimal literal" and the like: the text is judged below, and a
+                # warning printed by Python's parser would not say which file it is in
+                warnings.simplefilter("ignore", SyntaxWarning)
+                tree = ast.parse(body, mode="eval")
         except SyntaxError as exc:
             # SyntaxError counts characters (1-based) on its line
             col = min(_line_start(body, exc.lineno or 1) + max((exc.offset or 1) - 1, 0), len(body))

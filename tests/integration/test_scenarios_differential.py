@@ -4,11 +4,15 @@ generated facts.
 The reference evaluator is the oracle (core/rules/reference.py). Each scenario runs on
 both, on SQLite; at every step the same rules must fire (or refuse) and leave the same
 case, and at the end every case, journal entry and outbox message must be the same. Then
-hypothesis throws random field values at the compiled repair-desk rules and guards.
+hypothesis throws random field values at the compiled repair-desk rules and guards, and
+at the test packs of the procedure language (derived values, who acts), with random
+moments and actors: the derived facts are computed once, and both engines must agree on
+them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Iterator
@@ -25,6 +29,7 @@ from core.spec.catalog import ROOT
 from core.spec.definitions import EVENTS, FieldDef
 from core.spec.loading import effect_registry, load_pack
 from core.spec.procedures import CompiledProcedure, compile_procedure
+from core.time.calendars import WorkingCalendar
 from core.testing.scenarios import load_scenario, run_scenario, scenario_files
 from tests import requires
 
@@ -34,7 +39,7 @@ def _needs_durable() -> None:
     requires.durable()
 
 
-SCENARIOS = scenario_files([ROOT / "rules"])
+SCENARIOS = scenario_files([ROOT / "rules", ROOT / "tests" / "packs"])
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +154,104 @@ def test_generated_facts_fire_the_same_rules_and_guards(
     for ruleset in (proc.ruleset, proc.guard_ruleset):
         want = evaluators["reference"].evaluate(ruleset, facts)
         assert evaluators["durable"].evaluate(ruleset, facts) == want, facts
+
+
+# -- generated facts for the constructs of the procedure language --------------------------
+LANGUAGE_PACKS = ("derived-values", "four-eyes")
+CALENDAR = WorkingCalendar(None, "Asia/Shanghai")
+
+
+@functools.cache
+def language_pack(key: str) -> CompiledProcedure:
+    lp, diags = load_pack(ROOT / "tests" / "packs" / key, extensions=installed())
+    assert lp is not None, [d.format() for d in diags]
+    return compile_procedure(
+        lp.pack, {}, company="differential", effects=effect_registry(installed()), raw=lp.raw
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SomeActor:
+    username: str
+    roles: frozenset[str]
+    departments: frozenset[str]
+
+
+PEOPLE = st.sampled_from(["li", "wang", "zhao", "system"])
+
+
+@st.composite
+def language_situations(draw: st.DrawFn) -> tuple[CompiledProcedure, dict[str, Any]]:
+    proc = language_pack(draw(st.sampled_from(LANGUAGE_PACKS)))
+    pack = proc.pack
+    fields: dict[str, Any] = {}
+    for name, fdef in pack.fields.items():
+        if draw(st.integers(0, 4)) == 0:
+            continue  # most fields set: derived values need both of their inputs
+        fields[name] = draw(PEOPLE if fdef.type == "person" else field_values(fdef))
+    steps = sorted(pack.steps)
+    actions = sorted({a for s in pack.steps.values() for a in s.actions})
+    actor = SomeActor(
+        draw(PEOPLE),
+        frozenset(draw(st.sets(st.sampled_from(sorted(pack.roles))))),
+        frozenset(draw(st.sets(st.sampled_from(["sales", "quality"])))),
+    )
+    facts = proc.facts(
+        fields,
+        event=draw(st.sampled_from(EVENTS)),
+        step=draw(st.sampled_from(steps)),
+        action=draw(st.none() | st.sampled_from(actions)),
+        now=draw(
+            st.datetimes(
+                min_value=dt.datetime(2024, 1, 1),  # noqa: DTZ001  # bounds; values get tz below
+                max_value=dt.datetime(2026, 12, 31),  # noqa: DTZ001  # bounds; values get tz below
+                timezones=st.just(dt.UTC),
+            )
+        ),
+        calendar=CALENDAR,
+        actor=draw(st.none() | st.just(actor)),
+    )
+    return proc, facts
+
+
+@pytest.mark.slow  # 300 generated cases on both engines
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(situation=language_situations())
+def test_generated_derived_facts_fire_the_same_rules_and_guards(
+    evaluators: dict[str, Evaluator], situation: tuple[CompiledProcedure, dict[str, Any]]
+) -> None:
+    proc, facts = situation
+    for ruleset in (proc.ruleset, proc.guard_ruleset):
+        want = evaluators["reference"].evaluate(ruleset, facts)
+        assert evaluators["durable"].evaluate(ruleset, facts) == want, facts
+
+
+def test_generated_derived_facts_are_there_and_fire(evaluators: dict[str, Evaluator]) -> None:
+    # the property above means little if the derived facts are never there: a few that must
+    proc = language_pack("derived-values")
+    fields = {
+        "shipped_on": "2026-10-20",
+        "found_on": "2026-11-02",
+        "qty": 3,
+        "unit_price": 2.5,
+        "approval_limit": 7,
+    }
+    now = dt.datetime(2026, 11, 2, 1, tzinfo=dt.UTC)
+    facts = proc.facts(fields, event="opened", step="handle", now=now, calendar=CALENDAR)
+    assert facts["days_to_mould"] == 13 and facts["return_value"] == 7.5
+    assert evaluators["durable"].evaluate(proc.ruleset, facts) == {
+        "mould-within-limit-is-returned",
+        "over-the-limit-needs-a-manager",
+    }
+    eyes = language_pack("four-eyes")
+    manager = SomeActor("wang", frozenset({"quality_manager"}), frozenset())
+    facts = eyes.facts(
+        {"tracker": "wang"}, event="action", step="review", action="fill", actor=manager
+    )
+    assert evaluators["durable"].evaluate(eyes.ruleset, facts) == {
+        "filled-by-a-manager",
+        "tracker-filled-it-in",
+    }
 
 
 def test_generated_facts_do_fire_rules(evaluators: dict[str, Evaluator]) -> None:
