@@ -44,8 +44,25 @@ class Choice(msgspec.Struct):
     label: Text
 
 
+class ItemField(msgspec.Struct):
+    """A field of each item of a list field (``type: list``)."""
+
+    name: str
+    type: str
+    label: Text
+    required: bool
+    choices: list[Choice] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+
+
 class FormField(msgspec.Struct):
-    """One field of a form: enough to render an input without reading the pack."""
+    """One field of a form: enough to render an input without reading the pack.
+
+    A list field (``type: list``) takes the whole list of items, each a mapping of its
+    ``items`` fields (an item with its ``id`` keeps it), or one mapping: a new item, or
+    with ``id`` the changes to that item."""
 
     name: str
     type: str
@@ -59,6 +76,10 @@ class FormField(msgspec.Struct):
     max_length: int | None = None
     # a field type from a plugin: the JSON schema of the value to send (e.g. a survey's topics)
     input_schema: dict[str, Any] | None = None
+    # a list field: the fields of each item, and how many items it takes
+    items: list[ItemField] | None = None
+    min_items: int | None = None
+    max_items: int | None = None
 
 
 class ActionOut(msgspec.Struct):
@@ -225,9 +246,36 @@ def form(proc: CompiledProcedure, names: list[str], required: list[str]) -> list
                 f.max,
                 f.max_length,
                 kind.json_schema(f) if kind else None,
+                _item_fields(f),
+                f.min_items,
+                f.max_items,
             )
         )
     return out
+
+
+def _choices(f: FieldDef) -> list[Choice] | None:
+    if not f.choices:
+        return None
+    return [Choice(k, Text(v.zh_CN, v.en)) for k, v in f.choices.items()]
+
+
+def _item_fields(f: FieldDef) -> list[ItemField] | None:
+    if f.type != "list" or not f.of:
+        return None
+    return [
+        ItemField(
+            name,
+            sub.type,
+            text(sub.label),
+            name in f.require,
+            _choices(sub),
+            sub.min,
+            sub.max,
+            sub.max_length,
+        )
+        for name, sub in f.of.items()
+    ]
 
 
 def action_out(proc: CompiledProcedure, a: ActionView) -> ActionOut:

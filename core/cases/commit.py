@@ -41,6 +41,7 @@ from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
 from core.rules.evaluator import Evaluator
 from core.spec.definitions import CompanyDef, ProcedureSettings
 from core.spec.effects import Assignee, Change, EffectType
+from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
 from core.spec.procedures import CompiledProcedure
 from core.storage import schema as t
@@ -275,7 +276,9 @@ class Pipeline:
                 )
         if act_def.not_by and not actor.system:
             self._four_eyes(proc, row, action, act_def.not_by, actor)
-        values, errors = coerce_fields(proc, data, ordered(act_def.ask, act_def.require), [])
+        values, errors = coerce_fields(
+            proc, data, ordered(act_def.ask, act_def.require), [], row.fields
+        )
         for name in act_def.require:  # required: given now, or already on the case
             if name not in errors and values.get(name) is None and row.fields.get(name) is None:
                 errors[name] = "required"
@@ -293,11 +296,19 @@ class Pipeline:
         change.facts = self._facts(
             proc, fields, actor, now, event="action", step=target, action=action, from_step=row.step
         )
-        first = {
+        first: dict[str, Any] = {
             "kind": "action",
             "action": action,
             "data": {"fields": values, "from_step": row.step, "to_step": target},
         }
+        items = {
+            name: changed
+            for name in values
+            if proc.pack.fields[name].type == "list"
+            and (changed := item_changes(row.fields.get(name), values[name]))
+        }
+        if items:  # which items of a list the action added, updated or removed
+            first["data"]["items"] = items
         draft = _Draft(
             proc, actor, row, row.number, change, first, row.step, target, action, expected_version
         )

@@ -21,6 +21,8 @@ A value expression is JSON-able data:
 ``{"cond": c}``                             a boolean: whether IR condition c holds
 ``{"actor": "username"}``                   who acts (``system`` for timers)
 ``{"actor_role": r}`` / ``{"actor_department": d}``   whether the actor holds r / is in d
+``{"items": fn, "list": f, "where": c, "sub": s}``   ``any``/``all``/``count`` of the items
+                                            of list field f where c holds; ``sum`` of s
 
 Semantics (the same for every evaluator, since the values are computed once, here):
 
@@ -32,6 +34,8 @@ Semantics (the same for every evaluator, since the values are computed once, her
   counts the company's working days after ``a`` up to and including ``b`` (negative when
   ``b`` is earlier; no value over more than :data:`MAX_WORKDAY_SPAN` days),
   ``hours_since(a)`` and ``days_since(a)`` count from ``a`` to now;
+* over a list field's items (an unset list has none): ``any`` is false and ``all`` true
+  for no items, ``count`` counts, ``sum`` adds the items' values that are set;
 * arithmetic results are rounded to 9 decimals (``0.1 + 0.2`` is ``0.3``); dividing by
   zero gives no value.
 """
@@ -39,7 +43,7 @@ Semantics (the same for every evaluator, since the values are computed once, her
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +67,8 @@ FUNCTIONS: dict[str, tuple[tuple[frozenset[str], ...], str, bool]] = {
     "days_since": ((frozenset({"date", "datetime"}),), "integer", True),
 }
 
-ACTOR_ATTRIBUTES = ("username", "roles", "departments", "department")
+#: conditions over the items of a list field
+AGGREGATES = ("any", "all", "count", "sum")
 
 
 #: operators spelled out in the names of derived facts (``_qty_gt_limit``)
@@ -97,6 +102,8 @@ class Env:
     username: str | None = None
     roles: frozenset[str] = frozenset()
     departments: frozenset[str] = frozenset()
+    #: the items of the list fields derived values use, each item as facts
+    lists: Mapping[str, Sequence[Mapping[str, Scalar]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,19 +137,20 @@ class Derivations:
     def to_json(self) -> list[dict[str, Any]]:
         return [{"name": n, "expr": e, "kind": k} for n, (e, k) in self.exprs.items()]
 
-    @property
-    def needs_actor(self) -> bool:
-        return any(_uses(e, ("actor", "actor_role", "actor_department")) for e, _ in self.values())
-
     def values(self) -> Iterable[tuple[VExpr, str]]:
         return self.exprs.values()
 
+    @property
+    def lists(self) -> frozenset[str]:
+        """The list fields whose items some derived value reads."""
+        return frozenset(n for e, _ in self.values() for n in _lists(e))
 
-def _uses(expr: VExpr, keys: tuple[str, ...]) -> bool:
-    if any(k in expr for k in keys):
-        return True
-    inner = expr.get("args") or ([expr["neg"]] if "neg" in expr else [])
-    return any(_uses(a, keys) for a in inner)
+
+def _lists(expr: VExpr) -> Iterator[str]:
+    if "items" in expr:
+        yield expr["list"]
+    for inner in expr.get("args") or ([expr["neg"]] if "neg" in expr else []):
+        yield from _lists(inner)
 
 
 def compute(derivations: Derivations, facts: dict[str, Scalar], env: Env) -> dict[str, Scalar]:
@@ -162,8 +170,10 @@ def evaluate(expr: VExpr, facts: Mapping[str, Scalar], env: Env) -> Scalar | Non
         return facts.get(expr["field"])
     if "cond" in expr:
         return holds(expr["cond"], facts)
+    if "items" in expr:
+        return _aggregate(expr, env.lists.get(expr["list"], ()))
     if "const" in expr:
-        return expr["const"]  # type: ignore[no-any-return]  # JSON data: a scalar
+        return expr["const"]
     if "now" in expr:
         return env.now
     if "today" in expr:
@@ -214,6 +224,22 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": lambda a, b: a > b,
     "ge": lambda a, b: a >= b,
 }
+
+
+def _aggregate(expr: VExpr, items: Sequence[Mapping[str, Scalar]]) -> Scalar:
+    fn, where = expr["items"], expr.get("where")
+    if fn == "sum":
+        values: list[int | float] = [
+            v for it in items if isinstance(v := it.get(expr["sub"]), int | float)
+        ]
+        total = sum(v for v in values if not isinstance(v, bool))
+        return round(total, 9) if isinstance(total, float) else total
+    matches = [where is None or holds(where, it) for it in items]
+    if fn == "any":
+        return any(matches)
+    if fn == "all":
+        return all(matches)
+    return sum(matches)  # count
 
 
 def _is_number(v: Any) -> bool:

@@ -35,9 +35,9 @@ import difflib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from core.rules.derive import FUNCTIONS, TEXT_KINDS, Derivations, VExpr
+from core.rules.derive import AGGREGATES, FUNCTIONS, TEXT_KINDS, Derivations, VExpr
 from core.rules.ir import NEGATED_OP, TRUE, Cond, Scalar, encode_value
 
 NUMBER_KINDS = frozenset({"number", "integer", "money"})
@@ -105,6 +105,7 @@ class FieldType:
 
     kind: str
     choices: tuple[str, ...] = ()
+    of: tuple[tuple[str, FieldType], ...] = ()  # a list field's sub-fields
 
 
 class ExprError(Exception):
@@ -295,6 +296,19 @@ def _comparable(a: str, b: str) -> bool:
     return a == b
 
 
+class _AnyKind(dict[str, FieldType]):
+    """The sub-fields of a list whose definition is broken: every name is known."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: str, default: Any = None) -> FieldType:
+        return FieldType(UNKNOWN_KIND)
+
+    def __getitem__(self, key: str) -> FieldType:
+        return FieldType(UNKNOWN_KIND)
+
+
 class _Compiler:
     def __init__(
         self,
@@ -328,7 +342,7 @@ class _Compiler:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id in FUNCTIONS
+                and (node.func.id in FUNCTIONS or node.func.id in AGGREGATES)
                 and not node.keywords
             ):
                 continue
@@ -376,6 +390,14 @@ class _Compiler:
             return negate(self.cond(node.operand))
         if isinstance(node, ast.Compare):
             return self.compare(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("any", "all")
+        ):
+            expr, kind = self.aggregate(node, node.func.id)
+            name = self.derived.add(expr, kind, ast.get_source_segment(self.text, node))
+            return {"cmp": "eq", "field": name, "value": True}
         if isinstance(node, ast.Name):
             if node.id in _NAMED_CONSTANTS:
                 constant = _NAMED_CONSTANTS[node.id]
@@ -615,9 +637,73 @@ class _Compiler:
             and (node.func.id in FUNCTIONS)
         ):
             return self.call(node, node.func.id)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and (node.func.id in AGGREGATES)
+        ):
+            return self.aggregate(node, node.func.id)
         if self.is_literal(node):
             return self.const(node)
         raise self.unsupported(node)
+
+    def aggregate(self, node: ast.Call, fn: str) -> tuple[VExpr, str]:
+        """``any(defects, status != "fixed")``, ``all(…)``, ``count(defects[, cond])``,
+        ``sum(parts, cost)``: over the items of a list field."""
+        usage = (
+            'write any(defects, status != "fixed"), all(defects, status == "fixed"), '
+            'count(defects), count(defects, severity == "high") or sum(parts, cost)'
+        )
+        arity = {"any": (2,), "all": (2,), "count": (1, 2), "sum": (2,)}[fn]
+        if len(node.args) not in arity or node.keywords:
+            raise ExprError(
+                "K214",
+                f"{fn}() takes {' or '.join(map(str, arity))} arguments",
+                self.col(node),
+                usage,
+            )
+        first = node.args[0]
+        ftype = self.fields.get(first.id) if isinstance(first, ast.Name) else None
+        if ftype is None or ftype.kind not in ("list", UNKNOWN_KIND):
+            raise ExprError(
+                "K214",
+                f"the first argument of {fn}() is a list field",
+                self.col(first),
+                usage,
+            )
+        assert isinstance(first, ast.Name)
+        subs = dict(ftype.of)
+        if ftype.kind == UNKNOWN_KIND:
+            subs = _AnyKind()
+        expr: VExpr = {"items": fn, "list": first.id}
+        if fn == "sum":
+            sub = node.args[1]
+            if not isinstance(sub, ast.Name) or sub.id not in subs:
+                raise ExprError(
+                    "K214",
+                    "sum() adds up one of the items' fields",
+                    self.col(sub),
+                    _options_hint("fields of each item", getattr(sub, "id", ""), list(subs)),
+                )
+            kind = subs[sub.id].kind
+            if kind not in NUMBER_KINDS and kind != UNKNOWN_KIND:
+                raise ExprError(
+                    "K210", f"sum() adds numbers; '{sub.id}' is {_a(kind)}", self.col(sub)
+                )
+            return {**expr, "sub": sub.id, "kind": kind}, kind
+        if len(node.args) == 2:
+            inner = _Compiler(self.text, subs, self.params, Derivations())
+            where = inner.cond(node.args[1])
+            if inner.derived.exprs:
+                raise ExprError(
+                    "K214",
+                    f"inside {fn}() compare the item's fields with values",
+                    self.col(node.args[1]),
+                    usage,
+                )
+            expr["where"] = where
+        kind = "integer" if fn == "count" else "boolean"
+        return {**expr, "kind": kind}, kind
 
     def call(self, node: ast.Call, fn: str) -> tuple[VExpr, str]:
         wants, result, _ = FUNCTIONS[fn]
@@ -718,6 +804,14 @@ class _Compiler:
                 f"unknown field '{node.id}'",
                 self.col(node),
                 _options_hint("fields you can use", node.id, list(self.fields)),
+            )
+        if ftype.kind == "list":
+            raise ExprError(
+                "K214",
+                f"field '{node.id}' is a list; test its items",
+                self.col(node),
+                f'write any({node.id}, <item field> == "x"), count({node.id}) > 0, '
+                f"all({node.id}, …) or sum({node.id}, <number field>)",
             )
         if ftype.kind == "multiple":
             raise ExprError(

@@ -47,6 +47,7 @@ FIELD_KINDS = (
     "email",
     "person",
     "attachment",
+    "list",
 )
 
 #: facts every rule may use besides the declared fields
@@ -110,6 +111,12 @@ class FieldDef(Strict):
     max_length: int | None = Field(default=None, gt=0)
     multiple: bool = False
     options: dict[str, Any] = {}  # a plugin field type's own settings, checked by that type
+    # a list field (a repeating group): the sub-fields of each item, how many items, and
+    # the sub-fields every item must have
+    of: dict[Key, FieldDef] | None = None
+    min_items: int | None = Field(default=None, ge=0)
+    max_items: int | None = Field(default=None, ge=1, le=1000)
+    require: list[Key] = []
 
     # the plugin field type behind ``type`` (None for a built-in), resolved at validation
     _plugin: Any = PrivateAttr(default=None)

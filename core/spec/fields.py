@@ -172,14 +172,97 @@ class FieldKind(Protocol):
     def json_schema(self, fdef: FieldDef) -> dict[str, Any]: ...
 
 
-def coerce(fdef: FieldDef, value: Any) -> Any:
-    """Validate ``value`` for ``fdef`` and return its stored form (``None`` = no value)."""
+def coerce(fdef: FieldDef, value: Any, current: Any = None) -> Any:
+    """Validate ``value`` for ``fdef`` and return its stored form (``None`` = no value).
+
+    ``current`` is the field's stored value before this change: a list field takes one
+    item (a mapping) as "add it" or, with its ``id``, "update it", relative to it.
+    """
     if value is None:
         return None
+    if fdef.type == "list":
+        return coerce_list(fdef, value, current)
     kind = fdef.plugin_kind
     if kind is not None:
         return kind.coerce(fdef, value)
     return COERCERS[fdef.type](fdef, value)
+
+
+def coerce_list(fdef: FieldDef, value: Any, current: Any = None) -> list[dict[str, Any]]:
+    """A list field's items: the whole list (items with an ``id`` keep it, the others get
+    new ids), or one item to add (no ``id``) or update (its ``id``; ``null`` clears a
+    sub-field). Ids are whole numbers, never reused while the list holds a larger one."""
+    old = [it for it in current if isinstance(it, dict)] if isinstance(current, list) else []
+    old_ids = {it.get("id") for it in old}
+    next_id = max((it["id"] for it in old if isinstance(it.get("id"), int)), default=0) + 1
+    if isinstance(value, dict):
+        items = [dict(it) for it in old]
+        if "id" in value:
+            at = next((i for i, it in enumerate(items) if it.get("id") == value["id"]), None)
+            if at is None:
+                raise FieldValueError(f"there is no item {value['id']!r} to update")
+            item = {**items[at], **_item(fdef, value, f"item {value['id']}", partial=True)}
+            items[at] = {k: v for k, v in item.items() if v is not None}
+            _required(fdef, items[at], f"item {value['id']}")
+        else:
+            items.append({"id": next_id, **_item(fdef, value, "the new item")})
+    elif isinstance(value, list):
+        items, seen = [], set()
+        for n, raw in enumerate(value, start=1):
+            if not isinstance(raw, dict):
+                raise FieldValueError(f"item {n}: expected a mapping of the item's fields")
+            iid = raw.get("id")
+            if iid is not None and (iid not in old_ids or iid in seen):
+                raise FieldValueError(f"item {n}: there is no item {iid!r} (or it is listed twice)")
+            if iid is None:
+                iid, next_id = next_id, next_id + 1
+            seen.add(iid)
+            items.append({"id": iid, **_item(fdef, raw, f"item {n}")})
+    else:
+        raise FieldValueError("expected a list of items, or one item (a mapping) to add or update")
+    if fdef.min_items is not None and len(items) < fdef.min_items:
+        raise FieldValueError(f"needs at least {fdef.min_items} item(s), has {len(items)}")
+    if fdef.max_items is not None and len(items) > fdef.max_items:
+        raise FieldValueError(f"takes at most {fdef.max_items} item(s), has {len(items)}")
+    return items
+
+
+def item_changes(old: Any, new: Any) -> dict[str, list[Any]]:
+    """Which items of a list field a change added, updated and removed (by id)."""
+    before = {it.get("id"): it for it in old or () if isinstance(it, dict)}
+    after = {it.get("id"): it for it in new or () if isinstance(it, dict)}
+    out = {
+        "added": [i for i in after if i not in before],
+        "updated": [i for i in after if i in before and after[i] != before[i]],
+        "removed": [i for i in before if i not in after],
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+def _item(fdef: FieldDef, raw: dict[str, Any], where: str, partial: bool = False) -> dict[str, Any]:
+    subs = fdef.of or {}
+    out: dict[str, Any] = {}
+    for name, v in raw.items():
+        if name == "id":
+            continue
+        sub = subs.get(str(name))
+        if sub is None:
+            raise FieldValueError(f"{where}: unknown field '{name}' (fields: {', '.join(subs)})")
+        try:
+            out[str(name)] = coerce(sub, v)
+        except FieldValueError as exc:
+            raise FieldValueError(f"{where}: {name}: {exc}") from None
+        if out[str(name)] is None and not partial:
+            del out[str(name)]
+    if not partial:
+        _required(fdef, out, where)
+    return out
+
+
+def _required(fdef: FieldDef, item: dict[str, Any], where: str) -> None:
+    for name in fdef.require:
+        if item.get(name) is None:
+            raise FieldValueError(f"{where}: {name}: required")
 
 
 def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
@@ -203,6 +286,8 @@ def field_type(fdef: FieldDef) -> FieldType:
     kind = fdef.plugin_kind
     if kind is not None:
         return FieldType(kind=kind.fact_kind, choices=())
+    if fdef.type == "list":
+        return FieldType("list", of=tuple((n, field_type(s)) for n, s in (fdef.of or {}).items()))
     return FieldType(
         kind=fdef.type if not fdef.multiple else "multiple", choices=tuple(fdef.choices or ())
     )

@@ -18,8 +18,12 @@ def coerce_fields(
     data: Mapping[str, Any],
     allowed: Iterable[str],
     required: Iterable[str],
+    current: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate submitted form data against the step's form: (values, errors by field)."""
+    """Validate submitted form data against the step's form: (values, errors by field).
+
+    ``current`` are the case's stored fields (a list field's one-item change is relative
+    to them)."""
     allowed_set = set(allowed)
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
@@ -32,7 +36,9 @@ def coerce_fields(
             )
             continue
         try:
-            values[name] = coerce(proc.pack.fields[name], value)
+            values[name] = coerce(
+                proc.pack.fields[name], value, None if current is None else current.get(name)
+            )
         except FieldValueError as exc:
             errors[name] = str(exc)
     for name in required:

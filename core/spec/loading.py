@@ -692,6 +692,63 @@ class _PackChecker:
                 self.out.append(
                     self.doc.diag(loc + ("min",), "K111", f"min {f.min:g} is above max {f.max:g}")
                 )
+            self.check_list(loc, f)
+
+    def check_list(self, loc: Loc, f: Any) -> None:
+        """``type: list``: its ``of:`` sub-fields, item counts and required sub-fields."""
+
+        def problem(where: Loc, message: str, hint: str) -> None:
+            self.out.append(self.doc.diag(where, "K133", message, hint, key=True))
+
+        if f.type != "list":
+            for key in ("of", "min_items", "max_items", "require"):
+                if getattr(f, key):
+                    problem(
+                        loc + (key,),
+                        f"{key}: is for list fields, not {f.type}",
+                        f"remove {key}:, or make it type: list",
+                    )
+            return
+        if not f.of:
+            problem(
+                loc,
+                "a list field needs of: the fields of each item",
+                "of: {room: {type: text, label: 房间}}",
+            )
+            return
+        for sub, sdef in f.of.items():
+            if sdef.type == "list":
+                problem(
+                    loc + ("of", sub, "type"),
+                    "a list inside a list is not supported",
+                    "make a second list field, or a text field inside the item",
+                )
+            if sdef.type == "choice" and not sdef.choices:
+                self.out.append(
+                    self.doc.diag(
+                        loc + ("of", sub),
+                        "K107",
+                        "a choice field needs choices",
+                        "choices: [open, fixed]",
+                        key=True,
+                    )
+                )
+        if f.min_items is not None and f.max_items is not None and f.min_items > f.max_items:
+            problem(
+                loc + ("min_items",),
+                f"min_items {f.min_items} is above max_items {f.max_items}",
+                "lower min_items or raise max_items",
+            )
+        for i, name in enumerate(f.require):
+            if name not in f.of:
+                self.out.append(
+                    self.doc.diag(
+                        loc + ("require", i),
+                        "K133",
+                        f"'{name}' is not a field of the items",
+                        _hint_for(name, list(f.of), "fields of each item"),
+                    )
+                )
 
     def check_parameters(self) -> None:
         for pname, p in self.pack.parameters.items():

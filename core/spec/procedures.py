@@ -7,6 +7,7 @@ after the pack on disk changed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -95,7 +96,26 @@ class CompiledProcedure:
         if from_step is not None:
             out["from_step"] = from_step
         if self.derived.exprs:
-            compute(self.derived, out, derive_env(now, calendar, actor))
+            env = derive_env(now, calendar, actor)
+            lists = self.derived.lists
+            if lists:
+                env = dataclasses.replace(
+                    env, lists={name: self.items(name, fields.get(name)) for name in lists}
+                )
+            compute(self.derived, out, env)
+        return out
+
+    def items(self, name: str, stored: Any) -> list[dict[str, ir.Scalar]]:
+        """The items of list field ``name`` as facts (one mapping per item)."""
+        subs = self.pack.fields[name].of or {}
+        out = []
+        for item in stored if isinstance(stored, list) else ():
+            facts: dict[str, ir.Scalar] = {}
+            for sub, sdef in subs.items():
+                value = fact_value(sdef, item.get(sub)) if isinstance(item, dict) else None
+                if value is not None:
+                    facts[sub] = value
+            out.append(facts)
         return out
 
 
@@ -110,9 +130,14 @@ class Calendar(Protocol):
 class ActorLike(Protocol):
     """Who acts, as derived values see them (``core.cases.commit.Actor``)."""
 
-    username: str
-    roles: frozenset[str]
-    departments: frozenset[str]
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def roles(self) -> frozenset[str]: ...
+
+    @property
+    def departments(self) -> frozenset[str]: ...
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -1728,6 +1728,7 @@ class _Run:
             + (f"({g['action']})" if g["action"] else "")
             for g in got
         )
+
         def facts_seen(spec: dict[str, Any]) -> str:
             if not isinstance(spec.get("facts"), dict):
                 return ""

@@ -29,8 +29,8 @@ from core.spec.catalog import ROOT
 from core.spec.definitions import EVENTS, FieldDef
 from core.spec.loading import effect_registry, load_pack
 from core.spec.procedures import CompiledProcedure, compile_procedure
-from core.time.calendars import WorkingCalendar
 from core.testing.scenarios import load_scenario, run_scenario, scenario_files
+from core.time.calendars import WorkingCalendar
 from tests import requires
 
 
@@ -157,7 +157,7 @@ def test_generated_facts_fire_the_same_rules_and_guards(
 
 
 # -- generated facts for the constructs of the procedure language --------------------------
-LANGUAGE_PACKS = ("derived-values", "four-eyes")
+LANGUAGE_PACKS = ("derived-values", "four-eyes", "list-fields")
 CALENDAR = WorkingCalendar(None, "Asia/Shanghai")
 
 
@@ -188,7 +188,12 @@ def language_situations(draw: st.DrawFn) -> tuple[CompiledProcedure, dict[str, A
     for name, fdef in pack.fields.items():
         if draw(st.integers(0, 4)) == 0:
             continue  # most fields set: derived values need both of their inputs
-        fields[name] = draw(PEOPLE if fdef.type == "person" else field_values(fdef))
+        if fdef.type == "list":
+            subs = fdef.of or {}
+            item = st.fixed_dictionaries({}, optional={k: field_values(v) for k, v in subs.items()})
+            fields[name] = draw(st.lists(item, max_size=6))
+        else:
+            fields[name] = draw(PEOPLE if fdef.type == "person" else field_values(fdef))
     steps = sorted(pack.steps)
     actions = sorted({a for s in pack.steps.values() for a in s.actions})
     actor = SomeActor(
@@ -251,6 +256,24 @@ def test_generated_derived_facts_are_there_and_fire(evaluators: dict[str, Evalua
     assert evaluators["durable"].evaluate(eyes.ruleset, facts) == {
         "filled-by-a-manager",
         "tracker-filled-it-in",
+    }
+
+
+def test_generated_list_facts_are_there_and_fire(evaluators: dict[str, Evaluator]) -> None:
+    proc = language_pack("list-fields")
+    defects = [{"id": i, "status": "open", "cost": 400} for i in (1, 2, 3)]
+    facts = proc.facts({"defects": defects}, event="action", step="rectify", action="done")
+    assert facts["_count_defects_status_eq_open"] == 3
+    assert evaluators["durable"].evaluate(proc.ruleset, facts) == {
+        "many-open-defects-need-the-lead",
+        "costly-rectification",
+    }
+    assert evaluators["durable"].evaluate(proc.guard_ruleset, facts) == set()
+    fixed = [{**d, "status": "fixed"} for d in defects]
+    facts = proc.facts({"defects": fixed}, event="guard", step="rectify")
+    assert evaluators["durable"].evaluate(proc.guard_ruleset, facts) == {
+        "inspect.accept",
+        "rectify.done",
     }
 
 

@@ -1,0 +1,96 @@
+"""The procedure language's second edition through the case service, where a scenario
+cannot look: the four-eyes refusal says why, the journal names the list item an action
+changed, the API's form describes a list's items, and derived facts are journaled."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.models import form
+from core.cases.service import CaseService
+from core.errors import InvalidInput, NotAllowed
+from core.spec.catalog import ROOT
+from tests.helpers import FIXTURES
+
+pytestmark = pytest.mark.service(config=FIXTURES / "language", rules=ROOT / "tests" / "packs")
+CO = "language-test"
+
+
+def test_four_eyes_refusal_names_the_person_and_the_reason(svc: CaseService) -> None:
+    li, wang = svc.actor(CO, "li"), svc.actor(CO, "wang")
+    case = svc.open_case(CO, "four-eyes", li, {"summary": "渗漏", "tracker": "zhao"}).case
+    svc.act(CO, case.id, "fill", wang, {"cause": "压力不足"}, 1)
+    with pytest.raises(NotAllowed) as info:
+        svc.act(CO, case.id, "sign", wang, {}, 2)
+    assert "wang" in str(info.value) and "'fill'" in str(info.value)
+    assert "four-eyes" in str(info.value)
+    with pytest.raises(NotAllowed) as info:
+        svc.act(CO, case.id, "sign", svc.actor(CO, "zhao"), {}, 2)
+    assert "zhao" in str(info.value) and "跟踪人" in str(info.value)
+    # the refused attempts wrote nothing: the third manager signs version 2
+    assert svc.act(CO, case.id, "sign", svc.actor(CO, "qian"), {}, 2).case.step == "explain"
+
+
+def test_the_journal_names_the_item_an_action_changed(svc: CaseService) -> None:
+    chen, liu = svc.actor(CO, "chen"), svc.actor(CO, "liu")
+    room = {"room": "kitchen", "part": "wall", "status": "open"}
+    case = svc.open_case(CO, "list-fields", chen, {"unit": "1-101", "defects": [room]}).case
+    svc.act(CO, case.id, "record_defect", chen, {"defects": {**room, "part": "door"}}, 1)
+    svc.act(CO, case.id, "rectify", chen, {}, 2)
+    svc.act(CO, case.id, "update_defect", liu, {"defects": {"id": 2, "status": "fixed"}}, 3)
+    # the whole list sent back without item 1: item 1 removed, item 2 kept with its id
+    svc.act(
+        CO,
+        case.id,
+        "update_defect",
+        liu,
+        {"defects": [{**room, "id": 2, "part": "door", "status": "fixed"}]},
+        4,
+    )
+    actions = [e for e in svc.journal(CO, case.id) if e["kind"] == "action"]
+    assert [e["data"].get("items") for e in actions] == [
+        {"defects": {"added": [2]}},
+        None,
+        {"defects": {"updated": [2]}},
+        {"defects": {"removed": [1]}},
+    ]
+    # ids are never given out twice while the list holds a larger one
+    done = svc.act(CO, case.id, "update_defect", liu, {"defects": {**room, "status": "fixed"}}, 5)
+    assert [d["id"] for d in done.case.fields["defects"]] == [2, 3]
+
+
+def test_a_bad_item_is_refused_with_its_place(svc: CaseService) -> None:
+    chen = svc.actor(CO, "chen")
+    bad = [{"room": "kitchen", "part": "wall"}, {"room": "attic", "part": "wall"}]
+    with pytest.raises(InvalidInput) as info:
+        svc.open_case(CO, "list-fields", chen, {"unit": "1-101", "defects": bad})
+    assert "item 2: room" in info.value.details["errors"]["defects"]
+    too_many = [{"room": "kitchen", "part": "wall"}] * 51
+    with pytest.raises(InvalidInput) as info:
+        svc.open_case(CO, "list-fields", chen, {"unit": "1-101", "defects": too_many})
+    assert "at most 50" in info.value.details["errors"]["defects"]
+
+
+def test_the_form_describes_a_lists_items(svc: CaseService) -> None:
+    proc = svc.company(CO).procedures["list-fields"]
+    (field,) = form(proc, ["defects"], ["defects"])
+    assert field.type == "list" and field.max_items == 50 and field.min_items is None
+    assert field.items is not None
+    assert [(i.name, i.type, i.required) for i in field.items] == [
+        ("room", "choice", True),
+        ("part", "choice", True),
+        ("note", "text", False),
+        ("status", "choice", False),
+        ("cost", "money", False),
+    ]
+    assert [c.value for c in field.items[3].choices or []] == ["open", "fixed"]
+
+
+def test_derived_facts_are_journaled_with_the_rule(svc: CaseService) -> None:
+    zhou = svc.actor(CO, "zhou")
+    fields = {"shipped_on": "2026-10-01", "found_on": "2026-10-16", "qty": 4, "unit_price": 2.5}
+    case = svc.open_case(CO, "derived-values", zhou, fields).case
+    (entry,) = [e for e in svc.journal(CO, case.id) if e["rule_id"]]
+    assert entry["rule_id"] == "mould-within-limit-is-returned"
+    assert entry["facts"]["days_to_mould"] == 15 and entry["facts"]["return_value"] == 10.0
+    assert case.fields["return_kind"] == "unconditional"
