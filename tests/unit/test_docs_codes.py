@@ -87,6 +87,7 @@ def test_every_key_of_packs_configs_and_effects_is_documented() -> None:
         d.StepDef,
         d.ActionDef,
         d.RuleDef,
+        d.DeriveDef,
         d.RecordDef,
         d.Label,
         d.CompanyDef,
