@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.rules.ir import Scalar
+from core.rules.ir import Scalar, fields_of
 from core.rules.reference import holds
 
 VExpr = dict[str, Any]
@@ -140,15 +140,22 @@ class Derivations:
     def values(self) -> Iterable[tuple[VExpr, str]]:
         return self.exprs.values()
 
-    @property
-    def lists(self) -> frozenset[str]:
-        """The list fields whose items some derived value reads."""
-        return frozenset(n for e, _ in self.values() for n in _lists(e))
+    def lists(self) -> dict[str, frozenset[str]]:
+        """The list fields whose items some derived value reads, each with the item
+        fields it reads."""
+        out: dict[str, set[str]] = {}
+        for e, _ in self.values():
+            for name, subs in _lists(e):
+                out.setdefault(name, set()).update(subs)
+        return {k: frozenset(v) for k, v in out.items()}
 
 
-def _lists(expr: VExpr) -> Iterator[str]:
+def _lists(expr: VExpr) -> Iterator[tuple[str, set[str]]]:
     if "items" in expr:
-        yield expr["list"]
+        subs = set(fields_of(expr["where"])) if "where" in expr else set()
+        if "sub" in expr:
+            subs.add(expr["sub"])
+        yield expr["list"], subs
     for inner in expr.get("args") or ([expr["neg"]] if "neg" in expr else []):
         yield from _lists(inner)
 

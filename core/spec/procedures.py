@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,26 +98,49 @@ class CompiledProcedure:
             out["from_step"] = from_step
         if self.derived.exprs:
             env = derive_env(now, calendar, actor)
-            lists = self.derived.lists
-            if lists:
+            if self.item_readers:
                 env = dataclasses.replace(
-                    env, lists={name: self.items(name, fields.get(name)) for name in lists}
+                    env,
+                    lists={
+                        name: _items(readers, fields.get(name))
+                        for name, readers in self.item_readers.items()
+                    },
                 )
             compute(self.derived, out, env)
         return out
 
-    def items(self, name: str, stored: Any) -> list[dict[str, ir.Scalar]]:
-        """The items of list field ``name`` as facts (one mapping per item)."""
-        subs = self.pack.fields[name].of or {}
-        out = []
-        for item in stored if isinstance(stored, list) else ():
-            facts: dict[str, ir.Scalar] = {}
-            for sub, sdef in subs.items():
-                value = fact_value(sdef, item.get(sub)) if isinstance(item, dict) else None
-                if value is not None:
-                    facts[sub] = value
-            out.append(facts)
+    @functools.cached_property
+    def item_readers(self) -> dict[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+        """Per list field some derived value reads: its item fields read, each with the
+        function turning a stored value into a fact (built once: this is per action)."""
+        out = {}
+        for name, subs in self.derived.lists().items():
+            defs = self.pack.fields[name].of or {}
+            out[name] = tuple((sub, _fact_reader(defs[sub])) for sub in sorted(subs) if sub in defs)
         return out
+
+
+def _items(
+    readers: tuple[tuple[str, Callable[[Any], Any]], ...], stored: Any
+) -> list[dict[str, ir.Scalar]]:
+    """The items of a list field as facts (one mapping per item)."""
+    out = []
+    for item in stored if isinstance(stored, list) else ():
+        if not isinstance(item, dict):
+            continue
+        facts: dict[str, ir.Scalar] = {}
+        for sub, read in readers:
+            value = item.get(sub)
+            if value is not None and (value := read(value)) is not None:
+                facts[sub] = value
+        out.append(facts)
+    return out
+
+
+def _fact_reader(fdef: Any) -> Callable[[Any], Any]:
+    if fdef.type in ("date", "datetime") or fdef.plugin_kind is not None or fdef.multiple:
+        return lambda v: fact_value(fdef, v)
+    return lambda v: v if isinstance(v, bool | int | float | str) else None
 
 
 class Calendar(Protocol):
