@@ -28,7 +28,7 @@ from sqlalchemy import select
 from core.cases import journal as chain
 from core.cases import timers
 from core.rules.reference import holds
-from core.spec.definitions import EventRef
+from core.spec.definitions import EventRef, PromisedTarget
 from core.spec.slas import CompiledSla, CompiledTimer
 from core.storage import schema as t
 from core.time.calendars import WorkingCalendar
@@ -278,6 +278,10 @@ def compute(
     moments = timeline(journal)
     out = []
     for sla in slas.values():
+        if sla.when is not None and not (
+            moments and holds(sla.when, facts_of(moments[-1].fields, moments[-1].step))
+        ):
+            continue  # ``when:`` false: this case has no such deadline (no phantom one)
         out.append(_one(sla, moments, cal, now, facts_of, explain))
     return out
 
@@ -355,31 +359,28 @@ def _one(
             "reason": current.fields.get(ext.reason),
         }
     elif sla.promised is not None:
-        promised = _parse_instant(current.fields.get(sla.promised.field), cal)
-        limit = sla.promised.max.add(start, cal)
-        if promised is None:
-            d.target_reason = (
-                f"field '{sla.promised.field}' not filled in yet: at most {sla.promised.max}"
-            )
-            d.target, due = f"≤ {sla.promised.max}", limit
-        else:
-            d.target_reason = (
-                f"promised in field '{sla.promised.field}' (at most {sla.promised.max})"
-            )
-            d.target, due = "promised", min(promised, limit)
-        d.due_at = due
+        if not _promised(d, sla.promised, current.fields, start, cal):
+            return d
     else:
         facts = facts_of(current.fields, current.step)
+        row: Duration | PromisedTarget | None = None
         for i, (cond, dur) in enumerate(sla.targets):
             if cond is None or holds(cond, facts):
-                target = dur
+                row = dur
                 if len(sla.targets) > 1:
                     d.target_reason = f"row {i + 1} of the target table"
                 break
-        if target is None:
+        if row is None:
             d.target_reason = "no row of the target table applies"
             d.state = "pending"
             return d
+        if isinstance(row, PromisedTarget):
+            reason = d.target_reason
+            if not _promised(d, row, current.fields, start, cal):
+                return d
+            d.target_reason = f"{reason}: {d.target_reason}" if reason else d.target_reason
+        else:
+            target = row
     if target is not None:
         d.target = str(target)
         d.measure = _measure(target)
@@ -526,13 +527,49 @@ def plan(
         default=None,
     )
     pack_timers = []
+    current = None
+    if any(t.when is not None for t in proc.timers.values()):
+        moments = timeline(history)
+        current = moments[-1] if moments else None
     for timer in proc.timers.values():
         if closed and timer.start != "closed":
             continue
+        if timer.when is not None and not (
+            current is not None
+            and holds(
+                timer.when,
+                proc.facts(current.fields, event="timer", step=current.step, calendar=cal),
+            )
+        ):
+            continue  # ``when:`` false for this case: no such timer
         when = timer_due(timer, history, cal)
         if when is not None:
             pack_timers.append((timer, *when))
     return TimePlan(closed, running, escalated, pack_timers, next_due)
+
+
+def _promised(
+    d: Deadline,
+    p: PromisedTarget,
+    fields: Mapping[str, Any],
+    start: dt.datetime,
+    cal: WorkingCalendar,
+) -> bool:
+    """A promised date as ``d``'s due instant; False when there is no deadline yet (the
+    field is empty and the pack chose ``if_empty: none``)."""
+    promised = _parse_instant(fields.get(p.field), cal)
+    limit = p.max.add(start, cal)
+    if promised is None and p.if_empty == "none":
+        d.target_reason = f"field '{p.field}' not filled in yet: no deadline until it is"
+        d.state = "pending"
+        return False
+    if promised is None:
+        d.target_reason = f"field '{p.field}' not filled in yet: at most {p.max}"
+        d.target, d.due_at = f"≤ {p.max}", limit
+    else:
+        d.target_reason = f"promised in field '{p.field}' (at most {p.max})"
+        d.target, d.due_at = "promised", min(promised, limit)
+    return True
 
 
 def _running(d: Deadline) -> bool:
@@ -657,8 +694,10 @@ def _pack_timer(svc: CaseService, conn: Connection, due: timers.DueTimer) -> Non
         now=svc.clock.now(),
         calendar=svc.calendar(rt.key),
     )
-    if (timer.while_steps and row.step not in timer.while_steps) or (
-        timer.while_cond is not None and not holds(timer.while_cond, facts)
+    if (
+        (timer.while_steps and row.step not in timer.while_steps)
+        or (timer.while_cond is not None and not holds(timer.while_cond, facts))
+        or (timer.when is not None and not holds(timer.when, facts))
     ):
         entry = {"kind": "timer_skipped", "data": {**data, "step": row.step}}
         svc.pipeline(conn, rt).note(row.id, proc, entry)

@@ -208,18 +208,31 @@ class EventRef(Strict):
 Event = Literal["opened", "closed"] | EventRef
 
 
-class TargetRow(Strict):
-    """One row of a target table: the first row whose ``when`` holds gives the target."""
-
-    when: str | None = None
-    target: Duration
-
-
 class PromisedTarget(Strict):
-    """The due date is a date/time field staff fill in, no later than ``max`` after the start."""
+    """The due date is a date/time field staff fill in, no later than ``max`` after the start.
+
+    ``if_empty`` says what a case whose field is still empty gets: ``max`` (due ``max``
+    after the start) or ``none`` (no deadline until the date is filled in) — a choice the
+    pack must make, since a procedure's text rarely says."""
 
     field: Key
     max: Duration
+    if_empty: Literal["max", "none"]
+
+
+class TargetRow(Strict):
+    """One row of a target table: the first row whose ``when`` holds gives the target, a
+    duration or a promised date."""
+
+    when: str | None = None
+    target: Duration | None = None
+    promised: PromisedTarget | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TargetRow:
+        if (self.target is None) == (self.promised is None):
+            raise ValueError("a row has either target: (a duration) or promised: (a date field)")
+        return self
 
 
 class PauseDef(Strict):
@@ -261,6 +274,8 @@ class StepSlaDef(Strict):
     label: LabelIn | None = None
     source: str | None = None
     target: Duration | list[TargetRow] | PromisedTarget
+    # the SLA applies only to cases for which this condition holds (on their current fields)
+    when: str | None = None
     warning: str | None = None
     pause: PauseDef | None = None
     extension: ExtensionDef | None = None
@@ -288,6 +303,8 @@ class TimerDef(Strict):
     source: str | None = None
     after: Duration
     from_: Event = Field(default="opened", alias="from")
+    # the timer runs only for cases for which this condition holds (planned and fired)
+    when: str | None = None
     while_: PauseDef | None = Field(default=None, alias="while")
     then: list[dict[str, Any]] = Field(min_length=1)
 

@@ -1021,6 +1021,8 @@ class _PackChecker:
             for i, row in enumerate(target):
                 if row.when is not None:
                     self.expr(loc + ("target", i, "when"), row.when)
+                if row.promised is not None:
+                    self.moment_field(loc + ("target", i, "promised", "field"), row.promised.field)
             if target and target[-1].when is not None:
                 self.out.append(
                     doc.diag(
@@ -1031,6 +1033,8 @@ class _PackChecker:
                         severity="warning",
                     )
                 )
+        if sla.when is not None:
+            self.expr(loc + ("when",), sla.when)
         if sla.pause is not None:
             for i, st in enumerate(sla.pause.steps):
                 self.ref(
@@ -1117,6 +1121,8 @@ class _PackChecker:
                 continue
             tloc: Loc = ("timers", tid)
             self.event_ref(tloc + ("from",), timer.from_, actions)
+            if timer.when is not None:
+                self.expr(tloc + ("when",), timer.when)
             if timer.while_ is not None:
                 for i, wstep in enumerate(timer.while_.steps):
                     self.ref(

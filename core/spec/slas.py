@@ -30,7 +30,7 @@ class CompiledSla:
     start: Any  # "opened" | "closed" | EventRef
     stop: Any
     step: str | None  # a step's own SLA
-    targets: tuple[tuple[ir.Cond | None, Duration], ...]
+    targets: tuple[tuple[ir.Cond | None, Duration | PromisedTarget], ...]
     promised: PromisedTarget | None
     warning: str | None
     pause_steps: frozenset[str]
@@ -38,6 +38,7 @@ class CompiledSla:
     extension: Any  # ExtensionDef | None
     on_warning: tuple[tuple[EffectType, Any], ...]
     on_breach: tuple[tuple[EffectType, Any], ...]
+    when: ir.Cond | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class CompiledTimer:
     while_steps: frozenset[str]
     while_cond: ir.Cond | None
     then: tuple[tuple[EffectType, Any], ...]
+    when: ir.Cond | None = None
+
+
+def _promised(p: PromisedTarget | None) -> PromisedTarget:
+    assert p is not None  # a row has a target or a promised date (checked by the schema)
+    return p
 
 
 def _pause(
@@ -74,7 +81,7 @@ def _compile_sla(
     effects: Mapping[str, EffectType],
     derived: Derivations,
 ) -> CompiledSla:
-    targets: tuple[tuple[ir.Cond | None, Duration], ...] = ()
+    targets: tuple[tuple[ir.Cond | None, Duration | PromisedTarget], ...] = ()
     promised = None
     if isinstance(d.target, Duration):
         targets = ((None, d.target),)
@@ -83,7 +90,10 @@ def _compile_sla(
     else:
         rows: list[TargetRow] = list(d.target)
         targets = tuple(
-            (parse_condition(r.when, types, params, derived) if r.when else None, r.target)
+            (
+                parse_condition(r.when, types, params, derived) if r.when else None,
+                r.target if r.target is not None else _promised(r.promised),
+            )
             for r in rows
         )
     pause_steps, pause_cond = _pause(d.pause, types, params, derived)
@@ -102,6 +112,7 @@ def _compile_sla(
         d.extension,
         parse_effects(d.on_warning, effects),
         parse_effects(d.on_breach, effects),
+        parse_condition(d.when, types, params, derived) if d.when else None,
     )
 
 
@@ -135,5 +146,6 @@ def compile_time(
             wsteps,
             wcond,
             parse_effects(tdef.then, effects),
+            parse_condition(tdef.when, types, params, derived) if tdef.when else None,
         )
     return slas, timers

@@ -1785,6 +1785,8 @@ class _Run:
     ) -> list[str]:
         found = {d.id: d for d in self.svc.deadlines(self.company, view.id)}
         out = []
+        if not want and found:  # deadlines: {} — the case has none (e.g. a when: is false)
+            out.append(f"expected no deadlines, found: {', '.join(sorted(found))}")
         for sid, (spec, _) in want.items():
             d = found.get(sid)
             if d is None:
