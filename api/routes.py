@@ -98,7 +98,7 @@ def _describe(svc: Svc, actor: Me, proc: CompiledProcedure) -> ProcedureOut:
                 ActionView(
                     name,
                     a.label.model_dump(by_alias=True),
-                    a.to,
+                    a.fixed_to,
                     _ordered(a.ask, a.require),
                     list(a.require),
                 ),

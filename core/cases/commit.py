@@ -43,7 +43,7 @@ from core.spec.definitions import CompanyDef, ProcedureSettings
 from core.spec.effects import Assignee, Change, EffectType
 from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
-from core.spec.procedures import CompiledProcedure
+from core.spec.procedures import CompiledProcedure, branch_id, required_id
 from core.storage import schema as t
 from core.storage.prepared import Prepared
 from core.time.calendars import WorkingCalendar
@@ -279,14 +279,42 @@ class Pipeline:
         values, errors = coerce_fields(
             proc, data, ordered(act_def.ask, act_def.require), [], row.fields
         )
-        for name in act_def.require:  # required: given now, or already on the case
+        now = self.ctx.now()
+        fields = {**row.fields, **values}
+        required = list(act_def.require)
+        branched = isinstance(act_def.to, list)
+        held: frozenset[str] = frozenset()
+        if branched or act_def.require_when:  # decided on the case as the form leaves it
+            facts = self._facts(
+                proc,
+                fields,
+                actor,
+                now,
+                event="action",
+                step=row.step,
+                action=action,
+                from_step=row.step,
+            )
+            held = self.ctx.evaluator_for(self.rt).evaluate(proc.form_ruleset, facts)
+            required += [
+                n for n in act_def.require_when if required_id(row.step, action, n) in held
+            ]
+        for name in required:  # required: given now, or already on the case
             if name not in errors and values.get(name) is None and row.fields.get(name) is None:
                 errors[name] = "required"
         if errors:
             raise InvalidInput("the form has errors", errors=errors)
-        now = self.ctx.now()
-        fields = {**row.fields, **values}
-        target = act_def.to or row.step
+        if isinstance(act_def.to, list):  # the first branch whose condition holds
+            target = next(
+                (
+                    b.to
+                    for i, b in enumerate(act_def.to)
+                    if b.when is None or branch_id(row.step, action, i) in held
+                ),
+                row.step,
+            )
+        else:
+            target = act_def.to or row.step
         assignees = (
             [Assignee.parse(a) for a in row.assignees]
             if target == row.step

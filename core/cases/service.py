@@ -82,7 +82,7 @@ class ActionView:
 
     name: str
     label: dict[str, str | None]
-    to: str | None
+    to: str | None  # None: it stays, or its to: branches decide on the case
     ask: list[str]
     require: list[str]
 
@@ -455,7 +455,7 @@ class CaseService:
                 ActionView(
                     name,
                     act.label.model_dump(by_alias=True),
-                    act.to,
+                    act.fixed_to,
                     ordered(act.ask, act.require),
                     list(act.require),
                 )

@@ -164,11 +164,19 @@ class FieldDef(Strict):
         return v
 
 
+class Branch(Strict):
+    """One branch of an action's ``to:``: the first whose ``when`` holds gives the step;
+    the last, without ``when``, is the default."""
+
+    when: str | None = None
+    to: Key
+
+
 class ActionDef(Strict):
     """An action of a step: who may do it, the form it asks, and the step it leads to."""
 
     label: LabelIn
-    to: Key | None = None
+    to: Key | list[Branch] | None = None
     role: RolesIn | None = None
     ask: list[Key] = []
     require: list[Key] = []
@@ -176,7 +184,15 @@ class ActionDef(Strict):
     # four-eyes: the actor may not be the person in these person fields, nor whoever
     # took these earlier actions on the case
     not_by: list[Key] = []
+    # fields required only while a condition holds (on the case as the form leaves it)
+    require_when: dict[Key, str] = {}
     source: str | None = None
+
+    @property
+    def fixed_to(self) -> str | None:
+        """The step the action leads to, when that does not depend on the case (no
+        branches); None also when it stays in its step."""
+        return self.to if isinstance(self.to, str) else None
 
 
 class DeriveDef(Strict):
@@ -376,6 +392,8 @@ class StepDef(Strict):
     role: RolesIn = []
     final: bool = False
     actions: dict[Key, ActionDef] = {}
+    # actions of the pack's actions: (shared by several steps) offered here too
+    use: list[Key] = []
     sla: StepSlaDef | None = None
     source: str | None = None
 
@@ -446,12 +464,35 @@ class PackDef(Strict):
     open: OpenDef
     start: Key
     steps: dict[Key, StepDef] = Field(min_length=1)
+    # actions several steps offer (each step names them under use:)
+    actions: dict[Key, ActionDef] = {}
     rules: list[RuleDef] = []
     records: dict[Key, RecordDef] = {}
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}
     schedules: dict[Key, ScheduleDef] = {}
     templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
+
+    @model_validator(mode="after")
+    def _shared_actions(self) -> PackDef:
+        """A step's ``use:`` brings the pack's shared actions into its ``actions``
+        (unknown names and clashes are reported by the loader, K135)."""
+        if not any(st.use for st in self.steps.values()):
+            return self
+        steps = {
+            name: st.model_copy(
+                update={
+                    "actions": {
+                        **{u: self.actions[u] for u in st.use if u in self.actions},
+                        **st.actions,
+                    }
+                }
+            )
+            if st.use
+            else st
+            for name, st in self.steps.items()
+        }
+        return self.model_copy(update={"steps": steps})
 
 
 # -- company config ---------------------------------------------------------------------

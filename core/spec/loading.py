@@ -550,6 +550,7 @@ class _PackChecker:
         self.fields = self._names("fields", self.pack.fields)
         self.rule_conds: list[tuple[str, Cond, Loc]] = []
         self.guard_conds: list[tuple[str, Cond, Loc]] = []
+        self.form_conds: list[tuple[str, Cond, Loc]] = []
 
     def _names(self, section: str, valid: Mapping[str, Any]) -> set[str] | None:
         written = _raw_keys(self.raw, section)
@@ -782,6 +783,7 @@ class _PackChecker:
 
     def check_steps(self) -> None:
         doc, sv = self.doc, self.sv
+        checked_shared: set[str] = set()
         for sname, step in self.pack.steps.items():
             sloc: Loc = ("steps", sname)
             self.role_refs(sloc + ("role",), step.role)
@@ -821,12 +823,55 @@ class _PackChecker:
                             key=True,
                         )
                     )
+            own = set(_raw_dict(_raw_dict(self.raw, "steps").get(sname), "actions"))
+            for i, used in enumerate(step.use):
+                if used not in self.pack.actions:
+                    self.out.append(
+                        doc.diag(
+                            sloc + ("use", i),
+                            "K135",
+                            f"unknown shared action '{used}'",
+                            _hint_for(used, list(self.pack.actions), "the pack's actions:"),
+                        )
+                    )
+                elif used in own:
+                    self.out.append(
+                        doc.diag(
+                            sloc + ("use", i),
+                            "K135",
+                            f"step '{sname}' has its own action '{used}' too",
+                            "rename one of them, or drop it from use:",
+                        )
+                    )
             for aname, action in step.actions.items():
                 aloc: Loc = sloc + ("actions", aname)
-                if action.to is not None:
+                if aname not in own:  # a shared action: checked once, where it is written
+                    if aname in checked_shared:
+                        continue
+                    checked_shared.add(aname)
+                    aloc = ("actions", aname)
+                if isinstance(action.to, str):
                     self.ref(
                         aloc + ("to",), action.to, self.steps, "K105", "step", "steps in this pack"
                     )
+                elif isinstance(action.to, list):
+                    self.check_branches(aloc, f"{sname}.{aname}", action.to)
+                for fname, when in action.require_when.items():
+                    if self.fields is not None and fname not in self.fields:
+                        self.out.append(
+                            doc.diag(
+                                aloc + ("require_when", fname),
+                                "K106",
+                                f"unknown field '{fname}'",
+                                _hint_for(fname, self.fields, "fields in this pack"),
+                                key=True,
+                            )
+                        )
+                    cond = self.expr(aloc + ("require_when", fname), when)
+                    if cond is not None:
+                        self.form_conds.append(
+                            (f"{sname}.{aname}.{fname}", cond, aloc + ("require_when", fname))
+                        )
                 if action.role:
                     self.role_refs(aloc + ("role",), action.role)
                 self.form(aloc, action.ask, action.require)
@@ -836,6 +881,35 @@ class _PackChecker:
                     cond = self.expr(aloc + ("guard",), action.guard)
                     if cond is not None:
                         self.guard_conds.append((f"{sname}.{aname}", cond, aloc + ("guard",)))
+
+    def check_branches(self, aloc: Loc, where: str, branches: Sequence[Any]) -> None:
+        """``to:`` branches: known steps, conditions, exactly one default, last."""
+        for i, branch in enumerate(branches):
+            bloc = aloc + ("to", i)
+            self.ref(bloc + ("to",), branch.to, self.steps, "K105", "step", "steps in this pack")
+            if branch.when is not None:
+                cond = self.expr(bloc + ("when",), branch.when)
+                if cond is not None:
+                    self.form_conds.append((f"{where}.to.{i}", cond, bloc + ("when",)))
+            elif i < len(branches) - 1:
+                self.out.append(
+                    self.doc.diag(
+                        bloc,
+                        "K134",
+                        "a branch without when: comes before other branches: they are never taken",
+                        "put the default branch (the one without when:) last",
+                    )
+                )
+        if branches and all(b.when is not None for b in branches):
+            self.out.append(
+                self.doc.diag(
+                    aloc + ("to",),
+                    "K134",
+                    "the branches have no default: a case no branch matches has nowhere to go",
+                    "end the list with a branch without when:, e.g. - {to: review}",
+                    key=True,
+                )
+            )
 
     def check_reachability(self) -> None:
         """Steps no action and no rule leads to (from the document, broken parts too).
@@ -857,11 +931,17 @@ class _PackChecker:
         if start is None or sv.touched(("steps",)) and not self._edges_readable():
             return
         edges: dict[str, set[str]] = {}
+        shared = _raw_dict(self.raw, "actions")
         for sname, sdef in _raw_dict(self.raw, "steps").items():
-            for adef in _raw_dict(sdef, "actions").values():
-                to = resolve(adef.get("to") if isinstance(adef, dict) else None)
-                if to is not None:
-                    edges.setdefault(str(sname), set()).add(to)
+            used = sdef.get("use") if isinstance(sdef, dict) else None
+            adefs = list(_raw_dict(sdef, "actions").values()) + [
+                shared[u] for u in (used if isinstance(used, list) else ()) if u in shared
+            ]
+            for adef in adefs:
+                for target in _targets(adef.get("to") if isinstance(adef, dict) else None):
+                    to = resolve(target)
+                    if to is not None:
+                        edges.setdefault(str(sname), set()).add(to)
         seen = {start}
         rules = self.raw.get("rules")
         effect_lists = [
@@ -928,7 +1008,15 @@ class _PackChecker:
             for adef in actions.values():
                 if not isinstance(adef, dict) or not set(adef) <= action_keys:
                     return False
-                if "to" in adef and not isinstance(adef["to"], str):
+                if "to" in adef and not (
+                    isinstance(adef["to"], str)
+                    or (
+                        isinstance(adef["to"], list)
+                        and all(
+                            isinstance(b, dict) and isinstance(b.get("to"), str) for b in adef["to"]
+                        )
+                    )
+                ):
                     return False
         return True
 
@@ -1321,7 +1409,11 @@ class _PackChecker:
 
         nprops = len(self.types) + len(self.derived.exprs) + 4
         name = f"kefu:validate:{self.pack.procedure}"
-        for rs_name, conds in ((name, self.rule_conds), (name + ":guards", self.guard_conds)):
+        for rs_name, conds in (
+            (name, self.rule_conds),
+            (name + ":guards", self.guard_conds),
+            (name + ":forms", self.form_conds),
+        ):
             where: dict[str, Loc] = {}
             rules: list[IRRule] = []
             for rid, cond, loc in conds:
@@ -1331,6 +1423,13 @@ class _PackChecker:
             for prob in check_limits(RuleSet.of(rs_name, rules), nprops):
                 loc = where.get(prob.rule_id or "", ("rules",))
                 self.out.append(self.doc.diag(loc, prob.code, prob.message, prob.hint))
+
+
+def _targets(to: Any) -> list[Any]:
+    """The step names an action's ``to:`` (a name or a list of branches) may lead to."""
+    if isinstance(to, list):
+        return [b.get("to") for b in to if isinstance(b, dict)]
+    return [to]
 
 
 def _param_fits(kind: str, value: Any) -> bool:

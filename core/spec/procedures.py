@@ -52,6 +52,8 @@ class CompiledProcedure:
     slas: dict[str, CompiledSla] = field(default_factory=dict)
     timers: dict[str, CompiledTimer] = field(default_factory=dict)
     derived: Derivations = field(default_factory=Derivations)
+    #: the conditions of actions' to: branches and require_when: (see branch_id)
+    form_ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet.of("none", ()))
 
     @property
     def key(self) -> str:
@@ -189,6 +191,16 @@ def derive_env(now: dt.datetime | None, calendar: Calendar | None, actor: ActorL
     )
 
 
+def branch_id(step: str, action: str, i: int) -> str:
+    """The rule id of branch ``i`` of an action's ``to:`` in the form ruleset."""
+    return f"to:{step}.{action}.{i}"
+
+
+def required_id(step: str, action: str, field_name: str) -> str:
+    """The rule id of an action's ``require_when:`` of ``field_name``."""
+    return f"required:{step}.{action}.{field_name}"
+
+
 def compile_procedure(
     pack: PackDef,
     params: Mapping[str, Any],
@@ -211,10 +223,21 @@ def compile_procedure(
         cond = parse_condition(rule.when, types, effective, derived) if rule.when else ir.TRUE
         rules.append(CompiledRule(rule.id, cond, parse_effects(rule.then, effects), rule.source))
     guards: dict[tuple[str, str], ir.Cond] = {}
+    forms: dict[str, ir.Cond] = {}  # branches of to: and require_when:, by rule id
     for sname, step in pack.steps.items():
         for aname, action in step.actions.items():
             if action.guard:
                 guards[(sname, aname)] = parse_condition(action.guard, types, effective, derived)
+            if isinstance(action.to, list):
+                for i, branch in enumerate(action.to):
+                    if branch.when:
+                        forms[branch_id(sname, aname, i)] = parse_condition(
+                            branch.when, types, effective, derived
+                        )
+            for fname, when in action.require_when.items():
+                forms[required_id(sname, aname, fname)] = parse_condition(
+                    when, types, effective, derived
+                )
     raw_def = dict(raw) if raw is not None else pack.model_dump(mode="json", by_alias=True)
     digest = hashlib.sha256(
         json.dumps(
@@ -228,6 +251,7 @@ def compile_procedure(
     guard_ruleset = ir.RuleSet.of(
         base + ":guards", (ir.CompiledRule(f"{s}.{a}", c) for (s, a), c in guards.items())
     )
+    form_ruleset = ir.RuleSet.of(base + ":forms", (ir.CompiledRule(k, c) for k, c in forms.items()))
     slas, timers = compile_time(pack, types, effective, effects, derived)
     return CompiledProcedure(
         pack,
@@ -242,6 +266,7 @@ def compile_procedure(
         slas=slas,
         timers=timers,
         derived=derived,
+        form_ruleset=form_ruleset,
     )
 
 

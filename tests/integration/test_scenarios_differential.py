@@ -157,7 +157,7 @@ def test_generated_facts_fire_the_same_rules_and_guards(
 
 
 # -- generated facts for the constructs of the procedure language --------------------------
-LANGUAGE_PACKS = ("derived-values", "four-eyes", "list-fields")
+LANGUAGE_PACKS = ("derived-values", "four-eyes", "list-fields", "routing")
 CALENDAR = WorkingCalendar(None, "Asia/Shanghai")
 
 
@@ -226,7 +226,7 @@ def test_generated_derived_facts_fire_the_same_rules_and_guards(
     evaluators: dict[str, Evaluator], situation: tuple[CompiledProcedure, dict[str, Any]]
 ) -> None:
     proc, facts = situation
-    for ruleset in (proc.ruleset, proc.guard_ruleset):
+    for ruleset in (proc.ruleset, proc.guard_ruleset, proc.form_ruleset):
         want = evaluators["reference"].evaluate(ruleset, facts)
         assert evaluators["durable"].evaluate(ruleset, facts) == want, facts
 

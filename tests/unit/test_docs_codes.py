@@ -88,6 +88,7 @@ def test_every_key_of_packs_configs_and_effects_is_documented() -> None:
         d.ActionDef,
         d.RuleDef,
         d.DeriveDef,
+        d.Branch,
         d.RecordDef,
         d.Label,
         d.CompanyDef,

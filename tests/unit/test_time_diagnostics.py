@@ -46,7 +46,7 @@ slas:
     extension: {action: extend, target: 7 workdays, reason: reason}
   promised:
     label: 承诺
-    target: {field: note, max: 3 workdays}
+    target: {field: note, max: 3 workdays, if_empty: max}
     warning: 3 weeks ago
 timers:
   later:
