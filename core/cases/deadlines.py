@@ -32,7 +32,15 @@ from core.spec.definitions import EventRef, PromisedTarget
 from core.spec.slas import CompiledSla, CompiledTimer
 from core.storage import schema as t
 from core.time.calendars import WorkingCalendar
-from core.time.durations import CalendarSpan, DayEnd, Duration, Elapsed, Workdays, WorkTime
+from core.time.durations import (
+    CalendarSpan,
+    DayEnd,
+    Duration,
+    Elapsed,
+    Workdays,
+    WorkTime,
+    subtract,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -464,7 +472,11 @@ def timer_due(
     at, _ = _event_at(timer.start, moments, None, cal, first=False)
     if at is None:
         return None
-    return at, timer.after.add(at, cal)
+    try:
+        due = subtract(timer.after, at, cal) if timer.before else timer.after.add(at, cal)
+    except (ValueError, OverflowError):  # refused at load time; a moment out of range
+        return None
+    return at, due
 
 
 def needs_time(proc: CompiledProcedure) -> bool:
@@ -558,6 +570,7 @@ def _promised(
     """A promised date as ``d``'s due instant; False when there is no deadline yet (the
     field is empty and the pack chose ``if_empty: none``)."""
     promised = _parse_instant(fields.get(p.field), cal)
+    assert isinstance(p.max, Duration)  # param.<name> was resolved when compiled
     limit = p.max.add(start, cal)
     if promised is None and p.if_empty == "none":
         d.target_reason = f"field '{p.field}' not filled in yet: no deadline until it is"

@@ -19,6 +19,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     ValidationInfo,
     field_validator,
@@ -26,7 +28,12 @@ from pydantic import (
 )
 
 from core.time.calendars import CalendarDef
-from core.time.durations import Duration
+from core.time.durations import Duration, ParamDuration, duration_or_param
+
+#: a duration, or ``param.<name>``: a duration parameter the company may set
+DurationIn = Annotated[
+    Duration | ParamDuration, PlainValidator(duration_or_param), PlainSerializer(str)
+]
 
 KEY_RE = r"^[a-z][a-z0-9_]*$"
 PACK_RE = r"^[a-z][a-z0-9-]*$"
@@ -232,7 +239,7 @@ class PromisedTarget(Strict):
     pack must make, since a procedure's text rarely says."""
 
     field: Key
-    max: Duration
+    max: DurationIn
     if_empty: Literal["max", "none"]
 
 
@@ -241,7 +248,7 @@ class TargetRow(Strict):
     duration or a promised date."""
 
     when: str | None = None
-    target: Duration | None = None
+    target: DurationIn | None = None
     promised: PromisedTarget | None = None
 
     @model_validator(mode="after")
@@ -264,7 +271,7 @@ class ExtensionDef(Strict):
     """Doing ``action`` replaces the target with ``target``; the reason field is required."""
 
     action: Key
-    target: Duration
+    target: DurationIn
     reason: Key
 
 
@@ -289,7 +296,7 @@ class StepSlaDef(Strict):
 
     label: LabelIn | None = None
     source: str | None = None
-    target: Duration | list[TargetRow] | PromisedTarget
+    target: DurationIn | list[TargetRow] | PromisedTarget
     # the SLA applies only to cases for which this condition holds (on their current fields)
     when: str | None = None
     warning: str | None = None
@@ -317,7 +324,9 @@ class TimerDef(Strict):
 
     label: LabelIn | None = None
     source: str | None = None
-    after: Duration
+    # when the timer is due: ``after`` the event, or ``before`` it (a moment in a field)
+    after: DurationIn | None = None
+    before: DurationIn | None = None
     from_: Event = Field(default="opened", alias="from")
     # the timer runs only for cases for which this condition holds (planned and fired)
     when: str | None = None
@@ -325,6 +334,12 @@ class TimerDef(Strict):
     then: list[dict[str, Any]] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _offset(self) -> TimerDef:
+        if (self.after is None) == (self.before is None):
+            raise ValueError("say when the timer is due: after: or before: (one of them)")
+        return self
 
 
 Frequency = Literal["day", "week", "month", "quarter", "year"]
@@ -434,7 +449,7 @@ class RecordDef(Strict):
 class ParameterDef(Strict):
     """An entry of the pack's ``parameters:``: a value companies may set (``param.x``)."""
 
-    type: Literal["number", "integer", "text", "boolean"]
+    type: Literal["number", "integer", "text", "boolean", "duration"]
     default: Any
     label: LabelIn | None = None
 

@@ -62,6 +62,7 @@ from core.spec.procedures import (
 from core.spec.roles import held_by_nobody
 from core.spec.templates import problems
 from core.time.calendars import WorkingCalendar
+from core.time.durations import Duration, ParamDuration
 from core.time.recurrence import check_on
 
 PACK_FILE = "procedure.yaml"
@@ -753,7 +754,7 @@ class _PackChecker:
 
     def check_parameters(self) -> None:
         for pname, p in self.pack.parameters.items():
-            if not self.sv.touched(("parameters", pname)) and not _param_fits(p.type, p.default):
+            if not self.sv.touched(("parameters", pname)) and not param_fits(p.type, p.default):
                 self.out.append(
                     self.doc.diag(
                         ("parameters", pname, "default"),
@@ -777,7 +778,7 @@ class _PackChecker:
     def param_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {name: UNKNOWN for name in _raw_keys(self.raw, "parameters") or ()}
         for name, p in self.pack.parameters.items():
-            fits = _param_fits(p.type, p.default) and not self.sv.touched(("parameters", name))
+            fits = param_fits(p.type, p.default) and not self.sv.touched(("parameters", name))
             values[name] = p.default if fits else UNKNOWN
         return values
 
@@ -1184,6 +1185,57 @@ class _PackChecker:
             for j, eff in enumerate(getattr(sla, key)):
                 self.check_effect(loc + (key, j), eff)
 
+    def duration(self, loc: Loc, d: Any, before: bool = False) -> None:
+        """A duration of the pack: ``param.<name>`` names a duration parameter (K136);
+        ``before:`` takes elapsed or calendar time (K137)."""
+        if isinstance(d, ParamDuration):
+            pdef = self.pack.parameters.get(d.name)
+            if pdef is None or pdef.type != "duration":
+                durations = sorted(
+                    n for n, p in self.pack.parameters.items() if p.type == "duration"
+                )
+                self.out.append(
+                    self.doc.diag(
+                        loc,
+                        "K136",
+                        f"'param.{d.name}' is not a duration parameter of this pack"
+                        + (f" (it is {_a(pdef.type)})" if pdef is not None else ""),
+                        _hint_for(d.name, durations, "duration parameters")
+                        if durations
+                        else "declare it: parameters: {"
+                        + d.name
+                        + ": {type: duration, default: 24h}}",
+                    )
+                )
+                return
+            if not param_fits("duration", pdef.default):
+                return  # its default is reported (K111)
+            d = Duration.parse(pdef.default)
+        if before and isinstance(d, Duration) and d.kind not in ("elapsed", "calendar"):
+            self.out.append(
+                self.doc.diag(
+                    loc,
+                    "K137",
+                    f"before: takes elapsed or calendar time, not '{d}'",
+                    "write e.g. before: 15min or before: 1 day",
+                )
+            )
+
+    def sla_durations(self, loc: Loc, sla: Any) -> None:
+        target = sla.target
+        if isinstance(target, PromisedTarget):
+            self.duration(loc + ("target", "max"), target.max)
+        elif isinstance(target, list):
+            for i, row in enumerate(target):
+                if row.target is not None:
+                    self.duration(loc + ("target", i, "target"), row.target)
+                if row.promised is not None:
+                    self.duration(loc + ("target", i, "promised", "max"), row.promised.max)
+        else:
+            self.duration(loc + ("target",), target)
+        if sla.extension is not None:
+            self.duration(loc + ("extension", "target"), sla.extension.target)
+
     def check_time(self) -> None:
         pack, doc = self.pack, self.doc
         actions = self._actions()
@@ -1201,14 +1253,20 @@ class _PackChecker:
                     )
                 )
             self.check_sla(("slas", sid), sla, actions, None)
+            self.sla_durations(("slas", sid), sla)
         for sname, sdef in pack.steps.items():
             if sdef.sla is not None and not self.sv.is_broken(("steps", sname, "sla")):
                 self.check_sla(("steps", sname, "sla"), sdef.sla, actions, sname)
+                self.sla_durations(("steps", sname, "sla"), sdef.sla)
         for tid, timer in pack.timers.items():
             if self.sv.is_broken(("timers", tid)):
                 continue
             tloc: Loc = ("timers", tid)
             self.event_ref(tloc + ("from",), timer.from_, actions)
+            if timer.after is not None:
+                self.duration(tloc + ("after",), timer.after)
+            if timer.before is not None:
+                self.duration(tloc + ("before",), timer.before, before=True)
             if timer.when is not None:
                 self.expr(tloc + ("when",), timer.when)
             if timer.while_ is not None:
@@ -1432,7 +1490,13 @@ def _targets(to: Any) -> list[Any]:
     return [to]
 
 
-def _param_fits(kind: str, value: Any) -> bool:
+def param_fits(kind: str, value: Any) -> bool:
+    if kind == "duration":
+        try:
+            Duration.parse(value)
+        except (ValueError, TypeError):
+            return False
+        return True
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "text":
@@ -1451,6 +1515,7 @@ def _param_hint(kind: str) -> str:
         "boolean": "write true or false",
         "text": "write a quoted text",
         "integer": "write a whole number without quotes",
+        "duration": "write a duration such as 24h, 3 workdays or 3 days",
     }.get(kind, "write a number without quotes")
 
 
@@ -1649,7 +1714,7 @@ def load_company(
                         key=True,
                     )
                 )
-            elif not _param_fits(pdef.type, value):
+            elif not param_fits(pdef.type, value):
                 diags.append(
                     doc.diag(
                         ploc + ("parameters", pname),

@@ -15,7 +15,7 @@ from core.rules.derive import Derivations
 from core.rules.expr import parse_condition
 from core.spec.definitions import EventRef, PackDef, PauseDef, PromisedTarget, StepSlaDef, TargetRow
 from core.spec.effects import EffectType, parse_effects
-from core.time.durations import Duration
+from core.time.durations import Duration, ParamDuration
 
 # -- compiled definitions ----------------------------------------------------------------
 
@@ -48,12 +48,27 @@ class CompiledTimer:
     id: str
     label: Any
     source: str | None
-    after: Duration
+    after: Duration  # the offset from the event
     start: Any
     while_steps: frozenset[str]
     while_cond: ir.Cond | None
     then: tuple[tuple[EffectType, Any], ...]
     when: ir.Cond | None = None
+    before: bool = False  # due ``after`` *before* the event (a moment in a field)
+
+
+def resolve(d: Any, params: Mapping[str, Any]) -> Duration:
+    """A duration of the pack, ``param.<name>`` taken from the company's parameters."""
+    if isinstance(d, ParamDuration):
+        return Duration.parse(str(params[d.name]))
+    assert isinstance(d, Duration)
+    return d
+
+
+def _promised_for(p: PromisedTarget, params: Mapping[str, Any]) -> PromisedTarget:
+    if isinstance(p.max, ParamDuration):
+        return p.model_copy(update={"max": resolve(p.max, params)})
+    return p
 
 
 def _promised(p: PromisedTarget | None) -> PromisedTarget:
@@ -83,16 +98,18 @@ def _compile_sla(
 ) -> CompiledSla:
     targets: tuple[tuple[ir.Cond | None, Duration | PromisedTarget], ...] = ()
     promised = None
-    if isinstance(d.target, Duration):
-        targets = ((None, d.target),)
+    if isinstance(d.target, Duration | ParamDuration):
+        targets = ((None, resolve(d.target, params)),)
     elif isinstance(d.target, PromisedTarget):
-        promised = d.target
+        promised = _promised_for(d.target, params)
     else:
         rows: list[TargetRow] = list(d.target)
         targets = tuple(
             (
                 parse_condition(r.when, types, params, derived) if r.when else None,
-                r.target if r.target is not None else _promised(r.promised),
+                resolve(r.target, params)
+                if r.target is not None
+                else _promised_for(_promised(r.promised), params),
             )
             for r in rows
         )
@@ -109,7 +126,11 @@ def _compile_sla(
         d.warning,
         pause_steps,
         pause_cond,
-        d.extension,
+        (
+            d.extension.model_copy(update={"target": resolve(d.extension.target, params)})
+            if d.extension is not None
+            else None
+        ),
         parse_effects(d.on_warning, effects),
         parse_effects(d.on_breach, effects),
         parse_condition(d.when, types, params, derived) if d.when else None,
@@ -141,11 +162,12 @@ def compile_time(
             tid,
             tdef.label,
             tdef.source,
-            tdef.after,
+            resolve(tdef.after or tdef.before, params),
             tdef.from_,
             wsteps,
             wcond,
             parse_effects(tdef.then, effects),
             parse_condition(tdef.when, types, params, derived) if tdef.when else None,
+            before=tdef.before is not None,
         )
     return slas, timers

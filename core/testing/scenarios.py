@@ -71,7 +71,14 @@ from core.spec.diagnostics import Diagnostic, Diagnostics, Loc, YamlDoc
 from core.spec.effects import EffectType
 from core.spec.extensions import Extensions
 from core.spec.fields import FieldValueError, coerce
-from core.spec.loading import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
+from core.spec.loading import (
+    LoadedCompany,
+    LoadedPack,
+    effect_registry,
+    load_company,
+    load_pack,
+    param_fits,
+)
 from core.spec.procedures import CompiledProcedure, compile_procedure
 from core.storage import schema as t
 from core.storage.db import Database
@@ -1102,12 +1109,6 @@ def _config_company(
 
 def _parameters(sc: Scenario, own: LoadedPack, diags: Diagnostics) -> dict[str, Any]:
     out = {}
-    kinds: dict[str, Callable[[Any], bool]] = {
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "text": lambda v: isinstance(v, str),
-        "boolean": lambda v: isinstance(v, bool),
-    }
     for name, value in sc.parameters.items():
         pdef = own.pack.parameters.get(name)
         if pdef is None:
@@ -1120,7 +1121,7 @@ def _parameters(sc: Scenario, own: LoadedPack, diags: Diagnostics) -> dict[str, 
                     key=True,
                 )
             )
-        elif not kinds[pdef.type](value):
+        elif not param_fits(pdef.type, value):
             diags.append(
                 sc.doc.diag(
                     ("parameters", name),

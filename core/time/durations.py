@@ -164,6 +164,47 @@ def _coerce(cls: type[Duration], value: Any) -> Duration:
     return parsed
 
 
+@dataclass(frozen=True)
+class ParamDuration:
+    """A duration a company sets: ``param.<name>`` in a rule file, resolved when the pack
+    is compiled for a company (the parameter's type is ``duration``)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"param.{self.name}"
+
+
+def duration_or_param(value: Any) -> Duration | ParamDuration:
+    """A duration text, or ``param.<name>`` naming a duration parameter."""
+    if isinstance(value, Duration | ParamDuration):
+        return value
+    if isinstance(value, str) and value.strip().startswith("param."):
+        name = value.strip()[len("param.") :]
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise DurationError(f"'{value}' is not a parameter name", hint="write param.<name>")
+        return ParamDuration(name)
+    return _coerce(Duration, value)  # type: ignore[type-abstract]  # any concrete kind
+
+
+def subtract(duration: Duration, moment: dt.datetime, calendar: WorkingCalendar) -> dt.datetime:
+    """The instant ``duration`` before ``moment`` (``before: 15 min`` of a field).
+
+    Elapsed and calendar time only: "3 workdays before" has no single meaning when the
+    moment itself is not a working time, so it is refused (ValueError)."""
+    _aware(moment)
+    if isinstance(duration, Elapsed):
+        return (moment.astimezone(dt.UTC) - duration.delta).astimezone(calendar.tz)
+    if isinstance(duration, CalendarSpan):
+        local = moment.astimezone(calendar.tz)
+        y, m = divmod(local.month - 1 - duration.months, 12)
+        year, month = local.year + y, m + 1
+        day = min(local.day, _cal.monthrange(year, month)[1])
+        date = dt.date(year, month, day) - dt.timedelta(days=duration.days)
+        return _resolve(dt.datetime.combine(date, local.time()), calendar.tz)
+    raise ValueError(f"before: takes elapsed or calendar time, not {_KIND_NAMES[duration.kind]}")
+
+
 def _aware(start: dt.datetime) -> None:
     if not isinstance(start, dt.datetime) or start.tzinfo is None or start.utcoffset() is None:
         raise ValueError(f"a deadline needs an aware start datetime, got {start!r}")
