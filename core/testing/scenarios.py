@@ -163,12 +163,33 @@ class OpenStep:
 
 
 @dataclass
+class CaseSelector:
+    """``case: {procedure: x, nth: 2, fields: {…}, created_by: system}``: a case found by
+    what it is, in the order cases were opened (1 the first, -1 the last) — also a case a
+    schedule or a rule opened, which no ``open:`` step named."""
+
+    procedure: str | None = None
+    nth: int = 1
+    fields: dict[str, Any] = field(default_factory=dict)
+    created_by: str | None = None
+
+    def describe(self) -> str:
+        parts = [
+            f"{k}: {v}"
+            for k, v in (("procedure", self.procedure), ("created_by", self.created_by))
+            if v
+        ]
+        parts += [f"{k} = {_show(v)}" for k, v in self.fields.items()]
+        return f"case #{self.nth} with " + (", ".join(parts) or "any procedure")
+
+
+@dataclass
 class ActStep:
     who: str
     action: str
     fields: dict[str, Any]
     version: int | None
-    case: str | None
+    case: str | CaseSelector | None
 
 
 @dataclass
@@ -184,7 +205,7 @@ class AfterStep:
 @dataclass
 class Expect:
     loc: Loc
-    case: str | None
+    case: str | CaseSelector | None
     #: key -> (parsed value, location of the key)
     checks: dict[str, tuple[Any, Loc]]
     attached: bool
@@ -583,7 +604,7 @@ class _Parser:
                 )
             else:
                 version = int(v)
-        case = self.text(loc + ("case",), "case", KEY_RE) if "case" in node else None
+        case = self.case_ref(loc + ("case",)) if "case" in node else None
         if who is None or action is None:
             return None
         return ActStep(who, action, fields, version, case)
@@ -620,7 +641,7 @@ class _Parser:
         if node is None:
             return None
         checks: dict[str, tuple[Any, Loc]] = {}
-        case = self.text(loc + ("case",), "case", KEY_RE) if "case" in node else None
+        case = self.case_ref(loc + ("case",)) if "case" in node else None
         for key in node:
             kloc = loc + (key,)
             if key == "case" or key not in _EXPECT_KEYS:
@@ -653,6 +674,32 @@ class _Parser:
                 "say what to check: step:, fields:, outbox:, …",
             )
         return Expect(loc, case, checks, attached)
+
+    def case_ref(self, loc: Loc) -> str | CaseSelector | None:
+        """``case:``: a name an ``open:`` gave, or a selector mapping."""
+        if not isinstance(self.value(loc), CommentedMap):
+            return self.text(loc, "case", KEY_RE)
+        body = self.mapping(loc, ("procedure", "nth", "fields", "created_by"), "case")
+        if body is None:
+            return None
+        nth = body.get("nth", 1)
+        if isinstance(nth, bool) or not isinstance(nth, int) or nth == 0:
+            self.err(
+                loc + ("nth",),
+                "S103",
+                f"nth must be a whole number (1 the first, -1 the last), not {nth!r}",
+            )
+            return None
+        fields = _plain(body.get("fields") or {})
+        if not isinstance(fields, dict):
+            self.err(loc + ("fields",), "S103", "fields must be a mapping {field: value}")
+            return None
+        return CaseSelector(
+            str(body["procedure"]) if "procedure" in body else None,
+            nth,
+            {str(k): v for k, v in fields.items()},
+            str(body["created_by"]) if "created_by" in body else None,
+        )
 
     def x_step(self, loc: Loc) -> str | None:
         return self.text(loc, "step")
@@ -1191,13 +1238,29 @@ def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> No
         elif isinstance(body, ActStep):
             ref(loc + ("act", "as"), body.who, people, "person", "people")
             ref(loc + ("act", "action"), body.action, actions, "action", "actions")
-            if body.case is not None:
+            if isinstance(body.case, str):
                 ref(loc + ("act", "case"), body.case, cases, "case", "cases named so far")
+            elif isinstance(body.case, CaseSelector) and body.case.procedure is not None:
+                ref(
+                    loc + ("act", "case", "procedure"),
+                    body.case.procedure,
+                    set(procs),
+                    "procedure",
+                    "procedures enabled",
+                )
         ex = step.expect
         if ex is None:
             continue
-        if ex.case is not None:
+        if isinstance(ex.case, str):
             ref(ex.loc + ("case",), ex.case, cases, "case", "cases named so far")
+        elif isinstance(ex.case, CaseSelector) and ex.case.procedure is not None:
+            ref(
+                ex.loc + ("case", "procedure"),
+                ex.case.procedure,
+                set(procs),
+                "procedure",
+                "procedures enabled",
+            )
         for key, (value, kloc) in ex.checks.items():
             if key == "step":
                 ref(kloc, value, steps, "step", "steps")
@@ -1507,12 +1570,34 @@ class _Run:
         self.outcome(step, where, f"act '{body.action}' as {body.who}", res)
         return res
 
-    def case_id(self, alias: str | None, where: str) -> int:
+    def case_id(self, alias: str | CaseSelector | None, where: str) -> int:
+        if isinstance(alias, CaseSelector):
+            return self.select(alias, where)
         if alias is not None:
             return self.cases[alias]  # checked before the run: named by an earlier step
         if self.current is None:
             raise ScenarioFailed(where, "no case yet: open one first")
         return self.current
+
+    def select(self, sel: CaseSelector, where: str) -> int:
+        """The case a selector names, among this company's cases in the order opened."""
+        rt = self.svc.company(self.company)
+        q = select(t.case.c.id, t.case.c.fields).where(t.case.c.company_id == rt.id)
+        if sel.procedure is not None:
+            q = q.where(t.case.c.procedure == sel.procedure)
+        if sel.created_by is not None:
+            q = q.where(t.case.c.created_by == sel.created_by)
+        with self.svc.db.read() as conn:
+            rows = conn.execute(q.order_by(t.case.c.id)).all()
+        found = [r.id for r in rows if all(r.fields.get(k) == v for k, v in sel.fields.items())]
+        index = sel.nth - 1 if sel.nth > 0 else sel.nth
+        if not -len(found) <= index < len(found):
+            raise ScenarioFailed(
+                where,
+                f"no {sel.describe()}: {len(found)} case(s) match"
+                + (f" of {len(rows)}" if rows else ""),
+            )
+        return int(found[index])
 
     def outcome(self, step: Step, where: str, what: str, res: ActResult | KefuError) -> None:
         self.last = (where, res)
@@ -1549,7 +1634,9 @@ class _Run:
     # -- expectations ---------------------------------------------------------------------
     def check(self, ex: Expect) -> None:
         problems: list[tuple[str, str]] = []
-        case_id = self.cases[ex.case] if ex.case is not None else self.current
+        case_id = (
+            self.case_id(ex.case, self.sc.where(ex.loc)) if ex.case is not None else self.current
+        )
         view = self.svc.get_case(self.company, case_id) if case_id is not None else None
         for key, (value, kloc) in ex.checks.items():
             where = self.sc.where(kloc)

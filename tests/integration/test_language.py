@@ -4,12 +4,16 @@ changed, the API's form describes a list's items, and derived facts are journale
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from api.models import form
 from core.cases.service import CaseService
 from core.errors import InvalidInput, NotAllowed
 from core.spec.catalog import ROOT
+from core.testing.scenarios import ScenarioError, run_scenario
 from tests.helpers import FIXTURES
 
 pytestmark = pytest.mark.service(config=FIXTURES / "language", rules=ROOT / "tests" / "packs")
@@ -94,3 +98,23 @@ def test_derived_facts_are_journaled_with_the_rule(svc: CaseService) -> None:
     assert entry["rule_id"] == "mould-within-limit-is-returned"
     assert entry["facts"]["days_to_mould"] == 15 and entry["facts"]["return_value"] == 10.0
     assert case.fields["return_kind"] == "unconditional"
+
+
+def test_a_case_selector_that_matches_nothing_says_so(tmp_path: Path) -> None:
+    pack = tmp_path / "rules" / "scheduled-cases"
+    shutil.copytree(ROOT / "tests" / "packs" / "scheduled-cases", pack)
+    path = pack / "scenarios" / "none.yaml"
+    path.write_text(
+        "scenario: nothing matches\n"
+        "people: {liu: {roles: [sales]}}\n"
+        "steps:\n"
+        "  - open: {as: liu, fields: {period: 2026-10}}\n"
+        "  - expect:\n"
+        "      case: {procedure: scheduled-cases, fields: {period: 2026-09}}\n"
+        "      status: open\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScenarioError) as info:
+        run_scenario(path, evaluator_kind="reference")
+    assert "no case #1 with procedure: scheduled-cases, period = '2026-09'" in str(info.value)
+    assert "0 case(s) match of 1" in str(info.value)
