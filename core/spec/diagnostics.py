@@ -12,6 +12,7 @@ the two in step).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,27 @@ class Diagnostics(list[Diagnostic]):
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self if d.severity == "warning"]
+
+
+def yaml_value(value: Any) -> str:
+    """A value as it reads in a YAML file (``2026-10-01``, ``true``, ``'high'``), not as
+    Python writes it (``datetime.date(2026, 10, 1)``, ``True``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime | dt.date):
+        kind = "date and time" if isinstance(value, dt.datetime) else "date"
+        return f"{value.isoformat()} (a {kind})"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return str(value)
 
 
 def dotted(loc: Loc) -> str:

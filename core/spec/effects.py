@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from core.rules.expr import did_you_mean
 from core.spec.definitions import KEY_RE, PACK_RE, Label, PackDef
+from core.spec.diagnostics import yaml_value
 from core.spec.fields import FieldValueError, coerce
 from core.spec.templates import render
 
@@ -170,7 +171,9 @@ def _check_set(args: SetArgs, pack: PackDef) -> list[Problem]:
             coerce(fdef, value)
         except FieldValueError as exc:
             out.append(
-                Problem((name,), "K111", f"value {value!r} does not fit field '{name}': {exc}")
+                Problem(
+                    (name,), "K111", f"value {yaml_value(value)} does not fit field '{name}': {exc}"
+                )
             )
     return out
 

@@ -35,8 +35,9 @@ from core.rules.expr import (
     parse_condition,
     parse_value,
 )
-from core.rules.ir import TRUE, Cond, RuleSet
+from core.rules.ir import TRUE, Cond, RuleSet, fields_of
 from core.rules.ir import CompiledRule as IRRule
+from core.rules.satisfiable import can_hold
 from core.spec.definitions import (
     KEY_RE,
     NUMBERING_RE,
@@ -48,7 +49,7 @@ from core.spec.definitions import (
     ParameterDef,
     PromisedTarget,
 )
-from core.spec.diagnostics import Diagnostics, Loc, YamlDoc
+from core.spec.diagnostics import Diagnostics, Loc, YamlDoc, yaml_value
 from core.spec.effects import BUILTIN_EFFECTS, EffectType, Problem
 from core.spec.extensions import Extensions
 from core.spec.procedures import (
@@ -193,7 +194,7 @@ def _comma_hint(loc: Loc, key: str, text: str) -> str:
 def _message(err: Any) -> str:
     kind, value = err["type"], err.get("input")
     pattern = (err.get("ctx") or {}).get("pattern")
-    scalar = isinstance(value, str | int | float | bool) or value is None
+    scalar = isinstance(value, str | int | float | bool | dt.date) or value is None
     if kind == "string_pattern_mismatch" and pattern in _NAME_PATTERNS:
         return f"{value!r} is not a valid name"
     if kind == "literal_error" and scalar:
@@ -204,7 +205,7 @@ def _message(err: Any) -> str:
     msg = re.sub(r" or instance of \w+", "", msg)  # pydantic's words for Python callers
     msg = msg[0].lower() + msg[1:]
     if scalar:
-        return f"{msg}, not {value!r}"
+        return f"{msg}, not {yaml_value(value)}"
     if isinstance(value, list):
         return f"{msg}, not a list"
     if isinstance(value, dict):
@@ -759,7 +760,7 @@ class _PackChecker:
                     self.doc.diag(
                         ("parameters", pname, "default"),
                         "K111",
-                        f"default {p.default!r} is not {_a(p.type)}",
+                        f"default {yaml_value(p.default)} is not {_a(p.type)}",
                         _param_hint(p.type),
                     )
                 )
@@ -1457,10 +1458,40 @@ class _PackChecker:
 
     def expr(self, loc: Loc, text: str) -> Cond | None:
         try:
-            return parse_condition(text, self.types, self.params, self.derived)
+            cond = parse_condition(text, self.types, self.params, self.derived)
         except ExprError as exc:
             self.out.append(self.doc.diag(loc, exc.code, exc.message, exc.hint, col_offset=exc.col))
             return None
+        self.check_can_hold(loc, cond)
+        return cond
+
+    def check_can_hold(self, loc: Loc, cond: Cond) -> None:
+        """K138 (warning): a condition no case can ever satisfy, given the fields' choices."""
+        domains: dict[str, list[Any]] = {}
+        for name in set(fields_of(cond)):
+            ftype = self.types.get(name)
+            if ftype is None:
+                continue  # a derived fact (below)
+            if ftype.kind == "boolean":
+                domains[name] = [True, False]
+            elif ftype.kind == "choice" and ftype.choices:
+                domains[name] = list(ftype.choices)
+            elif ftype.kind == UNKNOWN_KIND:
+                return  # a broken definition: nothing sure can be said
+        for name, (_, kind) in self.derived.exprs.items():
+            if kind == "boolean":
+                domains[name] = [True, False]
+        if not can_hold(cond, domains):
+            self.out.append(
+                self.doc.diag(
+                    loc,
+                    "K138",
+                    "this condition can never hold, whatever the case's values",
+                    "look for a field compared with two different values with and, or "
+                    "ranges that do not meet (qty > 5 and qty < 3)",
+                    severity="warning",
+                )
+            )
 
     def check_limits(self) -> None:
         """Engine limits are load-time diagnostics too (never a runtime surprise)."""
@@ -1609,6 +1640,18 @@ def load_company(
                         severity="warning",
                     )
                 )
+            today = dt.date.today()  # noqa: DTZ011  # which days to look at, not a deadline
+            if not any(cal.is_workday(today + dt.timedelta(days=n)) for n in range(366)):
+                diags.append(
+                    doc.diag(
+                        ("calendar",) if "calendar" in raw else ("company",),
+                        "K119",
+                        "the working calendar has no working day in the coming year: "
+                        "no working-time or working-day deadline can ever come due",
+                        "check extra_holidays (a range too wide?) and weekend",
+                        severity="warning",
+                    )
+                )
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             pass  # an unknown time zone is K123 below
     if not sv.is_broken(("timezone",)):
@@ -1719,7 +1762,7 @@ def load_company(
                     doc.diag(
                         ploc + ("parameters", pname),
                         "K111",
-                        f"parameter '{pname}' must be {_a(pdef.type)}, not {value!r}",
+                        f"parameter '{pname}' must be {_a(pdef.type)}, not {yaml_value(value)}",
                         _param_hint(pdef.type),
                     )
                 )
@@ -1764,6 +1807,26 @@ def load_company(
                         key=True,
                     )
                 )
+        blocked = [
+            f"{sname}.{aname}"
+            for sname, st in lp.pack.steps.items()
+            for aname, act in st.actions.items()
+            if (roles := list(act.role or st.role))
+            and all(r != "customer" and held_by_nobody(company, key, r) for r in roles)
+        ]
+        if blocked and not unsure:
+            diags.append(
+                doc.diag(
+                    ploc,
+                    "K139",
+                    f"nobody in this company can take {len(blocked)} action(s) of {key}: "
+                    + ", ".join(blocked[:8])
+                    + (", …" if len(blocked) > 8 else ""),
+                    "give someone one of each action's roles (see K125 for the roles)",
+                    severity="warning",
+                    key=True,
+                )
+            )
         if settings.enabled and not diags.errors and not sv.invalid:
             loaded.procedures[key] = compile_procedure(
                 lp.pack, params, company=company.company, effects=effects, raw=lp.raw

@@ -267,3 +267,9 @@ def test_several_commas_are_put_back_into_one_quoted_text(tmp_path: Path) -> Non
     assert [r.code for r in reported] == ["K102", "K102"], output
     for r in reported:
         assert 'title: {zh-CN: "反馈, 投诉, 建议"}' in r.hint, output
+
+
+def test_a_type_mismatch_shows_the_value_as_yaml_writes_it() -> None:
+    _, reported, output = validate(str(FIXTURES / "broken-language"))
+    assert "default 2026-10-01 (a date) is not an integer" in output
+    assert "datetime.date(" not in output and "True" not in output
