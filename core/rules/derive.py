@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.rules.ir import Scalar, fields_of
+from core.rules.ir import Cond, Scalar, fields_of
 from core.rules.reference import holds
 
 VExpr = dict[str, Any]
@@ -103,7 +103,9 @@ class Env:
     roles: frozenset[str] = frozenset()
     departments: frozenset[str] = frozenset()
     #: the items of the list fields derived values use, each item as facts
-    lists: Mapping[str, Sequence[Mapping[str, Scalar]]] = field(default_factory=dict)
+    lists: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    #: item conditions as Python functions (``Derivations.compiled``); None: walk the IR
+    matcher: Callable[[Any], Callable[[Mapping[str, Any]], bool]] | None = None
 
 
 @dataclass
@@ -116,6 +118,10 @@ class Derivations:
     """
 
     exprs: dict[str, tuple[VExpr, str]] = field(default_factory=dict)  # name -> (expr, kind)
+    #: item conditions compiled to Python functions, by id of their IR (built on first use)
+    _matchers: dict[int, Callable[[Mapping[str, Any]], bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def add(self, expr: VExpr, kind: str, text: str | None = None, name: str | None = None) -> str:
         for existing, (other, _) in self.exprs.items():
@@ -136,6 +142,13 @@ class Derivations:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"name": n, "expr": e, "kind": k} for n, (e, k) in self.exprs.items()]
+
+    def compiled(self, cond: Cond) -> Callable[[Mapping[str, Any]], bool]:
+        """``cond`` (an item condition of one of these values) as a function, built once."""
+        fn = self._matchers.get(id(cond))
+        if fn is None:
+            fn = self._matchers[id(cond)] = matcher(cond)
+        return fn
 
     def values(self) -> Iterable[tuple[VExpr, str]]:
         return self.exprs.values()
@@ -160,6 +173,41 @@ def _lists(expr: VExpr) -> Iterator[tuple[str, set[str]]]:
         yield from _lists(inner)
 
 
+def matcher(cond: Cond) -> Callable[[Mapping[str, Any]], bool]:
+    """``cond`` as a Python function of the facts: the reference evaluator's semantics
+    (``core.rules.reference.holds``), without walking the IR for every list item."""
+    if "and" in cond:
+        parts = [matcher(c) for c in cond["and"]]
+        return lambda f: all(p(f) for p in parts)
+    if "or" in cond:
+        parts = [matcher(c) for c in cond["or"]]
+        return lambda f: any(p(f) for p in parts)
+    if "set" in cond:
+        name = cond["set"]
+        return lambda f: name in f
+    if "unset" in cond:
+        name = cond["unset"]
+        return lambda f: name not in f
+    if cond.get("true") is True:
+        return lambda f: True
+    name, want, op = cond["field"], cond["value"], _COMPARE[cond["cmp"]]
+    want_bool, want_str = isinstance(want, bool), isinstance(want, str)
+
+    def test(f: Mapping[str, Any]) -> bool:
+        have = f.get(name, _MISSING)
+        if have is _MISSING:
+            return False
+        # bool is an int in Python; the IR keeps them apart, and strings from numbers
+        if isinstance(have, bool) != want_bool or isinstance(have, str) != want_str:
+            return False
+        return bool(op(have, want))
+
+    return test
+
+
+_MISSING = object()
+
+
 def compute(derivations: Derivations, facts: dict[str, Scalar], env: Env) -> dict[str, Scalar]:
     """Add every derived fact that has a value to ``facts`` (in place) and return it."""
     for name, (expr, _kind) in derivations.exprs.items():
@@ -178,7 +226,7 @@ def evaluate(expr: VExpr, facts: Mapping[str, Scalar], env: Env) -> Scalar | Non
     if "cond" in expr:
         return holds(expr["cond"], facts)
     if "items" in expr:
-        return _aggregate(expr, env.lists.get(expr["list"], ()))
+        return _aggregate(expr, env.lists.get(expr["list"], ()), env.matcher)
     if "const" in expr:
         return expr["const"]
     if "now" in expr:
@@ -233,7 +281,11 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _aggregate(expr: VExpr, items: Sequence[Mapping[str, Scalar]]) -> Scalar:
+def _aggregate(
+    expr: VExpr,
+    items: Sequence[Mapping[str, Any]],
+    matcher: Callable[[Any], Callable[[Mapping[str, Any]], bool]] | None,
+) -> Scalar:
     fn, where = expr["items"], expr.get("where")
     if fn == "sum":
         values: list[int | float] = [
@@ -241,7 +293,11 @@ def _aggregate(expr: VExpr, items: Sequence[Mapping[str, Scalar]]) -> Scalar:
         ]
         total = sum(v for v in values if not isinstance(v, bool))
         return round(total, 9) if isinstance(total, float) else total
-    matches = [where is None or holds(where, it) for it in items]
+    if where is None:
+        matches = [True] * len(items)
+    else:
+        test = matcher(where) if matcher is not None else (lambda it: holds(where, it))
+        matches = [test(it) for it in items]
     if fn == "any":
         return any(matches)
     if fn == "all":

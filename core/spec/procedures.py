@@ -107,27 +107,49 @@ class CompiledProcedure:
                         name: _items(readers, fields.get(name))
                         for name, readers in self.item_readers.items()
                     },
+                    matcher=self.derived.compiled,
                 )
             compute(self.derived, out, env)
         return out
 
     @functools.cached_property
-    def item_readers(self) -> dict[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    def item_readers(self) -> dict[str, tuple[tuple[str, Callable[[Any], Any]], ...] | None]:
         """Per list field some derived value reads: its item fields read, each with the
-        function turning a stored value into a fact (built once: this is per action)."""
-        out = {}
+        function turning a stored value into a fact — None when every one of them is
+        stored as its fact already (text, choice, number, boolean), so the stored items
+        are the facts (built once: this is per action)."""
+        out: dict[str, tuple[tuple[str, Callable[[Any], Any]], ...] | None] = {}
         for name, subs in self.derived.lists().items():
             defs = self.pack.fields[name].of or {}
-            out[name] = tuple((sub, _fact_reader(defs[sub])) for sub in sorted(subs) if sub in defs)
+            used = [defs[sub] for sub in sorted(subs) if sub in defs]
+            if all(_stored_is_fact(d) for d in used):
+                out[name] = None
+            else:
+                out[name] = tuple(
+                    (sub, _fact_reader(defs[sub])) for sub in sorted(subs) if sub in defs
+                )
         return out
 
 
+def _stored_is_fact(fdef: Any) -> bool:
+    """Whether a field's stored value is the fact rules compare (checked when stored)."""
+    return (
+        fdef.type not in ("date", "datetime", "list")
+        and fdef.plugin_kind is None
+        and not fdef.multiple
+    )
+
+
 def _items(
-    readers: tuple[tuple[str, Callable[[Any], Any]], ...], stored: Any
-) -> list[dict[str, ir.Scalar]]:
+    readers: tuple[tuple[str, Callable[[Any], Any]], ...] | None, stored: Any
+) -> list[dict[str, Any]]:
     """The items of a list field as facts (one mapping per item)."""
+    if not isinstance(stored, list):
+        return []
+    if readers is None:
+        return [item for item in stored if isinstance(item, dict)]
     out = []
-    for item in stored if isinstance(stored, list) else ():
+    for item in stored:
         if not isinstance(item, dict):
             continue
         facts: dict[str, ir.Scalar] = {}

@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.rules.derive import MAX_WORKDAY_SPAN, Derivations, compute
+from core.rules.derive import MAX_WORKDAY_SPAN, Derivations, compute, matcher
 from core.rules.expr import ExprError, FieldType, parse_condition, parse_value
 from core.rules.reference import holds
 from core.spec.procedures import derive_env
 from core.time.calendars import WorkingCalendar
+from tests.unit.test_rules_engines import conditions as rule_conditions
+from tests.unit.test_rules_engines import facts_dicts
 
 FIELDS = {
     "shipped_on": FieldType("date"),
@@ -292,3 +294,15 @@ def test_deep_nesting_is_a_diagnostic(depth: int, opener: str) -> None:
         parse_condition(text, FIELDS, {}, Derivations())
     except ExprError as exc:
         assert exc.code.startswith("K2")
+
+
+@settings(max_examples=600, deadline=None)
+@given(cond=rule_conditions, facts=st.lists(facts_dicts(), min_size=1, max_size=6))
+def test_compiled_item_conditions_agree_with_the_reference(
+    cond: dict[str, Any], facts: list[dict[str, Any]]
+) -> None:
+    # list conditions run an item condition per item as a Python function: it must say
+    # what the reference evaluator says, types kept apart and missing facts false
+    test = matcher(cond)
+    for f in facts:
+        assert test(f) is holds(cond, f), (cond, f)
