@@ -122,7 +122,7 @@ TIMER_KINDS = ("sla.warn", "sla.breach", "pack.timer", "schedule")
 _DEADLINE_KEYS = ("state", "due", "warn", "target", "started", "paused")
 DEADLINE_STATES = ("pending", "running", "warned", "paused", "met", "breached")
 _OUTBOX_KEYS = ("to", "template", "channel", "fields", "text")
-_JOURNAL_KEYS = ("kind", "rule", "action", "actor", "facts")
+_JOURNAL_KEYS = ("kind", "rule", "action", "actor", "facts", "items")
 _ACTIONS_KEYS = ("as", "include", "exclude", "only")
 _LINKED_KEYS = ("procedure", "link", "rule", "step", "status", "name")
 
@@ -1796,14 +1796,15 @@ class _Run:
                 "action": e["action"],
                 "actor": e["actor"],
                 "facts": e["facts"] or {},
+                "items": (e["data"] or {}).get("items") or {},
             }
             for e in entries
         ]
 
         def fits(g: dict[str, Any], key: str, want: Any) -> bool:
-            if key == "facts":  # the facts named must be among the rule's facts, as given
+            if key in ("facts", "items"):  # these facts / list fields, as given
                 return isinstance(want, dict) and all(
-                    g["facts"].get(str(k)) == v for k, v in want.items()
+                    g[key].get(str(k)) == v for k, v in want.items()
                 )
             return bool(g.get(key) == want)
 
