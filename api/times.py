@@ -75,19 +75,24 @@ def iso_facts(
 
     The journal keeps the facts as the rule engine saw them (a date as its day number, an
     instant as seconds since 1970); people and integrations read ``2026-11-23`` and
-    ``2026-11-23T10:00:00+08:00`` (in the company's zone) instead. Other facts stay.
+    ``2026-11-23T10:00:00+08:00`` (in the company's zone) instead — for fields and for
+    derived values of those types alike. Other facts stay.
     """
     if facts is None:
         return None
     out = dict(facts)
+    derived = proc.derived.exprs
     for name, value in facts.items():
         fdef = proc.pack.fields.get(name)
-        if fdef is None or fdef.multiple or isinstance(value, bool):
+        if fdef is not None and fdef.multiple:
+            continue
+        kind = fdef.type if fdef is not None else derived.get(name, (None, None))[1]
+        if kind is None or isinstance(value, bool):
             continue
         try:
-            if fdef.type == "date" and isinstance(value, int):
+            if kind == "date" and isinstance(value, int):
                 out[name] = dt.date.fromordinal(value).isoformat()
-            elif fdef.type == "datetime" and isinstance(value, int | float):
+            elif kind == "datetime" and isinstance(value, int | float):
                 out[name] = dt.datetime.fromtimestamp(value, dt.UTC).astimezone(tz).isoformat()
         except (ValueError, OverflowError, OSError):
             continue  # not a value the engine could have made: shown as stored

@@ -4,14 +4,20 @@ changed, the API's form describes a list's items, and derived facts are journale
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
+from api.app import create_app
+from api.auth import AuthSettings
 from api.models import form
 from core.cases.service import CaseService
 from core.errors import InvalidInput, NotAllowed
+from core.runtime.users import ensure_user
 from core.spec.catalog import ROOT
 from core.testing.scenarios import ScenarioError, run_scenario
 from tests.helpers import FIXTURES
@@ -118,3 +124,46 @@ def test_a_case_selector_that_matches_nothing_says_so(tmp_path: Path) -> None:
         run_scenario(path, evaluator_kind="reference")
     assert "no case #1 with procedure: scheduled-cases, period = '2026-09'" in str(info.value)
     assert "0 case(s) match of 1" in str(info.value)
+
+
+def test_the_api_describes_list_items_and_journals_derived_facts(svc: CaseService) -> None:
+    with svc.db.write() as conn:
+        ensure_user(conn, "chen", "Chen", svc.clock.now(), password="correct horse 1")
+        ensure_user(conn, "zhou", "Zhou", svc.clock.now(), password="correct horse 1")
+    app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=2)))
+
+    def login(user: str) -> TestClient[Any]:
+        c = TestClient(app)
+        r = c.post("/api/v1/auth/login", json={"username": user, "password": "correct horse 1"})
+        assert r.status_code == 200, r.text
+        return c
+
+    chen = login("chen")
+    r = chen.post("/api/v1/cases", json={"procedure": "list-fields", "fields": {"unit": "1"}})
+    assert r.status_code == 201, r.text
+    case = r.json()["case"]
+    actions = chen.get(f"/api/v1/cases/{case['id']}/actions").json()
+    record = next(a for a in actions if a["name"] == "record_defect")
+    (defects,) = record["form"]
+    assert defects["type"] == "list" and defects["max_items"] == 50
+    assert [(i["name"], i["required"]) for i in defects["items"]][:2] == [
+        ("room", True),
+        ("part", True),
+    ]
+    one = {"defects": {"room": "kitchen", "part": "wall", "status": "open"}}
+    r = chen.post(
+        f"/api/v1/cases/{case['id']}/actions/record_defect",
+        json={"fields": one, "expected_version": case["version"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["case"]["fields"]["defects"] == [{"id": 1, **one["defects"]}]
+    journal = chen.get(f"/api/v1/cases/{case['id']}/journal").json()
+    assert journal[-1]["data"]["items"] == {"defects": {"added": [1]}}
+
+    zhou = login("zhou")
+    fields = {"shipped_on": "2026-10-01", "found_on": "2026-10-16"}
+    r = zhou.post("/api/v1/cases", json={"procedure": "derived-values", "fields": fields})
+    assert r.status_code == 201, r.text
+    journal = zhou.get(f"/api/v1/cases/{r.json()['case']['id']}/journal").json()
+    facts = next(e["facts"] for e in journal if e["rule_id"])
+    assert facts["days_to_mould"] == 15 and facts["found_on"] == "2026-10-16"
