@@ -42,6 +42,7 @@ Semantics (the same for every evaluator, since the values are computed once, her
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -209,9 +210,18 @@ _MISSING = object()
 
 
 def compute(derivations: Derivations, facts: dict[str, Scalar], env: Env) -> dict[str, Scalar]:
-    """Add every derived fact that has a value to ``facts`` (in place) and return it."""
+    """Add every derived fact that has a value to ``facts`` (in place) and return it.
+
+    A value that cannot be computed — a moment beyond the calendar's years (Python's
+    datetimes end at 9999), a product too large to be finite — has no value: a case's
+    odd data makes a comparison false, never an action fail."""
     for name, (expr, _kind) in derivations.exprs.items():
-        value = evaluate(expr, facts, env)
+        try:
+            value = evaluate(expr, facts, env)
+        except (ArithmeticError, ValueError):  # OverflowError is an ArithmeticError
+            value = None
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
         if value is not None:
             facts[name] = value
         else:

@@ -198,7 +198,9 @@ def coerce_list(fdef: FieldDef, value: Any, current: Any = None) -> list[dict[st
     if isinstance(value, dict):
         items = [dict(it) for it in old]
         if "id" in value:
-            at = next((i for i, it in enumerate(items) if it.get("id") == value["id"]), None)
+            at = next(
+                (i for i, it in enumerate(items) if _same_id(it.get("id"), value["id"])), None
+            )
             if at is None:
                 raise FieldValueError(f"there is no item {value['id']!r} to update")
             item = {**items[at], **_item(fdef, value, f"item {value['id']}", partial=True)}
@@ -212,7 +214,9 @@ def coerce_list(fdef: FieldDef, value: Any, current: Any = None) -> list[dict[st
             if not isinstance(raw, dict):
                 raise FieldValueError(f"item {n}: expected a mapping of the item's fields")
             iid = raw.get("id")
-            if iid is not None and (iid not in old_ids or iid in seen):
+            if iid is not None and (
+                not any(_same_id(o, iid) for o in old_ids) or iid in seen or isinstance(iid, bool)
+            ):
                 raise FieldValueError(f"item {n}: there is no item {iid!r} (or it is listed twice)")
             if iid is None:
                 iid, next_id = next_id, next_id + 1
@@ -225,6 +229,11 @@ def coerce_list(fdef: FieldDef, value: Any, current: Any = None) -> list[dict[st
     if fdef.max_items is not None and len(items) > fdef.max_items:
         raise FieldValueError(f"takes at most {fdef.max_items} item(s), has {len(items)}")
     return items
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    """Item ids are whole numbers: ``true`` is not item 1, ``"1"`` is not either."""
+    return type(a) is int and type(b) is int and a == b
 
 
 def item_changes(old: Any, new: Any) -> dict[str, list[Any]]:

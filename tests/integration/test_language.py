@@ -167,3 +167,13 @@ def test_the_api_describes_list_items_and_journals_derived_facts(svc: CaseServic
     journal = zhou.get(f"/api/v1/cases/{r.json()['case']['id']}/journal").json()
     facts = next(e["facts"] for e in journal if e["rule_id"])
     assert facts["days_to_mould"] == 15 and facts["found_on"] == "2026-10-16"
+
+
+def test_an_item_id_is_a_whole_number(svc: CaseService) -> None:
+    chen = svc.actor(CO, "chen")
+    room = {"room": "kitchen", "part": "wall"}
+    case = svc.open_case(CO, "list-fields", chen, {"unit": "1", "defects": [room]}).case
+    for bad in (True, "1", 1.5):
+        with pytest.raises(InvalidInput) as info:
+            svc.act(CO, case.id, "record_defect", chen, {"defects": {"id": bad, "note": "x"}}, 1)
+        assert "no item" in info.value.details["errors"]["defects"]

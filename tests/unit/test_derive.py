@@ -306,3 +306,18 @@ def test_compiled_item_conditions_agree_with_the_reference(
     test = matcher(cond)
     for f in facts:
         assert test(f) is holds(cond, f), (cond, f)
+
+
+def test_values_that_cannot_be_computed_have_no_value() -> None:
+    # datetimes at the end of Python's range overflow when moved to company time, and
+    # products of huge numbers are not finite: the comparison is false, nothing raises
+    end = dt.datetime(9999, 12, 31, 23, tzinfo=dt.UTC)
+    assert not check(
+        "days_between(reported_at, found_on) > 0", {"reported_at": end, "found_on": D(2026, 1, 1)}
+    )
+    assert check(
+        "not days_between(reported_at, found_on) > 0",
+        {"reported_at": end, "found_on": D(2026, 1, 1)},
+    )
+    assert not check("price * price > 1", {"price": 1e308})
+    assert not check("price * price - price * price == 0", {"price": 1e308})
