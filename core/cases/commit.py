@@ -43,7 +43,7 @@ from core.spec.definitions import CompanyDef, ProcedureSettings
 from core.spec.effects import Assignee, Change, EffectType
 from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
-from core.spec.procedures import CompiledProcedure, branch_id, required_id
+from core.spec.procedures import OPENING, CompiledProcedure, branch_id, required_id
 from core.storage import schema as t
 from core.storage.prepared import Prepared
 from core.time.calendars import WorkingCalendar
@@ -212,9 +212,19 @@ class Pipeline:
         values, errors = coerce_fields(
             proc, data, ordered(opening.ask, opening.require), opening.require
         )
+        now = self.ctx.now()
+        if opening.require_when:  # required only when a condition holds on the form
+            facts = self._facts(proc, values, actor, now, event="opened", step=proc.pack.start)
+            held = self.ctx.evaluator_for(self.rt).evaluate(proc.form_ruleset, facts)
+            for name in opening.require_when:
+                if (
+                    required_id(OPENING, OPENING, name) in held
+                    and values.get(name) is None
+                    and name not in errors
+                ):
+                    errors[name] = "required"
         if errors:
             raise InvalidInput("the opening form has errors", errors=errors)
-        now = self.ctx.now()
         number = self._next_number(proc, now)
         start = proc.pack.start
         change = self._change(proc, number, dict(values), start, role_assignees(proc, start), now)

@@ -419,6 +419,7 @@ class OpenDef(Strict):
     role: RolesIn
     ask: list[Key] = []
     require: list[Key] = []
+    require_when: dict[Key, str] = {}
 
 
 class RoleDef(Strict):

@@ -783,9 +783,28 @@ class _PackChecker:
             values[name] = p.default if fits else UNKNOWN
         return values
 
+    def require_when(self, loc: Loc, where: str, require_when: Mapping[str, str]) -> None:
+        """``require_when: {field: condition}``: known fields, valid conditions."""
+        for fname, when in require_when.items():
+            if self.fields is not None and fname not in self.fields:
+                self.out.append(
+                    self.doc.diag(
+                        loc + (fname,),
+                        "K106",
+                        f"unknown field '{fname}'",
+                        _hint_for(fname, self.fields, "fields in this pack"),
+                        key=True,
+                    )
+                )
+            cond = self.expr(loc + (fname,), when)
+            if cond is not None:
+                self.form_conds.append((f"{where}.{fname}", cond, loc + (fname,)))
+
     def check_steps(self) -> None:
         doc, sv = self.doc, self.sv
         checked_shared: set[str] = set()
+        if not sv.is_broken(("open",)):
+            self.require_when(("open", "require_when"), "open", self.pack.open.require_when)
         for sname, step in self.pack.steps.items():
             sloc: Loc = ("steps", sname)
             self.role_refs(sloc + ("role",), step.role)
@@ -858,22 +877,7 @@ class _PackChecker:
                     )
                 elif isinstance(action.to, list):
                     self.check_branches(aloc, f"{sname}.{aname}", action.to)
-                for fname, when in action.require_when.items():
-                    if self.fields is not None and fname not in self.fields:
-                        self.out.append(
-                            doc.diag(
-                                aloc + ("require_when", fname),
-                                "K106",
-                                f"unknown field '{fname}'",
-                                _hint_for(fname, self.fields, "fields in this pack"),
-                                key=True,
-                            )
-                        )
-                    cond = self.expr(aloc + ("require_when", fname), when)
-                    if cond is not None:
-                        self.form_conds.append(
-                            (f"{sname}.{aname}.{fname}", cond, aloc + ("require_when", fname))
-                        )
+                self.require_when(aloc + ("require_when",), f"{sname}.{aname}", action.require_when)
                 if action.role:
                     self.role_refs(aloc + ("role",), action.role)
                 self.form(aloc, action.ask, action.require)

@@ -213,6 +213,10 @@ def derive_env(now: dt.datetime | None, calendar: Calendar | None, actor: ActorL
     )
 
 
+#: the "step" and "action" of the opening form in form rule ids
+OPENING = "open"
+
+
 def branch_id(step: str, action: str, i: int) -> str:
     """The rule id of branch ``i`` of an action's ``to:`` in the form ruleset."""
     return f"to:{step}.{action}.{i}"
@@ -245,7 +249,10 @@ def compile_procedure(
         cond = parse_condition(rule.when, types, effective, derived) if rule.when else ir.TRUE
         rules.append(CompiledRule(rule.id, cond, parse_effects(rule.then, effects), rule.source))
     guards: dict[tuple[str, str], ir.Cond] = {}
-    forms: dict[str, ir.Cond] = {}  # branches of to: and require_when:, by rule id
+    forms: dict[str, ir.Cond] = {  # branches of to: and require_when:, by rule id
+        required_id(OPENING, OPENING, fname): parse_condition(when, types, effective, derived)
+        for fname, when in pack.open.require_when.items()
+    }
     for sname, step in pack.steps.items():
         for aname, action in step.actions.items():
             if action.guard:
