@@ -169,9 +169,21 @@ def _lists(expr: VExpr) -> Iterator[tuple[str, set[str]]]:
         subs = set(fields_of(expr["where"])) if "where" in expr else set()
         if "sub" in expr:
             subs.add(expr["sub"])
+        for _, inner in expr.get("per_item", ()):
+            subs.update(_fields(inner))
         yield expr["list"], subs
     for inner in expr.get("args") or ([expr["neg"]] if "neg" in expr else []):
         yield from _lists(inner)
+
+
+def _fields(expr: VExpr) -> Iterator[str]:
+    """The facts a value expression reads."""
+    if "field" in expr:
+        yield expr["field"]
+    if "cond" in expr:
+        yield from fields_of(expr["cond"])
+    for inner in expr.get("args") or ([expr["neg"]] if "neg" in expr else []):
+        yield from _fields(inner)
 
 
 def matcher(cond: Cond) -> Callable[[Mapping[str, Any]], bool]:
@@ -236,7 +248,7 @@ def evaluate(expr: VExpr, facts: Mapping[str, Scalar], env: Env) -> Scalar | Non
     if "cond" in expr:
         return holds(expr["cond"], facts)
     if "items" in expr:
-        return _aggregate(expr, env.lists.get(expr["list"], ()), env.matcher)
+        return _aggregate(expr, env.lists.get(expr["list"], ()), env.matcher, env)
     if "const" in expr:
         return expr["const"]
     if "now" in expr:
@@ -291,10 +303,23 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def _with_values(item: Mapping[str, Any], per_item: list[Any], env: Env) -> dict[str, Any]:
+    facts = dict(item)
+    for name, inner in per_item:
+        try:
+            value = evaluate(inner, facts, env)
+        except (ArithmeticError, ValueError):
+            value = None
+        if value is not None:
+            facts[name] = value
+    return facts
+
+
 def _aggregate(
     expr: VExpr,
     items: Sequence[Mapping[str, Any]],
     matcher: Callable[[Any], Callable[[Mapping[str, Any]], bool]] | None,
+    env: Env,
 ) -> Scalar:
     fn, where = expr["items"], expr.get("where")
     if fn == "sum":
@@ -307,6 +332,9 @@ def _aggregate(
         matches = [True] * len(items)
     else:
         test = matcher(where) if matcher is not None else (lambda it: holds(where, it))
+        per_item = expr.get("per_item")
+        if per_item:  # values of each item with the moment or the actor: due_on < today
+            items = [_with_values(it, per_item, env) for it in items]
         matches = [test(it) for it in items]
     if fn == "any":
         return any(matches)

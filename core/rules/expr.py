@@ -693,15 +693,9 @@ class _Compiler:
             return {**expr, "sub": sub.id, "kind": kind}, kind
         if len(node.args) == 2:
             inner = _Compiler(self.text, subs, self.params, Derivations())
-            where = inner.cond(node.args[1])
-            if inner.derived.exprs:
-                raise ExprError(
-                    "K214",
-                    f"inside {fn}() compare the item's fields with values",
-                    self.col(node.args[1]),
-                    usage,
-                )
-            expr["where"] = where
+            expr["where"] = inner.cond(node.args[1])
+            if inner.derived.exprs:  # per item: due_on < today, owner == actor.username
+                expr["per_item"] = [[n, e] for n, (e, _) in inner.derived.exprs.items()]
         kind = "integer" if fn == "count" else "boolean"
         return {**expr, "kind": kind}, kind
 

@@ -157,7 +157,7 @@ def test_generated_facts_fire_the_same_rules_and_guards(
 
 
 # -- generated facts for the constructs of the procedure language --------------------------
-LANGUAGE_PACKS = ("derived-values", "four-eyes", "list-fields", "routing")
+LANGUAGE_PACKS = ("derived-values", "four-eyes", "list-fields", "routing", "item-conditions")
 CALENDAR = WorkingCalendar(None, "Asia/Shanghai")
 
 

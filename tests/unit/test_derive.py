@@ -4,6 +4,7 @@ located diagnostic."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -321,3 +322,35 @@ def test_values_that_cannot_be_computed_have_no_value() -> None:
     )
     assert not check("price * price > 1", {"price": 1e308})
     assert not check("price * price - price * price == 0", {"price": 1e308})
+
+
+def test_item_conditions_see_the_moment_and_the_actor() -> None:
+    item = FieldType(
+        "list",
+        of=(
+            ("due", FieldType("date")),
+            ("owner", FieldType("person")),
+            ("done", FieldType("boolean")),
+        ),
+    )
+    fields = {**FIELDS, "tasks": item}
+    derived = Derivations()
+    overdue = parse_condition("any(tasks, not done and due < today)", fields, {}, derived)
+    mine = parse_condition("count(tasks, owner == actor.username) == 1", fields, {}, derived)
+    tasks = [
+        {"id": 1, "due": D(2026, 11, 5).toordinal(), "owner": "li", "done": True},
+        {"id": 2, "due": D(2026, 11, 7).toordinal(), "owner": "chen"},
+    ]
+    for today, who, late in ((D(2026, 11, 6), "li", False), (D(2026, 11, 8), "chen", True)):
+        now = dt.datetime.combine(today, dt.time(2), tzinfo=dt.UTC)
+        env = dataclasses.replace(
+            derive_env(now, CAL, Who(who)), lists={"tasks": tasks}, matcher=derived.compiled
+        )
+        facts = compute(derived, {}, env)
+        assert holds(overdue, facts) is late
+        assert holds(mine, facts)
+    # nobody acting (a deadline replayed): no owner matches
+    facts = compute(
+        derived, {}, dataclasses.replace(derive_env(NOW, CAL, None), lists={"tasks": tasks})
+    )
+    assert not holds(mine, facts)
