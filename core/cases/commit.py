@@ -27,6 +27,7 @@ Opening a case, a staff action, a timer or schedule firing, and a case opened by
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -626,6 +627,10 @@ class Pipeline:
         """The rule facts of a change: derived values see the moment, calendar and actor."""
         if not proc.derived.exprs:  # the common case: nothing to compute
             return proc.facts(fields, **system)
+        asked = proc.derived.actor_roles
+        if asked and not actor.system:  # roles held through departments and mappings too
+            held = frozenset(r for r in asked if self.ctx.holds(actor, self.rt, proc.key, r))
+            actor = dataclasses.replace(actor, roles=held)
         return proc.facts(
             fields, **system, now=now, calendar=self.ctx.calendar(self.rt.key), actor=actor
         )

@@ -11,6 +11,7 @@ crash :class:`~core.errors.EngineUnavailable`; in each case nothing is written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -432,13 +433,21 @@ class CaseService:
                 for n in act.not_by
             )
         }
+        asked = proc.derived.actor_roles
+        as_seen = (  # roles held through departments and mappings too
+            dataclasses.replace(
+                actor, roles=frozenset(r for r in asked if self.holds(actor, rt, proc.key, r))
+            )
+            if asked
+            else actor
+        )
         facts = proc.facts(
             row.fields,
             event="guard",
             step=row.step,
             now=self.clock.now(),
             calendar=self.calendar(rt.key),
-            actor=actor,
+            actor=as_seen,
         )
         open_guards = guards_open(self.evaluator_for(rt), proc, facts)
         out = []

@@ -154,6 +154,16 @@ class Derivations:
     def values(self) -> Iterable[tuple[VExpr, str]]:
         return self.exprs.values()
 
+    @property
+    def actor_roles(self) -> frozenset[str]:
+        """The roles conditions ask the actor about (``"x" in actor.roles``)."""
+        return frozenset(
+            node["actor_role"]
+            for e, _ in self.values()
+            for node in _nodes(e)
+            if "actor_role" in node
+        )
+
     def lists(self) -> dict[str, frozenset[str]]:
         """The list fields whose items some derived value reads, each with the item
         fields it reads."""
@@ -174,6 +184,15 @@ def _lists(expr: VExpr) -> Iterator[tuple[str, set[str]]]:
         yield expr["list"], subs
     for inner in expr.get("args") or ([expr["neg"]] if "neg" in expr else []):
         yield from _lists(inner)
+
+
+def _nodes(expr: VExpr) -> Iterator[VExpr]:
+    """Every node of a value expression, values computed per list item included."""
+    yield expr
+    for inner in expr.get("args") or ([expr["neg"]] if "neg" in expr else []):
+        yield from _nodes(inner)
+    for _, inner in expr.get("per_item", ()):
+        yield from _nodes(inner)
 
 
 def _fields(expr: VExpr) -> Iterator[str]:

@@ -177,3 +177,12 @@ def test_an_item_id_is_a_whole_number(svc: CaseService) -> None:
         with pytest.raises(InvalidInput) as info:
             svc.act(CO, case.id, "record_defect", chen, {"defects": {"id": bad, "note": "x"}}, 1)
         assert "no item" in info.value.details["errors"]["defects"]
+
+
+def test_actor_roles_include_roles_held_through_a_department(svc: CaseService) -> None:
+    li, he = svc.actor(CO, "li"), svc.actor(CO, "he")
+    assert "quality_manager" not in he.roles  # not on the person: through quality
+    case = svc.open_case(CO, "four-eyes", li, {"summary": "渗漏", "tracker": "zhao"}).case
+    done = svc.act(CO, case.id, "fill", he, {"cause": "压力不足"}, 1)
+    assert done.fired == ["filled-by-a-manager"]
+    assert done.case.fields["filled_by_manager"] is True
