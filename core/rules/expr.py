@@ -10,9 +10,18 @@ The text is parsed with :func:`ast.parse` in ``eval`` mode and walked by a visit
 accepts only: ``and``/``or``/``not``, comparisons (chained too), ``in``/``not in`` a list
 of literals, ``is None``/``is not None``, field names, literals (strings, numbers,
 ``true``/``false``/``null`` and their Python spellings), ``param.<name>`` and
-``date("YYYY-MM-DD")`` / ``datetime("YYYY-MM-DDTHH:MM[:SS]+08:00")``. Anything else —
-calls, attributes, arithmetic, subscripts, lambdas, comprehensions, ``:=`` — is a
-diagnostic (K203) at its own column, never evaluated. There is no ``eval``.
+``date("YYYY-MM-DD")`` / ``datetime("YYYY-MM-DDTHH:MM[:SS]+08:00")``, and derived values:
+the functions of :data:`core.rules.derive.FUNCTIONS`, ``+ - * /`` on numbers, ``now`` and
+``today``, ``actor.<…>``, two values compared, and ``any/all/count/sum`` over a list
+field's items. Anything else — other calls and attributes, ``%``, subscripts, lambdas,
+comprehensions, ``:=`` — is a diagnostic (K203) at its own column, never evaluated. There
+is no ``eval``.
+
+A comparison the engine cannot make by itself (it compares one fact with a constant)
+registers a derived value (:class:`core.rules.derive.Derivations`): the IR then compares
+that value's fact with a constant, and the value is computed in Python before each
+evaluation — ``days_between(a, b) <= 15`` becomes ``_days_between_a_b <= 15``, ``qty >
+limit`` becomes ``_qty_gt_limit == true``.
 
 Every name is checked against the declared fields and every literal against the field's
 type (a choice field only accepts one of its choices), so a misspelt field or value is a
@@ -151,7 +160,7 @@ def parse_condition(
     Comparisons on derived values (``days_between(a, b) <= 15``, ``qty > limit``,
     ``actor.username != author``) register that value in ``derived`` (see
     :mod:`core.rules.derive`) and compare its fact with a constant.
-    Raises :class:`ExprError` (codes K201–K213) on the first problem in this expression;
+    Raises :class:`ExprError` (codes K201–K214) on the first problem in this expression;
     the loader collects the problems of every expression in a run.
     """
     if not isinstance(text, str) or not text.strip():
