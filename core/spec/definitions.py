@@ -335,6 +335,16 @@ class TimerDef(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _negative(cls, data: Any) -> Any:
+        # a negative offset: ``after: -15min`` is ``before: 15min``
+        after = data.get("after") if isinstance(data, dict) else None
+        if isinstance(after, str) and after.strip().startswith("-") and "before" not in data:
+            data = {k: v for k, v in data.items() if k != "after"}
+            data["before"] = after.strip()[1:].strip()
+        return data
+
     @model_validator(mode="after")
     def _offset(self) -> TimerDef:
         if (self.after is None) == (self.before is None):

@@ -1270,8 +1270,11 @@ class _PackChecker:
             self.event_ref(tloc + ("from",), timer.from_, actions)
             if timer.after is not None:
                 self.duration(tloc + ("after",), timer.after)
-            if timer.before is not None:
-                self.duration(tloc + ("before",), timer.before, before=True)
+            if timer.before is not None:  # written as before:, or as a negative after:
+                written = (
+                    "before" if "before" in _raw_dict(self.raw, "timers").get(tid, {}) else "after"
+                )
+                self.duration(tloc + (written,), timer.before, before=True)
             if timer.when is not None:
                 self.expr(tloc + ("when",), timer.when)
             if timer.while_ is not None:
