@@ -950,6 +950,22 @@ class _Parser:
         return out
 
 
+def _stored_item(fdef: Any, item: Any) -> Any:
+    """An expected list item as the case stores it (its id kept, each field coerced)."""
+    if not isinstance(item, dict):
+        return item
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        sub = (fdef.of or {}).get(str(key))
+        try:
+            value = coerce(sub, value) if sub is not None else value
+        except FieldValueError:
+            pass
+        if value is not None:
+            out[str(key)] = value
+    return out
+
+
 def parse_moment(value: Any) -> dt.datetime | None:
     """A point in time from a scenario: naive values are company time (the caller's job)."""
     if isinstance(value, dt.datetime):
@@ -1523,14 +1539,31 @@ class _Run:
             return out
         for name, value in fields.items():
             fdef = proc.pack.fields.get(name)
-            if fdef is None or fdef.type != "datetime":
-                continue
-            moment = parse_moment(value) if isinstance(value, str | dt.datetime) else None
-            if moment is not None and moment.tzinfo is None:
-                out[name] = moment.replace(tzinfo=self.tz).isoformat()
-            elif isinstance(value, dt.datetime):
-                out[name] = value.isoformat()
+            if fdef is not None and fdef.type == "list" and fdef.of:
+                subs = fdef.of
+                items = value if isinstance(value, list) else [value]
+                items = [
+                    {
+                        k: self.moment(v) if k in subs and subs[k].type == "datetime" else v
+                        for k, v in item.items()
+                    }
+                    if isinstance(item, dict)
+                    else item
+                    for item in items
+                ]
+                out[name] = items if isinstance(value, list) else items[0]
+            elif fdef is not None and fdef.type == "datetime":
+                out[name] = self.moment(value)
         return out
+
+    def moment(self, value: Any) -> Any:
+        """A date and time from a scenario as form input: without an offset, company time."""
+        moment = parse_moment(value) if isinstance(value, str | dt.datetime) else None
+        if moment is not None and moment.tzinfo is None:
+            return moment.replace(tzinfo=self.tz).isoformat()
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        return value
 
     def open(self, step: Step, body: OpenStep, where: str) -> ActResult | KefuError:
         procedure = body.procedure or self.sc.pack
@@ -1670,7 +1703,9 @@ class _Run:
         for name, expected in form.items():
             fdef = proc.pack.fields.get(name)
             stored = expected
-            if fdef is not None:
+            if fdef is not None and fdef.type == "list" and isinstance(expected, list):
+                stored = [_stored_item(fdef, item) for item in expected]
+            elif fdef is not None:
                 try:
                     stored = coerce(fdef, expected)
                 except FieldValueError:
