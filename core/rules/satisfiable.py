@@ -16,15 +16,44 @@ from collections.abc import Mapping, Sequence
 from core.rules.ir import Cond, Scalar, leaves
 from core.rules.reference import holds
 
-#: combinations tried at most; beyond, the condition is assumed to be satisfiable
+#: combinations tried at most for one condition; beyond, it is assumed to be satisfiable
 MAX_COMBINATIONS = 20_000
+#: combinations tried at most for one pack: the lint must not make validating a pack of
+#: thousands of generated rules slow
+PACK_BUDGET = 200_000
 
 _UNSET = object()
 
 
-def can_hold(cond: Cond, domains: Mapping[str, Sequence[Scalar]]) -> bool:
+def can_hold(
+    cond: Cond, domains: Mapping[str, Sequence[Scalar]], limit: int = MAX_COMBINATIONS
+) -> bool:
     """False only when no facts make ``cond`` hold; ``domains`` gives the possible values
-    of facts that have a fixed set of them (other facts: any value)."""
+    of facts that have a fixed set of them (other facts: any value). More than ``limit``
+    combinations to try: True (not decided)."""
+    options = _options(cond, domains)
+    total = 1
+    for values in options.values():
+        total *= len(values)
+        if total > limit:
+            return True
+    names = list(options)
+    for combo in itertools.product(*(options[n] for n in names)):
+        facts = {n: v for n, v in zip(names, combo, strict=True) if v is not _UNSET}
+        if holds(cond, facts):  # type: ignore[arg-type]  # the scalars of the condition
+            return True
+    return False
+
+
+def combinations(cond: Cond, domains: Mapping[str, Sequence[Scalar]]) -> int:
+    """How many combinations :func:`can_hold` would try (the cost of deciding)."""
+    total = 1
+    for values in _options(cond, domains).values():
+        total *= len(values)
+    return total
+
+
+def _options(cond: Cond, domains: Mapping[str, Sequence[Scalar]]) -> dict[str, list[object]]:
     candidates: dict[str, list[object]] = {}
     for leaf in leaves(cond):
         name = leaf.get("field") or leaf.get("set") or leaf.get("unset")
@@ -39,17 +68,7 @@ def can_hold(cond: Cond, domains: Mapping[str, Sequence[Scalar]]) -> bool:
             options[name] = [_UNSET, *domains[name]]
         else:
             options[name] = _around(found)
-    total = 1
-    for values in options.values():
-        total *= len(values)
-        if total > MAX_COMBINATIONS:
-            return True
-    names = list(options)
-    for combo in itertools.product(*(options[n] for n in names)):
-        facts = {n: v for n, v in zip(names, combo, strict=True) if v is not _UNSET}
-        if holds(cond, facts):  # type: ignore[arg-type]  # the scalars of the condition
-            return True
-    return False
+    return options
 
 
 def _around(found: list[object]) -> list[object]:

@@ -37,7 +37,7 @@ from core.rules.expr import (
 )
 from core.rules.ir import TRUE, Cond, RuleSet, fields_of
 from core.rules.ir import CompiledRule as IRRule
-from core.rules.satisfiable import can_hold
+from core.rules.satisfiable import MAX_COMBINATIONS, PACK_BUDGET, can_hold, combinations
 from core.spec.definitions import (
     KEY_RE,
     NUMBERING_RE,
@@ -553,6 +553,7 @@ class _PackChecker:
         self.rule_conds: list[tuple[str, Cond, Loc]] = []
         self.guard_conds: list[tuple[str, Cond, Loc]] = []
         self.form_conds: list[tuple[str, Cond, Loc]] = []
+        self.lint_budget = PACK_BUDGET  # combinations K138 may still try
 
     def _names(self, section: str, valid: Mapping[str, Any]) -> set[str] | None:
         written = _raw_keys(self.raw, section)
@@ -1488,6 +1489,10 @@ class _PackChecker:
         for name, (_, kind) in self.derived.exprs.items():
             if kind == "boolean":
                 domains[name] = [True, False]
+        cost = combinations(cond, domains)
+        if cost > min(MAX_COMBINATIONS, self.lint_budget):
+            return  # too costly to decide (or the pack's budget is spent): no warning
+        self.lint_budget -= cost
         if not can_hold(cond, domains):
             self.out.append(
                 self.doc.diag(
