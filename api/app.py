@@ -17,6 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api.auth import AuthSettings, build_auth
+from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
 from api.routes import ROUTES
 from api.swagger import LocalSwaggerRenderPlugin
@@ -83,14 +84,30 @@ def create_app(
     app = Litestar(
         route_handlers=[*auth_routes, *ROUTES, *plugin_routes, *(extra_routes or [])],
         dependencies={"svc": Provide(lambda: svc, use_cache=True, sync_to_thread=False)},
-        middleware=[middleware],
+        middleware=[GuardMiddleware(), middleware],
+        request_class=GuardedRequest,
         exception_handlers=HANDLERS,
         openapi_config=openapi,
         request_max_body_size=MAX_BODY,
         debug=debug,
     )
     app.state.svc = svc
+    _closed_bodies(app)
     return app
+
+
+def _closed_bodies(app: Litestar) -> None:
+    """Say in the OpenAPI document what the decoder enforces: a body struct declared with
+    ``forbid_unknown_fields`` takes no other keys (``additionalProperties: false``)."""
+    schemas = app.openapi_schema.components.schemas or {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            param = handler.parsed_fn_signature.parameters.get("data")
+            struct = getattr(param, "type_", None) if param is not None else None
+            config = getattr(struct, "__struct_config__", None)
+            schema = schemas.get(getattr(struct, "__name__", ""))
+            if config is not None and config.forbid_unknown_fields and schema is not None:
+                schema.additional_properties = False
 
 
 def app_from_env() -> Litestar:

@@ -55,7 +55,16 @@ from core.spec.procedures import CompiledProcedure
 Svc = NamedDependency[CaseService]
 Me = NamedDependency[Actor]
 
-CaseId = Annotated[int, PathParameter(ge=1, le=2**62, description="the case id")]
+# the bounds once more as schema_extra: Litestar writes ge/le as floats (4.6e+18)
+CaseId = Annotated[
+    int,
+    PathParameter(
+        ge=1,
+        le=2**62,
+        description="the case id",
+        schema_extra={"minimum": 1, "maximum": 2**62},
+    ),
+]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="page size (1–200)")]
 Offset = Annotated[int, QueryParameter(ge=0, le=2**31, description="items to skip")]
 

@@ -38,7 +38,22 @@ def query_time(
     """
     if value is None:
         return None
-    text = value.strip()
+    try:
+        moment = _instant(value.strip(), tz, end)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise InvalidInput(
+            f"{name}: '{value}' falls outside the years 1-9999 once in UTC",
+            errors={name: "out of range: outside the years 1-9999 in UTC"},
+        ) from None
+    if moment is None:
+        raise InvalidInput(
+            f"{name}: '{value}' is not an ISO 8601 date or time (e.g. {EXAMPLES})",
+            errors={name: f"not an ISO 8601 date or time, e.g. {EXAMPLES}"},
+        )
+    return moment
+
+
+def _instant(text: str, tz: dt.tzinfo, end: bool) -> dt.datetime | None:
     try:
         day = dt.date.fromisoformat(text)
     except ValueError:
@@ -48,10 +63,7 @@ def query_time(
         return start.astimezone(dt.UTC)
     moment = _datetime(text)
     if moment is None:
-        raise InvalidInput(
-            f"{name}: '{value}' is not an ISO 8601 date or time (e.g. {EXAMPLES})",
-            errors={name: f"not an ISO 8601 date or time, e.g. {EXAMPLES}"},
-        )
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(dt.UTC)

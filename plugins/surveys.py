@@ -136,16 +136,14 @@ class SurveyField:
 class SatisfactionReport:
     """``satisfaction``: per procedure and topic, the number of answers and the average score.
 
-    Params: ``procedure`` (only that one), ``since`` / ``until`` (ISO dates, by the case's
-    last update).
+    Params: ``procedure`` (only that one), ``since`` / ``until`` (ISO dates, days in the
+    company's time zone, by the case's last update).
     """
 
     name = "satisfaction"
     title = "Satisfaction by topic (survey fields)"
 
     def run(self, request: ReportRequest) -> ReportResult:
-        import datetime as dt
-
         from sqlalchemy import select
 
         c = t.case
@@ -154,10 +152,10 @@ class SatisfactionReport:
         )
         if request.params.get("procedure"):
             q = q.where(c.c.procedure == request.params["procedure"])
-        for key, op in (("since", "ge"), ("until", "lt")):
-            if request.params.get(key):
-                day = dt.datetime.fromisoformat(request.params[key]).replace(tzinfo=dt.UTC)
-                q = q.where(getattr(c.c.updated_at, f"__{op}__")(day))
+        if (since := request.day_start("since")) is not None:
+            q = q.where(c.c.updated_at >= since)
+        if (until := request.day_start("until")) is not None:
+            q = q.where(c.c.updated_at < until)
         pv = t.procedure_version
         survey_fields: dict[int, list[str]] = {}
         totals: dict[tuple[str, str, str], list[int]] = {}

@@ -7,12 +7,14 @@ read-only transaction (``request.conn``) for one company. ``kefu report NAME`` p
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.spec.definitions import CompanyDef
 from core.spec.extensions import enabled_for
 
@@ -25,6 +27,22 @@ class ReportRequest:
     company_id: int
     company: CompanyDef
     params: dict[str, str] = field(default_factory=dict)
+
+    def day_start(self, name: str) -> dt.datetime | None:
+        """The start (in the company's time zone, as UTC) of the ISO date in parameter
+        ``name``; None when it is not given. Anything else is a 422 naming the parameter."""
+        raw = self.params.get(name)
+        if not raw:
+            return None
+        try:
+            day = dt.date.fromisoformat(raw.strip())
+            tz = zoneinfo.ZoneInfo(self.company.timezone)
+            return dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
+        except (ValueError, OverflowError):
+            raise InvalidInput(
+                f"{name}: '{raw}' is not a date (YYYY-MM-DD, years 1-9999)",
+                errors={name: "expected a date, YYYY-MM-DD"},
+            ) from None
 
 
 @dataclass

@@ -17,8 +17,10 @@ from core.rules.expr import FieldType
 from core.rules.ir import Scalar
 from core.spec.definitions import FieldDef
 
-PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-()]{4,24}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE_RE = re.compile(r"\+?[0-9][0-9 \-()]{4,24}")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# an integer without a declared range still has one: what a JSON number keeps exactly
+INT_LIMIT = 2**53 - 1
 TEXT_MAX = 2000
 LONGTEXT_MAX = 50_000
 
@@ -57,6 +59,8 @@ def _number(integer: bool) -> Callable[[FieldDef, Any], Any]:
             if not v.is_integer():
                 raise FieldValueError("expected a whole number")
             v = int(v)
+        if isinstance(v, int) and not -INT_LIMIT <= v <= INT_LIMIT:
+            raise FieldValueError(f"must be between {-INT_LIMIT} and {INT_LIMIT}")
         if f.min is not None and v < f.min:
             raise FieldValueError(f"must be at least {f.min:g}")
         if f.max is not None and v > f.max:
@@ -98,7 +102,10 @@ def _datetime(f: FieldDef, v: Any) -> Any:
     if isinstance(v, dt.datetime):
         if v.tzinfo is None:
             raise FieldValueError("a date and time needs a UTC offset, e.g. +08:00")
-        return v.astimezone(dt.UTC).isoformat()
+        try:
+            return v.astimezone(dt.UTC).isoformat()
+        except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+            raise FieldValueError("out of range: the instant falls outside years 1-9999") from None
     raise FieldValueError("expected a date and time")
 
 
@@ -115,9 +122,10 @@ def _choice(f: FieldDef, v: Any) -> Any:
 
 def _pattern(regex: re.Pattern[str], what: str) -> Callable[[FieldDef, Any], Any]:
     def coerce(f: FieldDef, v: Any) -> Any:
-        if not isinstance(v, str) or not regex.match(v.strip()):
+        # spaces around are trimmed (as forms send them); a line break is no part of one
+        if not isinstance(v, str) or not regex.fullmatch(v.strip(" ")):
             raise FieldValueError(f"not a valid {what}")
-        return v.strip()
+        return v.strip(" ")
 
     return coerce
 

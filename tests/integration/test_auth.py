@@ -569,3 +569,52 @@ def test_a_request_reads_the_credential_and_membership_once_and_sees_changes_at_
     with db.write() as conn:
         users.revoke_token(conn, token_id, svc.clock.now())
     problem(c.get("/api/v1/inbox", headers=bearer), 401, "not-authenticated")
+
+
+# -- cross-site requests ------------------------------------------------------------------------
+
+
+def test_cross_site_writes_with_the_cookie_are_refused(
+    svc: CaseService, client: Client, db: Database
+) -> None:
+    c = client()
+    assert login(c, "wang", company="demo").status_code == 200
+    body = '{"procedure": "repair-desk", "fields": {}}'
+    # a form any site may post without asking: JSON in text/plain
+    r = c.post("/api/v1/cases", content=body, headers={"content-type": "text/plain"})
+    assert "application/json" in problem(r, 415, "unsupported-media-type")["detail"]
+    evil = {"content-type": "application/json", "origin": "https://evil.example"}
+    assert (
+        "evil.example"
+        in problem(c.post("/api/v1/cases", content=body, headers=evil), 403, "not-allowed")[
+            "detail"
+        ]
+    )
+    r = c.post(
+        "/api/v1/cases/1/actions/verify",
+        json={"expected_version": 1},
+        headers={"sec-fetch-site": "cross-site"},
+    )
+    problem(r, 403, "not-allowed")
+    # a login from another site is refused too (it would sign the victim in as the attacker)
+    r = c.post(
+        "/api/v1/auth/login",
+        json={"username": "li", "password": PASSWORD},
+        headers={"origin": "https://evil.example"},
+    )
+    problem(r, 403, "not-allowed")
+    # the same page's requests pass (the form is checked next: 422, not 403)
+    same = {"origin": "https://testserver.local", "sec-fetch-site": "same-origin"}
+    r = c.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": {}}, headers=same)
+    problem(r, 422, "invalid-input")
+    # an API token is no browser credential: no Origin check
+    with db.write() as conn:
+        _, raw = users.create_token(
+            conn, user_row(db, "wang").id, svc.company("demo").id, "erp", svc.clock.now()
+        )
+    r = client().post(
+        "/api/v1/cases",
+        json={"procedure": "repair-desk", "fields": {}},
+        headers={"origin": "https://evil.example", "authorization": f"Bearer {raw}"},
+    )
+    problem(r, 422, "invalid-input")
