@@ -21,6 +21,8 @@ current_version  # api/models.py Problem
 tags  # api/routes.py controllers
 dependencies  # api/routes.py controllers
 _.authenticate_request  # api/auth.py authentication middleware
+scopes  # api/guard.py GuardMiddleware: the scope types it runs on
+_.additional_properties  # api/app.py: an OpenAPI schema attribute, written out
 _.receive_router  # api/swagger.py router plugin
 # pydantic: keys of the pack and company YAML files (validated, not read by kefu)
 description  # RuleDef

@@ -14,17 +14,26 @@
 - ``X-Kefu-Company: <key>`` makes one request act in another company the user belongs
   to (403 if not a member; a token cannot leave its company).
 
-Failed sign-ins are counted in the database with one atomic UPDATE, so every server
-process sees the same count: after ``max_failed_logins`` in a row the account is locked
-for ``lockout`` and even the right password is refused with **423** (``locked``, saying
-until when). An unknown user and a wrong password get the same 401 and cost the same
-argon2 verification. Every time comes from ``svc.clock``, so tests move it by hand.
+Sign-in attempts are counted in the database *before* the password is checked, each
+with one atomic statement, so parallel attempts in every server process share one count:
+an account checks at most ``max_failed_logins`` passwords in a row, then is locked for
+``lockout`` and answers **423** (``locked``, with ``locked_until``) to every attempt,
+the right password included, without checking it; a client address gets
+``login_per_address`` failed attempts per ``login_window``, then **429** with
+``Retry-After``. Passwords are checked in a small pool of threads of their own
+(:class:`PasswordPool`), so a crowd of sign-ins cannot take the CPU from other requests.
+A user holds at most ``max_sessions`` sessions (the oldest end). An unknown user and a
+wrong password get the same 401 and cost the same argon2 verification. Every time comes
+from ``svc.clock``, so tests move it by hand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
@@ -69,19 +78,36 @@ class AuthSettings:
     lockout: dt.timedelta = dt.timedelta(minutes=15)
     cookie_secure: bool = True
     cookie_name: str = "kefu_session"
+    # failed sign-ins from one client address per window, whatever the usernames
+    login_per_address: int = 30
+    login_window: dt.timedelta = dt.timedelta(minutes=15)
+    # sessions one user may hold at once; the oldest end when a new one starts
+    max_sessions: int = 10
+    # passwords checked at once (argon2 threads), and how many more may wait for them
+    hash_threads: int = 1
+    hash_queue: int = 8
+    # a refused sign-in is answered this much later (the request waits without a thread):
+    # a client that retries as soon as it has its answer is slowed to one try per delay
+    failure_delay: dt.timedelta = dt.timedelta(seconds=1)
 
     def __post_init__(self) -> None:
-        for name in ("idle_timeout", "absolute_timeout", "lockout"):
+        for name in ("idle_timeout", "absolute_timeout", "lockout", "login_window"):
             if getattr(self, name) <= dt.timedelta(0):
                 raise ValueError(f"AuthSettings.{name} must be positive")
-        if self.max_failed_logins < 1:
-            raise ValueError("AuthSettings.max_failed_logins must be at least 1")
+        for name in ("max_failed_logins", "login_per_address", "max_sessions", "hash_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"AuthSettings.{name} must be at least 1")
+        if self.hash_queue < 0 or self.failure_delay < dt.timedelta(0):
+            raise ValueError("AuthSettings.hash_queue and failure_delay must not be negative")
 
     @classmethod
     def from_env(cls, environ: Any = None) -> AuthSettings:
         """Settings from ``KEFU_SESSION_IDLE_MINUTES``, ``KEFU_SESSION_MAX_HOURS``,
-        ``KEFU_MAX_FAILED_LOGINS``, ``KEFU_LOCKOUT_MINUTES``, ``KEFU_COOKIE_SECURE``
-        (1/0, true/false) and ``KEFU_SESSION_COOKIE``; unset ones keep their defaults.
+        ``KEFU_MAX_FAILED_LOGINS``, ``KEFU_LOCKOUT_MINUTES``, ``KEFU_LOGIN_PER_ADDRESS``,
+        ``KEFU_LOGIN_WINDOW_MINUTES``, ``KEFU_MAX_SESSIONS``, ``KEFU_LOGIN_HASH_THREADS``,
+        ``KEFU_LOGIN_HASH_QUEUE``, ``KEFU_LOGIN_FAILURE_DELAY`` (seconds),
+        ``KEFU_COOKIE_SECURE`` (1/0, true/false) and
+        ``KEFU_SESSION_COOKIE``; unset ones keep their defaults.
         A malformed value raises ``ValueError`` naming the variable."""
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
@@ -99,13 +125,22 @@ class AuthSettings:
             ("KEFU_SESSION_IDLE_MINUTES", "idle_timeout", "minutes"),
             ("KEFU_SESSION_MAX_HOURS", "absolute_timeout", "hours"),
             ("KEFU_LOCKOUT_MINUTES", "lockout", "minutes"),
+            ("KEFU_LOGIN_WINDOW_MINUTES", "login_window", "minutes"),
+            ("KEFU_LOGIN_FAILURE_DELAY", "failure_delay", "seconds"),
         ):
             if (value := number(var)) is not None:
                 kw[key] = dt.timedelta(**{unit: value})
-        if (value := number("KEFU_MAX_FAILED_LOGINS")) is not None:
-            if value != int(value):
-                raise ValueError(f"KEFU_MAX_FAILED_LOGINS={value!r}: expected a whole number")
-            kw["max_failed_logins"] = int(value)
+        for var, key in (
+            ("KEFU_MAX_FAILED_LOGINS", "max_failed_logins"),
+            ("KEFU_LOGIN_PER_ADDRESS", "login_per_address"),
+            ("KEFU_MAX_SESSIONS", "max_sessions"),
+            ("KEFU_LOGIN_HASH_THREADS", "hash_threads"),
+            ("KEFU_LOGIN_HASH_QUEUE", "hash_queue"),
+        ):
+            if (value := number(var)) is not None:
+                if value != int(value):
+                    raise ValueError(f"{var}={value!r}: expected a whole number")
+                kw[key] = int(value)
         if (raw := env.get("KEFU_COOKIE_SECURE")) is not None and raw.strip():
             flag = raw.strip().lower()
             if flag not in ("1", "0", "true", "false", "yes", "no"):
@@ -149,12 +184,72 @@ class Unauthenticated(KefuError):
 
 
 class AccountLocked(Unauthenticated):
-    """Too many failed sign-ins in a row: refused (even with the right password) until
-    ``details['locked_until']``. 423, not 401, so a person knows waiting helps; it does
-    reveal that the username exists, but only after ``max_failed_logins`` guesses."""
+    """Too many failed sign-ins in a row: refused (even with the right password, which is
+    not even checked) until ``details['locked_until']``; every attempt during the lock
+    gets the same answer. 423, not 401, so a person knows waiting helps; it does reveal
+    that the username exists, but only after ``max_failed_logins`` guesses."""
 
     code = "locked"
     status = 423
+
+
+class TooManyAttempts(KefuError):
+    """Too many failed sign-ins from this client address: refused until the window ends."""
+
+    code = "too-many-attempts"
+    status = 429
+
+
+class SignInBusy(KefuError):
+    """Every password-checking thread is busy and the queue before them is full."""
+
+    code = "busy"
+    status = 503
+
+
+class PasswordPool:
+    """Checks passwords on ``threads`` threads of their own, lowered in CPU priority,
+    with at most ``queue`` more checks waiting; beyond that a sign-in is refused at once
+    (503, ``Retry-After: 1``).
+
+    argon2 is meant to cost CPU and memory: run on the request threads, a crowd of
+    sign-ins (30 threads of wrong passwords) took the CPU from every other request. Here
+    it takes at most ``threads`` cores, and (on Linux, where a thread has its own nice
+    value) only what the other requests leave.
+    """
+
+    def __init__(self, threads: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(
+            threads, thread_name_prefix="kefu-password", initializer=_lower_priority
+        )
+        self._slots = threading.BoundedSemaphore(threads + queue)
+
+    def reserve(self) -> None:
+        """Hold a place for one check (:meth:`verify` gives it back), or refuse at once:
+        taken before anything else of a sign-in, so a full pool costs no database work."""
+        if not self._slots.acquire(blocking=False):
+            raise SignInBusy("too many sign-ins are being checked; try again", retry_after=1)
+
+    def release(self) -> None:
+        """Give back a place :meth:`reserve` took when no check follows."""
+        self._slots.release()
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Check a password on the pool's threads, in the place :meth:`reserve` took."""
+        try:
+            future = self._executor.submit(users.verify_password, password_hash, password)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        return await asyncio.wrap_future(future)
+
+
+def _lower_priority() -> None:
+    try:  # Linux: setpriority on a thread id sets that thread's nice value
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # elsewhere the pool's size is the only bound
+        pass
 
 
 # -- request and response bodies -------------------------------------------------------------
@@ -230,7 +325,9 @@ _AUTH_WHY = {
     ),
     403: "not a member of the requested company",
     422: "malformed body, or several companies and none chosen (`errors.company`)",
-    423: "account locked after too many failed sign-ins (`detail` says until when)",
+    423: "account locked after too many failed sign-ins (`locked_until` says until when)",
+    429: "too many failed sign-ins from this address (`Retry-After` says how long to wait)",
+    503: "every password check is busy; try again in a second (`Retry-After`)",
 }
 
 
@@ -348,59 +445,106 @@ def _by_token(svc: CaseService, raw: str, company: str | None) -> tuple[Principa
 
 
 # -- signing in --------------------------------------------------------------------------------
-def login(
-    svc: CaseService, settings: AuthSettings, data: LoginIn, old_session: str | None
+async def login(
+    svc: CaseService,
+    settings: AuthSettings,
+    pool: PasswordPool,
+    data: LoginIn,
+    old_session: str | None,
+    address: str,
 ) -> tuple[SignedIn, str]:
-    """Check the password and start a session (blocking); return the answer and the raw id."""
+    """Check the password and start a session; return the answer and the raw session id.
+
+    0. hold a place in the :class:`PasswordPool` (503 at once when it is full);
+    1. admit the attempt (one write): the address's count in its window, then the
+       account's place in its run of attempts — refused at once (429, 423) past either;
+    2. check the password in the :class:`PasswordPool` (a dummy hash for an unknown
+       user: the same work and the same 401 as a wrong password);
+    3. on success (one write): give the address its attempt back, end the run of
+       failures, start the session.
+    """
     now = svc.clock.now()
-    u = t.app_user
-    with svc.db.read() as conn:
-        user = conn.execute(
-            select(
-                u.c.id,
-                u.c.username,
-                u.c.display_name,
-                u.c.password_hash,
-                u.c.active,
-                u.c.locked_until,
-            ).where(u.c.username == data.username)
-        ).first()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        users.verify_password(None, data.password)  # the same work as any other attempt
-        raise _locked(user.locked_until)
+    pool.reserve()
+    try:
+        user, attempt = await anyio.to_thread.run_sync(_admit, svc, settings, data, address, now)
+    except BaseException:
+        pool.release()
+        raise
     password_hash = user.password_hash if user is not None and user.active else None
-    ok = users.verify_password(password_hash, data.password)  # a dummy hash when there is none
+    ok = await pool.verify(password_hash, data.password)
     if not ok or user is None:
-        if user is not None and password_hash is not None:
-            with svc.db.write() as conn:
-                until = users.record_failed_login(
-                    conn,
-                    user.id,
-                    now,
-                    max_failures=settings.max_failed_logins,
-                    lockout=settings.lockout,
-                )
-            if until is not None:
-                raise _locked(until)
+        if attempt is not None and attempt.locked_until is not None:
+            raise _locked(attempt.locked_until)
         raise Unauthenticated("wrong username or password")
-    error: KefuError | None = None
+    return await anyio.to_thread.run_sync(
+        _start_session, svc, settings, data, old_session, address, user, now
+    )
+
+
+def _admit(
+    svc: CaseService, settings: AuthSettings, data: LoginIn, address: str, now: dt.datetime
+) -> tuple[Any, users.Attempt | None]:
+    u = t.app_user
+    with svc.db.read() as conn:  # a blocked address is refused without a write
+        blocked = users.address_blocked(
+            conn, address, now, limit=settings.login_per_address, window=settings.login_window
+        )
+    if blocked is not None:
+        raise _too_many(blocked, now)
+    with svc.db.write() as conn:
+        blocked = users.claim_address_attempt(
+            conn, address, now, limit=settings.login_per_address, window=settings.login_window
+        )
+        if blocked is not None:
+            raise _too_many(blocked, now)
+        user = conn.execute(
+            select(u.c.id, u.c.username, u.c.display_name, u.c.password_hash, u.c.active).where(
+                u.c.username == data.username
+            )
+        ).first()
+        if user is None:
+            return None, None
+        attempt = users.claim_login_attempt(
+            conn, user.id, now, max_failures=settings.max_failed_logins, lockout=settings.lockout
+        )
+    if isinstance(attempt, dt.datetime):
+        raise _locked(attempt)
+    return user, attempt
+
+
+def _too_many(until: dt.datetime, now: dt.datetime) -> TooManyAttempts:
+    return TooManyAttempts(
+        f"too many failed sign-ins from this address; try again after {_utc(until)}",
+        retry_after=max(1, int((until - now).total_seconds())),
+    )
+
+
+def _start_session(
+    svc: CaseService,
+    settings: AuthSettings,
+    data: LoginIn,
+    old_session: str | None,
+    address: str,
+    user: Any,
+    now: dt.datetime,
+) -> tuple[SignedIn, str]:
     raw = ""
     with svc.db.write() as conn:
-        if not users.clear_failed_logins(conn, user.id, now):
-            # locked by failures counted in another process since we read the row
-            error = _locked(None)
-        else:
-            if users.needs_rehash(user.password_hash):
-                users.set_password(conn, user.id, data.password)
-            mine = users.memberships(conn, user.id)
-            chosen, error = _choose_company(mine, data.company)
-            if chosen is not None:
-                if old_session:
-                    users.end_session(conn, old_session)
-                users.purge_sessions(conn, now, settings.idle_timeout, user_id=user.id)
-                raw = users.create_session(
-                    conn, user.id, chosen.company_id, now, settings.absolute_timeout
-                )
+        users.refund_address_attempt(conn, address)
+        users.clear_failed_logins(conn, user.id)
+        if users.needs_rehash(user.password_hash):
+            users.set_password(conn, user.id, data.password)
+        mine = users.memberships(conn, user.id)
+        chosen, error = _choose_company(mine, data.company)
+        if chosen is not None:
+            if old_session:
+                users.end_session(conn, old_session)
+            users.purge_sessions(conn, now, settings.idle_timeout, user_id=user.id)
+            users.purge_address_attempts(conn, now, settings.login_window)
+            raw = users.create_session(
+                conn, user.id, chosen.company_id, now, settings.absolute_timeout
+            )
+            users.cap_sessions(conn, user.id, settings.max_sessions)
     if error is not None:
         raise error
     return SignedIn(
@@ -411,11 +555,7 @@ def login(
     ), raw
 
 
-def _locked(until: dt.datetime | None) -> AccountLocked:
-    if until is None:
-        return AccountLocked(
-            "the account is locked after too many failed sign-ins; try again later"
-        )
+def _locked(until: dt.datetime) -> AccountLocked:
     return AccountLocked(
         f"the account is locked after too many failed sign-ins until {_utc(until)}",
         locked_until=_utc(until),
@@ -503,6 +643,8 @@ def build_auth(
 ) -> tuple[DefineMiddleware, list[ControllerRouterHandler]]:
     """The authentication middleware and the auth routes (login, logout, me) for ``svc``."""
 
+    pool = PasswordPool(settings.hash_threads, settings.hash_queue)
+
     def session_cookie(value: str, max_age: int) -> Cookie:
         return Cookie(
             key=settings.cookie_name,
@@ -522,17 +664,25 @@ def build_auth(
         tags=["auth"],
         status_code=200,
         exclude_from_auth=True,
-        sync_to_thread=True,
         security=[{}],
-        responses=errors(403, 422, 423, why=_AUTH_WHY),
+        responses=errors(403, 422, 423, 429, 503, why=_AUTH_WHY),
     )
-    def login_route(request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> Response[SignedIn]:
+    async def login_route(
+        request: Request[Any, Any, Any], data: JSONBody[LoginIn]
+    ) -> Response[SignedIn]:
         """Sign in with username and password; sets the session cookie.
 
         A new session id is issued at every sign-in and the session the request came with
         ends. `company` may be left out when you belong to one company only.
         """
-        body, raw = login(svc, settings, data, request.cookies.get(settings.cookie_name))
+        address = request.client.host if request.client is not None else "unknown"
+        try:
+            body, raw = await login(
+                svc, settings, pool, data, request.cookies.get(settings.cookie_name), address
+            )
+        except (Unauthenticated, TooManyAttempts, SignInBusy):
+            await asyncio.sleep(settings.failure_delay.total_seconds())
+            raise
         return Response(
             body, cookies=[session_cookie(raw, int(settings.absolute_timeout.total_seconds()))]
         )

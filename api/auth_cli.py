@@ -184,11 +184,7 @@ def user_password(
                     f"unknown user '{username}' (kefu user add {username} --company C creates one)"
                 )
             users.set_password(conn, uid, new)
-            conn.execute(
-                update(t.app_user)
-                .where(t.app_user.c.id == uid)
-                .values(failed_logins=0, locked_until=None)
-            )
+            users.clear_failed_logins(conn, uid)
             ended = conn.execute(
                 delete(t.user_session).where(t.user_session.c.user_id == uid)
             ).rowcount

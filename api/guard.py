@@ -170,5 +170,5 @@ class GuardMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         check_query(scope["path"], scope.get("query_string", b""))
         headers = Headers.from_scope(scope)
-        check_origin(scope["method"], headers, headers.get("host"))
+        check_origin(str(scope.get("method", "GET")), headers, headers.get("host"))
         await next_app(scope, receive, send)

@@ -6,11 +6,14 @@ never imports the web layer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
+from api.auth import AuthSettings
 from core import hookimpl
 from core.runtime.bootstrap import build_service
 from core.runtime.plugins import installed
@@ -27,6 +30,22 @@ def kefu_cli_commands(cli: Any) -> None:
     register(cli)
 
 
+def serve_auth_settings(
+    host: str, insecure_cookies: bool | None, environ: Mapping[str, str]
+) -> AuthSettings:
+    """The auth settings ``kefu serve`` runs with: the environment's, except that on a
+    loopback address the cookie goes without ``Secure`` unless ``KEFU_COOKIE_SECURE`` says
+    otherwise (a reverse proxy on the same host serves https: set it to 1 there);
+    ``--insecure-cookies`` always drops it."""
+    settings = AuthSettings.from_env(environ)
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    chosen = (environ.get("KEFU_COOKIE_SECURE") or "").strip() != ""
+    if insecure_cookies or (insecure_cookies is None and loopback and not chosen):
+        # browsers keep Secure cookies over http://localhost, curl and others do not
+        settings = dataclasses.replace(settings, cookie_secure=False)
+    return settings
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -40,7 +59,8 @@ def kefu_cli_commands(cli: Any) -> None:
     "--insecure-cookies",
     is_flag=True,
     default=None,
-    help="send the session cookie over plain HTTP (default: only when serving on loopback)",
+    help="send the session cookie over plain HTTP (default: only when serving on loopback "
+    "and KEFU_COOKIE_SECURE is not set)",
 )
 @click.option(
     "--worker/--no-worker",
@@ -71,13 +91,11 @@ def serve(
     access_log: bool,
 ) -> None:
     """Serve the REST API (OpenAPI UI at /schema)."""
-    import dataclasses
     import threading
 
     import uvicorn
 
     from api.app import create_app
-    from api.auth import AuthSettings
 
     cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:
@@ -92,11 +110,7 @@ def serve(
             "(--database postgresql+psycopg://…) for --workers"
         )
     svc = build_service(db, cat)
-    settings = AuthSettings.from_env()
-    loopback = host in ("127.0.0.1", "localhost", "::1")
-    if insecure_cookies or (insecure_cookies is None and loopback):
-        # browsers keep Secure cookies over http://localhost, curl and others do not
-        settings = dataclasses.replace(settings, cookie_secure=False)
+    settings = serve_auth_settings(host, insecure_cookies, os.environ)
     if workers > 1:
         # every process builds its own service from the environment (api.app.app_from_env);
         # this one migrated the database already, and runs no worker thread: timers and the

@@ -88,7 +88,9 @@ def problem(
 
 
 def kefu_error(request: Request[Any, Any, Any], exc: KefuError) -> Response[dict[str, Any]]:
-    return problem(request, exc.status, exc.code, exc.message, **exc.details)
+    wait = exc.details.get("retry_after")
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    return problem(request, exc.status, exc.code, exc.message, headers, **exc.details)
 
 
 def validation_error(

@@ -35,6 +35,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.storage import schema as t
 
@@ -139,39 +141,112 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 # -- failed logins (counted in the database, so every server process sees the same count) --
-def record_failed_login(
-    conn: Connection, user_id: int, now: dt.datetime, *, max_failures: int, lockout: dt.timedelta
-) -> dt.datetime | None:
-    """Count one failed sign-in in a single atomic UPDATE; return ``locked_until`` if it locked.
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt the account admitted (:func:`claim_login_attempt`): its place
+    ``n`` in the run of attempts since the last success, and ``locked_until`` when this
+    attempt is the last one the run may have (a wrong password then leaves the lock on)."""
 
-    The failure that reaches ``max_failures`` locks the account until ``now + lockout`` and
-    starts the count again, so after the lock the user has ``max_failures`` more tries.
-    A failure while the account is locked is not counted and does not extend the lock.
+    n: int
+    locked_until: dt.datetime | None
+
+
+def claim_login_attempt(
+    conn: Connection, user_id: int, now: dt.datetime, *, max_failures: int, lockout: dt.timedelta
+) -> Attempt | dt.datetime:
+    """Take one of the account's ``max_failures`` attempts *before* its password is checked;
+    return the :class:`Attempt`, or the ``locked_until`` of a locked account (refuse it
+    without checking anything).
+
+    One conditional UPDATE, so parallel attempts (threads or server processes) each get
+    a distinct place and at most ``max_failures`` passwords are checked between two
+    successes or per lockout: the attempt that takes the last place locks the account
+    until ``now + lockout`` at once, and a correct password lifts it
+    (:func:`clear_failed_logins`). An expired lock starts a new run at 1.
     """
     u = t.app_user
-    reaches = u.c.failed_logins + 1 >= max_failures
+    expired = and_(u.c.locked_until.is_not(None), u.c.locked_until <= now)
+    n = case((expired, 1), else_=u.c.failed_logins + 1)
     until = literal(now + lockout, u.c.locked_until.type)  # typed, so SQLite stores it as UTC too
     row = conn.execute(
         update(u)
         .where(u.c.id == user_id, or_(u.c.locked_until.is_(None), u.c.locked_until <= now))
-        .values(
-            failed_logins=case((reaches, 0), else_=u.c.failed_logins + 1),
-            locked_until=case((reaches, until), else_=None),
-        )
-        .returning(u.c.locked_until)
+        .values(failed_logins=n, locked_until=case((n >= max_failures, until), else_=None))
+        .returning(u.c.failed_logins, u.c.locked_until)
     ).first()
-    return None if row is None else row.locked_until
+    if row is None:
+        locked = conn.execute(select(u.c.locked_until).where(u.c.id == user_id)).scalar_one()
+        return locked if locked is not None else now + lockout
+    return Attempt(row.failed_logins, row.locked_until)
 
 
-def clear_failed_logins(conn: Connection, user_id: int, now: dt.datetime) -> bool:
-    """Reset the count after a correct password; False if the account is locked (refuse)."""
-    u = t.app_user
-    res = conn.execute(
-        update(u)
-        .where(u.c.id == user_id, or_(u.c.locked_until.is_(None), u.c.locked_until <= now))
+def clear_failed_logins(conn: Connection, user_id: int) -> None:
+    """A correct password: the run of failures ends and a lock it reached is lifted."""
+    conn.execute(
+        update(t.app_user)
+        .where(t.app_user.c.id == user_id)
         .values(failed_logins=0, locked_until=None)
     )
-    return res.rowcount == 1
+
+
+def claim_address_attempt(
+    conn: Connection, key: str, now: dt.datetime, *, limit: int, window: dt.timedelta
+) -> dt.datetime | None:
+    """Count one sign-in attempt from an address (``key``) in the current ``window``; None
+    while within ``limit``, else when the window ends (refuse without checking anything).
+
+    One INSERT … ON CONFLICT DO UPDATE, atomic on SQLite and PostgreSQL. The count is
+    taken before the password is checked (parallel attempts cannot all slip under it);
+    a correct password gives its attempt back (:func:`refund_address_attempt`), so the
+    limit is on failures.
+    """
+    lt = t.login_throttle
+    at = literal(now, lt.c.window_start.type)
+    ins = _upsert(conn)(lt).values(key=key, window_start=at, attempts=1)
+    stale = lt.c.window_start <= literal(now - window, lt.c.window_start.type)
+    row = conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=[lt.c.key],
+            set_={
+                "attempts": case((stale, 1), else_=lt.c.attempts + 1),
+                "window_start": case((stale, at), else_=lt.c.window_start),
+            },
+        ).returning(lt.c.attempts, lt.c.window_start)
+    ).one()
+    if row.attempts > limit:
+        return row.window_start + window
+    return None
+
+
+def address_blocked(
+    conn: Connection, key: str, now: dt.datetime, *, limit: int, window: dt.timedelta
+) -> dt.datetime | None:
+    """When the address's window ends if it is past ``limit`` already (a read: a flood
+    from a blocked address costs no write), else None."""
+    lt = t.login_throttle
+    row = conn.execute(select(lt.c.attempts, lt.c.window_start).where(lt.c.key == key)).first()
+    if row is None or row.attempts <= limit or row.window_start <= now - window:
+        return None
+    return row.window_start + window
+
+
+def refund_address_attempt(conn: Connection, key: str) -> None:
+    lt = t.login_throttle
+    conn.execute(
+        update(lt).where(lt.c.key == key, lt.c.attempts > 0).values(attempts=lt.c.attempts - 1)
+    )
+
+
+def purge_address_attempts(conn: Connection, now: dt.datetime, window: dt.timedelta) -> int:
+    """Forget the addresses whose window ended (kept small: one row per recent address)."""
+    lt = t.login_throttle
+    return conn.execute(delete(lt).where(lt.c.window_start <= now - window)).rowcount
+
+
+def _upsert(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_insert
+    return sqlite_insert
 
 
 def set_password(conn: Connection, user_id: int, password: str) -> None:
@@ -239,6 +314,19 @@ def create_session(
         )
     )
     return raw
+
+
+def cap_sessions(conn: Connection, user_id: int, keep: int) -> int:
+    """End the user's oldest sessions beyond the newest ``keep``; return how many ended."""
+    s = t.user_session
+    newest = (
+        select(s.c.id)
+        .where(s.c.user_id == user_id)
+        .order_by(s.c.created_at.desc(), s.c.id)
+        .limit(keep)
+        .scalar_subquery()
+    )
+    return conn.execute(delete(s).where(s.c.user_id == user_id, s.c.id.not_in(newest))).rowcount
 
 
 def end_session(conn: Connection, raw: str) -> None:

@@ -267,6 +267,17 @@ user_session = Table(
     Index("ix_user_session_expires", "expires_at"),
 )
 
+# Sign-in attempts per client address in the current window (the per-address limit);
+# the key is the address as the server saw it.
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Index("ix_login_throttle_window", "window_start"),
+)
+
 # An API token for an integration, bound to one user in one company; stored hashed.
 api_token = Table(
     "api_token",

@@ -68,7 +68,12 @@ def app_and_cookie(svc: CaseService) -> Iterator[tuple[Any, str]]:
         cid = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case.id
         if i:
             svc.act("demo", cid, "verify", wang, VERIFY, 1)
-    app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=9)))
+    app = create_app(
+        svc,
+        auth=AuthSettings(
+            cookie_secure=False, idle_timeout=dt.timedelta(days=9), failure_delay=dt.timedelta(0)
+        ),
+    )
     with TestClient(app) as c:
         r = c.post(
             "/api/v1/auth/login", json={"username": "wang", "password": PASSWORD, "company": "demo"}

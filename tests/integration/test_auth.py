@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,9 @@ from core.storage.db import Database
 from tests.helpers import FIXTURES, PASSWORD, service
 
 pytestmark = pytest.mark.service(config=FIXTURES / "config-two", logins=["wang", "li", "sun"])
-SETTINGS = AuthSettings(max_failed_logins=3, lockout=dt.timedelta(minutes=15))
+SETTINGS = AuthSettings(
+    max_failed_logins=3, lockout=dt.timedelta(minutes=15), failure_delay=dt.timedelta(0)
+)
 WHOAMI = "/api/v1/test/whoami"
 
 
@@ -618,3 +621,140 @@ def test_cross_site_writes_with_the_cookie_are_refused(
         headers={"origin": "https://evil.example", "authorization": f"Bearer {raw}"},
     )
     problem(r, 422, "invalid-input")
+
+
+# -- sign-in under attack -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords checked against a real hash, in order (a dummy check is not counted)."""
+    seen: list[str] = []
+    verify = users.verify_password
+
+    def counting(password_hash: str | None, password: str) -> bool:
+        if password_hash is not None:
+            seen.append(password)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(users, "verify_password", counting)
+    return seen
+
+
+def test_a_burst_of_parallel_guesses_checks_at_most_the_limit(
+    svc: CaseService, client: Client, db: Database, checked: list[str]
+) -> None:
+    # two services with their own engines: two server processes as far as memory goes
+    svc2 = service(Database(db.url), config=FIXTURES / "config-two", clock=svc.clock)
+    settings = dataclasses.replace(
+        SETTINGS, max_failed_logins=5, login_per_address=1000, hash_threads=4, hash_queue=64
+    )
+    try:
+        apps = [build_app(svc, settings), build_app(svc2, settings)]
+        guesses = [f"guess {i}" for i in range(40)]
+        guesses[20] = PASSWORD  # the right password, somewhere in the burst
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(
+                pool.map(lambda i: login(client(apps[i % 2]), "li", guesses[i]), range(40))
+            )
+        statuses = sorted(r.status_code for r in answers)
+        print(f"\nburst of 40: {len(checked)} passwords checked (limit 5): {statuses}")
+        assert len(checked) <= 5, checked
+        assert statuses.count(200) == (1 if PASSWORD in checked else 0)
+        assert set(statuses) <= {200, 401, 423}
+        # every refusal of the lock is the same answer, whichever password it carried
+        locked = {r.text for r in answers if r.status_code == 423}
+        assert len(locked) == 1 and "locked_until" in locked.pop()
+    finally:
+        svc2.close()
+
+
+def test_a_locked_account_answers_the_same_whatever_the_password(
+    client: Client, checked: list[str]
+) -> None:
+    c = client()
+    for _ in range(2):
+        problem(login(c, "li", "bad"), 401, "not-authenticated")
+    last = problem(login(c, "li", "bad"), 423, "locked")
+    wrong = problem(login(c, "li", "another guess"), 423, "locked")
+    right = problem(login(c, "li", PASSWORD), 423, "locked")
+    assert last == wrong == right and right["locked_until"] == "2026-11-02T01:15:00Z"
+    assert checked == ["bad"] * 3  # nothing checked while locked
+
+
+def test_failed_sign_ins_per_address_are_limited(
+    svc: CaseService, client: Client, checked: list[str]
+) -> None:
+    app = build_app(svc, dataclasses.replace(SETTINGS, login_per_address=4))
+    c = client(app)
+    # successes do not count; failures do, whichever usernames they try
+    assert login(c, "li").status_code == 200
+    for name in ("li", "ghost", "nobody", "sun"):
+        problem(login(c, name, "bad"), 401, "not-authenticated")
+    r = login(c, "wang", PASSWORD, "demo")
+    body = problem(r, 429, "too-many-attempts")
+    assert int(r.headers["retry-after"]) == 15 * 60 and "2026-11-02T01:15:00Z" in body["detail"]
+    assert checked == [PASSWORD, "bad", "bad"]  # the unknown users cost a dummy check only
+    svc.clock.advance(dt.timedelta(minutes=15))
+    assert login(c, "wang", PASSWORD, "demo").status_code == 200
+
+
+def test_the_address_count_is_one_atomic_statement(svc: CaseService, db: Database) -> None:
+    now, window = svc.clock.now(), dt.timedelta(minutes=15)
+
+    def attempt(key: str) -> dt.datetime | None:
+        with db.write() as conn:
+            return users.claim_address_attempt(conn, key, now, limit=10, window=window)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, ["10.0.0.1"] * 30))
+    assert results.count(None) == 10 and set(results[10:]) <= {None, now + window}
+    assert attempt("10.0.0.2") is None  # another address has its own count
+
+
+def test_passwords_are_checked_in_a_bounded_pool(
+    svc: CaseService, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    verify = users.verify_password
+
+    def slow(password_hash: str | None, password: str) -> bool:
+        started.set()
+        release.wait(10)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(users, "verify_password", slow)
+    app = build_app(svc, dataclasses.replace(SETTINGS, hash_threads=1, hash_queue=0))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(login, client(app), "li")
+        assert started.wait(10)
+        r = login(client(app), "sun")  # the one thread is busy and nothing may wait
+        release.set()
+        assert first.result().status_code == 200
+    assert r.headers["retry-after"] == "1"
+    problem(r, 503, "busy")
+    assert login(client(app), "sun").status_code == 200
+
+
+def test_sessions_per_user_are_capped_oldest_first(
+    svc: CaseService, client: Client, db: Database
+) -> None:
+    app = build_app(svc, dataclasses.replace(SETTINGS, max_sessions=2))
+    devices = [client(app) for _ in range(3)]
+    for c in devices:
+        assert login(c, "li").status_code == 200
+        svc.clock.advance(dt.timedelta(seconds=1))
+    assert len(session_rows(db)) == 2
+    problem(devices[0].get(WHOAMI), 401, "not-authenticated")
+    assert all(c.get(WHOAMI).status_code == 200 for c in devices[1:])
+
+
+def test_kefu_cookie_secure_holds_on_loopback() -> None:
+    from api.plugin import serve_auth_settings
+
+    assert not serve_auth_settings("127.0.0.1", None, {}).cookie_secure  # plain http://localhost
+    behind_proxy = serve_auth_settings("127.0.0.1", None, {"KEFU_COOKIE_SECURE": "1"})
+    assert behind_proxy.cookie_secure
+    assert serve_auth_settings("0.0.0.0", None, {}).cookie_secure
+    assert not serve_auth_settings("0.0.0.0", True, {"KEFU_COOKIE_SECURE": "1"}).cookie_secure
