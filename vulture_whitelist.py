@@ -22,6 +22,8 @@ tags  # api/routes.py controllers
 dependencies  # api/routes.py controllers
 _.authenticate_request  # api/auth.py authentication middleware
 scopes  # api/guard.py GuardMiddleware: the scope types it runs on
+# pluggy: a hook's argument, passed by keyword to the plugins' implementations
+checkpoint  # core/hookspecs.py kefu_audit_checkpoint
 _.additional_properties  # api/app.py: an OpenAPI schema attribute, written out
 _.receive_router  # api/swagger.py router plugin
 # pydantic: keys of the pack and company YAML files (validated, not read by kefu)

@@ -28,7 +28,7 @@ import click
 from sqlalchemy import select
 
 from core.cases.deadlines import explain_lines
-from core.cases.journal import verify_chain
+from core.cases.journal import Keyring, forget_keyring, keys_path, verify_all
 from core.cases.reports import run_report
 from core.errors import NotFound
 from core.runtime.bootstrap import build_service, create_config_people
@@ -204,7 +204,21 @@ def init(demo: bool, db_url: str | None) -> None:
     default=None,
     help="database URL (default: KEFU_DATABASE_URL or var/kefu.db)",
 )
-def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) -> None:
+@click.option(
+    "--checkpoint-minutes",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 24 * 60),
+    help="write a signed checkpoint of each company's journal this often, when it grew",
+)
+def worker(
+    once: bool,
+    batch: int,
+    poll: float,
+    lease: int,
+    db_url: str | None,
+    checkpoint_minutes: float,
+) -> None:
     """Fire due timers and schedules, deliver the outbox (stop with Ctrl-C or SIGTERM).
 
     Run one per machine or several against PostgreSQL: they share the work through leases.
@@ -219,7 +233,14 @@ def worker(once: bool, batch: int, poll: float, lease: int, db_url: str | None) 
         sys.exit(2)
     channels = installed().channels  # checked at start-up (main): a broken plugin exited with 3
     svc = build_service(Database(db_url), cat)
-    w = Worker(svc, channels, batch=batch, poll=poll, lease=dt.timedelta(seconds=lease))
+    w = Worker(
+        svc,
+        channels,
+        batch=batch,
+        poll=poll,
+        lease=dt.timedelta(seconds=lease),
+        checkpoint_every=checkpoint_minutes * 60,
+    )
     click.echo(f"kefu worker {w.owner}: channels {', '.join(sorted(channels)) or 'none'}", err=True)
     try:
         if once:
@@ -297,26 +318,73 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--company", default=None)
 @click.option("--database", "db_url", default=None)
-def audit_verify(company: str | None, db_url: str | None) -> None:
-    """Check the journal hash chain of every company; name the first bad entry."""
+@click.option(
+    "--checkpoints",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="checkpoint file (default: KEFU_AUDIT_CHECKPOINTS or var/audit-checkpoints.jsonl)",
+)
+def audit_verify(company: str | None, db_url: str | None, checkpoints: Path | None) -> None:
+    """Check every company's journal (each entry's code under the audit keyring, the
+    chain's links and head), the signed checkpoints, and every case row against its
+    journal; print each problem with its company, entry, case and kind. Exit 1 on any."""
 
     db = Database(db_url)
-    bad = 0
-    with db.read() as conn:
-        for c in conn.execute(select(t.company.c.id, t.company.c.key)).all():
-            if company and c.key != company:
-                continue
-            problems = verify_chain(conn, c.id, c.key)
-            count = conn.execute(
-                select(t.journal_head.c.seq).where(t.journal_head.c.company_id == c.id)
-            ).scalar()
-            if problems:
-                for key, seq, why in problems:
-                    click.echo(f"{key}: journal entry {seq}: {why}", err=True)
-                bad += 1
-            else:
-                click.echo(f"{c.key}: {count} journal entries, chain intact")
-    sys.exit(1 if bad else 0)
+    try:
+        with db.read() as conn:
+            problems = verify_all(conn, company, checkpoints)
+        numbers: dict[int, str] = {}
+        case_ids = {p.case_id for p in problems if p.case_id is not None}
+        if case_ids:
+            with db.read() as conn:
+                numbers = dict(
+                    conn.execute(
+                        select(t.case.c.id, t.case.c.number).where(t.case.c.id.in_(case_ids))
+                    ).all()
+                )
+        for p in problems:
+            where = f"journal entry {p.seq}" if p.seq is not None else "checkpoints"
+            if p.case_id is not None:
+                where += f" (case {numbers.get(p.case_id, p.case_id)})"
+            click.echo(f"{p.company}: {where}: {p.kind}: {p.detail}", err=True)
+        with db.read() as conn:
+            for c in conn.execute(
+                select(t.company.c.key, t.journal_head.c.seq).join(
+                    t.journal_head, t.journal_head.c.company_id == t.company.c.id
+                )
+            ).all():
+                if company and c.key != company:
+                    continue
+                if not any(p.company == c.key for p in problems):
+                    click.echo(f"{c.key}: {c.seq} journal entries, chain and case rows intact")
+    finally:
+        db.dispose()
+    if problems:
+        click.echo(f"{len(problems)} problem(s)", err=True)
+    sys.exit(1 if problems else 0)
+
+
+@audit.command("checkpoint")
+@click.option("--database", "db_url", default=None)
+def audit_checkpoint(db_url: str | None) -> None:
+    """Write a signed checkpoint of every company's journal head now (the worker does it
+    every --checkpoint-minutes)."""
+    svc = build_service(Database(db_url), load_catalog(extensions=installed()), migrate=False)
+    try:
+        for cp in svc.write_checkpoints():
+            click.echo(f"{cp.company}: checkpoint at entry {cp.seq} ({cp.hash[:12]}…)")
+    finally:
+        svc.close()
+
+
+@audit.command("rotate-key")
+def audit_rotate_key() -> None:
+    """Add a new key to the audit keyring (KEFU_AUDIT_KEYS or var/audit-keys); entries
+    written from now on use it, older ones keep verifying with theirs. Restart kefu's
+    processes to take it up."""
+    key_id = Keyring.rotate(keys_path())
+    forget_keyring()
+    click.echo(f"new audit key {key_id} in {keys_path()}")
 
 
 @cli.command()

@@ -215,3 +215,24 @@ def kefu_case_closed(event: Any) -> None:
     Called after commit, after :func:`kefu_step_entered` for the same step, like
     :func:`kefu_case_opened`. Return value ignored.
     """
+
+
+# -- audit trail ----------------------------------------------------------------------------
+
+
+@hookspec
+def kefu_audit_checkpoint(checkpoint: dict[str, Any]) -> None:
+    """Keep a copy of a signed journal checkpoint somewhere the database's users cannot
+    reach (a notary, a WORM bucket, another host).
+
+    ``checkpoint`` has ``company`` (key), ``seq`` and ``hash`` (the journal head), ``at``
+    (ISO 8601, UTC), ``key_id`` and ``mac`` (HMAC-SHA-256 of the rest under that key of
+    the audit keyring). kefu has already appended it to its checkpoint file
+    (``KEFU_AUDIT_CHECKPOINTS``), which ``kefu audit verify`` reads; a copy kept elsewhere
+    can be checked against it with ``kefu audit verify --checkpoints FILE``.
+
+    Called after the checkpoint is written, outside any transaction: by the worker every
+    ``--checkpoint-minutes`` for each company whose journal grew, and by
+    ``kefu audit checkpoint``. Every implementation is called; return values are ignored;
+    an exception is logged and stops nothing.
+    """

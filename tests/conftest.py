@@ -6,6 +6,9 @@ postgres): one database per test session (per pytest-xdist worker) is created, m
 and dropped; tables are emptied between tests. Outside CI an unreachable PostgreSQL skips
 its half; with CI=true it fails the run.
 
+The journal's audit keyring and checkpoint file are per test process, in the temporary
+directory (KEFU_AUDIT_KEYS, KEFU_AUDIT_CHECKPOINTS).
+
 Passwords are hashed with argon2's cheapest parameters (KEFU_PASSWORD_HASH=fast, set
 here before kefu is imported, inherited by the kefu processes tests start): every
 fixture user costs a hash. tests/unit/test_password_hash.py checks that kefu without the
@@ -16,9 +19,19 @@ variable uses the strong defaults, and the tests that measure hashing ask for th
 from __future__ import annotations
 
 import os
+import tempfile
 
 # before kefu is imported: core/runtime/users.py reads it at import
 os.environ.setdefault("KEFU_PASSWORD_HASH", "fast")
+# the audit keyring and checkpoints of this test process (and the kefu processes it
+# starts), never the checkout's var/: a test that checks checkpoints writes its own file
+os.environ.setdefault(
+    "KEFU_AUDIT_KEYS", os.path.join(tempfile.gettempdir(), f"kefu-test-audit-{os.getpid()}", "keys")
+)
+os.environ.setdefault(
+    "KEFU_AUDIT_CHECKPOINTS",
+    os.path.join(tempfile.gettempdir(), f"kefu-test-audit-{os.getpid()}", "checkpoints.jsonl"),
+)
 
 import shutil
 from collections.abc import Iterator

@@ -541,6 +541,7 @@ class Pipeline:
             actor=d.actor.username,
             pversion=proc.version,
             now=now,
+            state=chain.state_digest(change.fields, change.step, status, assignees, version),
         )
         if change.outbox:
             _INS_OUTBOX.execute_many(

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -53,6 +55,8 @@ __all__ = [
     "CaseView",
     "CompanyRuntime",
 ]
+
+log = logging.getLogger("kefu.audit")
 
 
 @dataclass
@@ -122,6 +126,8 @@ class CaseService:
         self._by_version_id: dict[int, tuple[CompiledProcedure, int]] = {}
         self._calendars: dict[str, WorkingCalendar] = {}
         self.events = EventQueue()
+        # each company's journal head at this service's last checkpoint of it
+        self._checkpointed: dict[str, int] = {}
 
     # -- what the pipeline needs (core.cases.commit.Context) ----------------------------
     def now(self) -> dt.datetime:
@@ -545,13 +551,41 @@ class CaseService:
         )
 
     # -- audit --------------------------------------------------------------------------
-    def verify_journal(self, company: str | None = None) -> list[tuple[str, int | None, str]]:
-        """Check every company's hash chain; returns (company, first bad seq, problem) per break."""
-        problems: list[tuple[str, int | None, str]] = []
+    def verify_journal(
+        self, company: str | None = None, checkpoints: Path | None = None
+    ) -> list[chain.AuditProblem]:
+        """Check every company's journal, its checkpoints (``checkpoints`` or the configured
+        file) and case rows; returns every problem found (empty: all is well)."""
         with self.db.read() as conn:
-            companies = conn.execute(select(t.company.c.id, t.company.c.key)).all()
-            for c in companies:
-                if company and c.key != company:
+            return chain.verify_all(conn, company, checkpoints)
+
+    def write_checkpoints(
+        self, path: Path | None = None, *, unchanged: bool = True
+    ) -> list[chain.Checkpoint]:
+        """Write a signed checkpoint of every company's journal head (see
+        :func:`core.cases.journal.write_checkpoint`) and hand each to the plugins'
+        ``kefu_audit_checkpoint``; returns those written. ``unchanged=False`` skips a
+        company whose head has not moved since this service's last checkpoint of it."""
+        out = []
+        done = self._checkpointed
+        with self.db.read() as conn:
+            heads = conn.execute(
+                select(t.company.c.id, t.company.c.key, t.journal_head.c.seq).join(
+                    t.journal_head, t.journal_head.c.company_id == t.company.c.id
+                )
+            ).all()
+            for c in heads:
+                if not unchanged and done.get(c.key) == c.seq:
                     continue
-                problems.extend(chain.verify_chain(conn, c.id, c.key))
-        return problems
+                cp = chain.write_checkpoint(conn, c.id, c.key, self.clock.now(), path)
+                if cp is not None:
+                    done[c.key] = cp.seq
+                    out.append(cp)
+        hook = self.catalog.extensions.hook
+        for cp in out:
+            if hook is not None:
+                try:
+                    hook.kefu_audit_checkpoint(checkpoint=cp.as_json())
+                except Exception:  # a notary that is down must not stop the worker
+                    log.exception("kefu_audit_checkpoint failed for %s at %d", cp.company, cp.seq)
+        return out

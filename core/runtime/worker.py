@@ -165,8 +165,13 @@ class Worker:
         poll: float = 1.0,
         lease: dt.timedelta = DEFAULT_LEASE,
         optimize_every: float = 3600.0,
+        checkpoint_every: float = 600.0,
     ) -> None:
         self.svc = svc
+        # a signed checkpoint of each company's journal head this often (seconds), when
+        # the journal grew: truncating the journal is detectable up to the last one
+        self.checkpoint_every = checkpoint_every
+        self._checkpointed_at = time.monotonic()
         # statistics refreshed this often (seconds of wall time) while the worker runs
         self.optimize_every = optimize_every
         self._optimized_at = time.monotonic()
@@ -243,6 +248,9 @@ class Worker:
                 if time.monotonic() - self._optimized_at >= self.optimize_every:
                     self._optimized_at = time.monotonic()
                     self.svc.db.optimize()
+                if time.monotonic() - self._checkpointed_at >= self.checkpoint_every:
+                    self._checkpointed_at = time.monotonic()
+                    self.svc.write_checkpoints(unchanged=False)
             except Exception:
                 log.exception("worker round failed; retrying in %.1fs", self.poll)
                 fired, report = 0, outbox.DeliveryReport()

@@ -44,6 +44,18 @@ def before_commit(conn: Connection, key: str, flush: Callable[[Connection], None
     return True
 
 
+class JsonText(str):
+    """JSON already serialised: written to a JSON column as it is, not encoded again (the
+    journal stores the very text its code covers)."""
+
+
+def _dumps(value: Any) -> str:
+    if isinstance(value, JsonText):
+        return str(value)
+    # JSON as UTF-8 text (not \u escapes), so a text search finds 张三 in case fields
+    return json.dumps(value, ensure_ascii=False)
+
+
 def database_url(url: str | None = None) -> str:
     return url or os.environ.get("KEFU_DATABASE_URL") or DEFAULT_URL
 
@@ -54,12 +66,7 @@ class Database:
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        # JSON as UTF-8 text (not \u escapes), so a text search finds 张三 in case fields
-        kwargs: dict[str, Any] = {
-            "echo": echo,
-            "future": True,
-            "json_serializer": lambda o: json.dumps(o, ensure_ascii=False),
-        }
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": _dumps}
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":

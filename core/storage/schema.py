@@ -186,6 +186,10 @@ journal = Table(
     Column("procedure_version", Integer),
     Column("data", Json, nullable=False),
     Column("facts", Json),
+    # the SHA-256 of the case row the commit left (on its last entry; core.cases.journal)
+    Column("state", String(64)),
+    # the keyring key the entry's code is made with; NULL: a plain SHA-256 (older entries)
+    Column("key_id", String(32)),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     UniqueConstraint("company_id", "seq", name="uq_journal_seq"),

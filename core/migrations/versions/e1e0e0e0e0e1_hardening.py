@@ -1,4 +1,5 @@
-"""hardening: login_throttle (sign-in attempts per client address)
+"""hardening: login_throttle (sign-in attempts per client address); journal.state and
+journal.key_id (entries coded under a key, the case row's state they vouch for)
 
 Revision ID: e1e0e0e0e0e1
 Revises: d3d0d0d0d0d3
@@ -19,7 +20,8 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    """Add the per-address sign-in counter."""
+    """Add the per-address sign-in counter and the journal's state and key id (existing
+    entries keep NULL: they were made as plain SHA-256 codes and verify as such)."""
     op.create_table('login_throttle',
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('window_start', core.storage.schema.UTCDateTime(), nullable=False),
@@ -27,8 +29,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('key', name=op.f('pk_login_throttle'))
     )
     op.create_index('ix_login_throttle_window', 'login_throttle', ['window_start'], unique=False)
+    with op.batch_alter_table('journal', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('state', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('key_id', sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('journal', schema=None) as batch_op:
+        batch_op.drop_column('key_id')
+        batch_op.drop_column('state')
     op.drop_index('ix_login_throttle_window', table_name='login_throttle')
     op.drop_table('login_throttle')
