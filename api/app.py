@@ -19,7 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from api.auth import AuthSettings, build_auth
 from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
-from api.routes import ROUTES
+from api.routes import ROUTES, provide_actor
 from api.swagger import LocalSwaggerRenderPlugin
 from core.cases.service import CaseService
 from core.runtime.bootstrap import build_service
@@ -83,7 +83,12 @@ def create_app(
     plugin_routes = [r for result in installed().pm.hook.kefu_api_routes() for r in (result or [])]
     app = Litestar(
         route_handlers=[*auth_routes, *ROUTES, *plugin_routes, *(extra_routes or [])],
-        dependencies={"svc": Provide(lambda: svc, use_cache=True, sync_to_thread=False)},
+        # every route, a plugin's too, may declare these: ``actor`` is the signed-in person
+        # in the request's company (the scope everything it shows must stay within)
+        dependencies={
+            "svc": Provide(lambda: svc, use_cache=True, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=True),
+        },
         middleware=[GuardMiddleware(), middleware],
         request_class=GuardedRequest,
         exception_handlers=HANDLERS,

@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
+from api.app import create_app
+from api.auth import AuthSettings
+from core.cases.events import CaseEvent
 from core.runtime.plugins import installed
+from core.runtime.users import ensure_user
 from core.spec.catalog import load_catalog
 from core.storage.db import Database
-from tests.helpers import case_at_repair, service
+from tests.helpers import FIXTURES, PASSWORD, case_at_repair, service
 from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
 
 
@@ -220,3 +225,47 @@ def test_a_company_that_disables_a_plugin_does_not_feed_it_events(
     case_at_repair(svc)
     assert good.seen == []
     svc.close()
+
+
+def test_every_plugin_route_stays_in_the_callers_company(db: Database) -> None:
+    """Each GET route a plugin adds, asked by a member of another company, shows nothing of
+    the first company's cases (the route gets the request's ``actor`` from the core)."""
+    svc = service(db, config=FIXTURES / "config-two")
+    with db.write() as conn:
+        for name in ("wang", "sun"):
+            ensure_user(conn, name, name, svc.clock.now(), password=PASSWORD)
+    try:
+        cid = case_at_repair(svc)
+        secret = svc.get_case("demo", cid).number
+        event = CaseEvent(
+            "closed", "demo", cid, secret, "repair-desk", "closed", "wang", svc.clock.now()
+        )
+        installed().pm.hook.kefu_case_closed(event=event)  # as the worker would after commit
+        app = create_app(svc, auth=AuthSettings(cookie_secure=False))
+        plugin_routes = [
+            (path, method)
+            for result in installed().pm.hook.kefu_api_routes()
+            for handler in result or []
+            for path in handler.paths
+            for method in handler.http_methods
+            if method == "GET"
+        ]
+        assert plugin_routes
+        seen_by = {}
+        for user, company in (("wang", "demo"), ("sun", "acme")):
+            c = TestClient(app)
+            r = c.post(
+                "/api/v1/auth/login",
+                json={"username": user, "password": PASSWORD, "company": company},
+            )
+            assert r.status_code == 200, r.text
+            seen_by[user] = [
+                c.get(path.replace("{case_id:int}", str(cid))).text for path, _ in plugin_routes
+            ]
+        assert any(secret in text for text in seen_by["wang"])  # the sweep can see it
+        leaks = [
+            p for (p, _), text in zip(plugin_routes, seen_by["sun"], strict=True) if secret in text
+        ]
+        assert not leaks, f"{secret} of demo shown to acme on {leaks}"
+    finally:
+        svc.close()

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from litestar import get
+from litestar.di import NamedDependency
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.problems import errors
 from core import hookimpl
 from core.cases.dispatch import Candidate, Choice, DispatchRequest
+from core.cases.service import Actor
 from core.spec.definitions import FieldDef, PackDef
 from core.spec.effects import Change, EffectType, Problem
 from core.spec.fields import FieldValueError
@@ -170,7 +172,7 @@ class VipStrategy:
 
 # -- hooks ------------------------------------------------------------------------------------
 
-CLOSED: list[str] = []  # case numbers closed, as heard after commit
+CLOSED: dict[str, list[str]] = {}  # company -> case numbers closed, as heard after commit
 
 
 @get(
@@ -180,9 +182,9 @@ CLOSED: list[str] = []  # case numbers closed, as heard after commit
     sync_to_thread=False,
     responses=errors(),
 )  # documents the 401 problem answer the API's authentication gives
-def closed_cases() -> dict[str, Any]:
-    """Case numbers the example plugin heard closing (kefu_case_closed)."""
-    return {"closed": list(CLOSED)}
+def closed_cases(actor: NamedDependency[Actor]) -> dict[str, Any]:
+    """Case numbers of my company the example plugin heard closing (kefu_case_closed)."""
+    return {"closed": list(CLOSED.get(actor.company, []))}
 
 
 @hookimpl
@@ -202,7 +204,7 @@ def kefu_dispatch_strategies() -> list[VipStrategy]:
 
 @hookimpl
 def kefu_case_closed(event: Any) -> None:
-    CLOSED.append(event.number)
+    CLOSED.setdefault(event.company, []).append(event.number)
 
 
 @hookimpl
