@@ -19,6 +19,8 @@ process and talks to it over a pair of pipes:
 * the child runs in its own session (a Ctrl-C meant for the server does not kill it
   first) and asks the kernel to kill it when its parent dies, on Linux
   (``PR_SET_PDEATHSIG``): a child stuck in a C loop never reads the pipe's end-of-file;
+  children are started from one long-lived thread (:class:`_Spawner`), because that
+  signal follows the thread that forked, not the process;
 * ``close()`` stops the child, and so do garbage collection and interpreter exit
   (``weakref.finalize`` registers with atexit); a forked copy of the parent leaves its
   parent's child alone and starts its own.
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import signal
 import struct
@@ -49,6 +52,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +100,48 @@ def _recv_blocking(reader: Any) -> Any:
 
 
 # -- the parent side ---------------------------------------------------------------------
+class _Spawner:
+    """Starts the children from one thread that lives as long as the process.
+
+    The kernel's parent-death signal (``PR_SET_PDEATHSIG``) follows the *thread* that
+    forked the child, not the process: a child started by a request thread would be
+    killed when that thread ends (a thread pool retiring a thread, a short-lived script
+    thread), and the next evaluation would fail. Forked from this daemon thread, a child
+    dies with the process only. A forked copy of the process starts its own thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Any, Future[Any]]] | None = None
+        self._pid: int | None = None
+
+    def call(self, start: Any) -> Any:
+        """Run ``start()`` on the spawning thread and return its result (or raise)."""
+        with self._lock:
+            if self._pid != os.getpid() or self._jobs is None:
+                self._jobs = queue.SimpleQueue()
+                self._pid = os.getpid()
+                threading.Thread(
+                    target=self._serve, args=(self._jobs,), name="kefu-rules-spawner", daemon=True
+                ).start()
+            jobs = self._jobs
+        done: Future[Any] = Future()
+        jobs.put((start, done))
+        return done.result()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Any, Future[Any]]]) -> None:
+        while True:
+            start, done = jobs.get()
+            try:
+                done.set_result(start())
+            except BaseException as exc:  # handed to the caller, which re-raises it
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
 class _Child:
     """One running child process and its two pipe ends (parent side)."""
 
@@ -110,15 +156,23 @@ class _Child:
         try:
             # stderr stays the parent's: a crash report ("Fatal Python error:
             # Segmentation fault" and the child's stack) lands in the server's log
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "core.rules.isolation", str(to_child_r), str(from_child_w)],
-                pass_fds=(to_child_r, from_child_w),
-                env=env,
-                cwd=str(_ROOT),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
+            self.proc = _SPAWNER.call(
+                lambda: subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "core.rules.isolation",
+                        str(to_child_r),
+                        str(from_child_w),
+                    ],
+                    pass_fds=(to_child_r, from_child_w),
+                    env=env,
+                    cwd=str(_ROOT),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
+                    close_fds=True,
+                )
             )
         except BaseException:
             os.close(to_child_w)

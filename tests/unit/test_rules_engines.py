@@ -542,6 +542,30 @@ def test_a_child_killed_between_calls_is_replaced(faulty: IsolatedDurableEvaluat
     assert faulty.pid != old
 
 
+def test_a_child_started_by_a_thread_that_ends_lives_on() -> None:
+    """The parent-death signal follows the thread that forked the child: a child started
+    by a short-lived thread must not die with it (it did: 3 of 1,489 actions got 503)."""
+    ev = IsolatedDurableEvaluator()
+    ruleset = _crash_ruleset()
+    try:
+        for _ in range(5):
+            if (old := ev.pid) is not None:  # no child: the next evaluation starts one
+                os.kill(old, 9)
+                deadline = time.monotonic() + 5
+                while ev.pid == old and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            th = threading.Thread(target=ev.evaluate, args=(ruleset, CASES[0][0]))
+            th.start()
+            th.join()
+            started = ev.pid
+            assert started is not None
+            # the thread is gone; its child serves this thread's evaluations
+            assert ev.evaluate(ruleset, CASES[0][0]) == CASES[0][1]
+            assert ev.pid == started and _alive(started)
+    finally:
+        ev.close()
+
+
 def test_fault_hooks_are_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     # even with the variable set in the server's environment, a production evaluator's
     # child does not honour fault requests
