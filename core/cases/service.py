@@ -42,6 +42,7 @@ from core.spec.forms import ordered
 from core.spec.loading import LoadedCompany
 from core.spec.procedures import CompiledProcedure, compile_procedure
 from core.spec.roles import Holding, holding
+from core.spec.templates import with_text
 from core.storage import schema as t
 from core.storage.db import Database
 from core.time.calendars import WorkingCalendar
@@ -409,7 +410,10 @@ class CaseService:
         if case_id is not None:
             q = q.where(t.outbox.c.case_id == case_id)
         with self.db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.order_by(t.outbox.c.id)).all()]
+            rows = [dict(r._mapping) for r in conn.execute(q.order_by(t.outbox.c.id)).all()]
+        for row in rows:  # rendered here, outside any write transaction
+            row["payload"] = with_text(row["payload"] or {})
+        return rows
 
     def available_actions(self, company: str, case_id: int, actor: Actor) -> list[ActionView]:
         """The actions ``actor`` may take on the case now (role held, guard true)."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import select, update
 
 from core.spec.extensions import enabled_for
+from core.spec.templates import with_text
 from core.storage import schema as t
 
 if TYPE_CHECKING:
@@ -145,7 +146,8 @@ def claim(
             r.channel,
             r.recipient,
             r.template,
-            dict(r.payload or {}),
+            # the template rendered now: after the action's commit, outside any transaction
+            with_text(r.payload or {}),
             r.idempotency_key,
             r.attempts + 1,
             r.created_at,

@@ -25,7 +25,7 @@ from core.rules.expr import did_you_mean
 from core.spec.definitions import KEY_RE, PACK_RE, Label, PackDef
 from core.spec.diagnostics import yaml_value
 from core.spec.fields import FieldValueError, coerce
-from core.spec.templates import render
+from core.spec.templates import QUEUED, queued
 
 if TYPE_CHECKING:
     from core.spec.procedures import CompiledProcedure
@@ -333,15 +333,16 @@ def _apply_notify(change: Change, args: NotifyArgs, rule_id: str) -> None:
     }
     if args.address:
         payload["address"] = change.fields.get(args.address)
-    text = _render(change, args)
+    text = _queued_text(change, args)
     if text:
-        payload.update(text)
+        payload[QUEUED] = text  # rendered after commit (core.spec.templates.with_text)
     change.outbox.append(OutboxDraft(args.channel, args.to, args.template, payload))
     change.note("notified", rule_id, to=args.to, template=args.template, channel=args.channel)
 
 
-def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
-    """The message text from the company's or the pack's ``templates:`` (None: neither has it)."""
+def _queued_text(change: Change, args: NotifyArgs) -> dict[str, Any] | None:
+    """The template text (the company's or the pack's ``templates:``) and its variables,
+    to render after commit; None when neither has the template."""
     company = change.context.get("company")
     pack = change.procedure.pack
     sources = [company.templates] if company is not None else []
@@ -359,7 +360,7 @@ def _render(change: Change, args: NotifyArgs) -> dict[str, str] | None:
         "timezone": company.timezone if company is not None else "UTC",
         "fields": dict(change.fields),
     }
-    return render(sources, args.template, locale, context)
+    return queued(sources, args.template, locale, context)
 
 
 class OpenCaseArgs(BaseModel):

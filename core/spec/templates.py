@@ -3,9 +3,21 @@
 ``templates: {repair.engineer-assigned: {subject: {zh-CN: …}, body: {zh-CN: …, en: …}}}``
 in a pack gives the default text; the same key in a company config replaces it. Texts
 are Jinja templates rendered in a sandbox (no attribute tricks, no file access), in the
-company's locale, when the action queues the message — so the outbox row holds exactly
-what was sent. Variables: ``case`` (number), ``step``, ``step_label``, ``company``
-(name), ``to``, ``timezone`` and ``fields`` (the case's fields: ``{{ fields.engineer }}``).
+company's locale.
+
+**Rendered outside the action's transaction, within limits.** The action queues the
+message with the template's text and its variables (:func:`queued`); the text is rendered
+from them after commit (:func:`render_queued`: by the worker before delivery, and when
+the outbox is read), so a slow template never holds the write lock another company waits
+for. Each render stops after :data:`MAX_SECONDS` of work or :data:`MAX_OUTPUT`
+characters, ``range`` gives at most :data:`MAX_RANGE` numbers, and ``*``/``**`` refuse
+results beyond the output limit (``'x' * 50000000`` is refused before it is built).
+What :func:`problems` can see in the text itself — a number constant beyond
+:data:`MAX_CONSTANT`, loops nested deeper than :data:`MAX_LOOP_DEPTH` — is refused when
+the pack or company is validated (K142).
+
+Variables: ``case`` (number), ``step``, ``step_label``, ``company`` (name), ``to``,
+``timezone`` and ``fields`` (the case's fields: ``{{ fields.engineer }}``).
 Filter ``local``: a stored datetime in the company's time zone (``{{ fields.visit_at | local }}``).
 """
 
@@ -13,16 +25,56 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
+import sys
+import time
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 VARIABLES = ("case", "step", "step_label", "company", "to", "fields", "timezone")
+MAX_SECONDS = 0.5  # of work per render (subject and body together)
+MAX_OUTPUT = 20_000  # characters per rendered text
+MAX_RANGE = 1_000  # numbers one range() may give
+MAX_CONSTANT = 10_000  # the largest number a template may write
+MAX_LOOP_DEPTH = 2  # loops inside loops
 
-ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+
+class TemplateLimit(Exception):
+    """A render went past its time or output limit."""
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox with ``*`` and ``**`` checked before they compute (the sandbox alone
+    would build a 50 MB string, or a number of a million digits, in one C call)."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    if len(seq) * max(times, 0) > MAX_OUTPUT:
+                        raise SecurityError(f"'*' would make more than {MAX_OUTPUT} items")
+            return operator.mul(left, right)
+        if isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("'**' with an exponent above 64")
+        return operator.pow(left, right)
+
+
+def _range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() of more than {MAX_RANGE} numbers")
+    return numbers
+
+
+ENV = _BoundedEnvironment(autoescape=False, keep_trailing_newline=False)
+ENV.globals["range"] = _range
 
 
 @pass_context
@@ -63,6 +115,28 @@ def problems(source: str, fields: set[str] | None) -> list[tuple[str, str, int |
                 None,
             )
         )
+    for const in ast.find_all(nodes.Const):
+        value = const.value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if abs(value) > MAX_CONSTANT:
+                out.append(
+                    (
+                        "K142",
+                        f"the number {value:g} is above the template limit of {MAX_CONSTANT}",
+                        const.lineno,
+                    )
+                )
+        elif isinstance(value, str) and len(value) > MAX_OUTPUT:
+            out.append(
+                ("K142", f"a text constant longer than {MAX_OUTPUT} characters", const.lineno)
+            )
+    for loop in ast.find_all(nodes.For):
+        depth = _loop_depth(loop)
+        if depth > MAX_LOOP_DEPTH:
+            out.append(
+                ("K142", f"loops nested {depth} deep (at most {MAX_LOOP_DEPTH})", loop.lineno)
+            )
+            break
     if fields is not None:
         for node in ast.find_all(nodes.Getattr):
             if (
@@ -76,6 +150,87 @@ def problems(source: str, fields: set[str] | None) -> list[tuple[str, str, int |
     return out
 
 
+def _loop_depth(loop: nodes.For) -> int:
+    inner = [_loop_depth(n) for n in loop.find_all(nodes.For) if n is not loop]
+    return 1 + max(inner, default=0)
+
+
+def _bounded(source: str, context: Mapping[str, Any], deadline: float) -> str:
+    """Render within the deadline and :data:`MAX_OUTPUT`: the output is taken chunk by
+    chunk, and a trace function stops template code that loops without writing."""
+    previous = sys.gettrace()
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count % 256 == 0 and time.monotonic() > deadline:
+            raise TemplateLimit(f"rendering took more than {MAX_SECONDS:g} s")
+        return tracer
+
+    parts: list[str] = []
+    size = 0
+    sys.settrace(tracer)
+    try:
+        for chunk in _compiled(source).generate(**context):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise TemplateLimit(f"the text is longer than {MAX_OUTPUT} characters")
+            if time.monotonic() > deadline:
+                raise TemplateLimit(f"rendering took more than {MAX_SECONDS:g} s")
+            parts.append(chunk)
+    finally:
+        sys.settrace(previous)
+    return "".join(parts)
+
+
+def queued(
+    templates: list[Mapping[str, Any]], name: str, locale: str, context: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """What an outbox row keeps to render template ``name`` later: the text of the first
+    mapping that has it (company, then pack) in ``locale``, and the variables. None when
+    no mapping has it."""
+    for mapping in templates:
+        tdef = mapping.get(name)
+        if tdef is None:
+            continue
+        return {
+            "name": name,
+            "body": tdef.body.text(locale),
+            "subject": tdef.subject.text(locale) if tdef.subject is not None else None,
+            "context": dict(context),
+        }
+    return None
+
+
+def render_queued(spec: Mapping[str, Any]) -> dict[str, str]:
+    """Render what :func:`queued` kept: ``{"subject": …, "body": …}`` (subject may be
+    absent), or ``{"error": …}`` when the sandbox refused or a limit was reached (the
+    channel then sends a plain listing)."""
+    context = dict(spec.get("context") or {})
+    deadline = time.monotonic() + MAX_SECONDS
+    try:
+        out = {"body": _bounded(str(spec["body"]), context, deadline).strip()}
+        if spec.get("subject") is not None:
+            out["subject"] = " ".join(_bounded(str(spec["subject"]), context, deadline).split())
+        return out
+    except Exception as exc:  # a sandbox refusal, a limit, or a type error in the text
+        return {"error": f"template {spec.get('name')}: {type(exc).__name__}: {exc}"}
+
+
+QUEUED = "queued_text"  # the payload key of what :func:`queued` kept
+
+
+def with_text(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An outbox payload as channels and readers see it: the queued template rendered
+    into ``subject``/``body`` (or ``error``), the queued text itself left out."""
+    out = {k: v for k, v in payload.items() if k != QUEUED}
+    spec = payload.get(QUEUED)
+    if isinstance(spec, Mapping):
+        out.update(render_queued(spec))
+    return out
+
+
 def render(
     templates: list[Mapping[str, Any]], name: str, locale: str, context: Mapping[str, Any]
 ) -> dict[str, str] | None:
@@ -85,17 +240,5 @@ def render(
     has the template, or ``{"error": …}`` when rendering failed (the action still happens;
     the channel falls back to a plain listing).
     """
-    for mapping in templates:
-        tdef = mapping.get(name)
-        if tdef is None:
-            continue
-        try:
-            out = {"body": _compiled(tdef.body.text(locale)).render(**context).strip()}
-            if tdef.subject is not None:
-                out["subject"] = " ".join(
-                    _compiled(tdef.subject.text(locale)).render(**context).split()
-                )
-            return out
-        except Exception as exc:  # a sandbox refusal or a type error in the text
-            return {"error": f"template {name}: {type(exc).__name__}: {exc}"}
-    return None
+    spec = queued(templates, name, locale, context)
+    return None if spec is None else render_queued(spec)

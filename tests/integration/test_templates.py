@@ -1,16 +1,23 @@
-"""Message templates: the customer's text, rendered when the action queues the message."""
+"""Message templates: the customer's text, queued with the action and rendered after its
+commit, within time and size limits."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
+
+import pytest
+from sqlalchemy import select
 
 from core.clock import TestClock
 from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, load_catalog
+from core.spec.templates import QUEUED, render_queued
+from core.storage import schema as t
 from core.storage.db import Database
-from tests.helpers import case_at_repair, service
+from tests.helpers import DISPATCH, OPEN_FIELDS, VERIFY, case_at_repair, service
 
 T0 = dt.datetime(2026, 11, 20, 1, 0, tzinfo=dt.UTC)
 
@@ -115,3 +122,70 @@ def test_broken_templates_are_named_with_file_and_line(tmp_path: Path) -> None:
     assert len(errors) == 3 and all(
         re.match(re.escape(str(pack)) + r":\d+:\d+: K1", e) for e in errors
     ), errors
+
+
+def _company_template(tmp_path: Path, body: str) -> Path:
+    config = tmp_path / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
+    (config / "demo.yaml").write_text(
+        text + f"\ntemplates:\n  repair.engineer-assigned:\n    body: {json.dumps(body)}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_templates_render_after_commit_within_limits(db: Database, tmp_path: Path) -> None:
+    # a loop in a loop over a long field: seconds of work if nothing stopped it
+    slow = "{% for a in fields.symptom %}{% for b in fields.symptom %}{% endfor %}{% endfor %}"
+    svc = service(db, config=_company_template(tmp_path, slow), clock=TestClock(T0))
+    wang = svc.actor("demo", "wang")
+    cid = svc.open_case(
+        "demo", "repair-desk", wang, {**OPEN_FIELDS, "symptom": "漏" * 2000}
+    ).case.id
+    svc.act("demo", cid, "verify", wang, VERIFY, 1)
+    svc.act("demo", cid, "dispatch", wang, DISPATCH, 2)  # queues repair.engineer-assigned
+    # the action's transaction stored the text and its variables, not a rendered message
+    with db.read() as conn:
+        [raw] = [
+            r.payload
+            for r in conn.execute(select(t.outbox)).all()
+            if r.template == "repair.engineer-assigned"
+        ]
+    assert "body" not in raw and raw[QUEUED]["body"] == slow
+    # rendered when read (and by the worker before delivery): stopped at the time limit
+    msg = customer_message(svc, "repair.engineer-assigned")
+    assert "TemplateLimit" in msg["error"] and "body" not in msg, msg
+    svc.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("{{ ('x' * 50000000) | length }}", "'*' would make more than"),
+        ("{{ 'x' * fields.engineer | length * 11000 }}", "'*' would make more than"),
+        ("{% for i in range(fields.engineer | length * 999) %}{% endfor %}", "range()"),
+        (
+            "{% for i in range(900) %}{% for j in range(900) %}{{ i }}{% endfor %}{% endfor %}",
+            "longer than 20000",
+        ),
+        ("{{ 9 ** (fields.engineer | length * 50) }}", "'**' with an exponent"),
+    ],
+)
+def test_a_render_is_bounded_in_size(body: str, why: str) -> None:
+    spec = {"name": "t", "body": body, "subject": None, "context": {"fields": {"engineer": "li"}}}
+    out = render_queued(spec)
+    assert "body" not in out and why in out["error"], out
+
+
+def test_statically_visible_excesses_are_refused_at_validate_time(tmp_path: Path) -> None:
+    cases = {
+        "{{ ('x' * 50000000) | length }}": "the number 5e+07 is above the template limit",
+        "{% for a in range(3) %}{% for b in range(3) %}{% for c in range(3) %}"
+        "{% endfor %}{% endfor %}{% endfor %}": "loops nested 3 deep",
+    }
+    for body, why in cases.items():
+        config = _company_template(tmp_path / str(len(why)), body)
+        cat = load_catalog(ROOT / "rules", config, extensions=installed())
+        errors = [d.format() for d in cat.diagnostics.errors]
+        assert any("K142" in e and why in e for e in errors), errors
