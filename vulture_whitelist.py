@@ -22,6 +22,9 @@ tags  # api/routes.py controllers
 dependencies  # api/routes.py controllers
 _.authenticate_request  # api/auth.py authentication middleware
 scopes  # api/guard.py GuardMiddleware: the scope types it runs on
+# Jinja: the sandbox's hooks for intercepted operators, called by the template code
+intercepted_binops  # core/spec/templates.py _BoundedEnvironment
+_.call_binop  # core/spec/templates.py _BoundedEnvironment
 # pluggy: a hook's argument, passed by keyword to the plugins' implementations
 checkpoint  # core/hookspecs.py kefu_audit_checkpoint
 _.additional_properties  # api/app.py: an OpenAPI schema attribute, written out

@@ -161,7 +161,7 @@ def _bounded(source: str, context: Mapping[str, Any], deadline: float) -> str:
     previous = sys.gettrace()
     count = 0
 
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
+    def tracer(_frame: Any, _event: str, _arg: Any) -> Any:
         nonlocal count
         count += 1
         if count % 256 == 0 and time.monotonic() > deadline:
