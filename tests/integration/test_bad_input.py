@@ -116,3 +116,20 @@ def test_numbers_beyond_64_bits_and_integers_beyond_53(wang: TestClient[Any]) ->
     with pytest.raises(FieldValueError, match="between"):
         coerce(satisfaction, 2**60)
     assert coerce(satisfaction, 2**53 - 1) == 2**53 - 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/api/v1/cases/1/actions/verify", {"POST"}),
+        ("PUT", "/api/v1/cases", {"GET", "POST"}),
+        ("GET", "/api/v1/auth/login", {"POST"}),
+        ("DELETE", "/api/v1/cases/1", {"GET"}),
+    ],
+)
+def test_a_405_says_which_methods_the_path_takes(
+    wang: TestClient[Any], method: str, path: str, allowed: set[str]
+) -> None:
+    r = wang.request(method, path)
+    refused(r, 405)
+    assert allowed <= {m.strip() for m in r.headers["allow"].split(",")}
