@@ -2,7 +2,7 @@
 journal.key_id (entries coded under a key, the case row's state they vouch for)
 
 Revision ID: e1e0e0e0e0e1
-Revises: d3d0d0d0d0d3
+Revises: d4d0d0d0d0d4
 Create Date: 2026-12-03 16:00:00
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import core.storage.schema
 
 revision: str = 'e1e0e0e0e0e1'
-down_revision: Union[str, Sequence[str], None] = 'd3d0d0d0d0d3'
+down_revision: Union[str, Sequence[str], None] = 'd4d0d0d0d0d4'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
