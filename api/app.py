@@ -89,7 +89,7 @@ def create_app(
             "svc": Provide(lambda: svc, use_cache=True, sync_to_thread=False),
             "actor": Provide(provide_actor, sync_to_thread=True),
         },
-        middleware=[GuardMiddleware(), middleware],
+        middleware=[GuardMiddleware(settings.trusted_origins), middleware],
         request_class=GuardedRequest,
         exception_handlers=HANDLERS,
         openapi_config=openapi,

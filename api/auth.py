@@ -89,6 +89,9 @@ class AuthSettings:
     # a refused sign-in is answered this much later (the request waits without a thread):
     # a client that retries as soon as it has its answer is slowed to one try per delay
     failure_delay: dt.timedelta = dt.timedelta(seconds=1)
+    # origins a browser may write from besides this server's Host (behind a proxy that
+    # rewrites Host): "https://kefu.example.com"
+    trusted_origins: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "absolute_timeout", "lockout", "login_window"):
@@ -106,7 +109,7 @@ class AuthSettings:
         ``KEFU_MAX_FAILED_LOGINS``, ``KEFU_LOCKOUT_MINUTES``, ``KEFU_LOGIN_PER_ADDRESS``,
         ``KEFU_LOGIN_WINDOW_MINUTES``, ``KEFU_MAX_SESSIONS``, ``KEFU_LOGIN_HASH_THREADS``,
         ``KEFU_LOGIN_HASH_QUEUE``, ``KEFU_LOGIN_FAILURE_DELAY`` (seconds),
-        ``KEFU_COOKIE_SECURE`` (1/0, true/false) and
+        ``KEFU_TRUSTED_ORIGINS`` (comma-separated), ``KEFU_COOKIE_SECURE`` (1/0, true/false) and
         ``KEFU_SESSION_COOKIE``; unset ones keep their defaults.
         A malformed value raises ``ValueError`` naming the variable."""
         env = os.environ if environ is None else environ
@@ -148,6 +151,8 @@ class AuthSettings:
             kw["cookie_secure"] = flag in ("1", "true", "yes")
         if (raw := env.get("KEFU_SESSION_COOKIE")) is not None and raw.strip():
             kw["cookie_name"] = raw.strip()
+        if (raw := env.get("KEFU_TRUSTED_ORIGINS")) is not None and raw.strip():
+            kw["trusted_origins"] = frozenset(o.strip() for o in raw.split(",") if o.strip())
         try:
             return cls(**kw)
         except ValueError as exc:

@@ -145,8 +145,12 @@ class GuardedRequest(Request[Any, Any, Any]):
         return await super().json()
 
 
-def check_origin(method: str, headers: Headers, host: str | None) -> None:
-    """Refuse an unsafe browser request from another site (see the module's docstring)."""
+def check_origin(
+    method: str, headers: Headers, host: str | None, trusted: frozenset[str] = frozenset()
+) -> None:
+    """Refuse an unsafe browser request from another site (see the module's docstring).
+    ``trusted``: origins (``https://kefu.example.com``) accepted besides this server's
+    ``Host``, for a reverse proxy that rewrites it."""
     if method not in UNSAFE or "authorization" in headers:
         return
     site = headers.get("sec-fetch-site")
@@ -155,7 +159,8 @@ def check_origin(method: str, headers: Headers, host: str | None) -> None:
     origin = headers.get("origin")
     if origin is not None:
         parts = urlsplit(origin)
-        if origin == "null" or parts.netloc.lower() != (host or "").lower():
+        same = parts.netloc.lower() == (host or "").lower()
+        if origin == "null" or not (same or origin.rstrip("/").lower() in trusted):
             raise NotAllowed(
                 f"a request from another origin ({origin}) may not change anything with the "
                 "session cookie; integrations use an API token"
@@ -167,8 +172,11 @@ class GuardMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
+    def __init__(self, trusted_origins: frozenset[str] = frozenset()) -> None:
+        self.trusted = frozenset(o.rstrip("/").lower() for o in trusted_origins)
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         check_query(scope["path"], scope.get("query_string", b""))
         headers = Headers.from_scope(scope)
-        check_origin(str(scope.get("method", "GET")), headers, headers.get("host"))
+        check_origin(str(scope.get("method", "GET")), headers, headers.get("host"), self.trusted)
         await next_app(scope, receive, send)

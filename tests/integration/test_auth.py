@@ -462,6 +462,30 @@ def test_settings_from_the_environment() -> None:
         AuthSettings.from_env({"KEFU_SESSION_IDLE_MINUTES": "0"})
     with pytest.raises(ValueError, match="KEFU_COOKIE_SECURE"):
         AuthSettings.from_env({"KEFU_COOKIE_SECURE": "maybe"})
+    limits = AuthSettings.from_env(
+        {
+            "KEFU_LOGIN_PER_ADDRESS": "12",
+            "KEFU_LOGIN_WINDOW_MINUTES": "5",
+            "KEFU_MAX_SESSIONS": "3",
+            "KEFU_LOGIN_HASH_THREADS": "2",
+            "KEFU_LOGIN_HASH_QUEUE": "0",
+            "KEFU_LOGIN_FAILURE_DELAY": "0.5",
+            "KEFU_TRUSTED_ORIGINS": "https://kefu.example.com, https://kf.example.cn",
+        }
+    )
+    assert limits == AuthSettings(
+        login_per_address=12,
+        login_window=dt.timedelta(minutes=5),
+        max_sessions=3,
+        hash_threads=2,
+        hash_queue=0,
+        failure_delay=dt.timedelta(seconds=0.5),
+        trusted_origins=frozenset({"https://kefu.example.com", "https://kf.example.cn"}),
+    )
+    with pytest.raises(ValueError, match="KEFU_MAX_SESSIONS"):
+        AuthSettings.from_env({"KEFU_MAX_SESSIONS": "2.5"})
+    with pytest.raises(ValueError, match="max_sessions"):
+        AuthSettings.from_env({"KEFU_MAX_SESSIONS": "0"})
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -613,6 +637,26 @@ def test_cross_site_writes_with_the_cookie_are_refused(
     same = {"origin": "https://testserver.local", "sec-fetch-site": "same-origin"}
     r = c.post("/api/v1/cases", json={"procedure": "repair-desk", "fields": {}}, headers=same)
     problem(r, 422, "invalid-input")
+    # behind a proxy that rewrites Host, the public origin is named in the settings
+    proxied = client(
+        build_app(
+            svc,
+            dataclasses.replace(SETTINGS, trusted_origins=frozenset({"https://kefu.example.com"})),
+        )
+    )
+    assert login(proxied, "wang", company="demo").status_code == 200
+    r = proxied.post(
+        "/api/v1/cases",
+        json={"procedure": "repair-desk", "fields": {}},
+        headers={"origin": "https://kefu.example.com"},
+    )
+    problem(r, 422, "invalid-input")
+    r = proxied.post(
+        "/api/v1/cases",
+        json={"procedure": "repair-desk", "fields": {}},
+        headers={"origin": "https://evil.example"},
+    )
+    problem(r, 403, "not-allowed")
     # an API token is no browser credential: no Origin check
     with db.write() as conn:
         _, raw = users.create_token(
