@@ -9,17 +9,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from api.auth import AuthSettings
 from core import hookimpl
 from core.runtime.bootstrap import build_service
 from core.runtime.plugins import installed
 from core.runtime.worker import Worker
 from core.spec.catalog import load_catalog
 from core.storage.db import Database
+
+if TYPE_CHECKING:
+    from api.auth import AuthSettings
 
 
 @hookimpl
@@ -37,6 +39,8 @@ def serve_auth_settings(
     loopback address the cookie goes without ``Secure`` unless ``KEFU_COOKIE_SECURE`` says
     otherwise (a reverse proxy on the same host serves https: set it to 1 there);
     ``--insecure-cookies`` always drops it."""
+    from api.auth import AuthSettings  # Litestar: only when serving (kefu --help starts fast)
+
     settings = AuthSettings.from_env(environ)
     loopback = host in ("127.0.0.1", "localhost", "::1")
     chosen = (environ.get("KEFU_COOKIE_SECURE") or "").strip() != ""
