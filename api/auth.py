@@ -481,8 +481,9 @@ async def login(
         if attempt is not None and attempt.locked_until is not None:
             raise _locked(attempt.locked_until)
         raise Unauthenticated("wrong username or password")
+    assert attempt is not None  # a known user always takes a place
     return await anyio.to_thread.run_sync(
-        _start_session, svc, settings, data, old_session, address, user, now
+        _start_session, svc, settings, data, old_session, address, user, attempt, now
     )
 
 
@@ -531,12 +532,13 @@ def _start_session(
     old_session: str | None,
     address: str,
     user: Any,
+    attempt: users.Attempt,
     now: dt.datetime,
 ) -> tuple[SignedIn, str]:
     raw = ""
     with svc.db.write() as conn:
         users.refund_address_attempt(conn, address)
-        users.clear_failed_logins(conn, user.id)
+        users.clear_failed_logins(conn, user.id, attempt.n)
         if users.needs_rehash(user.password_hash):
             users.set_password(conn, user.id, data.password)
         mine = users.memberships(conn, user.id)

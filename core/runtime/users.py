@@ -180,13 +180,22 @@ def claim_login_attempt(
     return Attempt(row.failed_logins, row.locked_until)
 
 
-def clear_failed_logins(conn: Connection, user_id: int) -> None:
-    """A correct password: the run of failures ends and a lock it reached is lifted."""
-    conn.execute(
-        update(t.app_user)
-        .where(t.app_user.c.id == user_id)
-        .values(failed_logins=0, locked_until=None)
-    )
+def clear_failed_logins(conn: Connection, user_id: int, n: int | None = None) -> None:
+    """A correct password in the attempt that took place ``n``: the failures before it
+    are forgiven; attempts that took places after it (still being checked) stay counted,
+    and a lock one of them set stays until it ends — so a success in the middle of a
+    parallel burst gives the burst no new places. ``None`` (a new password set by an
+    administrator): everything is cleared."""
+    u = t.app_user
+    if n is None:
+        values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+    else:
+        later = u.c.failed_logins > n
+        values = {
+            "failed_logins": case((later, u.c.failed_logins - n), else_=0),
+            "locked_until": case((later, u.c.locked_until), else_=None),
+        }
+    conn.execute(update(u).where(u.c.id == user_id).values(values))
 
 
 def claim_address_attempt(

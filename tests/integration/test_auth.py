@@ -696,22 +696,33 @@ def test_a_burst_of_parallel_guesses_checks_at_most_the_limit(
     settings = dataclasses.replace(
         SETTINGS, max_failed_logins=5, login_per_address=1000, hash_threads=4, hash_queue=64
     )
+    apps = [build_app(svc, settings), build_app(svc2, settings)]
+
+    def burst(user: str, guesses: list[str]) -> list[Any]:
+        with ThreadPoolExecutor(len(guesses)) as pool:
+            return list(pool.map(lambda i: login(client(apps[i % 2]), user, guesses[i]), range(40)))
+
     try:
-        apps = [build_app(svc, settings), build_app(svc2, settings)]
-        guesses = [f"guess {i}" for i in range(40)]
-        guesses[20] = PASSWORD  # the right password, somewhere in the burst
-        with ThreadPoolExecutor(40) as pool:
-            answers = list(
-                pool.map(lambda i: login(client(apps[i % 2]), "li", guesses[i]), range(40))
-            )
+        # 40 wrong passwords at once: 5 checked, then one locked answer for all
+        answers = burst("li", [f"guess {i}" for i in range(40)])
         statuses = sorted(r.status_code for r in answers)
-        print(f"\nburst of 40: {len(checked)} passwords checked (limit 5): {statuses}")
+        print(f"\nburst of 40 wrong: {len(checked)} passwords checked (limit 5): {statuses}")
         assert len(checked) <= 5, checked
-        assert statuses.count(200) == (1 if PASSWORD in checked else 0)
-        assert set(statuses) <= {200, 401, 423}
+        assert set(statuses) <= {401, 423}
         # every refusal of the lock is the same answer, whichever password it carried
         locked = {r.text for r in answers if r.status_code == 423}
         assert len(locked) == 1 and "locked_until" in locked.pop()
+        # the right password in a burst gets in only if it took one of the first places;
+        # its success forgives the failures before it, never those claimed after it
+        checked.clear()
+        guesses = [f"guess {i}" for i in range(40)]
+        guesses[20] = PASSWORD
+        answers = burst("sun", guesses)
+        statuses = sorted(r.status_code for r in answers)
+        wrong = [p for p in checked if p != PASSWORD]
+        print(f"burst of 40 with the right one: {len(checked)} checked: {statuses}")
+        assert statuses.count(200) == (1 if PASSWORD in checked else 0)
+        assert len(wrong) <= (9 if PASSWORD in checked else 5), checked
     finally:
         svc2.close()
 
@@ -805,3 +816,31 @@ def test_kefu_cookie_secure_holds_on_loopback() -> None:
     assert behind_proxy.cookie_secure
     assert serve_auth_settings("0.0.0.0", None, {}).cookie_secure
     assert not serve_auth_settings("0.0.0.0", True, {"KEFU_COOKIE_SECURE": "1"}).cookie_secure
+
+
+def test_a_success_in_a_burst_forgives_only_the_places_before_it(
+    svc: CaseService, db: Database
+) -> None:
+    uid, now = user_row(db, "li").id, svc.clock.now()
+
+    def claim() -> Any:
+        with db.write() as conn:
+            return users.claim_login_attempt(
+                conn, uid, now, max_failures=5, lockout=dt.timedelta(minutes=15)
+            )
+
+    places = [claim() for _ in range(5)]  # five attempts in flight; the fifth locks
+    assert [p.n for p in places] == [1, 2, 3, 4, 5] and places[4].locked_until is not None
+    with db.write() as conn:  # the third was the right password
+        users.clear_failed_logins(conn, uid, 3)
+    row = user_row(db, "li")
+    assert row.failed_logins == 2 and row.locked_until == places[4].locked_until
+    assert isinstance(claim(), dt.datetime)  # still locked: no new place for the burst
+    svc.clock.advance(dt.timedelta(minutes=15))
+    with db.write() as conn:
+        users.clear_failed_logins(conn, uid)
+    assert claim().n == 1  # one success alone, in the last place, lifts everything
+    with db.write() as conn:
+        users.clear_failed_logins(conn, uid, 1)
+    row = user_row(db, "li")
+    assert row.failed_logins == 0 and row.locked_until is None
