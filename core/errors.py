@@ -57,3 +57,17 @@ class EngineUnavailable(KefuError):
 
     code = "engine-unavailable"
     status = 503
+
+
+class TooLarge(KefuError):
+    """An upload is larger than its field (or the server) takes; nothing was stored."""
+
+    code = "too-large"
+    status = 413
+
+
+class UnsupportedType(KefuError):
+    """An upload's content (sniffed, not its name) is not a type its field accepts."""
+
+    code = "unsupported-media-type"
+    status = 415

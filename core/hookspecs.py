@@ -170,6 +170,27 @@ def kefu_notification_channels() -> list[Any] | None:
     """
 
 
+@hookspec
+def kefu_attachment_stores() -> list[Any] | None:
+    """Return attachment stores a company may choose with ``attachments: {store: NAME}``.
+
+    Each has ``name`` and ``open(company, settings)``: ``company`` the company's key,
+    ``settings`` its ``attachments: {settings: {...}}``; it returns the company's store, an
+    object with ``save(digest, path)`` (keep the content of the local file ``path`` under
+    its SHA-256 hex ``digest``; it may move the file away; saving a digest already kept
+    changes nothing), ``open(digest)`` (a binary file object to read; raise
+    ``FileNotFoundError`` when it is gone) and ``delete(digest)`` (no error when gone) —
+    ``core.storage.blobs.BlobStore``. kefu hashes, sniffs and checks every upload before
+    ``save`` and keeps who uploaded what in its database; a store only keeps bytes.
+
+    Called once at start-up. Return a list (``None``: none). Results are combined; the
+    built-in ``folder`` or a name registered twice is a start-up error naming both plugins.
+    ``open`` is called once per company, when its first upload or download comes; ``save``
+    runs before the upload's row is written, ``delete`` when the worker removes an upload
+    that no case claimed, both outside any action transaction.
+    """
+
+
 # -- after commit (outside any action transaction) -----------------------------------------
 
 

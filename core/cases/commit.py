@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from core.cases import deadlines, numbering, schedules, search
+from core.cases import attachments, deadlines, numbering, schedules, search, signatures
 from core.cases import journal as chain
 from core.cases.events import CaseEvent, EventQueue
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
@@ -189,6 +189,8 @@ class _Draft:
     expected_version: int | None = None
     history: list[dict[str, Any]] | None = None  # the case's journal before this change
     fired: list[str] = field(default_factory=list)
+    claims: list[int] = field(default_factory=list)  # uploads the case takes (attachments)
+    signing: signatures.Signing | None = None  # the signature the action gives
 
 
 class Pipeline:
@@ -224,6 +226,7 @@ class Pipeline:
                     and name not in errors
                 ):
                     errors[name] = "required"
+        claims = self._uploads(proc, values, None, errors)
         if errors:
             raise InvalidInput("the opening form has errors", errors=errors)
         number = self._next_number(proc, now)
@@ -232,6 +235,7 @@ class Pipeline:
         change.facts = self._facts(proc, change.fields, actor, now, event="opened", step=start)
         first = {"kind": "opened", "data": {"number": number, "fields": values, "step": start}}
         draft = _Draft(proc, actor, None, number, change, first, None, start, history=[])
+        draft.claims = claims
         draft.fired = self._apply_rules(draft)
         return self._finish(draft, depth)
 
@@ -313,6 +317,7 @@ class Pipeline:
         for name in required:  # required: given now, or already on the case
             if name not in errors and values.get(name) is None and row.fields.get(name) is None:
                 errors[name] = "required"
+        claims = self._uploads(proc, values, row.id, errors)
         if errors:
             raise InvalidInput("the form has errors", errors=errors)
         if isinstance(act_def.to, list):  # the first branch whose condition holds
@@ -326,6 +331,11 @@ class Pipeline:
             )
         else:
             target = act_def.to or row.step
+        signing = None
+        if act_def.sign is not None:
+            signing = self._signing(proc, row, act_def.sign, actor, fields)
+            if not signing.complete:  # a countersignature moves on with its last signer
+                target = row.step
         assignees = (
             [Assignee.parse(a) for a in row.assignees]
             if target == row.step
@@ -351,6 +361,7 @@ class Pipeline:
         draft = _Draft(
             proc, actor, row, row.number, change, first, row.step, target, action, expected_version
         )
+        draft.claims, draft.signing = claims, signing
         draft.fired = self._apply_rules(draft)
         return self._finish(draft, 0)
 
@@ -446,6 +457,41 @@ class Pipeline:
             }
             for j in change.journal
         ]
+        voids: list[tuple[Any, list[str]]] = []
+        if row is not None and proc.pack.signatures and change.fields != row.fields:
+            held = signatures.valid(self.conn, self.rt.id, row.id)
+            voids = signatures.voided(proc.pack.signatures, held, row.fields, change.fields)
+            entries += [
+                {
+                    "kind": "signature_void",
+                    "data": {
+                        "signature": sig.name,
+                        "signed_by": sig.username,
+                        "role": sig.role,
+                        "signed_seq": sig.journal_seq,
+                        "changed": changed,
+                    },
+                }
+                for sig, changed in voids
+            ]
+        signed_hash, signed_at = None, None
+        if d.signing is not None:
+            sdef = proc.pack.signatures[d.signing.name]
+            signed_hash = signatures.fields_hash(sdef.covers, change.fields)
+            signed_at = len(entries)
+            entries.append(
+                {
+                    "kind": "signed",
+                    "action": d.action,
+                    "data": {
+                        "signature": d.signing.name,
+                        "role": d.signing.role,
+                        "covers": list(sdef.covers),
+                        "hash": signed_hash,
+                        "complete": d.signing.complete,
+                    },
+                }
+            )
         if final and not was_closed:
             entries.append({"kind": "closed", "data": {"step": change.step}})
         # deadlines: the journal so far plus what this change adds
@@ -543,6 +589,19 @@ class Pipeline:
             now=now,
             state=chain.state_digest(change.fields, change.step, status, assignees, version),
         )
+        attachments.claim(self.conn, self.rt.id, case_id, d.claims)
+        if voids or d.signing is not None:
+            signatures.write(
+                self.conn,
+                self.rt.id,
+                case_id,
+                now,
+                d.signing,
+                signed_hash,
+                None if signed_at is None else seqs[signed_at],
+                d.actor.username,
+                voids,
+            )
         if change.outbox:
             _INS_OUTBOX.execute_many(
                 self.conn,
@@ -616,6 +675,38 @@ class Pipeline:
                         "this case: four-eyes",
                         not_by=name,
                     )
+
+    def _uploads(
+        self,
+        proc: CompiledProcedure,
+        values: dict[str, Any],
+        case_id: int | None,
+        errors: dict[str, str],
+    ) -> list[int]:
+        """Attachment fields: upload ids become the uploads' hash, name, size and type."""
+        if not proc.attachment_fields or proc.attachment_fields.isdisjoint(values):
+            return []
+        return attachments.resolve(self.conn, self.rt.id, proc, values, case_id, errors)
+
+    def _signing(
+        self,
+        proc: CompiledProcedure,
+        row: Any,
+        name: str,
+        actor: Actor,
+        fields: Mapping[str, Any],
+    ) -> signatures.Signing:
+        """The signature ``actor`` gives with this action (NotAllowed when they cannot):
+        signatures this very change voids count for nothing."""
+        held = signatures.valid(self.conn, self.rt.id, row.id)
+        gone = {id(s) for s, _ in signatures.voided(proc.pack.signatures, held, row.fields, fields)}
+        return signatures.plan(
+            proc.pack.signatures[name],
+            name,
+            [s for s in held if id(s) not in gone],
+            actor.username,
+            lambda role: actor.system or self.ctx.holds(actor, self.rt, proc.key, role),
+        )
 
     def _facts(
         self,
@@ -767,6 +858,7 @@ class Pipeline:
     ) -> Committed:
         """Open a case whose fields a rule or schedule gave: no opening form, no role check."""
         from_form, errors = coerce_fields(proc, values, list(proc.pack.fields), [])
+        claims = self._uploads(proc, from_form, None, errors)
         if errors:
             raise InvalidInput("the fields have errors", errors=errors)
         now = self.ctx.now()
@@ -778,6 +870,7 @@ class Pipeline:
         change.facts = self._facts(proc, change.fields, actor, now, event="opened", step=start)
         first = {"kind": "opened", "data": {"number": number, "fields": from_form, "step": start}}
         draft = _Draft(proc, actor, None, number, change, first, None, start, history=[])
+        draft.claims = claims
         draft.fired = self._apply_rules(draft)
         return self._finish(draft, depth)
 

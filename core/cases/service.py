@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from core.cases import deadlines, schedules
+from core.cases import attachments, deadlines, schedules, signatures
 from core.cases import journal as chain
 from core.cases.commit import (
     SEL_CASE,
@@ -402,6 +402,20 @@ class CaseService:
                 .order_by(t.journal.c.seq)
             ).all()
         return [dict(r._mapping) for r in rows]
+
+    def signatures(self, company: str, case_id: int) -> list[dict[str, Any]]:
+        """A case's signatures, void ones included, oldest first."""
+        rt = self.company(company)
+        with self.db.read() as conn:
+            self._case_row(conn, rt, case_id)
+            return signatures.of_case(conn, rt.id, case_id)
+
+    def uploads(self, company: str, case_id: int) -> list[dict[str, Any]]:
+        """The files a case holds (attachment fields), oldest first."""
+        rt = self.company(company)
+        with self.db.read() as conn:
+            self._case_row(conn, rt, case_id)
+            return attachments.case_uploads(conn, rt.id, case_id)
 
     def outbox(self, company: str, case_id: int | None = None) -> list[dict[str, Any]]:
         """The company's outgoing messages (of one case), oldest first."""

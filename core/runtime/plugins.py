@@ -136,6 +136,7 @@ def build_registry(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> Registr
     _collect(reg, "case-number scheme", pm.hook.kefu_case_number_schemes, reg.schemes)
     _collect(reg, "report", pm.hook.kefu_reports, reg.reports)
     _collect(reg, "notification channel", pm.hook.kefu_notification_channels, reg.channels)
+    _collect(reg, "attachment store", pm.hook.kefu_attachment_stores, reg.stores, {"folder"})
     return reg
 
 

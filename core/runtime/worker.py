@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 
-from core.cases import timers
+from core.cases import attachments, timers
 from core.runtime import outbox
 from core.runtime.outbox import Channel
 from core.storage.schema import timer
@@ -248,6 +248,10 @@ class Worker:
                 if time.monotonic() - self._optimized_at >= self.optimize_every:
                     self._optimized_at = time.monotonic()
                     self.svc.db.optimize()
+                    # uploads no case claimed (the hourly rhythm is ample: they wait hours)
+                    swept = attachments.sweep(self.svc, self.svc.clock.now())
+                    if swept:
+                        log.info("removed %d unclaimed upload(s)", swept)
                 if time.monotonic() - self._checkpointed_at >= self.checkpoint_every:
                     self._checkpointed_at = time.monotonic()
                     self.svc.write_checkpoints(unchanged=False)

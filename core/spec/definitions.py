@@ -38,6 +38,27 @@ DurationIn = Annotated[
 KEY_RE = r"^[a-z][a-z0-9_]*$"
 PACK_RE = r"^[a-z][a-z0-9-]*$"
 Key = Annotated[str, Field(pattern=KEY_RE)]
+MIME_RE = r"^[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)$"
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2}
+_SIZE_UNITS["gib"] = 1024**3
+
+
+def _byte_size(value: Any) -> Any:
+    """``10MB``, ``500 KiB`` or a number of bytes, as a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size such as 10MB, 500KB or a number of bytes")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(float(m[1]) * _SIZE_UNITS[(m[2] or "B").lower()])
+    raise ValueError(f"'{value}' is not a size such as 10MB, 500KB or a number of bytes")
+
+
+#: a number of bytes, written ``10MB`` / ``500KiB`` / ``2048``
+ByteSize = Annotated[int, BeforeValidator(_byte_size), Field(gt=0, le=10 * 1024**3)]
 PackKey = Annotated[str, Field(pattern=PACK_RE)]
 
 FIELD_KINDS = (
@@ -124,6 +145,12 @@ class FieldDef(Strict):
     min_items: int | None = Field(default=None, ge=0)
     max_items: int | None = Field(default=None, ge=1, le=1000)
     require: list[Key] = []
+    # an attachment field: the largest file ("10MB", "500KB" or bytes), how many files
+    # (``multiple: true``) and the types their content may have (sniffed, never taken from
+    # the file name): MIME types or ``image/*``
+    max_size: ByteSize | None = None
+    max_files: int | None = Field(default=None, ge=1, le=100)  # with multiple: true
+    accept: list[Annotated[str, Field(pattern=MIME_RE)]] | None = None
 
     # the plugin field type behind ``type`` (None for a built-in), resolved at validation
     _plugin: Any = PrivateAttr(default=None)
@@ -193,6 +220,8 @@ class ActionDef(Strict):
     not_by: list[Key] = []
     # fields required only while a condition holds (on the case as the form leaves it)
     require_when: dict[Key, str] = {}
+    # the action signs the case: the name of one of the pack's signatures:
+    sign: Key | None = None
     source: str | None = None
 
     @property
@@ -200,6 +229,22 @@ class ActionDef(Strict):
         """The step the action leads to, when that does not depend on the case (no
         branches); None also when it stays in its step."""
         return self.to if isinstance(self.to, str) else None
+
+
+class SignatureDef(Strict):
+    """An entry of the pack's ``signatures:``: who signs which fields, alone or together.
+
+    A signature vouches for the values of ``covers`` at the moment of signing (their hash
+    is kept); changing one of them later voids it. ``need: all`` is a countersignature
+    (会签): one valid signature per role of ``roles``, in any order; ``need: any``: one of
+    them is enough. ``distinct``: nobody signs twice (one person, one signature)."""
+
+    label: LabelIn
+    source: str | None = None
+    covers: list[Key] = Field(min_length=1)
+    roles: RolesIn = Field(min_length=1)
+    need: Literal["any", "all"] = "any"
+    distinct: bool = False
 
 
 class DeriveDef(Strict):
@@ -453,7 +498,12 @@ class RecordDef(Strict):
 
     title: LabelIn
     form_number: str | None = None
+    revision: str | None = None
     fields: list[Key]
+    # the signatures printed on it (default: those covering one of its fields)
+    signatures: list[Key] | None = None
+    # print the journal entries that produced the case (who did what, when)
+    journal: bool = True
     source: str | None = None
 
 
@@ -493,6 +543,7 @@ class PackDef(Strict):
     # actions several steps offer (each step names them under use:)
     actions: dict[Key, ActionDef] = {}
     rules: list[RuleDef] = []
+    signatures: dict[Key, SignatureDef] = {}
     records: dict[Key, RecordDef] = {}
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}
@@ -575,6 +626,27 @@ class PluginSettings(Strict):
     settings: dict[str, Any] = {}
 
 
+class AttachmentSettings(Strict):
+    """``attachments:`` of a company: the store its uploads go to and the store's settings."""
+
+    store: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = "folder"
+    settings: dict[str, Any] = {}
+    # an upload no case refers to after this long is deleted by the worker
+    orphan_hours: int = Field(default=24, ge=1, le=24 * 365)
+
+
+class RecordSettings(Strict):
+    """``records:`` of a company: the header printed on every record, a folder of
+    templates (``<procedure>/<record>.html``) replacing the packs' own, and the company's
+    form numbers and revisions by ``<procedure>.<record>``."""
+
+    header: LabelIn | None = None
+    templates: str | None = None
+    # the company's own form numbers and revisions: ``{repair-desk.repair_order: BX-JL-01}``
+    form_numbers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_]*$")], str] = {}
+    revisions: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_]*$")], str] = {}
+
+
 class CompanyDef(Strict):
     """``config/<company>.yaml``."""
 
@@ -600,3 +672,7 @@ class CompanyDef(Strict):
     ] = {}
     # message texts replacing the packs' (same keys as the packs' templates:)
     templates: dict[Annotated[str, Field(pattern=TEMPLATE_KEY)], TemplateDef] = {}
+    # where uploaded files go: a store (``folder`` built in, others from plugins)
+    attachments: AttachmentSettings = AttachmentSettings()
+    # printed records: the header line, and templates replacing the packs'
+    records: RecordSettings = RecordSettings()

@@ -29,6 +29,7 @@ class Extensions:
     schemes: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, Any] = field(default_factory=dict)
     channels: dict[str, Any] = field(default_factory=dict)
+    stores: dict[str, Any] = field(default_factory=dict)  # attachment stores but ``folder``
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
     #: plugin name -> the registered plugin object (module), for its ``settings_model``
     plugins: dict[str, Any] = field(default_factory=dict)

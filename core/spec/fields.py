@@ -136,10 +136,29 @@ def _person(f: FieldDef, v: Any) -> Any:
     return v
 
 
+def _upload_ref(v: Any) -> dict[str, int]:
+    """One uploaded file named by its id (``12``, ``"12"`` or ``{"id": 12, …}`` as the API
+    returns it). Only the id counts: the case service fills in the file's hash, size and
+    type from the upload itself (core.cases.attachments), whatever else was sent."""
+    if isinstance(v, dict):
+        v = v.get("id")
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v.strip())
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**62:
+        raise FieldValueError("expected the id of an uploaded file (POST /api/v1/attachments)")
+    return {"id": v}
+
+
 def _attachment(f: FieldDef, v: Any) -> Any:
-    if not isinstance(v, str) or not v.strip() or len(v) > 500:
-        raise FieldValueError("expected an attachment reference")
-    return v.strip()
+    if not f.multiple:
+        return _upload_ref(v)
+    values = v if isinstance(v, list) else [v]
+    refs = [_upload_ref(x) for x in values]
+    if len({r["id"] for r in refs}) != len(refs):
+        raise FieldValueError("the same file is listed twice")
+    if f.max_files is not None and len(refs) > f.max_files:
+        raise FieldValueError(f"takes at most {f.max_files} file(s), has {len(refs)}")
+    return refs
 
 
 COERCERS: dict[str, Callable[[FieldDef, Any], Any]] = {
@@ -294,6 +313,8 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
     if fdef.type == "datetime":
         moment = dt.datetime.fromisoformat(stored)
         return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds())
+    if fdef.type == "attachment" and isinstance(stored, dict):
+        return stored.get("sha256")  # conditions see the file's hash (set or not)
     if isinstance(stored, bool | int | float | str):
         return stored
     return None

@@ -634,8 +634,7 @@ class _PackChecker:
         self.check_steps()
         self.check_reachability()
         self.check_rules()
-        for rname, rec in pack.records.items():
-            self.field_refs(("records", rname, "fields"), rec.fields)
+        self.check_documents()
         self.check_time()
         self.check_templates()
         self.check_limits()
@@ -652,6 +651,59 @@ class _PackChecker:
                     )
                 )
         return self.out
+
+    def check_documents(self) -> None:
+        """Attachment limits, ``signatures:``, the actions that sign and ``records:``."""
+        pack, sigs = self.pack, set(self.pack.signatures)
+        for name, f in pack.fields.items():
+            for key in ("max_size", "max_files", "accept"):
+                if getattr(f, key) is not None and f.type != "attachment":
+                    self.out.append(
+                        self.doc.diag(
+                            ("fields", name, key),
+                            "K160",
+                            f"{key}: applies to attachment fields, not {f.type}",
+                            f"remove {key}:, or make it type: attachment",
+                            key=True,
+                        )
+                    )
+        for sname, sig in pack.signatures.items():
+            loc: Loc = ("signatures", sname)
+            self.field_refs(loc + ("covers",), sig.covers)
+            self.role_refs(loc + ("roles",), sig.roles)
+            if not any(a.sign == sname for st in pack.steps.values() for a in st.actions.values()):
+                self.out.append(
+                    self.doc.diag(
+                        loc,
+                        "K162",
+                        f"no action signs '{sname}'",
+                        f"add sign: {sname} to the action that signs it",
+                        key=True,
+                        severity="warning",
+                    )
+                )
+        for stname, st in pack.steps.items():
+            for aname, a in st.actions.items():
+                if a.sign is not None:
+                    self.ref(
+                        ("steps", stname, "actions", aname, "sign"),
+                        a.sign,
+                        sigs,
+                        "K161",
+                        "signature",
+                        "signatures in this pack",
+                    )
+        for rname, rec in pack.records.items():
+            self.field_refs(("records", rname, "fields"), rec.fields)
+            if rec.signatures is not None:
+                self.refs(
+                    ("records", rname, "signatures"),
+                    rec.signatures,
+                    sigs,
+                    "K161",
+                    "signature",
+                    "signatures in this pack",
+                )
 
     def check_fields(self) -> None:
         for name, f in self.pack.fields.items():

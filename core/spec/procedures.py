@@ -54,6 +54,13 @@ class CompiledProcedure:
     derived: Derivations = field(default_factory=Derivations)
     #: the conditions of actions' to: branches and require_when: (see branch_id)
     form_ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet.of("none", ()))
+    #: the pack's attachment fields (their values are uploads: core.cases.attachments)
+    attachment_fields: frozenset[str] = field(init=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        self.attachment_fields = frozenset(
+            n for n, f in self.pack.fields.items() if f.type == "attachment"
+        )
 
     @property
     def key(self) -> str:

@@ -313,3 +313,47 @@ def in_metadata(name: str | None, type_: str, _parents: Any) -> bool:
     if type_ == "table" and name is not None and name.startswith(SEARCH_TABLE):
         return False
     return not (type_ == "index" and name == "ix_case_search_doc")
+
+# An uploaded file: its content lives in the company's attachment store under its SHA-256
+# (one copy per company however often it is uploaded); this row says who uploaded it,
+# for which field, and — once an action referred to it — which case it belongs to. An
+# upload no case claims within the company's ``orphan_hours`` is deleted by the worker.
+attachment = Table(
+    "attachment",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id")),  # None until an action claims it
+    Column("procedure", String(64), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(200), nullable=False),  # sniffed from the content
+    Column("filename", String(255), nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("uploaded_at", UTCDateTime(), nullable=False),
+    Index("ix_attachment_case", "company_id", "case_id"),
+    Index("ix_attachment_blob", "company_id", "sha256"),
+    # the worker's sweep of unclaimed uploads, oldest first
+    Index("ix_attachment_unclaimed", "case_id", "uploaded_at"),
+)
+
+# A signature on a case (``signatures:`` of its pack): who, in which role, when, and the
+# hash of the fields it covers at that moment. Changing one of them voids it (``void_at``,
+# journaled); a void signature stays, printed as void.
+signature = Table(
+    "signature",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("signed_at", UTCDateTime(), nullable=False),
+    Column("fields_hash", String(64), nullable=False),
+    Column("journal_seq", BigInteger, nullable=False),
+    Column("void_at", UTCDateTime()),
+    Column("void_reason", Text),
+    Index("ix_signature_case", "company_id", "case_id", "name"),
+)

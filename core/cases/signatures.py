@@ -1,0 +1,178 @@
+"""Signatures on cases: who signed which fields, in which role, and whether it still holds.
+
+An action with ``sign: NAME`` signs the pack's signature ``NAME`` (see
+:class:`core.spec.definitions.SignatureDef`) in the actor's role: the commit pipeline
+keeps the hash of the covered fields as they are after the action, journals a
+``signed`` entry and writes a ``signature`` row. Every later change of one of those
+fields voids the signature (a ``signature_void`` entry, naming the fields). A
+countersignature (``need: all``) is complete once every role has a valid signature; the
+signing action moves the case to its ``to:`` step only then, and stays at its step
+before. ``distinct: true``: a person who holds a valid signature of it cannot sign it
+again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from core.errors import NotAllowed
+from core.spec.definitions import SignatureDef
+from core.storage import schema as t
+
+_S = t.signature
+_SEL_VALID = select(_S).where(
+    _S.c.company_id == bindparam("co"), _S.c.case_id == bindparam("cid"), _S.c.void_at.is_(None)
+)
+_INS = insert(_S)
+_VOID = (
+    update(_S)
+    .where(_S.c.id == bindparam("sid"), _S.c.company_id == bindparam("co"))
+    .values(void_at=bindparam("at"), void_reason=bindparam("reason"))
+)
+
+
+def _plain(value: Any) -> Any:
+    # one encoding whichever database gave the value back (PostgreSQL's JSONB turns 2.0
+    # into 2 and -0.0 into 0): whole floats as integers
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def fields_hash(covers: Iterable[str], fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the covered fields' values (canonical JSON, absent fields as null)."""
+    doc = {name: _plain(fields.get(name)) for name in covers}
+    text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Signing:
+    """A signature an action is about to give: which, in which role, and whether it
+    completes the set (a countersignature needs every role)."""
+
+    name: str
+    role: str
+    complete: bool
+
+
+def valid(conn: Connection, company_id: int, case_id: int) -> list[Any]:
+    """The case's signatures that still hold, oldest first."""
+    rows = conn.execute(_SEL_VALID, {"co": company_id, "cid": case_id}).all()
+    return sorted(rows, key=lambda r: r.id)
+
+
+def plan(
+    sdef: SignatureDef,
+    name: str,
+    existing: Sequence[Any],
+    username: str,
+    holds: Callable[[str], bool],
+) -> Signing:
+    """The signature ``username`` gives now, or NotAllowed saying why they cannot sign."""
+    mine = [r for r in existing if r.name == name]
+    if sdef.distinct and any(r.username == username for r in mine):
+        raise NotAllowed(
+            f"{username} has signed '{name}' already; it needs another person's signature",
+            signature=name,
+        )
+    signed_roles = {r.role for r in mine}
+    held = [r for r in sdef.roles if holds(r)]
+    if not held:
+        raise NotAllowed(
+            f"signing '{name}' needs one of the roles: {', '.join(sdef.roles)}", signature=name
+        )
+    role = held[0]
+    if sdef.need == "all":
+        open_roles = [r for r in held if r not in signed_roles]
+        if not open_roles:
+            raise NotAllowed(
+                f"'{name}' has a valid signature for {', '.join(held)} already; "
+                f"it still needs: {', '.join(r for r in sdef.roles if r not in signed_roles)}",
+                signature=name,
+            )
+        role = open_roles[0]
+        complete = set(sdef.roles) <= signed_roles | {role}
+    else:
+        complete = True
+    return Signing(name, role, complete)
+
+
+def voided(
+    signatures: Mapping[str, SignatureDef],
+    existing: Sequence[Any],
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+) -> list[tuple[Any, list[str]]]:
+    """The valid signatures a change of fields from ``before`` to ``after`` voids, each
+    with the covered fields that changed."""
+    out = []
+    for row in existing:
+        sdef = signatures.get(row.name)
+        if sdef is None:
+            continue
+        if fields_hash(sdef.covers, after) == row.fields_hash:
+            continue
+        changed = [f for f in sdef.covers if _plain(before.get(f)) != _plain(after.get(f))]
+        out.append((row, changed))
+    return out
+
+
+def write(
+    conn: Connection,
+    company_id: int,
+    case_id: int,
+    now: dt.datetime,
+    signing: Signing | None,
+    signed_hash: str | None,
+    signed_seq: int | None,
+    username: str,
+    voids: Sequence[tuple[Any, list[str]]],
+) -> None:
+    """Write what a change did to signatures (after its journal entries were appended)."""
+    for row, changed in voids:
+        conn.execute(
+            _VOID,
+            {
+                "sid": row.id,
+                "co": company_id,
+                "at": now,
+                "reason": f"changed after signing: {', '.join(changed)}",
+            },
+        )
+    if signing is not None:
+        assert signed_hash is not None and signed_seq is not None
+        conn.execute(
+            _INS,
+            {
+                "company_id": company_id,
+                "case_id": case_id,
+                "name": signing.name,
+                "role": signing.role,
+                "username": username,
+                "signed_at": now,
+                "fields_hash": signed_hash,
+                "journal_seq": signed_seq,
+                "void_at": None,
+                "void_reason": None,
+            },
+        )
+
+
+def of_case(conn: Connection, company_id: int, case_id: int) -> list[dict[str, Any]]:
+    """Every signature of a case, void ones included, oldest first (for its records)."""
+    rows = conn.execute(
+        select(_S).where(_S.c.company_id == company_id, _S.c.case_id == case_id).order_by(_S.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
