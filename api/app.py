@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
+from api import documents
 from api.auth import AuthSettings, build_auth
 from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
@@ -75,6 +76,9 @@ def create_app(
             Tag(name="auth"),
             Tag(name="procedures"),
             Tag(name="cases"),
+            Tag(name="attachments"),
+            Tag(name="records"),
+            Tag(name="exports"),
             Tag(name="reports"),
             Tag(name="meta"),
         ],
@@ -82,7 +86,13 @@ def create_app(
 
     plugin_routes = [r for result in installed().pm.hook.kefu_api_routes() for r in (result or [])]
     app = Litestar(
-        route_handlers=[*auth_routes, *ROUTES, *plugin_routes, *(extra_routes or [])],
+        route_handlers=[
+            *auth_routes,
+            *ROUTES,
+            *documents.ROUTES,
+            *plugin_routes,
+            *(extra_routes or []),
+        ],
         # every route, a plugin's too, may declare these: ``actor`` is the signed-in person
         # in the request's company (the scope everything it shows must stay within)
         dependencies={

@@ -204,3 +204,166 @@ def test_unclaimed_uploads_are_swept_with_their_content(dsvc: CaseService) -> No
     assert not (folder / orphan.sha256[:2] / orphan.sha256).exists()
     assert (folder / kept.sha256[:2] / kept.sha256).exists()
     assert [u["id"] for u in dsvc.uploads("docs", cid)] == [kept.id]
+
+
+# -- through the API ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def login(dsvc: CaseService) -> Any:
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from api.auth import AuthSettings
+    from core.runtime.users import ensure_user
+    from tests.helpers import PASSWORD
+
+    with dsvc.db.write() as conn:
+        for name in ("zhao", "li", "chen", "mei"):
+            ensure_user(conn, name, name, dsvc.clock.now(), password=PASSWORD)
+    app = create_app(dsvc, auth=AuthSettings(cookie_secure=False))
+
+    def make(user: str) -> Any:
+        c = TestClient(app)
+        r = c.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return c
+
+    return make
+
+
+def problem(r: Any, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["type"] == f"urn:kefu:problem:{code}", body
+    return dict(body)
+
+
+def test_upload_attach_and_download_through_the_api(dsvc: CaseService, login: Any) -> None:
+    zhao = login("zhao")
+    r = zhao.post(
+        "/api/v1/attachments/countersign/photos", files={"file": ("现场照片.png", PNG, "text/html")}
+    )
+    assert r.status_code == 201, r.text
+    up = r.json()
+    assert up["type"] == "image/png" and up["name"] == "现场照片.png"
+    r = zhao.post(
+        "/api/v1/cases", json={"procedure": "countersign",
+                               "fields": {"subject": "测试", "photos": [up["id"]]}}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["case"]["fields"]["photos"][0]["sha256"] == up["sha256"]
+    got = zhao.get(f"/api/v1/attachments/{up['id']}")
+    assert got.status_code == 200 and got.content == PNG
+    assert got.headers["content-type"] == "image/png"
+    assert got.headers["x-content-type-options"] == "nosniff"
+    disposition = got.headers["content-disposition"]
+    assert disposition.startswith("attachment;") and "%E7%8E%B0" in disposition
+    # someone without a role of the procedure: 403; another company: 404
+    problem(login("li").get(f"/api/v1/attachments/{up['id']}"), 403, "not-allowed")
+    problem(login("mei").get(f"/api/v1/attachments/{up['id']}"), 404, "not-found")
+
+
+def test_oversized_and_forged_uploads_get_413_and_415(dsvc: CaseService, login: Any) -> None:
+    zhao = login("zhao")
+    big = b"%PDF-1.4\n" + b"0" * 200_000
+    r = zhao.post("/api/v1/attachments/countersign/minutes", files={"file": ("m.pdf", big)})
+    body = problem(r, 413, "too-large")
+    assert "minutes" in body["detail"]
+    fake = b"MZ\x90\x00" + b"\0" * 500  # a Windows executable named .pdf
+    r = zhao.post(
+        "/api/v1/attachments/countersign/minutes",
+        files={"file": ("m.pdf", fake, "application/pdf")},
+    )
+    problem(r, 415, "unsupported-media-type")
+    problem(zhao.post("/api/v1/attachments/countersign/subject", files={"file": ("a", b"x")}),
+            404, "not-found")
+    problem(zhao.post("/api/v1/attachments/countersign/photos", data={"x": "1"}), 422,
+            "invalid-input")
+    with dsvc.db.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM attachment").scalar() == 0
+    folder = Path(os.environ["KEFU_ATTACHMENTS"])
+    assert [p for p in folder.rglob("*") if p.is_file()] == []
+
+
+class MemoryBlobs:
+    """One company's store keeping bytes in a dict (as an S3 store would keep objects)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def save(self, digest: str, source: Path) -> None:
+        self.blobs[digest] = source.read_bytes()
+        source.unlink()
+
+    def open(self, digest: str) -> io.BytesIO:
+        if digest not in self.blobs:
+            raise FileNotFoundError(digest)
+        return io.BytesIO(self.blobs[digest])
+
+    def delete(self, digest: str) -> None:
+        self.blobs.pop(digest, None)
+
+
+class MemoryStore:
+    """The plugin's store: ``open`` gives a company its blobs."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.opened: list[tuple[str, dict[str, Any]]] = []
+        self.companies: dict[str, MemoryBlobs] = {}
+
+    def open(self, company: str, settings: dict[str, Any]) -> MemoryBlobs:
+        self.opened.append((company, settings))
+        return self.companies.setdefault(company, MemoryBlobs())
+
+
+def test_hook_attachment_stores(db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import hookimpl
+    from core.runtime.plugins import PluginError, build_registry, plugin_manager
+
+    store = MemoryStore()
+
+    class Plugin:
+        @hookimpl
+        def kefu_attachment_stores(self) -> list[Any]:
+            return [store]
+
+    pm, infos = plugin_manager()
+    pm.register(Plugin(), name="test-store")
+    reg = build_registry(pm, infos)
+    assert reg.stores["memory"] is store and reg.plugin_of("attachment store", "memory")
+    monkeypatch.setenv("KEFU_ATTACHMENTS", str(tmp_path / "files"))
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "docs.yaml").write_text(
+        (FIXTURES / "documents" / "company.yaml").read_text(encoding="utf-8")
+        + "\nattachments: {store: memory, settings: {bucket: kefu-docs}}\n",
+        encoding="utf-8",
+    )
+    svc = service(db, rules=documents_rules(tmp_path), config=config, extensions=reg)
+    try:
+        up = upload(svc, "zhao", "photos", PNG)
+        assert store.opened == [("docs", {"bucket": "kefu-docs"})]
+        assert store.companies["docs"].blobs == {up.sha256: PNG}
+        assert not [p for p in (tmp_path / "files").rglob("*") if p.is_file()]
+        row = attachments.find(svc, svc.actor("docs", "zhao"), up.id)
+        assert attachments.content(svc, "docs", row).read() == PNG
+        svc.clock.advance(__import__("datetime").timedelta(days=2))
+        assert attachments.sweep(svc, svc.clock.now()) == 1  # never claimed
+        assert store.companies["docs"].blobs == {}
+    finally:
+        svc.close()
+
+    class Dup:
+        @hookimpl
+        def kefu_attachment_stores(self) -> list[Any]:
+            return [MemoryStore()]
+
+    pm, infos = plugin_manager()
+    pm.register(Dup(), name="dup-a")
+    pm.register(Plugin(), name="dup-b")
+    with pytest.raises(PluginError, match="attachment store 'memory' is registered by both"):
+        build_registry(pm, infos)

@@ -1,0 +1,141 @@
+"""Routes for documents: uploading and downloading attachments.
+
+An upload is ``multipart/form-data`` with one part ``file``, posted to the attachment
+field it is for; its answer's ``id`` is then given as that field's value in an opening
+or action form. Downloads go only to people who may read the case, always as a download
+(``Content-Disposition: attachment``, ``X-Content-Type-Options: nosniff``), so a
+browser never renders an uploaded file as a page of this site.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, BinaryIO
+
+import anyio.to_thread
+from litestar import Request, get, post
+from litestar.datastructures import UploadFile
+from litestar.di import Provide
+from litestar.params import PathParameter
+from litestar.response import Stream
+
+from api.problems import errors
+from api.routes import Me, Svc, provide_actor
+from core.cases import attachments
+from core.cases.queries import require_read
+from core.errors import InvalidInput
+
+#: the largest request an upload route reads at all (a field's own max_size is smaller)
+MAX_UPLOAD = int(os.environ.get("KEFU_MAX_UPLOAD") or 50 * 1024 * 1024)
+
+UploadId = Annotated[int, PathParameter(ge=1, le=2**62, description="the upload's id")]
+Key = Annotated[str, PathParameter(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+_ACTOR = {"actor": Provide(provide_actor, sync_to_thread=True)}
+UPLOAD_WHY = {
+    404: "no such procedure, or the field is not an attachment field of it",
+    413: "the file is larger than the field takes (nothing is stored)",
+    415: "the file's content is not a type the field accepts (nothing is stored)",
+    422: "no part named 'file' in the multipart body",
+}
+
+
+@dataclass
+class UploadOut:
+    """An upload: give its ``id`` as the attachment field's value in a form."""
+
+    id: int
+    sha256: str
+    name: str
+    size: int
+    type: str
+
+
+@post(
+    "/api/v1/attachments/{procedure:str}/{field:str}",
+    operation_id="uploadAttachment",
+    tags=["attachments"],
+    responses=errors(403, 404, 413, 415, 422, why=UPLOAD_WHY),
+    request_max_body_size=MAX_UPLOAD,
+    dependencies=_ACTOR,
+)
+async def upload_attachment(
+    request: Request[Any, Any, Any], svc: Svc, actor: Me, procedure: Key, field: Key
+) -> UploadOut:
+    """Upload one file for an attachment field (multipart/form-data, part ``file``).
+
+    The content's type is sniffed (the name and declared type count for nothing) and
+    checked against the field's ``accept:``; its size against ``max_size:``. 201 with the
+    upload; give its ``id`` as the field's value when opening or acting.
+    """
+    length = request.headers.get("content-length")
+    attachments.check_declared(
+        svc, actor, procedure, field, int(length) if length and length.isdigit() else None
+    )
+    form = await request.form()
+    try:
+        part = form.get("file")
+        if not isinstance(part, UploadFile):
+            raise InvalidInput(
+                "send the file as the multipart part named 'file'",
+                errors={"file": "required"},
+            )
+        up = await anyio.to_thread.run_sync(
+            attachments.upload, svc, actor, procedure, field, part.filename, part.file
+        )
+    finally:
+        for value in form.values():
+            if isinstance(value, UploadFile):
+                await value.close()
+    return UploadOut(up.id, up.sha256, up.name, up.size, up.type)
+
+
+def _chunks(content: BinaryIO) -> Iterator[bytes]:
+    with content:
+        while chunk := content.read(attachments.CHUNK):
+            yield chunk
+
+
+def download_headers(name: str, size: int | None = None) -> dict[str, str]:
+    """Headers of a file sent as a download: never shown inline, never type-sniffed."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    headers = {
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; "
+        f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, no-store",
+    }
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
+@get(
+    "/api/v1/attachments/{upload_id:int}",
+    operation_id="downloadAttachment",
+    tags=["attachments"],
+    responses=errors(403, 404),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def download_attachment(svc: Svc, actor: Me, upload_id: UploadId) -> Stream:
+    """Download an attached file (as a download, with its sniffed type).
+
+    Only for people who may read its case; an upload no case holds yet only for the
+    person who uploaded it. Another company's upload is 404.
+    """
+    row = attachments.find(svc, actor, upload_id)
+    if row["case_id"] is not None:
+        require_read(svc, actor, svc.get_case(actor.company, row["case_id"]))
+    content = attachments.content(svc, actor.company, row)
+    return Stream(
+        _chunks(content),
+        media_type=row["media_type"],
+        headers=download_headers(row["filename"], row["size"]),
+    )
+
+
+ROUTES: list[Any] = [upload_attachment, download_attachment]
