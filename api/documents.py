@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, BinaryIO
 
 import anyio.to_thread
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import Provide
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from api.problems import errors
-from api.routes import Me, Svc, provide_actor
-from core.cases import attachments
+from api.routes import CaseId, Me, Svc, provide_actor
+from core.cases import attachments, records
 from core.cases.queries import require_read
 from core.errors import InvalidInput
 
@@ -138,4 +138,123 @@ def download_attachment(svc: Svc, actor: Me, upload_id: UploadId) -> Stream:
     )
 
 
-ROUTES: list[Any] = [upload_attachment, download_attachment]
+@dataclass
+class RecordInfo:
+    """A record a case can print."""
+
+    name: str
+    title: str
+    form_number: str | None
+    revision: str | None
+
+
+@get(
+    "/api/v1/cases/{case_id:int}/records",
+    operation_id="listCaseRecords",
+    tags=["records"],
+    responses=errors(403, 404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def list_records(svc: Svc, actor: Me, case_id: CaseId) -> list[RecordInfo]:
+    """The records (printed forms) of the case's procedure."""
+    view = svc.get_case(actor.company, case_id)
+    require_read(svc, actor, view)
+    proc = svc.pinned(view)
+    cdef = svc.company(actor.company).definition
+    out = []
+    for name, rec in proc.pack.records.items():
+        key = f"{proc.key}.{name}"
+        out.append(
+            RecordInfo(
+                name,
+                rec.title.text(cdef.locale),
+                cdef.records.form_numbers.get(key, rec.form_number),
+                cdef.records.revisions.get(key, rec.revision),
+            )
+        )
+    return out
+
+
+RECORD_FORMAT = Annotated[
+    str, QueryParameter(pattern="^(html|pdf)$", description="html (default) or pdf")
+]
+
+
+@get(
+    "/api/v1/cases/{case_id:int}/records/{name:str}",
+    operation_id="renderCaseRecord",
+    tags=["records"],
+    responses=errors(403, 404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def render_record(
+    svc: Svc, actor: Me, case_id: CaseId, name: Key, format: RECORD_FORMAT = "html"
+) -> Response[bytes]:
+    """One record of the case as HTML (printable) or PDF (A4, fonts embedded).
+
+    It shows the record's fields (list fields as tables), signatures (void ones marked),
+    attachments with their SHA-256, the journal, and a verification code
+    (``GET /api/v1/records/verify/{code}``).
+    """
+    view = svc.get_case(actor.company, case_id)
+    require_read(svc, actor, view)
+    doc, html = records.render_html(svc, actor.company, case_id, name)
+    filename = f"{doc.case['number']}-{name}"
+    if format == "pdf":
+        return Response(
+            records.render_pdf(html),
+            media_type="application/pdf",
+            headers=download_headers(f"{filename}.pdf"),
+        )
+    return Response(
+        html.encode(),
+        media_type="text/html; charset=utf-8",
+        headers={
+            # the page is data and styles: no script, nothing fetched
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@dataclass
+class VerificationOut:
+    """What a record's verification code says."""
+
+    valid: bool
+    detail: str
+    case_number: str | None
+    record: str | None
+    printed_seq: int | None
+    last_seq: int | None
+
+
+@get(
+    "/api/v1/records/verify/{code:str}",
+    operation_id="verifyRecord",
+    tags=["records"],
+    responses=errors(422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def verify_record(
+    svc: Svc, actor: Me, code: Annotated[str, PathParameter(max_length=64)]
+) -> VerificationOut:
+    """Check a printed record's verification code against my company's journal.
+
+    ``valid`` false with the reason for a code this journal did not issue; true with the
+    case, the record and whether the case changed after it was printed.
+    """
+    v = records.verify(svc, actor.company, code)
+    return VerificationOut(v.valid, v.detail, v.case_number, v.record, v.printed_seq, v.last_seq)
+
+
+ROUTES: list[Any] = [
+    upload_attachment,
+    download_attachment,
+    list_records,
+    render_record,
+    verify_record,
+]

@@ -7,6 +7,8 @@
     kefu worker [--once]      fire due timers and schedules, deliver the outbox
     kefu deadlines NUMBER     explain a case's deadlines
     kefu audit verify         check every company's journal hash chain
+    kefu records render NUMBER RECORD   a case's record as PDF or HTML
+    kefu records verify CODE  check a printed record's verification code
     kefu plugins              list the plugins, their versions and hooks
 
 Plugins add commands through the ``kefu_cli_commands`` hook (``kefu serve`` comes from
@@ -29,8 +31,10 @@ from sqlalchemy import select
 
 from core.cases.deadlines import explain_lines
 from core.cases.journal import Keyring, forget_keyring, keys_path, verify_all
+from core.cases.records import render_html, render_pdf
+from core.cases.records import verify as verify_record
 from core.cases.reports import run_report
-from core.errors import NotFound
+from core.errors import KefuError, NotFound
 from core.runtime.bootstrap import build_service, create_config_people
 from core.runtime.plugins import PluginError, installed
 from core.runtime.worker import Worker
@@ -276,30 +280,7 @@ def deadlines(number: str, company: str | None, db_url: str | None) -> None:
     cat = load_catalog(extensions=installed())
     svc = build_service(Database(db_url), cat, migrate=False)
     try:
-        # one index seek per company (company, number is unique), never a scan of all
-        if company and company not in svc.companies:
-            click.echo(f"kefu deadlines: no company {company}", err=True)
-            sys.exit(1)
-        companies = [svc.company(company)] if company else list(svc.companies.values())
-        rows = [
-            (cid, rt.key)
-            for rt in companies
-            if (cid := svc.case_id_by_number(rt.key, number)) is not None
-        ]
-        if not rows:
-            click.echo(
-                f"kefu deadlines: no case {number}" + (f" in company {company}" if company else ""),
-                err=True,
-            )
-            sys.exit(1)
-        if len(rows) > 1:
-            click.echo(
-                f"kefu deadlines: {len(rows)} companies have a case {number}: say --company "
-                + " or ".join(key for _, key in rows),
-                err=True,
-            )
-            sys.exit(1)
-        case_id, key = rows[0]
+        case_id, key = _case_by_number(svc, "deadlines", number, company)
         tz = zoneinfo.ZoneInfo(svc.company(key).definition.timezone)
         found = svc.deadlines(key, case_id)
         if not found:
@@ -308,6 +289,98 @@ def deadlines(number: str, company: str | None, db_url: str | None) -> None:
             click.echo("\n".join(explain_lines(d, tz)))
     finally:
         svc.close()
+
+
+def _case_by_number(svc: Any, command: str, number: str, company: str | None) -> tuple[int, str]:
+    """(case id, company key) of case NUMBER; exits with a message when it is not one case."""
+    # one index seek per company (company, number is unique), never a scan of all
+    if company and company not in svc.companies:
+        click.echo(f"kefu {command}: no company {company}", err=True)
+        sys.exit(1)
+    companies = [svc.company(company)] if company else list(svc.companies.values())
+    rows = [
+        (cid, rt.key)
+        for rt in companies
+        if (cid := svc.case_id_by_number(rt.key, number)) is not None
+    ]
+    if not rows:
+        click.echo(
+            f"kefu {command}: no case {number}" + (f" in company {company}" if company else ""),
+            err=True,
+        )
+        sys.exit(1)
+    if len(rows) > 1:
+        click.echo(
+            f"kefu {command}: {len(rows)} companies have a case {number}: say --company "
+            + " or ".join(key for _, key in rows),
+            err=True,
+        )
+        sys.exit(1)
+    return rows[0]
+
+
+def _one_company(svc: Any, company: str | None) -> str:
+    if company is None:
+        if len(svc.companies) != 1:
+            raise click.UsageError(f"give --company (one of {', '.join(sorted(svc.companies))})")
+        return str(next(iter(svc.companies)))
+    if company not in svc.companies:
+        raise click.UsageError(f"no company {company}")
+    return company
+
+
+@cli.group()
+def records() -> None:
+    """Printed records: render them, check their verification codes."""
+
+
+@records.command("render")
+@click.argument("number")
+@click.argument("record")
+@click.option("--format", "fmt", type=click.Choice(["pdf", "html"]), default="pdf")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
+@click.option("--company", default=None)
+@click.option("--database", "db_url", default=None)
+def records_render(
+    number: str,
+    record: str,
+    fmt: str,
+    output: Path | None,
+    company: str | None,
+    db_url: str | None,
+) -> None:
+    """Render RECORD of case NUMBER as PDF or HTML (default file: NUMBER-RECORD.pdf)."""
+    svc = build_service(Database(db_url), load_catalog(extensions=installed()), migrate=False)
+    try:
+        case_id, key = _case_by_number(svc, "records render", number, company)
+        try:
+            doc, html = render_html(svc, key, case_id, record)
+        except KefuError as exc:
+            click.echo(f"kefu records render: {exc}", err=True)
+            sys.exit(1)
+        target = output or Path(f"{number}-{record}.{fmt}")
+        if fmt == "pdf":
+            target.write_bytes(render_pdf(html))
+        else:
+            target.write_text(html, encoding="utf-8")
+        click.echo(f"{target}  ({doc.title}, verification code {doc.code})")
+    finally:
+        svc.close()
+
+
+@records.command("verify")
+@click.argument("code")
+@click.option("--company", default=None, help="the company key (default: the only one)")
+@click.option("--database", "db_url", default=None)
+def records_verify(code: str, company: str | None, db_url: str | None) -> None:
+    """Check a printed record's verification CODE against the journal (exit 1: not valid)."""
+    svc = build_service(Database(db_url), load_catalog(extensions=installed()), migrate=False)
+    try:
+        result = verify_record(svc, _one_company(svc, company), code)
+    finally:
+        svc.close()
+    click.echo(("valid: " if result.valid else "NOT VALID: ") + result.detail)
+    sys.exit(0 if result.valid else 1)
 
 
 @cli.group()

@@ -367,3 +367,199 @@ def test_hook_attachment_stores(db: Any, tmp_path: Path, monkeypatch: pytest.Mon
     pm.register(Plugin(), name="dup-b")
     with pytest.raises(PluginError, match="attachment store 'memory' is registered by both"):
         build_registry(pm, infos)
+
+
+# -- records -------------------------------------------------------------------------------
+
+#: where the record screenshots go (pdftoppm PNGs of the PDFs the tests render)
+ARTEFACTS = Path(os.environ.get("KEFU_TEST_ARTEFACTS") or ROOT / "var" / "test-artefacts")
+
+
+def pdf_text(pdf: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def screenshot(pdf: bytes, name: str) -> None:
+    """The record's pages as PNGs for a person to look at (when pdftoppm is installed)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftoppm") is None:
+        return
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    source = ARTEFACTS / f"{name}.pdf"
+    source.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-r", "80", "-png", str(source), str(ARTEFACTS / name)], check=True
+    )
+
+
+def signed_qp(svc: CaseService) -> int:
+    cid = qp_at_review(svc)
+    svc.act(
+        "docs", cid, "approve", svc.actor("docs", "zhao"),
+        {"review_comment": "同意,按期完成", "tracker": "zhao"}, 3,
+    )
+    return cid
+
+
+def test_the_qp_tracking_form_renders_to_pdf_with_chinese_text(dsvc: CaseService) -> None:
+    from core.cases import records
+
+    cid = signed_qp(dsvc)
+    doc, html = records.render_html(dsvc, "docs", cid, "tracking_form")
+    pdf = records.render_pdf(html)
+    assert pdf.startswith(b"%PDF")
+    screenshot(pdf, "qp-tracking-form")
+    text = pdf_text(pdf)
+    assert "客户投诉闭环跟踪单" in text
+    assert "QP/XX-A-2021" in text  # the form number
+    assert "赵经理" in text and "品质部经理审核签字" in text  # the signer and the signature
+    assert "模具磨损" in text and "产品质量" in text  # a field value, a choice by its label
+    assert doc.code in text.replace("\n", "")  # the verification code
+    assert "第 1 页 / 共 1 页" in text  # page numbers
+
+
+def test_a_record_pdf_embeds_its_fonts(dsvc: CaseService) -> None:
+    from pypdf import PdfReader
+
+    from core.cases import records
+
+    wang = dsvc.actor("docs", "li")
+    cid = dsvc.open_case(
+        "docs", "repair-desk", wang,
+        {"channel": "phone", "customer_name": "张三", "phone": "13912345678",
+         "symptom": "空调不制冷,室外机异响", "address": "上海市浦东新区"},
+    ).case.id
+    _, html = records.render_html(dsvc, "docs", cid, "repair_order")
+    pdf = records.render_pdf(html)
+    screenshot(pdf, "repair-order")
+    text = pdf_text(pdf)
+    assert "派工单" in text and "BX-JL-01" in text and "空调不制冷" in text
+    fonts = []
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descendants = font.get("/DescendantFonts")
+            desc = (descendants[0].get_object() if descendants else font)["/FontDescriptor"]
+            embedded = any(k in desc for k in ("/FontFile", "/FontFile2", "/FontFile3"))
+            fonts.append((str(font["/BaseFont"]), embedded))
+    assert fonts and all(embedded for _, embedded in fonts), fonts
+    assert any("CJK" in name for name, _ in fonts), fonts
+
+
+def test_a_signed_record_whose_field_changes_shows_the_signature_void(
+    dsvc: CaseService,
+) -> None:
+    from core.cases import records
+
+    cid = meeting(dsvc)
+    dsvc.act("docs", cid, "sign_off", dsvc.actor("docs", "chen"), {}, 2)
+    before, _ = records.render_html(dsvc, "docs", cid, "meeting_record")
+    assert [s["status"] for s in before.signatures if s["signer"]] == ["有效"]
+    dsvc.act("docs", cid, "amend", dsvc.actor("docs", "zhao"), {"conclusion": "材料批次问题"}, 3)
+    doc, html = records.render_html(dsvc, "docs", cid, "meeting_record")
+    signed = [s for s in doc.signatures if s["signer"]]
+    assert [(s["status"], s["void_reason"]) for s in signed] == [("作废", "签字后修改: 会议结论")]
+    text = pdf_text(records.render_pdf(html))
+    assert "作废" in text and "陈研发" in text
+    # the list field is a table: its column labels and a cell
+    assert "责任部门" in text and "更换模具" in text
+
+
+def test_verification_codes_are_checked_against_the_journal(dsvc: CaseService) -> None:
+    from core.cases import records
+
+    cid = signed_qp(dsvc)
+    doc, _ = records.render_html(dsvc, "docs", cid, "tracking_form")
+    ok = records.verify(dsvc, "docs", doc.code)
+    assert ok.valid and ok.record == "tracking_form" and "still current" in ok.detail
+    forged = doc.code[:-4] + ("0000" if not doc.code.endswith("0000") else "1111")
+    assert not records.verify(dsvc, "docs", forged).valid
+    assert not records.verify(dsvc, "docs", "hello").valid
+    dsvc.act("docs", cid, "explained", dsvc.actor("docs", "li"), {"explanation": "已沟通"}, 4)
+    later = records.verify(dsvc, "docs", doc.code)
+    assert later.valid and "changed afterwards" in later.detail
+    # another company's journal did not issue it
+    assert not records.verify(dsvc, "other", doc.code).valid
+
+
+def test_records_through_the_api_and_the_cli(
+    dsvc: CaseService, login: Any, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    cid = signed_qp(dsvc)
+    zhao = login("zhao")
+    listed = zhao.get(f"/api/v1/cases/{cid}/records").json()
+    assert listed == [
+        {"name": "tracking_form", "title": "客户投诉闭环跟踪单",
+         "form_number": "QP/XX-A-2021", "revision": "A"}
+    ]
+    page = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form")
+    assert page.status_code == 200 and "客户投诉闭环跟踪单" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]
+    pdf = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    problem(zhao.get(f"/api/v1/cases/{cid}/records/nope"), 404, "not-found")
+    problem(zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=doc"), 422,
+            "malformed-request")
+    problem(login("mei").get(f"/api/v1/cases/{cid}/records/tracking_form"), 404, "not-found")
+    code = next(
+        line.split(":")[-1].strip()
+        for line in page.text.splitlines() if "KF-" in line and "<b" in line
+    )
+    code = code.split(">")[1].split("<")[0]
+    got = zhao.get(f"/api/v1/records/verify/{code}").json()
+    assert got["valid"] is True and got["record"] == "tracking_form"
+    assert zhao.get("/api/v1/records/verify/KF-1-1-0000000000000000").json()["valid"] is False
+    # the command line checks the same code
+    runner = CliRunner()
+    r = runner.invoke(cli, ["records", "verify", code, "--company", "docs",
+                            "--database", dsvc.db.url], env=_cli_env(tmp_path))
+    assert r.exit_code == 0 and r.output.startswith("valid:"), r.output
+    r = runner.invoke(cli, ["records", "verify", "KF-1-1-0000000000000000", "--company", "docs",
+                            "--database", dsvc.db.url], env=_cli_env(tmp_path))
+    assert r.exit_code == 1 and "NOT VALID" in r.output
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "KEFU_RULES_DIR": str(documents_rules(tmp_path)),
+        "KEFU_CONFIG_DIR": str(FIXTURES / "documents"),
+    }
+
+
+def test_a_company_template_is_sandboxed_and_bounded(
+    dsvc: CaseService, tmp_path: Path
+) -> None:
+    from core.cases import records
+
+    cid = signed_qp(dsvc)
+    folder = tmp_path / "tpl" / "qp-complaint"
+    folder.mkdir(parents=True)
+    lc = dsvc.catalog.companies["docs"]
+    lc.path = tmp_path / "docs.yaml"  # the company's template folder is beside its config
+    lc.company = lc.company.model_copy(
+        update={"records": lc.company.records.model_copy(update={"templates": "tpl"})}
+    )
+    template = folder / "tracking_form.html"
+    template.write_text("<h1>{{ doc.title }}</h1>{{ doc.case.number }}", encoding="utf-8")
+    _, html = records.render_html(dsvc, "docs", cid, "tracking_form")
+    assert html.startswith("<h1>客户投诉闭环跟踪单</h1>")
+    template.write_text(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidInput, match="ran longer than"):
+        records.render_html(dsvc, "docs", cid, "tracking_form")
+    template.write_text("{{ doc.__class__.__mro__ }}", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="template failed"):
+        records.render_html(dsvc, "docs", cid, "tracking_form")
+    template.write_text("{% for a in range(99999) %}{{ 'x' * 1000 }}{% endfor %}", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="larger than"):
+        records.render_html(dsvc, "docs", cid, "tracking_form")
