@@ -11,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 WORKERS ?= 2
 
-.PHONY: run test check setup lint bench scale-bench
+.PHONY: run test check setup system-packages lint bench scale-bench
 
 $(BIN)/kefu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,24 @@ $(BIN)/kefu: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(BIN)/kefu
 
-setup: $(BIN)/kefu
+setup: system-packages $(BIN)/kefu
+
+# Debian packages kefu needs besides Python's: Chinese fonts for PDF records (they are
+# embedded in each PDF), Pango for WeasyPrint (records as PDF), libmagic to sniff the type
+# of uploads, poppler-utils for the tests' pictures of records (pdftoppm). Installed with
+# apt-get when one is missing (as root, else through sudo); nothing happens when all are.
+SYSTEM_PACKAGES := fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libmagic1 poppler-utils
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "kefu needs these Debian packages (or your system's equivalents):" $$missing; \
+			exit 1; fi; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing" $$missing; \
+		$$sudo apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 # The test plugin (tests/plugins/kefu-example) is for the test suite only. kefu finds
 # plugins through the entry points of the packages installed in its environment, so in

@@ -24,7 +24,7 @@ from litestar.response import Stream
 
 from api.problems import errors
 from api.routes import CaseId, Me, Svc, provide_actor
-from core.cases import attachments, records
+from core.cases import attachments, exports, records
 from core.cases.queries import require_read
 from core.errors import InvalidInput
 
@@ -251,7 +251,83 @@ def verify_record(
     return VerificationOut(v.valid, v.detail, v.case_number, v.record, v.printed_seq, v.last_seq)
 
 
+EXPORT_FORMAT = Annotated[str, QueryParameter(pattern="^(csv|xlsx)$", description="csv or xlsx")]
+LANG = Annotated[
+    str | None,
+    QueryParameter(pattern="^(zh-CN|en)$", description="column labels (default: the company's)"),
+]
+
+
+def _export(table: exports.Table, fmt: str, filename: str) -> Stream:
+    return Stream(
+        exports.chunks(table, fmt),
+        media_type=exports.MEDIA_TYPES[fmt],
+        headers=download_headers(f"{filename}.{fmt}"),
+    )
+
+
+@get(
+    "/api/v1/exports/cases",
+    operation_id="exportCases",
+    tags=["exports"],
+    responses=errors(404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def export_cases(
+    svc: Svc,
+    actor: Me,
+    format: EXPORT_FORMAT = "xlsx",
+    procedure: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    status: Annotated[str | None, QueryParameter(pattern="^(open|closed)$")] = None,
+    lang: LANG = None,
+) -> Stream:
+    """The cases I may read, newest first, as XLSX or CSV (streamed).
+
+    With ``procedure``, one column per field of it. Labels in the company's language
+    (or ``lang``), times in its zone.
+    """
+    table = exports.cases(svc, actor, procedure, status, lang)
+    return _export(table, format, f"cases-{procedure or 'all'}")
+
+
+@get(
+    "/api/v1/cases/{case_id:int}/journal/export",
+    operation_id="exportCaseJournal",
+    tags=["exports"],
+    responses=errors(403, 404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def export_journal(
+    svc: Svc, actor: Me, case_id: CaseId, format: EXPORT_FORMAT = "xlsx", lang: LANG = None
+) -> Stream:
+    """The case's journal as XLSX or CSV."""
+    view = svc.get_case(actor.company, case_id)
+    require_read(svc, actor, view)
+    return _export(exports.journal(svc, actor, case_id, lang), format, f"{view.number}-journal")
+
+
+@get(
+    "/api/v1/reports/{name:str}/export",
+    operation_id="exportReport",
+    tags=["exports"],
+    responses=errors(404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def export_report(
+    request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key, format: EXPORT_FORMAT = "xlsx"
+) -> Stream:
+    """Run a report and download it as XLSX or CSV (other query parameters: the report's)."""
+    params = {k: str(v) for k, v in request.query_params.items() if k != "format"}
+    return _export(exports.report(svc, actor.company, name, params), format, name)
+
+
 ROUTES: list[Any] = [
+    export_cases,
+    export_journal,
+    export_report,
     upload_attachment,
     download_attachment,
     list_records,

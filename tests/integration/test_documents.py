@@ -563,3 +563,54 @@ def test_a_company_template_is_sandboxed_and_bounded(
     template.write_text("{% for a in range(99999) %}{{ 'x' * 1000 }}{% endfor %}", encoding="utf-8")
     with pytest.raises(InvalidInput, match="larger than"):
         records.render_html(dsvc, "docs", cid, "tracking_form")
+
+
+# -- exports -------------------------------------------------------------------------------
+
+
+def test_case_lists_export_as_xlsx_and_csv_with_labels(dsvc: CaseService, login: Any) -> None:
+    from openpyxl import load_workbook
+
+    cid = signed_qp(dsvc)
+    li = dsvc.actor("docs", "li")
+    dsvc.open_case(
+        "docs", "qp-complaint", li,
+        {"customer_name": "=HYPERLINK(\"http://x\")", "content": "price", "urgency": "low",
+         "description": "报价"},
+    )
+    zhao = login("zhao")
+    r = zhao.get("/api/v1/exports/cases?format=xlsx&procedure=qp-complaint")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"].startswith("attachment;")
+    sheet = load_workbook(io.BytesIO(r.content)).active
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert rows[0][:4] == ["编号", "程序", "状态", "步骤"] and "投诉内容" in rows[0]
+    number = dsvc.get_case("docs", cid).number
+    first = next(row for row in rows if row[0] == number)
+    assert first[rows[0].index("投诉内容")] == "产品质量"  # the choice's label
+    assert first[rows[0].index("创建时间")] == "2026-11-02 09:00"  # company zone (+08:00)
+    assert len(rows) == 3
+    r = zhao.get("/api/v1/exports/cases?format=csv&procedure=qp-complaint&lang=en")
+    text = r.content.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("Number,Procedure,Status,Step")
+    assert "Product quality" in text
+    assert "'=HYPERLINK" in text  # a typed formula stays text in a spreadsheet
+    j = zhao.get(f"/api/v1/cases/{cid}/journal/export?format=csv")
+    assert "signed" in j.content.decode("utf-8-sig")
+    # someone who holds no qp role exports none of its cases; another company none at all
+    r = login("chen").get("/api/v1/exports/cases?format=csv")
+    assert number not in r.content.decode("utf-8-sig")
+    problem(login("mei").get(f"/api/v1/cases/{cid}/journal/export"), 404, "not-found")
+
+
+def test_a_report_exports_as_xlsx(dsvc: CaseService, login: Any) -> None:
+    from openpyxl import load_workbook
+
+    zhao = login("zhao")
+    reports = zhao.get("/api/v1/reports").json()
+    if not reports:
+        pytest.skip("no report installed")
+    name = reports[0]["name"]
+    r = zhao.get(f"/api/v1/reports/{name}/export?format=xlsx")
+    assert r.status_code == 200, r.text
+    assert load_workbook(io.BytesIO(r.content)).active.max_row >= 1
