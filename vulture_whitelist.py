@@ -17,6 +17,8 @@ open_form  # api/models.py ProcedureOut
 counted_seconds  # api/models.py DeadlineOut
 instance  # api/models.py Problem
 current_version  # api/models.py Problem
+journal_omitted  # core/cases/records.py RecordDoc, read by record templates
+printed_at  # core/cases/records.py RecordDoc, read by record templates
 # Litestar: controller settings, middleware and plugin protocol methods
 tags  # api/routes.py controllers
 dependencies  # api/routes.py controllers

@@ -82,8 +82,9 @@ async def upload_attachment(
                 "send the file as the multipart part named 'file'",
                 errors={"file": "required"},
             )
+        content: Any = part.file  # a spooled temporary file: a binary file object
         up = await anyio.to_thread.run_sync(
-            attachments.upload, svc, actor, procedure, field, part.filename, part.file
+            attachments.upload, svc, actor, procedure, field, part.filename, content
         )
     finally:
         for value in form.values():
@@ -102,7 +103,7 @@ def download_headers(name: str, size: int | None = None) -> dict[str, str]:
     """Headers of a file sent as a download: never shown inline, never type-sniffed."""
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     headers = {
-        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; "
+        "Content-Disposition": f'attachment; filename="{ascii_name}"; '
         f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",

@@ -31,8 +31,8 @@ from core.cases import exports  # noqa: E402
 from core.cases.commit import Actor  # noqa: E402
 from core.clock import TestClock  # noqa: E402
 from core.runtime.bootstrap import build_service  # noqa: E402
-from core.spec.catalog import load_catalog  # noqa: E402
 from core.runtime.plugins import installed  # noqa: E402
+from core.spec.catalog import load_catalog  # noqa: E402
 from core.storage import schema as t  # noqa: E402
 from core.storage.db import Database  # noqa: E402
 

@@ -76,8 +76,13 @@ class Upload:
 
     def stored(self) -> dict[str, Any]:
         """The field value a case keeps (and the journal records)."""
-        return {"id": self.id, "sha256": self.sha256, "name": self.name, "size": self.size,
-                "type": self.type}
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "name": self.name,
+            "size": self.size,
+            "type": self.type,
+        }
 
 
 def max_size(fdef: FieldDef) -> int:
@@ -206,7 +211,7 @@ def upload(
                 uploaded_by=actor.username,
                 uploaded_at=svc.clock.now(),
             )
-        ).inserted_primary_key[0]  # type: ignore[index]  # always set after an INSERT
+        ).inserted_primary_key[0]
     return Upload(int(upload_id), sha, name, size, media_type)
 
 
@@ -235,10 +240,11 @@ def resolve(
         out = []
         for ref in refs:
             row = rows.get(ref["id"])
-            problem = None
             if row is None:
-                problem = f"there is no upload {ref['id']}"
-            elif row.case_id is not None and row.case_id != case_id:
+                errors[name] = f"there is no upload {ref['id']}"
+                break
+            problem = None
+            if row.case_id is not None and row.case_id != case_id:
                 problem = f"upload {row.id} belongs to another case"
             elif (row.procedure, row.field) != (proc.key, name):
                 problem = f"upload {row.id} was made for {row.procedure}.{row.field}"

@@ -38,17 +38,42 @@ MEDIA_TYPES = {
 }
 HEADINGS = {
     "zh-CN": {
-        "number": "编号", "procedure": "程序", "status": "状态", "step": "步骤",
-        "created_at": "创建时间", "created_by": "创建人", "updated_at": "更新时间",
-        "closed_at": "关闭时间", "seq": "序号", "at": "时间", "actor": "操作人",
-        "kind": "类型", "action": "动作", "rule": "规则", "data": "内容",
-        "open": "处理中", "closed": "已关闭",
+        "number": "编号",
+        "procedure": "程序",
+        "status": "状态",
+        "step": "步骤",
+        "created_at": "创建时间",
+        "created_by": "创建人",
+        "updated_at": "更新时间",
+        "closed_at": "关闭时间",
+        "seq": "序号",
+        "at": "时间",
+        "actor": "操作人",
+        "kind": "类型",
+        "action": "动作",
+        "rule": "规则",
+        "data": "内容",
+        "open": "处理中",
+        "closed": "已关闭",
     },
     "en": {
-        "number": "Number", "procedure": "Procedure", "status": "Status", "step": "Step",
-        "created_at": "Created", "created_by": "Created by", "updated_at": "Updated",
-        "closed_at": "Closed", "seq": "Seq", "at": "When", "actor": "Who", "kind": "Kind",
-        "action": "Action", "rule": "Rule", "data": "Data", "open": "open", "closed": "closed",
+        "number": "Number",
+        "procedure": "Procedure",
+        "status": "Status",
+        "step": "Step",
+        "created_at": "Created",
+        "created_by": "Created by",
+        "updated_at": "Updated",
+        "closed_at": "Closed",
+        "seq": "Seq",
+        "at": "When",
+        "actor": "Who",
+        "kind": "Kind",
+        "action": "Action",
+        "rule": "Rule",
+        "data": "Data",
+        "open": "open",
+        "closed": "closed",
     },
 }
 
@@ -91,8 +116,19 @@ def cases(
     people = {k: p.name for k, p in rt.definition.people.items()}
     proc = rt.procedures[procedure] if procedure else None
     field_defs = list(proc.pack.fields.items()) if proc else []
-    columns = [words[k] for k in ("number", "procedure", "status", "step", "created_at",
-                                  "created_by", "updated_at", "closed_at")]
+    columns = [
+        words[k]
+        for k in (
+            "number",
+            "procedure",
+            "status",
+            "step",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "closed_at",
+        )
+    ]
     columns += [f.label.text(locale) for _, f in field_defs]
 
     def rows() -> Iterator[list[Any]]:
@@ -193,8 +229,13 @@ def xlsx_chunks(table: Table) -> Iterator[bytes]:
     os.close(fd)
     try:
         book = xlsxwriter.Workbook(
-            path, {"constant_memory": True, "strings_to_formulas": False,
-                   "strings_to_urls": False, "tmpdir": tempfile.gettempdir()}
+            path,
+            {
+                "constant_memory": True,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "tmpdir": tempfile.gettempdir(),
+            },
         )
         sheet = book.add_worksheet(table.sheet)
         bold = book.add_format({"bold": True})

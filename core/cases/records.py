@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError
-from markupsafe import Markup
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from core.cases import attachments, signatures
@@ -52,29 +52,83 @@ CODE_RE = re.compile(r"^KF-(\d{1,18})-(\d{1,18})-([0-9a-f]{16})$")
 
 WORDS = {
     "zh-CN": {
-        "case": "编号", "procedure": "程序", "status": "状态", "step": "当前步骤",
-        "open": "处理中", "closed": "已关闭", "form_number": "表单编号", "revision": "版本",
-        "signatures": "签字", "signature": "签字项", "role": "角色", "signer": "签字人",
-        "signed_at": "签字时间", "hash": "签字时字段哈希", "valid": "有效", "void": "作废",
-        "unsigned": "待签", "attachments": "附件", "file": "文件", "size": "大小",
-        "type": "类型", "sha256": "SHA-256", "journal": "处理记录", "at": "时间",
-        "actor": "操作人", "what": "内容", "verify": "验证码", "printed": "打印时间",
-        "page": "第 {page} 页 / 共 {pages} 页", "yes": "是", "no": "否", "field": "项目",
-        "value": "内容", "more": "(另有 {n} 条较早记录未列出)", "opened": "立案",
-        "closed_entry": "关闭", "changed": "签字后修改", "signature_void": "签字作废",
+        "case": "编号",
+        "procedure": "程序",
+        "status": "状态",
+        "step": "当前步骤",
+        "open": "处理中",
+        "closed": "已关闭",
+        "form_number": "表单编号",
+        "revision": "版本",
+        "signatures": "签字",
+        "signature": "签字项",
+        "role": "角色",
+        "signer": "签字人",
+        "signed_at": "签字时间",
+        "hash": "签字时字段哈希",
+        "valid": "有效",
+        "void": "作废",
+        "unsigned": "待签",
+        "attachments": "附件",
+        "file": "文件",
+        "size": "大小",
+        "type": "类型",
+        "sha256": "SHA-256",
+        "journal": "处理记录",
+        "at": "时间",
+        "actor": "操作人",
+        "what": "内容",
+        "verify": "验证码",
+        "printed": "打印时间",
+        "page": "第 {page} 页 / 共 {pages} 页",
+        "yes": "是",
+        "no": "否",
+        "field": "项目",
+        "value": "内容",
+        "more": "(另有 {n} 条较早记录未列出)",
+        "opened": "立案",
+        "closed_entry": "关闭",
+        "changed": "签字后修改",
+        "signature_void": "签字作废",
     },
     "en": {
-        "case": "Number", "procedure": "Procedure", "status": "Status", "step": "Step",
-        "open": "open", "closed": "closed", "form_number": "Form", "revision": "Rev.",
-        "signatures": "Signatures", "signature": "Signature", "role": "Role",
-        "signer": "Signed by", "signed_at": "Signed at", "hash": "Hash of the fields signed",
-        "valid": "valid", "void": "VOID", "unsigned": "not signed", "attachments": "Attachments",
-        "file": "File", "size": "Size", "type": "Type", "sha256": "SHA-256",
-        "journal": "History", "at": "When", "actor": "Who", "what": "What",
-        "verify": "Verification code", "printed": "Printed", "page": "Page {page} of {pages}",
-        "yes": "yes", "no": "no", "field": "Item", "value": "Value",
-        "more": "({n} earlier entries not shown)", "opened": "opened",
-        "closed_entry": "closed", "changed": "changed after signing",
+        "case": "Number",
+        "procedure": "Procedure",
+        "status": "Status",
+        "step": "Step",
+        "open": "open",
+        "closed": "closed",
+        "form_number": "Form",
+        "revision": "Rev.",
+        "signatures": "Signatures",
+        "signature": "Signature",
+        "role": "Role",
+        "signer": "Signed by",
+        "signed_at": "Signed at",
+        "hash": "Hash of the fields signed",
+        "valid": "valid",
+        "void": "VOID",
+        "unsigned": "not signed",
+        "attachments": "Attachments",
+        "file": "File",
+        "size": "Size",
+        "type": "Type",
+        "sha256": "SHA-256",
+        "journal": "History",
+        "at": "When",
+        "actor": "Who",
+        "what": "What",
+        "verify": "Verification code",
+        "printed": "Printed",
+        "page": "Page {page} of {pages}",
+        "yes": "yes",
+        "no": "no",
+        "field": "Item",
+        "value": "Value",
+        "more": "({n} earlier entries not shown)",
+        "opened": "opened",
+        "closed_entry": "closed",
+        "changed": "changed after signing",
         "signature_void": "signature void",
     },
 }
@@ -115,7 +169,9 @@ def display(
         }
     if fdef.type == "choice":
         labels = {k: v.text(locale) for k, v in (fdef.choices or {}).items()}
-        return "、".join(labels.get(v, v) for v in (value if isinstance(value, list) else [value]))
+        return "、".join(
+            labels.get(v, str(v)) for v in (value if isinstance(value, list) else [value])
+        )
     if fdef.type == "boolean":
         return words["yes"] if value else words["no"]
     if fdef.type == "datetime":
@@ -454,17 +510,24 @@ def verify(svc: CaseService, company: str, code: str, record: str | None = None)
     rt = svc.company(company)
     j = t.journal
     with svc.db.read() as conn:
-        entry = conn.execute(
-            select(j).where(j.c.company_id == rt.id, j.c.seq == seq)
-        ).first()
+        entry = conn.execute(select(j).where(j.c.company_id == rt.id, j.c.seq == seq)).first()
         last = conn.execute(
             select(func.max(j.c.seq)).where(j.c.company_id == rt.id, j.c.case_id == case_id)
         ).scalar()
     if entry is None or entry.case_id != case_id:
         return Verification(False, "no such record was printed from this company's journal")
     part = chain.hashed_part(
-        rt.id, entry.seq, entry.at, entry.actor, entry.kind, entry.case_id, entry.action,
-        entry.rule_id, entry.procedure_version, entry.data, entry.facts,
+        rt.id,
+        entry.seq,
+        entry.at,
+        entry.actor,
+        entry.kind,
+        entry.case_id,
+        entry.action,
+        entry.rule_id,
+        entry.procedure_version,
+        entry.data,
+        entry.facts,
     )
     if chain.entry_hash(entry.prev_hash, part) != entry.hash:
         return Verification(False, f"journal entry {seq} was changed after it was written")
@@ -475,8 +538,7 @@ def verify(svc: CaseService, company: str, code: str, record: str | None = None)
     if match is None:
         return Verification(False, "the code does not match this case's journal")
     changed = last is not None and last > seq
-    detail = (
-        f"record '{match}' of case {view.number} as of journal entry {seq}"
-        + (f"; the case changed afterwards (last entry {last})" if changed else "; still current")
+    detail = f"record '{match}' of case {view.number} as of journal entry {seq}" + (
+        f"; the case changed afterwards (last entry {last})" if changed else "; still current"
     )
     return Verification(True, detail, view.number, match, seq, last)

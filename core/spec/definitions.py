@@ -643,7 +643,9 @@ class RecordSettings(Strict):
     header: LabelIn | None = None
     templates: str | None = None
     # the company's own form numbers and revisions: ``{repair-desk.repair_order: BX-JL-01}``
-    form_numbers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_]*$")], str] = {}
+    form_numbers: dict[
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_]*$")], str
+    ] = {}
     revisions: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_]*$")], str] = {}
 
 

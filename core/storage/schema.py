@@ -314,6 +314,7 @@ def in_metadata(name: str | None, type_: str, _parents: Any) -> bool:
         return False
     return not (type_ == "index" and name == "ix_case_search_doc")
 
+
 # An uploaded file: its content lives in the company's attachment store under its SHA-256
 # (one copy per company however often it is uploaded); this row says who uploaded it,
 # for which field, and — once an action referred to it — which case it belongs to. An

@@ -31,8 +31,11 @@ def documents_rules(tmp: Path) -> Path:
     """A rules folder with the packs the documents tests use."""
     rules = tmp / "rules"
     rules.mkdir(exist_ok=True)
-    for pack in (ROOT / "rules" / "qp-complaint", ROOT / "rules" / "repair-desk",
-                 ROOT / "tests" / "packs" / "countersign"):
+    for pack in (
+        ROOT / "rules" / "qp-complaint",
+        ROOT / "rules" / "repair-desk",
+        ROOT / "tests" / "packs" / "countersign",
+    ):
         link = rules / pack.name
         if not link.exists():
             link.symlink_to(pack)
@@ -53,8 +56,12 @@ def qp_at_review(svc: CaseService) -> int:
         "docs",
         "qp-complaint",
         li,
-        {"customer_name": "华东汽配", "content": "quality", "urgency": "high",
-         "description": "批次产品尺寸超差"},
+        {
+            "customer_name": "华东汽配",
+            "content": "quality",
+            "urgency": "high",
+            "description": "批次产品尺寸超差",
+        },
     ).case.id
     svc.act("docs", cid, "organise", li, {"responsible_dept": "生产部"}, 1)
     svc.act(
@@ -62,7 +69,11 @@ def qp_at_review(svc: CaseService) -> int:
         cid,
         "submit_form",
         wang,
-        {"cause": "模具磨损", "corrective_action": "更换模具并全检", "completion_date": "2026-12-20"},
+        {
+            "cause": "模具磨损",
+            "corrective_action": "更换模具并全检",
+            "completion_date": "2026-12-20",
+        },
         2,
     )
     return cid
@@ -81,8 +92,12 @@ def test_the_quality_manager_signs_and_a_later_change_voids_it(dsvc: CaseService
     signed = next(e for e in dsvc.journal("docs", cid) if e["kind"] == "signed")
     assert signed["data"]["hash"] == sigs[0]["fields_hash"]
     # the signature names the form's fields, and what they were
-    assert signed["data"]["covers"] == ["cause", "corrective_action", "completion_date",
-                                        "review_comment"]
+    assert signed["data"]["covers"] == [
+        "cause",
+        "corrective_action",
+        "completion_date",
+        "review_comment",
+    ]
 
 
 def meeting(svc: CaseService, photos: Any = None) -> int:
@@ -113,7 +128,9 @@ def test_a_countersignature_needs_every_role_in_any_order(dsvc: CaseService) -> 
     case = dsvc.get_case("docs", cid)
     assert case.step == "agreed" and case.status == "closed"
     assert sorted(s["role"] for s in dsvc.signatures("docs", cid)) == [
-        "production", "quality_head", "rd"
+        "production",
+        "quality_head",
+        "rd",
     ]
 
 
@@ -249,8 +266,8 @@ def test_upload_attach_and_download_through_the_api(dsvc: CaseService, login: An
     up = r.json()
     assert up["type"] == "image/png" and up["name"] == "现场照片.png"
     r = zhao.post(
-        "/api/v1/cases", json={"procedure": "countersign",
-                               "fields": {"subject": "测试", "photos": [up["id"]]}}
+        "/api/v1/cases",
+        json={"procedure": "countersign", "fields": {"subject": "测试", "photos": [up["id"]]}},
     )
     assert r.status_code == 201, r.text
     assert r.json()["case"]["fields"]["photos"][0]["sha256"] == up["sha256"]
@@ -277,10 +294,14 @@ def test_oversized_and_forged_uploads_get_413_and_415(dsvc: CaseService, login: 
         files={"file": ("m.pdf", fake, "application/pdf")},
     )
     problem(r, 415, "unsupported-media-type")
-    problem(zhao.post("/api/v1/attachments/countersign/subject", files={"file": ("a", b"x")}),
-            404, "not-found")
-    problem(zhao.post("/api/v1/attachments/countersign/photos", data={"x": "1"}), 422,
-            "invalid-input")
+    problem(
+        zhao.post("/api/v1/attachments/countersign/subject", files={"file": ("a", b"x")}),
+        404,
+        "not-found",
+    )
+    problem(
+        zhao.post("/api/v1/attachments/countersign/photos", data={"x": "1"}), 422, "invalid-input"
+    )
     with dsvc.db.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM attachment").scalar() == 0
     folder = Path(os.environ["KEFU_ATTACHMENTS"])
@@ -391,16 +412,18 @@ def screenshot(pdf: bytes, name: str) -> None:
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     source = ARTEFACTS / f"{name}.pdf"
     source.write_bytes(pdf)
-    subprocess.run(
-        ["pdftoppm", "-r", "80", "-png", str(source), str(ARTEFACTS / name)], check=True
-    )
+    subprocess.run(["pdftoppm", "-r", "80", "-png", str(source), str(ARTEFACTS / name)], check=True)
 
 
 def signed_qp(svc: CaseService) -> int:
     cid = qp_at_review(svc)
     svc.act(
-        "docs", cid, "approve", svc.actor("docs", "zhao"),
-        {"review_comment": "同意,按期完成", "tracker": "zhao"}, 3,
+        "docs",
+        cid,
+        "approve",
+        svc.actor("docs", "zhao"),
+        {"review_comment": "同意,按期完成", "tracker": "zhao"},
+        3,
     )
     return cid
 
@@ -429,9 +452,16 @@ def test_a_record_pdf_embeds_its_fonts(dsvc: CaseService) -> None:
 
     wang = dsvc.actor("docs", "li")
     cid = dsvc.open_case(
-        "docs", "repair-desk", wang,
-        {"channel": "phone", "customer_name": "张三", "phone": "13912345678",
-         "symptom": "空调不制冷,室外机异响", "address": "上海市浦东新区"},
+        "docs",
+        "repair-desk",
+        wang,
+        {
+            "channel": "phone",
+            "customer_name": "张三",
+            "phone": "13912345678",
+            "symptom": "空调不制冷,室外机异响",
+            "address": "上海市浦东新区",
+        },
     ).case.id
     _, html = records.render_html(dsvc, "docs", cid, "repair_order")
     pdf = records.render_pdf(html)
@@ -486,9 +516,7 @@ def test_verification_codes_are_checked_against_the_journal(dsvc: CaseService) -
     assert not records.verify(dsvc, "other", doc.code).valid
 
 
-def test_records_through_the_api_and_the_cli(
-    dsvc: CaseService, login: Any, tmp_path: Path
-) -> None:
+def test_records_through_the_api_and_the_cli(dsvc: CaseService, login: Any, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from core.cli import cli
@@ -497,8 +525,12 @@ def test_records_through_the_api_and_the_cli(
     zhao = login("zhao")
     listed = zhao.get(f"/api/v1/cases/{cid}/records").json()
     assert listed == [
-        {"name": "tracking_form", "title": "客户投诉闭环跟踪单",
-         "form_number": "QP/XX-A-2021", "revision": "A"}
+        {
+            "name": "tracking_form",
+            "title": "客户投诉闭环跟踪单",
+            "form_number": "QP/XX-A-2021",
+            "revision": "A",
+        }
     ]
     page = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form")
     assert page.status_code == 200 and "客户投诉闭环跟踪单" in page.text
@@ -506,12 +538,14 @@ def test_records_through_the_api_and_the_cli(
     pdf = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=pdf")
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
     problem(zhao.get(f"/api/v1/cases/{cid}/records/nope"), 404, "not-found")
-    problem(zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=doc"), 422,
-            "malformed-request")
+    problem(
+        zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=doc"), 422, "malformed-request"
+    )
     problem(login("mei").get(f"/api/v1/cases/{cid}/records/tracking_form"), 404, "not-found")
     code = next(
         line.split(":")[-1].strip()
-        for line in page.text.splitlines() if "KF-" in line and "<b" in line
+        for line in page.text.splitlines()
+        if "KF-" in line and "<b" in line
     )
     code = code.split(">")[1].split("<")[0]
     got = zhao.get(f"/api/v1/records/verify/{code}").json()
@@ -519,11 +553,25 @@ def test_records_through_the_api_and_the_cli(
     assert zhao.get("/api/v1/records/verify/KF-1-1-0000000000000000").json()["valid"] is False
     # the command line checks the same code
     runner = CliRunner()
-    r = runner.invoke(cli, ["records", "verify", code, "--company", "docs",
-                            "--database", dsvc.db.url], env=_cli_env(tmp_path))
+    r = runner.invoke(
+        cli,
+        ["records", "verify", code, "--company", "docs", "--database", dsvc.db.url],
+        env=_cli_env(tmp_path),
+    )
     assert r.exit_code == 0 and r.output.startswith("valid:"), r.output
-    r = runner.invoke(cli, ["records", "verify", "KF-1-1-0000000000000000", "--company", "docs",
-                            "--database", dsvc.db.url], env=_cli_env(tmp_path))
+    r = runner.invoke(
+        cli,
+        [
+            "records",
+            "verify",
+            "KF-1-1-0000000000000000",
+            "--company",
+            "docs",
+            "--database",
+            dsvc.db.url,
+        ],
+        env=_cli_env(tmp_path),
+    )
     assert r.exit_code == 1 and "NOT VALID" in r.output
 
 
@@ -534,9 +582,7 @@ def _cli_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_a_company_template_is_sandboxed_and_bounded(
-    dsvc: CaseService, tmp_path: Path
-) -> None:
+def test_a_company_template_is_sandboxed_and_bounded(dsvc: CaseService, tmp_path: Path) -> None:
     from core.cases import records
 
     cid = signed_qp(dsvc)
@@ -574,9 +620,15 @@ def test_case_lists_export_as_xlsx_and_csv_with_labels(dsvc: CaseService, login:
     cid = signed_qp(dsvc)
     li = dsvc.actor("docs", "li")
     dsvc.open_case(
-        "docs", "qp-complaint", li,
-        {"customer_name": "=HYPERLINK(\"http://x\")", "content": "price", "urgency": "low",
-         "description": "报价"},
+        "docs",
+        "qp-complaint",
+        li,
+        {
+            "customer_name": '=HYPERLINK("http://x")',
+            "content": "price",
+            "urgency": "low",
+            "description": "报价",
+        },
     )
     zhao = login("zhao")
     r = zhao.get("/api/v1/exports/cases?format=xlsx&procedure=qp-complaint")
