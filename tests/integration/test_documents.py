@@ -666,3 +666,51 @@ def test_a_report_exports_as_xlsx(dsvc: CaseService, login: Any) -> None:
     r = zhao.get(f"/api/v1/reports/{name}/export?format=xlsx")
     assert r.status_code == 200, r.text
     assert load_workbook(io.BytesIO(r.content)).active.max_row >= 1
+
+
+def test_document_queries_use_indexes(dsvc: CaseService, login: Any) -> None:
+    """Uploads, signatures, records, verification and exports read through indexes."""
+    import re
+
+    from core.cases import exports, records
+    from tests.integration import test_query_plans as plans
+
+    tables = ("kefu_case", "journal", "attachment", "signature")
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(plans, "BIG_TABLES", tables)
+    monkey.setattr(plans, "SEQ_SCAN", re.compile(r"Seq Scan on (" + "|".join(tables) + r")\b"))
+
+    def work() -> None:
+        up = upload(dsvc, "zhao", "photos", PNG)
+        cid = meeting(dsvc, photos=[up.id])
+        for name in ("chen", "liu"):
+            dsvc.act(
+                "docs",
+                cid,
+                "sign_off",
+                dsvc.actor("docs", name),
+                {},
+                dsvc.get_case("docs", cid).version,
+            )
+        dsvc.act(
+            "docs",
+            cid,
+            "amend",
+            dsvc.actor("docs", "zhao"),
+            {"conclusion": "改"},
+            dsvc.get_case("docs", cid).version,
+        )
+        doc, _ = records.render_html(dsvc, "docs", cid, "meeting_record")
+        records.verify(dsvc, "docs", doc.code)
+        attachments.find(dsvc, dsvc.actor("docs", "zhao"), up.id)
+        for _ in exports.chunks(
+            exports.cases(dsvc, dsvc.actor("docs", "zhao"), "countersign"), "csv"
+        ):
+            pass
+        attachments.sweep(dsvc, dsvc.clock.now())
+
+    try:
+        problems = plans.explain_all(dsvc, work)
+    finally:
+        monkey.undo()
+    assert not problems, "\n".join(problems)
