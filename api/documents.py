@@ -24,9 +24,10 @@ from litestar.response import Stream
 
 from api.problems import errors
 from api.routes import CaseId, Me, Svc, provide_actor
-from core.cases import attachments, exports, records
+from core.cases import attachments, charts, exports, records
 from core.cases.queries import require_read
-from core.errors import InvalidInput
+from core.cases.reports import run_report
+from core.errors import InvalidInput, NotFound
 
 #: the largest request an upload route reads at all (a field's own max_size is smaller)
 MAX_UPLOAD = int(os.environ.get("KEFU_MAX_UPLOAD") or 50 * 1024 * 1024)
@@ -325,7 +326,35 @@ def export_report(
     return _export(exports.report(svc, actor.company, name, params), format, name)
 
 
+@get(
+    "/api/v1/reports/{name:str}/chart",
+    operation_id="reportChart",
+    tags=["reports"],
+    responses=errors(404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+)
+def report_chart(
+    request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key
+) -> Response[bytes]:
+    """The report's chart as SVG (404 when the report draws none); query parameters: the
+    report's."""
+    params = {k: str(v) for k, v in request.query_params.items()}
+    result = run_report(svc, actor.company, name, params)
+    if result.chart is None:
+        raise NotFound(f"report '{name}' draws no chart")
+    return Response(
+        charts.svg(result.chart).encode(),
+        media_type="image/svg+xml",
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 ROUTES: list[Any] = [
+    report_chart,
     export_cases,
     export_journal,
     export_report,

@@ -29,6 +29,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from core.cases import charts, exports
 from core.cases.deadlines import explain_lines
 from core.cases.journal import Keyring, forget_keyring, keys_path, verify_all
 from core.cases.records import render_html, render_pdf
@@ -468,6 +469,15 @@ def audit_rotate_key() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "xlsx", "pdf", "svg"]),
+    default="table",
+    help="table and json are printed; csv, xlsx, pdf (table and chart) and svg (the chart) "
+    "are written to --output",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
+@click.option(
     "--database",
     "db_url",
     default=None,
@@ -478,6 +488,8 @@ def report(
     company: str | None,
     params: tuple[str, ...],
     as_json: bool,
+    fmt: str,
+    output: Path | None,
     db_url: str | None,
 ) -> None:
     """Run report NAME (without NAME: list the reports the plugins give)."""
@@ -506,12 +518,17 @@ def report(
             company = next(iter(svc.companies))
         try:
             result = run_report(svc, company, name, parsed)
-        except NotFound as exc:
+            if fmt in ("csv", "xlsx", "pdf", "svg"):
+                target = output or Path(f"{name}.{fmt}")
+                _write_report(svc, company, name, parsed, fmt, target)
+                click.echo(str(target))
+                return
+        except KefuError as exc:
             click.echo(f"kefu report: {exc}", err=True)
             sys.exit(1)
     finally:
         svc.close()
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(
             json.dumps(
                 {"columns": result.columns, "rows": result.rows, "notes": result.notes},
@@ -525,6 +542,22 @@ def report(
         click.echo("\t".join(str(v) for v in row))
     for note in result.notes:
         click.echo(f"({note})")
+
+
+def _write_report(
+    svc: Any, company: str, name: str, params: dict[str, str], fmt: str, target: Path
+) -> None:
+    if fmt == "pdf":
+        target.write_bytes(render_pdf(exports.report_html(svc, company, name, params)))
+    elif fmt == "svg":
+        chart = run_report(svc, company, name, params).chart
+        if chart is None:
+            raise NotFound(f"report '{name}' draws no chart")
+        target.write_text(charts.svg(chart), encoding="utf-8")
+    else:
+        with target.open("wb") as f:
+            for chunk in exports.chunks(exports.report(svc, company, name, params), fmt):
+                f.write(chunk)
 
 
 @cli.command()

@@ -268,3 +268,48 @@ def _cell(value: Any) -> Any:
 def chunks(table: Table, fmt: str) -> Iterator[bytes]:
     """The table in ``fmt`` (csv or xlsx), piece by piece."""
     return xlsx_chunks(table) if fmt == "xlsx" else csv_chunks(table)
+
+
+REPORT_PAGE = """<!doctype html>
+<html lang="{{ locale }}"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+@page { size: A4 landscape; margin: 16mm;
+  @bottom-right { content: counter(page) " / " counter(pages); font-size: 8pt; } }
+html { font-family: "Noto Sans CJK SC", "Noto Sans SC", sans-serif; font-size: 9.5pt; }
+h1 { font-size: 15pt; } table { border-collapse: collapse; width: 100%; margin-top: 4mm; }
+th, td { border: 0.6pt solid #444; padding: 1.2mm 2mm; text-align: left; }
+th { background: #eee; } .chart svg { width: 100%; height: auto; } .note { color: #444; }
+</style></head><body>
+<div class="note">{{ company }} · {{ printed }}</div>
+<h1>{{ title }}</h1>
+{% if chart %}<div class="chart">{{ chart }}</div>{% endif %}
+<table><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+{% for n in notes %}<p class="note">{{ n }}</p>{% endfor %}
+</body></html>
+"""
+
+
+def report_html(svc: CaseService, company: str, name: str, params: dict[str, str]) -> str:
+    """A report as a printable page: its chart (SVG inline), its table and its notes."""
+    from jinja2.sandbox import SandboxedEnvironment
+    from markupsafe import Markup
+
+    from core.cases.charts import svg
+
+    rt = svc.company(company)
+    result = run_report(svc, company, name, params)
+    report_def = svc.catalog.extensions.reports[name]
+    tz = zoneinfo.ZoneInfo(rt.definition.timezone)
+    env = SandboxedEnvironment(autoescape=True)
+    return env.from_string(REPORT_PAGE).render(
+        locale=rt.definition.locale,
+        title=report_def.title,
+        company=rt.definition.name.text(rt.definition.locale),
+        printed=_local(svc.clock.now(), tz),
+        chart=Markup(svg(result.chart)) if result.chart is not None else None,
+        columns=result.columns,
+        rows=result.rows,
+        notes=result.notes,
+    )

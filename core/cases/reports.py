@@ -2,7 +2,8 @@
 
 A report has a ``name``, a ``title`` and ``run(request) -> ReportResult``; it runs in a
 read-only transaction (``request.conn``) for one company. ``kefu report NAME`` prints it;
-``GET /api/v1/reports/{name}`` returns it as JSON.
+``GET /api/v1/reports/{name}`` returns it as JSON, ``…/export`` as XLSX or CSV and
+``…/chart`` draws its chart (a result's ``chart``) as SVG.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from core.cases.charts import Chart
 from core.errors import InvalidInput, NotFound
 from core.spec.definitions import CompanyDef
 from core.spec.extensions import enabled_for
@@ -52,6 +54,7 @@ class ReportResult:
     columns: list[str]
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
+    chart: Chart | None = None  # drawn as SVG by core.cases.charts
 
 
 class Report(Protocol):

@@ -714,3 +714,79 @@ def test_document_queries_use_indexes(dsvc: CaseService, login: Any) -> None:
     finally:
         monkey.undo()
     assert not problems, "\n".join(problems)
+
+
+# -- KPI reports ---------------------------------------------------------------------------
+
+
+def test_the_monthly_complaint_report_counts_and_draws(
+    dsvc: CaseService, login: Any, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from core.cases.reports import run_report
+
+    li = dsvc.actor("docs", "li")
+
+    def complaint(content: str, urgency: str) -> None:
+        dsvc.open_case(
+            "docs",
+            "qp-complaint",
+            li,
+            {"customer_name": "客户", "content": content, "urgency": urgency, "description": "x"},
+        )
+
+    for content, urgency in [
+        ("quality", "high"),
+        ("quality", "low"),
+        ("quality", "low"),
+        ("price", "low"),
+    ]:
+        complaint(content, urgency)
+    dsvc.clock.advance(dt.timedelta(days=30))  # December (Asia/Shanghai)
+    complaint("delivery", "medium")
+    complaint("price", "low")
+    result = run_report(dsvc, "docs", "complaints-monthly", {})
+    assert result.columns == ["月份", "投诉内容", "高", "中", "低", "合计", "召开沟通会"]
+    assert result.rows == [
+        ["2026-11", "价格问题", 0, 0, 1, 1, "否"],
+        ["2026-11", "产品质量", 1, 0, 2, 3, "是"],  # 3 of one kind, and one high
+        ["2026-12", "产品交货", 0, 1, 0, 1, "否"],
+        ["2026-12", "价格问题", 0, 0, 1, 1, "否"],
+    ]
+    only_dec = run_report(dsvc, "docs", "complaints-monthly", {"since": "2026-12"})
+    assert [r[0] for r in only_dec.rows] == ["2026-12", "2026-12"]
+    assert result.chart is not None and result.chart.labels == ["2026-11", "2026-12"]
+    assert result.chart.series["产品质量"] == [3.0, 0.0]
+    zhao = login("li")
+    r = zhao.get("/api/v1/reports/complaints-monthly/chart")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert "<svg" in r.text and "产品质量" in r.text and "<script" not in r.text
+    assert not __import__("re").search(r'(href|src)="https?:', r.text)  # nothing fetched
+    problem(zhao.get("/api/v1/reports/complaints-monthly?since=last-year"), 422, "invalid-input")
+    # and as a PDF with the chart, from the command line
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    out = tmp_path / "monthly.pdf"
+    r2 = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "complaints-monthly",
+            "--company",
+            "docs",
+            "--format",
+            "pdf",
+            "-o",
+            str(out),
+            "--database",
+            dsvc.db.url,
+        ],
+        env=_cli_env(tmp_path),
+    )
+    assert r2.exit_code == 0, r2.output
+    text = pdf_text(out.read_bytes())
+    assert "产品质量" in text and "2026-11" in text
+    screenshot(out.read_bytes(), "complaints-monthly")

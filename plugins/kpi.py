@@ -1,0 +1,141 @@
+"""Built-in plugin ``kpi``: statistics computed from cases, with charts.
+
+``complaints-monthly`` — QP/XX-A-2021 §5.1.3.2: "销售部对每月顾客投诉进行统计分析,从投诉问题
+的发生的时间范围/频次和紧急程度(高,中,低)两个维度进行分析,对于频次较高或者紧急程度较高
+的投诉,定期召开…顾客投诉沟通会". Per month (in the company's zone) and complaint category:
+how many complaints, how many of each urgency, and whether the month's category calls the
+complaint meeting — as often as the complaint-statistics pack's ``meeting_threshold``
+(the company's value) or any of high urgency. A stacked bar chart per month by category.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from sqlalchemy import select
+
+from core import hookimpl
+from core.cases.charts import Chart
+from core.cases.reports import ReportRequest, ReportResult
+from core.errors import InvalidInput
+from core.storage import schema as t
+
+DEFAULT_THRESHOLD = 3
+WORDS = {
+    "zh-CN": ("月份", "投诉内容", "高", "中", "低", "合计", "召开沟通会", "是", "否", "投诉数"),
+    "en": ("Month", "Category", "High", "Medium", "Low", "Total", "Meeting", "yes", "no", "Count"),
+}
+
+
+def _month(text: str | None, name: str) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(f"{text}-01" if len(text) == 7 else text).replace(day=1)
+    except ValueError:
+        raise InvalidInput(f"{name}: a month such as 2026-11", errors={name: "YYYY-MM"}) from None
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+class ComplaintsMonthly:
+    """``complaints-monthly``: complaints by month × category × urgency, the meeting flag.
+
+    Params: ``procedure`` (default ``qp-complaint``), ``category`` / ``urgency`` (the choice
+    fields, default ``content`` / ``urgency``), ``since`` / ``until`` (months, ``2026-11``:
+    from the start of ``since`` to the end of ``until``), ``threshold`` (default: the
+    company's ``meeting_threshold`` of complaint-statistics, else 3), ``lang``.
+    """
+
+    name = "complaints-monthly"
+    title = "Complaints by month, category and urgency (QP §5.1.3.2)"
+
+    def run(self, request: ReportRequest) -> ReportResult:
+        p = request.params
+        company = request.company
+        locale = p.get("lang") or company.locale
+        words = WORDS["en" if locale.startswith("en") else "zh-CN"]
+        tz = zoneinfo.ZoneInfo(company.timezone)
+        procedure = p.get("procedure") or "qp-complaint"
+        by, urgency = p.get("category") or "content", p.get("urgency") or "urgency"
+        stats = company.procedures.get("complaint-statistics")
+        threshold = int(
+            p.get("threshold")
+            or (stats.parameters.get("meeting_threshold") if stats else None)
+            or DEFAULT_THRESHOLD
+        )
+        since, until = _month(p.get("since"), "since"), _month(p.get("until"), "until")
+        c = t.case
+        q = select(c.c.created_at, c.c.fields, c.c.procedure_version_id).where(
+            c.c.company_id == request.company_id, c.c.procedure == procedure
+        )
+        if since:
+            start = dt.datetime.combine(since, dt.time(), tz)
+            q = q.where(c.c.created_at >= start.astimezone(dt.UTC))
+        if until:
+            end = dt.datetime.combine(_next_month(until), dt.time(), tz)
+            q = q.where(c.c.created_at < end.astimezone(dt.UTC))
+        labels: dict[str, str] = {}
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        seen_versions: set[int] = set()
+        for created_at, fields, vid in request.conn.execute(q.order_by(c.c.created_at)):
+            if vid not in seen_versions:  # the categories' labels, from the pinned version
+                seen_versions.add(vid)
+                definition = request.conn.execute(
+                    select(t.procedure_version.c.definition).where(
+                        t.procedure_version.c.id == vid,
+                        t.procedure_version.c.company_id == request.company_id,
+                    )
+                ).scalar_one()
+                fdef = (definition.get("fields") or {}).get(by) or {}
+                for key, label in (fdef.get("choices") or {}).items():
+                    text = (
+                        label if isinstance(label, str) else label.get(locale) or label.get("zh-CN")
+                    )
+                    labels.setdefault(key, str(text or key))
+            month = created_at.astimezone(tz).strftime("%Y-%m")
+            category = str((fields or {}).get(by) or "-")
+            level = str((fields or {}).get(urgency) or "-")
+            cell = counts.setdefault((month, category), {})
+            cell[level] = cell.get(level, 0) + 1
+        rows = []
+        for (month, category), cell in sorted(counts.items()):
+            total = sum(cell.values())
+            meeting = total >= threshold or cell.get("high", 0) > 0
+            rows.append(
+                [
+                    month,
+                    labels.get(category, category),
+                    cell.get("high", 0),
+                    cell.get("medium", 0),
+                    cell.get("low", 0),
+                    total,
+                    words[7] if meeting else words[8],
+                ]
+            )
+        months = sorted({m for m, _ in counts})
+        categories = sorted({cat for _, cat in counts})
+        chart = Chart(
+            title=self.title if words[0] == "Month" else "月度顾客投诉统计(按投诉内容)",
+            labels=months,
+            series={
+                labels.get(cat, cat): [
+                    float(sum(counts.get((m, cat), {}).values())) for m in months
+                ]
+                for cat in categories
+            },
+            y_title=words[9],
+        )
+        notes = [f"meeting: {threshold} or more of one category in a month, or any of high urgency"]
+        if not rows:
+            notes.append("no complaints in this period")
+        return ReportResult(list(words[:7]), rows, notes, chart)
+
+
+@hookimpl
+def kefu_reports() -> list[Any]:
+    return [ComplaintsMonthly()]
