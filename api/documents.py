@@ -119,12 +119,15 @@ def download_headers(name: str, size: int | None = None) -> dict[str, str]:
     "/api/v1/attachments/{upload_id:int}",
     operation_id="downloadAttachment",
     tags=["attachments"],
-    responses=errors(403, 404),
+    responses=errors(403, 404, 422),
     sync_to_thread=True,
     dependencies=_ACTOR,
+    # always a download: never a type a browser would render (the upload's own type is in
+    # the upload's answer and the case's field)
+    media_type="application/octet-stream",
 )
 def download_attachment(svc: Svc, actor: Me, upload_id: UploadId) -> Stream:
-    """Download an attached file (as a download, with its sniffed type).
+    """Download an attached file (``application/octet-stream``, as a download).
 
     Only for people who may read its case; an upload no case holds yet only for the
     person who uploaded it. Another company's upload is 404.
@@ -133,11 +136,7 @@ def download_attachment(svc: Svc, actor: Me, upload_id: UploadId) -> Stream:
     if row["case_id"] is not None:
         require_read(svc, actor, svc.get_case(actor.company, row["case_id"]))
     content = attachments.content(svc, actor.company, row)
-    return Stream(
-        _chunks(content),
-        media_type=row["media_type"],
-        headers=download_headers(row["filename"], row["size"]),
-    )
+    return Stream(_chunks(content), headers=download_headers(row["filename"], row["size"]))
 
 
 @dataclass
@@ -178,9 +177,10 @@ def list_records(svc: Svc, actor: Me, case_id: CaseId) -> list[RecordInfo]:
     return out
 
 
-RECORD_FORMAT = Annotated[
-    str, QueryParameter(pattern="^(html|pdf)$", description="html (default) or pdf")
-]
+def _record(svc: Svc, actor: Me, case_id: int, name: str) -> tuple[records.RecordDoc, str]:
+    view = svc.get_case(actor.company, case_id)
+    require_read(svc, actor, view)
+    return records.render_html(svc, actor.company, case_id, name)
 
 
 @get(
@@ -190,34 +190,40 @@ RECORD_FORMAT = Annotated[
     responses=errors(403, 404, 422),
     sync_to_thread=True,
     dependencies=_ACTOR,
+    media_type="text/html; charset=utf-8",
 )
-def render_record(
-    svc: Svc, actor: Me, case_id: CaseId, name: Key, format: RECORD_FORMAT = "html"
-) -> Response[bytes]:
-    """One record of the case as HTML (printable) or PDF (A4, fonts embedded).
+def render_record(svc: Svc, actor: Me, case_id: CaseId, name: Key) -> Response[str]:
+    """One record of the case as a printable HTML page.
 
     It shows the record's fields (list fields as tables), signatures (void ones marked),
     attachments with their SHA-256, the journal, and a verification code
-    (``GET /api/v1/records/verify/{code}``).
+    (``GET /api/v1/records/verify/{code}``). The page runs no script and loads nothing.
     """
-    view = svc.get_case(actor.company, case_id)
-    require_read(svc, actor, view)
-    doc, html = records.render_html(svc, actor.company, case_id, name)
-    filename = f"{doc.case['number']}-{name}"
-    if format == "pdf":
-        return Response(
-            records.render_pdf(html),
-            media_type="application/pdf",
-            headers=download_headers(f"{filename}.pdf"),
-        )
+    _, html = _record(svc, actor, case_id, name)
     return Response(
-        html.encode(),
-        media_type="text/html; charset=utf-8",
+        html,
         headers={
-            # the page is data and styles: no script, nothing fetched
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
             "X-Content-Type-Options": "nosniff",
         },
+    )
+
+
+@get(
+    "/api/v1/cases/{case_id:int}/records/{name:str}/pdf",
+    operation_id="renderCaseRecordPdf",
+    tags=["records"],
+    responses=errors(403, 404, 422),
+    sync_to_thread=True,
+    dependencies=_ACTOR,
+    media_type="application/pdf",
+)
+def render_record_pdf(svc: Svc, actor: Me, case_id: CaseId, name: Key) -> Response[bytes]:
+    """One record of the case as an A4 PDF, its fonts (Chinese included) embedded."""
+    doc, html = _record(svc, actor, case_id, name)
+    return Response(
+        records.render_pdf(html),
+        headers=download_headers(f"{doc.case['number']}-{name}.pdf"),
     )
 
 
@@ -253,7 +259,6 @@ def verify_record(
     return VerificationOut(v.valid, v.detail, v.case_number, v.record, v.printed_seq, v.last_seq)
 
 
-EXPORT_FORMAT = Annotated[str, QueryParameter(pattern="^(csv|xlsx)$", description="csv or xlsx")]
 LANG = Annotated[
     str | None,
     QueryParameter(pattern="^(zh-CN|en)$", description="column labels (default: the company's)"),
@@ -261,69 +266,71 @@ LANG = Annotated[
 
 
 def _export(table: exports.Table, fmt: str, filename: str) -> Stream:
-    return Stream(
-        exports.chunks(table, fmt),
+    return Stream(exports.chunks(table, fmt), headers=download_headers(f"{filename}.{fmt}"))
+
+
+def _export_routes(fmt: str) -> list[Any]:
+    """The export routes of one format (each route has one content type)."""
+    kind = fmt.upper()
+
+    @get(
+        f"/api/v1/exports/cases.{fmt}",
+        operation_id=f"exportCases{kind.title()}",
+        tags=["exports"],
+        responses=errors(404, 422),
+        sync_to_thread=True,
+        dependencies=_ACTOR,
         media_type=exports.MEDIA_TYPES[fmt],
-        headers=download_headers(f"{filename}.{fmt}"),
+        name=f"export-cases-{fmt}",
     )
+    def export_cases(
+        svc: Svc,
+        actor: Me,
+        procedure: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(open|closed)$")] = None,
+        lang: LANG = None,
+    ) -> Stream:
+        """The cases I may read, newest first, streamed.
 
+        With ``procedure``, one column per field of it. Labels in the company's language
+        (or ``lang``), times in its zone.
+        """
+        table = exports.cases(svc, actor, procedure, status, lang)
+        return _export(table, fmt, f"cases-{procedure or 'all'}")
 
-@get(
-    "/api/v1/exports/cases",
-    operation_id="exportCases",
-    tags=["exports"],
-    responses=errors(404, 422),
-    sync_to_thread=True,
-    dependencies=_ACTOR,
-)
-def export_cases(
-    svc: Svc,
-    actor: Me,
-    format: EXPORT_FORMAT = "xlsx",
-    procedure: Annotated[str | None, QueryParameter(max_length=64)] = None,
-    status: Annotated[str | None, QueryParameter(pattern="^(open|closed)$")] = None,
-    lang: LANG = None,
-) -> Stream:
-    """The cases I may read, newest first, as XLSX or CSV (streamed).
+    @get(
+        f"/api/v1/cases/{{case_id:int}}/journal.{fmt}",
+        operation_id=f"exportCaseJournal{kind.title()}",
+        tags=["exports"],
+        responses=errors(403, 404, 422),
+        sync_to_thread=True,
+        dependencies=_ACTOR,
+        media_type=exports.MEDIA_TYPES[fmt],
+        name=f"export-journal-{fmt}",
+    )
+    def export_journal(svc: Svc, actor: Me, case_id: CaseId, lang: LANG = None) -> Stream:
+        """The case's journal, oldest first."""
+        view = svc.get_case(actor.company, case_id)
+        require_read(svc, actor, view)
+        table = exports.journal(svc, actor, case_id, lang)
+        return _export(table, fmt, f"{view.number}-journal")
 
-    With ``procedure``, one column per field of it. Labels in the company's language
-    (or ``lang``), times in its zone.
-    """
-    table = exports.cases(svc, actor, procedure, status, lang)
-    return _export(table, format, f"cases-{procedure or 'all'}")
+    @get(
+        f"/api/v1/reports/{{name:str}}/export.{fmt}",
+        operation_id=f"exportReport{kind.title()}",
+        tags=["exports"],
+        responses=errors(404, 422),
+        sync_to_thread=True,
+        dependencies=_ACTOR,
+        media_type=exports.MEDIA_TYPES[fmt],
+        name=f"export-report-{fmt}",
+    )
+    def export_report(request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key) -> Stream:
+        """Run a report and download its table (query parameters: the report's)."""
+        params = {k: str(v) for k, v in request.query_params.items()}
+        return _export(exports.report(svc, actor.company, name, params), fmt, name)
 
-
-@get(
-    "/api/v1/cases/{case_id:int}/journal/export",
-    operation_id="exportCaseJournal",
-    tags=["exports"],
-    responses=errors(403, 404, 422),
-    sync_to_thread=True,
-    dependencies=_ACTOR,
-)
-def export_journal(
-    svc: Svc, actor: Me, case_id: CaseId, format: EXPORT_FORMAT = "xlsx", lang: LANG = None
-) -> Stream:
-    """The case's journal as XLSX or CSV."""
-    view = svc.get_case(actor.company, case_id)
-    require_read(svc, actor, view)
-    return _export(exports.journal(svc, actor, case_id, lang), format, f"{view.number}-journal")
-
-
-@get(
-    "/api/v1/reports/{name:str}/export",
-    operation_id="exportReport",
-    tags=["exports"],
-    responses=errors(404, 422),
-    sync_to_thread=True,
-    dependencies=_ACTOR,
-)
-def export_report(
-    request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key, format: EXPORT_FORMAT = "xlsx"
-) -> Stream:
-    """Run a report and download it as XLSX or CSV (other query parameters: the report's)."""
-    params = {k: str(v) for k, v in request.query_params.items() if k != "format"}
-    return _export(exports.report(svc, actor.company, name, params), format, name)
+    return [export_cases, export_journal, export_report]
 
 
 @get(
@@ -333,10 +340,9 @@ def export_report(
     responses=errors(404, 422),
     sync_to_thread=True,
     dependencies=_ACTOR,
+    media_type="image/svg+xml",
 )
-def report_chart(
-    request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key
-) -> Response[bytes]:
+def report_chart(request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key) -> Response[str]:
     """The report's chart as SVG (404 when the report draws none); query parameters: the
     report's."""
     params = {k: str(v) for k, v in request.query_params.items()}
@@ -344,8 +350,7 @@ def report_chart(
     if result.chart is None:
         raise NotFound(f"report '{name}' draws no chart")
     return Response(
-        charts.svg(result.chart).encode(),
-        media_type="image/svg+xml",
+        charts.svg(result.chart),
         headers={
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
             "X-Content-Type-Options": "nosniff",
@@ -355,12 +360,12 @@ def report_chart(
 
 ROUTES: list[Any] = [
     report_chart,
-    export_cases,
-    export_journal,
-    export_report,
+    *_export_routes("csv"),
+    *_export_routes("xlsx"),
     upload_attachment,
     download_attachment,
     list_records,
     render_record,
+    render_record_pdf,
     verify_record,
 ]

@@ -9,6 +9,7 @@
     kefu audit verify         check every company's journal hash chain
     kefu records render NUMBER RECORD   a case's record as PDF or HTML
     kefu records verify CODE  check a printed record's verification code
+    kefu retention [--dry-run]  clear the personal data of closed cases past retain:
     kefu plugins              list the plugins, their versions and hooks
 
 Plugins add commands through the ``kefu_cli_commands`` hook (``kefu serve`` comes from
@@ -35,6 +36,8 @@ from core.cases.journal import Keyring, forget_keyring, keys_path, verify_all
 from core.cases.records import render_html, render_pdf
 from core.cases.records import verify as verify_record
 from core.cases.reports import run_report
+from core.cases.retention import due as retention_due
+from core.cases.retention import run as retention_run
 from core.errors import KefuError, NotFound
 from core.runtime.bootstrap import build_service, create_config_people
 from core.runtime.plugins import PluginError, installed
@@ -382,6 +385,39 @@ def records_verify(code: str, company: str | None, db_url: str | None) -> None:
         svc.close()
     click.echo(("valid: " if result.valid else "NOT VALID: ") + result.detail)
     sys.exit(0 if result.valid else 1)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="list the cases, change nothing")
+@click.option(
+    "--at",
+    "at",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="with --dry-run: what will be due on this day (UTC) instead of now",
+)
+@click.option("--company", default=None, help="only this company")
+@click.option("--database", "db_url", default=None)
+def retention(
+    dry_run: bool, at: dt.datetime | None, company: str | None, db_url: str | None
+) -> None:
+    """Clear the personal data of closed cases past their pack's retain: (never held ones)."""
+    if at is not None and not dry_run:
+        raise click.UsageError("--at only goes with --dry-run")
+    svc = build_service(Database(db_url), load_catalog(extensions=installed()), migrate=False)
+    try:
+        now = at.replace(tzinfo=dt.UTC) if at is not None else svc.clock.now()
+        found = retention_due(svc, now, company) if dry_run else retention_run(svc, now, company)
+    finally:
+        svc.close()
+    for item in found:
+        closed = item.closed_at.date().isoformat()
+        click.echo(
+            f"{item.company} {item.number} ({item.procedure}, closed {closed}): "
+            + ("would clear " if dry_run else "cleared ")
+            + ", ".join(item.fields)
+        )
+    click.echo(f"{len(found)} case(s)" + (" due (dry run: nothing changed)" if dry_run else ""))
 
 
 @cli.group()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 
-from core.cases import attachments, timers
+from core.cases import attachments, retention, timers
 from core.runtime import outbox
 from core.runtime.outbox import Channel
 from core.storage.schema import timer
@@ -252,6 +252,9 @@ class Worker:
                     swept = attachments.sweep(self.svc, self.svc.clock.now())
                     if swept:
                         log.info("removed %d unclaimed upload(s)", swept)
+                    cleared = retention.run(self.svc, self.svc.clock.now())
+                    if cleared:
+                        log.info("retention: cleared the data of %d case(s)", len(cleared))
                 if time.monotonic() - self._checkpointed_at >= self.checkpoint_every:
                     self._checkpointed_at = time.monotonic()
                     self.svc.write_checkpoints(unchanged=False)

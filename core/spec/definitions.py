@@ -493,6 +493,41 @@ class RuleDef(Strict):
     description: str | None = None
 
 
+_KEEP_RE = re.compile(r"^\s*(\d{1,4})\s*(day|days|month|months|year|years|天|个月|年)\s*$")
+
+
+def _keep(value: Any) -> Any:
+    if value == "permanent" or value == "永久":
+        return "permanent"
+    if isinstance(value, str) and _KEEP_RE.match(value):
+        return value.strip()
+    raise ValueError(f"'{value}' is not a period such as 1 year, 18 months, 90 days or permanent")
+
+
+#: how long something is kept: ``1 year``, ``18 months``, ``90 days`` or ``permanent``
+Keep = Annotated[str, BeforeValidator(_keep)]
+
+
+def keep_delta(keep: str) -> tuple[int, str] | None:
+    """``(n, "days"|"months"|"years")`` of a :data:`Keep`; None for ``permanent``."""
+    m = _KEEP_RE.match(keep)
+    if m is None:
+        return None
+    unit = {"天": "days", "个月": "months", "年": "years"}.get(m[2], m[2].rstrip("s") + "s")
+    return int(m[1]), unit
+
+
+class RetainDef(Strict):
+    """The pack's ``retain:``: how long a closed case keeps the personal data of
+    ``anonymise``; a case whose boolean field ``hold`` is true (legal hold) is never
+    touched."""
+
+    keep: Keep
+    anonymise: list[Key] = Field(min_length=1)
+    hold: Key | None = None
+    source: str | None = None
+
+
 class RecordDef(Strict):
     """An entry of the pack's ``records:``: a printed form made of case fields."""
 
@@ -504,6 +539,8 @@ class RecordDef(Strict):
     signatures: list[Key] | None = None
     # print the journal entries that produced the case (who did what, when)
     journal: bool = True
+    # how long the case behind this record must be kept at least (retain: waits for it)
+    retain: Keep | None = None
     source: str | None = None
 
 
@@ -545,6 +582,7 @@ class PackDef(Strict):
     rules: list[RuleDef] = []
     signatures: dict[Key, SignatureDef] = {}
     records: dict[Key, RecordDef] = {}
+    retain: RetainDef | None = None
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}
     schedules: dict[Key, ScheduleDef] = {}

@@ -693,6 +693,20 @@ class _PackChecker:
                         "signature",
                         "signatures in this pack",
                     )
+        if pack.retain is not None:
+            self.field_refs(("retain", "anonymise"), pack.retain.anonymise)
+            hold = pack.retain.hold
+            if hold is not None:
+                hdef = pack.fields.get(hold)
+                if hdef is None or hdef.type != "boolean":
+                    self.out.append(
+                        self.doc.diag(
+                            ("retain", "hold"),
+                            "K163",
+                            f"hold: names '{hold}', which is not a boolean field of this pack",
+                            "declare a boolean field (e.g. legal_hold) set by an action",
+                        )
+                    )
         for rname, rec in pack.records.items():
             self.field_refs(("records", rname, "fields"), rec.fields)
             if rec.signatures is not None:

@@ -35,6 +35,7 @@ def documents_rules(tmp: Path) -> Path:
         ROOT / "rules" / "qp-complaint",
         ROOT / "rules" / "repair-desk",
         ROOT / "tests" / "packs" / "countersign",
+        ROOT / "tests" / "packs" / "retention",
     ):
         link = rules / pack.name
         if not link.exists():
@@ -273,7 +274,7 @@ def test_upload_attach_and_download_through_the_api(dsvc: CaseService, login: An
     assert r.json()["case"]["fields"]["photos"][0]["sha256"] == up["sha256"]
     got = zhao.get(f"/api/v1/attachments/{up['id']}")
     assert got.status_code == 200 and got.content == PNG
-    assert got.headers["content-type"] == "image/png"
+    assert got.headers["content-type"] == "application/octet-stream"
     assert got.headers["x-content-type-options"] == "nosniff"
     disposition = got.headers["content-disposition"]
     assert disposition.startswith("attachment;") and "%E7%8E%B0" in disposition
@@ -535,12 +536,9 @@ def test_records_through_the_api_and_the_cli(dsvc: CaseService, login: Any, tmp_
     page = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form")
     assert page.status_code == 200 and "客户投诉闭环跟踪单" in page.text
     assert "script-src" not in page.headers["content-security-policy"]
-    pdf = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=pdf")
+    pdf = zhao.get(f"/api/v1/cases/{cid}/records/tracking_form/pdf")
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
     problem(zhao.get(f"/api/v1/cases/{cid}/records/nope"), 404, "not-found")
-    problem(
-        zhao.get(f"/api/v1/cases/{cid}/records/tracking_form?format=doc"), 422, "malformed-request"
-    )
     problem(login("mei").get(f"/api/v1/cases/{cid}/records/tracking_form"), 404, "not-found")
     code = next(
         line.split(":")[-1].strip()
@@ -631,7 +629,7 @@ def test_case_lists_export_as_xlsx_and_csv_with_labels(dsvc: CaseService, login:
         },
     )
     zhao = login("zhao")
-    r = zhao.get("/api/v1/exports/cases?format=xlsx&procedure=qp-complaint")
+    r = zhao.get("/api/v1/exports/cases.xlsx?procedure=qp-complaint")
     assert r.status_code == 200, r.text
     assert r.headers["content-disposition"].startswith("attachment;")
     sheet = load_workbook(io.BytesIO(r.content)).active
@@ -642,17 +640,17 @@ def test_case_lists_export_as_xlsx_and_csv_with_labels(dsvc: CaseService, login:
     assert first[rows[0].index("投诉内容")] == "产品质量"  # the choice's label
     assert first[rows[0].index("创建时间")] == "2026-11-02 09:00"  # company zone (+08:00)
     assert len(rows) == 3
-    r = zhao.get("/api/v1/exports/cases?format=csv&procedure=qp-complaint&lang=en")
+    r = zhao.get("/api/v1/exports/cases.csv?procedure=qp-complaint&lang=en")
     text = r.content.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("Number,Procedure,Status,Step")
     assert "Product quality" in text
     assert "'=HYPERLINK" in text  # a typed formula stays text in a spreadsheet
-    j = zhao.get(f"/api/v1/cases/{cid}/journal/export?format=csv")
+    j = zhao.get(f"/api/v1/cases/{cid}/journal.csv")
     assert "signed" in j.content.decode("utf-8-sig")
     # someone who holds no qp role exports none of its cases; another company none at all
-    r = login("chen").get("/api/v1/exports/cases?format=csv")
+    r = login("chen").get("/api/v1/exports/cases.csv")
     assert number not in r.content.decode("utf-8-sig")
-    problem(login("mei").get(f"/api/v1/cases/{cid}/journal/export"), 404, "not-found")
+    problem(login("mei").get(f"/api/v1/cases/{cid}/journal.xlsx"), 404, "not-found")
 
 
 def test_a_report_exports_as_xlsx(dsvc: CaseService, login: Any) -> None:
@@ -663,7 +661,7 @@ def test_a_report_exports_as_xlsx(dsvc: CaseService, login: Any) -> None:
     if not reports:
         pytest.skip("no report installed")
     name = reports[0]["name"]
-    r = zhao.get(f"/api/v1/reports/{name}/export?format=xlsx")
+    r = zhao.get(f"/api/v1/reports/{name}/export.xlsx")
     assert r.status_code == 200, r.text
     assert load_workbook(io.BytesIO(r.content)).active.max_row >= 1
 
@@ -790,3 +788,72 @@ def test_the_monthly_complaint_report_counts_and_draws(
     text = pdf_text(out.read_bytes())
     assert "产品质量" in text and "2026-11" in text
     screenshot(out.read_bytes(), "complaints-monthly")
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+def test_retention_clears_what_it_should_and_nothing_under_hold(
+    dsvc: CaseService, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from core.cases import retention
+
+    li = dsvc.actor("docs", "li")
+    photo = attachments.upload(dsvc, li, "retention", "photo", "p.png", io.BytesIO(PNG))
+
+    def case(hold: bool, photo_id: int | None = None) -> int:
+        data: dict[str, Any] = {"customer_name": "张三", "phone": "13912345678"}
+        if photo_id:
+            data["photo"] = photo_id
+        cid = dsvc.open_case("docs", "retention", li, data).case.id
+        version = 1
+        if hold:
+            dsvc.act("docs", cid, "hold", li, {"legal_hold": True}, 1)
+            version = 2
+        dsvc.act("docs", cid, "close", li, {"result": "已修复"}, version)
+        return cid
+
+    plain, held = case(False, photo.id), case(True)
+    still_open = dsvc.open_case("docs", "retention", li, {"customer_name": "李四"}).case.id
+    # a year later: the service record must be kept two years, so nothing is due yet
+    dsvc.clock.advance(dt.timedelta(days=400))
+    assert retention.due(dsvc, dsvc.clock.now()) == []
+    dsvc.clock.advance(dt.timedelta(days=400))
+    due = retention.due(dsvc, dsvc.clock.now())
+    assert [(d.case_id, d.fields) for d in due] == [(plain, ["customer_name", "phone", "photo"])]
+    # the command line's dry run lists it and changes nothing
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    r = CliRunner().invoke(
+        cli,
+        [
+            "retention",
+            "--dry-run",
+            "--at",
+            dsvc.clock.now().date().isoformat(),
+            "--company",
+            "docs",
+            "--database",
+            dsvc.db.url,
+        ],
+        env=_cli_env(tmp_path),
+    )
+    assert r.exit_code == 0 and "would clear customer_name, phone, photo" in r.output, r.output
+    assert dsvc.get_case("docs", plain).fields["customer_name"] == "张三"
+    done = retention.run(dsvc, dsvc.clock.now())
+    assert [d.case_id for d in done] == [plain]
+    fields = dsvc.get_case("docs", plain).fields
+    assert fields["customer_name"] is None and fields["phone"] is None and fields["photo"] is None
+    assert fields["result"] == "已修复"  # not personal: kept
+    assert dsvc.journal("docs", plain)[-1]["kind"] == "retention"
+    assert dsvc.uploads("docs", plain) == []
+    stored = Path(os.environ["KEFU_ATTACHMENTS"]) / "docs" / photo.sha256[:2] / photo.sha256
+    assert not stored.exists()
+    # the held case and the open one keep everything; a second run finds nothing
+    assert dsvc.get_case("docs", held).fields["customer_name"] == "张三"
+    assert dsvc.get_case("docs", still_open).fields["customer_name"] == "李四"
+    assert retention.run(dsvc, dsvc.clock.now()) == []

@@ -91,6 +91,7 @@ def test_every_key_of_packs_configs_and_effects_is_documented() -> None:
         d.Branch,
         d.RecordDef,
         d.SignatureDef,
+        d.RetainDef,
         d.AttachmentSettings,
         d.RecordSettings,
         d.Label,
