@@ -136,6 +136,99 @@ class ComplaintsMonthly:
         return ReportResult(list(words[:7]), rows, notes, chart)
 
 
+class OnTime:
+    """``on-time``: per month (when cases closed) and SLA, how many met their deadline.
+
+    Params: ``procedure`` (required), ``since`` / ``until`` (months), ``target`` (a
+    percentage such as 98: the KPI, e.g. 管网修漏及时率 98% of the leak repair; each row
+    then says whether the month met it), ``lang``.
+    """
+
+    name = "on-time"
+    title = "On-time rate per SLA and month"
+
+    def run(self, request: ReportRequest) -> ReportResult:
+        p = request.params
+        svc = request.service
+        procedure = p.get("procedure")
+        if not procedure:
+            raise InvalidInput("give procedure=", errors={"procedure": "required"})
+        company = request.company
+        zh = not (p.get("lang") or company.locale).startswith("en")
+        locale = "zh-CN" if zh else "en"
+        tz = zoneinfo.ZoneInfo(company.timezone)
+        try:
+            target = float(p["target"]) if p.get("target") else None
+        except ValueError:
+            raise InvalidInput(
+                "target: a percentage such as 98", errors={"target": "number"}
+            ) from None
+        since, until = _month(p.get("since"), "since"), _month(p.get("until"), "until")
+        c = t.case
+        q = select(c.c.id, c.c.closed_at).where(
+            c.c.company_id == request.company_id,
+            c.c.status == "closed",
+            c.c.procedure == procedure,
+        )
+        if since:
+            q = q.where(c.c.closed_at >= dt.datetime.combine(since, dt.time(), tz))
+        if until:
+            q = q.where(c.c.closed_at < dt.datetime.combine(_next_month(until), dt.time(), tz))
+        tally: dict[tuple[str, str], list[int]] = {}
+        labels: dict[str, str] = {}
+        for case_id, closed_at in request.conn.execute(q.order_by(c.c.closed_at)):
+            month = closed_at.astimezone(tz).strftime("%Y-%m")
+            for d in svc.deadlines(company.company, case_id, closed_at):
+                if d.state not in ("met", "breached"):
+                    continue  # this SLA never ran for the case
+                labels[d.id] = d.label.text(locale) if d.label else d.id
+                met_late = tally.setdefault((month, d.id), [0, 0])
+                met_late[0 if d.state == "met" else 1] += 1
+        columns = (
+            ["月份", "时限", "按时", "超时", "及时率%", "目标%", "达标"]
+            if zh
+            else ["Month", "SLA", "On time", "Late", "Rate %", "Target %", "Met"]
+        )
+        rows = []
+        for (month, sla), (met, late) in sorted(tally.items()):
+            rate = round(100 * met / (met + late), 1)
+            ok = None if target is None else rate >= target
+            rows.append(
+                [
+                    month,
+                    labels[sla],
+                    met,
+                    late,
+                    rate,
+                    target if target is not None else "",
+                    ""
+                    if ok is None
+                    else (("是" if ok else "否") if zh else ("yes" if ok else "no")),
+                ]
+            )
+        months = sorted({m for m, _ in tally})
+        series = {
+            labels[sla]: [
+                (lambda ml: round(100 * ml[0] / (ml[0] + ml[1]), 1) if ml else 0.0)(
+                    tally.get((m, sla))
+                )
+                for m in months
+            ]
+            for sla in sorted({s for _, s in tally})
+        }
+        if target is not None:
+            series["目标" if zh else "Target"] = [target] * len(months)
+        chart = Chart(
+            title="及时率(按月)" if zh else "On-time rate by month",
+            labels=months,
+            series=series,
+            stacked=False,
+            y_title="%",
+        )
+        notes = [] if rows else ["no closed cases with deadlines in this period"]
+        return ReportResult(columns, rows, notes, chart)
+
+
 @hookimpl
 def kefu_reports() -> list[Any]:
-    return [ComplaintsMonthly()]
+    return [ComplaintsMonthly(), OnTime()]

@@ -29,6 +29,9 @@ class ReportRequest:
     company_id: int
     company: CompanyDef
     params: dict[str, str] = field(default_factory=dict)
+    #: the case service (``core.cases.service.CaseService``): deadlines, calendars, pinned
+    #: procedures; its own reads run in their own transactions
+    service: Any = None
 
     def day_start(self, name: str) -> dt.datetime | None:
         """The start (in the company's time zone, as UTC) of the ISO date in parameter
@@ -77,4 +80,4 @@ def run_report(
     if report is None or (owner and not enabled_for(rt.definition, owner)):
         raise NotFound(f"unknown report '{name}' (reports: {', '.join(sorted(reports)) or 'none'})")
     with svc.db.read() as conn:
-        return report.run(ReportRequest(conn, rt.id, rt.definition, dict(params or {})))
+        return report.run(ReportRequest(conn, rt.id, rt.definition, dict(params or {}), svc))

@@ -1,0 +1,34 @@
+"""The on-time KPI computed from cases' deadlines: the leak repair's 管网修漏及时率 98%
+(seed 003 #15 二.3), on SQLite and PostgreSQL with the demo company."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from core.cases.reports import run_report
+from core.cases.service import CaseService
+
+
+def test_the_on_time_rate_of_leak_repairs(svc: CaseService) -> None:
+    wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+
+    def leak(diameter: int, hours: float) -> None:
+        cid = svc.open_case(
+            "demo", "leak-repair", wang, {"location": "人民路 12 号", "pipe_diameter_mm": diameter}
+        ).case.id
+        svc.act("demo", cid, "water_stopped", li, {"water_stopped": True}, 1)
+        svc.clock.advance(dt.timedelta(hours=hours))
+        svc.act("demo", cid, "repaired", li, {"repair_notes": "更换管段"}, 2)
+
+    leak(200, 20)  # ≤300 mm: 24 h — on time
+    leak(200, 30)  # late
+    leak(500, 40)  # 300–1000 mm: 48 h — on time
+    leak(1200, 70)  # ≥1000 mm: 72 h — on time
+    result = run_report(svc, "demo", "on-time", {"procedure": "leak-repair", "target": "98"})
+    assert result.columns == ["月份", "时限", "按时", "超时", "及时率%", "目标%", "达标"]
+    assert len(result.rows) >= 1
+    met = sum(r[2] for r in result.rows)
+    late = sum(r[3] for r in result.rows)
+    assert (met, late) == (3, 1)
+    assert all(r[6] == "否" for r in result.rows if r[3])  # a month with a late repair: <98%
+    assert result.chart is not None and "目标" in result.chart.series
