@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, RootModel, ValidationError
 
 from core.rules.derive import Derivations
@@ -49,7 +51,7 @@ from core.spec.definitions import (
     ParameterDef,
     PromisedTarget,
 )
-from core.spec.diagnostics import Diagnostics, Loc, YamlDoc, yaml_value
+from core.spec.diagnostics import Diagnostic, Diagnostics, Loc, YamlDoc, yaml_value
 from core.spec.effects import BUILTIN_EFFECTS, EffectType, Problem
 from core.spec.extensions import Extensions
 from core.spec.procedures import (
@@ -420,6 +422,10 @@ def salvage(
 # -- packs --------------------------------------------------------------------------------
 
 
+#: parses a pack's record templates at load time (rendering is core.cases.records)
+RECORD_TEMPLATES = SandboxedEnvironment(autoescape=True)
+
+
 @dataclass
 class LoadedPack:
     """A pack that passed validation, with where it came from."""
@@ -709,6 +715,7 @@ class _PackChecker:
                     )
         for rname, rec in pack.records.items():
             self.field_refs(("records", rname, "fields"), rec.fields)
+            self.check_record_template(rname)
             if rec.signatures is not None:
                 self.refs(
                     ("records", rname, "signatures"),
@@ -718,6 +725,28 @@ class _PackChecker:
                     "signature",
                     "signatures in this pack",
                 )
+
+    def check_record_template(self, name: str) -> None:
+        """A pack's ``records/<name>.html``: valid Jinja (K164), located in that file."""
+        path = self.doc.path.parent / "records" / f"{name}.html"
+        if not path.is_file():
+            return
+        where = str(Path(self.doc.display).parent / "records" / path.name)
+        try:
+            RECORD_TEMPLATES.parse(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            self.out.append(Diagnostic(where, 1, 1, "K164", f"cannot read the template: {exc}"))
+        except TemplateSyntaxError as exc:
+            self.out.append(
+                Diagnostic(
+                    where,
+                    exc.lineno or 1,
+                    1,
+                    "K164",
+                    f"record template: {exc.message}",
+                    "fix the Jinja at this line; {{ doc.title }} inserts the record's title",
+                )
+            )
 
     def check_fields(self) -> None:
         for name, f in self.pack.fields.items():

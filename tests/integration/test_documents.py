@@ -571,6 +571,26 @@ def test_records_through_the_api_and_the_cli(dsvc: CaseService, login: Any, tmp_
         env=_cli_env(tmp_path),
     )
     assert r.exit_code == 1 and "NOT VALID" in r.output
+    out = tmp_path / "form.pdf"
+    number = dsvc.get_case("docs", cid).number
+    r = runner.invoke(
+        cli,
+        [
+            "records",
+            "render",
+            number,
+            "tracking_form",
+            "-o",
+            str(out),
+            "--company",
+            "docs",
+            "--database",
+            dsvc.db.url,
+        ],
+        env=_cli_env(tmp_path),
+    )
+    assert r.exit_code == 0 and "KF-" in r.output, r.output
+    assert "客户投诉闭环跟踪单" in pdf_text(out.read_bytes())
 
 
 def _cli_env(tmp_path: Path) -> dict[str, str]:
@@ -857,3 +877,21 @@ def test_retention_clears_what_it_should_and_nothing_under_hold(
     assert dsvc.get_case("docs", held).fields["customer_name"] == "张三"
     assert dsvc.get_case("docs", still_open).fields["customer_name"] == "李四"
     assert retention.run(dsvc, dsvc.clock.now()) == []
+
+
+def test_a_broken_pack_template_is_a_located_diagnostic(tmp_path: Path) -> None:
+    import shutil
+
+    from core.runtime.plugins import installed
+    from core.spec.loading import load_pack
+
+    pack = tmp_path / "countersign"
+    shutil.copytree(ROOT / "tests" / "packs" / "countersign", pack)
+    (pack / "records").mkdir()
+    (pack / "records" / "meeting_record.html").write_text(
+        "<h1>{{ doc.title }}</h1>\n{% for f in doc.fields %}\n{{ f.label }\n", encoding="utf-8"
+    )
+    lp, diags = load_pack(pack, extensions=installed())
+    found = [d for d in diags if d.code == "K164"]
+    assert lp is None and found, [d.format() for d in diags]
+    assert found[0].file.endswith("records/meeting_record.html") and found[0].line == 3
