@@ -28,7 +28,7 @@ class Chart:
 
 def svg(chart: Chart, width: int = 800, height: int = 420) -> str:
     """The chart as an SVG document (text)."""
-    # pygal imports lxml-free but still takes a moment: only reports with charts need it
+    # pygal takes a while to import, and only reports that draw a chart need it
     import pygal
     from pygal.style import Style
 

@@ -21,8 +21,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 from sqlalchemy import or_, select
 
+from core.cases.charts import svg
 from core.cases.queries import readable_procedures
 from core.cases.records import display
 from core.cases.reports import run_report
@@ -270,6 +273,7 @@ def chunks(table: Table, fmt: str) -> Iterator[bytes]:
     return xlsx_chunks(table) if fmt == "xlsx" else csv_chunks(table)
 
 
+_REPORT_ENV = SandboxedEnvironment(autoescape=True)
 REPORT_PAGE = """<!doctype html>
 <html lang="{{ locale }}"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
@@ -293,17 +297,12 @@ th { background: #eee; } .chart svg { width: 100%; height: auto; } .note { color
 
 def report_html(svc: CaseService, company: str, name: str, params: dict[str, str]) -> str:
     """A report as a printable page: its chart (SVG inline), its table and its notes."""
-    from jinja2.sandbox import SandboxedEnvironment
-    from markupsafe import Markup
-
-    from core.cases.charts import svg
 
     rt = svc.company(company)
     result = run_report(svc, company, name, params)
     report_def = svc.catalog.extensions.reports[name]
     tz = zoneinfo.ZoneInfo(rt.definition.timezone)
-    env = SandboxedEnvironment(autoescape=True)
-    return env.from_string(REPORT_PAGE).render(
+    return _REPORT_ENV.from_string(REPORT_PAGE).render(
         locale=rt.definition.locale,
         title=report_def.title,
         company=rt.definition.name.text(rt.definition.locale),
