@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import re
 import sys
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import segno
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
@@ -236,6 +238,14 @@ class RecordDoc:
     code: str
     printed_at: str
     words: dict[str, str]
+    qr: Markup = Markup("")  # the verification code as a QR code (inline SVG)
+
+
+def qr_svg(text: str) -> Markup:
+    """``text`` as a QR code, an inline SVG (segno: pure Python, nothing fetched)."""
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="svg", scale=2, border=2, xmldecl=False)
+    return Markup(out.getvalue().decode())
 
 
 def code_for(entry_hash: str, record: str, case_id: int, seq: int) -> str:
@@ -352,6 +362,7 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
     last = journal[-1]
     form_numbers, revisions = cdef.records.form_numbers, cdef.records.revisions
     key = f"{proc.key}.{name}"
+    code = code_for(last["hash"], name, case_id, last["seq"])
     return RecordDoc(
         name=name,
         title=rec.title.text(locale),
@@ -374,9 +385,10 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
         attachments=files,
         journal=lines[omitted:] if rec.journal else [],
         journal_omitted=omitted if rec.journal else 0,
-        code=code_for(last["hash"], name, case_id, last["seq"]),
+        code=code,
         printed_at=_local(svc.clock.now(), tz),
         words=words,
+        qr=qr_svg(code),
     )
 
 

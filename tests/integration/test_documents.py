@@ -434,6 +434,7 @@ def test_the_qp_tracking_form_renders_to_pdf_with_chinese_text(dsvc: CaseService
 
     cid = signed_qp(dsvc)
     doc, html = records.render_html(dsvc, "docs", cid, "tracking_form")
+    assert 'class="qr"' in html and "<svg" in html  # the code as a QR code too
     pdf = records.render_pdf(html)
     assert pdf.startswith(b"%PDF")
     screenshot(pdf, "qp-tracking-form")
