@@ -19,7 +19,7 @@ from sqlalchemy import select
 from core import hookimpl
 from core.cases.charts import Chart
 from core.cases.reports import ReportRequest, ReportResult
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.storage import schema as t
 
 DEFAULT_THRESHOLD = 3
@@ -36,6 +36,17 @@ def _month(text: str | None, name: str) -> dt.date | None:
         return dt.date.fromisoformat(f"{text}-01" if len(text) == 7 else text).replace(day=1)
     except ValueError:
         raise InvalidInput(f"{name}: a month such as 2026-11", errors={name: "YYYY-MM"}) from None
+
+
+def _procedure(request: ReportRequest, default: str | None) -> str:
+    """The ``procedure`` parameter: one the company runs (else 404, never a query with it)."""
+    key = request.params.get("procedure") or default
+    if not key:
+        raise InvalidInput("give procedure=", errors={"procedure": "required"})
+    enabled = request.service.company(request.company.company).procedures
+    if key not in enabled:
+        raise NotFound(f"procedure '{key}' is not enabled for this company")
+    return key
 
 
 def _next_month(day: dt.date) -> dt.date:
@@ -60,7 +71,7 @@ class ComplaintsMonthly:
         locale = p.get("lang") or company.locale
         words = WORDS["en" if locale.startswith("en") else "zh-CN"]
         tz = zoneinfo.ZoneInfo(company.timezone)
-        procedure = p.get("procedure") or "qp-complaint"
+        procedure = _procedure(request, "qp-complaint")
         by, urgency = p.get("category") or "content", p.get("urgency") or "urgency"
         stats = company.procedures.get("complaint-statistics")
         threshold = int(
@@ -150,9 +161,7 @@ class OnTime:
     def run(self, request: ReportRequest) -> ReportResult:
         p = request.params
         svc = request.service
-        procedure = p.get("procedure")
-        if not procedure:
-            raise InvalidInput("give procedure=", errors={"procedure": "required"})
+        procedure = _procedure(request, None)
         company = request.company
         zh = not (p.get("lang") or company.locale).startswith("en")
         locale = "zh-CN" if zh else "en"

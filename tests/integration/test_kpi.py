@@ -32,3 +32,17 @@ def test_the_on_time_rate_of_leak_repairs(svc: CaseService) -> None:
     assert (met, late) == (3, 1)
     assert all(r[6] == "否" for r in result.rows if r[3])  # a month with a late repair: <98%
     assert result.chart is not None and "目标" in result.chart.series
+
+
+def test_the_kpi_reports_refuse_unknown_procedures(svc: CaseService) -> None:
+    import pytest
+
+    from core.errors import InvalidInput, NotFound
+
+    for name in ("on-time", "complaints-monthly"):
+        with pytest.raises(NotFound):
+            run_report(svc, "demo", name, {"procedure": "no-such\x00pack"})
+    with pytest.raises(InvalidInput):
+        run_report(svc, "demo", "on-time", {})
+    with pytest.raises(InvalidInput):
+        run_report(svc, "demo", "on-time", {"procedure": "leak-repair", "target": "lots"})
