@@ -238,6 +238,110 @@ class OnTime:
         return ReportResult(columns, rows, notes, chart)
 
 
+class Coverage:
+    """``coverage``: per month (when cases closed), the share of closed cases on which an
+    action was taken — callback coverage (seed 002: every repair called back), surveys.
+
+    Params: ``procedure`` and ``action`` (required), ``ended`` (final steps that count,
+    comma-separated; default every final step), ``since`` / ``until`` (months),
+    ``target`` (a percentage, e.g. 100), ``lang``.
+    """
+
+    name = "coverage"
+    title = "Share of closed cases on which an action was taken"
+
+    def run(self, request: ReportRequest) -> ReportResult:
+        p = request.params
+        procedure = _procedure(request, None)
+        proc = request.service.company(request.company.company).procedures[procedure]
+        action = p.get("action") or ""
+        actions = {a for st in proc.pack.steps.values() for a in st.actions}
+        if action not in actions:
+            raise InvalidInput(
+                f"action: one of {', '.join(sorted(actions))}", errors={"action": "unknown"}
+            )
+        finals = [k for k, st in proc.pack.steps.items() if st.final]
+        ended = [e for e in (p.get("ended") or "").split(",") if e] or finals
+        if not set(ended) <= set(finals):
+            raise InvalidInput(
+                f"ended: final steps of {procedure}: {', '.join(finals)}",
+                errors={"ended": "unknown step"},
+            )
+        zh = not (p.get("lang") or request.company.locale).startswith("en")
+        tz = zoneinfo.ZoneInfo(request.company.timezone)
+        try:
+            target = float(p["target"]) if p.get("target") else None
+        except ValueError:
+            raise InvalidInput(
+                "target: a percentage such as 100", errors={"target": "number"}
+            ) from None
+        since, until = _month(p.get("since"), "since"), _month(p.get("until"), "until")
+        c, j = t.case, t.journal
+        q = select(c.c.id, c.c.closed_at).where(
+            c.c.company_id == request.company_id,
+            c.c.status == "closed",
+            c.c.procedure == procedure,
+            c.c.step.in_(ended),
+        )
+        if since:
+            q = q.where(c.c.closed_at >= dt.datetime.combine(since, dt.time(), tz))
+        if until:
+            q = q.where(c.c.closed_at < dt.datetime.combine(_next_month(until), dt.time(), tz))
+        closed = request.conn.execute(q).all()
+        taken: set[int] = set()
+        ids = [r.id for r in closed]
+        for at in range(0, len(ids), 500):  # by case, through ix_journal_case
+            taken.update(
+                request.conn.execute(
+                    select(j.c.case_id)
+                    .where(
+                        j.c.company_id == request.company_id,
+                        j.c.case_id.in_(ids[at : at + 500]),
+                        j.c.kind == "action",
+                        j.c.action == action,
+                    )
+                    .distinct()
+                ).scalars()
+            )
+        months: dict[str, list[int]] = {}
+        for r in closed:
+            cell = months.setdefault(r.closed_at.astimezone(tz).strftime("%Y-%m"), [0, 0])
+            cell[0] += 1
+            cell[1] += r.id in taken
+        rows = []
+        for month, (total, done) in sorted(months.items()):
+            rate = round(100 * done / total, 1)
+            ok = None if target is None else rate >= target
+            yes, no = ("是", "否") if zh else ("yes", "no")
+            rows.append(
+                [
+                    month,
+                    total,
+                    done,
+                    rate,
+                    "" if target is None else target,
+                    "" if ok is None else (yes if ok else no),
+                ]
+            )
+        columns = (
+            ["月份", "结案数", "已执行", "覆盖率%", "目标%", "达标"]
+            if zh
+            else ["Month", "Closed", "Done", "Coverage %", "Target %", "Met"]
+        )
+        series = {action: [float(r[3]) for r in rows]}
+        if target is not None:
+            series["目标" if zh else "Target"] = [target] * len(rows)
+        chart = Chart(
+            title=f"{action}: " + ("覆盖率(按月)" if zh else "coverage by month"),
+            labels=[r[0] for r in rows],
+            series=series,
+            stacked=False,
+            y_title="%",
+        )
+        notes = [] if rows else ["no closed cases in this period"]
+        return ReportResult(columns, rows, notes, chart)
+
+
 @hookimpl
 def kefu_reports() -> list[Any]:
-    return [ComplaintsMonthly(), OnTime()]
+    return [ComplaintsMonthly(), OnTime(), Coverage()]

@@ -46,3 +46,37 @@ def test_the_kpi_reports_refuse_unknown_procedures(svc: CaseService) -> None:
         run_report(svc, "demo", "on-time", {})
     with pytest.raises(InvalidInput):
         run_report(svc, "demo", "on-time", {"procedure": "leak-repair", "target": "lots"})
+
+
+def test_survey_coverage_of_closed_repairs(svc: CaseService) -> None:
+    from tests.helpers import case_at_repair
+
+    wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+    cid = case_at_repair(svc)
+    svc.act(
+        "demo", cid, "complete", li, {"hours_spent": 1, "result": "已修复", "resolved": True}, 3
+    )
+    svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 4)
+    svc.act("demo", cid, "record_survey", wang, {"survey_channel": "phone", "satisfaction": 5}, 5)
+    svc.act("demo", cid, "close", wang, {}, 6)
+    second = case_at_repair(svc)
+    svc.act(
+        "demo", second, "complete", li, {"hours_spent": 1, "result": "已修复", "resolved": True}, 3
+    )
+    cancelled = svc.open_case(
+        "demo",
+        "repair-desk",
+        wang,
+        {
+            "channel": "phone",
+            "customer_name": "王五",
+            "phone": "13900000000",
+            "symptom": "重复报修",
+        },
+    ).case.id
+    svc.act("demo", cancelled, "cancel", wang, {"cancel_reason": "重复"}, 1)
+    params = {"procedure": "repair-desk", "action": "record_survey", "target": "100"}
+    rows = run_report(svc, "demo", "coverage", params).rows
+    assert [r[1:] for r in rows] == [[2, 1, 50.0, 100.0, "否"]]  # the cancelled one counts
+    only_closed = run_report(svc, "demo", "coverage", {**params, "ended": "closed"}).rows
+    assert [r[1:] for r in only_closed] == [[1, 1, 100.0, 100.0, "是"]]
