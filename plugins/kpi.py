@@ -308,9 +308,11 @@ class Coverage:
             cell = months.setdefault(r.closed_at.astimezone(tz).strftime("%Y-%m"), [0, 0])
             cell[0] += 1
             cell[1] += r.id in taken
-        rows = []
+        rows: list[list[Any]] = []
+        rates: list[float] = []
         for month, (total, done) in sorted(months.items()):
             rate = round(100 * done / total, 1)
+            rates.append(rate)
             ok = None if target is None else rate >= target
             yes, no = ("是", "否") if zh else ("yes", "no")
             rows.append(
@@ -328,12 +330,12 @@ class Coverage:
             if zh
             else ["Month", "Closed", "Done", "Coverage %", "Target %", "Met"]
         )
-        series = {action: [float(r[3]) for r in rows]}
+        series = {action: rates}
         if target is not None:
             series["目标" if zh else "Target"] = [target] * len(rows)
         chart = Chart(
             title=f"{action}: " + ("覆盖率(按月)" if zh else "coverage by month"),
-            labels=[r[0] for r in rows],
+            labels=sorted(months),
             series=series,
             stacked=False,
             y_title="%",
