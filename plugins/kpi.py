@@ -344,6 +344,90 @@ class Coverage:
         return ReportResult(columns, rows, notes, chart)
 
 
+class SatisfactionScores:
+    """``satisfaction-scores``: per procedure, field and month (of the case's last change),
+    the answers of every field a pack marks ``score: satisfaction``, their average on the
+    field's scale and the share at or above ``good`` (default: the top two points).
+
+    Params: ``procedure`` (default every enabled one), ``since`` / ``until`` (months),
+    ``good``, ``lang``.
+    """
+
+    name = "satisfaction-scores"
+    title = "Satisfaction scores (fields marked score: satisfaction)"
+
+    def run(self, request: ReportRequest) -> ReportResult:
+        p = request.params
+        svc = request.service
+        rt = svc.company(request.company.company)
+        keys = [_procedure(request, None)] if p.get("procedure") else sorted(rt.procedures)
+        zh = not (p.get("lang") or request.company.locale).startswith("en")
+        locale = "zh-CN" if zh else "en"
+        tz = zoneinfo.ZoneInfo(request.company.timezone)
+        since, until = _month(p.get("since"), "since"), _month(p.get("until"), "until")
+        c = t.case
+        totals: dict[tuple[str, str, str], list[float]] = {}
+        scales: dict[tuple[str, str], tuple[str, float | None, float | None]] = {}
+        for key in keys:
+            proc = rt.procedures[key]
+            scored = {n: f for n, f in proc.pack.fields.items() if f.score == "satisfaction"}
+            if not scored:
+                continue
+            for n, f in scored.items():
+                scales[(key, n)] = (f.label.text(locale), f.min, f.max)
+            q = select(c.c.fields, c.c.updated_at).where(
+                c.c.company_id == request.company_id, c.c.procedure == key
+            )
+            if since:
+                q = q.where(c.c.updated_at >= dt.datetime.combine(since, dt.time(), tz))
+            if until:
+                end = dt.datetime.combine(_next_month(until), dt.time(), tz)
+                q = q.where(c.c.updated_at < end)
+            for fields, updated_at in request.conn.execute(q):
+                month = updated_at.astimezone(tz).strftime("%Y-%m")
+                for n in scored:
+                    value = (fields or {}).get(n)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        totals.setdefault((key, n, month), []).append(float(value))
+        try:
+            good_at = float(p["good"]) if p.get("good") else None
+        except ValueError:
+            raise InvalidInput("good: a score", errors={"good": "number"}) from None
+        rows: list[list[Any]] = []
+        for (key, n, month), values in sorted(totals.items()):
+            label, low, high = scales[(key, n)]
+            threshold = good_at if good_at is not None else (high - 1 if high else None)
+            good = sum(v >= threshold for v in values) if threshold is not None else 0
+            rows.append(
+                [
+                    month,
+                    rt.procedures[key].pack.title.text(locale),
+                    label,
+                    len(values),
+                    round(sum(values) / len(values), 2),
+                    "" if high is None else f"{low:g}–{high:g}" if low is not None else high,
+                    round(100 * good / len(values), 1) if threshold is not None else "",
+                ]
+            )
+        columns = (
+            ["月份", "程序", "评分项", "答复数", "平均分", "分值范围", "满意率%"]
+            if zh
+            else ["Month", "Procedure", "Score", "Answers", "Average", "Scale", "Good %"]
+        )
+        months = sorted({r[0] for r in rows})
+        series: dict[str, list[float]] = {}
+        for r in rows:
+            series.setdefault(f"{r[1]} · {r[2]}", [0.0] * len(months))[months.index(r[0])] = r[4]
+        chart = Chart(
+            title="平均满意度(按月)" if zh else "Average satisfaction by month",
+            labels=months,
+            series=series,
+            stacked=False,
+        )
+        notes = [] if rows else ["no scores in this period"]
+        return ReportResult(columns, rows, notes, chart)
+
+
 @hookimpl
 def kefu_reports() -> list[Any]:
-    return [ComplaintsMonthly(), OnTime(), Coverage()]
+    return [ComplaintsMonthly(), OnTime(), Coverage(), SatisfactionScores()]

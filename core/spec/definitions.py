@@ -150,6 +150,9 @@ class FieldDef(Strict):
     # the file name): MIME types or ``image/*``
     max_size: ByteSize | None = None
     max_files: int | None = Field(default=None, ge=1, le=100)  # with multiple: true
+    # a number the reports read as a score: ``satisfaction`` (the satisfaction-scores
+    # report averages every such field, whatever it is called)
+    score: Literal["satisfaction"] | None = None
     accept: list[Annotated[str, Field(pattern=MIME_RE)]] | None = None
 
     # the plugin field type behind ``type`` (None for a built-in), resolved at validation

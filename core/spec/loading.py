@@ -673,6 +673,16 @@ class _PackChecker:
                             key=True,
                         )
                     )
+            if f.score is not None and f.type not in ("integer", "number"):
+                self.out.append(
+                    self.doc.diag(
+                        ("fields", name, "score"),
+                        "K165",
+                        f"score: {f.score} is for integer or number fields, not {f.type}",
+                        "make the field type: integer (with min: and max:)",
+                        key=True,
+                    )
+                )
         for sname, sig in pack.signatures.items():
             loc: Loc = ("signatures", sname)
             self.field_refs(loc + ("covers",), sig.covers)

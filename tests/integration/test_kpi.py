@@ -80,3 +80,26 @@ def test_survey_coverage_of_closed_repairs(svc: CaseService) -> None:
     assert [r[1:] for r in rows] == [[2, 1, 50.0, 100.0, "否"]]  # the cancelled one counts
     only_closed = run_report(svc, "demo", "coverage", {**params, "ended": "closed"}).rows
     assert [r[1:] for r in only_closed] == [[1, 1, 100.0, 100.0, "是"]]
+
+
+def test_satisfaction_scores_from_marked_fields(svc: CaseService) -> None:
+    from tests.helpers import case_at_repair
+
+    wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+    for score in (5, 4, 2):
+        cid = case_at_repair(svc)
+        svc.act(
+            "demo", cid, "complete", li, {"hours_spent": 1, "result": "好", "resolved": True}, 3
+        )
+        svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 4)
+        svc.act(
+            "demo",
+            cid,
+            "record_survey",
+            wang,
+            {"survey_channel": "phone", "satisfaction": score},
+            5,
+        )
+    result = run_report(svc, "demo", "satisfaction-scores", {"procedure": "repair-desk"})
+    assert [r[2:] for r in result.rows] == [["满意度(1-5)", 3, 3.67, "1–5", 66.7]]
+    assert result.chart is not None and list(result.chart.series.values()) == [[3.67]]
