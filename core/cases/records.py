@@ -25,7 +25,7 @@ import sys
 import time
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,8 @@ WORDS = {
         "closed_entry": "关闭",
         "changed": "签字后修改",
         "signature_void": "签字作废",
+        "linked": "关联案件",
+        "link": "关系",
     },
     "en": {
         "case": "Number",
@@ -132,6 +134,8 @@ WORDS = {
         "closed_entry": "closed",
         "changed": "changed after signing",
         "signature_void": "signature void",
+        "linked": "Linked cases",
+        "link": "Link",
     },
 }
 
@@ -239,6 +243,7 @@ class RecordDoc:
     printed_at: str
     words: dict[str, str]
     qr: Markup = Markup("")  # the verification code as a QR code (inline SVG)
+    linked: list[dict[str, Any]] = field(default_factory=list)  # cases rules opened from it
 
 
 def qr_svg(text: str) -> Markup:
@@ -264,6 +269,19 @@ def _record_def(proc: CompiledProcedure, name: str) -> RecordDef:
     return rec
 
 
+def _linked(conn: Any, company_id: int, case_id: int) -> list[Any]:
+    """The cases rules opened from this one (``open_case``), oldest first."""
+    lk, c = t.case_link, t.case
+    return list(
+        conn.execute(
+            select(lk.c.link, c.c.number, c.c.procedure, c.c.status, c.c.step)
+            .join(c, c.c.id == lk.c.to_case_id)
+            .where(lk.c.company_id == company_id, lk.c.from_case_id == case_id)
+            .order_by(lk.c.id)
+        ).all()
+    )
+
+
 def _void_reason(proc: CompiledProcedure, reason: str | None, locale: str) -> str:
     # stored as "changed after signing: a, b" (field keys): printed with their labels
     if not reason or ":" not in reason:
@@ -286,6 +304,7 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
     with svc.db.read() as conn:
         sigs = signatures.of_case(conn, rt.id, case_id)
         uploads = attachments.case_uploads(conn, rt.id, case_id)
+        links = _linked(conn, rt.id, case_id)
     fields = []
     for fname in rec.fields:
         fdef = proc.pack.fields[fname]
@@ -363,6 +382,19 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
     form_numbers, revisions = cdef.records.form_numbers, cdef.records.revisions
     key = f"{proc.key}.{name}"
     code = code_for(last["hash"], name, case_id, last["seq"])
+    linked = []
+    for link in links:
+        child = rt.procedures.get(link.procedure)
+        step = child.pack.steps.get(link.step) if child else None
+        linked.append(
+            {
+                "link": link.link,
+                "number": link.number,
+                "procedure": child.pack.title.text(locale) if child else link.procedure,
+                "status": words.get(link.status, link.status),
+                "step": step.label.text(locale) if step else link.step,
+            }
+        )
     return RecordDoc(
         name=name,
         title=rec.title.text(locale),
@@ -389,6 +421,7 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
         printed_at=_local(svc.clock.now(), tz),
         words=words,
         qr=qr_svg(code),
+        linked=linked,
     )
 
 

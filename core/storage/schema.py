@@ -169,6 +169,7 @@ case_link = Table(
     Column("link", String(64), nullable=False),
     Column("rule_id", String(128)),
     Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_case_link_from", "company_id", "from_case_id"),  # a case's linked cases
 )
 
 journal = Table(

@@ -896,3 +896,35 @@ def test_a_broken_pack_template_is_a_located_diagnostic(tmp_path: Path) -> None:
     found = [d for d in diags if d.code == "K164"]
     assert lp is None and found, [d.format() for d in diags]
     assert found[0].file.endswith("records/meeting_record.html") and found[0].line == 3
+
+
+def test_a_record_lists_the_cases_opened_from_its_case(db: Any, tmp_path: Path) -> None:
+    from core.cases import records
+    from tests.integration.test_scenarios import write_linked_packs
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    write_linked_packs(rules)
+    text = (rules / "parent" / "procedure.yaml").read_text(encoding="utf-8")
+    (rules / "parent" / "procedure.yaml").write_text(
+        text + "records:\n  summary:\n    title: 汇总\n    fields: [summary]\n", encoding="utf-8"
+    )
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "co.yaml").write_text(
+        "kefu: 1\ncompany: co\nname: 公司\npeople: {ann: {name: 安, roles: [agent]}}\n"
+        "procedures: {parent: {}, child: {}}\n",
+        encoding="utf-8",
+    )
+    svc = service(db, rules=rules, config=config)
+    try:
+        ann = svc.actor("co", "ann")
+        cid = svc.open_case("co", "parent", ann, {"summary": "漏水"}).case.id
+        svc.act("co", cid, "finish", ann, {"escalate": True}, 1)
+        doc, html = records.render_html(svc, "co", cid, "summary")
+        assert [(x["link"], x["procedure"], x["step"]) for x in doc.linked] == [
+            ("follow-up", "Child", "Review")
+        ]
+        assert "关联案件" in html and doc.linked[0]["number"] in html
+    finally:
+        svc.close()

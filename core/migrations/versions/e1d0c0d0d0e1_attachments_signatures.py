@@ -1,4 +1,4 @@
-"""attachments and signatures
+"""attachments and signatures; a case's linked cases by index
 
 Revision ID: e1d0c0d0d0e1
 Revises: d3d0d0d0d0d3
@@ -21,7 +21,8 @@ Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
 def upgrade() -> None:
-    """Uploaded files (content in the attachment store) and signatures on cases."""
+    """Uploaded files (content in the attachment store), signatures on cases, and the
+    index a record reads a case's linked cases through."""
     op.create_table(
         'attachment',
         sa.Column('id', Id, autoincrement=True, nullable=False),
@@ -60,9 +61,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_signature')),
     )
     op.create_index('ix_signature_case', 'signature', ['company_id', 'case_id', 'name'], unique=False)
+    op.create_index('ix_case_link_from', 'case_link', ['company_id', 'from_case_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_case_link_from', table_name='case_link')
     op.drop_index('ix_signature_case', table_name='signature')
     op.drop_table('signature')
     op.drop_index('ix_attachment_unclaimed', table_name='attachment')
