@@ -19,6 +19,7 @@ instance  # api/models.py Problem
 current_version  # api/models.py Problem
 journal_omitted  # core/cases/records.py RecordDoc, read by record templates
 printed_at  # core/cases/records.py RecordDoc, read by record templates
+qr  # core/cases/records.py RecordDoc, read by record templates
 # Litestar: controller settings, middleware and plugin protocol methods
 tags  # api/routes.py controllers
 dependencies  # api/routes.py controllers
