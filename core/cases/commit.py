@@ -5,7 +5,9 @@ Opening a case, a staff action, a timer or schedule firing, and a case opened by
 
 1. **permission** — the actor holds a role that may open / take the action (system
    changes skip it); then the version the actor saw, then whether the action is there;
-2. **form** — submitted values coerced and checked against the step's form;
+2. **form** — submitted values coerced and checked against the step's form; uploads
+   named in attachment fields resolved (:mod:`core.cases.attachments`), the signature
+   an action gives worked out (:mod:`core.cases.signatures`);
 3. **transition** — the action's target step, and that step's role queue as assignees;
 4. **rules** — the pack's rules evaluated on the case's facts (a system change applies
    the effects it was given instead), effects applied to the :class:`Change` in the
@@ -17,7 +19,8 @@ Opening a case, a staff action, a timer or schedule firing, and a case opened by
    a ``closed`` journal entry, no running deadlines and no pending timers;
 7. **case row** — inserted, or updated where the version is still the one read (a row
    count other than one is a :class:`~core.errors.Conflict`);
-8. **journal** — the change's first entry, every effect's note, ``closed``;
+8. **journal** — the change's first entry, every effect's note, signatures voided and
+   given, ``closed``; uploads claimed and signatures written with it;
 9. **outbox** — messages queued by ``notify`` effects (sent after commit by the worker);
 10. **linked cases** — opened through this same pipeline, one level deeper;
 11. **deadlines and timers** — replayed from the journal (the entries just written are

@@ -928,3 +928,38 @@ def test_a_record_lists_the_cases_opened_from_its_case(db: Any, tmp_path: Path) 
         assert "关联案件" in html and doc.linked[0]["number"] in html
     finally:
         svc.close()
+
+
+def test_hostile_uploads_get_problems_not_500s(dsvc: CaseService, login: Any) -> None:
+    zhao = login("zhao")
+    url = "/api/v1/attachments/countersign/photos"
+    # a name with a NUL, control characters, a path and 600 characters: kept for display,
+    # cleaned (PostgreSQL refuses NUL in text)
+    name = "../../x\x00\x07" + "照" * 600 + ".png"
+    r = zhao.post(url, files={"file": (name, PNG, "image/png")})
+    assert r.status_code == 201, r.text
+    stored = r.json()["name"]
+    assert "\x00" not in stored and "/" not in stored and len(stored) <= 255
+    # an empty file, a polyglot of HTML with a PNG name, a body that is not multipart
+    problem(
+        zhao.post(url, files={"file": ("e.png", b"", "image/png")}), 415, "unsupported-media-type"
+    )
+    problem(
+        zhao.post(url, content=b"just bytes", headers={"Content-Type": "image/png"}),
+        422,
+        "invalid-input",
+    )
+    # an id that is not an upload, and an upload given to a field it was not made for
+    up = r.json()["id"]
+    r = zhao.post(
+        "/api/v1/cases",
+        json={"procedure": "countersign", "fields": {"subject": "x", "photos": [up + 1000]}},
+    )
+    body = problem(r, 422, "invalid-input")
+    assert "there is no upload" in body["errors"]["photos"]
+    r = zhao.post(
+        "/api/v1/cases",
+        json={"procedure": "countersign", "fields": {"subject": "x", "photos": ["a; drop"]}},
+    )
+    problem(r, 422, "invalid-input")
+    problem(zhao.get("/api/v1/attachments/0"), 422, "malformed-request")
