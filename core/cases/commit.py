@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from core.cases import attachments, deadlines, numbering, schedules, search, signatures
 from core.cases import journal as chain
@@ -44,7 +44,7 @@ from core.cases.events import CaseEvent, EventQueue
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound, Refused
 from core.rules.evaluator import Evaluator
 from core.spec.definitions import CompanyDef, ProcedureSettings
-from core.spec.effects import Assignee, Change, EffectType
+from core.spec.effects import BUILTIN_EFFECTS, Assignee, Change, EffectType, MoveArgs
 from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
 from core.spec.procedures import OPENING, CompiledProcedure, branch_id, required_id
@@ -96,6 +96,22 @@ _UPD_ASSIGNEES_DUE = Prepared(
     .values(due_at=bindparam("due"))
 )
 _INS_LINK = insert(t.case_link)
+_SEL_PARENTS = select(t.case_link.c.from_case_id, t.case_link.c.link).where(
+    t.case_link.c.company_id == bindparam("co"), t.case_link.c.to_case_id == bindparam("cid")
+)
+_COUNT_OPEN_CHILDREN = (
+    select(func.count())
+    .select_from(t.case_link)
+    .join(t.case, t.case.c.id == t.case_link.c.to_case_id)
+    .where(
+        t.case_link.c.company_id == bindparam("co"),
+        t.case_link.c.from_case_id == bindparam("pid"),
+        t.case_link.c.link == bindparam("link"),
+        t.case.c.status == "open",
+    )
+)
+#: the move a ``wait_for:`` step makes when the last of its linked cases closed
+WAIT_MOVE = next(e for e in BUILTIN_EFFECTS if e.name == "move")
 
 
 class ActionUnavailable(Conflict):
@@ -124,6 +140,15 @@ class CompanyRuntime:
     definition: CompanyDef
     procedures: dict[str, CompiledProcedure]  # current version per procedure key
     version_ids: dict[str, int]  # procedure key -> procedure_version.id of the current version
+    # whether a procedure has a step that waits for its linked cases (``wait_for:``)
+    waits: bool = False
+
+    def __post_init__(self) -> None:
+        self.waits = any(
+            st.wait_for is not None
+            for p in self.procedures.values()
+            for st in p.pack.steps.values()
+        )
 
 
 @dataclass
@@ -628,6 +653,8 @@ class Pipeline:
             )
         self._queue_events(d, case_id, now)
         linked = self._open_linked(d, case_id, depth)
+        if final and not was_closed and self.rt.waits:  # a parent waiting for its cases
+            self._parents_waiting(case_id, depth)
         if plan is not None:
             deadlines.schedule(self.conn, self.rt.id, case_id, plan)
             schedules.refresh_case(
@@ -855,6 +882,25 @@ class Pipeline:
             )
             out.append(child.case_id)
         return out
+
+    def _parents_waiting(self, case_id: int, depth: int) -> None:
+        """This case just closed: a case that opened it and waits at a ``wait_for:`` step
+        for its link moves on once none of those cases is open any more."""
+        for parent_id, link in self.conn.execute(
+            _SEL_PARENTS, {"co": self.rt.id, "cid": case_id}
+        ).all():
+            parent = self._row(parent_id)
+            proc = self.ctx.procedure_for_version(self.conn, parent.procedure_version_id)
+            wait = proc.step(parent.step).wait_for if parent.status == "open" else None
+            if wait is None or wait.link != link:
+                continue
+            still_open = self.conn.execute(
+                _COUNT_OPEN_CHILDREN, {"co": self.rt.id, "pid": parent_id, "link": link}
+            ).scalar()
+            if still_open or depth >= MAX_LINK_DEPTH:
+                continue
+            entry = {"kind": "linked_closed", "data": {"link": link, "last": case_id}}
+            self.system(parent_id, entry, [(WAIT_MOVE, MoveArgs(wait.to))], f"wait_for.{link}")
 
     def _open_unchecked(
         self, proc: CompiledProcedure, actor: Actor, values: Mapping[str, Any], depth: int

@@ -458,6 +458,14 @@ class ScheduleOverride(Strict):
     at: Annotated[str | None, Field(pattern=_HHMM)] = None
 
 
+class WaitDef(Strict):
+    """``wait_for:`` of a step: the case waits here for the cases it opened with
+    ``open_case: {link: …}``; when the last of them closes it moves ``to`` a step."""
+
+    link: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    to: Key
+
+
 class StepDef(Strict):
     """An entry of the pack's ``steps:``: who acts there, its actions, its own SLA."""
 
@@ -468,6 +476,7 @@ class StepDef(Strict):
     # actions of the pack's actions: (shared by several steps) offered here too
     use: list[Key] = []
     sla: StepSlaDef | None = None
+    wait_for: WaitDef | None = None
     source: str | None = None
 
 

@@ -367,7 +367,8 @@ class OpenCaseArgs(BaseModel):
     """``open_case: {procedure: pack, link: name, copy: {theirs: mine}, set: {theirs: value}}``
 
     ``copy`` copies this case's field values into the new case's fields; ``set`` gives
-    literal values.
+    literal values. ``for_each: <list field>`` opens one case per item of that list, and
+    ``copy`` may then name the item's fields as ``item.<field>``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -375,21 +376,51 @@ class OpenCaseArgs(BaseModel):
     link: str = Field(default="related", pattern=r"^[a-z0-9][a-z0-9_-]*$")
     copy_: dict[str, str] = Field(default={}, alias="copy")
     set: dict[str, Any] = {}
+    for_each: str | None = None
 
 
 def _check_open_case(args: OpenCaseArgs, pack: PackDef) -> list[Problem]:
     # the target pack is checked when the company's procedures are compiled
-    return [
-        Problem(("copy", target), "K106", f"unknown field '{source}'", _fields_hint(source, pack))
-        for target, source in args.copy_.items()
-        if source not in pack.fields
-    ]
+    out = []
+    each = pack.fields.get(args.for_each) if args.for_each else None
+    if args.for_each and (each is None or each.type != "list"):
+        out.append(
+            Problem(("for_each",), "K106", f"'{args.for_each}' is not a list field of this pack")
+        )
+    for target, source in args.copy_.items():
+        if source.startswith("item.") and each is not None and each.of is not None:
+            if source[5:] not in each.of:
+                out.append(
+                    Problem(("copy", target), "K106", f"the items have no field '{source[5:]}'")
+                )
+        elif source.startswith("item.") and args.for_each is None:
+            out.append(Problem(("copy", target), "K106", "item.<field> needs for_each:"))
+        elif not source.startswith("item.") and source not in pack.fields:
+            out.append(
+                Problem(
+                    ("copy", target),
+                    "K106",
+                    f"unknown field '{source}'",
+                    _fields_hint(source, pack),
+                )
+            )
+    return out
 
 
 def _apply_open_case(change: Change, args: OpenCaseArgs, rule_id: str) -> None:
-    fields = {target: change.fields.get(source) for target, source in args.copy_.items()}
-    fields.update(args.set)
-    change.linked.append(LinkedCaseDraft(args.procedure, args.link, fields, rule_id))
+    items: list[Any] = [None]
+    if args.for_each:
+        value = change.fields.get(args.for_each)
+        items = [it for it in value if isinstance(it, dict)] if isinstance(value, list) else []
+    for item in items:
+        fields = {
+            target: (item or {}).get(source[5:])
+            if source.startswith("item.")
+            else change.fields.get(source)
+            for target, source in args.copy_.items()
+        }
+        fields.update(args.set)
+        change.linked.append(LinkedCaseDraft(args.procedure, args.link, fields, rule_id))
 
 
 BUILTIN_EFFECTS: tuple[EffectType, ...] = (

@@ -925,7 +925,16 @@ class _PackChecker:
                             key=True,
                         )
                     )
-                if not step.final and not step.actions:
+                if step.wait_for is not None:
+                    self.ref(
+                        sloc + ("wait_for", "to"),
+                        step.wait_for.to,
+                        self.steps,
+                        "K105",
+                        "step",
+                        "steps in this pack",
+                    )
+                if not step.final and not step.actions and step.wait_for is None:
                     self.out.append(
                         doc.diag(
                             sloc,
@@ -1054,6 +1063,10 @@ class _PackChecker:
                     to = resolve(target)
                     if to is not None:
                         edges.setdefault(str(sname), set()).add(to)
+            wait = sdef.get("wait_for") if isinstance(sdef, dict) else None
+            to = resolve(wait.get("to")) if isinstance(wait, dict) else None
+            if to is not None:  # the last linked case closing moves the case on
+                edges.setdefault(str(sname), set()).add(to)
         seen = {start}
         rules = self.raw.get("rules")
         effect_lists = [

@@ -170,6 +170,7 @@ case_link = Table(
     Column("rule_id", String(128)),
     Column("created_at", UTCDateTime(), nullable=False),
     Index("ix_case_link_from", "company_id", "from_case_id"),  # a case's linked cases
+    Index("ix_case_link_to", "company_id", "to_case_id"),  # the cases that opened it
 )
 
 journal = Table(

@@ -36,6 +36,8 @@ def documents_rules(tmp: Path) -> Path:
         ROOT / "rules" / "repair-desk",
         ROOT / "tests" / "packs" / "countersign",
         ROOT / "tests" / "packs" / "retention",
+        ROOT / "tests" / "packs" / "handover-inspection",
+        ROOT / "tests" / "packs" / "rectification",
     ):
         link = rules / pack.name
         if not link.exists():
@@ -694,7 +696,7 @@ def test_document_queries_use_indexes(dsvc: CaseService, login: Any) -> None:
     from core.cases import exports, records
     from tests.integration import test_query_plans as plans
 
-    tables = ("kefu_case", "journal", "attachment", "signature")
+    tables = ("kefu_case", "journal", "attachment", "signature", "case_link")
     monkey = pytest.MonkeyPatch()
     monkey.setattr(plans, "BIG_TABLES", tables)
     monkey.setattr(plans, "SEQ_SCAN", re.compile(r"Seq Scan on (" + "|".join(tables) + r")\b"))
@@ -727,6 +729,13 @@ def test_document_queries_use_indexes(dsvc: CaseService, login: Any) -> None:
         ):
             pass
         attachments.sweep(dsvc, dsvc.clock.now())
+        inspector, contractor = dsvc.actor("docs", "zhao"), dsvc.actor("docs", "sun")
+        parent = dsvc.open_case("docs", "handover-inspection", inspector, {"unit": "1"}).case.id
+        res = dsvc.act(
+            "docs", parent, "record_defects", inspector, {"defects": [{"defect": "x"}]}, 1
+        )
+        dsvc.act("docs", res.linked[0], "fixed", contractor, {}, 1)
+        records.render_html(dsvc, "docs", parent, "inspection_record")
 
     try:
         problems = plans.explain_all(dsvc, work)
@@ -963,3 +972,35 @@ def test_hostile_uploads_get_problems_not_500s(dsvc: CaseService, login: Any) ->
     )
     problem(r, 422, "invalid-input")
     problem(zhao.get("/api/v1/attachments/0"), 422, "malformed-request")
+
+
+# -- sub-cases -----------------------------------------------------------------------------
+
+
+def test_one_case_per_defect_and_the_step_that_waits_for_them(dsvc: CaseService) -> None:
+    from core.cases import records
+
+    zhao, sun = dsvc.actor("docs", "zhao"), dsvc.actor("docs", "sun")
+    cid = dsvc.open_case("docs", "handover-inspection", zhao, {"unit": "3-1201"}).case.id
+    defects = [
+        {"room": "客厅", "defect": "墙面开裂"},
+        {"room": "主卧", "defect": "窗框渗水"},
+        {"room": "厨房", "defect": "地砖空鼓"},
+    ]
+    res = dsvc.act("docs", cid, "record_defects", zhao, {"defects": defects}, 1)
+    assert res.case.step == "rectify" and len(res.linked) == 3
+    children = [dsvc.get_case("docs", c) for c in res.linked]
+    assert sorted(c.fields["defect"] for c in children) == ["地砖空鼓", "墙面开裂", "窗框渗水"]
+    assert {c.fields["unit"] for c in children} == {"3-1201"}
+    # the contractor closes them in any order; the parent waits for the last one
+    for child in (children[2], children[0]):
+        dsvc.act("docs", child.id, "fixed", sun, {"fix_note": "已修复"}, child.version)
+        assert dsvc.get_case("docs", cid).step == "rectify"
+    dsvc.act("docs", children[1].id, "fixed", sun, {"fix_note": "已修复"}, children[1].version)
+    parent = dsvc.get_case("docs", cid)
+    assert parent.step == "reinspect"
+    entry = dsvc.journal("docs", cid)[-2]
+    assert entry["kind"] == "linked_closed" and entry["data"]["last"] == children[1].id
+    # the parent's record lists its children
+    doc, _ = records.render_html(dsvc, "docs", cid, "inspection_record")
+    assert [x["status"] for x in doc.linked] == ["已关闭"] * 3

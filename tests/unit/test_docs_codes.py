@@ -92,6 +92,7 @@ def test_every_key_of_packs_configs_and_effects_is_documented() -> None:
         d.RecordDef,
         d.SignatureDef,
         d.RetainDef,
+        d.WaitDef,
         d.AttachmentSettings,
         d.RecordSettings,
         d.Label,

@@ -62,9 +62,11 @@ def upgrade() -> None:
     )
     op.create_index('ix_signature_case', 'signature', ['company_id', 'case_id', 'name'], unique=False)
     op.create_index('ix_case_link_from', 'case_link', ['company_id', 'from_case_id'], unique=False)
+    op.create_index('ix_case_link_to', 'case_link', ['company_id', 'to_case_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_case_link_to', table_name='case_link')
     op.drop_index('ix_case_link_from', table_name='case_link')
     op.drop_index('ix_signature_case', table_name='signature')
     op.drop_table('signature')
