@@ -425,6 +425,32 @@ def read_checkpoints(path: Path | None = None) -> list[Checkpoint | str]:
     return out
 
 
+def entry_code_ok(company_id: int, r: Any, ring: Keyring | None = None) -> bool | None:
+    """Whether journal row ``r``'s stored code matches its content (an old-style entry:
+    its plain SHA-256); None when it was signed with a key the keyring does not hold.
+    One entry alone: the chain around it is :func:`verify`'s walk."""
+    if r.key_id is None:
+        return hmac.compare_digest(_legacy_hash(r.prev_hash, r), r.hash)
+    ring = ring or keyring()
+    if r.key_id not in ring.keys:
+        return None
+    header = _header(
+        company_id,
+        r.seq,
+        r.at,
+        r.actor,
+        r.kind,
+        r.case_id,
+        r.action,
+        r.rule_id,
+        r.procedure_version,
+        r.key_id,
+    )
+    facts_text = canonical_json(r.facts) if r.facts is not None else "null"
+    message = _message(r.prev_hash, header, canonical_json(r.data), facts_text, r.state)
+    return hmac.compare_digest(ring.mac(r.key_id, message), r.hash)
+
+
 def verify(
     conn: Connection,
     company_id: int,
@@ -462,7 +488,7 @@ def verify(
         if r.key_id is None:
             # an old-style entry is only valid before the first keyed one: else anyone
             # could rewrite the chain's end as plain SHA-256 entries
-            ok = not keyed and hmac.compare_digest(_legacy_hash(r.prev_hash, r), r.hash)
+            ok = not keyed and bool(entry_code_ok(company_id, r, ring))
         elif r.key_id not in ring.keys:
             bad(
                 r.seq,
@@ -472,21 +498,7 @@ def verify(
             )
             ok = True
         else:
-            header = _header(
-                company_id,
-                r.seq,
-                r.at,
-                r.actor,
-                r.kind,
-                r.case_id,
-                r.action,
-                r.rule_id,
-                r.procedure_version,
-                r.key_id,
-            )
-            facts_text = canonical_json(r.facts) if r.facts is not None else "null"
-            message = _message(r.prev_hash, header, canonical_json(r.data), facts_text, r.state)
-            ok = hmac.compare_digest(ring.mac(r.key_id, message), r.hash)
+            ok = bool(entry_code_ok(company_id, r, ring))
         if not ok:
             bad(
                 r.seq,

@@ -21,7 +21,6 @@ import datetime as dt
 import hashlib
 import io
 import re
-import sys
 import time
 import zoneinfo
 from collections.abc import Mapping
@@ -31,7 +30,6 @@ from typing import Any
 
 import segno
 from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 from sqlalchemy import func, select
 
@@ -41,6 +39,7 @@ from core.cases.service import CaseService
 from core.errors import InvalidInput, NotFound
 from core.spec.definitions import FieldDef, RecordDef
 from core.spec.procedures import CompiledProcedure
+from core.spec.templates import TemplateLimit, bounded_environment, render_bounded
 from core.storage import schema as t
 
 DEFAULT_TEMPLATE = Path(__file__).with_name("record.html")
@@ -138,10 +137,6 @@ WORDS = {
         "link": "Link",
     },
 }
-
-
-class RenderLimit(Exception):
-    """A record template ran too long or wrote too much."""
 
 
 def _words(locale: str) -> dict[str, str]:
@@ -427,7 +422,9 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
 
 # -- templates, bounded ---------------------------------------------------------------------
 
-ENV = SandboxedEnvironment(autoescape=True, keep_trailing_newline=False)
+# the sandbox and the limits of every template kefu renders (core.spec.templates), with
+# HTML escaping; a record's own bounds are larger than a message's
+ENV = bounded_environment(autoescape=True)
 
 
 def _css_string(value: Any) -> Markup:
@@ -445,23 +442,6 @@ def _css_string(value: Any) -> Markup:
 ENV.filters["css"] = _css_string
 
 
-def _deadline_tracer(deadline: float) -> Any:
-    """A trace function that stops template code (and only it) once ``deadline`` passed:
-    an empty nested loop writes nothing, so counting output alone would not stop it."""
-
-    def local(frame: Any, event: str, arg: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise RenderLimit(f"the record template ran longer than {RENDER_SECONDS:g} s")
-        return local
-
-    def trace(frame: Any, event: str, arg: Any) -> Any:
-        if event == "call" and frame.f_code.co_filename.endswith((".html", "<template>")):
-            return local
-        return None
-
-    return trace
-
-
 def render_html_source(source: str, doc: RecordDoc) -> str:
     """Render template ``source`` for ``doc`` within the time and size bounds."""
     if len(source) > MAX_TEMPLATE:
@@ -470,23 +450,15 @@ def render_html_source(source: str, doc: RecordDoc) -> str:
         template = ENV.from_string(source)
     except TemplateError as exc:
         raise InvalidInput(f"the record template cannot be read: {exc}") from None
-    parts: list[str] = []
-    size = 0
-    old = sys.gettrace()
-    sys.settrace(_deadline_tracer(time.monotonic() + RENDER_SECONDS))
+    deadline = time.monotonic() + RENDER_SECONDS
     try:
-        for chunk in template.generate(doc=doc, w=doc.words):
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise RenderLimit(f"the record is larger than {MAX_OUTPUT} characters")
-            parts.append(chunk)
-    except RenderLimit as exc:
-        raise InvalidInput(str(exc)) from None
+        return render_bounded(
+            template, {"doc": doc, "w": doc.words}, deadline, MAX_OUTPUT, RENDER_SECONDS
+        )
+    except TemplateLimit as exc:
+        raise InvalidInput(f"the record template: {exc}") from None
     except TemplateError as exc:  # a sandbox refusal, an undefined name
         raise InvalidInput(f"the record template failed: {exc}") from None
-    finally:
-        sys.settrace(old)
-    return "".join(parts)
 
 
 def template_source(svc: CaseService, company: str, procedure: str, name: str) -> str:
@@ -561,20 +533,10 @@ def verify(svc: CaseService, company: str, code: str, record: str | None = None)
         ).scalar()
     if entry is None or entry.case_id != case_id:
         return Verification(False, "no such record was printed from this company's journal")
-    part = chain.hashed_part(
-        rt.id,
-        entry.seq,
-        entry.at,
-        entry.actor,
-        entry.kind,
-        entry.case_id,
-        entry.action,
-        entry.rule_id,
-        entry.procedure_version,
-        entry.data,
-        entry.facts,
-    )
-    if chain.entry_hash(entry.prev_hash, part) != entry.hash:
+    intact = chain.entry_code_ok(rt.id, entry)
+    if intact is None:
+        return Verification(False, f"journal entry {seq} is signed with a key this server lacks")
+    if not intact:
         return Verification(False, f"journal entry {seq} was changed after it was written")
     view = svc.get_case(company, case_id)
     proc = svc.pinned(view)

@@ -73,8 +73,15 @@ def _range(*args: int) -> range:
     return numbers
 
 
-ENV = _BoundedEnvironment(autoescape=False, keep_trailing_newline=False)
-ENV.globals["range"] = _range
+def bounded_environment(*, autoescape: bool) -> SandboxedEnvironment:
+    """A sandbox with the limits of this module (``*``/``**`` checked, ``range()`` of at
+    most :data:`MAX_RANGE` numbers), for every template kefu renders (records too)."""
+    env = _BoundedEnvironment(autoescape=autoescape, keep_trailing_newline=False)
+    env.globals["range"] = _range
+    return env
+
+
+ENV = bounded_environment(autoescape=False)
 
 
 @pass_context
@@ -156,8 +163,17 @@ def _loop_depth(loop: nodes.For) -> int:
 
 
 def _bounded(source: str, context: Mapping[str, Any], deadline: float) -> str:
-    """Render within the deadline and :data:`MAX_OUTPUT`: the output is taken chunk by
-    chunk, and a trace function stops template code that loops without writing."""
+    """Render a message text within the deadline and :data:`MAX_OUTPUT`."""
+    return render_bounded(_compiled(source), context, deadline, MAX_OUTPUT, MAX_SECONDS)
+
+
+def render_bounded(
+    template: Any, context: Mapping[str, Any], deadline: float, max_output: int, seconds: float
+) -> str:
+    """Render ``template`` (of a :func:`bounded_environment`) by ``deadline`` (a
+    ``time.monotonic()`` instant, ``seconds`` after the start) and within ``max_output``
+    characters, or raise :class:`TemplateLimit`: the output is taken chunk by chunk, and
+    a trace function stops template code that loops without writing."""
     previous = sys.gettrace()
     count = 0
 
@@ -165,19 +181,19 @@ def _bounded(source: str, context: Mapping[str, Any], deadline: float) -> str:
         nonlocal count
         count += 1
         if count % 256 == 0 and time.monotonic() > deadline:
-            raise TemplateLimit(f"rendering took more than {MAX_SECONDS:g} s")
+            raise TemplateLimit(f"rendering took more than {seconds:g} s")
         return tracer
 
     parts: list[str] = []
     size = 0
     sys.settrace(tracer)
     try:
-        for chunk in _compiled(source).generate(**context):
+        for chunk in template.generate(**context):
             size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise TemplateLimit(f"the text is longer than {MAX_OUTPUT} characters")
+            if size > max_output:
+                raise TemplateLimit(f"the text is longer than {max_output} characters")
             if time.monotonic() > deadline:
-                raise TemplateLimit(f"rendering took more than {MAX_SECONDS:g} s")
+                raise TemplateLimit(f"rendering took more than {seconds:g} s")
             parts.append(chunk)
     finally:
         sys.settrace(previous)

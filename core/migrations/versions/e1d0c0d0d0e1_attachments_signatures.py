@@ -1,7 +1,7 @@
 """attachments and signatures; a case's linked cases by index
 
 Revision ID: e1d0c0d0d0e1
-Revises: d4d0d0d0d0d4
+Revises: e1e0e0e0e0e1
 Create Date: 2026-12-03 16:30:00
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 import core.storage.schema
 
 revision: str = 'e1d0c0d0d0e1'
-down_revision: Union[str, Sequence[str], None] = 'd4d0d0d0d0d4'
+down_revision: Union[str, Sequence[str], None] = 'e1e0e0e0e0e1'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
