@@ -22,6 +22,7 @@ from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
 from api.routes import ROUTES, provide_actor
 from api.swagger import LocalSwaggerRenderPlugin
+from api.web import template_config, web_routes
 from core.cases.service import CaseService
 from core.runtime.bootstrap import build_service
 from core.runtime.plugins import installed
@@ -90,9 +91,11 @@ def create_app(
             *auth_routes,
             *ROUTES,
             *documents.ROUTES,
+            *web_routes(svc, settings),
             *plugin_routes,
             *(extra_routes or []),
         ],
+        template_config=template_config(),
         # every route, a plugin's too, may declare these: ``actor`` is the signed-in person
         # in the request's company (the scope everything it shows must stay within)
         dependencies={

@@ -6,6 +6,7 @@
                               (--demo: the config's people as users, once)
     kefu worker [--once]      fire due timers and schedules, deliver the outbox
     kefu deadlines NUMBER     explain a case's deadlines
+    kefu diagram PACK         draw a procedure as an SVG swim-lane diagram
     kefu audit verify         check every company's journal hash chain
     kefu records render NUMBER RECORD   a case's record as PDF or HTML
     kefu records verify CODE  check a printed record's verification code
@@ -44,6 +45,7 @@ from core.runtime.plugins import PluginError, installed
 from core.runtime.worker import Worker
 from core.spec.catalog import load_catalog, pack_dirs, rules_dir_default
 from core.spec.diagnostics import Diagnostics
+from core.spec.diagram import procedure_svg
 from core.spec.loading import effect_registry, load_company, load_pack
 from core.storage import schema as t
 from core.storage.db import Database
@@ -418,6 +420,42 @@ def retention(
             + ", ".join(item.fields)
         )
     click.echo(f"{len(found)} case(s)" + (" due (dry run: nothing changed)" if dry_run else ""))
+
+
+@cli.command()
+@click.argument("pack")
+@click.option("--locale", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write the SVG here (default: standard output)",
+)
+@click.option(
+    "--rules", "rules_dir", type=click.Path(path_type=Path), default=None, help="packs folder"
+)
+def diagram(pack: str, locale: str, output: Path | None, rules_dir: Path | None) -> None:
+    """Draw the procedure PACK (its key, or a pack folder) as an SVG swim-lane diagram:
+    roles as lanes, steps as boxes, actions as arrows. The staff pages show the same."""
+    path = Path(pack)
+    if path.is_dir() or path.name.endswith(".yaml"):
+        loaded, diags = load_pack(path, effect_registry(installed()), extensions=installed())
+    else:
+        cat = load_catalog(rules_dir, Path("/nonexistent"), extensions=installed())
+        loaded, diags = cat.packs.get(pack), Diagnostics()
+        if loaded is None:
+            known = ", ".join(sorted(cat.packs)) or "none"
+            raise click.ClickException(f"no pack '{pack}' (packs: {known})")
+    if loaded is None:
+        _echo_diags(diags)
+        raise click.ClickException(f"the pack at {pack} has errors")
+    svg = procedure_svg(loaded.pack, locale)
+    if output is None:
+        click.echo(svg, nl=False)
+    else:
+        output.write_text(svg, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
 
 
 @cli.group()

@@ -296,3 +296,48 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
             if i in rows
         ]
     return CasePage(items, total, limit, offset, total_exact=exact)
+
+
+def linked_cases(svc: CaseService, company: str, case_id: int) -> list[dict[str, Any]]:
+    """The cases linked to a case, either way: ``direction`` ``to`` (this case opened it,
+    e.g. complaint → 8D) or ``from``; with the link's name, the rule that made it, and the
+    other case's id, number, procedure and status."""
+    rt = svc.company(company)
+    link, c = t.case_link, t.case
+    out: list[dict[str, Any]] = []
+    with svc.db.read() as conn:
+        for direction, mine, other in (
+            ("to", link.c.from_case_id, link.c.to_case_id),
+            ("from", link.c.to_case_id, link.c.from_case_id),
+        ):
+            rows = conn.execute(
+                select(link.c.link, link.c.rule_id, c.c.id, c.c.number, c.c.procedure, c.c.status)
+                .join(c, c.c.id == other)
+                .where(link.c.company_id == rt.id, mine == case_id, c.c.company_id == rt.id)
+                .order_by(link.c.id)
+            ).all()
+            out += [{"direction": direction, **r._mapping} for r in rows]
+    return out
+
+
+def workload(svc: CaseService, actor: Actor, now: dt.datetime) -> list[dict[str, Any]]:
+    """Who has what: per person (and per role or department queue) the open cases assigned
+    to them in the procedures ``actor`` may read, and how many of those are past due."""
+    rt = svc.company(actor.company)
+    procs = readable_procedures(svc, rt, actor)
+    if not procs:
+        return []
+    a = t.case_assignee
+    query = (
+        select(
+            a.c.kind,
+            a.c.ref,
+            func.count().label("open"),
+            func.count().filter(a.c.due_at < now).label("overdue"),
+        )
+        .where(a.c.company_id == rt.id, a.c.procedure.in_(procs))
+        .group_by(a.c.kind, a.c.ref)
+        .order_by(a.c.kind, func.count().desc(), a.c.ref)
+    )
+    with svc.db.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(query).all()]

@@ -1,0 +1,120 @@
+"""What every page's template gets, and the answers pages share (redirects, error pages).
+
+Pages run the case service's blocking calls in a worker thread (:func:`blocking`), read
+forms with :func:`form_of`, and answer through :func:`page`, which adds the CSRF cookie
+and the helpers the templates use: ``t`` (the page's language), ``L`` (a pack label in
+it), ``local`` (an instant in the company's zone) and ``rel`` ("due in 3 h").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio.to_thread
+from litestar import Request, Response
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+
+from api.web import i18n
+from api.web.security import Csrf
+
+T = TypeVar("T")
+
+
+@dataclass
+class PageSettings:
+    """How the pages run: cookies Secure or not (the API's ``AuthSettings.cookie_secure``)."""
+
+    cookie_secure: bool
+    session_cookie: str
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call (the case service, the database) off the event loop."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+async def form_of(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    """The posted form, every input with all its values (check boxes send several)."""
+    data = await request.form()
+    out: dict[str, list[str]] = {}
+    for key, value in data.multi_items():
+        if isinstance(value, str):
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def first(form: dict[str, list[str]], key: str) -> str | None:
+    values = form.get(key)
+    return values[0] if values else None
+
+
+@dataclass
+class Look:
+    """The language and time zone a page is drawn in."""
+
+    locale: str
+    tz: dt.tzinfo
+    now: dt.datetime
+
+    def helpers(self) -> dict[str, Any]:
+        return {
+            "lang": self.locale,
+            "t": functools.partial(i18n.gettext, self.locale),
+            "L": lambda value: i18n.label(value, self.locale),
+            "local": lambda moment: i18n.local(moment, self.tz),
+            "rel": lambda moment: i18n.relative(moment, self.now, self.locale),
+            "now": self.now,
+        }
+
+
+def look(request: Request[Any, Any, Any], company_locale: str, timezone: str, now: Any) -> Look:
+    locale = i18n.choose(request.cookies.get(i18n.LANG_COOKIE), company_locale)
+    return Look(locale, zoneinfo.ZoneInfo(timezone), now)
+
+
+def page(
+    request: Request[Any, Any, Any],
+    settings: PageSettings,
+    name: str,
+    lk: Look,
+    status: int = 200,
+    cookies: list[Cookie] | None = None,
+    **context: Any,
+) -> Template:
+    """Render ``name`` with the common helpers and a CSRF token for its forms."""
+    csrf = Csrf(request, settings.cookie_secure)
+    return Template(
+        template_name=name,
+        context={**lk.helpers(), "csrf": csrf.token, "path": request.url.path, **context},
+        status_code=status,
+        cookies=[*csrf.cookie(), *(cookies or [])],
+        media_type="text/html",
+    )
+
+
+def csrf_ok(request: Request[Any, Any, Any], settings: PageSettings, form: dict[str, Any]) -> bool:
+    return Csrf(request, settings.cookie_secure).valid(first(form, "_csrf"))
+
+
+def see_other(location: str, cookies: list[Cookie] | None = None) -> Response[Any]:
+    """Post/redirect/get: 303 to ``location`` (a path of this server)."""
+    return Redirect(path=location, status_code=303, cookies=cookies or [])
+
+
+def safe_next(target: str | None, default: str = "/web/inbox") -> str:
+    """Where to go after signing in: a path of the pages, never another site."""
+    if not target or not target.startswith("/web/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def login_url(request: Request[Any, Any, Any]) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/web/login?next=" + quote(safe_next(target), safe="/")

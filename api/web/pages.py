@@ -1,0 +1,658 @@
+"""The staff pages under ``/web``: sign-in, inbox, case list, opening a case, the case page
+with its action forms, procedures with their diagram, and the dispatch board.
+
+Every page is drawn on the server and works without JavaScript. Each change goes through
+the same case service as the API (``svc.open_case`` / ``svc.act``), whose validators
+answer field by field; a page shows those answers beside the fields, and a stale version
+(409) redraws the case as it is now with what changed and what the user typed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import Cookie
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
+from litestar.response import Template
+
+from api.auth import (
+    AuthSettings,
+    Credential,
+    LoginIn,
+    Principal,
+    Unauthenticated,
+    login,
+)
+from api.routes import provide_actor
+from api.web import i18n
+from api.web.context import (
+    Look,
+    PageSettings,
+    blocking,
+    csrf_ok,
+    first,
+    form_of,
+    look,
+    login_url,
+    page,
+    safe_next,
+    see_other,
+)
+from api.web.security import HEADERS
+from api.web.widgets import PREFIX, Typed, read_form, table_rows, widget_for
+from core.cases.queries import (
+    CaseFilter,
+    can_read,
+    inbox,
+    linked_cases,
+    list_cases,
+    readable_procedures,
+    require_read,
+    workload,
+)
+from core.cases.service import Actor, CaseService, CaseView
+from core.errors import Conflict, InvalidInput, KefuError, NotAllowed, NotFound, Refused
+from core.spec.diagram import procedure_svg
+from core.spec.forms import ordered
+from core.storage import schema as t
+
+PAGE_SIZE = 25
+TABS = ("roles", "mine", "overdue")
+
+
+@dataclass
+class Staff:
+    """The signed-in person on a page: actor, company runtime and how to draw for them."""
+
+    actor: Actor
+    principal: Principal
+    look: Look
+    company_name: str
+
+
+def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
+    """The ``/web`` router for ``svc`` (sessions as the API's ``auth`` settings)."""
+    settings = PageSettings(auth.cookie_secure, auth.cookie_name)
+
+    def staff(request: Request[Any, Any, Any]) -> Staff:
+        actor = provide_actor(request, svc)
+        rt = svc.company(actor.company)
+        c = rt.definition
+        lk = look(request, c.locale, c.timezone, svc.clock.now())
+        return Staff(actor, request.user, lk, i18n.label(c.name, lk.locale))
+
+    def render(
+        request: Request[Any, Any, Any],
+        me: Staff | None,
+        name: str,
+        status: int = 200,
+        cookies: list[Cookie] | None = None,
+        **context: Any,
+    ) -> Template:
+        lk = me.look if me else _default_look(request)
+        return page(request, settings, name, lk, status, cookies, me=me, **context)
+
+    def _default_look(request: Request[Any, Any, Any]) -> Look:
+        first_company = next(iter(svc.companies.values()), None)
+        d = first_company.definition if first_company else None
+        return look(
+            request,
+            d.locale if d else "zh-CN",
+            d.timezone if d else "Asia/Shanghai",
+            svc.clock.now(),
+        )
+
+    # -- errors: a page, never a problem document or a traceback ------------------------
+    def on_unauthenticated(request: Request[Any, Any, Any], exc: Unauthenticated) -> Response[Any]:
+        if request.method == "GET":
+            return see_other(login_url(request))
+        return render(request, None, "login.html", status=401, error=exc.message, next="")
+
+    def on_error(request: Request[Any, Any, Any], exc: KefuError) -> Response[Any]:
+        return render(request, None, "error.html", status=exc.status, message=exc.message)
+
+    def on_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return render(request, None, "error.html", status=404, message="Not found")
+
+    # -- signing in and out ------------------------------------------------------------
+    @get("/login", exclude_from_auth=True, sync_to_thread=False)
+    def login_page(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Template:
+        return render(request, None, "login.html", next=safe_next(next))
+
+    @post("/login", exclude_from_auth=True, status_code=303)
+    async def login_post(request: Request[Any, Any, Any]) -> Response[Any]:
+        form = await form_of(request)
+        target = safe_next(first(form, "next"))
+        if not csrf_ok(request, settings, form):
+            return render(request, None, "login.html", status=403, expired=True, next=target)
+        username = (first(form, "username") or "").strip()
+        password = first(form, "password") or ""
+        company = (first(form, "company") or "").strip() or None
+        if not username or not password or len(username) > 64 or len(password) > 1024:
+            return render(
+                request,
+                None,
+                "login.html",
+                status=422,
+                error="wrong username or password",
+                username=username[:64],
+                next=target,
+            )
+        try:
+            _, raw = await blocking(
+                login,
+                svc,
+                auth,
+                LoginIn(username, password, company),
+                request.cookies.get(settings.session_cookie),
+            )
+        except KefuError as exc:
+            return render(
+                request,
+                None,
+                "login.html",
+                status=exc.status,
+                error=exc.message,
+                username=username,
+                companies=exc.details.get("errors", {}).get("company"),
+                next=target,
+            )
+        cookie = Cookie(
+            key=settings.session_cookie,
+            value=raw,
+            path="/",
+            max_age=int(auth.absolute_timeout.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=settings.cookie_secure,
+        )
+        return see_other(target, cookies=[cookie])
+
+    @post("/logout", status_code=303)
+    async def logout_post(request: Request[Principal, Credential, Any]) -> Response[Any]:
+        form = await form_of(request)
+        if not csrf_ok(request, settings, form):
+            return render(request, None, "error.html", status=403, message="expired")
+        cred = request.auth
+        if cred.kind == "session":
+            await blocking(_end_session, svc, cred.ref)
+        gone = Cookie(key=settings.session_cookie, value="", path="/", max_age=0)
+        return see_other("/web/login", cookies=[gone])
+
+    @get("/lang/{code:str}", exclude_from_auth=True, sync_to_thread=False)
+    def set_language(code: FromPath[str], next: FromQuery[str | None] = None) -> Response[Any]:
+        cookies = []
+        if code in i18n.LOCALES:
+            cookies.append(
+                Cookie(key=i18n.LANG_COOKIE, value=code, path="/", max_age=365 * 86400)
+            )
+        target = next if next and next.startswith("/portal/") else safe_next(next)
+        return see_other(target, cookies=cookies)
+
+    # -- inbox and lists -----------------------------------------------------------------
+    @get(["/", ""], sync_to_thread=False)
+    def home() -> Response[Any]:
+        return see_other("/web/inbox")
+
+    @get("/inbox", sync_to_thread=True)
+    def inbox_page(
+        request: Request[Any, Any, Any],
+        tab: FromQuery[str] = "roles",
+    ) -> Template:
+        me = staff(request)
+        tab = tab if tab in TABS else "roles"
+        n = _page_number(request)
+        if tab == "mine":
+            flt = CaseFilter(
+                status="open",
+                assignee=f"person:{me.actor.username}",
+                limit=PAGE_SIZE,
+                offset=(n - 1) * PAGE_SIZE,
+            )
+            result = list_cases(svc, me.actor, flt)
+            items, total = result.items, result.total
+        elif tab == "overdue":
+            # the inbox is ordered by the nearest deadline: the breached ones come first
+            result = inbox(svc, me.actor, limit=200)
+            items = [v for v in result.items if v.next_due_at and v.next_due_at < me.look.now]
+            total = len(items)
+            items = items[(n - 1) * PAGE_SIZE : n * PAGE_SIZE]
+        else:
+            result = inbox(svc, me.actor, limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
+            items, total = result.items, result.total
+        return render(
+            request,
+            me,
+            "inbox.html",
+            tab=tab,
+            rows=[_row(svc, v) for v in items],
+            pager=_pager(request, n, total),
+        )
+
+    @get("/cases", sync_to_thread=True)
+    def cases_page(
+        request: Request[Any, Any, Any],
+        procedure: FromQuery[str | None] = None,
+        step: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+    ) -> Template:
+        me = staff(request)
+        rt = svc.company(me.actor.company)
+        n = _page_number(request)
+        procs = {k: rt.procedures[k] for k in readable_procedures(svc, rt, me.actor)}
+        problems: dict[str, str] = {}
+        if procedure and procedure not in procs:
+            problems["procedure"] = "unknown procedure"
+            procedure = None
+        if status not in (None, "", "open", "closed"):
+            problems["status"] = "open or closed"
+            status = None
+        q = (q or "").strip()[:200] or None
+        flt = CaseFilter(
+            procedure=procedure or None,
+            step=step or None,
+            status=status or None,
+            q=q,
+            limit=PAGE_SIZE,
+            offset=(n - 1) * PAGE_SIZE,
+        )
+        try:
+            result = list_cases(svc, me.actor, flt)
+            rows, total = [_row(svc, v) for v in result.items], result.total
+        except InvalidInput as exc:
+            problems.update(exc.details.get("errors") or {"q": exc.message})
+            rows, total = [], 0
+        return render(
+            request,
+            me,
+            "cases.html",
+            rows=rows,
+            pager=_pager(request, n, total),
+            procedures=procs,
+            chosen={"procedure": procedure or "", "step": step or "", "status": status or ""},
+            q=q or "",
+            problems=problems,
+        )
+
+    # -- opening a case ---------------------------------------------------------------------
+    @get("/new", sync_to_thread=True)
+    def new_page(request: Request[Any, Any, Any]) -> Template:
+        me = staff(request)
+        rt = svc.company(me.actor.company)
+        openable = {
+            k: p
+            for k, p in rt.procedures.items()
+            if any(svc.holds(me.actor, rt, k, r) for r in p.pack.open.role)
+        }
+        return render(request, me, "new.html", procedures=openable)
+
+    def _open_form(me: Staff, key: str) -> Any:
+        rt = svc.company(me.actor.company)
+        proc = rt.procedures.get(key)
+        if proc is None:
+            raise NotFound(f"procedure '{key}' is not enabled")
+        if not any(svc.holds(me.actor, rt, key, r) for r in proc.pack.open.role):
+            raise NotAllowed(f"opening a '{key}' case needs one of its opening roles")
+        return proc
+
+    @get("/new/{key:str}", sync_to_thread=True)
+    def open_page(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
+        me = staff(request)
+        proc = _open_form(me, key)
+        o = proc.pack.open
+        return render(
+            request,
+            me,
+            "open.html",
+            proc=proc,
+            form=_form(svc, me, proc, ordered(o.ask, o.require), list(o.require), {}, None, {}),
+        )
+
+    @post("/new/{key:str}", status_code=303)
+    async def open_post(request: Request[Any, Any, Any], key: FromPath[str]) -> Response[Any]:
+        typed = await form_of(request)
+        me = await blocking(staff, request)
+        proc = await blocking(_open_form, me, key)
+        o = proc.pack.open
+        names = ordered(o.ask, o.require)
+        if not csrf_ok(request, settings, typed):
+            errors, message = {}, "The form has expired; submit it again."
+        else:
+            values = read_form(proc.pack.fields, names, typed, me.look.tz)
+            try:
+                res = await blocking(svc.open_case, me.actor.company, key, me.actor, values)
+            except InvalidInput as exc:
+                errors, message = exc.details.get("errors") or {}, exc.message
+            except Refused as exc:
+                errors, message = {}, exc.message
+            else:
+                return see_other(f"/web/cases/{res.case.id}?done=1")
+        form = _form(svc, me, proc, names, list(o.require), {}, typed, errors)
+        return render(request, me, "open.html", status=422, proc=proc, form=form, message=message)
+
+    # -- the case page ------------------------------------------------------------------------
+    def case_context(
+        me: Staff,
+        case_id: int,
+        typed: Typed | None = None,
+        acting: str | None = None,
+        errors: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        view = svc.get_case(me.actor.company, case_id)
+        require_read(svc, me.actor, view)
+        proc = svc.pinned(view)
+        rt = svc.company(me.actor.company)
+        fields = proc.pack.fields
+        deadlines = [
+            {**d.as_dict(me.look.locale, me.look.tz), "due": d.due_at}
+            for d in svc.deadlines(me.actor.company, case_id)
+        ]
+        journal = svc.journal(me.actor.company, case_id)
+        actions = []
+        for a in svc.available_actions(me.actor.company, case_id, me.actor):
+            mine = a.name == acting
+            actions.append(
+                {
+                    "name": a.name,
+                    "label": a.label,
+                    "form": _form(
+                        svc,
+                        me,
+                        proc,
+                        a.ask,
+                        a.require,
+                        view.fields,
+                        typed if mine else None,
+                        errors if mine else {},
+                    ),
+                    "open": mine,
+                }
+            )
+        shown = [
+            (name, fields[name], _display(fields[name], view.fields.get(name), me.look))
+            for name in fields
+            if view.fields.get(name) not in (None, "", [])
+        ]
+        return {
+            "case": view,
+            "proc": proc,
+            "step": proc.step(view.step),
+            "shown": shown,
+            "assignees": [_assignee(rt, proc, a, me.look.locale) for a in view.assignees],
+            "deadlines": deadlines,
+            "journal": journal,
+            "last_seq": journal[-1]["seq"] if journal else 0,
+            "actions": actions,
+            "linked": linked_cases(svc, me.actor.company, case_id),
+            "can_read_linked": lambda key: key in rt.procedures
+            and can_read(svc, rt, me.actor, rt.procedures[key]),
+        }
+
+    @get("/cases/{case_id:int}", sync_to_thread=True)
+    def case_page(
+        request: Request[Any, Any, Any], case_id: FromPath[int], done: FromQuery[int] = 0
+    ) -> Template:
+        me = staff(request)
+        if not 1 <= case_id <= 2**62:
+            raise NotFound(f"case {case_id} not found")
+        return render(request, me, "case.html", done=bool(done), **case_context(me, case_id))
+
+    @post("/cases/{case_id:int}/actions/{action:str}", status_code=303)
+    async def act_post(
+        request: Request[Any, Any, Any], case_id: FromPath[int], action: FromPath[str]
+    ) -> Response[Any]:
+        typed = await form_of(request)
+        me = await blocking(staff, request)
+        if not 1 <= case_id <= 2**62:
+            raise NotFound(f"case {case_id} not found")
+        view = await blocking(svc.get_case, me.actor.company, case_id)
+        await blocking(require_read, svc, me.actor, view)
+        proc = await blocking(svc.pinned, view)
+        extra: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        if not csrf_ok(request, settings, typed):
+            extra["message"] = "The form has expired; submit it again."
+            status = 403
+        else:
+            raw_version = first(typed, "_version") or ""
+            version = int(raw_version) if raw_version.isdigit() else 0
+            step = proc.step(view.step)
+            act_def = step.actions.get(action)
+            names = ordered(act_def.ask, act_def.require) if act_def else []
+            values = read_form(proc.pack.fields, names, typed, me.look.tz)
+            try:
+                await blocking(
+                    svc.act, me.actor.company, case_id, action, me.actor, values, max(version, 1)
+                )
+            except Conflict as exc:
+                status = 409
+                seen = first(typed, "_seq") or "0"
+                extra.update(
+                    conflict=exc.message,
+                    seen_seq=int(seen) if seen.isdigit() else 0,
+                    typed_list=[
+                        (k[len(PREFIX) :], ", ".join(v))
+                        for k, v in typed.items()
+                        if k.startswith(PREFIX) and any(v)
+                    ],
+                )
+            except InvalidInput as exc:
+                status, errors = 422, dict(exc.details.get("errors") or {})
+                extra["message"] = exc.message
+            except Refused as exc:
+                status = 422
+                extra.update(message=exc.message, rule=exc.details.get("rule"))
+            else:
+                return see_other(f"/web/cases/{case_id}?done=1")
+        ctx = await blocking(case_context, me, case_id, typed, action, errors)
+        if "seen_seq" in extra:
+            extra["changes"] = [e for e in ctx["journal"] if e["seq"] > extra["seen_seq"]]
+            extra["action_gone"] = not any(a["name"] == action for a in ctx["actions"])
+        return render(request, me, "case.html", status=status, acting=action, **ctx, **extra)
+
+    # -- procedures and the diagram -----------------------------------------------------------
+    def _proc(me: Staff, key: str) -> Any:
+        rt = svc.company(me.actor.company)
+        proc = rt.procedures.get(key)
+        if proc is None or not can_read(svc, rt, me.actor, proc):
+            raise NotFound(f"procedure '{key}' not found")
+        return proc
+
+    @get("/procedures", sync_to_thread=True)
+    def procedures_page(request: Request[Any, Any, Any]) -> Template:
+        me = staff(request)
+        rt = svc.company(me.actor.company)
+        keys = readable_procedures(svc, rt, me.actor)
+        return render(request, me, "procedures.html", procedures={k: rt.procedures[k] for k in keys})
+
+    @get("/procedures/{key:str}", sync_to_thread=True)
+    def procedure_page(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
+        me = staff(request)
+        proc = _proc(me, key)
+        return render(request, me, "procedure.html", proc=proc)
+
+    @get("/procedures/{key:str}/diagram.svg", sync_to_thread=True)
+    def diagram(request: Request[Any, Any, Any], key: FromPath[str]) -> Response[bytes]:
+        me = staff(request)
+        proc = _proc(me, key)
+        svg = procedure_svg(proc.pack, me.look.locale)
+        return Response(
+            svg.encode(),
+            media_type="image/svg+xml",
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        )
+
+    # -- supervisors: who has what ---------------------------------------------------------------
+    @get("/board", sync_to_thread=True)
+    def board_page(request: Request[Any, Any, Any]) -> Template:
+        me = staff(request)
+        rt = svc.company(me.actor.company)
+        rows = workload(svc, me.actor, me.look.now)
+        people = rt.definition.people
+        return render(
+            request,
+            me,
+            "board.html",
+            rows=[
+                {**r, "name": people[r["ref"]].name if r["ref"] in people else r["ref"]}
+                for r in rows
+            ],
+        )
+
+    return Router(
+        path="/web",
+        route_handlers=[
+            login_page,
+            login_post,
+            logout_post,
+            set_language,
+            home,
+            inbox_page,
+            cases_page,
+            new_page,
+            open_page,
+            open_post,
+            case_page,
+            act_post,
+            procedures_page,
+            procedure_page,
+            diagram,
+            board_page,
+        ],
+        response_headers=HEADERS,
+        exception_handlers={
+            Unauthenticated: on_unauthenticated,
+            KefuError: on_error,
+            NotFoundException: on_not_found,
+        },
+        include_in_schema=False,
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _end_session(svc: CaseService, ref: str) -> None:
+    with svc.db.write() as conn:
+        conn.execute(t.user_session.delete().where(t.user_session.c.id == ref))
+
+
+def _page_number(request: Request[Any, Any, Any]) -> int:
+    raw = request.query_params.get("page", "1")
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 10_000 else 1
+
+
+def _pager(request: Request[Any, Any, Any], n: int, total: int) -> dict[str, Any]:
+    params = {k: v for k, v in request.query_params.items() if k != "page"}
+
+    def link(k: int) -> str:
+        return request.url.path + "?" + urlencode({**params, "page": k})
+
+    last = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    return {
+        "page": n,
+        "last": last,
+        "total": total,
+        "prev": link(n - 1) if n > 1 else None,
+        "next": link(n + 1) if n < last else None,
+    }
+
+
+def _row(svc: CaseService, v: CaseView) -> dict[str, Any]:
+    proc = svc.pinned(v)
+    return {"case": v, "title": proc.pack.title, "step": proc.step(v.step).label}
+
+
+def _assignee(rt: Any, proc: Any, ref: str, locale: str) -> str:
+    kind, _, name = ref.partition(":")
+    c = rt.definition
+    if kind == "role" and name in proc.pack.roles:
+        return i18n.label(proc.pack.roles[name].label, locale)
+    if kind == "department" and name in c.departments:
+        return i18n.label(c.departments[name].label, locale)
+    if kind == "person" and name in c.people:
+        return f"{c.people[name].name} ({name})"
+    return ref
+
+
+def _display(f: Any, value: Any, lk: Look) -> Any:
+    """A stored value as a reader sees it (a list field: rows of cells)."""
+    if f.type == "list" and isinstance(value, list):
+        subs = f.of or {}
+        return {
+            "columns": [(n, s.label) for n, s in subs.items()],
+            "rows": [
+                [_display(s, it.get(n), lk) for n, s in subs.items()]
+                for it in value
+                if isinstance(it, dict)
+            ],
+        }
+    if value is None:
+        return ""
+    if f.type == "boolean":
+        return i18n.gettext(lk.locale, "yes" if value else "no")
+    if f.type == "datetime":
+        return i18n.local(value, lk.tz)
+    if f.type == "choice" and f.choices:
+        items = value if isinstance(value, list) else [value]
+        return ", ".join(
+            i18n.label(f.choices[v], lk.locale) if v in f.choices else str(v) for v in items
+        )
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _form(
+    svc: CaseService,
+    me: Staff,
+    proc: Any,
+    names: list[str],
+    required: list[str],
+    current: Mapping[str, Any],
+    typed: Typed | None,
+    errors: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """The inputs of a form: per field its widget, label, value (typed, else stored for a
+    list field) and the validator's message."""
+    people = svc.company(me.actor.company).definition.people
+    out = []
+    for name in names:
+        f = proc.pack.fields[name]
+        w = widget_for(f)
+        key = PREFIX + name
+        if typed is not None and (key in typed or key + "._shown" in typed):
+            value: Any = typed.get(key, [])
+            value = value if f.multiple else (value[0] if value else "")
+        elif f.type == "list":
+            value = current.get(name)
+        else:
+            value = w.show(f, None, me.look.tz)
+        out.append(
+            {
+                "name": name,
+                "input": key,
+                "id": "f-" + name,
+                "def": f,
+                "macro": w.macro,
+                "value": value,
+                "required": name in required,
+                "error": errors.get(name),
+                "rows": table_rows(f, name, current.get(name), typed, me.look.tz)
+                if f.type == "list"
+                else None,
+                "people": people,
+            }
+        )
+    for name, message in errors.items():  # a problem with no input of its own
+        if name not in names:
+            out.append({"name": name, "macro": "orphan", "error": message, "def": None})
+    return out
+
+
+__all__ = ["build_pages"]
