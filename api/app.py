@@ -22,7 +22,7 @@ from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
 from api.routes import ROUTES, provide_actor
 from api.swagger import LocalSwaggerRenderPlugin
-from api.web import template_config, web_routes
+from api.web.site import template_config, web_routes
 from core.cases.service import CaseService
 from core.runtime.bootstrap import build_service
 from core.runtime.plugins import installed

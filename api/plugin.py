@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 
 @hookimpl
+def kefu_effect_types() -> list[Any]:
+    """``portal_link``: a one-time link for the customer, sent through the outbox."""
+    # imported when the registry asks: api.portal imports the case service and the web
+    # layer, which the plugin registry must not need while it is being built
+    from api.portal import PORTAL_LINK
+
+    return [PORTAL_LINK]
+
+
+@hookimpl
 def kefu_cli_commands(cli: Any) -> None:
     cli.add_command(serve)
     from api.auth_cli import register

@@ -1,39 +1,4 @@
-"""The bundled web pages: staff pages under ``/web``, the customer portal under ``/portal``,
-their style sheet under ``/static``. Server-rendered (Jinja, autoescaped), no script
-needed; see docs/web.md."""
-
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
-
-from litestar import Router, get
-from litestar.contrib.jinja import JinjaTemplateEngine
-from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
-
-from api.auth import AuthSettings
-from api.web.pages import build_pages
-from core.cases.service import CaseService
-
-HERE = Path(__file__).resolve().parent
-
-
-def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    """Jinja on the pages' templates; ``directory=`` keeps autoescape on for every file."""
-    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
-
-
-@get("/", exclude_from_auth=True, include_in_schema=False, sync_to_thread=False)
-def root() -> Redirect:
-    """The server's front door leads to the staff pages."""
-    return Redirect(path="/web/inbox", status_code=303)
-
-
-def web_routes(svc: CaseService, auth: AuthSettings) -> list[Any]:
-    """The routers of the pages, the portal and their static files."""
-    static: Router = create_static_files_router(
-        path="/static", directories=[HERE / "static"], opt={"exclude_from_auth": True}
-    )
-    return [root, static, build_pages(svc, auth)]
+"""The bundled web pages: staff pages under ``/web`` (:mod:`api.web.pages`), the customer
+portal under ``/portal`` (:mod:`api.portal`), their style sheet under ``/static``; wired by
+:mod:`api.web.site`. Server-rendered (Jinja, autoescaped), no script needed; see
+docs/web.md."""

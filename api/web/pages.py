@@ -9,6 +9,7 @@ answer field by field; a page shows those answers beside the fields, and a stale
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -618,9 +619,22 @@ def _form(
     typed: Typed | None,
     errors: Mapping[str, str],
 ) -> list[dict[str, Any]]:
+    people = svc.company(me.actor.company).definition.people
+    return form_inputs(people, proc, names, required, current, typed, errors, me.look.tz)
+
+
+def form_inputs(
+    people: Mapping[str, Any],
+    proc: Any,
+    names: list[str],
+    required: list[str],
+    current: Mapping[str, Any],
+    typed: Typed | None,
+    errors: Mapping[str, str],
+    tz: dt.tzinfo,
+) -> list[dict[str, Any]]:
     """The inputs of a form: per field its widget, label, value (typed, else stored for a
     list field) and the validator's message."""
-    people = svc.company(me.actor.company).definition.people
     out = []
     for name in names:
         f = proc.pack.fields[name]
@@ -632,7 +646,7 @@ def _form(
         elif f.type == "list":
             value = current.get(name)
         else:
-            value = w.show(f, None, me.look.tz)
+            value = w.show(f, None, tz)
         out.append(
             {
                 "name": name,
@@ -643,7 +657,7 @@ def _form(
                 "value": value,
                 "required": name in required,
                 "error": errors.get(name),
-                "rows": table_rows(f, name, current.get(name), typed, me.look.tz)
+                "rows": table_rows(f, name, current.get(name), typed, tz)
                 if f.type == "list"
                 else None,
                 "people": people,
@@ -655,4 +669,4 @@ def _form(
     return out
 
 
-__all__ = ["build_pages"]
+__all__ = ["build_pages", "form_inputs"]

@@ -658,6 +658,20 @@ class PersonDef(Strict):
 NUMBERING_RE = re.compile(r"\{(yyyy|yy|mm|dd|seq(?::0?\d+)?)\}")
 
 
+class PortalSettings(Strict):
+    """``portal:`` of a company's procedure: what customers may do without an account.
+
+    ``intake``: the public intake form (the opening form, less the ``fixed`` values the
+    portal sets itself, e.g. ``channel: web``) opens cases as ``role``, which must be one of
+    the pack's opening roles. ``contact``: the fields a tracking-number lookup compares
+    with what the customer types (their phone or e-mail)."""
+
+    intake: bool = False
+    role: Key = "customer"
+    fixed: dict[Key, Any] = {}
+    contact: list[Key] = []
+
+
 class ProcedureSettings(Strict):
     """How a company runs one pack: on or off, parameters, numbering, role holders."""
 
@@ -667,6 +681,7 @@ class ProcedureSettings(Strict):
     number_scheme: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = "pattern"
     roles: dict[Key, Holders] = {}
     schedules: dict[Key, ScheduleOverride] = {}
+    portal: PortalSettings | None = None
 
 
 class PluginSettings(Strict):

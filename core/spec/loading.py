@@ -1853,6 +1853,8 @@ def load_company(
                         key=True,
                     )
                 )
+        if settings.portal is not None:
+            diags.extend(_check_portal(doc, ploc + ("portal",), settings.portal, lp.pack, key))
         for sname, override in settings.schedules.items():
             sdef = lp.pack.schedules.get(sname)
             if sdef is None:
@@ -2076,3 +2078,30 @@ __all__ = [
     "load_pack",
     "pack_digest",
 ]
+
+
+def _check_portal(doc: Any, loc: Loc, portal: Any, pack: PackDef, key: str) -> list[Diagnostic]:
+    """``portal:`` of a company's procedure: its role opens cases, its fields exist."""
+    out = []
+    if portal.role not in pack.open.role:
+        out.append(
+            doc.diag(
+                loc + ("role",),
+                "K104",
+                f"the portal opens cases as '{portal.role}', which is not an opening role of {key}",
+                f"opening roles of {key}: {', '.join(pack.open.role)}",
+            )
+        )
+    for where, names in (("fixed", list(portal.fixed)), ("contact", portal.contact)):
+        for i, name in enumerate(names):
+            if name not in pack.fields:
+                out.append(
+                    doc.diag(
+                        loc + ((where, name) if where == "fixed" else (where, i)),
+                        "K106",
+                        f"unknown field '{name}'",
+                        _hint_for(name, pack.fields, f"fields of {key}"),
+                        key=where == "fixed",
+                    )
+                )
+    return out

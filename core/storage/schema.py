@@ -284,6 +284,42 @@ login_throttle = Table(
     Index("ix_login_throttle_window", "window_start"),
 )
 
+# The customer portal (api/portal.py). A link's token is never stored: the journal entry
+# that issued it keeps its SHA-256; a token exchanged for a portal session is recorded here,
+# once (the primary key makes a second use fail in any number of server processes).
+portal_token_used = Table(
+    "portal_token_used",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id"), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=False),
+)
+
+# A customer's short portal session (the cookie's SHA-256): one case, the actions its link
+# allows, a short life.
+portal_session = Table(
+    "portal_session",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("company_id", ForeignKey("company.id"), nullable=False),
+    Column("case_id", ForeignKey("kefu_case.id"), nullable=False),
+    Column("actions", Json, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_portal_session_expires", "expires_at"),
+)
+
+# Requests counted per key (e.g. "portal-status:<client address>") in a fixed window, in the
+# database so that every server process sees the same count.
+rate_limit = Table(
+    "rate_limit",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("count", Integer, nullable=False),
+    Index("ix_rate_limit_window", "window_start"),
+)
+
 # An API token for an integration, bound to one user in one company; stored hashed.
 api_token = Table(
     "api_token",

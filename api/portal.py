@@ -1,0 +1,634 @@
+"""The customer portal under ``/portal/<company>``: no account, three doors.
+
+- **Intake**: a public form per procedure the company publishes (``portal: {intake: true}``
+  in its config) opens a case through the case service, as the portal's role (``customer``),
+  with the opening form less the values the portal fixes itself; the answer is the case
+  number to track it by.
+- **Status**: the case number plus a contact the customer gave (phone or e-mail, the
+  ``portal.contact`` fields) shows where the case stands; a wrong number and a wrong
+  contact get the same answer.
+- **Links**: the ``portal_link`` effect (a rule's ``then:``) puts a one-time link into the
+  outbox, in the action's transaction. The token has 256 bits; only its SHA-256 is kept
+  (in the journal entry that issued it). Its first visit records it as used (a primary
+  key: one use across any number of server processes), checks expiry and that the case is
+  still at the step it was issued for, and exchanges it for a short portal session (an
+  HttpOnly cookie, hashed in the database) with a redirect to a clean URL, so the token
+  is neither in the address bar nor in a Referer (``Referrer-Policy: no-referrer``). The
+  session allows the link's actions on that one case, once.
+
+Every form post checks a CSRF token; intake, status lookups and link visits are rate
+limited per client address with counters in the database (:func:`allow`), so the limits
+hold across server processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import secrets
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import Cookie
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import Template
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from api.web.context import (
+    Look,
+    PageSettings,
+    blocking,
+    csrf_ok,
+    first,
+    form_of,
+    look,
+    page,
+    see_other,
+)
+from api.web.security import HEADERS
+from api.web.pages import form_inputs
+from api.web.widgets import read_form
+from core.cases.commit import Actor
+from core.cases.service import CaseService, CompanyRuntime
+from core.errors import Conflict, InvalidInput, KefuError, NotFound, Refused
+from core.spec.definitions import KEY_RE, PackDef
+from core.spec.effects import Change, EffectType, OutboxDraft, Problem
+from core.spec.forms import ordered
+from core.storage import schema as t
+
+PORTAL_ACTOR = "portal"
+SESSION_COOKIE = "kefu_portal"
+SESSION_LIFE = dt.timedelta(minutes=30)
+WINDOW = dt.timedelta(minutes=10)
+#: requests per client address and window, per door
+LIMITS = {"intake": 10, "status": 20, "link": 20}
+
+
+# -- rate limits in the database ----------------------------------------------------------------
+def allow(conn: Connection, key: str, limit: int, now: dt.datetime, window: dt.timedelta) -> bool:
+    """Count one request for ``key``; False once ``limit`` requests fell in this window.
+
+    One conditional UPDATE per request (a new window restarts the count), an INSERT the
+    first time: every server process counts on the same row, and no read-then-write race
+    lets a burst through.
+    """
+    rl = t.rate_limit
+    fresh = rl.c.window_start <= now - window
+    row = conn.execute(
+        update(rl)
+        .where(rl.c.key == key)
+        .values(
+            count=_case(fresh, 1, rl.c.count + 1),
+            window_start=_case(fresh, now, rl.c.window_start),
+        )
+        .returning(rl.c.count)
+    ).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(rl).values(key=key, window_start=now, count=1))
+            return True
+        except IntegrityError:  # another process inserted it first: count on its row
+            return allow(conn, key, limit, now, window)
+    return int(row.count) <= limit
+
+
+def _case(cond: Any, yes: Any, no: Any) -> Any:
+    return case((cond, yes), else_=no)
+
+
+def client_key(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# -- the portal_link effect -------------------------------------------------------------------------
+class PortalLinkArgs(BaseModel):
+    """``portal_link: {actions: [confirm, reopen], address: email, valid_hours: 168}``"""
+
+    model_config = ConfigDict(extra="forbid")
+    actions: list[str] = Field(min_length=1)
+    address: str = Field(pattern=KEY_RE)
+    channel: str = Field(default="default", pattern=r"^[a-z][a-z0-9_-]*$")
+    valid_hours: int = Field(default=168, ge=1, le=24 * 90)
+
+
+def _check_link(args: PortalLinkArgs, pack: PackDef) -> list[Problem]:
+    out = []
+    known = {a for s in pack.steps.values() for a in s.actions} | set(pack.actions)
+    for i, name in enumerate(args.actions):
+        if name not in known:
+            out.append(Problem(("actions", i), "K105", f"unknown action '{name}'"))
+    if args.address not in pack.fields:
+        out.append(Problem(("address",), "K106", f"unknown field '{args.address}'"))
+    return out
+
+
+def digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def public_url() -> str:
+    """Where customers reach this server (``KEFU_PUBLIC_URL``), for the links in messages."""
+    return os.environ.get("KEFU_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def _apply_link(change: Change, args: PortalLinkArgs, rule_id: str) -> None:
+    """Issue a one-time link for the customer: the token goes out in the message only."""
+    raw = secrets.token_urlsafe(32)
+    now = change.now or dt.datetime.now(dt.UTC)
+    expires = now + dt.timedelta(hours=args.valid_hours)
+    company = change.context.get("company")
+    key = company.company if company is not None else ""
+    path = f"/portal/{key}/t/{change.case_number}/{raw}"
+    change.note(
+        "portal-link",
+        rule_id,
+        digest=digest(raw),
+        actions=list(args.actions),
+        step=change.step,
+        expires_at=expires.astimezone(dt.UTC).isoformat(),
+    )
+    locale = company.locale if company is not None else "zh-CN"
+    subject = (
+        f"{change.case_number}: please confirm"
+        if locale == "en"
+        else f"{change.case_number}:请确认处理结果"
+    )
+    change.outbox.append(
+        OutboxDraft(
+            args.channel,
+            "customer",
+            "portal.link",
+            {
+                "case": change.case_number,
+                "step": change.step,
+                "rule": rule_id,
+                "address": change.fields.get(args.address),
+                "link": public_url() + path,
+                "expires_at": expires.astimezone(dt.UTC).isoformat(),
+                "subject": subject,
+                "body": f"{subject}\n{public_url() + path}",
+            },
+        )
+    )
+
+
+PORTAL_LINK = EffectType(
+    "portal_link",
+    PortalLinkArgs,
+    _apply_link,
+    _check_link,
+    "a one-time link for the customer to take `actions` on the case (customer portal)",
+)
+
+
+# -- the routes ---------------------------------------------------------------------------------------
+@dataclass
+class Published:
+    """A procedure a company publishes on the portal, with its settings."""
+
+    key: str
+    proc: Any
+    settings: Any
+
+
+def _published(rt: CompanyRuntime) -> dict[str, Published]:
+    out = {}
+    for key, proc in rt.procedures.items():
+        s = rt.definition.procedures.get(key)
+        if s is not None and s.portal is not None:
+            out[key] = Published(key, proc, s.portal)
+    return out
+
+
+def _normal(value: Any) -> str:
+    text = str(value or "").strip().lower()
+    return "".join(ch for ch in text if ch not in " -()")
+
+
+def build_portal(svc: CaseService, settings: PageSettings) -> Router:
+    """The ``/portal`` router for ``svc``."""
+
+    def company(key: str) -> CompanyRuntime:
+        rt = svc.companies.get(key)
+        if rt is None or not _published(rt):
+            raise NotFound("no such portal")
+        return rt
+
+    def lk(request: Request[Any, Any, Any], rt: CompanyRuntime) -> Look:
+        return look(request, rt.definition.locale, rt.definition.timezone, svc.clock.now())
+
+    def render(
+        request: Request[Any, Any, Any],
+        rt: CompanyRuntime | None,
+        name: str,
+        status: int = 200,
+        cookies: list[Cookie] | None = None,
+        **ctx: Any,
+    ) -> Template:
+        if rt is None:
+            rt = next(iter(svc.companies.values()))
+        return page(
+            request,
+            settings,
+            name,
+            lk(request, rt),
+            status,
+            cookies,
+            company=rt,
+            company_name=rt.definition.name,
+            published=_published(rt),
+            **ctx,
+        )
+
+    def limited(request: Request[Any, Any, Any], door: str) -> bool:
+        key = f"portal-{door}:{client_key(request)}"
+        with svc.db.write() as conn:
+            return not allow(conn, key, LIMITS[door], svc.clock.now(), WINDOW)
+
+    def on_error(request: Request[Any, Any, Any], exc: KefuError) -> Response[Any]:
+        return render(request, None, "portal/message.html", status=exc.status, message=exc.message)
+
+    def on_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return render(request, None, "portal/message.html", status=404, message="Not found")
+
+    # -- intake ----------------------------------------------------------------------------
+    def intake_form(pub: Published) -> list[str]:
+        o = pub.proc.pack.open
+        return [n for n in ordered(o.ask, o.require) if n not in pub.settings.fixed]
+
+    def form_rows(rt: CompanyRuntime, pub: Published, typed: Any, errors: Any) -> Any:
+        o = pub.proc.pack.open
+        return form_inputs(
+            rt.definition.people,
+            pub.proc,
+            intake_form(pub),
+            list(o.require),
+            {},
+            typed,
+            errors or {},
+            lk_tz(rt),
+        )
+
+    def lk_tz(rt: CompanyRuntime) -> Any:
+        return zoneinfo.ZoneInfo(rt.definition.timezone)
+
+    @get("/{key:str}", sync_to_thread=True)
+    def portal_home(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
+        rt = company(key)
+        return render(request, rt, "portal/home.html")
+
+    def _intake(rt: CompanyRuntime, procedure: str) -> Published:
+        pub = _published(rt).get(procedure)
+        if pub is None or not pub.settings.intake:
+            raise NotFound("no such form")
+        return pub
+
+    @get("/{key:str}/new/{procedure:str}", sync_to_thread=True)
+    def intake_page(
+        request: Request[Any, Any, Any], key: FromPath[str], procedure: FromPath[str]
+    ) -> Template:
+        rt = company(key)
+        pub = _intake(rt, procedure)
+        return render(
+            request, rt, "portal/intake.html", pub=pub, form=form_rows(rt, pub, None, None)
+        )
+
+    @post("/{key:str}/new/{procedure:str}", status_code=200)
+    async def intake_post(
+        request: Request[Any, Any, Any], key: FromPath[str], procedure: FromPath[str]
+    ) -> Response[Any]:
+        typed = await form_of(request)
+        rt = await blocking(company, key)
+        pub = await blocking(_intake, rt, procedure)
+        errors: dict[str, str] = {}
+        if not csrf_ok(request, settings, typed):
+            message = "The form has expired; submit it again."
+            status = 403
+        elif await blocking(limited, request, "intake"):
+            message, status = "Too many attempts; try again later.", 429
+        else:
+            values = read_form(pub.proc.pack.fields, intake_form(pub), typed, lk_tz(rt))
+            actor = Actor(PORTAL_ACTOR, rt.key, frozenset(), frozenset({pub.settings.role}))
+            try:
+                res = await blocking(
+                    svc.open_case, rt.key, procedure, actor, {**values, **pub.settings.fixed}
+                )
+            except InvalidInput as exc:
+                errors = dict(exc.details.get("errors") or {})
+                message, status = "Please correct the marked fields.", 422
+            except Refused as exc:
+                message, status = exc.message, 422
+            else:
+                return render(request, rt, "portal/received.html", pub=pub, number=res.case.number)
+        form = form_rows(rt, pub, typed, errors)
+        return render(
+            request, rt, "portal/intake.html", status, pub=pub, form=form, message=message
+        )
+
+    # -- status ------------------------------------------------------------------------------
+    @get("/{key:str}/status", sync_to_thread=True)
+    def status_page(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
+        rt = company(key)
+        return render(request, rt, "portal/status.html")
+
+    def lookup(rt: CompanyRuntime, number: str, contact: str) -> Any:
+        with svc.db.read() as conn:
+            cid = conn.execute(
+                select(t.case.c.id).where(t.case.c.company_id == rt.id, t.case.c.number == number)
+            ).scalar()
+        if cid is None:
+            return None
+        view = svc.get_case(rt.key, cid)
+        pub = _published(rt).get(view.procedure)
+        if pub is None or not contact:
+            return None
+        given = _normal(contact)
+        if not any(
+            given and given == _normal(view.fields.get(f)) for f in pub.settings.contact
+        ):
+            return None
+        return view
+
+    def public_history(rt: CompanyRuntime, view: Any) -> list[dict[str, Any]]:
+        """What a customer may see of the journal: when the case moved, and to which step."""
+        proc = svc.pinned(view)
+        out = []
+        for e in svc.journal(rt.key, view.id):
+            data = e["data"] or {}
+            if e["kind"] == "opened":
+                out.append({"at": e["at"], "step": proc.pack.start})
+            elif data.get("to_step") and data.get("to_step") != data.get("from_step"):
+                out.append({"at": e["at"], "step": data["to_step"]})
+        return [
+            {"at": h["at"], "label": proc.pack.steps[h["step"]].label}
+            for h in out
+            if h["step"] in proc.pack.steps
+        ]
+
+    @post("/{key:str}/status", status_code=200)
+    async def status_post(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
+        form = await form_of(request)
+        rt = await blocking(company, key)
+        number = (first(form, "number") or "").strip()[:64]
+        contact = (first(form, "contact") or "").strip()[:200]
+        if not csrf_ok(request, settings, form):
+            return render(
+                request,
+                rt,
+                "portal/status.html",
+                403,
+                message="The form has expired; submit it again.",
+            )
+        if await blocking(limited, request, "status"):
+            return render(
+                request,
+                rt,
+                "portal/status.html",
+                429,
+                message="Too many attempts; try again later.",
+                number=number,
+            )
+        view = await blocking(lookup, rt, number, contact)
+        if view is None:
+            return render(
+                request,
+                rt,
+                "portal/status.html",
+                404,
+                message="No case matches this number and contact.",
+                number=number,
+            )
+        proc = await blocking(svc.pinned, view)
+        history = await blocking(public_history, rt, view)
+        return render(
+            request,
+            rt,
+            "portal/case.html",
+            case=view,
+            proc=proc,
+            step=proc.step(view.step),
+            history=history,
+            actions=[],
+        )
+
+    # -- one-time links ------------------------------------------------------------------------
+    def exchange(rt: CompanyRuntime, number: str, raw: str) -> str | None:
+        """The link's token for a portal session (its raw cookie value), or None."""
+        now = svc.clock.now()
+        wanted = digest(raw)
+        with svc.db.read() as conn:
+            cid = conn.execute(
+                select(t.case.c.id).where(t.case.c.company_id == rt.id, t.case.c.number == number)
+            ).scalar()
+        if cid is None:
+            return None
+        view = svc.get_case(rt.key, cid)
+        issued = next(
+            (
+                e
+                for e in svc.journal(rt.key, cid)
+                if e["kind"] == "portal-link" and (e["data"] or {}).get("digest") == wanted
+            ),
+            None,
+        )
+        if issued is None:
+            return None
+        data = issued["data"]
+        if dt.datetime.fromisoformat(data["expires_at"]) <= now:
+            return None
+        if view.status != "open" or view.step != data.get("step"):
+            return None
+        session = secrets.token_urlsafe(32)
+        try:
+            with svc.db.write() as conn:
+                conn.execute(
+                    insert(t.portal_token_used).values(
+                        digest=wanted, company_id=rt.id, case_id=cid, used_at=now
+                    )
+                )
+                conn.execute(
+                    delete(t.portal_session).where(t.portal_session.c.expires_at <= now)
+                )
+                conn.execute(
+                    insert(t.portal_session).values(
+                        digest=digest(session),
+                        company_id=rt.id,
+                        case_id=cid,
+                        actions=list(data.get("actions") or []),
+                        expires_at=now + SESSION_LIFE,
+                    )
+                )
+        except IntegrityError:  # used already (in this process or another)
+            return None
+        return session
+
+    @get("/{key:str}/t/{number:str}/{token:str}", sync_to_thread=True)
+    def link(
+        request: Request[Any, Any, Any], key: FromPath[str], number: FromPath[str], token: FromPath[str]
+    ) -> Response[Any]:
+        rt = company(key)
+        if limited(request, "link"):
+            return render(
+                request, rt, "portal/message.html", 429, message="Too many attempts; try again later."
+            )
+        session = exchange(rt, number[:64], token[:128]) if len(token) <= 128 else None
+        if session is None:
+            return render(
+                request,
+                rt,
+                "portal/message.html",
+                410,
+                message="This link has expired or was used already.",
+            )
+        cookie = Cookie(
+            key=SESSION_COOKIE,
+            value=session,
+            path="/portal",
+            max_age=int(SESSION_LIFE.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=settings.cookie_secure,
+        )
+        return see_other(f"/portal/{key}/case", cookies=[cookie])
+
+    def portal_session(request: Request[Any, Any, Any], rt: CompanyRuntime) -> Any:
+        raw = request.cookies.get(SESSION_COOKIE)
+        if not raw or len(raw) > 128:
+            return None
+        ps = t.portal_session
+        with svc.db.read() as conn:
+            row = conn.execute(
+                select(ps).where(ps.c.digest == digest(raw), ps.c.company_id == rt.id)
+            ).first()
+        if row is None or row.expires_at <= svc.clock.now():
+            return None
+        return row
+
+    def link_context(rt: CompanyRuntime, row: Any, typed: Any, acting: str | None, errors: Any):
+        view = svc.get_case(rt.key, row.case_id)
+        proc = svc.pinned(view)
+        pub = _published(rt).get(view.procedure)
+        role = pub.settings.role if pub else "customer"
+        actor = Actor(PORTAL_ACTOR, rt.key, frozenset(), frozenset({role}))
+        actions = [
+            {
+                "name": a.name,
+                "label": a.label,
+                "form": form_inputs(
+                    rt.definition.people,
+                    proc,
+                    a.ask,
+                    a.require,
+                    view.fields,
+                    typed if a.name == acting else None,
+                    errors if a.name == acting else {},
+                    lk_tz(rt),
+                ),
+            }
+            for a in svc.available_actions(rt.key, view.id, actor)
+            if a.name in (row.actions or [])
+        ]
+        return {
+            "case": view,
+            "proc": proc,
+            "step": proc.step(view.step),
+            "history": public_history(rt, view),
+            "actions": actions,
+            "actor": actor,
+        }
+
+    @get("/{key:str}/case", sync_to_thread=True)
+    def link_case(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
+        rt = company(key)
+        row = portal_session(request, rt)
+        if row is None:
+            return render(
+                request,
+                rt,
+                "portal/message.html",
+                401,
+                message="This link has expired or was used already.",
+            )
+        ctx = link_context(rt, row, None, None, {})
+        return render(request, rt, "portal/case.html", **ctx)
+
+    @post("/{key:str}/case/{action:str}", status_code=200)
+    async def link_act(
+        request: Request[Any, Any, Any], key: FromPath[str], action: FromPath[str]
+    ) -> Response[Any]:
+        typed = await form_of(request)
+        rt = await blocking(company, key)
+        row = await blocking(portal_session, request, rt)
+        if row is None or action not in (row.actions or []):
+            return render(
+                request,
+                rt,
+                "portal/message.html",
+                401,
+                message="This link has expired or was used already.",
+            )
+        ctx = await blocking(link_context, rt, row, None, None, {})
+        if not csrf_ok(request, settings, typed):
+            return render(
+                request,
+                rt,
+                "portal/case.html",
+                403,
+                message="The form has expired; submit it again.",
+                **ctx,
+            )
+        view = ctx["case"]
+        act_def = ctx["step"].actions.get(action)
+        names = ordered(act_def.ask, act_def.require) if act_def else []
+        values = read_form(ctx["proc"].pack.fields, names, typed, lk_tz(rt))
+        try:
+            await blocking(svc.act, rt.key, view.id, action, ctx["actor"], values, view.version)
+        except InvalidInput as exc:
+            errors = dict(exc.details.get("errors") or {})
+            ctx = await blocking(link_context, rt, row, typed, action, errors)
+            return render(
+                request,
+                rt,
+                "portal/case.html",
+                422,
+                message="Please correct the marked fields.",
+                **ctx,
+            )
+        except (Refused, Conflict) as exc:
+            return render(request, rt, "portal/case.html", exc.status, message=exc.message, **ctx)
+        await blocking(_end_portal_session, svc, row.digest)
+        gone = Cookie(key=SESSION_COOKIE, value="", path="/portal", max_age=0)
+        return render(request, rt, "portal/message.html", 200, [gone], message="Thank you.")
+
+    return Router(
+        path="/portal",
+        route_handlers=[
+            portal_home,
+            intake_page,
+            intake_post,
+            status_page,
+            status_post,
+            link,
+            link_case,
+            link_act,
+        ],
+        opt={"exclude_from_auth": True},
+        response_headers=HEADERS,
+        exception_handlers={KefuError: on_error, NotFoundException: on_not_found},
+        include_in_schema=False,
+    )
+
+
+def _end_portal_session(svc: CaseService, session_digest: str) -> None:
+    with svc.db.write() as conn:
+        conn.execute(delete(t.portal_session).where(t.portal_session.c.digest == session_digest))
+
+
+__all__ = ["PORTAL_LINK", "allow", "build_portal"]
