@@ -72,3 +72,8 @@ MEASURED_MAX_GROUPS  # core/rules/limits.py
 last_assigned_at  # core/cases/dispatch.py
 created  # core/runtime/bootstrap.py ConfigUser: set, never read
 app_from_env  # api/app.py: the uvicorn factory `kefu serve --workers` names as a string
+
+# -- the web pages: read by the Jinja templates, or API for plugins -------------------------
+_.cells  # api/web/widgets.py Row: the cells of an editable table's row (templates/widgets.html)
+_.removed  # api/web/widgets.py Row: the row's remove box was ticked (templates/widgets.html)
+register_widget  # api/web/widgets.py: a plugin gives its field type a widget

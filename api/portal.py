@@ -51,8 +51,8 @@ from api.web.context import (
     page,
     see_other,
 )
-from api.web.security import HEADERS
 from api.web.pages import form_inputs
+from api.web.security import HEADERS
 from api.web.widgets import read_form
 from core.cases.commit import Actor
 from core.cases.service import CaseService, CompanyRuntime
@@ -70,7 +70,7 @@ WINDOW = dt.timedelta(minutes=10)
 LIMITS = {"intake": 10, "status": 20, "link": 20}
 
 
-# -- rate limits in the database ----------------------------------------------------------------
+# -- rate limits in the database --
 def allow(conn: Connection, key: str, limit: int, now: dt.datetime, window: dt.timedelta) -> bool:
     """Count one request for ``key``; False once ``limit`` requests fell in this window.
 
@@ -96,7 +96,7 @@ def allow(conn: Connection, key: str, limit: int, now: dt.datetime, window: dt.t
             return True
         except IntegrityError:  # another process inserted it first: count on its row
             return allow(conn, key, limit, now, window)
-    return int(row.count) <= limit
+    return int(row[0]) <= limit
 
 
 def _case(cond: Any, yes: Any, no: Any) -> Any:
@@ -107,7 +107,7 @@ def client_key(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
-# -- the portal_link effect -------------------------------------------------------------------------
+# -- the portal_link effect ------------------------------------------------------------------------
 class PortalLinkArgs(BaseModel):
     """``portal_link: {actions: [confirm, reopen], address: email, valid_hours: 168}``"""
 
@@ -188,7 +188,7 @@ PORTAL_LINK = EffectType(
 )
 
 
-# -- the routes ---------------------------------------------------------------------------------------
+# -- the routes --------------------------------------------------------------------------------
 @dataclass
 class Published:
     """A procedure a company publishes on the portal, with its settings."""
@@ -350,9 +350,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         if pub is None or not contact:
             return None
         given = _normal(contact)
-        if not any(
-            given and given == _normal(view.fields.get(f)) for f in pub.settings.contact
-        ):
+        if not any(given and given == _normal(view.fields.get(f)) for f in pub.settings.contact):
             return None
         return view
 
@@ -453,9 +451,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                         digest=wanted, company_id=rt.id, case_id=cid, used_at=now
                     )
                 )
-                conn.execute(
-                    delete(t.portal_session).where(t.portal_session.c.expires_at <= now)
-                )
+                conn.execute(delete(t.portal_session).where(t.portal_session.c.expires_at <= now))
                 conn.execute(
                     insert(t.portal_session).values(
                         digest=digest(session),
@@ -471,12 +467,19 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
 
     @get("/{key:str}/t/{number:str}/{token:str}", sync_to_thread=True)
     def link(
-        request: Request[Any, Any, Any], key: FromPath[str], number: FromPath[str], token: FromPath[str]
+        request: Request[Any, Any, Any],
+        key: FromPath[str],
+        number: FromPath[str],
+        token: FromPath[str],
     ) -> Response[Any]:
         rt = company(key)
         if limited(request, "link"):
             return render(
-                request, rt, "portal/message.html", 429, message="Too many attempts; try again later."
+                request,
+                rt,
+                "portal/message.html",
+                429,
+                message="Too many attempts; try again later.",
             )
         session = exchange(rt, number[:64], token[:128]) if len(token) <= 128 else None
         if session is None:

@@ -22,7 +22,7 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
 from api.web import i18n
-from api.web.security import Csrf
+from api.web.security import CSRF_FIELD, Csrf
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ def page(
 
 
 def csrf_ok(request: Request[Any, Any, Any], settings: PageSettings, form: dict[str, Any]) -> bool:
-    return Csrf(request, settings.cookie_secure).valid(first(form, "_csrf"))
+    return Csrf(request, settings.cookie_secure).valid(first(form, CSRF_FIELD))
 
 
 def see_other(location: str, cookies: list[Cookie] | None = None) -> Response[Any]:

@@ -159,13 +159,13 @@ def relative(due: dt.datetime | None, now: dt.datetime, locale: str) -> str:
 
 def local(moment: dt.datetime | str | None, tz: dt.tzinfo) -> str:
     """An instant in the company's time zone, to the minute, with its offset."""
-    if moment is None or moment == "":
+    if not moment:
         return ""
     if isinstance(moment, str):
         try:
             moment = dt.datetime.fromisoformat(moment)
         except ValueError:
-            return moment
+            return str(moment)
     if moment.tzinfo is None:  # stored values are UTC; never guess another zone
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %z")

@@ -39,8 +39,8 @@ from api.web.context import (
     csrf_ok,
     first,
     form_of,
-    look,
     login_url,
+    look,
     page,
     safe_next,
     see_other,
@@ -190,9 +190,7 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
     def set_language(code: FromPath[str], next: FromQuery[str | None] = None) -> Response[Any]:
         cookies = []
         if code in i18n.LOCALES:
-            cookies.append(
-                Cookie(key=i18n.LANG_COOKIE, value=code, path="/", max_age=365 * 86400)
-            )
+            cookies.append(Cookie(key=i18n.LANG_COOKIE, value=code, path="/", max_age=365 * 86400))
         target = next if next and next.startswith("/portal/") else safe_next(next)
         return see_other(target, cookies=cookies)
 
@@ -323,8 +321,10 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
         proc = await blocking(_open_form, me, key)
         o = proc.pack.open
         names = ordered(o.ask, o.require)
+        errors: dict[str, str] = {}
+        status = 422
         if not csrf_ok(request, settings, typed):
-            errors, message = {}, "The form has expired; submit it again."
+            message, status = "The form has expired; submit it again.", 403
         else:
             values = read_form(proc.pack.fields, names, typed, me.look.tz)
             try:
@@ -332,11 +332,11 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             except InvalidInput as exc:
                 errors, message = exc.details.get("errors") or {}, exc.message
             except Refused as exc:
-                errors, message = {}, exc.message
+                message = exc.message
             else:
                 return see_other(f"/web/cases/{res.case.id}?done=1")
         form = _form(svc, me, proc, names, list(o.require), {}, typed, errors)
-        return render(request, me, "open.html", status=422, proc=proc, form=form, message=message)
+        return render(request, me, "open.html", status, proc=proc, form=form, message=message)
 
     # -- the case page ------------------------------------------------------------------------
     def case_context(
@@ -371,7 +371,7 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
                         a.require,
                         view.fields,
                         typed if mine else None,
-                        errors if mine else {},
+                        (errors or {}) if mine else {},
                     ),
                     "open": mine,
                 }
@@ -392,8 +392,9 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             "last_seq": journal[-1]["seq"] if journal else 0,
             "actions": actions,
             "linked": linked_cases(svc, me.actor.company, case_id),
-            "can_read_linked": lambda key: key in rt.procedures
-            and can_read(svc, rt, me.actor, rt.procedures[key]),
+            "can_read_linked": lambda key: (
+                key in rt.procedures and can_read(svc, rt, me.actor, rt.procedures[key])
+            ),
         }
 
     @get("/cases/{case_id:int}", sync_to_thread=True)
@@ -471,7 +472,9 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
         me = staff(request)
         rt = svc.company(me.actor.company)
         keys = readable_procedures(svc, rt, me.actor)
-        return render(request, me, "procedures.html", procedures={k: rt.procedures[k] for k in keys})
+        return render(
+            request, me, "procedures.html", procedures={k: rt.procedures[k] for k in keys}
+        )
 
     @get("/procedures/{key:str}", sync_to_thread=True)
     def procedure_page(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:

@@ -209,7 +209,9 @@ class Row:
     removed: bool = False
 
 
-def table_rows(f: FieldDef, name: str, stored: Any, typed: Typed | None, tz: dt.tzinfo) -> list[Row]:
+def table_rows(
+    f: FieldDef, name: str, stored: Any, typed: Typed | None, tz: dt.tzinfo
+) -> list[Row]:
     """The rows a list field's table shows: what was typed (after a refusal), else the
     stored items, then :data:`EXTRA_ROWS` empty rows for new items."""
     subs = f.of or {}

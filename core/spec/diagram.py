@@ -168,7 +168,7 @@ def _edge(
         else:
             lx, ly = (ax + bx + BOX_W) // 2, low - 4
     return (
-        f"<g {attrs}><path d=\"{path}\" fill=\"none\" stroke=\"#444\"{dash} "
+        f'<g {attrs}><path d="{path}" fill="none" stroke="#444"{dash} '
         'marker-end="url(#arrow)"/>'
         f'<text x="{lx}" y="{ly}" text-anchor="middle" font-size="11" fill="#1a1a6e">'
         f"{escape(_clip(label, 16))}</text></g>"

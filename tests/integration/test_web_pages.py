@@ -1,0 +1,353 @@
+"""The staff pages (/web) and the customer portal (/portal) through Litestar's TestClient,
+on SQLite and PostgreSQL: sign-in, forms with the service's validation answers, the 409
+page, CSRF refusals, security headers, hostile values rendered as text, one-time links and
+rate limits. tests/e2e drives the same pages in a real browser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import select
+
+from api import portal
+from api.app import create_app
+from api.auth import AuthSettings
+from core.cases.service import CaseService
+from core.clock import TestClock
+from core.storage import schema as t
+from tests.helpers import DISPATCH, VERIFY
+
+pytestmark = pytest.mark.service(logins=["wang", "li", "zhao"])
+PASSWORD = "correct horse 1"
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "'; --><svg onload=alert(1)>",
+    "{{ 7*7 }}{% raw %}",
+]
+
+
+class Dom(HTMLParser):
+    """The elements and text of a page, as a browser's parser would see them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def handlers(self) -> list[str]:
+        return [k for _, attrs in self.tags for k in attrs if k.startswith("on")]
+
+
+@pytest.fixture
+def web(svc: CaseService) -> Iterator[Any]:
+    app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=2)))
+
+    def client(user: str | None = None) -> TestClient[Any]:
+        c = TestClient(app)
+        if user:
+            token = csrf(c, "/web/login")
+            r = c.post(
+                "/web/login",
+                data={"_csrf": token, "username": user, "password": PASSWORD, "next": "/web/cases"},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303, r.text
+            assert r.headers["location"] == "/web/cases"
+        return c
+
+    yield client
+
+
+def csrf(c: TestClient[Any], url: str) -> str:
+    r = c.get(url)
+    assert r.status_code == 200, r.text
+    m = re.search(r'name="_csrf" value="([^"]+)"', r.text)
+    assert m, "no CSRF field on " + url
+    return m.group(1)
+
+
+def errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'class="error" id="f-[^"]*-error" data-field="([^"]+)">([^<]*)<', html))
+
+
+def by_number(svc: CaseService, number: str) -> int:
+    with svc.db.read() as conn:
+        return int(conn.execute(select(t.case.c.id).where(t.case.c.number == number)).scalar_one())
+
+
+def open_case(c: TestClient[Any], **fields: str) -> int:
+    token = csrf(c, "/web/new/repair-desk")
+    data = {
+        "_csrf": token,
+        "f.channel": "phone",
+        "f.customer_name": "张三",
+        "f.phone": "13912345678",
+        "f.symptom": "空调不制冷",
+    }
+    data.update({f"f.{k}": v for k, v in fields.items()})
+    r = c.post("/web/new/repair-desk", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return int(re.search(r"/web/cases/(\d+)", r.headers["location"]).group(1))  # type: ignore[union-attr]
+
+
+def test_pages_need_a_session_and_sign_in_starts_one(web: Any) -> None:
+    anon = web()
+    r = anon.get("/web/inbox?tab=mine", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/web/login?next=/web/inbox%3Ftab%3Dmine"
+    assert anon.get("/", follow_redirects=False).headers["location"] == "/web/inbox"
+    token = csrf(anon, "/web/login")
+    bad = anon.post("/web/login", data={"_csrf": token, "username": "wang", "password": "nope"})
+    assert bad.status_code == 401
+    assert "wrong username or password" in bad.text
+    # a next= that leaves the pages is ignored
+    r = anon.post(
+        "/web/login",
+        data={"_csrf": token, "username": "wang", "password": PASSWORD, "next": "//evil.example"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/web/inbox"
+    assert anon.get("/web/inbox").status_code == 200
+    token = csrf(anon, "/web/inbox")
+    out = anon.post("/web/logout", data={"_csrf": token}, follow_redirects=False)
+    assert out.status_code == 303
+    assert anon.get("/web/inbox", follow_redirects=False).status_code == 303
+
+
+def test_every_form_post_needs_its_csrf_token(web: Any) -> None:
+    c = web("wang")
+    cid = open_case(c)
+    for url, data in [
+        ("/web/login", {"username": "wang", "password": PASSWORD}),
+        ("/web/new/repair-desk", {"f.channel": "phone"}),
+        (f"/web/cases/{cid}/actions/verify", {"_version": "1"}),
+        ("/web/logout", {}),
+        ("/portal/demo/status", {"number": "x", "contact": "y"}),
+    ]:
+        for token in (None, "forged-" + "x" * 40):
+            body = dict(data, **({"_csrf": token} if token else {}))
+            r = c.post(url, data=body, follow_redirects=False)
+            assert r.status_code == 403, (url, r.status_code)
+            assert "Traceback" not in r.text
+    assert c.get(f"/web/cases/{cid}").status_code == 200  # still signed in, nothing changed
+
+
+def test_pages_send_security_headers(web: Any) -> None:
+    c = web("wang")
+    for url in ("/web/login", "/web/inbox", "/web/cases", "/portal/demo", "/portal/demo/status"):
+        r = c.get(url)
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, url
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+    cookie = web().get("/web/login").headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+
+
+def test_open_act_with_field_messages_then_success_and_the_journal(
+    web: Any, svc: CaseService
+) -> None:
+    c = web("wang")
+    token = csrf(c, "/web/new/repair-desk")
+    r = c.post("/web/new/repair-desk", data={"_csrf": token, "f.channel": "phone", "f.phone": "x"})
+    assert r.status_code == 422
+    assert errors(r.text) == {
+        "phone": "not a valid phone number",
+        "customer_name": "required",
+        "symptom": "required",
+    }
+    assert 'value="x"' in r.text  # what was typed stays
+    cid = open_case(c, occurred_at="2026-11-01T08:30")
+    view = svc.get_case("demo", cid)
+    assert view.fields["occurred_at"] == "2026-11-01T00:30:00+00:00"  # the company's zone
+    r = c.post(
+        f"/web/cases/{cid}/actions/verify",
+        data={"_csrf": token, "_version": "1", "_seq": "1", "f.category": "electrical"},
+    )
+    assert r.status_code == 422
+    assert errors(r.text) == {
+        "contact_verified": "required",
+        "in_scope": "required",
+        "onsite_needed": "required",
+        "urgency": "required",
+    }
+    data = {"_csrf": token, "_version": "1", "_seq": "1"}
+    data.update({f"f.{k}": str(v).lower() for k, v in VERIFY.items()})
+    r = c.post(f"/web/cases/{cid}/actions/verify", data=data, follow_redirects=False)
+    assert r.status_code == 303
+    page = c.get(r.headers["location"]).text
+    assert svc.get_case("demo", cid).step == "dispatch"
+    assert 'data-seq="' in page and "verify" in page and "suggest-engineer" in page
+
+
+def test_a_stale_version_shows_what_changed_and_keeps_what_was_typed(
+    web: Any, svc: CaseService
+) -> None:
+    c = web("wang")
+    cid = open_case(c)
+    token = csrf(c, f"/web/cases/{cid}")
+    svc.act("demo", cid, "verify", svc.actor("demo", "zhao"), VERIFY, 1)  # another tab
+    r = c.post(
+        f"/web/cases/{cid}/actions/verify",
+        data={"_csrf": token, "_version": "1", "_seq": "1", "f.region": "东区 typed"},
+    )
+    assert r.status_code == 409
+    assert 'id="conflict"' in r.text and "zhao" in r.text
+    assert "东区 typed" in r.text  # the action left the step: the typed values are listed
+    # the same at a step where the action is still open: the form keeps the value
+    svc_case = svc.get_case("demo", cid)
+    token = csrf(c, f"/web/cases/{cid}")
+    svc.act("demo", cid, "dispatch", svc.actor("demo", "zhao"), DISPATCH, svc_case.version)
+    li = web("li")
+    token = csrf(li, f"/web/cases/{cid}")
+    svc.act(
+        "demo", cid, "reschedule", svc.actor("demo", "li"), {"visit_at": DISPATCH["visit_at"]}, 3
+    )
+    r = li.post(
+        f"/web/cases/{cid}/actions/reschedule",
+        data={"_csrf": token, "_version": "3", "_seq": "1", "f.visit_at": "2026-11-30T15:00"},
+    )
+    assert r.status_code == 409
+    assert 'value="2026-11-30T15:00"' in r.text and 'name="_version" value="4"' in r.text
+
+
+def test_hostile_values_render_as_text_on_every_staff_page(web: Any, svc: CaseService) -> None:
+    p = web()
+    token = csrf(p, "/portal/demo/new/repair-desk")
+    r = p.post(
+        "/portal/demo/new/repair-desk",
+        data={
+            "_csrf": token,
+            "f.customer_name": HOSTILE[0],
+            "f.phone": "13912345678",
+            "f.symptom": " ".join(HOSTILE),
+            "f.address": HOSTILE[1],
+            "f.product": HOSTILE[2],
+        },
+    )
+    assert r.status_code == 200, r.text
+    c = web("wang")
+    pages = ["/web/inbox", "/web/cases", f"/web/cases?q={HOSTILE[0]}"]
+    ids = re.findall(r"/web/cases/(\d+)", c.get("/web/cases").text)
+    pages += [f"/web/cases/{i}" for i in set(ids)]
+    seen = False
+    for url in pages:
+        html = c.get(url).text
+        dom = Dom(html)
+        assert not [t for t, _ in dom.tags if t in ("script", "svg", "img")], url
+        assert dom.handlers() == [], url
+        seen = seen or any(HOSTILE[0] in t for t in dom.text)
+    assert seen  # the value is shown, as text
+
+
+def test_lists_search_board_procedures_and_the_diagram(web: Any, svc: CaseService) -> None:
+    c = web("wang")
+    cid = open_case(c, customer_name="王小明")
+    assert "王小明" not in c.get("/web/cases?q=nobody-has-this").text
+    found = c.get("/web/cases?q=王小明&status=open&procedure=repair-desk")
+    assert f"/web/cases/{cid}" in found.text
+    bad = c.get("/web/cases?status=sideways&procedure=nope")
+    assert bad.status_code == 200 and "open or closed" in bad.text
+    assert c.get("/web/cases?page=abc").status_code == 200
+    assert f"/web/cases/{cid}" in c.get("/web/inbox").text
+    assert c.get("/web/inbox?tab=overdue").status_code == 200
+    assert c.get("/web/board").status_code == 200
+    assert c.get("/web/procedures/repair-desk").status_code == 200
+    svg = c.get("/web/procedures/repair-desk/diagram.svg")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.count('class="step"') == len(
+        svc.company("demo").procedures["repair-desk"].pack.steps
+    )
+    assert c.get("/web/cases/99999").status_code == 404
+    assert c.get("/web/procedures/nope").status_code == 404
+    assert web("li").get("/web/new/repair-desk").status_code == 403  # engineers do not open
+
+
+def test_portal_intake_status_link_once_and_rate_limits(
+    web: Any, svc: CaseService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = web()
+    token = csrf(p, "/portal/demo/new/repair-desk")
+    r = p.post("/portal/demo/new/repair-desk", data={"_csrf": token, "f.phone": "123"})
+    assert r.status_code == 422 and "not a valid phone number" in r.text
+    r = p.post(
+        "/portal/demo/new/repair-desk",
+        data={
+            "_csrf": token,
+            "f.customer_name": "李四",
+            "f.phone": "139 1234 5678",
+            "f.email": "li4@example.com",
+            "f.symptom": "漏水",
+        },
+    )
+    number = re.search(r'id="tracking-number">([^<]+)<', r.text).group(1)  # type: ignore[union-attr]
+    view = svc.get_case("demo", by_number(svc, number))
+    assert view.fields["channel"] == "web" and view.created_by == portal.PORTAL_ACTOR
+    wrong = p.post("/portal/demo/status", data={"_csrf": token, "number": number, "contact": "1"})
+    unknown = p.post(
+        "/portal/demo/status", data={"_csrf": token, "number": "BX-0", "contact": "13912345678"}
+    )
+    assert wrong.status_code == unknown.status_code == 404
+    ok = p.post(
+        "/portal/demo/status", data={"_csrf": token, "number": number, "contact": "LI4@example.com"}
+    )
+    assert ok.status_code == 200 and "受理核实" in ok.text
+    # staff walk it to the customer's confirmation: the link goes out through the outbox
+    wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+    svc.act("demo", view.id, "verify", wang, VERIFY, 1)
+    svc.act("demo", view.id, "dispatch", wang, DISPATCH, 2)
+    svc.act(
+        "demo", view.id, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
+    )
+    (msg,) = [m for m in svc.outbox("demo", view.id) if m["template"] == "portal.link"]
+    link = msg["payload"]["link"].split("8000", 1)[1]
+    raw = link.rsplit("/", 1)[1]
+    assert len(raw) >= 43 and msg["payload"]["address"] == "li4@example.com"
+    issued = [e for e in svc.journal("demo", view.id) if e["kind"] == "portal-link"]
+    assert raw not in str(issued) and issued[0]["data"]["digest"] == portal.digest(raw)
+    r = p.get(link, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/portal/demo/case"
+    assert "HttpOnly" in r.headers["set-cookie"]
+    assert p.get(link, follow_redirects=False).status_code == 410  # once only
+    page = p.get("/portal/demo/case")
+    assert page.status_code == 200 and "f.customer_confirmed" in page.text
+    r = p.post("/portal/demo/case/confirm", data={"_csrf": token})
+    assert r.status_code == 422 and "required" in r.text
+    r = p.post("/portal/demo/case/confirm", data={"_csrf": token, "f.customer_confirmed": "true"})
+    assert r.status_code == 200 and svc.get_case("demo", view.id).step == "survey"
+    assert p.get("/portal/demo/case").status_code == 401  # the session was for one action
+    # rate limits: counted in the database, per client address
+    monkeypatch.setitem(portal.LIMITS, "status", 2)
+    codes = [
+        p.post("/portal/demo/status", data={"_csrf": token, "number": "x", "contact": "y"})
+        for _ in range(3)
+    ]
+    assert [r.status_code for r in codes][-1] == 429
+
+
+def test_an_expired_link_is_refused(web: Any, svc: CaseService) -> None:
+    assert isinstance(svc.clock, TestClock)
+    c = web("wang")
+    cid = open_case(c, email="a@example.com")
+    wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+    svc.act("demo", cid, "verify", wang, VERIFY, 1)
+    svc.act("demo", cid, "dispatch", wang, DISPATCH, 2)
+    svc.act("demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3)
+    (msg,) = [m for m in svc.outbox("demo", cid) if m["template"] == "portal.link"]
+    svc.clock.set(svc.clock.now() + dt.timedelta(days=8))
+    r = web().get(msg["payload"]["link"].split("8000", 1)[1], follow_redirects=False)
+    assert r.status_code == 410
