@@ -1,0 +1,218 @@
+"""The staff pages and the customer portal in a real Chromium against a real server.
+
+A customer reports a repair on a phone-sized screen and tracks it; an agent signs in,
+finds it, acts with a validation error and then successfully, and reads the journal; the
+engineer records the visit on a 390×844 viewport; the customer confirms through the link
+the outbox holds; the same case changed in two tabs shows the 409 page with the typed
+value kept; hostile input is inert in the DOM; and everything works with JavaScript off.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import PASSWORD, Server
+
+pytestmark = pytest.mark.slow  # a server process and a browser
+
+PHONE = {"width": 390, "height": 844}
+HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
+
+
+def sign_in(page: Any, server: Server, user: str) -> None:
+    page.goto(server.base + "/web/login")
+    page.get_by_label(re.compile("用户名|Username")).fill(user)
+    page.get_by_label(re.compile("密码|Password")).fill(PASSWORD)
+    page.get_by_role("button", name=re.compile("登录|Sign in")).click()
+    page.wait_for_url(re.compile(r"/web/inbox"))
+
+
+def in_english(context: Any, server: Server) -> None:
+    context.add_cookies([{"name": "kefu_lang", "value": "en", "url": server.base}])
+
+
+def outbox_link(server: Server, number: str) -> str:
+    """The link of the message the outbox holds for the customer (as a mail would carry)."""
+    with sqlite3.connect(server.db) as conn:
+        rows = conn.execute(
+            "SELECT o.payload FROM outbox o JOIN kefu_case c ON c.id = o.case_id "
+            "WHERE c.number = ? AND o.template = 'portal.link'",
+            (number,),
+        ).fetchall()
+    assert rows, f"no portal link for {number}"
+    return str(json.loads(rows[-1][0])["link"])
+
+
+def test_customer_reports_staff_act_customer_confirms(
+    browser: Any, server: Server, artefacts: Path
+) -> None:
+    # the customer, on a phone, in English
+    customer = browser.new_context(viewport=PHONE)
+    in_english(customer, server)
+    page = customer.new_page()
+    page.goto(server.base + "/portal/demo/new/repair-desk")
+    page.screenshot(path=str(artefacts / "portal-intake-en.png"), full_page=True)
+    page.get_by_label("Customer name").fill("Li Si")
+    page.get_by_label("Phone").fill("139 1234 5678")
+    page.get_by_label("Email").fill("lisi@example.com")
+    page.get_by_role("button", name="Submit").click()
+    assert page.locator("#f-symptom-error").inner_text() == "required"  # beside the field
+    assert page.get_by_label("Customer name").input_value() == "Li Si"  # kept
+    page.get_by_label("Symptom").fill("The air conditioner blows warm air")
+    page.get_by_role("button", name="Submit").click()
+    number = page.locator("#tracking-number").inner_text()
+    assert number.startswith("BX-")
+    page.goto(server.base + "/portal/demo/status")
+    page.get_by_label("Tracking number").fill(number)
+    page.get_by_label(re.compile("Contact")).fill("13912345678")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("#current-step").inner_text() == "Intake and verification"
+    page.screenshot(path=str(artefacts / "portal-status-en.png"), full_page=True)
+
+    # the agent finds it in the inbox (zh-CN: the company's language)
+    staff = browser.new_context()
+    agent = staff.new_page()
+    sign_in(agent, server, "wang")
+    agent.screenshot(path=str(artefacts / "inbox-zh-CN.png"), full_page=True)
+    agent.get_by_role("link", name=number).click()
+    # a validation error first: the answer stands beside the field
+    agent.locator("#action-verify summary").click()
+    form = agent.locator("#action-verify form")
+    form.get_by_label("问题性质").select_option("electrical")
+    form.get_by_role("button", name="核实并分类").click()
+    assert agent.locator("#f-in_scope-error").inner_text() == "required"
+    assert agent.locator("#action-verify form").get_by_label("问题性质").input_value() == (
+        "electrical"
+    )
+    form = agent.locator("#action-verify form")
+    form.get_by_label("联系信息已核实").select_option("true")
+    form.get_by_label("属于售后范畴").select_option("true")
+    form.get_by_label("需要上门维修").select_option("true")
+    form.get_by_label("紧急程度").select_option("medium")
+    form.get_by_role("button", name="核实并分类").click()
+    assert agent.get_by_role("status").inner_text() == "已完成。"
+    form = agent.locator("#action-dispatch form")
+    form.get_by_label("维修工程师").fill("li")
+    form.get_by_label("工程师联系方式").fill("13800000001")
+    form.get_by_label("约定上门时间").fill("2026-12-10T10:00")
+    form.get_by_role("button", name="派工并约定时间").click()
+    timeline = agent.locator("ol.timeline li")
+    assert timeline.count() >= 4
+    assert "dispatch" in agent.locator("ol.timeline").inner_text()
+    agent.screenshot(path=str(artefacts / "case-zh-CN.png"), full_page=True)
+
+    # the engineer on site, on a phone
+    engineer_ctx = browser.new_context(viewport=PHONE)
+    in_english(engineer_ctx, server)
+    engineer = engineer_ctx.new_page()
+    sign_in(engineer, server, "li")
+    engineer.get_by_role("link", name=number).click()
+    engineer.locator("#action-complete summary").click()
+    form = engineer.locator("#action-complete form")
+    form.get_by_label("Hours spent").fill("1.5")
+    form.get_by_label("Result").fill("Refilled the refrigerant")
+    form.get_by_label("Problem solved").select_option("true")
+    form.get_by_role("button", name="Report the result").click()
+    assert engineer.get_by_role("status").inner_text() == "Done."
+    width = engineer.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"] + 1, f"the case page scrolls sideways on a phone ({width}px)"
+    engineer.screenshot(path=str(artefacts / "case-phone-en.png"), full_page=True)
+
+    # the customer confirms through the link the outbox holds
+    link = outbox_link(server, number)
+    page.goto(link)
+    assert page.url == server.base + "/portal/demo/case"  # the token left the address bar
+    page.get_by_label("Customer confirms the fix").select_option("true")
+    page.get_by_role("button", name="Customer confirms").click()
+    assert page.locator("#portal-message").inner_text() == "Thank you."
+    page.goto(link)
+    assert "expired or was used" in page.locator("#portal-message").inner_text()
+
+    agent.reload()
+    assert (
+        "客户确认" in agent.locator("ol.timeline").inner_text()
+        or "confirm" in agent.locator("ol.timeline").inner_text()
+    )
+    assert "portal" in agent.locator("ol.timeline").inner_text()  # the customer's action
+    for ctx in (customer, staff, engineer_ctx):
+        ctx.close()
+
+
+def test_two_tabs_the_second_gets_409_and_keeps_its_typing(browser: Any, server: Server) -> None:
+    ctx = browser.new_context()
+    in_english(ctx, server)
+    first = ctx.new_page()
+    sign_in(first, server, "wang")
+    first.goto(server.base + "/web/new/repair-desk")
+    first.get_by_label("Channel").select_option("phone")
+    first.get_by_label("Customer name").fill("Two Tabs")
+    first.get_by_label("Phone").fill("13700000000")
+    first.get_by_label("Symptom").fill("Noise")
+    first.get_by_role("button", name="Open").click()
+    url = first.url
+    second = ctx.new_page()
+    second.goto(url)
+    second.locator("#action-cancel summary").click()
+    second.locator("#action-cancel form").get_by_label("Why it was cancelled").fill(
+        "typed in tab two"
+    )
+    first.locator("#action-cancel summary").click()
+    first.locator("#action-cancel form").get_by_label("Why it was cancelled").fill("duplicate")
+    first.locator("#action-cancel form").get_by_role("button").click()
+    assert first.get_by_role("status").inner_text() == "Done."
+    second.locator("#action-cancel form").get_by_role("button").click()
+    conflict = second.locator("#conflict")
+    assert "changed while you were editing" in conflict.inner_text()
+    assert "cancel" in conflict.inner_text()  # what changed
+    assert "typed in tab two" in conflict.inner_text()  # what they typed, kept
+    ctx.close()
+
+
+def test_hostile_customer_input_is_inert_on_staff_pages(browser: Any, server: Server) -> None:
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(server.base + "/portal/demo/new/repair-desk")
+    for label in ("客户姓名", "地址", "产品/设备"):
+        page.get_by_label(label).fill(HOSTILE)
+    page.get_by_label("联系电话").fill("13600000000")
+    page.get_by_label("故障现象").fill(HOSTILE)
+    page.get_by_role("button").last.click()
+    number = page.locator("#tracking-number").inner_text()
+    sign_in(page, server, "wang")
+    for url in ("/web/inbox", f"/web/cases?q={number}"):
+        page.goto(server.base + url)
+        assert page.evaluate("window.__xss") is None
+    page.get_by_role("link", name=number).click()
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img, main script").count() == 0
+    shown = page.locator("dd[data-field=customer_name]").inner_text()
+    assert shown == HOSTILE  # shown as text, exactly
+    assert dialogs == []
+    ctx.close()
+
+
+def test_the_pages_work_without_javascript(browser: Any, server: Server) -> None:
+    ctx = browser.new_context(java_script_enabled=False)
+    in_english(ctx, server)
+    page = ctx.new_page()
+    sign_in(page, server, "zhao")
+    page.goto(server.base + "/web/new/repair-desk")
+    page.get_by_label("Channel").select_option("email")
+    page.get_by_label("Customer name").fill("No Script")
+    page.get_by_label("Phone").fill("13500000000")
+    page.get_by_label("Symptom").fill("Dripping")
+    page.get_by_role("button", name="Open").click()
+    assert page.get_by_role("status").inner_text() == "Done."
+    page.goto(server.base + "/web/cases?q=No+Script")
+    assert page.locator("table.cases tbody tr").count() == 1
+    page.goto(server.base + "/web/procedures/repair-desk")
+    assert page.locator(".diagram img").count() == 1
+    ctx.close()
