@@ -1,8 +1,8 @@
 # kefu — the commands of README's Quick start.
 #   make run    set up, create the demo database (SQLite) and serve on http://127.0.0.1:8000
-#   make test   set up (with the test plugin) and run the checks and the whole test suite
-#               (SQLite and PostgreSQL) in $(WORKERS) processes (pytest-xdist): about
-#               2.5 min on a 2-core machine, checks included
+#   make test   set up (with the test plugin and Debian's chromium for the browser tests)
+#               and run the checks and the whole test suite (SQLite and PostgreSQL) in
+#               $(WORKERS) processes (pytest-xdist): about 3 min on a 2-core machine
 #   make check  the edit-test loop, under a minute (about 50 s on 2 cores): ruff, the unit
 #               tests and the SQLite integration tests not marked slow (those start kefu
 #               processes or run for seconds)
@@ -23,9 +23,12 @@ setup: system-packages $(BIN)/kefu
 
 # Debian packages kefu needs besides Python's: Chinese fonts for PDF records (they are
 # embedded in each PDF), Pango for WeasyPrint (records as PDF), libmagic to sniff the type
-# of uploads, poppler-utils for the tests' pictures of records (pdftoppm). Installed with
-# apt-get when one is missing (as root, else through sudo); nothing happens when all are.
-SYSTEM_PACKAGES := fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libmagic1 poppler-utils
+# of uploads, poppler-utils for the tests' pictures of records (pdftoppm), chromium for the
+# browser tests (tests/e2e drive it through Playwright, which cannot download a browser of
+# its own here). Installed with apt-get when one is missing (as root, else through sudo);
+# nothing happens when all are.
+SYSTEM_PACKAGES := fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libmagic1 poppler-utils \
+	chromium
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
