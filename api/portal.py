@@ -33,7 +33,7 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import FromPath
 from litestar.response import Template
 from pydantic import BaseModel, ConfigDict, Field
@@ -257,6 +257,10 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
 
     def on_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         return render(request, None, "portal/message.html", status=404, message="Not found")
+
+    def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        status = exc.status_code if 400 <= exc.status_code < 500 else 400
+        return render(request, None, "portal/message.html", status=status, message=str(exc.detail))
 
     # -- intake ----------------------------------------------------------------------------
     def intake_form(pub: Published) -> list[str]:
@@ -624,7 +628,12 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         ],
         opt={"exclude_from_auth": True},
         response_headers=HEADERS,
-        exception_handlers={KefuError: on_error, NotFoundException: on_not_found},
+        exception_handlers={
+            KefuError: on_error,
+            NotFoundException: on_not_found,
+            HTTPException: on_http,
+            ValidationException: on_http,
+        },
         include_in_schema=False,
     )
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
@@ -120,6 +120,11 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
 
     def on_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         return render(request, None, "error.html", status=404, message="Not found")
+
+    def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        # a malformed path or query parameter, a method the page does not take: 4xx page
+        status = exc.status_code if 400 <= exc.status_code < 500 else 400
+        return render(request, None, "error.html", status=status, message=str(exc.detail))
 
     # -- signing in and out ------------------------------------------------------------
     @get("/login", exclude_from_auth=True, sync_to_thread=False)
@@ -535,6 +540,8 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             Unauthenticated: on_unauthenticated,
             KefuError: on_error,
             NotFoundException: on_not_found,
+            HTTPException: on_http,
+            ValidationException: on_http,
         },
         include_in_schema=False,
     )

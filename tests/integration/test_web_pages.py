@@ -273,6 +273,11 @@ def test_lists_search_board_procedures_and_the_diagram(web: Any, svc: CaseServic
         svc.company("demo").procedures["repair-desk"].pack.steps
     )
     assert c.get("/web/cases/99999").status_code == 404
+    for url in ("/web/cases/1?done=x", "/web/cases/99999999999999999999"):
+        r = c.get(url)
+        assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
+        assert "Traceback" not in r.text
+    assert c.get("/web/cases/abc").status_code == 404  # no such route: the app's 404
     assert c.get("/web/procedures/nope").status_code == 404
     assert web("li").get("/web/new/repair-desk").status_code == 403  # engineers do not open
 
