@@ -19,8 +19,6 @@ $(BIN)/kefu: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(BIN)/kefu
 
-setup: system-packages $(BIN)/kefu
-
 # Debian packages kefu needs besides Python's: Chinese fonts for PDF records (they are
 # embedded in each PDF), Pango for WeasyPrint (records as PDF), libmagic to sniff the type
 # of uploads, poppler-utils for the tests' pictures of records (pdftoppm), chromium for the
@@ -40,6 +38,19 @@ system-packages:
 		$$sudo apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+
+# axe-core (from the npm registry) checks the staff case page's accessibility in the
+# browser tests; kept under var/, never in the repository
+AXE := var/axe/node_modules/axe-core/axe.min.js
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "installing axe-core for the browser tests"; \
+		npm install --silent --no-audit --no-fund --prefix var/axe axe-core@4 >/dev/null; \
+	else \
+		echo "no npm: the accessibility check of the browser tests needs axe-core (npm)"; \
+	fi
+
+setup: system-packages $(BIN)/kefu $(AXE)
 
 # The test plugin (tests/plugins/kefu-example) is for the test suite only. kefu finds
 # plugins through the entry points of the packages installed in its environment, so in

@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+AXE = ROOT / "var" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 PASSWORD = "correct horse 1"
 USERS = ("wang", "li", "zhao", "qian", "chen")
 

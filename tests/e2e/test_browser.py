@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Server
+from tests.e2e.conftest import AXE, PASSWORD, Server
+from tests.pg import IN_CI
 
 pytestmark = pytest.mark.slow  # a server process and a browser
 
@@ -215,4 +216,35 @@ def test_the_pages_work_without_javascript(browser: Any, server: Server) -> None
     assert page.locator("table.cases tbody tr").count() == 1
     page.goto(server.base + "/web/procedures/repair-desk")
     assert page.locator(".diagram img").count() == 1
+    ctx.close()
+
+
+def test_the_case_page_has_no_serious_accessibility_violations(
+    browser: Any, server: Server
+) -> None:
+    if not AXE.exists():
+        message = f"no {AXE}: `make setup` installs axe-core with npm"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    # the page's CSP forbids injected scripts, which is the point; axe is the test's own
+    ctx = browser.new_context(bypass_csp=True)
+    page = ctx.new_page()
+    sign_in(page, server, "wang")
+    page.goto(server.base + "/web/new/repair-desk")
+    page.get_by_label("报修方式").select_option("phone")
+    page.get_by_label("客户姓名").fill("无障碍")
+    page.get_by_label("联系电话").fill("13400000000")
+    page.get_by_label("故障现象").fill("检查")
+    page.get_by_role("button", name="新建").click()
+    page.locator("#action-verify summary").click()
+    page.get_by_role("button", name="核实并分类").click()  # with the field messages shown
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], serious
     ctx.close()

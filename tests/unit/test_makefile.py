@@ -47,9 +47,10 @@ def test_make_test_installs_the_test_plugin_before_pytest(tmp_path: Path) -> Non
     assert not [x for x in lines if "pip uninstall" in x], lines
 
 
-def test_setup_installs_chromium_for_the_browser_tests(tmp_path: Path) -> None:
+def test_setup_installs_chromium_and_axe_for_the_browser_tests(tmp_path: Path) -> None:
     for target in ("test", "run"):
         lines = commands(target, tmp_path)
         # the system packages installed when missing include Debian's chromium
         assert [x for x in lines if "for p in" in x and " chromium" in x], (target, lines)
         assert [x for x in lines if "apt-get install -y" in x], (target, lines)
+        assert [x for x in lines if "npm install" in x and "axe-core" in x], (target, lines)
