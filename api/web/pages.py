@@ -57,9 +57,11 @@ from core.cases.queries import (
     require_read,
     workload,
 )
+from core.cases.reports import run_report
 from core.cases.service import Actor, CaseService, CaseView
 from core.errors import Conflict, InvalidInput, KefuError, NotAllowed, NotFound, Refused
 from core.spec.diagram import procedure_svg
+from core.spec.extensions import enabled_for
 from core.spec.forms import ordered
 from core.storage import schema as t
 
@@ -246,10 +248,12 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
         step: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
         q: FromQuery[str | None] = None,
+        assignee: FromQuery[str | None] = None,
     ) -> Template:
         me = staff(request)
         rt = svc.company(me.actor.company)
         n = _page_number(request)
+        assignee = (assignee or "").strip()[:130] or None
         procs = {k: rt.procedures[k] for k in readable_procedures(svc, rt, me.actor)}
         problems: dict[str, str] = {}
         if procedure and procedure not in procs:
@@ -264,6 +268,7 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             step=step or None,
             status=status or None,
             q=q,
+            assignee=assignee,
             limit=PAGE_SIZE,
             offset=(n - 1) * PAGE_SIZE,
         )
@@ -280,7 +285,12 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             rows=rows,
             pager=_pager(request, n, total),
             procedures=procs,
-            chosen={"procedure": procedure or "", "step": step or "", "status": status or ""},
+            chosen={
+                "procedure": procedure or "",
+                "step": step or "",
+                "status": status or "",
+                "assignee": assignee or "",
+            },
             q=q or "",
             problems=problems,
         )
@@ -515,6 +525,46 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             ],
         )
 
+    # -- supervisors: reports ---------------------------------------------------------------------
+    def _reports(me: Staff) -> dict[str, Any]:
+        company = svc.company(me.actor.company).definition
+        reg = svc.catalog.extensions
+        return {
+            name: r
+            for name, r in sorted(reg.reports.items())
+            if enabled_for(company, reg.plugin_of("report", name) or "")
+        }
+
+    @get("/reports", sync_to_thread=True)
+    def reports_page(request: Request[Any, Any, Any]) -> Template:
+        me = staff(request)
+        return render(request, me, "reports.html", reports=_reports(me), result=None)
+
+    @get("/reports/{name:str}", sync_to_thread=True)
+    def report_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
+        me = staff(request)
+        reports = _reports(me)
+        if name not in reports:
+            raise NotFound(f"unknown report '{name}'")
+        params = {
+            k: v[:200] for k, v in request.query_params.items() if k != "page" and len(k) <= 64
+        }
+        try:
+            result, problem = run_report(svc, me.actor.company, name, params), None
+        except InvalidInput as exc:
+            result, problem = None, exc.message
+        return render(
+            request,
+            me,
+            "reports.html",
+            reports=reports,
+            report=name,
+            title=reports[name].title,
+            params=params,
+            result=result,
+            problem=problem,
+        )
+
     return Router(
         path="/web",
         route_handlers=[
@@ -534,6 +584,8 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
             procedure_page,
             diagram,
             board_page,
+            reports_page,
+            report_page,
         ],
         response_headers=HEADERS,
         exception_handlers={

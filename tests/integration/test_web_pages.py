@@ -265,7 +265,15 @@ def test_lists_search_board_procedures_and_the_diagram(web: Any, svc: CaseServic
     assert c.get("/web/cases?page=abc").status_code == 200
     assert f"/web/cases/{cid}" in c.get("/web/inbox").text
     assert c.get("/web/inbox?tab=overdue").status_code == 200
-    assert c.get("/web/board").status_code == 200
+    board = c.get("/web/board").text
+    assert "/web/cases?status=open&amp;assignee=role%3Aagent" in board
+    mine = c.get("/web/cases?status=open&assignee=role:agent")
+    assert f"/web/cases/{cid}" in mine.text
+    assert "unknown" in c.get("/web/cases?assignee=person:nobody-here").text
+    assert "/web/reports/satisfaction" in c.get("/web/reports").text
+    report = c.get("/web/reports/satisfaction")
+    assert report.status_code == 200 and 'id="report"' in report.text
+    assert c.get("/web/reports/nope").status_code == 404
     assert c.get("/web/procedures/repair-desk").status_code == 200
     svg = c.get("/web/procedures/repair-desk/diagram.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml")
