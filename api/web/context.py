@@ -75,7 +75,11 @@ class Look:
 
 
 def look(request: Request[Any, Any, Any], company_locale: str, timezone: str, now: Any) -> Look:
-    locale = i18n.choose(request.cookies.get(i18n.LANG_COOKIE), company_locale)
+    locale = i18n.choose(
+        request.cookies.get(i18n.LANG_COOKIE),
+        request.headers.get("accept-language"),
+        company_locale,
+    )
     return Look(locale, zoneinfo.ZoneInfo(timezone), now)
 
 

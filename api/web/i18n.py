@@ -1,9 +1,9 @@
 """The words of the pages in zh-CN and en, and times as a person reads them.
 
-A page speaks the language chosen with the language switch (a cookie), else the
-company's ``locale``; the packs' own labels come in both languages from the pack
-(``Label.text(locale)``). A message missing from a catalogue shows its English key, never
-an error.
+A page speaks the language chosen with the language switch (a cookie), else the browser's
+(``Accept-Language``), else the company's ``locale``; the packs' own labels come in both
+languages from the pack (``Label.text(locale)``). A message missing from a catalogue
+shows its English key, never an error.
 """
 
 from __future__ import annotations
@@ -136,9 +136,18 @@ def label(value: Any, locale: str) -> str:
     return str(value)
 
 
-def choose(cookie: str | None, company_locale: str) -> str:
-    """The page language: the switch's cookie when it names one we have, else the company's."""
-    return cookie if cookie in LOCALES else company_locale if company_locale in LOCALES else "zh-CN"
+def choose(cookie: str | None, accept: str | None, company_locale: str) -> str:
+    """The page language: the person's choice (the switch's cookie), else the first of the
+    browser's languages (``Accept-Language``) we have, else the company's ``locale``."""
+    if cookie in LOCALES:
+        return str(cookie)
+    for part in (accept or "").split(",")[:10]:
+        tag = part.split(";", 1)[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return company_locale if company_locale in LOCALES else "zh-CN"
 
 
 def relative(due: dt.datetime | None, now: dt.datetime, locale: str) -> str:

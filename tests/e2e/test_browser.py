@@ -77,7 +77,7 @@ def test_customer_reports_staff_act_customer_confirms(
     page.screenshot(path=str(artefacts / "portal-status-en.png"), full_page=True)
 
     # the agent finds it in the inbox (zh-CN: the company's language)
-    staff = browser.new_context()
+    staff = browser.new_context(locale="zh-CN")
     agent = staff.new_page()
     sign_in(agent, server, "wang")
     agent.screenshot(path=str(artefacts / "inbox-zh-CN.png"), full_page=True)
@@ -146,7 +146,7 @@ def test_customer_reports_staff_act_customer_confirms(
 
 
 def test_two_tabs_the_second_gets_409_and_keeps_its_typing(browser: Any, server: Server) -> None:
-    ctx = browser.new_context()
+    ctx = browser.new_context(locale="zh-CN")
     in_english(ctx, server)
     first = ctx.new_page()
     sign_in(first, server, "wang")
@@ -176,7 +176,7 @@ def test_two_tabs_the_second_gets_409_and_keeps_its_typing(browser: Any, server:
 
 
 def test_hostile_customer_input_is_inert_on_staff_pages(browser: Any, server: Server) -> None:
-    ctx = browser.new_context()
+    ctx = browser.new_context(locale="zh-CN")
     page = ctx.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -228,7 +228,7 @@ def test_the_case_page_has_no_serious_accessibility_violations(
             pytest.fail(message)
         pytest.skip(message)
     # the page's CSP forbids injected scripts, which is the point; axe is the test's own
-    ctx = browser.new_context(bypass_csp=True)
+    ctx = browser.new_context(bypass_csp=True, locale="zh-CN")
     page = ctx.new_page()
     sign_in(page, server, "wang")
     page.goto(server.base + "/web/new/repair-desk")

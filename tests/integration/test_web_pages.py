@@ -364,3 +364,13 @@ def test_an_expired_link_is_refused(web: Any, svc: CaseService) -> None:
     svc.clock.set(svc.clock.now() + dt.timedelta(days=8))
     r = web().get(msg["payload"]["link"].split("8000", 1)[1], follow_redirects=False)
     assert r.status_code == 410
+
+
+def test_the_language_is_the_persons_then_the_browsers_then_the_companys(web: Any) -> None:
+    c = web()
+    assert "<h1>登录</h1>" in c.get("/web/login").text  # demo's locale: zh-CN
+    english = c.get("/web/login", headers={"Accept-Language": "en-US,en;q=0.9"}).text
+    assert "<h1>Sign in</h1>" in english and '<html lang="en">' in english
+    c.get("/web/lang/zh-CN?next=/web/login")
+    chosen = c.get("/web/login", headers={"Accept-Language": "en-US"}).text
+    assert "<h1>登录</h1>" in chosen
