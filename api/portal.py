@@ -503,7 +503,9 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             samesite="lax",
             secure=settings.cookie_secure,
         )
-        return see_other(f"/portal/{key}/case", cookies=[cookie])
+        answer = see_other(f"/portal/{key}/case", cookies=[cookie])
+        answer.headers["Referrer-Policy"] = "no-referrer"  # the token's URL is nobody's referrer
+        return answer
 
     def portal_session(request: Request[Any, Any, Any], rt: CompanyRuntime) -> Any:
         raw = request.cookies.get(SESSION_COOKIE)

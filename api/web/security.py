@@ -9,7 +9,8 @@ same-site checks apply to the pages too.
 
 **Headers** on every page: a Content-Security-Policy that allows only this server's own
 styles and scripts (no inline script or style at all) and no framing, ``nosniff``,
-``Referrer-Policy: no-referrer`` (a portal link's token never leaves in a Referer),
+``Referrer-Policy: same-origin`` (no Referer to another site; ``no-referrer`` would make
+browsers send ``Origin: null`` with every form, which same-site checks must refuse),
 ``X-Frame-Options: DENY`` for old browsers, and ``Cache-Control: no-store`` (a case page
 must not stay in a shared cache).
 """
@@ -33,7 +34,7 @@ CSP = (
 HEADERS = [
     ResponseHeader(name="Content-Security-Policy", value=CSP),
     ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="Referrer-Policy", value="same-origin"),
     ResponseHeader(name="X-Frame-Options", value="DENY"),
     ResponseHeader(name="Cache-Control", value="no-store"),
 ]

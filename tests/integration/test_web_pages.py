@@ -153,7 +153,7 @@ def test_pages_send_security_headers(web: Any) -> None:
         csp = r.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, url
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["referrer-policy"] == "same-origin"
     cookie = web().get("/web/login").headers["set-cookie"]
     assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
 
@@ -334,6 +334,7 @@ def test_portal_intake_status_link_once_and_rate_limits(
     assert raw not in str(issued) and issued[0]["data"]["digest"] == portal.digest(raw)
     r = p.get(link, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/portal/demo/case"
+    assert r.headers["referrer-policy"] == "no-referrer"
     assert "HttpOnly" in r.headers["set-cookie"]
     assert p.get(link, follow_redirects=False).status_code == 410  # once only
     page = p.get("/portal/demo/case")
