@@ -90,6 +90,8 @@ def allow(conn: Connection, key: str, limit: int, now: dt.datetime, window: dt.t
         .returning(rl.c.count)
     ).first()
     if row is None:
+        # a new key: first sweep the counters whose window is over (served by their index)
+        conn.execute(delete(rl).where(rl.c.window_start <= now - window))
         try:
             with conn.begin_nested():
                 conn.execute(insert(rl).values(key=key, window_start=now, count=1))
