@@ -2,9 +2,10 @@
 
 A customer reports a repair on a phone-sized screen and tracks it; an agent signs in,
 finds it, acts with a validation error and then successfully, and reads the journal; the
-engineer records the visit on a 390×844 viewport; the customer confirms through the link
-the outbox holds; the same case changed in two tabs shows the 409 page with the typed
-value kept; hostile input is inert in the DOM; and everything works with JavaScript off.
+engineer records the visit on a 390×844 viewport; the customer confirms and answers the
+survey through the links the outbox holds; the same case changed in two tabs shows the
+409 page with the typed value kept; hostile input is inert in the DOM; and everything
+works with JavaScript off.
 """
 
 from __future__ import annotations
@@ -138,13 +139,23 @@ def test_customer_reports_staff_act_customer_confirms(
     assert page.locator("#portal-message").inner_text() == "Thank you."
     page.goto(link)
     assert "expired or was used" in page.locator("#portal-message").inner_text()
+    # then the survey, through the next link
+    survey = outbox_link(server, number)
+    assert survey != link
+    page.goto(survey)
+    page.get_by_label("Satisfaction (1-5)").fill("5")
+    page.get_by_label("Customer's comments").fill("Quick and tidy")
+    page.get_by_role("button", name="Customer answers the survey").click()
+    assert page.locator("#portal-message").inner_text() == "Thank you."
 
     agent.reload()
     assert (
         "客户确认" in agent.locator("ol.timeline").inner_text()
         or "confirm" in agent.locator("ol.timeline").inner_text()
     )
-    assert "portal" in agent.locator("ol.timeline").inner_text()  # the customer's action
+    journal = agent.locator("ol.timeline").inner_text()
+    assert "portal" in journal and "answer_survey" in journal  # the customer's actions
+    assert "Quick and tidy" in agent.locator("dd[data-field=survey_comment]").inner_text()
     for ctx in (customer, staff, engineer_ctx):
         ctx.close()
 

@@ -344,6 +344,16 @@ def test_portal_intake_status_link_once_and_rate_limits(
     r = p.post("/portal/demo/case/confirm", data={"_csrf": token, "f.customer_confirmed": "true"})
     assert r.status_code == 200 and svc.get_case("demo", view.id).step == "survey"
     assert p.get("/portal/demo/case").status_code == 401  # the session was for one action
+    (survey,) = [
+        m
+        for m in svc.outbox("demo", view.id)
+        if m["template"] == "portal.link" and m["payload"]["step"] == "survey"
+    ]
+    p.get(survey["payload"]["link"].split("8000", 1)[1])
+    r = p.post("/portal/demo/case/answer_survey", data={"_csrf": token, "f.satisfaction": "9"})
+    assert r.status_code == 422 and "must be at most 5" in r.text
+    r = p.post("/portal/demo/case/confirm", data={"_csrf": token, "f.customer_confirmed": "true"})
+    assert r.status_code == 401  # not an action this link allows
     # rate limits: counted in the database, per client address
     monkeypatch.setitem(portal.LIMITS, "status", 2)
     codes = [
