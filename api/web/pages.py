@@ -71,7 +71,7 @@ TABS = ("roles", "mine", "overdue")
 
 @dataclass
 class Staff:
-    """The signed-in person on a page: actor, company runtime and how to draw for them."""
+    """The signed-in person on a page: the actor, the credential, how to draw for them."""
 
     actor: Actor
     principal: Principal
