@@ -345,10 +345,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         return render(request, rt, "portal/status.html")
 
     def lookup(rt: CompanyRuntime, number: str, contact: str) -> Any:
-        with svc.db.read() as conn:
-            cid = conn.execute(
-                select(t.case.c.id).where(t.case.c.company_id == rt.id, t.case.c.number == number)
-            ).scalar()
+        cid = svc.case_id_by_number(rt.key, number)
         if cid is None:
             return None
         view = svc.get_case(rt.key, cid)
@@ -427,10 +424,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         """The link's token for a portal session (its raw cookie value), or None."""
         now = svc.clock.now()
         wanted = digest(raw)
-        with svc.db.read() as conn:
-            cid = conn.execute(
-                select(t.case.c.id).where(t.case.c.company_id == rt.id, t.case.c.number == number)
-            ).scalar()
+        cid = svc.case_id_by_number(rt.key, number)
         if cid is None:
             return None
         view = svc.get_case(rt.key, cid)
