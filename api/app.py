@@ -17,7 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from api import documents
-from api.auth import AuthSettings, build_auth
+from api.auth import AuthSettings, PasswordPool, build_auth
 from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
 from api.routes import ROUTES, provide_actor
@@ -47,7 +47,8 @@ def create_app(
     extra_routes: list[Any] | None = None,
 ) -> Litestar:
     settings = auth or AuthSettings.from_env()
-    middleware, auth_routes = build_auth(svc, settings)
+    pool = PasswordPool(settings.hash_threads, settings.hash_queue)
+    middleware, auth_routes = build_auth(svc, settings, pool)
     openapi = OpenAPIConfig(
         title="kefu",
         version=_version(),
@@ -91,7 +92,7 @@ def create_app(
             *auth_routes,
             *ROUTES,
             *documents.ROUTES,
-            *web_routes(svc, settings),
+            *web_routes(svc, settings, pool),
             *plugin_routes,
             *(extra_routes or []),
         ],

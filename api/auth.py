@@ -646,11 +646,12 @@ def held_roles(svc: CaseService, actor: Actor) -> list[ProcedureRoles]:
 
 # -- wiring ------------------------------------------------------------------------------------
 def build_auth(
-    svc: CaseService, settings: AuthSettings
+    svc: CaseService, settings: AuthSettings, pool: PasswordPool | None = None
 ) -> tuple[DefineMiddleware, list[ControllerRouterHandler]]:
-    """The authentication middleware and the auth routes (login, logout, me) for ``svc``."""
+    """The authentication middleware and the auth routes (login, logout, me) for ``svc``;
+    passwords are checked in ``pool`` (one per app: the staff pages sign in through it too)."""
 
-    pool = PasswordPool(settings.hash_threads, settings.hash_queue)
+    pool = pool or PasswordPool(settings.hash_threads, settings.hash_queue)
 
     def session_cookie(value: str, max_age: int) -> Cookie:
         return Cookie(

@@ -26,6 +26,7 @@ from api.auth import (
     AuthSettings,
     Credential,
     LoginIn,
+    PasswordPool,
     Principal,
     Unauthenticated,
     login,
@@ -79,8 +80,9 @@ class Staff:
     company_name: str
 
 
-def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
-    """The ``/web`` router for ``svc`` (sessions as the API's ``auth`` settings)."""
+def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Router:
+    """The ``/web`` router for ``svc`` (sessions as the API's ``auth`` settings; passwords
+    checked in the API's ``pool``)."""
     settings = PageSettings(auth.cookie_secure, auth.cookie_name)
 
     def staff(request: Request[Any, Any, Any]) -> Staff:
@@ -153,12 +155,13 @@ def build_pages(svc: CaseService, auth: AuthSettings) -> Router:
                 next=target,
             )
         try:
-            _, raw = await blocking(
-                login,
+            _, raw = await login(
                 svc,
                 auth,
+                pool,
                 LoginIn(username, password, company),
                 request.cookies.get(settings.session_cookie),
+                request.client.host if request.client is not None else "unknown",
             )
         except KefuError as exc:
             return render(

@@ -11,7 +11,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from api.auth import AuthSettings
+from api.auth import AuthSettings, PasswordPool
 from api.portal import build_portal
 from api.web.context import PageSettings
 from api.web.pages import build_pages
@@ -31,10 +31,10 @@ def root() -> Redirect:
     return Redirect(path="/web/inbox", status_code=303)
 
 
-def web_routes(svc: CaseService, auth: AuthSettings) -> list[Any]:
+def web_routes(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> list[Any]:
     """The routers of the pages, the portal and their static files."""
     static: Router = create_static_files_router(
         path="/static", directories=[HERE / "static"], opt={"exclude_from_auth": True}
     )
     pages = PageSettings(auth.cookie_secure, auth.cookie_name)
-    return [root, static, build_pages(svc, auth), build_portal(svc, pages)]
+    return [root, static, build_pages(svc, auth, pool), build_portal(svc, pages)]

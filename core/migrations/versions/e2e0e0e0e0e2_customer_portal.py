@@ -1,7 +1,7 @@
 """customer portal: used link tokens, portal sessions, rate limits
 
 Revision ID: e2e0e0e0e0e2
-Revises: d4d0d0d0d0d4
+Revises: e1d0c0d0d0e1
 Create Date: 2026-12-03 16:40:00
 
 """
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import core.storage.schema
 
 revision: str = 'e2e0e0e0e0e2'
-down_revision: Union[str, Sequence[str], None] = 'd4d0d0d0d0d4'
+down_revision: Union[str, Sequence[str], None] = 'e1d0c0d0d0e1'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
