@@ -320,9 +320,9 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         elif await blocking(limited, request, "intake"):
             message, status = "Too many attempts; try again later.", 429
         else:
-            values = read_form(pub.proc.pack.fields, intake_form(pub), typed, lk_tz(rt))
             actor = Actor(PORTAL_ACTOR, rt.key, frozenset(), frozenset({pub.settings.role}))
             try:
+                values = read_form(pub.proc.pack.fields, intake_form(pub), typed, lk_tz(rt))
                 res = await blocking(
                     svc.open_case, rt.key, procedure, actor, {**values, **pub.settings.fixed}
                 )
@@ -345,6 +345,8 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         return render(request, rt, "portal/status.html")
 
     def lookup(rt: CompanyRuntime, number: str, contact: str) -> Any:
+        if "\x00" in number + contact:  # no case number or contact holds one
+            return None
         cid = svc.case_id_by_number(rt.key, number)
         if cid is None:
             return None
@@ -481,7 +483,8 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                 429,
                 message="Too many attempts; try again later.",
             )
-        session = exchange(rt, number[:64], token[:128]) if len(token) <= 128 else None
+        valid = len(token) <= 128 and "\x00" not in number + token
+        session = exchange(rt, number[:64], token) if valid else None
         if session is None:
             return render(
                 request,
@@ -592,8 +595,8 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         view = ctx["case"]
         act_def = ctx["step"].actions.get(action)
         names = ordered(act_def.ask, act_def.require) if act_def else []
-        values = read_form(ctx["proc"].pack.fields, names, typed, lk_tz(rt))
         try:
+            values = read_form(ctx["proc"].pack.fields, names, typed, lk_tz(rt))
             await blocking(svc.act, rt.key, view.id, action, ctx["actor"], values, view.version)
         except InvalidInput as exc:
             errors = dict(exc.details.get("errors") or {})

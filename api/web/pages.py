@@ -144,7 +144,13 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
         username = (first(form, "username") or "").strip()
         password = first(form, "password") or ""
         company = (first(form, "company") or "").strip() or None
-        if not username or not password or len(username) > 64 or len(password) > 1024:
+        if (
+            not username
+            or not password
+            or len(username) > 64
+            or len(password) > 1024
+            or "\x00" in username + password + (company or "")
+        ):
             return render(
                 request,
                 None,
@@ -344,8 +350,8 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
         if not csrf_ok(request, settings, typed):
             message, status = "The form has expired; submit it again.", 403
         else:
-            values = read_form(proc.pack.fields, names, typed, me.look.tz)
             try:
+                values = read_form(proc.pack.fields, names, typed, me.look.tz)
                 res = await blocking(svc.open_case, me.actor.company, key, me.actor, values)
             except InvalidInput as exc:
                 errors, message = exc.details.get("errors") or {}, exc.message
@@ -446,8 +452,8 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             step = proc.step(view.step)
             act_def = step.actions.get(action)
             names = ordered(act_def.ask, act_def.require) if act_def else []
-            values = read_form(proc.pack.fields, names, typed, me.look.tz)
             try:
+                values = read_form(proc.pack.fields, names, typed, me.look.tz)
                 await blocking(
                     svc.act, me.actor.company, case_id, action, me.actor, values, max(version, 1)
                 )

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import InvalidInput
 from core.spec.definitions import FieldDef
 
 PREFIX = "f."
@@ -189,7 +190,20 @@ def read_form(
     fields: Mapping[str, FieldDef], names: list[str], typed: Typed, tz: dt.tzinfo
 ) -> dict[str, Any]:
     """The values the form's inputs give for ``names``, as the API takes them; a field
-    left empty is not sent (the case keeps its value; a required one is reported)."""
+    left empty is not sent (the case keeps its value; a required one is reported).
+
+    A NUL character in an input is refused here, naming the field (InvalidInput), as the
+    API refuses it at its edge: PostgreSQL cannot store one, and no value needs one."""
+    bad = {
+        (key[len(PREFIX) :].split(".", 1)[0] if key.startswith(PREFIX) else key)
+        for key, values in typed.items()
+        if any("\x00" in v for v in values)
+    }
+    if bad:
+        raise InvalidInput(
+            "the form has errors",
+            errors={name: "contains a NUL character" for name in sorted(bad)},
+        )
     out = {}
     for name in names:
         f = fields[name]

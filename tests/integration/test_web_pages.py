@@ -385,3 +385,40 @@ def test_the_language_is_the_persons_then_the_browsers_then_the_companys(web: An
     c.get("/web/lang/zh-CN?next=/web/login")
     chosen = c.get("/web/login", headers={"Accept-Language": "en-US"}).text
     assert "<h1>登录</h1>" in chosen
+
+
+def test_nul_characters_and_huge_values_are_a_page_with_messages(web: Any) -> None:
+    c = web("wang")
+    token = csrf(c, "/web/new/repair-desk")
+    r = c.post(
+        "/web/new/repair-desk",
+        data={
+            "_csrf": token,
+            "f.channel": "phone",
+            "f.customer_name": "a\x00b",
+            "f.phone": "13912345678",
+            "f.symptom": "x" * 60_000,
+            "f.occurred_at": "0001-01-01T00:00",
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert errors(r.text) == {"customer_name": "contains a NUL character"}
+    r = c.post(
+        "/web/new/repair-desk",
+        data={
+            "_csrf": token,
+            "f.channel": "phone",
+            "f.customer_name": "ab",
+            "f.phone": "13912345678",
+            "f.symptom": "x" * 60_000,
+            "f.occurred_at": "0001-01-01T00:00",
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert set(errors(r.text)) == {"symptom", "occurred_at"}, errors(r.text)
+    p = web()
+    token = csrf(p, "/portal/demo/status")
+    r = p.post("/portal/demo/status", data={"_csrf": token, "number": "\x00", "contact": "\x00"})
+    assert r.status_code == 404 and "Traceback" not in r.text
+    r = p.post("/web/login", data={"_csrf": token, "username": "wa\x00ng", "password": "x"})
+    assert r.status_code == 422 and "Traceback" not in r.text
