@@ -63,6 +63,7 @@ from core.spec.forms import ordered
 from core.storage import schema as t
 
 PORTAL_ACTOR = "portal"
+UPLOADS = ("attachment", "signature")
 SESSION_COOKIE = "kefu_portal"
 SESSION_LIFE = dt.timedelta(minutes=30)
 WINDOW = dt.timedelta(minutes=10)
@@ -267,7 +268,13 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
     # -- intake ----------------------------------------------------------------------------
     def intake_form(pub: Published) -> list[str]:
         o = pub.proc.pack.open
-        return [n for n in ordered(o.ask, o.require) if n not in pub.settings.fixed]
+        fields = pub.proc.pack.fields
+        # the portal takes no uploads yet: an optional attachment is left to staff
+        return [
+            n
+            for n in ordered(o.ask, o.require)
+            if n not in pub.settings.fixed and (fields[n].type not in UPLOADS or n in o.require)
+        ]
 
     def form_rows(rt: CompanyRuntime, pub: Published, typed: Any, errors: Any) -> Any:
         o = pub.proc.pack.open
