@@ -95,9 +95,10 @@ class CompiledProcedure:
         the company ``calendar`` for ``actor`` (without them, what needs them has no
         value)."""
         out: dict[str, ir.Scalar] = {}
-        for name, fdef in self.pack.fields.items():
-            value = fact_value(fdef, fields.get(name))
-            if value is not None:
+        declared = self.pack.fields
+        for name, stored in fields.items():  # the values a case has, not every field
+            fdef = declared.get(name) if stored is not None else None
+            if fdef is not None and (value := fact_value(fdef, stored)) is not None:
                 out[name] = value
         out["event"] = event
         out["step"] = step
