@@ -27,9 +27,7 @@ if TYPE_CHECKING:
 @hookimpl
 def kefu_effect_types() -> list[Any]:
     """``portal_link``: a one-time link for the customer, sent through the outbox."""
-    # imported when the registry asks: api.portal imports the case service and the web
-    # layer, which the plugin registry must not need while it is being built
-    from api.portal import PORTAL_LINK
+    from api.portal import PORTAL_LINK  # lazy: the registry must not need the web layer
 
     return [PORTAL_LINK]
 
@@ -37,7 +35,7 @@ def kefu_effect_types() -> list[Any]:
 @hookimpl
 def kefu_cli_commands(cli: Any) -> None:
     cli.add_command(serve)
-    from api.auth_cli import register
+    from api.auth_cli import register  # lazy: kefu's CLI starts without Litestar
 
     register(cli)
 
@@ -109,7 +107,7 @@ def serve(
 
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app  # lazy: only `kefu serve` loads Litestar
 
     cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:

@@ -76,8 +76,7 @@ class AnalysedDurableEvaluator:
         if self._here is None:
             with self._lock:
                 if self._here is None:
-                    # loads the C core: only once a RuleSet is to be evaluated here
-                    from core.rules.durable_runtime import DurableEvaluator
+                    from core.rules.durable_runtime import DurableEvaluator  # loads the C core
 
                     self._here = DurableEvaluator()
         return self._here

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from api.app import create_app
 from api.auth import AuthSettings, Principal
 from api.auth_cli import register
+from api.plugin import serve_auth_settings
 from core.cases.service import CaseService
 from core.runtime import users
 from core.storage import schema as t
@@ -811,7 +812,6 @@ def test_sessions_per_user_are_capped_oldest_first(
 
 
 def test_kefu_cookie_secure_holds_on_loopback() -> None:
-    from api.plugin import serve_auth_settings
 
     assert not serve_auth_settings("127.0.0.1", None, {}).cookie_secure  # plain http://localhost
     behind_proxy = serve_auth_settings("127.0.0.1", None, {"KEFU_COOKIE_SECURE": "1"})

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text, update
 from core.cases.service import ActionUnavailable
 from core.clock import TestClock
 from core.errors import Conflict, EngineUnavailable, InvalidInput, NotAllowed, NotFound, Refused
+from core.rules.analysed import AnalysedDurableEvaluator
 from core.rules.ir import RuleSet
 from core.rules.reference import ReferenceEvaluator
 from core.runtime.plugins import installed
@@ -281,8 +282,6 @@ def test_build_service_loads_all_packs():
 def test_each_company_runs_the_rules_engine_its_config_names(db):
     """``rules_engine:`` is per company: two companies naming different engines each get
     theirs, and one naming none gets the server's default — no silent fallback."""
-    from core.rules.analysed import AnalysedDurableEvaluator
-    from core.rules.reference import ReferenceEvaluator
 
     svc = service(db, evaluator=None)
     try:

@@ -35,10 +35,13 @@ from sqlalchemy import select
 from core.clock import TestClock
 from core.runtime import outbox
 from core.runtime.outbox import DeliveryError
+from core.runtime.plugins import installed
+from core.runtime.worker import Worker
 from core.spec.catalog import ROOT
 from core.storage import schema as t
 from core.storage.db import Database
-from plugins.notifications import EmailChannel, WebhookChannel, public_address
+from core.storage.migrate import upgrade
+from plugins.notifications import EmailChannel, WebhookChannel, public_address, render_text
 from tests.helpers import DISPATCH, OPEN_FIELDS, VERIFY, service
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
@@ -219,7 +222,6 @@ def test_email_sends_each_message_with_a_stable_message_id(
 
 
 def test_a_message_without_a_text_is_a_plain_listing() -> None:
-    from plugins.notifications import render_text
 
     msg = outbox.OutboxMessage(
         1,
@@ -401,7 +403,6 @@ def test_kefu_worker_killed_and_restarted_delivers_each_message_once(
     )
     url = f"sqlite:///{tmp_path / 'kefu.db'}"
     db = Database(url)
-    from core.storage.migrate import upgrade
 
     upgrade(db)
     svc = service(db, config=config)
@@ -449,8 +450,6 @@ def test_kefu_worker_killed_and_restarted_delivers_each_message_once(
 def test_a_company_that_disables_the_notifications_plugin_gets_no_messages(
     db: Database, tmp_path: Path, smtp: Any
 ) -> None:
-    from core.runtime.plugins import installed
-    from core.runtime.worker import Worker
 
     box, port = smtp
     config = email_config(tmp_path, port)

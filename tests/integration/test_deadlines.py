@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from api.app import create_app
 from api.auth import AuthSettings
 from core.cases import timers
+from core.cli import cli
 from core.clock import TestClock
 from core.runtime import worker
 from core.runtime.users import set_password
@@ -134,8 +135,6 @@ def test_api_explains_deadlines_and_the_inbox_puts_the_nearest_first(db):
 
 def test_cli_explains_a_case_in_words(db, tmp_path):
     from click.testing import CliRunner
-
-    from core.cli import cli
 
     clock = TestClock(at(2026, 9, 30, 10, 0))
     svc = service(db, clock=clock)

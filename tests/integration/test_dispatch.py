@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from core.cases.service import CaseService
+from core.storage import schema as t
 from tests.helpers import FIXTURES
 
 HERE = FIXTURES / "dispatch"
@@ -43,8 +44,6 @@ def open_loads(svc: CaseService) -> dict[str, int]:
     loads = Counter[str]()
     with svc.db.read() as conn:
         from sqlalchemy import select
-
-        from core.storage import schema as t
 
         rows = conn.execute(select(t.case.c.assignees).where(t.case.c.status == "open")).all()
     for (assignees,) in rows:
@@ -87,8 +86,6 @@ def test_workload_balances_uneven_starting_loads(svc: CaseService) -> None:
 
 def _cases_of(svc: CaseService, engineer: str) -> list[int]:
     from sqlalchemy import select
-
-    from core.storage import schema as t
 
     with svc.db.read() as conn:
         return [

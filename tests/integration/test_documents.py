@@ -15,9 +15,17 @@ from typing import Any
 
 import pytest
 
-from core.cases import attachments
+from api.app import create_app
+from api.auth import AuthSettings
+from core import hookimpl
+from core.cases import attachments, exports, records, retention
+from core.cases.reports import run_report
 from core.cases.service import CaseService
+from core.cli import cli
 from core.errors import InvalidInput, NotAllowed, TooLarge, UnsupportedType
+from core.runtime.plugins import PluginError, build_registry, installed, plugin_manager
+from core.runtime.users import ensure_user
+from core.spec.loading import load_pack
 from tests.helpers import FIXTURES, service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,9 +241,6 @@ def test_unclaimed_uploads_are_swept_with_their_content(dsvc: CaseService) -> No
 def login(dsvc: CaseService) -> Any:
     from litestar.testing import TestClient
 
-    from api.app import create_app
-    from api.auth import AuthSettings
-    from core.runtime.users import ensure_user
     from tests.helpers import PASSWORD
 
     with dsvc.db.write() as conn:
@@ -345,8 +350,6 @@ class MemoryStore:
 
 
 def test_hook_attachment_stores(db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import hookimpl
-    from core.runtime.plugins import PluginError, build_registry, plugin_manager
 
     store = MemoryStore()
 
@@ -432,7 +435,6 @@ def signed_qp(svc: CaseService) -> int:
 
 
 def test_the_qp_tracking_form_renders_to_pdf_with_chinese_text(dsvc: CaseService) -> None:
-    from core.cases import records
 
     cid = signed_qp(dsvc)
     doc, html = records.render_html(dsvc, "docs", cid, "tracking_form")
@@ -451,8 +453,6 @@ def test_the_qp_tracking_form_renders_to_pdf_with_chinese_text(dsvc: CaseService
 
 def test_a_record_pdf_embeds_its_fonts(dsvc: CaseService) -> None:
     from pypdf import PdfReader
-
-    from core.cases import records
 
     wang = dsvc.actor("docs", "li")
     cid = dsvc.open_case(
@@ -487,7 +487,6 @@ def test_a_record_pdf_embeds_its_fonts(dsvc: CaseService) -> None:
 def test_a_signed_record_whose_field_changes_shows_the_signature_void(
     dsvc: CaseService,
 ) -> None:
-    from core.cases import records
 
     cid = meeting(dsvc)
     dsvc.act("docs", cid, "sign_off", dsvc.actor("docs", "chen"), {}, 2)
@@ -504,7 +503,6 @@ def test_a_signed_record_whose_field_changes_shows_the_signature_void(
 
 
 def test_verification_codes_are_checked_against_the_journal(dsvc: CaseService) -> None:
-    from core.cases import records
 
     cid = signed_qp(dsvc)
     doc, _ = records.render_html(dsvc, "docs", cid, "tracking_form")
@@ -522,8 +520,6 @@ def test_verification_codes_are_checked_against_the_journal(dsvc: CaseService) -
 
 def test_records_through_the_api_and_the_cli(dsvc: CaseService, login: Any, tmp_path: Path) -> None:
     from click.testing import CliRunner
-
-    from core.cli import cli
 
     cid = signed_qp(dsvc)
     zhao = login("zhao")
@@ -604,7 +600,6 @@ def _cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_a_company_template_is_sandboxed_and_bounded(dsvc: CaseService, tmp_path: Path) -> None:
-    from core.cases import records
 
     cid = signed_qp(dsvc)
     folder = tmp_path / "tpl" / "qp-complaint"
@@ -698,7 +693,6 @@ def test_document_queries_use_indexes(dsvc: CaseService, login: Any) -> None:
     """Uploads, signatures, records, verification and exports read through indexes."""
     import re
 
-    from core.cases import exports, records
     from tests.integration import test_query_plans as plans
 
     tables = ("kefu_case", "journal", "attachment", "signature", "case_link")
@@ -757,8 +751,6 @@ def test_the_monthly_complaint_report_counts_and_draws(
 ) -> None:
     import datetime as dt
 
-    from core.cases.reports import run_report
-
     li = dsvc.actor("docs", "li")
 
     def complaint(content: str, urgency: str) -> None:
@@ -800,8 +792,6 @@ def test_the_monthly_complaint_report_counts_and_draws(
     # and as a PDF with the chart, from the command line
     from click.testing import CliRunner
 
-    from core.cli import cli
-
     out = tmp_path / "monthly.pdf"
     r2 = CliRunner().invoke(
         cli,
@@ -833,8 +823,6 @@ def test_retention_clears_what_it_should_and_nothing_under_hold(
 ) -> None:
     import datetime as dt
 
-    from core.cases import retention
-
     li = dsvc.actor("docs", "li")
     photo = attachments.upload(dsvc, li, "retention", "photo", "p.png", io.BytesIO(PNG))
 
@@ -860,8 +848,6 @@ def test_retention_clears_what_it_should_and_nothing_under_hold(
     assert [(d.case_id, d.fields) for d in due] == [(plain, ["customer_name", "phone", "photo"])]
     # the command line's dry run lists it and changes nothing
     from click.testing import CliRunner
-
-    from core.cli import cli
 
     r = CliRunner().invoke(
         cli,
@@ -897,9 +883,6 @@ def test_retention_clears_what_it_should_and_nothing_under_hold(
 def test_a_broken_pack_template_is_a_located_diagnostic(tmp_path: Path) -> None:
     import shutil
 
-    from core.runtime.plugins import installed
-    from core.spec.loading import load_pack
-
     pack = tmp_path / "countersign"
     shutil.copytree(ROOT / "tests" / "packs" / "countersign", pack)
     (pack / "records").mkdir()
@@ -913,7 +896,6 @@ def test_a_broken_pack_template_is_a_located_diagnostic(tmp_path: Path) -> None:
 
 
 def test_a_record_lists_the_cases_opened_from_its_case(db: Any, tmp_path: Path) -> None:
-    from core.cases import records
     from tests.integration.test_scenarios import write_linked_packs
 
     rules = tmp_path / "rules"
@@ -983,7 +965,6 @@ def test_hostile_uploads_get_problems_not_500s(dsvc: CaseService, login: Any) ->
 
 
 def test_one_case_per_defect_and_the_step_that_waits_for_them(dsvc: CaseService) -> None:
-    from core.cases import records
 
     zhao, sun = dsvc.actor("docs", "zhao"), dsvc.actor("docs", "sun")
     cid = dsvc.open_case("docs", "handover-inspection", zhao, {"unit": "3-1201"}).case.id

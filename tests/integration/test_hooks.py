@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from core import hookimpl
+from core.cases.reports import run_report
 from core.runtime.plugins import (
     PluginError,
     build_registry,
@@ -24,6 +25,8 @@ from core.runtime.plugins import (
 )
 from core.runtime.worker import Worker
 from core.spec.catalog import ROOT, load_catalog
+from core.spec.definitions import FieldDef
+from core.spec.effects import BUILTIN_EFFECTS
 from core.spec.fields import FieldValueError, coerce
 from core.storage import schema as t
 from core.storage.db import Database
@@ -56,7 +59,6 @@ def test_hook_effect_types(tmp_path: Path) -> None:
     class Clash:
         @hookimpl
         def kefu_effect_types(self) -> list[Any]:
-            from core.spec.effects import BUILTIN_EFFECTS
 
             return [BUILTIN_EFFECTS[0]]  # "set" is built in
 
@@ -70,7 +72,6 @@ def test_hook_field_types() -> None:
     reg = installed()
     assert reg.plugin_of("field type", "survey") == "surveys"
     assert reg.plugin_of("field type", "serial") == "example"
-    from core.spec.definitions import FieldDef
 
     serial = FieldDef.model_validate(
         {"type": "serial", "label": "S"}, context=reg.validation_context()
@@ -170,7 +171,6 @@ def test_hook_reports(example_client: Any) -> None:
 
 @pytest.mark.slow  # starts a kefu process
 def test_hook_reports_on_answers(db: Database) -> None:
-    from core.cases.reports import run_report
 
     svc = service(db)
     fang = svc.actor("demo", "wang")  # holds `service` through the service department
@@ -186,8 +186,6 @@ def test_hook_reports_on_answers(db: Database) -> None:
         ).case
         svc.act("demo", case.id, "close_file", fang, {"end_reason": "x"}, 1)
         from sqlalchemy import update
-
-        from core.storage import schema as t
 
         with (
             db.write() as conn

@@ -7,6 +7,7 @@ import datetime as dt
 
 from core.cases.reports import run_report
 from core.cases.service import CaseService
+from core.errors import InvalidInput, NotFound
 
 
 def test_the_on_time_rate_of_leak_repairs(svc: CaseService) -> None:
@@ -36,8 +37,6 @@ def test_the_on_time_rate_of_leak_repairs(svc: CaseService) -> None:
 
 def test_the_kpi_reports_refuse_unknown_procedures(svc: CaseService) -> None:
     import pytest
-
-    from core.errors import InvalidInput, NotFound
 
     for name in ("on-time", "complaints-monthly"):
         with pytest.raises(NotFound):

@@ -10,6 +10,7 @@ import pytest
 from core.cases.service import CaseService
 from core.errors import Refused
 from core.runtime.plugins import installed
+from core.spec.catalog import load_catalog
 from tests.helpers import FIXTURES
 
 HERE = FIXTURES / "dispatch"
@@ -56,7 +57,6 @@ def test_concurrent_openings_get_gap_free_unique_numbers(svc: CaseService) -> No
 
 
 def test_unknown_number_scheme_is_named_at_load(tmp_path: Any) -> None:
-    from core.spec.catalog import load_catalog
 
     config = tmp_path / "config"
     config.mkdir()

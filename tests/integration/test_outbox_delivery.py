@@ -12,7 +12,7 @@ from core.clock import TestClock
 from core.runtime import outbox
 from core.runtime.outbox import DeliveryError, OutboxMessage
 from core.storage import schema as t
-from plugins.notifications import FileChannel
+from plugins.notifications import FileChannel, LogChannel
 from tests.helpers import case_at_repair, service
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
@@ -144,8 +144,6 @@ def test_bad_channel_settings_fail_the_message_with_the_setting_named(db):
 
 def test_the_log_channel_shows_the_rendered_text(db, caplog):
     import logging
-
-    from plugins.notifications import LogChannel
 
     svc = service(db, clock=TestClock(T0))
     case_at_repair(svc)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.storage import schema as t
 from core.storage.db import Database
 from core.testing.scenarios import ScenarioError, run_scenario
 from tests import requires
@@ -33,8 +34,6 @@ def test_every_way_of_closing_leaves_the_same_trace(db: Database) -> None:
     """Staff action, opening rule and timer: each closed case has a `closed` entry as its
     last, nobody assigned, no pending timer and no next due time."""
     from sqlalchemy import select
-
-    from core.storage import schema as t
 
     for name in ("staff-closes", "opened-into-final", "timer-into-final"):
         run_scenario(PACKS / "final-step" / "scenarios" / f"{name}.yaml", db=db)

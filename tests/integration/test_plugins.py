@@ -16,10 +16,12 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.auth import AuthSettings
 from core.cases.events import CaseEvent
+from core.errors import Refused
 from core.runtime.plugins import installed
 from core.runtime.users import ensure_user
 from core.spec.catalog import load_catalog
 from core.storage.db import Database
+from core.testing.scenarios import run_paths
 from tests.helpers import FIXTURES, PASSWORD, case_at_repair, service
 from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
 
@@ -70,7 +72,6 @@ def test_the_example_plugin_works_through_the_api(example_client: Any) -> None:
 
 
 def test_the_shipped_pack_scenarios_pass_on_both_engines() -> None:
-    from core.testing.scenarios import run_paths
 
     lines: list[str] = []
     assert run_paths([EXAMPLE_RULES / "warranty-desk"], echo=lines.append) == 0, lines
@@ -206,7 +207,6 @@ def test_lifecycle_events_come_after_commit_and_survive_a_failing_plugin(
     # a refused action emits nothing: it did not happen
     before = len(good.seen)
     li = svc.actor("demo", "li")
-    from core.errors import Refused
 
     with pytest.raises(Refused):
         svc.act("demo", cid, "complete", li, {"hours_spent": 0, "result": "x", "resolved": True}, 3)

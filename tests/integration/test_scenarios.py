@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
+from core.cli import cli
 from core.spec.catalog import ROOT
 from core.testing.scenarios import (
     ScenarioFailed,
@@ -334,7 +335,6 @@ def test_time_only_moves_forward_once_something_happened(pack: Path) -> None:
 
 
 def test_kefu_test_exits_0_on_success_and_1_with_file_and_line_on_failure(pack: Path) -> None:
-    from core.cli import cli
 
     good = write(
         pack,

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.rules.evaluator import Evaluator, make_evaluator
+from core.rules.ir import CompiledRule, RuleSet
 from core.runtime.plugins import installed
 from core.spec.catalog import ROOT
 from core.spec.definitions import EVENTS, FieldDef
@@ -294,7 +295,6 @@ def test_generated_facts_do_fire_rules(evaluators: dict[str, Evaluator]) -> None
 def test_small_floats_reach_durable_rules_intact(kind: str) -> None:
     # found by the property above: repr(0.00001) is "1e-05", which durable_rules'
     # parser refused (error 204) in facts and in rule values alike
-    from core.rules.ir import CompiledRule, RuleSet
 
     ev = make_evaluator(kind)
     try:
