@@ -7,6 +7,7 @@ installs; a missing one there is a broken environment, never a reason to skip.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import pytest
 
@@ -14,7 +15,7 @@ from core.testing.scenarios import durable_available
 from tests.pg import IN_CI
 
 
-def missing(what: str) -> None:
+def missing(what: str) -> NoReturn:
     """Skip the current test locally; fail it in CI."""
     if IN_CI:
         pytest.fail(f"{what} (required in CI)", pytrace=False)

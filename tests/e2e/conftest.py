@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.pg import IN_CI
+from tests.requires import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 KEFU = str(Path(sys.executable).with_name("kefu"))
@@ -107,16 +107,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-        message = f"no Chromium at {CHROMIUM}: `make setup` installs Debian's chromium"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no Chromium at {CHROMIUM}: `make setup` installs Debian's chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # the dev extra installs it
-        if IN_CI:
-            pytest.fail("playwright is not installed (pip install -e '.[dev]')")
-        pytest.skip("playwright is not installed")
+        missing("playwright is not installed (pip install -e '.[dev]')")
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
