@@ -5,15 +5,27 @@ Chinese is written without spaces, so a word index cannot find 漏水 inside 卫
 instead every run of letters and digits is indexed as its overlapping character pairs
 (bigrams): 水管漏水 → 水管 管漏 漏水. A search for a run finds the cases holding all of its
 pairs one after another — exactly the cases containing it. Phone numbers work the same
-way (尾号 5678 finds …12345678). Each pair is stored as an ASCII token (``g`` + the
-hex of its UTF-8) so both databases' tokenisers keep it whole, and each document starts
-with its company's token (``c42``), so a search never leaves its company.
+way (尾号 5678 finds …12345678). Runs are kept apart by a token of their own (``x``):
+without it the last pair of one run and the first of the next would follow each other,
+and a text "12 24 46" would be found by a search for 1246. Each pair is stored as an
+ASCII token (``g`` + the hex of its UTF-8) so both databases' tokenisers keep it whole,
+and each document starts with its company's token (``c42``), so a search never leaves
+its company.
 
-SQLite keeps the documents in an FTS5 table (``case_search``, rowid = case id);
-PostgreSQL in a table with a stored ``to_tsvector('simple', doc)`` under a GIN index,
-queried with phrase operators. The commit pipeline rewrites a case's document whenever its fields
-change, in the same transaction: the documents a transaction changes are kept until it
-is about to commit, then each is written once, in case-id order. FTS5 buffers a
+SQLite keeps the documents in an FTS5 table (``case_search``, rowid = case id), whose
+index holds each token's positions, so a phrase of pairs is matched inside the index.
+PostgreSQL keeps them in a table with a stored ``to_tsvector('simple', doc)`` under a GIN
+index, queried with phrase operators; its GIN index holds no positions, so every row
+holding all of a phrase's tokens is read again to check their order. Pairs are too
+common for that: the digit pairs of a phone number (00, 05, 50) are in nearly every
+document, and an eight-digit search read a quarter of 200,000 cases (2.2 s). PostgreSQL
+documents therefore also hold the runs' overlapping triples (``t`` + hex), after all the
+pairs, and a run of three or more characters is searched by its triples, which are
+roughly a hundred times rarer; a run of two still goes by its pair.
+
+The commit pipeline rewrites a case's document whenever its fields change, in the same
+transaction: the documents a transaction changes are kept until it is about to commit,
+then each is written once, in case-id order. FTS5 buffers a
 transaction's terms in memory only while the rows it writes come in ascending order; a
 case written twice in one transaction (opened and cancelled, two timers firing) or cases
 written out of order would each cost a flush to disk and a small segment for the index
@@ -49,8 +61,21 @@ def _token(pair: str) -> str:
     return "g" + pair.encode().hex()
 
 
+#: the token between runs: no pair (``g``…), triple (``t``…) or company (``c``…) token
+GAP = "x"
+
+
 def _pairs(run: str) -> list[str]:
     return [_token(run[i : i + 2]) for i in range(len(run) - 1)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _triple_token(triple: str) -> str:
+    return "t" + triple.encode().hex()
+
+
+def _triples(run: str) -> list[str]:
+    return [_triple_token(run[i : i + 3]) for i in range(len(run) - 2)]
 
 
 def _texts(value: Any) -> Iterable[str]:
@@ -64,12 +89,25 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(v)
 
 
-def document(company_id: int, number: str, fields: Mapping[str, Any]) -> str:
+def document(
+    company_id: int, number: str, fields: Mapping[str, Any], *, triples: bool = False
+) -> str:
     """The indexed document of a case: its company token, then the pairs of its number and
-    of every text in its fields."""
+    of every text in its fields, then (``triples``, for PostgreSQL) their triples."""
     parts = [number, *(s for v in fields.values() for s in _texts(v))]
-    body = " ".join(parts)[:MAX_INDEXED]
-    return " ".join([f"c{company_id}", *(p for run in _runs(body) for p in _pairs(run))])
+    runs = _runs(" ".join(parts)[:MAX_INDEXED])
+    tokens = [f"c{company_id}"]
+    for grams in (_pairs, _triples) if triples else (_pairs,):
+        for run in runs:
+            if len(run) > 1:
+                tokens.append(GAP)
+                tokens.extend(grams(run))
+    return " ".join(tokens)
+
+
+def pg_document(company_id: int, number: str, fields: Mapping[str, Any]) -> str:
+    """The document PostgreSQL stores: pairs and triples."""
+    return document(company_id, number, fields, triples=True)
 
 
 def needle_runs(q: str) -> list[str]:
@@ -84,8 +122,11 @@ def sqlite_match(company_id: int, runs: list[str]) -> str:
 
 
 def pg_query(company_id: int, runs: list[str]) -> str:
-    """The tsquery: the company token and each run's pairs, one after another."""
-    phrases = " & ".join("(" + " <-> ".join(_pairs(r)) + ")" for r in runs)
+    """The tsquery: the company token and each run's triples (a run of two: its pair), one
+    after another."""
+    phrases = " & ".join(
+        "(" + " <-> ".join(_triples(r) if len(r) > 2 else _pairs(r)) + ")" for r in runs
+    )
     return f"c{company_id} & {phrases}"
 
 
@@ -118,11 +159,13 @@ def index(
 
 def _write_pending(conn: Connection) -> None:
     pending: dict[int, list[Any]] = conn.info.pop(_PENDING)
+    sqlite = conn.dialect.name == "sqlite"
+    make = document if sqlite else pg_document
     docs = [
-        {"id": cid, "doc": document(company_id, number, fields), "new": new}
+        {"id": cid, "doc": make(company_id, number, fields), "new": new}
         for cid, (new, company_id, number, fields) in sorted(pending.items())
     ]
-    if conn.dialect.name == "sqlite":
+    if sqlite:
         for d in docs:
             if not d["new"]:  # FTS5 has no upsert; a delete of a missing row costs a flush
                 _SQLITE_DELETE.execute(conn, d)

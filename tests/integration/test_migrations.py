@@ -8,6 +8,7 @@ metadata and break on a real upgraded database.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
+from core.cases import search
 from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
@@ -105,3 +107,60 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
             ).order_by(t.case_assignee.c.case_id)
         ).all()
     assert [tuple(r) for r in rows] == [(1, "repair-desk", due), (2, "repair-desk", t.NO_DUE)]
+
+
+def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> None:
+    """Documents written before e3 ran their runs together ("12 24 46" was found by a
+    search for 1246) and, on PostgreSQL, had no triples: the upgrade rewrites them."""
+    upgrade(empty_db, "e2e0e0e0e0e2")
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC).replace(tzinfo=None)  # stored naive (UTC)
+    fields = {"symptom": "空调 12 24 46", "phone": "13912345678"}
+    old_doc = "c1 " + " ".join(
+        "g" + run[i : i + 2].encode().hex()
+        for run in ("bx1", "空调", "12", "24", "46", "13912345678")
+        for i in range(len(run) - 1)
+    )
+    with empty_db.write() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO company (id, key, name, timezone, locale, created_at) "
+                "VALUES (1, 'acme', 'Acme', 'UTC', 'en', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO procedure_version (id, company_id, procedure, version, digest, "
+                "definition, params, created_at)"
+                " VALUES (1, 1, 'repair-desk', 1, 'd', '{}', '{}', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO kefu_case (id, company_id, procedure_version_id, procedure,"
+                " number, status, step, fields, assignees, version, created_by, created_at,"
+                " updated_at) VALUES (1, 1, 1, 'repair-desk', 'BX1', 'open', 's', :fields,"
+                " '[]', 1, 'x', :now, :now)"
+            ),
+            {"fields": json.dumps(fields, ensure_ascii=False), "now": now},
+        )
+        key = "rowid" if empty_db.is_sqlite else "case_id"
+        conn.execute(
+            text(f"INSERT INTO case_search ({key}, doc) VALUES (1, :doc)"), {"doc": old_doc}
+        )
+
+    def found(q: str) -> list[int]:
+        dialect = "sqlite" if empty_db.is_sqlite else "postgresql"
+        with empty_db.read() as conn:
+            return list(conn.execute(select(search.matching_ids(dialect, 1, q))).scalars())
+
+    if empty_db.is_sqlite:
+        assert found("1246") == [1]  # the old document's false match
+    else:
+        assert found("13912345678") == []  # searched by triples the old document lacks
+    upgrade(empty_db)
+    assert found("1246") == []
+    assert found("13912345678") == [1]
+    assert found("5678") == [1]
+    assert found("空调") == [1]
