@@ -48,6 +48,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from core.storage import schema as t
 from core.storage.db import JsonText
+from core.storage.prepared import Prepared
 
 GENESIS = "0" * 64
 SAFE_INT = 2**53  # beyond it a JSON number may not survive a trip through a float
@@ -58,12 +59,13 @@ _SEL_HEAD = (
     .where(t.journal_head.c.company_id == bindparam("co"))
     .with_for_update()
 )
-_UPD_HEAD = (
+_UPD_HEAD = Prepared(
     update(t.journal_head)
     .where(t.journal_head.c.company_id == bindparam("co"))
     .values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
-_INS_JOURNAL = insert(t.journal)
+_JOURNAL_COLUMNS = [c.name for c in t.journal.c if c.name != "id"]
+_INS_JOURNAL = Prepared(insert(t.journal).values({c: bindparam(c) for c in _JOURNAL_COLUMNS}))
 _SEL_CASE_JOURNAL = (
     select(t.journal.c.at, t.journal.c.kind, t.journal.c.action, t.journal.c.data)
     .where(t.journal.c.company_id == bindparam("co"), t.journal.c.case_id == bindparam("cid"))
@@ -298,8 +300,8 @@ def append(
         )
         seqs.append(seq)
         prev = h
-    conn.execute(_INS_JOURNAL, rows)
-    conn.execute(_UPD_HEAD, {"co": company_id, "seq": seq, "hash": prev})
+    _INS_JOURNAL.execute_many(conn, rows)
+    _UPD_HEAD.execute(conn, {"co": company_id, "seq": seq, "hash": prev})
     return seqs
 
 

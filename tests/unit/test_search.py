@@ -5,15 +5,26 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.cases.search import document, needle_runs
+from core.cases.search import GAP, document, needle_runs, pg_document, pg_query
 
 
 def _found(doc: str, q: str) -> bool:
-    """What the index answers: every run's pairs appear one after another in the document."""
+    """What SQLite's index answers: every run's pairs appear one after another."""
     tokens = doc.split()
     for run in needle_runs(q):
-        pairs = document(0, run, {}).split()[1:]
+        pairs = document(0, run, {}).split()[2:]  # after the company token and the gap
         if not any(tokens[i : i + len(pairs)] == pairs for i in range(len(tokens))):
+            return False
+    return True
+
+
+def _found_pg(doc: str, q: str) -> bool:
+    """What PostgreSQL answers to :func:`pg_query`: each phrase's tokens one after another."""
+    tokens = doc.split()
+    query = pg_query(0, needle_runs(q))
+    for phrase in query.split(" & ")[1:]:
+        grams = phrase.strip("()").split(" <-> ")
+        if not any(tokens[i : i + len(grams)] == grams for i in range(len(tokens))):
             return False
     return True
 
@@ -21,7 +32,16 @@ def _found(doc: str, q: str) -> bool:
 def test_a_document_holds_the_company_and_the_pairs_of_every_text() -> None:
     doc = document(7, "BX-2026-0001", {"name": "张三", "tags": ["漏水"], "n": 3}).split()
     assert doc[0] == "c7"
-    assert len(doc) == 1 + 7 + 1 + 1  # pairs of bx, 2026, 0001; 张三; 漏水 (3 is no text)
+    # pairs of bx, 2026, 0001; 张三; 漏水 (3 is no text), each run after a gap
+    assert len(doc) == 1 + 7 + 1 + 1 + 5
+    assert doc.count(GAP) == 5
+
+
+def test_runs_are_kept_apart() -> None:
+    """Without the gap, the pairs 12 24 46 of three words would read as the run 1246."""
+    doc = document(1, "N", {"f": "12 24 46"})
+    assert _found(doc, "24") and not _found(doc, "1246")
+    assert not _found_pg(pg_document(1, "N", {"f": "12 24 46"}), "1246")
 
 
 def test_phone_tail_chinese_word_and_case_are_found() -> None:
@@ -35,3 +55,12 @@ def test_every_substring_is_found(text: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(text) - 2))
     end = data.draw(st.integers(start + 2, len(text)))
     assert _found(document(1, "N", {"f": text}), text[start:end])
+    assert _found_pg(pg_document(1, "N", {"f": text}), text[start:end])
+
+
+@given(st.text(alphabet="甲乙丙丁ab12 ", min_size=2, max_size=30), st.text("甲乙ab12", min_size=2))
+def test_nothing_is_found_that_the_text_does_not_hold(text: str, q: str) -> None:
+    """The index answers exactly: a run is found only where the text holds it."""
+    holds = q.casefold() in text.casefold()
+    assert _found(document(1, "N", {"f": text}), q) == holds
+    assert _found_pg(pg_document(1, "N", {"f": text}), q) == holds
