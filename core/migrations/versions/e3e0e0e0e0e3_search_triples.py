@@ -6,7 +6,7 @@ Revises: e2e0e0e0e0e2
 Create Date: 2026-12-03 19:00:00
 
 """
-from typing import Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ def upgrade() -> None:
     minute per 100,000 cases): a gap token between runs (a search for 1391 found the text
     "13 39 91"), and on PostgreSQL the triples."""
     conn = op.get_bind()
+    make: Callable[[int, str, Mapping[str, Any]], str]
     if conn.dialect.name == 'sqlite':
         make = document
         update = sa.text("UPDATE case_search SET doc = :doc WHERE rowid = :id")
