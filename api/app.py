@@ -22,7 +22,7 @@ from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
 from api.routes import ROUTES, provide_actor
 from api.swagger import LocalSwaggerRenderPlugin
-from api.web.site import template_config, web_routes
+from api.web.site import page_errors, pages_first, template_config, web_routes
 from core.cases.service import CaseService
 from core.runtime.bootstrap import build_service
 from core.runtime.plugins import installed
@@ -86,6 +86,7 @@ def create_app(
         ],
     )
 
+    page_error = page_errors(svc, settings)
     plugin_routes = [r for result in installed().pm.hook.kefu_api_routes() for r in (result or [])]
     app = Litestar(
         route_handlers=[
@@ -105,7 +106,10 @@ def create_app(
         },
         middleware=[GuardMiddleware(settings.trusted_origins), middleware],
         request_class=GuardedRequest,
-        exception_handlers=HANDLERS,
+        # under /web and /portal an error is a page; elsewhere a problem document
+        exception_handlers={
+            exc: pages_first(handler, page_error) for exc, handler in HANDLERS.items()
+        },
         openapi_config=openapi,
         request_max_body_size=MAX_BODY,
         debug=debug,

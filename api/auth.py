@@ -51,6 +51,7 @@ from litestar.params import JSONBody
 from litestar.types import ASGIApp, ControllerRouterHandler
 from sqlalchemy import select
 
+from api.guard import Network, client_address, proxy_networks
 from api.models import Text, text
 from api.problems import errors
 from core.cases.service import Actor, CaseService
@@ -92,6 +93,8 @@ class AuthSettings:
     # origins a browser may write from besides this server's Host (behind a proxy that
     # rewrites Host): "https://kefu.example.com"
     trusted_origins: frozenset[str] = frozenset()
+    # reverse proxies whose X-Forwarded-For names the client (api.guard.client_address)
+    trusted_proxies: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "absolute_timeout", "lockout", "login_window"):
@@ -109,7 +112,8 @@ class AuthSettings:
         ``KEFU_MAX_FAILED_LOGINS``, ``KEFU_LOCKOUT_MINUTES``, ``KEFU_LOGIN_PER_ADDRESS``,
         ``KEFU_LOGIN_WINDOW_MINUTES``, ``KEFU_MAX_SESSIONS``, ``KEFU_LOGIN_HASH_THREADS``,
         ``KEFU_LOGIN_HASH_QUEUE``, ``KEFU_LOGIN_FAILURE_DELAY`` (seconds),
-        ``KEFU_TRUSTED_ORIGINS`` (comma-separated), ``KEFU_COOKIE_SECURE`` (1/0, true/false) and
+        ``KEFU_TRUSTED_ORIGINS`` (comma-separated), ``KEFU_TRUSTED_PROXIES`` (addresses or
+        CIDR ranges, comma-separated), ``KEFU_COOKIE_SECURE`` (1/0, true/false) and
         ``KEFU_SESSION_COOKIE``; unset ones keep their defaults.
         A malformed value raises ``ValueError`` naming the variable."""
         env = os.environ if environ is None else environ
@@ -153,6 +157,8 @@ class AuthSettings:
             kw["cookie_name"] = raw.strip()
         if (raw := env.get("KEFU_TRUSTED_ORIGINS")) is not None and raw.strip():
             kw["trusted_origins"] = frozenset(o.strip() for o in raw.split(",") if o.strip())
+        if (raw := env.get("KEFU_TRUSTED_PROXIES")) is not None and raw.strip():
+            kw["trusted_proxies"] = proxy_networks(raw)
         try:
             return cls(**kw)
         except ValueError as exc:
@@ -683,7 +689,7 @@ def build_auth(
         A new session id is issued at every sign-in and the session the request came with
         ends. `company` may be left out when you belong to one company only.
         """
-        address = request.client.host if request.client is not None else "unknown"
+        address = client_address(request, settings.trusted_proxies)
         try:
             body, raw = await login(
                 svc, settings, pool, data, request.cookies.get(settings.cookie_name), address

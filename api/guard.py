@@ -17,10 +17,16 @@
   comes from another site (``Sec-Fetch-Site: cross-site`` or ``same-site``) or its
   ``Origin`` is not this server's. API tokens are exempt: a browser never adds them by
   itself.
+- **Who the client is**: :func:`client_address` is the one place that says which address
+  a request comes from, for every per-address limit (API and page sign-ins, the portal's
+  rate limits): the peer's, or — only when the peer is a trusted reverse proxy
+  (``KEFU_TRUSTED_PROXIES``) — the nearest address in ``X-Forwarded-For`` that is not one.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -37,6 +43,10 @@ from core.errors import InvalidInput, KefuError, NotAllowed
 MAX_DEPTH = 32
 MAX_INT = 2**63 - 1
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: hops of X-Forwarded-For looked at, at most (a client may send a long list of its own)
+MAX_HOPS = 20
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class MalformedRequest(InvalidInput):
@@ -165,6 +175,60 @@ def check_origin(
                 f"a request from another origin ({origin}) may not change anything with the "
                 "session cookie; integrations use an API token"
             )
+
+
+def proxy_networks(raw: str | None, variable: str = "KEFU_TRUSTED_PROXIES") -> tuple[Network, ...]:
+    """The networks of ``raw``: comma-separated addresses or CIDR ranges (``10.0.0.5``,
+    ``10.1.0.0/16``, ``::1``). A malformed entry raises ``ValueError`` naming ``variable``."""
+    out = []
+    for part in (raw or "").split(","):
+        text = part.strip()
+        if not text:
+            continue
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{variable}: '{text}' is not an address or a CIDR range") from None
+    return tuple(out)
+
+
+def _trusted(address: str, networks: Iterable[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def client_address(request: Request[Any, Any, Any], trusted: Iterable[Network] = ()) -> str:
+    """The address a request comes from, for per-address limits.
+
+    The peer's address, unless the peer is one of the ``trusted`` proxies: then
+    ``X-Forwarded-For`` is read from its right end (each proxy appends the address it was
+    reached from) and the first address that is not a trusted proxy is the client. A
+    client cannot choose its key by sending the header itself: an untrusted peer's header
+    is ignored, and the trusted proxy appends the real address after whatever it sent.
+    """
+    networks = tuple(trusted)
+    peer = request.client.host if request.client is not None else "unknown"
+    if not networks or not _trusted(peer, networks):
+        return peer
+    hops = [
+        h.strip()
+        for value in request.headers.getall("x-forwarded-for", [])
+        for h in value.split(",")
+        if h.strip()
+    ]
+    address = peer
+    for hop in reversed(hops[-MAX_HOPS:]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # not an address: the proxy before it is as far as we can tell
+        address = hop
+        if not _trusted(hop, networks):
+            break
+    return address
 
 
 class GuardMiddleware(ASGIMiddleware):

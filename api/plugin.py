@@ -139,6 +139,9 @@ def serve(
             workers=workers,
             log_level="info",
             access_log=access_log,
+            # the client's address is api.guard.client_address's (KEFU_TRUSTED_PROXIES),
+            # not uvicorn's own reading of X-Forwarded-For (FORWARDED_ALLOW_IPS)
+            proxy_headers=False,
         )
         return
     app = create_app(svc, auth=settings)
@@ -152,7 +155,14 @@ def serve(
         )
     click.echo(f"kefu serving http://{host}:{port}  (OpenAPI UI: http://{host}:{port}/schema)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+            proxy_headers=False,  # KEFU_TRUSTED_PROXIES decides (api.guard.client_address)
+        )
     finally:
         if worker is not None:
             worker.stop()

@@ -33,7 +33,6 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import FromPath
 from litestar.response import Template
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,7 +55,7 @@ from api.web.security import HEADERS
 from api.web.widgets import read_form
 from core.cases.commit import Actor
 from core.cases.service import CaseService, CompanyRuntime
-from core.errors import Conflict, InvalidInput, KefuError, NotFound, Refused
+from core.errors import Conflict, InvalidInput, NotFound, Refused
 from core.spec.definitions import KEY_RE, PackDef
 from core.spec.effects import Change, EffectType, OutboxDraft, Problem
 from core.spec.forms import ordered
@@ -104,10 +103,6 @@ def allow(conn: Connection, key: str, limit: int, now: dt.datetime, window: dt.t
 
 def _case(cond: Any, yes: Any, no: Any) -> Any:
     return case((cond, yes), else_=no)
-
-
-def client_key(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 # -- the portal_link effect ------------------------------------------------------------------------
@@ -201,7 +196,7 @@ class Published:
     settings: Any
 
 
-def _published(rt: CompanyRuntime) -> dict[str, Published]:
+def published(rt: CompanyRuntime) -> dict[str, Published]:
     out = {}
     for key, proc in rt.procedures.items():
         s = rt.definition.procedures.get(key)
@@ -220,7 +215,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
 
     def company(key: str) -> CompanyRuntime:
         rt = svc.companies.get(key)
-        if rt is None or not _published(rt):
+        if rt is None or not published(rt):
             raise NotFound("no such portal")
         return rt
 
@@ -246,24 +241,14 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             cookies,
             company=rt,
             company_name=rt.definition.name,
-            published=_published(rt),
+            published=published(rt),
             **ctx,
         )
 
     def limited(request: Request[Any, Any, Any], door: str) -> bool:
-        key = f"portal-{door}:{client_key(request)}"
+        key = f"portal-{door}:{settings.client(request)}"
         with svc.db.write() as conn:
             return not allow(conn, key, LIMITS[door], svc.clock.now(), WINDOW)
-
-    def on_error(request: Request[Any, Any, Any], exc: KefuError) -> Response[Any]:
-        return render(request, None, "portal/message.html", status=exc.status, message=exc.message)
-
-    def on_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        return render(request, None, "portal/message.html", status=404, message="Not found")
-
-    def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-        status = exc.status_code if 400 <= exc.status_code < 500 else 400
-        return render(request, None, "portal/message.html", status=status, message=str(exc.detail))
 
     # -- intake ----------------------------------------------------------------------------
     def intake_form(pub: Published) -> list[str]:
@@ -298,7 +283,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         return render(request, rt, "portal/home.html")
 
     def _intake(rt: CompanyRuntime, procedure: str) -> Published:
-        pub = _published(rt).get(procedure)
+        pub = published(rt).get(procedure)
         if pub is None or not pub.settings.intake:
             raise NotFound("no such form")
         return pub
@@ -358,7 +343,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         if cid is None:
             return None
         view = svc.get_case(rt.key, cid)
-        pub = _published(rt).get(view.procedure)
+        pub = published(rt).get(view.procedure)
         if pub is None or not contact:
             return None
         given = _normal(contact)
@@ -529,7 +514,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
     def link_context(rt: CompanyRuntime, row: Any, typed: Any, acting: str | None, errors: Any):
         view = svc.get_case(rt.key, row.case_id)
         proc = svc.pinned(view)
-        pub = _published(rt).get(view.procedure)
+        pub = published(rt).get(view.procedure)
         role = pub.settings.role if pub else "customer"
         actor = Actor(PORTAL_ACTOR, rt.key, frozenset(), frozenset({role}))
         actions = [
@@ -635,13 +620,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             link_act,
         ],
         opt={"exclude_from_auth": True},
-        response_headers=HEADERS,
-        exception_handlers={
-            KefuError: on_error,
-            NotFoundException: on_not_found,
-            HTTPException: on_http,
-            ValidationException: on_http,
-        },
+        response_headers=HEADERS,  # errors: the app's handlers (api.web.site.page_errors)
         include_in_schema=False,
     )
 
@@ -651,4 +630,4 @@ def _end_portal_session(svc: CaseService, session_digest: str) -> None:
         conn.execute(delete(t.portal_session).where(t.portal_session.c.digest == session_digest))
 
 
-__all__ = ["PORTAL_LINK", "allow", "build_portal"]
+__all__ = ["PORTAL_LINK", "allow", "build_portal", "published"]

@@ -21,18 +21,30 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
+from api.auth import AuthSettings
+from api.guard import Network, client_address
 from api.web import i18n
-from api.web.security import CSRF_FIELD, Csrf
+from api.web.security import CSRF_FIELD, HEADERS, Csrf
 
 T = TypeVar("T")
 
 
 @dataclass
 class PageSettings:
-    """How the pages run: cookies Secure or not (the API's ``AuthSettings.cookie_secure``)."""
+    """How the pages run: cookies Secure or not, the session cookie's name and the trusted
+    reverse proxies (the API's ``AuthSettings``: one setting for both)."""
 
     cookie_secure: bool
     session_cookie: str
+    trusted_proxies: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, auth: AuthSettings) -> PageSettings:
+        return cls(auth.cookie_secure, auth.cookie_name, auth.trusted_proxies)
+
+    def client(self, request: Request[Any, Any, Any]) -> str:
+        """The client's address (:func:`api.guard.client_address`)."""
+        return client_address(request, self.trusted_proxies)
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -100,6 +112,8 @@ def page(
         status_code=status,
         cookies=[*csrf.cookie(), *(cookies or [])],
         media_type="text/html",
+        # error pages too (a router's response headers do not reach its exception answers)
+        headers={h.name: str(h.value) for h in HEADERS},
     )
 
 

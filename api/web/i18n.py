@@ -114,6 +114,15 @@ ZH: dict[str, str] = {
     "who": "谁",
     "when": "时间",
     "Skip to content": "跳到正文",
+    "Bad request": "请求有误",
+    "no such portal": "没有此服务门户",
+    "no such form": "没有此表单",
+    "Not signed in": "未登录",
+    "Method not allowed": "不支持此操作",
+    "Conflict": "冲突",
+    "The request is too large.": "提交的内容过大。",
+    "Unsupported media type": "不支持的内容类型",
+    "Something went wrong on the server; it has been logged.": "服务器出错,已记录。",
 }
 
 _MESSAGES: Mapping[str, Mapping[str, str]] = {"zh-CN": ZH, "en": {}}

@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
@@ -83,7 +82,7 @@ class Staff:
 def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Router:
     """The ``/web`` router for ``svc`` (sessions as the API's ``auth`` settings; passwords
     checked in the API's ``pool``)."""
-    settings = PageSettings(auth.cookie_secure, auth.cookie_name)
+    settings = PageSettings.of(auth)
 
     def staff(request: Request[Any, Any, Any]) -> Staff:
         actor = provide_actor(request, svc)
@@ -113,22 +112,12 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             svc.clock.now(),
         )
 
-    # -- errors: a page, never a problem document or a traceback ------------------------
+    # -- errors: a page, never a problem document or a traceback (the app's handlers draw
+    # every other error under /web: api.web.site.page_errors) ----------------------------
     def on_unauthenticated(request: Request[Any, Any, Any], exc: Unauthenticated) -> Response[Any]:
         if request.method == "GET":
             return see_other(login_url(request))
         return render(request, None, "login.html", status=401, error=exc.message, next="")
-
-    def on_error(request: Request[Any, Any, Any], exc: KefuError) -> Response[Any]:
-        return render(request, None, "error.html", status=exc.status, message=exc.message)
-
-    def on_not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        return render(request, None, "error.html", status=404, message="Not found")
-
-    def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-        # a malformed path or query parameter, a method the page does not take: 4xx page
-        status = exc.status_code if 400 <= exc.status_code < 500 else 400
-        return render(request, None, "error.html", status=status, message=str(exc.detail))
 
     # -- signing in and out ------------------------------------------------------------
     @get("/login", exclude_from_auth=True, sync_to_thread=False)
@@ -167,7 +156,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
                 pool,
                 LoginIn(username, password, company),
                 request.cookies.get(settings.session_cookie),
-                request.client.host if request.client is not None else "unknown",
+                settings.client(request),
             )
         except KefuError as exc:
             return render(
@@ -195,7 +184,13 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
     async def logout_post(request: Request[Principal, Credential, Any]) -> Response[Any]:
         form = await form_of(request)
         if not csrf_ok(request, settings, form):
-            return render(request, None, "error.html", status=403, message="expired")
+            return render(
+                request,
+                None,
+                "error.html",
+                status=403,
+                message="The form has expired; submit it again.",
+            )
         cred = request.auth
         if cred.kind == "session":
             await blocking(_end_session, svc, cred.ref)
@@ -597,13 +592,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             report_page,
         ],
         response_headers=HEADERS,
-        exception_handlers={
-            Unauthenticated: on_unauthenticated,
-            KefuError: on_error,
-            NotFoundException: on_not_found,
-            HTTPException: on_http,
-            ValidationException: on_http,
-        },
+        exception_handlers={Unauthenticated: on_unauthenticated},
         include_in_schema=False,
     )
 

@@ -4,20 +4,17 @@ procedure page shows."""
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
-from api.app import create_app
-from api.auth import AuthSettings
 from core.cases.service import CaseService
 from core.cli import cli
 from core.spec.diagram import procedure_svg
-from tests.helpers import FIXTURES, PASSWORD, ROOT
+from tests.helpers import FIXTURES, ROOT
+from tests.web import clients, csrf
 
 pytestmark = pytest.mark.service(
     config=FIXTURES / "language", rules=ROOT / "tests" / "packs", logins=["chen"]
@@ -26,16 +23,8 @@ CO = "language-test"
 
 
 def signed_in(svc: CaseService) -> tuple[TestClient[Any], str]:
-    app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=2)))
-    c = TestClient(app)
-    token = re.search(r'name="_csrf" value="([^"]+)"', c.get("/web/login").text).group(1)  # type: ignore[union-attr]
-    r = c.post(
-        "/web/login",
-        data={"_csrf": token, "username": "chen", "password": PASSWORD},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return c, token
+    c = clients(svc)("chen")
+    return c, csrf(c, "/web/inbox")
 
 
 def test_a_list_field_is_an_editable_table(svc: CaseService) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -16,15 +14,13 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from api import portal
-from api.app import create_app
-from api.auth import AuthSettings
 from core.cases.service import CaseService
 from core.clock import TestClock
 from core.storage import schema as t
-from tests.helpers import DISPATCH, VERIFY
+from tests.helpers import DISPATCH, PASSWORD, VERIFY
+from tests.web import Dom, clients, csrf, errors
 
 pytestmark = pytest.mark.service(logins=["wang", "li", "zhao"])
-PASSWORD = "correct horse 1"
 HOSTILE = [
     "<script>alert(1)</script>",
     '"><img src=x onerror=alert(1)>',
@@ -33,55 +29,9 @@ HOSTILE = [
 ]
 
 
-class Dom(HTMLParser):
-    """The elements and text of a page, as a browser's parser would see them."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    def handlers(self) -> list[str]:
-        return [k for _, attrs in self.tags for k in attrs if k.startswith("on")]
-
-
 @pytest.fixture
-def web(svc: CaseService) -> Iterator[Any]:
-    app = create_app(svc, auth=AuthSettings(cookie_secure=False, idle_timeout=dt.timedelta(days=2)))
-
-    def client(user: str | None = None) -> TestClient[Any]:
-        c = TestClient(app)
-        if user:
-            token = csrf(c, "/web/login")
-            r = c.post(
-                "/web/login",
-                data={"_csrf": token, "username": user, "password": PASSWORD, "next": "/web/cases"},
-                follow_redirects=False,
-            )
-            assert r.status_code == 303, r.text
-            assert r.headers["location"] == "/web/cases"
-        return c
-
-    yield client
-
-
-def csrf(c: TestClient[Any], url: str) -> str:
-    r = c.get(url)
-    assert r.status_code == 200, r.text
-    m = re.search(r'name="_csrf" value="([^"]+)"', r.text)
-    assert m, "no CSRF field on " + url
-    return m.group(1)
-
-
-def errors(html: str) -> dict[str, str]:
-    return dict(re.findall(r'class="error" id="f-[^"]*-error" data-field="([^"]+)">([^<]*)<', html))
+def web(svc: CaseService) -> Any:
+    return clients(svc)
 
 
 def by_number(svc: CaseService, number: str) -> int:
@@ -285,7 +235,7 @@ def test_lists_search_board_procedures_and_the_diagram(web: Any, svc: CaseServic
         r = c.get(url)
         assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("text/html")
         assert "Traceback" not in r.text
-    assert c.get("/web/cases/abc").status_code == 404  # no such route: the app's 404
+    assert c.get("/web/cases/abc").status_code == 404  # no such route: a page all the same
     assert c.get("/web/procedures/nope").status_code == 404
     assert web("li").get("/web/new/repair-desk").status_code == 403  # engineers do not open
 
