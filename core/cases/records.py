@@ -277,12 +277,12 @@ def _linked(conn: Any, company_id: int, case_id: int) -> list[Any]:
     )
 
 
-def _void_reason(proc: CompiledProcedure, reason: str | None, locale: str) -> str:
-    # stored as "changed after signing: a, b" (field keys): printed with their labels
-    if not reason or ":" not in reason:
-        return reason or ""
-    names = [n.strip() for n in reason.split(":", 1)[1].split(",")]
-    return f"{_words(locale)['changed']}: {'、'.join(_field_label(proc, n, locale) for n in names)}"
+def _void_reason(proc: CompiledProcedure, s: signatures.Signed, locale: str) -> str:
+    # the changed fields (their keys in the stored reason) printed with their labels
+    if not s.changed:
+        return s.void_reason or ""
+    labels = "、".join(_field_label(proc, n, locale) for n in s.changed)
+    return f"{_words(locale)['changed']}: {labels}"
 
 
 def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordDoc:
@@ -315,32 +315,31 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
     if shown is None:
         shown = [n for n, s in proc.pack.signatures.items() if set(s.covers) & set(rec.fields)]
     sig_rows = []
+    states = signatures.progress(proc.pack.signatures, sigs)
     for sname in shown:
-        sdef = proc.pack.signatures[sname]
-        mine = [s for s in sigs if s["name"] == sname]
-        for s in mine:
-            role = proc.pack.roles.get(s["role"])
+        state = states[sname]
+        label = state.definition.label.text(locale)
+        for s in state.signed:
+            role = proc.pack.roles.get(s.role)
             sig_rows.append(
                 {
-                    "label": sdef.label.text(locale),
-                    "role": role.label.text(locale) if role else s["role"],
-                    "signer": f"{people.get(s['username'], s['username'])} ({s['username']})",
-                    "at": _local(s["signed_at"], tz),
-                    "hash": s["fields_hash"],
-                    "void": s["void_at"] is not None,
-                    "void_reason": _void_reason(proc, s["void_reason"], locale),
-                    "status": words["void"] if s["void_at"] is not None else words["valid"],
+                    "label": label,
+                    "role": role.label.text(locale) if role else s.role,
+                    "signer": f"{people.get(s.username, s.username)} ({s.username})",
+                    "at": _local(s.signed_at, tz),
+                    "hash": s.fields_hash,
+                    "void": s.void_at is not None,
+                    "void_reason": _void_reason(proc, s, locale),
+                    "status": words["void"] if s.void_at is not None else words["valid"],
                 }
             )
-        held = {s["role"] for s in mine if s["void_at"] is None}
-        waiting = [r for r in sdef.roles if r not in held] if sdef.need == "all" else []
-        if sdef.need == "any" and not held:
-            waiting = list(sdef.roles)[:1]
+        # a countersignature lists every role still to sign; one of several roles, the first
+        waiting = state.waiting if state.definition.need == "all" else state.waiting[:1]
         for r in waiting:
             role = proc.pack.roles.get(r)
             sig_rows.append(
                 {
-                    "label": sdef.label.text(locale),
+                    "label": label,
                     "role": role.label.text(locale) if role else r,
                     "signer": "",
                     "at": "",

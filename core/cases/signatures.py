@@ -27,6 +27,8 @@ from core.spec.definitions import SignatureDef
 from core.storage import schema as t
 
 _S = t.signature
+#: how a void signature's reason begins; the changed fields' names follow, comma-separated
+VOID_REASON = "changed after signing: "
 _SEL_VALID = select(_S).where(
     _S.c.company_id == bindparam("co"), _S.c.case_id == bindparam("cid"), _S.c.void_at.is_(None)
 )
@@ -148,7 +150,7 @@ def write(
                 "sid": row.id,
                 "co": company_id,
                 "at": now,
-                "reason": f"changed after signing: {', '.join(changed)}",
+                "reason": VOID_REASON + ", ".join(changed),
             },
         )
     if signing is not None:
@@ -168,6 +170,80 @@ def write(
                 "void_reason": None,
             },
         )
+
+
+@dataclass(frozen=True)
+class Signed:
+    """One signature as given: which, in which role, by whom, when; a void one says when
+    it was voided and which covered fields changed."""
+
+    id: int
+    name: str
+    role: str
+    username: str
+    signed_at: dt.datetime
+    fields_hash: str
+    void_at: dt.datetime | None = None
+    void_reason: str | None = None
+
+    @property
+    def changed(self) -> list[str]:
+        """The covered fields whose change voided it (none while it holds)."""
+        reason = self.void_reason or ""
+        if not reason.startswith(VOID_REASON):
+            return []
+        return [n.strip() for n in reason[len(VOID_REASON) :].split(",") if n.strip()]
+
+
+@dataclass
+class Progress:
+    """Where one of the pack's signatures stands on a case: every signature given (void
+    ones included, oldest first) and the roles whose signature it still needs."""
+
+    name: str
+    definition: SignatureDef
+    signed: list[Signed]
+    waiting: list[str]
+
+    @property
+    def valid(self) -> list[Signed]:
+        return [s for s in self.signed if s.void_at is None]
+
+    @property
+    def complete(self) -> bool:
+        return not self.waiting
+
+
+def progress(
+    defs: Mapping[str, SignatureDef], rows: Iterable[Mapping[str, Any]]
+) -> dict[str, Progress]:
+    """Each signature of ``defs`` on a case whose signature rows are ``rows``
+    (:func:`of_case`): a countersignature (``need: all``) waits for every role without a
+    valid signature, one of ``need: any`` for any of its roles until one signs."""
+    given: dict[str, list[Signed]] = {name: [] for name in defs}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        if r["name"] in given:
+            given[r["name"]].append(
+                Signed(
+                    r["id"],
+                    r["name"],
+                    r["role"],
+                    r["username"],
+                    r["signed_at"],
+                    r["fields_hash"],
+                    r["void_at"],
+                    r["void_reason"],
+                )
+            )
+    out = {}
+    for name, sdef in defs.items():
+        held = {s.role for s in given[name] if s.void_at is None}
+        if sdef.need == "all":
+            waiting = [r for r in sdef.roles if r not in held]
+        else:
+            waiting = [] if held else list(sdef.roles)
+        out[name] = Progress(name, sdef, given[name], waiting)
+    return out
 
 
 def of_case(conn: Connection, company_id: int, case_id: int) -> list[dict[str, Any]]:
