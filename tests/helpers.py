@@ -17,6 +17,11 @@ from core.storage.db import Database
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PASSWORD = "correct horse 1"  # of the users tests sign in as
+#: a one-pixel PNG (an upload every attachment field of images takes)
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 OPEN_FIELDS = {
     "channel": "phone",
@@ -104,3 +109,22 @@ def case_at_repair(svc: CaseService, company: str = "demo") -> int:
     svc.act(company, cid, "verify", wang, VERIFY, 1)
     svc.act(company, cid, "dispatch", wang, DISPATCH, 2)
     return cid
+
+
+def documents_rules(tmp: Path) -> Path:
+    """A rules folder with the packs the documents tests use (the company of
+    ``FIXTURES / "documents"`` enables them)."""
+    rules = tmp / "rules"
+    rules.mkdir(exist_ok=True)
+    for pack in (
+        ROOT / "rules" / "qp-complaint",
+        ROOT / "rules" / "repair-desk",
+        ROOT / "tests" / "packs" / "countersign",
+        ROOT / "tests" / "packs" / "retention",
+        ROOT / "tests" / "packs" / "handover-inspection",
+        ROOT / "tests" / "packs" / "rectification",
+    ):
+        link = rules / pack.name
+        if not link.exists():
+            link.symlink_to(pack)
+    return rules

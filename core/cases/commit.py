@@ -322,6 +322,8 @@ class Pipeline:
         values, errors = coerce_fields(
             proc, data, ordered(act_def.ask, act_def.require), [], row.fields
         )
+        # upload ids become the files first: the case keeps (and conditions see) the file
+        claims = self._uploads(proc, values, row.id, errors)
         now = self.ctx.now()
         fields = {**row.fields, **values}
         required = list(act_def.require)
@@ -345,7 +347,6 @@ class Pipeline:
         for name in required:  # required: given now, or already on the case
             if name not in errors and values.get(name) is None and row.fields.get(name) is None:
                 errors[name] = "required"
-        claims = self._uploads(proc, values, row.id, errors)
         if errors:
             raise InvalidInput("the form has errors", errors=errors)
         if isinstance(act_def.to, list):  # the first branch whose condition holds

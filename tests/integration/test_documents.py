@@ -26,31 +26,9 @@ from core.errors import InvalidInput, NotAllowed, TooLarge, UnsupportedType
 from core.runtime.plugins import PluginError, build_registry, installed, plugin_manager
 from core.runtime.users import ensure_user
 from core.spec.loading import load_pack
-from tests.helpers import FIXTURES, service
+from tests.helpers import FIXTURES, PNG, documents_rules, service
 
 ROOT = Path(__file__).resolve().parents[2]
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-)
-
-
-def documents_rules(tmp: Path) -> Path:
-    """A rules folder with the packs the documents tests use."""
-    rules = tmp / "rules"
-    rules.mkdir(exist_ok=True)
-    for pack in (
-        ROOT / "rules" / "qp-complaint",
-        ROOT / "rules" / "repair-desk",
-        ROOT / "tests" / "packs" / "countersign",
-        ROOT / "tests" / "packs" / "retention",
-        ROOT / "tests" / "packs" / "handover-inspection",
-        ROOT / "tests" / "packs" / "rectification",
-    ):
-        link = rules / pack.name
-        if not link.exists():
-            link.symlink_to(pack)
-    return rules
 
 
 @pytest.fixture
@@ -198,6 +176,19 @@ def test_an_upload_is_stored_by_its_hash_and_the_journal_records_it(dsvc: CaseSe
     with pytest.raises(InvalidInput) as exc:
         meeting(dsvc, photos=[up.id])
     assert "belongs to another case" in exc.value.details["errors"]["photos"]
+
+
+def test_a_file_given_by_an_action_is_kept_on_the_case_as_the_file(dsvc: CaseService) -> None:
+    cid = dsvc.open_case(
+        "docs", "countersign", dsvc.actor("docs", "zhao"), {"subject": "x"}
+    ).case.id
+    up = upload(dsvc, "zhao", "minutes", b"meeting minutes\n", "minutes.txt")
+    zhao = dsvc.actor("docs", "zhao")
+    dsvc.act("docs", cid, "conclude", zhao, {"conclusion": "ok", "minutes": up.id}, 1)
+    # the case row holds what the journal holds: name, size, type and hash, not the id alone
+    assert dsvc.get_case("docs", cid).fields["minutes"] == up.stored()
+    acted = dsvc.journal("docs", cid)[-1]
+    assert acted["data"]["fields"]["minutes"] == up.stored()
 
 
 def test_too_large_or_forged_uploads_store_nothing(dsvc: CaseService) -> None:
