@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from api.documents import MAX_UPLOAD
 from api.web.context import (
     Look,
     PageSettings,
@@ -52,17 +53,17 @@ from api.web.context import (
 )
 from api.web.pages import form_inputs
 from api.web.security import HEADERS
-from api.web.widgets import read_form
+from api.web.submit import CORRECT, Outcome, submit
+from api.web.uploads import posted
 from core.cases.commit import Actor
 from core.cases.service import CaseService, CompanyRuntime
-from core.errors import Conflict, InvalidInput, NotFound, Refused
+from core.errors import NotFound, Refused
 from core.spec.definitions import KEY_RE, PackDef
 from core.spec.effects import Change, EffectType, OutboxDraft, Problem
 from core.spec.forms import ordered
 from core.storage import schema as t
 
 PORTAL_ACTOR = "portal"
-UPLOADS = ("attachment", "signature")
 SESSION_COOKIE = "kefu_portal"
 SESSION_LIFE = dt.timedelta(minutes=30)
 WINDOW = dt.timedelta(minutes=10)
@@ -253,15 +254,11 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
     # -- intake ----------------------------------------------------------------------------
     def intake_form(pub: Published) -> list[str]:
         o = pub.proc.pack.open
-        fields = pub.proc.pack.fields
-        # the portal takes no uploads yet: an optional attachment is left to staff
-        return [
-            n
-            for n in ordered(o.ask, o.require)
-            if n not in pub.settings.fixed and (fields[n].type not in UPLOADS or n in o.require)
-        ]
+        return [n for n in ordered(o.ask, o.require) if n not in pub.settings.fixed]
 
-    def form_rows(rt: CompanyRuntime, pub: Published, typed: Any, errors: Any) -> Any:
+    def form_rows(
+        rt: CompanyRuntime, pub: Published, typed: Any, errors: Any, uploads: Any = None
+    ) -> Any:
         o = pub.proc.pack.open
         return form_inputs(
             rt.definition.people,
@@ -272,6 +269,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             typed,
             errors or {},
             lk_tz(rt),
+            uploads,
         )
 
     def lk_tz(rt: CompanyRuntime) -> Any:
@@ -298,36 +296,44 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             request, rt, "portal/intake.html", pub=pub, form=form_rows(rt, pub, None, None)
         )
 
-    @post("/{key:str}/new/{procedure:str}", status_code=200)
+    @post("/{key:str}/new/{procedure:str}", status_code=200, request_max_body_size=MAX_UPLOAD)
     async def intake_post(
         request: Request[Any, Any, Any], key: FromPath[str], procedure: FromPath[str]
     ) -> Response[Any]:
-        typed = await form_of(request)
-        rt = await blocking(company, key)
-        pub = await blocking(_intake, rt, procedure)
-        errors: dict[str, str] = {}
-        if not csrf_ok(request, settings, typed):
-            message = "The form has expired; submit it again."
-            status = 403
-        elif await blocking(limited, request, "intake"):
-            message, status = "Too many attempts; try again later.", 429
-        else:
+        form = await posted(request)
+        try:
+            rt = await blocking(company, key)
+            pub = await blocking(_intake, rt, procedure)
             actor = Actor(PORTAL_ACTOR, rt.key, frozenset(), frozenset({pub.settings.role}))
-            try:
-                values = read_form(pub.proc.pack.fields, intake_form(pub), typed, lk_tz(rt))
-                res = await blocking(
-                    svc.open_case, rt.key, procedure, actor, {**values, **pub.settings.fixed}
-                )
-            except InvalidInput as exc:
-                errors = dict(exc.details.get("errors") or {})
-                message, status = "Please correct the marked fields.", 422
-            except Refused as exc:
-                message, status = exc.message, 422
+            if csrf_ok(request, settings, form.typed) and await blocking(
+                limited, request, "intake"
+            ):  # counted before any file is stored
+                done = Outcome(status=429, message="Too many attempts; try again later.")
             else:
-                return render(request, rt, "portal/received.html", pub=pub, number=res.case.number)
-        form = form_rows(rt, pub, typed, errors)
+                done = await submit(
+                    request,
+                    settings,
+                    form,
+                    svc,
+                    actor,
+                    pub.proc,
+                    intake_form(pub),
+                    lk_tz(rt),
+                    lambda values: svc.open_case(
+                        rt.key, procedure, actor, {**values, **pub.settings.fixed}
+                    ),
+                )
+        finally:
+            await form.close()
+        if done.ok:
+            number = done.result.case.number
+            return render(request, rt, "portal/received.html", pub=pub, number=number)
+        inputs = form_rows(rt, pub, done.typed, done.errors, done.uploads)
+        message = done.message if done.status in (403, 413, 429) else CORRECT
+        if isinstance(done.refusal, Refused):
+            message = done.message
         return render(
-            request, rt, "portal/intake.html", status, pub=pub, form=form, message=message
+            request, rt, "portal/intake.html", done.status, pub=pub, form=inputs, message=message
         )
 
     # -- status ------------------------------------------------------------------------------
@@ -511,7 +517,14 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             return None
         return row
 
-    def link_context(rt: CompanyRuntime, row: Any, typed: Any, acting: str | None, errors: Any):
+    def link_context(
+        rt: CompanyRuntime,
+        row: Any,
+        typed: Any,
+        acting: str | None,
+        errors: Any,
+        uploads: Any = None,
+    ) -> dict[str, Any]:
         view = svc.get_case(rt.key, row.case_id)
         proc = svc.pinned(view)
         pub = published(rt).get(view.procedure)
@@ -530,6 +543,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                     typed if a.name == acting else None,
                     errors if a.name == acting else {},
                     lk_tz(rt),
+                    uploads if a.name == acting else None,
                 ),
             }
             for a in svc.available_actions(rt.key, view.id, actor)
@@ -559,50 +573,45 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
         ctx = link_context(rt, row, None, None, {})
         return render(request, rt, "portal/case.html", **ctx)
 
-    @post("/{key:str}/case/{action:str}", status_code=200)
+    @post("/{key:str}/case/{action:str}", status_code=200, request_max_body_size=MAX_UPLOAD)
     async def link_act(
         request: Request[Any, Any, Any], key: FromPath[str], action: FromPath[str]
     ) -> Response[Any]:
-        typed = await form_of(request)
-        rt = await blocking(company, key)
-        row = await blocking(portal_session, request, rt)
-        if row is None or action not in (row.actions or []):
-            return render(
-                request,
-                rt,
-                "portal/message.html",
-                401,
-                message="This link has expired or was used already.",
-            )
-        ctx = await blocking(link_context, rt, row, None, None, {})
-        if not csrf_ok(request, settings, typed):
-            return render(
-                request,
-                rt,
-                "portal/case.html",
-                403,
-                message="The form has expired; submit it again.",
-                **ctx,
-            )
-        view = ctx["case"]
-        act_def = ctx["step"].actions.get(action)
-        names = ordered(act_def.ask, act_def.require) if act_def else []
+        form = await posted(request)
         try:
-            values = read_form(ctx["proc"].pack.fields, names, typed, lk_tz(rt))
-            await blocking(svc.act, rt.key, view.id, action, ctx["actor"], values, view.version)
-        except InvalidInput as exc:
-            errors = dict(exc.details.get("errors") or {})
-            ctx = await blocking(link_context, rt, row, typed, action, errors)
-            return render(
+            rt = await blocking(company, key)
+            row = await blocking(portal_session, request, rt)
+            if row is None or action not in (row.actions or []):
+                return render(
+                    request,
+                    rt,
+                    "portal/message.html",
+                    401,
+                    message="This link has expired or was used already.",
+                )
+            ctx = await blocking(link_context, rt, row, None, None, {})
+            view = ctx["case"]
+            act_def = ctx["step"].actions.get(action)
+            names = ordered(act_def.ask, act_def.require) if act_def else []
+            done = await submit(
                 request,
-                rt,
-                "portal/case.html",
-                422,
-                message="Please correct the marked fields.",
-                **ctx,
+                settings,
+                form,
+                svc,
+                ctx["actor"],
+                ctx["proc"],
+                names,
+                lk_tz(rt),
+                lambda values: svc.act(rt.key, view.id, action, ctx["actor"], values, view.version),
             )
-        except (Refused, Conflict) as exc:
-            return render(request, rt, "portal/case.html", exc.status, message=exc.message, **ctx)
+        finally:
+            await form.close()
+        if not done.ok:
+            if done.errors:
+                ctx = await blocking(
+                    link_context, rt, row, done.typed, action, done.errors, done.uploads
+                )
+            return render(request, rt, "portal/case.html", done.status, message=done.message, **ctx)
         await blocking(_end_portal_session, svc, row.digest)
         gone = Cookie(key=SESSION_COOKIE, value="", path="/portal", max_age=0)
         return render(request, rt, "portal/message.html", 200, [gone], message="Thank you.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -23,7 +23,7 @@ from litestar.response import Redirect, Template
 
 from api.auth import AuthSettings
 from api.guard import Network, client_address
-from api.web import i18n
+from api.web import i18n, uploads
 from api.web.security import CSRF_FIELD, HEADERS, Csrf
 
 T = TypeVar("T")
@@ -62,7 +62,7 @@ async def form_of(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
     return out
 
 
-def first(form: dict[str, list[str]], key: str) -> str | None:
+def first(form: Mapping[str, list[str]], key: str) -> str | None:
     values = form.get(key)
     return values[0] if values else None
 
@@ -82,6 +82,8 @@ class Look:
             "L": lambda value: i18n.label(value, self.locale),
             "local": lambda moment: i18n.local(moment, self.tz),
             "rel": lambda moment: i18n.relative(moment, self.now, self.locale),
+            "size": i18n.size,
+            "media": i18n.media,
             "now": self.now,
         }
 
@@ -108,7 +110,14 @@ def page(
     csrf = Csrf(request, settings.cookie_secure)
     return Template(
         template_name=name,
-        context={**lk.helpers(), "csrf": csrf.token, "path": request.url.path, **context},
+        context={
+            **lk.helpers(),
+            "csrf": csrf.token,
+            # an upload id a form carries back, signed for this browser (api.web.uploads)
+            "upload_token": functools.partial(uploads.token, csrf.token),
+            "path": request.url.path,
+            **context,
+        },
         status_code=status,
         cookies=[*csrf.cookie(), *(cookies or [])],
         media_type="text/html",
@@ -117,8 +126,16 @@ def page(
     )
 
 
-def csrf_ok(request: Request[Any, Any, Any], settings: PageSettings, form: dict[str, Any]) -> bool:
+def csrf_ok(
+    request: Request[Any, Any, Any], settings: PageSettings, form: Mapping[str, Any]
+) -> bool:
     return Csrf(request, settings.cookie_secure).valid(first(form, CSRF_FIELD))
+
+
+def csrf_secret(request: Request[Any, Any, Any], settings: PageSettings) -> str:
+    """The CSRF token of this browser (its cookie's): what signs the upload ids its forms
+    carry (:mod:`api.web.uploads`)."""
+    return Csrf(request, settings.cookie_secure).token
 
 
 def see_other(location: str, cookies: list[Cookie] | None = None) -> Response[Any]:

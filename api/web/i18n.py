@@ -115,6 +115,40 @@ ZH: dict[str, str] = {
     "when": "时间",
     "Skip to content": "跳到正文",
     "Bad request": "请求有误",
+    # documents: attachments, signatures, records
+    "Signatures": "签字",
+    "signed": "已签字",
+    "not signed": "未签字",
+    "countersigned": "会签",
+    "Covers": "签字确认的字段",
+    "Signed by": "签字人",
+    "every one of": "以下每个角色",
+    "one of": "以下任一角色",
+    "Still to sign": "待签",
+    "void": "作废",
+    "changed after signing": "签字后被修改",
+    "Submitting signs": "提交即签字",
+    "It vouches for": "签字确认",
+    "Changing one of them later voids it.": "之后修改其中任一字段,签字即作废。",
+    "You cannot sign this:": "您不能签此字:",
+    "You sign as": "您的签字角色:",
+    "yours completes the countersignature.": "您的签字将完成会签。",
+    "the case moves on when every role has signed; still to sign:": (
+        "所有角色签字后案件才进入下一步;待签:"
+    ),
+    "Attachments": "附件",
+    "replaced": "已被替换",
+    "Records": "记录表单",
+    "print (HTML)": "打印(HTML)",
+    "Files saved": "已保存的文件",
+    "keep": "保留",
+    "uploaded, not saved yet": "已上传,尚未保存",
+    "Files up to": "每个文件不超过",
+    "at most": "最多",
+    "a new file replaces the saved one": "新文件将替换已保存的文件",
+    "the files sent were larger than the server takes in one form": (
+        "提交的文件总大小超过服务器的上限"
+    ),
     "no such portal": "没有此服务门户",
     "no such form": "没有此表单",
     "Not signed in": "未登录",
@@ -187,3 +221,25 @@ def local(moment: dt.datetime | str | None, tz: dt.tzinfo) -> str:
     if moment.tzinfo is None:  # stored values are UTC; never guess another zone
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %z")
+
+
+def size(n: int | None) -> str:
+    """A file size as a person reads it: ``820 B``, ``14 KB``, ``2.5 MB``."""
+    if n is None:
+        return ""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n / 1024 / 1024:.1f} MB".replace(".0 MB", " MB")
+
+
+def media(kind: str) -> str:
+    """A MIME type as its usual short name: ``image/jpeg`` → ``JPEG``, ``image/*`` →
+    ``image``, ``application/pdf`` → ``PDF``."""
+    major, _, minor = kind.partition("/")
+    if minor == "*":
+        return major
+    short = {"plain": "TXT", "vnd.openxmlformats-officedocument.wordprocessingml.document": "DOCX"}
+    short["vnd.openxmlformats-officedocument.spreadsheetml.sheet"] = "XLSX"
+    return short.get(minor, minor.upper())

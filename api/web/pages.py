@@ -30,6 +30,7 @@ from api.auth import (
     Unauthenticated,
     login,
 )
+from api.documents import MAX_UPLOAD
 from api.routes import provide_actor
 from api.web import i18n
 from api.web.context import (
@@ -46,7 +47,10 @@ from api.web.context import (
     see_other,
 )
 from api.web.security import HEADERS
-from api.web.widgets import PREFIX, Typed, read_form, table_rows, widget_for
+from api.web.submit import submit
+from api.web.uploads import HAD, KEEP, NEW, files_of, posted
+from api.web.widgets import PREFIX, Typed, table_rows, widget_for
+from core.cases import attachments, signatures
 from core.cases.queries import (
     CaseFilter,
     can_read,
@@ -66,6 +70,8 @@ from core.spec.forms import ordered
 from core.storage import schema as t
 
 PAGE_SIZE = 25
+#: a form's own inputs, not values: never listed as what someone typed
+INTERNAL = ("._shown", "._had", ".new", ".keep", ".id", ".remove")
 TABS = ("roles", "mine", "overdue")
 
 
@@ -333,29 +339,35 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             form=_form(svc, me, proc, ordered(o.ask, o.require), list(o.require), {}, None, {}),
         )
 
-    @post("/new/{key:str}", status_code=303)
+    @post("/new/{key:str}", status_code=303, request_max_body_size=MAX_UPLOAD)
     async def open_post(request: Request[Any, Any, Any], key: FromPath[str]) -> Response[Any]:
-        typed = await form_of(request)
-        me = await blocking(staff, request)
-        proc = await blocking(_open_form, me, key)
-        o = proc.pack.open
-        names = ordered(o.ask, o.require)
-        errors: dict[str, str] = {}
-        status = 422
-        if not csrf_ok(request, settings, typed):
-            message, status = "The form has expired; submit it again.", 403
-        else:
-            try:
-                values = read_form(proc.pack.fields, names, typed, me.look.tz)
-                res = await blocking(svc.open_case, me.actor.company, key, me.actor, values)
-            except InvalidInput as exc:
-                errors, message = exc.details.get("errors") or {}, exc.message
-            except Refused as exc:
-                message = exc.message
-            else:
-                return see_other(f"/web/cases/{res.case.id}?done=1")
-        form = _form(svc, me, proc, names, list(o.require), {}, typed, errors)
-        return render(request, me, "open.html", status, proc=proc, form=form, message=message)
+        form = await posted(request)
+        try:
+            me = await blocking(staff, request)
+            proc = await blocking(_open_form, me, key)
+            o = proc.pack.open
+            names = ordered(o.ask, o.require)
+            done = await submit(
+                request,
+                settings,
+                form,
+                svc,
+                me.actor,
+                proc,
+                names,
+                me.look.tz,
+                lambda values: svc.open_case(me.actor.company, key, me.actor, values),
+            )
+        finally:
+            await form.close()
+        if done.ok:
+            return see_other(f"/web/cases/{done.result.case.id}?done=1")
+        inputs = _form(
+            svc, me, proc, names, list(o.require), {}, done.typed, done.errors, done.uploads
+        )
+        return render(
+            request, me, "open.html", done.status, proc=proc, form=inputs, message=done.message
+        )
 
     # -- the case page ------------------------------------------------------------------------
     def case_context(
@@ -364,6 +376,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
         typed: Typed | None = None,
         acting: str | None = None,
         errors: Mapping[str, str] | None = None,
+        uploads: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
         view = svc.get_case(me.actor.company, case_id)
         require_read(svc, me.actor, view)
@@ -375,13 +388,20 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             for d in svc.deadlines(me.actor.company, case_id)
         ]
         journal = svc.journal(me.actor.company, case_id)
+        lk = me.look.locale
+        given = svc.signatures(me.actor.company, case_id) if proc.pack.signatures else []
+        states = signatures.progress(proc.pack.signatures, given)
+        step = proc.step(view.step)
         actions = []
         for a in svc.available_actions(me.actor.company, case_id, me.actor):
             mine = a.name == acting
+            act_def = step.actions.get(a.name)
+            sign = act_def.sign if act_def is not None else None
             actions.append(
                 {
                     "name": a.name,
                     "label": a.label,
+                    "signs": _signing(svc, me, rt, proc, states[sign]) if sign else None,
                     "form": _form(
                         svc,
                         me,
@@ -391,6 +411,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
                         view.fields,
                         typed if mine else None,
                         (errors or {}) if mine else {},
+                        uploads if mine else None,
                     ),
                     "open": mine,
                 }
@@ -400,11 +421,22 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             for name in fields
             if view.fields.get(name) not in (None, "", [])
         ]
+        files = (
+            svc.uploads(me.actor.company, case_id)
+            if proc.attachment_fields & {k for k, v in view.fields.items() if v}
+            else []
+        )
         return {
             "case": view,
             "proc": proc,
-            "step": proc.step(view.step),
+            "step": step,
             "shown": shown,
+            "signatures": [_signature(rt, proc, st, lk) for st in states.values()],
+            "attachments": _attachments(proc, view, files, lk),
+            "records": [
+                (name, rec.title, rec.form_number) for name, rec in proc.pack.records.items()
+            ],
+            "downloads": True,  # attachment links for staff (the portal shows names only)
             "assignees": [_assignee(rt, proc, a, me.look.locale) for a in view.assignees],
             "deadlines": deadlines,
             "journal": journal,
@@ -425,58 +457,64 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             raise NotFound(f"case {case_id} not found")
         return render(request, me, "case.html", done=bool(done), **case_context(me, case_id))
 
-    @post("/cases/{case_id:int}/actions/{action:str}", status_code=303)
+    @post(
+        "/cases/{case_id:int}/actions/{action:str}",
+        status_code=303,
+        request_max_body_size=MAX_UPLOAD,
+    )
     async def act_post(
         request: Request[Any, Any, Any], case_id: FromPath[int], action: FromPath[str]
     ) -> Response[Any]:
-        typed = await form_of(request)
-        me = await blocking(staff, request)
-        if not 1 <= case_id <= 2**62:
-            raise NotFound(f"case {case_id} not found")
-        view = await blocking(svc.get_case, me.actor.company, case_id)
-        await blocking(require_read, svc, me.actor, view)
-        proc = await blocking(svc.pinned, view)
-        extra: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        if not csrf_ok(request, settings, typed):
-            extra["message"] = "The form has expired; submit it again."
-            status = 403
-        else:
-            raw_version = first(typed, "_version") or ""
-            version = int(raw_version) if raw_version.isdigit() else 0
-            step = proc.step(view.step)
-            act_def = step.actions.get(action)
+        form = await posted(request)
+        try:
+            me = await blocking(staff, request)
+            if not 1 <= case_id <= 2**62:
+                raise NotFound(f"case {case_id} not found")
+            view = await blocking(svc.get_case, me.actor.company, case_id)
+            await blocking(require_read, svc, me.actor, view)
+            proc = await blocking(svc.pinned, view)
+            act_def = proc.step(view.step).actions.get(action)
             names = ordered(act_def.ask, act_def.require) if act_def else []
-            try:
-                values = read_form(proc.pack.fields, names, typed, me.look.tz)
-                await blocking(
-                    svc.act, me.actor.company, case_id, action, me.actor, values, max(version, 1)
-                )
-            except Conflict as exc:
-                status = 409
-                seen = first(typed, "_seq") or "0"
-                extra.update(
-                    conflict=exc.message,
-                    seen_seq=int(seen) if seen.isdigit() else 0,
-                    typed_list=[
-                        (k[len(PREFIX) :], ", ".join(v))
-                        for k, v in typed.items()
-                        if k.startswith(PREFIX) and any(v)
-                    ],
-                )
-            except InvalidInput as exc:
-                status, errors = 422, dict(exc.details.get("errors") or {})
-                extra["message"] = exc.message
-            except Refused as exc:
-                status = 422
-                extra.update(message=exc.message, rule=exc.details.get("rule"))
-            else:
-                return see_other(f"/web/cases/{case_id}?done=1")
-        ctx = await blocking(case_context, me, case_id, typed, action, errors)
+            raw_version = first(form.typed, "_version") or ""
+            version = max(int(raw_version) if raw_version.isdigit() else 0, 1)
+            done = await submit(
+                request,
+                settings,
+                form,
+                svc,
+                me.actor,
+                proc,
+                names,
+                me.look.tz,
+                lambda values: svc.act(
+                    me.actor.company, case_id, action, me.actor, values, version
+                ),
+            )
+        finally:
+            await form.close()
+        if done.ok:
+            return see_other(f"/web/cases/{case_id}?done=1")
+        extra: dict[str, Any] = {"message": done.message}
+        if isinstance(done.refusal, Refused):
+            extra["rule"] = done.refusal.details.get("rule")
+        if isinstance(done.refusal, Conflict):
+            seen = first(done.typed, "_seq") or "0"
+            extra = {
+                "conflict": done.message,
+                "seen_seq": int(seen) if seen.isdigit() else 0,
+                "typed_list": [
+                    (k[len(PREFIX) :], ", ".join(v))
+                    for k, v in done.typed.items()
+                    if k.startswith(PREFIX) and any(v) and not k.endswith(INTERNAL)
+                ],
+            }
+        ctx = await blocking(
+            case_context, me, case_id, done.typed, action, done.errors, done.uploads
+        )
         if "seen_seq" in extra:
             extra["changes"] = [e for e in ctx["journal"] if e["seq"] > extra["seen_seq"]]
             extra["action_gone"] = not any(a["name"] == action for a in ctx["actions"])
-        return render(request, me, "case.html", status=status, acting=action, **ctx, **extra)
+        return render(request, me, "case.html", status=done.status, acting=action, **ctx, **extra)
 
     # -- procedures and the diagram -----------------------------------------------------------
     def _proc(me: Staff, key: str) -> Any:
@@ -641,8 +679,115 @@ def _assignee(rt: Any, proc: Any, ref: str, locale: str) -> str:
     return ref
 
 
+def _people(rt: Any, username: str) -> str:
+    person = rt.definition.people.get(username)
+    return f"{person.name} ({username})" if person is not None else username
+
+
+def _role(proc: Any, role: str, locale: str) -> str:
+    r = proc.pack.roles.get(role)
+    return i18n.label(r.label, locale) if r is not None else role
+
+
+def _field_label(proc: Any, name: str, locale: str) -> str:
+    f = proc.pack.fields.get(name)
+    return i18n.label(f.label, locale) if f is not None else name
+
+
+def _signature(rt: Any, proc: Any, st: signatures.Progress, locale: str) -> dict[str, Any]:
+    """One of the pack's signatures as the case page shows it: each signature given (void
+    ones with the fields whose change voided them), and the roles it still waits for."""
+    sdef = st.definition
+    valid_roles = {s.role for s in st.valid}
+    return {
+        "name": st.name,
+        "label": sdef.label,
+        "need": sdef.need,
+        "covers": [_field_label(proc, n, locale) for n in sdef.covers],
+        "roles": [_role(proc, r, locale) for r in sdef.roles],
+        "complete": st.complete,
+        "count": len(valid_roles & set(sdef.roles)),
+        "total": len(sdef.roles) if sdef.need == "all" else 1,
+        "waiting": [_role(proc, r, locale) for r in st.waiting],
+        "signed": [
+            {
+                "who": _people(rt, s.username),
+                "role": _role(proc, s.role, locale),
+                "at": s.signed_at,
+                "hash": s.fields_hash,
+                "void_at": s.void_at,
+                "changed": [_field_label(proc, n, locale) for n in s.changed],
+            }
+            for s in st.signed
+        ],
+    }
+
+
+def _signing(svc: CaseService, me: Staff, rt: Any, proc: Any, st: signatures.Progress) -> Any:
+    """What taking a ``sign:`` action signs, as the signing check of the commit pipeline
+    (:func:`core.cases.signatures.plan`) sees it for this person now: in which role, and
+    whether it completes the set — or why they cannot sign."""
+    locale = me.look.locale
+    sdef = st.definition
+    info: dict[str, Any] = {
+        "label": sdef.label,
+        "covers": [_field_label(proc, n, locale) for n in sdef.covers],
+        "need": sdef.need,
+        "waiting": [_role(proc, r, locale) for r in st.waiting],
+    }
+    try:
+        plan = signatures.plan(
+            sdef,
+            st.name,
+            st.valid,
+            me.actor.username,
+            lambda role: svc.holds(me.actor, rt, proc.key, role),
+        )
+    except NotAllowed as exc:
+        info["cannot"] = exc.message
+    else:
+        info.update(role=_role(proc, plan.role, locale), completes=plan.complete)
+    return info
+
+
+def _attachments(proc: Any, view: CaseView, uploads: list[dict[str, Any]], locale: str) -> Any:
+    """The case's files by attachment field: those the field holds now, then earlier
+    ones a later action replaced (still the case's, and in its journal)."""
+    out = []
+    for name, f in proc.pack.fields.items():
+        if f.type != "attachment":
+            continue
+        now = {int(v["id"]) for v in files_of(view.fields.get(name))}
+        mine = [u for u in uploads if u["field"] == name]
+        if not mine:
+            continue
+        out.append(
+            {
+                "name": name,
+                "label": f.label,
+                "files": [
+                    {
+                        "id": u["id"],
+                        "name": u["filename"],
+                        "size": u["size"],
+                        "type": u["media_type"],
+                        "sha256": u["sha256"],
+                        "by": u["uploaded_by"],
+                        "at": u["uploaded_at"],
+                        "current": u["id"] in now,
+                    }
+                    for u in sorted(mine, key=lambda u: (u["id"] not in now, u["id"]))
+                ],
+            }
+        )
+    return out
+
+
 def _display(f: Any, value: Any, lk: Look) -> Any:
-    """A stored value as a reader sees it (a list field: rows of cells)."""
+    """A stored value as a reader sees it (a list field: rows of cells; an attachment
+    field: its files)."""
+    if f.type == "attachment":
+        return {"files": files_of(value)}
     if f.type == "list" and isinstance(value, list):
         subs = f.of or {}
         return {
@@ -678,9 +823,10 @@ def _form(
     current: Mapping[str, Any],
     typed: Typed | None,
     errors: Mapping[str, str],
+    uploads: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     people = svc.company(me.actor.company).definition.people
-    return form_inputs(people, proc, names, required, current, typed, errors, me.look.tz)
+    return form_inputs(people, proc, names, required, current, typed, errors, me.look.tz, uploads)
 
 
 def form_inputs(
@@ -692,16 +838,21 @@ def form_inputs(
     typed: Typed | None,
     errors: Mapping[str, str],
     tz: dt.tzinfo,
+    uploads: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The inputs of a form: per field its widget, label, value (typed, else stored for a
-    list field) and the validator's message."""
+    list field; an attachment field's current files and the uploads the form carries,
+    ``uploads`` naming them) and the validator's message."""
     out = []
     for name in names:
         f = proc.pack.fields[name]
         w = widget_for(f)
         key = PREFIX + name
-        if typed is not None and (key in typed or key + "._shown" in typed):
-            value: Any = typed.get(key, [])
+        value: Any
+        if f.type == "attachment":
+            value = attachment_input(f, key, current.get(name), typed, uploads or {})
+        elif typed is not None and (key in typed or key + "._shown" in typed):
+            value = typed.get(key, [])
             value = value if f.multiple else (value[0] if value else "")
         elif f.type == "list":
             value = current.get(name)
@@ -729,4 +880,29 @@ def form_inputs(
     return out
 
 
-__all__ = ["build_pages", "form_inputs"]
+def attachment_input(
+    f: Any, key: str, stored: Any, typed: Typed | None, uploads: Mapping[int, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """What an attachment field's widget shows: the case's current files (a multiple
+    field's with their keep boxes, ticked as the form left them), the files uploaded for
+    this form and not saved yet, and what the field takes."""
+    current = files_of(stored)
+    had = ",".join(str(c["id"]) for c in current)
+    pending: list[Mapping[str, Any]] = []
+    kept = {str(c["id"]) for c in current}
+    if typed is not None:
+        ids = [int(v) for v in typed.get(key + NEW, []) if v.isdigit()]
+        pending = [uploads[i] for i in ids if i in uploads]
+        if key + HAD in typed:
+            kept = set(typed.get(key + KEEP, []))
+    return {
+        "current": current,
+        "pending": pending,
+        "kept": kept,
+        "had": had,
+        "limit": attachments.max_size(f),
+        "accept": list(f.accept or attachments.DEFAULT_ACCEPT),
+    }
+
+
+__all__ = ["attachment_input", "build_pages", "form_inputs"]

@@ -7,10 +7,11 @@ to the case service, which validates it with the same coercers as the API
 (``core.spec.forms.coerce_fields``) and answers field by field.
 
 Inputs are named ``f.<field>`` (a list field's cells ``f.<field>.<row>.<sub-field>``, the
-row's item id ``f.<field>.<row>.id``), so a field can never collide with the form's own
+row's item id ``f.<field>.<row>.id``; an attachment field's file input ``f.<field>.file``,
+see :mod:`api.web.uploads`), so a field can never collide with the form's own
 ``_csrf`` and ``_version``. A plugin field type without a widget of its own gets the
 ``json`` widget (a text area taking the JSON its ``json_schema`` describes); a plugin
-(e.g. attachments or signatures) may give its type a widget with :func:`register_widget`.
+may give its type a widget with :func:`register_widget`.
 """
 
 from __future__ import annotations
@@ -126,6 +127,20 @@ def _show_json(f: FieldDef, v: Any, tz: dt.tzinfo) -> str:
     return "" if v is None else json.dumps(v, ensure_ascii=False)
 
 
+def _attachment(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
+    """Upload ids (api.web.uploads turned the form's files and signed ids into them): a
+    single field takes the latest file chosen; a multiple one the ticked current files
+    and the new ones, unless nothing changed."""
+    new = [v for v in typed.get(name + ".new", []) if v.isdigit()]
+    if not f.multiple:
+        return new[-1] if new else MISSING
+    keep = [v for v in typed.get(name + ".keep", []) if v.isdigit()]
+    had = [v for v in (_first(typed, name + "._had") or "").split(",") if v.isdigit()]
+    if not new and sorted(keep) == sorted(had):
+        return MISSING
+    return keep + new
+
+
 def _list(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
     """The whole list: kept rows (with their item id) and filled new rows, in row order."""
     rows: dict[int, dict[str, Any]] = {}
@@ -170,7 +185,7 @@ WIDGETS: dict[str, Widget] = {
     "phone": Widget("tel", _scalar),
     "email": Widget("email", _scalar),
     "person": Widget("person", _scalar),
-    "attachment": Widget("text", _scalar),
+    "attachment": Widget("file", _attachment, lambda f, v, tz: v),
     "list": Widget("table", _list, lambda f, v, tz: v if isinstance(v, list) else []),
 }
 JSON_WIDGET = Widget("json", _json, _show_json)
