@@ -115,6 +115,12 @@ ZH: dict[str, str] = {
     "when": "时间",
     "Skip to content": "跳到正文",
     "Bad request": "请求有误",
+    "Export": "导出",
+    "procedure and status as chosen": "按所选流程和状态",
+    "every case of the procedure and status, not only these search results": (
+        "导出所选流程和状态的全部案件,而不仅是搜索结果"
+    ),
+    "the table below has the same figures": "下表为相同数据",
     # documents: attachments, signatures, records
     "Signatures": "签字",
     "signed": "已签字",

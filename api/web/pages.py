@@ -9,6 +9,7 @@ answer field by field; a page shows those answers beside the fields, and a stale
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Mapping
@@ -50,7 +51,7 @@ from api.web.security import HEADERS
 from api.web.submit import submit
 from api.web.uploads import HAD, KEEP, NEW, files_of, posted
 from api.web.widgets import PREFIX, Typed, table_rows, widget_for
-from core.cases import attachments, signatures
+from core.cases import attachments, charts, signatures
 from core.cases.queries import (
     CaseFilter,
     can_read,
@@ -303,6 +304,19 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             },
             q=q or "",
             problems=problems,
+            # the API's export of the case list (GET /api/v1/exports/cases.xlsx|csv)
+            export_url="/api/v1/exports/cases",
+            export_query=urlencode(
+                {
+                    k: v
+                    for k, v in (
+                        ("procedure", procedure),
+                        ("status", status),
+                        ("lang", me.look.locale),
+                    )
+                    if v
+                }
+            ),
         )
 
     # -- opening a case ---------------------------------------------------------------------
@@ -591,10 +605,18 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
         params = {
             k: v[:200] for k, v in request.query_params.items() if k != "page" and len(k) <= 64
         }
+        params.setdefault("lang", me.look.locale)  # the reports that have words: the page's
         try:
             result, problem = run_report(svc, me.actor.company, name, params), None
         except InvalidInput as exc:
             result, problem = None, exc.message
+        chart = None
+        if result is not None and result.chart is not None:
+            # the SVG the API's chart route draws, inlined as an image: no second run of the
+            # report, no script (an <img> runs none), allowed by the pages' img-src data:
+            svg = charts.svg(result.chart).encode()
+            chart = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+        query = urlencode(params)
         return render(
             request,
             me,
@@ -605,6 +627,11 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             params=params,
             result=result,
             problem=problem,
+            chart=chart,
+            chart_title=result.chart.title if result and result.chart else "",
+            exports={
+                fmt: f"/api/v1/reports/{name}/export.{fmt}?{query}" for fmt in ("xlsx", "csv")
+            },
         )
 
     return Router(

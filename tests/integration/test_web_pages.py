@@ -5,7 +5,9 @@ rate limits. tests/e2e drives the same pages in a real browser."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import html
 import re
 from typing import Any
 
@@ -372,3 +374,37 @@ def test_nul_characters_and_huge_values_are_a_page_with_messages(web: Any) -> No
     assert r.status_code == 404 and "Traceback" not in r.text
     r = p.post("/web/login", data={"_csrf": token, "username": "wa\x00ng", "password": "x"})
     assert r.status_code == 422 and "Traceback" not in r.text
+
+
+def test_reports_show_their_chart_and_link_their_exports_and_the_case_list_exports(
+    web: Any, svc: CaseService
+) -> None:
+    wang_a = svc.actor("demo", "wang")
+    complaint = {"customer_name": "华东汽配", "content": "quality", "urgency": "high"}
+    svc.open_case("demo", "qp-complaint", wang_a, {**complaint, "description": "尺寸超差"})
+    c = web("wang")
+    r = c.get("/web/reports/complaints-monthly", headers={"Accept-Language": "en"})
+    assert r.status_code == 200
+    m = re.search(r'<img src="data:image/svg\+xml;base64,([^"]+)" alt="([^"]+)"', r.text)
+    assert m, "no chart on the report page"
+    svg = base64.b64decode(m.group(1)).decode()
+    assert svg.lstrip().startswith("<svg") and "<script" not in svg and "Product quality" in svg
+    assert m.group(2)  # the chart's title as its text alternative
+    links = dict(re.findall(r'<a href="([^"]+)" download>(XLSX|CSV)</a>', r.text)[:2])
+    xlsx, csv_link = (html.unescape(k) for k in links)
+    assert xlsx.startswith("/api/v1/reports/complaints-monthly/export.xlsx?lang=en")
+    got = c.get(xlsx)
+    assert got.status_code == 200 and got.content[:2] == b"PK"  # a workbook
+    table = c.get(csv_link).content.decode("utf-8-sig")
+    assert "Product quality" in table  # the page's language, as the table on the page
+    # a report without a chart: no image
+    plain = c.get("/web/reports/satisfaction")
+    assert plain.status_code == 200 and "data:image/svg" not in plain.text
+    # the case list links the API's export with its procedure and status
+    cid = open_case(c, customer_name="导出测试")
+    page = c.get("/web/cases?procedure=repair-desk&status=open&q=导出测试").text
+    export = re.search(r'<a href="([^"]+\.csv\?[^"]+)" download>CSV</a>', page)
+    assert export and "procedure=repair-desk" in export.group(1)
+    assert "not only these search results" in page or "不仅是搜索结果" in page
+    rows = c.get(html.unescape(export.group(1))).content.decode("utf-8-sig")
+    assert svc.get_case("demo", cid).number in rows and "华东汽配" not in rows
