@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class Look:
             "local": lambda moment: i18n.local(moment, self.tz),
             "rel": lambda moment: i18n.relative(moment, self.now, self.locale),
             "size": i18n.size,
+            # journal data as readable JSON (Chinese as it is; the page escapes it as text)
+            "as_json": lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str),
             "media": i18n.media,
             "now": self.now,
         }

@@ -230,14 +230,15 @@ def local(moment: dt.datetime | str | None, tz: dt.tzinfo) -> str:
 
 
 def size(n: int | None) -> str:
-    """A file size as a person reads it: ``820 B``, ``14 KB``, ``2.5 MB``."""
+    """A file size as a person reads it, in the decimal units packs write limits in
+    (``max_size: 10MB`` is 10,000,000 bytes): ``820 B``, ``14 kB``, ``2.5 MB``."""
     if n is None:
         return ""
-    if n < 1024:
+    if n < 1000:
         return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n / 1024 / 1024:.1f} MB".replace(".0 MB", " MB")
+    if n < 1000 * 1000:
+        return f"{n / 1000:.0f} kB"
+    return f"{n / 1000 / 1000:.1f} MB".replace(".0 MB", " MB")
 
 
 def media(kind: str) -> str:
