@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from api import portal
 from core.cases.service import CaseService
 from core.clock import TestClock
 from core.storage import schema as t
-from tests.helpers import DISPATCH, PASSWORD, VERIFY
+from tests.helpers import DISPATCH, PASSWORD, PNG, VERIFY
 from tests.web import Dom, clients, csrf, errors
 
 pytestmark = pytest.mark.service(logins=["wang", "li", "zhao"])
@@ -177,7 +178,10 @@ def test_a_stale_version_shows_what_changed_and_keeps_what_was_typed(
     assert 'value="2026-11-30T15:00"' in r.text and 'name="_version" value="4"' in r.text
 
 
-def test_hostile_values_render_as_text_on_every_staff_page(web: Any, svc: CaseService) -> None:
+def test_hostile_values_render_as_text_on_every_staff_page(
+    web: Any, svc: CaseService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEFU_ATTACHMENTS", str(tmp_path / "files"))
     p = web()
     token = csrf(p, "/portal/demo/new/repair-desk")
     r = p.post(
@@ -190,10 +194,11 @@ def test_hostile_values_render_as_text_on_every_staff_page(web: Any, svc: CaseSe
             "f.address": HOSTILE[1],
             "f.product": HOSTILE[2],
         },
+        files=[("f.fault_photos.file", (HOSTILE[1] + ".png", PNG, "image/png"))],
     )
     assert r.status_code == 200, r.text
     c = web("wang")
-    pages = ["/web/inbox", "/web/cases", f"/web/cases?q={HOSTILE[0]}"]
+    pages = ["/web/inbox", "/web/cases", f"/web/cases?q={HOSTILE[0]}", "/web/board"]
     ids = re.findall(r"/web/cases/(\d+)", c.get("/web/cases").text)
     pages += [f"/web/cases/{i}" for i in set(ids)]
     seen = False
@@ -204,6 +209,9 @@ def test_hostile_values_render_as_text_on_every_staff_page(web: Any, svc: CaseSe
         assert dom.handlers() == [], url
         seen = seen or any(HOSTILE[0] in t for t in dom.text)
     assert seen  # the value is shown, as text
+    (cid,) = set(ids)
+    names = Dom(c.get(f"/web/cases/{cid}").text).text
+    assert names.count(HOSTILE[1] + ".png") == 2  # the file's name in the field and the list
 
 
 def test_lists_search_board_procedures_and_the_diagram(web: Any, svc: CaseService) -> None:
