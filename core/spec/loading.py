@@ -1397,23 +1397,27 @@ class _PackChecker:
             if timer.when is not None:
                 self.expr(tloc + ("when",), timer.when)
             if timer.while_ is not None:
-                for i, wstep in enumerate(timer.while_.steps):
-                    self.ref(
-                        tloc + ("while", "steps", i),
-                        wstep,
-                        self.steps,
-                        "K127",
-                        "step",
-                        "steps in this pack",
-                    )
-                if timer.while_.while_:
-                    self.expr(tloc + ("while", "while"), timer.while_.while_)
+                self.while_steps(tloc, timer.while_)
             for j, eff in enumerate(timer.then):
                 self.check_effect(tloc + ("then", j), eff)
         for name, sched in pack.schedules.items():
             if self.sv.is_broken(("schedules", name)):
                 continue
             self.check_schedule(("schedules", name), sched, actions)
+
+    def while_steps(self, loc: Loc, pause: Any) -> None:
+        """``while: {steps: [...]}`` / ``{while: "<condition>"}`` of a timer or schedule."""
+        for i, wstep in enumerate(pause.steps):
+            self.ref(
+                loc + ("while", "steps", i),
+                wstep,
+                self.steps,
+                "K127",
+                "step",
+                "steps in this pack",
+            )
+        if pause.while_:
+            self.expr(loc + ("while", "while"), pause.while_)
 
     def check_schedule(self, loc: Loc, sched: Any, actions: set[str] | None) -> None:
 
@@ -1460,6 +1464,10 @@ class _PackChecker:
                 "field",
                 "fields in this pack",
             )
+        if sched.when is not None:
+            self.expr(loc + ("when",), sched.when)
+        if sched.while_ is not None:
+            self.while_steps(loc, sched.while_)
         for j, eff in enumerate(sched.then):
             self.check_effect(loc + ("then", j), eff)
 

@@ -102,3 +102,51 @@ def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) ->
     text = "\n".join(x.format() for x in diags)
     assert (11, "K452") in got and "did you mean 'monthly'" in text, text
     assert (12, "K450") in got, text
+
+
+GATED = """\
+kefu: 1
+procedure: gated
+title: 催办
+roles:
+  agent: {label: 客服}
+fields:
+  due_on: {type: date, label: 完成期限}
+open: {role: [agent]}
+start: work
+steps:
+  work:
+    label: 处理
+    role: agent
+    actions:
+      done: {label: 完成, to: closed}
+  closed: {label: 结束, final: true}
+schedules:
+  chase:
+    label: 每周催办
+    from: {step: work}
+    every: week
+    while: {steps: [wrok], while: "due_on < todya"}
+    when: "due_date < today"
+    then: [{notify: {to: "role:agent", template: chase}}]
+  company_wide:
+    label: 每月
+    every: month
+    on: 1
+    when: "due_on < today"
+    open: {fields: {}}
+"""
+
+
+def test_a_schedules_while_and_when_are_checked_like_a_timers(tmp_path: Path) -> None:
+    d = tmp_path / "gated"
+    d.mkdir()
+    (d / "procedure.yaml").write_text(GATED, encoding="utf-8")
+    _, diags = load_pack(d, extensions=installed())
+    got = {(x.line, x.code) for x in diags}
+    text = "\n".join(x.format() for x in diags)
+    assert (22, "K127") in got, text  # while: an unknown step 'wrok'
+    assert (22, "K202") in got, text  # while: an unknown name 'todya' in the condition
+    assert (23, "K202") in got, text  # when: an unknown field 'due_date'
+    # a company schedule has no case to test
+    assert any(x.line == 26 and "per-case schedules" in x.message for x in diags), text
