@@ -1975,18 +1975,23 @@ def load_company(
         _check_company_plugins(doc, company, loaded, diags, ext)
     if not sv.is_broken(("templates",)):
         check_templates(doc, company.templates, None, diags)
-    # linked-case targets must be enabled in this company
+    # procedures effects name (open_case's linked cases, count_cases' counted ones: an
+    # argument called `procedure`) must be enabled in this company
     for key, proc in loaded.procedures.items():
         for rule in proc.rules:
             for etype, args in rule.effects:
                 target = getattr(args, "procedure", None)
-                if etype.name == "open_case" and target not in loaded.procedures:
+                if isinstance(target, str) and target not in loaded.procedures:
+                    what = (
+                        f"opens a '{target}' case"
+                        if etype.name == "open_case"
+                        else f"names the procedure '{target}' ({etype.name})"
+                    )
                     diags.append(
                         doc.diag(
                             ("procedures", key),
                             "K114",
-                            f"rule '{rule.id}' opens a '{target}' case, "
-                            "which this company does not enable",
+                            f"rule '{rule.id}' {what}, which this company does not enable",
                             f"enable it under procedures: {target}: {{}}",
                             key=True,
                         )
