@@ -2094,9 +2094,19 @@ __all__ = [
 
 
 def _check_portal(doc: Any, loc: Loc, portal: Any, pack: PackDef, key: str) -> list[Diagnostic]:
-    """``portal:`` of a company's procedure: its role opens cases, its fields exist."""
+    """``portal:`` of a company's procedure: its role opens cases (with ``intake``; without,
+    it is only the role one-time links act as, a role of the pack), its fields exist."""
     out = []
-    if portal.role not in pack.open.role:
+    if not portal.intake and portal.role not in pack.roles:
+        out.append(
+            doc.diag(
+                loc + ("role",),
+                "K104",
+                f"one-time links act as '{portal.role}', which is not a role of {key}",
+                f"roles of {key}: {', '.join(pack.roles)}",
+            )
+        )
+    elif portal.intake and portal.role not in pack.open.role:
         out.append(
             doc.diag(
                 loc + ("role",),
