@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
 from litestar.testing import TestClient
@@ -17,6 +18,10 @@ from api.app import create_app
 from api.auth import AuthSettings
 from core.cases.service import CaseService
 from core.runtime import worker
+from core.runtime.plugins import installed
+from core.spec.loading import load_company, load_pack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def at_survey(svc: CaseService) -> int:
@@ -112,3 +117,76 @@ def test_a_complainant_who_is_not_satisfied_sends_it_back(svc: CaseService) -> N
         data={"_csrf": token, "number": case.number, "contact": "ZHOU@example.com"},
     )
     assert ok.status_code == 200 and "填写客户投诉闭环跟踪单" in ok.text
+
+
+def test_three_companies_run_the_complaint_job_side_by_side(svc: CaseService) -> None:
+    """config/: east-factory runs QP as written, north-factory QP with a 48 h reply and its
+    own numbering, shenzhen the 深圳 procedure; each counts only its own complaints."""
+    complaint = {"customer_name": "西部电机", "content": "price", "urgency": "low"}
+    east, north = svc.actor("east-factory", "liu"), svc.actor("north-factory", "song")
+    numbers = {}
+    for company, actor in (("east-factory", east), ("north-factory", north)):
+        case = svc.open_case(
+            company, "qp-complaint", actor, {**complaint, "description": "报价高于合同"}
+        ).case
+        case = svc.act(
+            company, case.id, "resolve_directly", actor, {"resolution": "重开发票"}, case.version
+        ).case
+        (reply,) = [d for d in svc.deadlines(company, case.id) if d.id == "explain"]
+        numbers[company] = (case.number, reply.due_at - reply.started_at)
+    assert numbers["east-factory"][0].startswith("KS-") and numbers["east-factory"][1] == (
+        dt.timedelta(hours=24)
+    )
+    assert re.fullmatch(r"HB-TS-\d\d-00001", numbers["north-factory"][0])
+    assert numbers["north-factory"][1] == dt.timedelta(hours=48)
+    # the month's statistics count the company's own complaints only
+    month = svc.clock.now().astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+    stats = svc.open_case("north-factory", "complaint-statistics", north, {"period": month}).case
+    assert stats.fields["total"] == 1 and stats.number.startswith("HB-TJ-")
+    # the 深圳 company runs its own procedure, and not QP
+    huang = svc.actor("shenzhen", "huang")
+    sz = svc.open_case(
+        "shenzhen",
+        "complaint-shenzhen",
+        huang,
+        {
+            "customer_name": "宏达电子",
+            "form": "written",
+            "category": "quality",
+            "received_at": svc.clock.now().isoformat(),
+            "issue": "外壳毛刺",
+        },
+    ).case
+    assert sz.step == "clarify" and re.fullmatch(r"KSBG-\d{4}-0001", sz.number)
+    assert "qp-complaint" not in svc.company("shenzhen").procedures
+    assert "complaint-shenzhen" not in svc.company("east-factory").procedures
+
+
+def test_a_portal_without_intake_needs_a_role_of_the_pack_not_an_opening_role(
+    tmp_path: Path,
+) -> None:
+    """qp-complaint opens by sales only; its portal (links and lookups, no public form)
+    acts as the complainant. A role the pack lacks is still an error, and so is a public
+    form opening cases as a role that cannot open them."""
+    lp, diags = load_pack(ROOT / "rules" / "qp-complaint", extensions=installed())
+    assert lp is not None and not diags.errors
+
+    def company(portal: str) -> list[str]:
+        path = tmp_path / "co.yaml"
+        path.write_text(
+            "kefu: 1\ncompany: co\nname: 公司\n"
+            "roles:\n  sales: {people: [a]}\n  responsible: {people: [a]}\n"
+            "  quality: {people: [a]}\n  quality_manager: {people: [a]}\n"
+            f"people:\n  a: {{name: A}}\nprocedures:\n  qp-complaint:\n    portal: {portal}\n",
+            encoding="utf-8",
+        )
+        _, found = load_company(path, {lp.key: lp}, extensions=installed())
+        return [f"{d.code} {d.message}" for d in found]
+
+    assert company("{contact: [email]}") == []
+    assert company("{role: complainant}") == [
+        "K104 procedures.qp-complaint.portal.role: one-time links act as 'complainant', "
+        "which is not a role of qp-complaint"
+    ]
+    (problem,) = company("{intake: true}")
+    assert problem.startswith("K104 procedures.qp-complaint.portal.role: the portal opens")
