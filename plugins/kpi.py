@@ -64,8 +64,8 @@ def _next_month(day: dt.date) -> dt.date:
 
 
 def _label_text(label: Any, locale: str, key: str) -> str:
-    text = label if isinstance(label, str) else (label or {}).get(locale) or (label or {}).get(
-        "zh-CN"
+    text = (
+        label if isinstance(label, str) else (label or {}).get(locale) or (label or {}).get("zh-CN")
     )
     return str(text or key)
 
@@ -587,8 +587,9 @@ def _apply_count(change: Change, args: CountCasesArgs, rule_id: str) -> None:
         return
     tz = zoneinfo.ZoneInfo(company.timezone)
     locale = "en" if company.locale.startswith("en") else "zh-CN"
+    by = args.by or "-"  # no grouping: one group of every case
     counts, labels = tally(
-        ctx["conn"], ctx["company_id"], tz, args.procedure, *span, args.by or "-", args.split, locale
+        ctx["conn"], ctx["company_id"], tz, args.procedure, *span, by, args.split, locale
     )
     groups: dict[str, dict[str, int]] = {}
     for (_, value), cell in counts.items():

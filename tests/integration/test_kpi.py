@@ -126,9 +126,7 @@ def test_the_statistics_case_counts_what_the_monthly_report_counts(svc: CaseServ
     )
     stats = svc.open_case("demo", "complaint-statistics", wang, {"period": "2026-11"}).case
     assert stats.fields["total"] == 3
-    assert [
-        {k: v for k, v in item.items() if k != "id"} for item in stats.fields["breakdown"]
-    ] == [
+    assert [{k: v for k, v in item.items() if k != "id"} for item in stats.fields["breakdown"]] == [
         {"value": "quality", "label": "产品质量", "cases": 2, "high": 1, "medium": 0, "low": 1},
         {"value": "price", "label": "价格问题", "cases": 1, "high": 0, "medium": 1, "low": 0},
     ]
@@ -180,7 +178,8 @@ steps:
 rules:
   - id: count
     then:
-      - count_cases: {procedure: qp-complaint, period: period, total: total, into: rows, by: content}
+      - count_cases: {procedure: qp-complaint, period: period, total: total,
+                      into: rows, by: content}
       - count_cases: {procedure: qp-complaint, period: period, into: rows}
 """,
         encoding="utf-8",
@@ -191,7 +190,8 @@ rules:
     assert (21, "K111") in got and "'period' is a date, not a text" in text, text
     assert "'total' is a text, not an integer" in text, text
     assert "the items of 'rows' have no field 'cases'" in text, text
-    assert (22, "K110") in got and "go together" in text, text  # into: without by:
+    assert (22, "K106") in got, text  # the items of 'rows' have no 'cases'
+    assert (23, "K110") in got and "go together" in text, text  # into: without by:
     # a company must run the counted procedure (K114), as it must run linked ones
     ok = tmp_path / "ok" / "procedure.yaml"
     ok.parent.mkdir()

@@ -24,6 +24,12 @@ from core.spec.loading import load_company, load_pack
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="_csrf" value="([^"]+)"', page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
 def at_survey(svc: CaseService) -> int:
     """A demo complaint walked to the survey step: intake → form → signed → carried out →
     answered → three months of callbacks."""
@@ -75,7 +81,7 @@ def test_the_complainant_closes_the_complaint_through_a_one_time_link(svc: CaseS
     assert page.status_code == 200
     assert "f.survey_satisfied" in page.text and "f.survey_comment" in page.text
     assert "f.survey_person" not in page.text  # the staff's form is not the complainant's
-    token = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(page.text)
     # staff actions are not the link's: the complainant cannot record a phone survey
     refused = c.post("/portal/demo/case/record_survey", data={"_csrf": token})
     assert refused.status_code == 401
@@ -97,8 +103,7 @@ def test_a_complainant_who_is_not_satisfied_sends_it_back(svc: CaseService) -> N
     svc.act("demo", cid, "invite_complainant", wang, {}, svc.get_case("demo", cid).version)
     (msg,) = [m for m in svc.outbox("demo", cid) if m["template"] == "portal.link"]
     c: TestClient[Any] = TestClient(create_app(svc, auth=AuthSettings(cookie_secure=False)))
-    page = c.get(msg["payload"]["link"].split("8000", 1)[1])
-    token = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(c.get(msg["payload"]["link"].split("8000", 1)[1]).text)
     r = c.post(
         "/portal/demo/case/complainant_closes",
         data={"_csrf": token, "f.survey_satisfied": "false", "f.survey_comment": "仍有异响"},
@@ -109,9 +114,7 @@ def test_a_complainant_who_is_not_satisfied_sends_it_back(svc: CaseService) -> N
     told = [m for m in svc.outbox("demo", cid) if m["template"] == "qp.survey-not-solved"]
     assert told and told[0]["recipient"] == "role:quality_manager"
     # the status lookup by number and e-mail shows where it stands now
-    token = re.search(
-        r'name="_csrf" value="([^"]+)"', c.get("/portal/demo/status").text
-    ).group(1)  # type: ignore[union-attr]
+    token = csrf_of(c.get("/portal/demo/status").text)
     ok = c.post(
         "/portal/demo/status",
         data={"_csrf": token, "number": case.number, "contact": "ZHOU@example.com"},
