@@ -6,6 +6,12 @@
 how many complaints, how many of each urgency, and whether the month's category calls the
 complaint meeting — as often as the complaint-statistics pack's ``meeting_threshold``
 (the company's value) or any of high urgency. A stacked bar chart per month by category.
+
+``count_cases`` — the same count as an effect, so a procedure works with computed figures
+instead of totals typed in: the monthly statistics case of complaint-statistics counts the
+month's qp-complaint cases when it opens (total, and one item per complaint category with
+its high / medium / low counts); the 深圳 yearly satisfaction analysis counts the year's
+complaints the same way.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from core import hookimpl
 from core.cases.charts import Chart
 from core.cases.reports import ReportRequest, ReportResult
 from core.errors import InvalidInput, NotFound
+from core.spec.definitions import KEY_RE, PACK_RE, FieldDef, PackDef
+from core.spec.effects import Change, EffectType, Problem, _fields_hint
+from core.spec.fields import coerce
 from core.storage import schema as t
 
 DEFAULT_THRESHOLD = 3
@@ -53,6 +63,63 @@ def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
+def _label_text(label: Any, locale: str, key: str) -> str:
+    text = (
+        label if isinstance(label, str) else (label or {}).get(locale) or (label or {}).get("zh-CN")
+    )
+    return str(text or key)
+
+
+def tally(
+    conn: Any,
+    company_id: int,
+    tz: zoneinfo.ZoneInfo,
+    procedure: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    by: str,
+    split: str | None,
+    locale: str,
+) -> tuple[dict[tuple[str, str], dict[str, int]], dict[str, str]]:
+    """The cases of ``procedure`` opened from ``start`` up to ``end`` (days, company time,
+    ``end`` excluded; None: unbounded), counted per month and value of their field ``by``,
+    each split by the value of ``split`` (``"-"``: no value); and the labels of ``by``'s
+    choices, from the procedure versions the cases pinned.
+
+    One query on ``ix_case_created`` (company, opening time): what both the
+    ``complaints-monthly`` report and the ``count_cases`` effect count.
+    """
+    c = t.case
+    q = select(c.c.created_at, c.c.fields, c.c.procedure_version_id).where(
+        c.c.company_id == company_id, c.c.procedure == procedure
+    )
+    if start:
+        q = q.where(c.c.created_at >= dt.datetime.combine(start, dt.time(), tz).astimezone(dt.UTC))
+    if end:
+        q = q.where(c.c.created_at < dt.datetime.combine(end, dt.time(), tz).astimezone(dt.UTC))
+    labels: dict[str, str] = {}
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    seen_versions: set[int] = set()
+    for created_at, fields, vid in conn.execute(q.order_by(c.c.created_at)):
+        if vid not in seen_versions:  # the choices' labels, from the pinned version
+            seen_versions.add(vid)
+            definition = conn.execute(
+                select(t.procedure_version.c.definition).where(
+                    t.procedure_version.c.id == vid,
+                    t.procedure_version.c.company_id == company_id,
+                )
+            ).scalar_one()
+            fdef = (definition.get("fields") or {}).get(by) or {}
+            for key, label in (fdef.get("choices") or {}).items():
+                labels.setdefault(key, _label_text(label, locale, key))
+        month = created_at.astimezone(tz).strftime("%Y-%m")
+        value = str((fields or {}).get(by) or "-")
+        level = str((fields or {}).get(split) or "-") if split else "-"
+        cell = counts.setdefault((month, value), {})
+        cell[level] = cell.get(level, 0) + 1
+    return counts, labels
+
+
 class ComplaintsMonthly:
     """``complaints-monthly``: complaints by month × category × urgency, the meeting flag.
 
@@ -80,39 +147,17 @@ class ComplaintsMonthly:
             or DEFAULT_THRESHOLD
         )
         since, until = _month(p.get("since"), "since"), _month(p.get("until"), "until")
-        c = t.case
-        q = select(c.c.created_at, c.c.fields, c.c.procedure_version_id).where(
-            c.c.company_id == request.company_id, c.c.procedure == procedure
+        counts, labels = tally(
+            request.conn,
+            request.company_id,
+            tz,
+            procedure,
+            since,
+            _next_month(until) if until else None,
+            by,
+            urgency,
+            "en" if locale.startswith("en") else "zh-CN",
         )
-        if since:
-            start = dt.datetime.combine(since, dt.time(), tz)
-            q = q.where(c.c.created_at >= start.astimezone(dt.UTC))
-        if until:
-            end = dt.datetime.combine(_next_month(until), dt.time(), tz)
-            q = q.where(c.c.created_at < end.astimezone(dt.UTC))
-        labels: dict[str, str] = {}
-        counts: dict[tuple[str, str], dict[str, int]] = {}
-        seen_versions: set[int] = set()
-        for created_at, fields, vid in request.conn.execute(q.order_by(c.c.created_at)):
-            if vid not in seen_versions:  # the categories' labels, from the pinned version
-                seen_versions.add(vid)
-                definition = request.conn.execute(
-                    select(t.procedure_version.c.definition).where(
-                        t.procedure_version.c.id == vid,
-                        t.procedure_version.c.company_id == request.company_id,
-                    )
-                ).scalar_one()
-                fdef = (definition.get("fields") or {}).get(by) or {}
-                for key, label in (fdef.get("choices") or {}).items():
-                    text = (
-                        label if isinstance(label, str) else label.get(locale) or label.get("zh-CN")
-                    )
-                    labels.setdefault(key, str(text or key))
-            month = created_at.astimezone(tz).strftime("%Y-%m")
-            category = str((fields or {}).get(by) or "-")
-            level = str((fields or {}).get(urgency) or "-")
-            cell = counts.setdefault((month, category), {})
-            cell[level] = cell.get(level, 0) + 1
         rows = []
         for (month, category), cell in sorted(counts.items()):
             total = sum(cell.values())
@@ -426,6 +471,191 @@ class SatisfactionScores:
         )
         notes = [] if rows else ["no scores in this period"]
         return ReportResult(columns, rows, notes, chart)
+
+
+# -- the count_cases effect -------------------------------------------------------------
+
+
+class CountCasesArgs(BaseModel):
+    """``count_cases: {procedure: p, period: field, total: field, into: list, by: f, split: f}``
+
+    Counts the company's cases of ``procedure`` opened in the month (``2026-11``) or year
+    (``2026``) held by the text field ``period``: the number into the integer field
+    ``total``; one item per value of their field ``by`` into the list field ``into`` (item
+    fields ``value``, ``cases``, optionally ``label``; with ``split``, an integer item field
+    per value of that field of theirs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    procedure: str = Field(pattern=PACK_RE)
+    period: str = Field(pattern=KEY_RE)
+    total: str | None = Field(default=None, pattern=KEY_RE)
+    into: str | None = Field(default=None, pattern=KEY_RE)
+    by: str | None = Field(default=None, pattern=KEY_RE)
+    split: str | None = Field(default=None, pattern=KEY_RE)
+
+    @model_validator(mode="after")
+    def _shape(self) -> CountCasesArgs:
+        if self.total is None and self.into is None:
+            raise ValueError("say where the count goes: total: (a field), into: (a list), or both")
+        if (self.into is None) != (self.by is None):
+            raise ValueError("into: (a list field) and by: (the field to group by) go together")
+        if self.split is not None and self.into is None:
+            raise ValueError("split: counts per item of into: (a list field)")
+        return self
+
+
+#: the item fields of an ``into:`` list the effect fills (``value`` and ``cases`` required)
+ITEM_FIELDS = {"value": ("text", "choice"), "label": ("text",), "cases": ("integer",)}
+
+
+def _a(types: tuple[str, ...]) -> str:
+    return " or ".join(("an " if t[0] in "aeiou" else "a ") + t for t in types)
+
+
+def _check_count(args: CountCasesArgs, pack: PackDef) -> list[Problem]:
+    out: list[Problem] = []
+
+    def field(key: str, name: str, types: tuple[str, ...]) -> FieldDef | None:
+        fdef = pack.fields.get(name)
+        if fdef is None:
+            out.append(Problem((key,), "K106", f"unknown field '{name}'", _fields_hint(name, pack)))
+        elif fdef.type not in types:
+            out.append(
+                Problem((key,), "K111", f"field '{name}' is {_a((fdef.type,))}, not {_a(types)}")
+            )
+            return None
+        return fdef
+
+    field("period", args.period, ("text",))
+    if args.total:
+        field("total", args.total, ("integer",))
+    listed = field("into", args.into, ("list",)) if args.into else None
+    if listed is not None:
+        of = listed.of or {}
+        for name, types in ITEM_FIELDS.items():
+            item = of.get(name)
+            if item is None and name != "label":  # label is optional
+                out.append(
+                    Problem(
+                        ("into",),
+                        "K106",
+                        f"the items of '{args.into}' have no field '{name}'",
+                        "count_cases fills each item's value (text), cases (integer), "
+                        "label (text, optional) and, with split:, an integer per value",
+                    )
+                )
+            elif item is not None and item.type not in types:
+                out.append(
+                    Problem(
+                        ("into",),
+                        "K111",
+                        f"item field '{name}' of '{args.into}' is {_a((item.type,))}, "
+                        f"not {_a(types)}",
+                    )
+                )
+    return out
+
+
+def period_range(text: Any) -> tuple[dt.date, dt.date] | None:
+    """``2026-11`` → that month, ``2026`` → that year, as [first day, day after); else None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        if len(text) == 4 and text.isdigit():
+            year = int(text)
+            return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+        if len(text) == 7 and text[4] == "-":
+            first = dt.date(int(text[:4]), int(text[5:]), 1)
+            return first, _next_month(first)
+    except ValueError:
+        return None
+    return None
+
+
+def _apply_count(change: Change, args: CountCasesArgs, rule_id: str) -> None:
+    ctx = change.context
+    company, period = ctx["company"], change.fields.get(args.period)
+    span = period_range(period)
+    if span is None:
+        if change.refusal is None:
+            label = change.procedure.pack.fields[args.period].label
+            change.refusal = (
+                rule_id,
+                f"{label.text(company.locale)}: 'YYYY-MM' (a month) or 'YYYY' (a year), "
+                f"not {period!r}",
+            )
+        return
+    tz = zoneinfo.ZoneInfo(company.timezone)
+    locale = "en" if company.locale.startswith("en") else "zh-CN"
+    by = args.by or "-"  # no grouping: one group of every case
+    counts, labels = tally(
+        ctx["conn"], ctx["company_id"], tz, args.procedure, *span, by, args.split, locale
+    )
+    groups: dict[str, dict[str, int]] = {}
+    for (_, value), cell in counts.items():
+        merged = groups.setdefault(value, {})
+        for level, n in cell.items():
+            merged[level] = merged.get(level, 0) + n
+    cases = sum(sum(cell.values()) for cell in groups.values())
+    fields = change.procedure.pack.fields
+    new: dict[str, Any] = {}
+    if args.total:
+        new[args.total] = cases
+    if args.into:
+        fdef = fields[args.into]
+        of = fdef.of or {}
+        old = {
+            str(it.get("value")): it.get("id")
+            for it in change.fields.get(args.into) or []
+            if isinstance(it, dict)
+        }
+        items = []
+        # the most frequent first (what a complaint meeting looks at), then by value
+        for value, cell in sorted(groups.items(), key=lambda g: (-sum(g[1].values()), g[0])):
+            item: dict[str, Any] = {"value": value, "cases": sum(cell.values())}
+            if "label" in of:
+                item["label"] = labels.get(value, value)
+            for level, n in cell.items():
+                if level in of and level not in ITEM_FIELDS and of[level].type == "integer":
+                    item[level] = n
+            for name, sub in of.items():  # split values nobody had: 0, not "no value"
+                if name not in item and name not in ITEM_FIELDS and sub.type == "integer":
+                    if args.split:
+                        item[name] = 0
+            if value in old:
+                item["id"] = old[value]
+            items.append(item)
+        new[args.into] = coerce(fdef, items, change.fields.get(args.into))
+    for name, stored in new.items():
+        if change.fields.get(name) != stored:
+            change.note("field_set", rule_id, field=name, old=change.fields.get(name), new=stored)
+            change.fields[name] = stored
+    first, after = span
+    change.note(
+        "counted",
+        rule_id,
+        procedure=args.procedure,
+        period=period,
+        since=first.isoformat(),
+        until=(after - dt.timedelta(days=1)).isoformat(),
+        cases=cases,
+        groups=len(groups),
+    )
+
+
+COUNT_CASES = EffectType(
+    "count_cases",
+    CountCasesArgs,
+    _apply_count,
+    _check_count,
+    "count the company's cases of a procedure opened in a month or year (a field of this "
+    "case), in total and per value of one of their fields, split by another",
+)
+
+
+@hookimpl
+def kefu_effect_types() -> list[EffectType]:
+    return [COUNT_CASES]
 
 
 @hookimpl

@@ -254,6 +254,23 @@ def _daily(cal: WorkingCalendar) -> dt.timedelta:
     return sum((dt.timedelta(minutes=b - a) for a, b in cal.definition.periods), _ZERO)
 
 
+def _warn_before(
+    warning: str, start: dt.datetime, due: dt.datetime, cal: WorkingCalendar
+) -> dt.datetime:
+    """When the warning of an SLA due at ``due`` comes, for a due time not computed from a
+    duration (a promised date) or a warning in calendar days: a share of the time from
+    ``start``, or the warning's duration before ``due`` — elapsed and calendar time
+    counted back from it, working time counted in working time — never before ``start``."""
+    if warning.endswith("%"):
+        return start + (due - start) * (float(warning[:-1]) / 100)
+    w = Duration.parse(warning)
+    if isinstance(w, Elapsed | CalendarSpan):
+        return max(start, subtract(w, due, cal))
+    meter = _Meter(cal, _measure(w))
+    left = _warning_budget(warning, meter.between(start, due), cal)
+    return meter.add(start, left) if left is not None else start
+
+
 def _warning_budget(
     warning: str | None, budget: dt.timedelta, cal: WorkingCalendar
 ) -> dt.timedelta | None:
@@ -402,13 +419,15 @@ def _one(
             d.warn_at = (
                 _walk(meter, start, active_pauses, wb) if active_pauses else meter.add(start, wb)
             )
+        elif sla.warning and d.due_at is not None:  # calendar time ("3 days"): before the due
+            d.warn_at = _warn_before(sla.warning, start, d.due_at, cal)
         if isinstance(target, CalendarSpan | DayEnd):
             d.measure = "elapsed"
         d.counted = meter.between(start, end) - sum(
             (meter.between(a, min(b or end, end)) for a, b in active_pauses), _ZERO
         )
-    elif d.due_at is not None and sla.warning and sla.warning.endswith("%"):
-        d.warn_at = start + (d.due_at - start) * (float(sla.warning[:-1]) / 100)
+    elif d.due_at is not None and sla.warning:  # a promised date
+        d.warn_at = _warn_before(sla.warning, start, d.due_at, cal)
         d.counted = end - start
     # state
     if d.stopped_at is not None:

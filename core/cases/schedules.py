@@ -7,7 +7,10 @@ A pack's ``schedules:`` entry either
   pack, as actor ``system``, with the ``open: {fields: ...}`` values; or
 * has ``from:`` — a **per-case schedule**, counted from an event of the case (e.g.
   delivery), in phases (``every: [{every: month, count: 12}, {every: quarter}]``: monthly in
-  the first year, then quarterly), applying ``then:`` effects to the case until it closes.
+  the first year, then quarterly), applying ``then:`` effects to the case until it closes;
+  an occurrence while the case is not at a step of ``while: {steps}`` or while its
+  ``while:``/``when:`` condition is false changes nothing (``schedule_skipped``) and the
+  next one is planned.
 
 Each occurrence is one durable timer (kind ``schedule``) whose idempotency key names the
 schedule and the occurrence instant, so an occurrence fires once however many workers
@@ -25,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
+from core.cases import journal as chain
 from core.cases import timers
 from core.cases.deadlines import _event_at, timeline
+from core.rules.reference import holds
 from core.spec.effects import parse_effects
 from core.spec.forms import coerce_fields
 from core.storage import schema as t
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from core.cases.commit import CompanyRuntime
     from core.cases.service import CaseService
     from core.spec.procedures import CompiledProcedure
+    from core.spec.slas import ScheduleGate
     from core.time.calendars import WorkingCalendar
 
 KIND = "schedule"
@@ -167,6 +173,18 @@ def _fill(value: Any, moment: dt.datetime) -> Any:
     )
 
 
+def _open_gate(
+    svc: CaseService, rt: CompanyRuntime, proc: CompiledProcedure, row: Any, gate: ScheduleGate
+) -> bool:
+    """Whether a per-case schedule's ``while:`` and ``when:`` let this occurrence act."""
+    if gate.while_steps and row.step not in gate.while_steps:
+        return False
+    facts = proc.facts(
+        row.fields, event="timer", step=row.step, now=svc.clock.now(), calendar=svc.calendar(rt.key)
+    )
+    return all(cond is None or holds(cond, facts) for cond in (gate.while_cond, gate.when))
+
+
 @timers.handler(KIND)
 def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
     rt = next((r for r in svc.companies.values() if r.id == due.company_id), None)
@@ -182,15 +200,27 @@ def _fire(svc: CaseService, conn: Connection, due: timers.DueTimer) -> None:
         sdef = case_proc.pack.schedules.get(name)
         if sdef is None:
             return
+        data = {"schedule": name, "occurrence": due.payload.get("occurrence")}
+        gate = case_proc.schedule_gates.get(name)
+        if gate is not None and not _open_gate(svc, rt, case_proc, row, gate):
+            # nothing to do this time: journal it and plan the next occurrence
+            svc.pipeline(conn, rt).note(
+                row.id, case_proc, {"kind": "schedule_skipped", "data": {**data, "step": row.step}}
+            )
+            refresh_case(
+                conn,
+                rt,
+                case_proc,
+                row.id,
+                chain.case_history(conn, rt.id, row.id),
+                False,
+                svc.clock.now(),
+                svc.calendar(rt.key),
+            )
+            return
         effects = parse_effects(sdef.then, svc.catalog.effects)
         svc.pipeline(conn, rt).system(
-            row.id,
-            {
-                "kind": "schedule_fired",
-                "data": {"schedule": name, "occurrence": due.payload.get("occurrence")},
-            },
-            effects,
-            f"schedule.{name}",
+            row.id, {"kind": "schedule_fired", "data": data}, effects, f"schedule.{name}"
         )
         return  # the pipeline refreshes the case, which schedules the next occurrence
     if proc is None:

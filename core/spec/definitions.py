@@ -427,6 +427,10 @@ class ScheduleDef(Strict):
     from_: Event | None = Field(default=None, alias="from")
     open: dict[str, Any] | None = None
     then: list[dict[str, Any]] = []
+    # per-case schedules: an occurrence applies ``then`` only while the case is at one of
+    # ``while.steps`` / the condition holds, and when ``when`` holds (else it is skipped)
+    when: str | None = None
+    while_: PauseDef | None = Field(default=None, alias="while")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -440,6 +444,11 @@ class ScheduleDef(Strict):
             if self.then:
                 raise ValueError(
                     "a company schedule (no from:) opens cases with open:, it has no then:"
+                )
+            if self.when is not None or self.while_ is not None:
+                raise ValueError(
+                    "when: and while: are for per-case schedules (with from:): a company "
+                    "schedule has no case to test"
                 )
         elif self.open is not None:
             raise ValueError(

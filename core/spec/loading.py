@@ -1397,23 +1397,27 @@ class _PackChecker:
             if timer.when is not None:
                 self.expr(tloc + ("when",), timer.when)
             if timer.while_ is not None:
-                for i, wstep in enumerate(timer.while_.steps):
-                    self.ref(
-                        tloc + ("while", "steps", i),
-                        wstep,
-                        self.steps,
-                        "K127",
-                        "step",
-                        "steps in this pack",
-                    )
-                if timer.while_.while_:
-                    self.expr(tloc + ("while", "while"), timer.while_.while_)
+                self.while_steps(tloc, timer.while_)
             for j, eff in enumerate(timer.then):
                 self.check_effect(tloc + ("then", j), eff)
         for name, sched in pack.schedules.items():
             if self.sv.is_broken(("schedules", name)):
                 continue
             self.check_schedule(("schedules", name), sched, actions)
+
+    def while_steps(self, loc: Loc, pause: Any) -> None:
+        """``while: {steps: [...]}`` / ``{while: "<condition>"}`` of a timer or schedule."""
+        for i, wstep in enumerate(pause.steps):
+            self.ref(
+                loc + ("while", "steps", i),
+                wstep,
+                self.steps,
+                "K127",
+                "step",
+                "steps in this pack",
+            )
+        if pause.while_:
+            self.expr(loc + ("while", "while"), pause.while_)
 
     def check_schedule(self, loc: Loc, sched: Any, actions: set[str] | None) -> None:
 
@@ -1460,6 +1464,10 @@ class _PackChecker:
                 "field",
                 "fields in this pack",
             )
+        if sched.when is not None:
+            self.expr(loc + ("when",), sched.when)
+        if sched.while_ is not None:
+            self.while_steps(loc, sched.while_)
         for j, eff in enumerate(sched.then):
             self.check_effect(loc + ("then", j), eff)
 
@@ -1967,18 +1975,23 @@ def load_company(
         _check_company_plugins(doc, company, loaded, diags, ext)
     if not sv.is_broken(("templates",)):
         check_templates(doc, company.templates, None, diags)
-    # linked-case targets must be enabled in this company
+    # procedures effects name (open_case's linked cases, count_cases' counted ones: an
+    # argument called `procedure`) must be enabled in this company
     for key, proc in loaded.procedures.items():
         for rule in proc.rules:
             for etype, args in rule.effects:
                 target = getattr(args, "procedure", None)
-                if etype.name == "open_case" and target not in loaded.procedures:
+                if isinstance(target, str) and target not in loaded.procedures:
+                    what = (
+                        f"opens a '{target}' case"
+                        if etype.name == "open_case"
+                        else f"names the procedure '{target}' ({etype.name})"
+                    )
                     diags.append(
                         doc.diag(
                             ("procedures", key),
                             "K114",
-                            f"rule '{rule.id}' opens a '{target}' case, "
-                            "which this company does not enable",
+                            f"rule '{rule.id}' {what}, which this company does not enable",
                             f"enable it under procedures: {target}: {{}}",
                             key=True,
                         )
@@ -2081,9 +2094,19 @@ __all__ = [
 
 
 def _check_portal(doc: Any, loc: Loc, portal: Any, pack: PackDef, key: str) -> list[Diagnostic]:
-    """``portal:`` of a company's procedure: its role opens cases, its fields exist."""
+    """``portal:`` of a company's procedure: its role opens cases (with ``intake``; without,
+    it is only the role one-time links act as, a role of the pack), its fields exist."""
     out = []
-    if portal.role not in pack.open.role:
+    if not portal.intake and portal.role not in pack.roles:
+        out.append(
+            doc.diag(
+                loc + ("role",),
+                "K104",
+                f"one-time links act as '{portal.role}', which is not a role of {key}",
+                f"roles of {key}: {', '.join(pack.roles)}",
+            )
+        )
+    elif portal.intake and portal.role not in pack.open.role:
         out.append(
             doc.diag(
                 loc + ("role",),

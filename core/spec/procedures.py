@@ -22,7 +22,13 @@ from core.rules.expr import FieldType, parse_condition, parse_value
 from core.spec.definitions import EVENTS, ActionDef, PackDef, StepDef
 from core.spec.effects import EffectType, parse_effects
 from core.spec.fields import fact_value, field_type
-from core.spec.slas import CompiledSla, CompiledTimer, compile_time
+from core.spec.slas import (
+    CompiledSla,
+    CompiledTimer,
+    ScheduleGate,
+    compile_schedule_gates,
+    compile_time,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class CompiledProcedure:
     version: int = 0  # set once registered in the database
     slas: dict[str, CompiledSla] = field(default_factory=dict)
     timers: dict[str, CompiledTimer] = field(default_factory=dict)
+    #: the ``while:`` / ``when:`` of per-case schedules (by schedule name)
+    schedule_gates: dict[str, ScheduleGate] = field(default_factory=dict)
     derived: Derivations = field(default_factory=Derivations)
     #: the conditions of actions' to: branches and require_when: (see branch_id)
     form_ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet.of("none", ()))
@@ -302,6 +310,7 @@ def compile_procedure(
         raw_def,
         slas=slas,
         timers=timers,
+        schedule_gates=compile_schedule_gates(pack, types, effective, derived),
         derived=derived,
         form_ruleset=form_ruleset,
     )

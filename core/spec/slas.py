@@ -57,6 +57,16 @@ class CompiledTimer:
     before: bool = False  # due ``after`` *before* the event (a moment in a field)
 
 
+@dataclass(frozen=True)
+class ScheduleGate:
+    """When an occurrence of a per-case schedule applies its ``then:``: while the case is
+    at one of ``while_steps`` (none: anywhere) and ``while_cond`` and ``when`` hold."""
+
+    while_steps: frozenset[str]
+    while_cond: ir.Cond | None
+    when: ir.Cond | None
+
+
 def resolve(d: Any, params: Mapping[str, Any]) -> Duration:
     """A duration of the pack, ``param.<name>`` taken from the company's parameters."""
     if isinstance(d, ParamDuration):
@@ -171,3 +181,17 @@ def compile_time(
             before=tdef.before is not None,
         )
     return slas, timers
+
+
+def compile_schedule_gates(
+    pack: PackDef, types: Any, params: Mapping[str, Any], derived: Derivations
+) -> dict[str, ScheduleGate]:
+    """The ``while:`` and ``when:`` of the pack's per-case schedules that have one."""
+    out: dict[str, ScheduleGate] = {}
+    for name, sdef in pack.schedules.items():
+        if sdef.from_ is None or (sdef.when is None and sdef.while_ is None):
+            continue
+        wsteps, wcond = _pause(sdef.while_, types, params, derived)
+        when = parse_condition(sdef.when, types, params, derived) if sdef.when else None
+        out[name] = ScheduleGate(wsteps, wcond, when)
+    return out

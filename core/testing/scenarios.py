@@ -1046,11 +1046,13 @@ def _setup(sc: Scenario, extra_effects: Iterable[EffectType] | None) -> _Setup:
 
 
 def _open_targets(proc: CompiledProcedure) -> set[str]:
+    """The procedures the pack's rules name (``open_case`` opens them, ``count_cases``
+    counts them): the built-in company enables them too (as K114 asks of a company)."""
     return {
-        getattr(args, "procedure", "")
+        args.procedure
         for rule in proc.rules
-        for etype, args in rule.effects
-        if etype.name == "open_case"
+        for _etype, args in rule.effects
+        if isinstance(getattr(args, "procedure", None), str)
     }
 
 

@@ -118,9 +118,11 @@ def test_entries_from_before_the_keys_keep_verifying(svc: CaseService, db: Datab
     """A database migrated from before the keyring: its entries are plain SHA-256 codes
     (key_id NULL, no state); new entries continue the chain under the key."""
     case_at_repair(svc)
+    demo = svc.company("demo").id
     with db.write() as conn:  # what the rows looked like before: recompute them old-style
         prev = chain.GENESIS
-        for r in conn.execute(select(t.journal).order_by(t.journal.c.seq)).all():
+        rows = select(t.journal).where(t.journal.c.company_id == demo).order_by(t.journal.c.seq)
+        for r in conn.execute(rows).all():
             h = chain._legacy_hash(prev, r)
             conn.execute(
                 update(t.journal)
@@ -128,7 +130,9 @@ def test_entries_from_before_the_keys_keep_verifying(svc: CaseService, db: Datab
                 .values(key_id=None, state=None, prev_hash=prev, hash=h)
             )
             prev = h
-        conn.execute(update(t.journal_head).values(hash=prev))
+        conn.execute(
+            update(t.journal_head).where(t.journal_head.c.company_id == demo).values(hash=prev)
+        )
     assert svc.verify_journal() == []
     case_at_repair(svc)  # new, keyed entries after the old ones
     assert svc.verify_journal() == []
@@ -339,7 +343,11 @@ def test_hook_audit_checkpoint(
     [written] = chain.read_checkpoints(file)
     assert notary.kept == [written.as_json()]  # type: ignore[union-attr]
     with db.read() as conn:
-        head = conn.execute(select(t.journal_head.c.seq, t.journal_head.c.hash)).one()
+        head = conn.execute(
+            select(t.journal_head.c.seq, t.journal_head.c.hash).where(
+                t.journal_head.c.company_id == svc.company("demo").id
+            )
+        ).one()
     assert (notary.kept[0]["seq"], notary.kept[0]["hash"]) == (head.seq, head.hash)
     # the notary's copy verifies the journal as well as kefu's own file
     copy = tmp_path / "notary.jsonl"

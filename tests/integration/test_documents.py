@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -439,7 +440,10 @@ def test_the_qp_tracking_form_renders_to_pdf_with_chinese_text(dsvc: CaseService
     assert "赵经理" in text and "品质部经理审核签字" in text  # the signer and the signature
     assert "模具磨损" in text and "产品质量" in text  # a field value, a choice by its label
     assert doc.code in text.replace("\n", "")  # the verification code
-    assert "第 1 页 / 共 1 页" in text  # page numbers
+    # page numbers: "page 1 of n" on the first page, "page n of n" on the last
+    pages = re.search(r"第 1 页 / 共 (\d+) 页", text)
+    assert pages, text
+    assert f"第 {pages[1]} 页 / 共 {pages[1]} 页" in text
 
 
 def test_a_record_pdf_embeds_its_fonts(dsvc: CaseService) -> None:
@@ -502,7 +506,8 @@ def test_verification_codes_are_checked_against_the_journal(dsvc: CaseService) -
     forged = doc.code[:-4] + ("0000" if not doc.code.endswith("0000") else "1111")
     assert not records.verify(dsvc, "docs", forged).valid
     assert not records.verify(dsvc, "docs", "hello").valid
-    dsvc.act("docs", cid, "explained", dsvc.actor("docs", "li"), {"explanation": "已沟通"}, 4)
+    # the manager hands the tracking to someone else: the case changed after printing
+    dsvc.act("docs", cid, "change_tracker", dsvc.actor("docs", "zhao"), {"tracker": "wang"}, 4)
     later = records.verify(dsvc, "docs", doc.code)
     assert later.valid and "changed afterwards" in later.detail
     # another company's journal did not issue it

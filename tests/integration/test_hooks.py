@@ -199,7 +199,7 @@ def test_hook_reports_on_answers(db: Database) -> None:
     rows = {r[2]: r[3:] for r in result.rows}
     assert rows["after_sales"] == [2, 2.5] and rows["installation"] == [2, 4.0]
     out = subprocess.run(
-        [KEFU, "report", "satisfaction", "--database", svc.db.url, "--json"],
+        [KEFU, "report", "satisfaction", "--company", "demo", "--database", svc.db.url, "--json"],
         capture_output=True,
         text=True,
         timeout=60,

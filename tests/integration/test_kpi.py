@@ -102,3 +102,118 @@ def test_satisfaction_scores_from_marked_fields(svc: CaseService) -> None:
     result = run_report(svc, "demo", "satisfaction-scores", {"procedure": "repair-desk"})
     assert [r[2:] for r in result.rows] == [["满意度(1-5)", 3, 3.67, "1–5", 66.7]]
     assert result.chart is not None and list(result.chart.series.values()) == [[3.67]]
+
+
+def test_the_statistics_case_counts_what_the_monthly_report_counts(svc: CaseService) -> None:
+    """QP §5.1.3.2: the monthly statistics case holds the figures of the month's complaints
+    — the same figures as the complaints-monthly report — and nobody types them in; a
+    complaint of another company or another month is not among them."""
+    wang = svc.actor("demo", "wang")
+    svc.clock.set(dt.datetime(2026, 11, 30, 15, 59, tzinfo=dt.UTC))  # 23:59 in Shanghai
+    for content, urgency, customer in [
+        ("quality", "high", "华东机电"),
+        ("quality", "low", "华东机电"),
+        ("price", "medium", "南方物流"),
+    ]:
+        fields = {"customer_name": customer, "content": content, "urgency": urgency}
+        svc.open_case("demo", "qp-complaint", wang, {**fields, "description": "x"})
+    svc.clock.advance(dt.timedelta(minutes=2))  # 1 December in Shanghai, still 30 Nov in UTC
+    svc.open_case(
+        "demo",
+        "qp-complaint",
+        wang,
+        {"customer_name": "晚到", "content": "quality", "urgency": "high", "description": "x"},
+    )
+    stats = svc.open_case("demo", "complaint-statistics", wang, {"period": "2026-11"}).case
+    assert stats.fields["total"] == 3
+    assert [{k: v for k, v in item.items() if k != "id"} for item in stats.fields["breakdown"]] == [
+        {"value": "quality", "label": "产品质量", "cases": 2, "high": 1, "medium": 0, "low": 1},
+        {"value": "price", "label": "价格问题", "cases": 1, "high": 0, "medium": 1, "low": 0},
+    ]
+    assert [(i["value"], i["cases"]) for i in stats.fields["by_customer"]] == [
+        ("华东机电", 2),
+        ("南方物流", 1),
+    ]
+    report = run_report(svc, "demo", "complaints-monthly", {"since": "2026-11", "until": "2026-11"})
+    assert sorted((r[1], r[2], r[3], r[4], r[5]) for r in report.rows) == [
+        ("产品质量", 1, 0, 1, 2),
+        ("价格问题", 0, 1, 0, 1),
+    ]
+    counted = [e for e in svc.journal("demo", stats.id) if e["kind"] == "counted"]
+    assert counted[0]["data"] == {
+        "procedure": "qp-complaint",
+        "period": "2026-11",
+        "since": "2026-11-01",
+        "until": "2026-11-30",
+        "cases": 3,
+        "groups": 2,
+    }
+
+
+def test_count_cases_arguments_are_checked_where_they_are_written(tmp_path) -> None:
+    from core.runtime.plugins import installed
+    from core.spec.loading import load_company, load_pack
+
+    pack = tmp_path / "tally" / "procedure.yaml"
+    pack.parent.mkdir()
+    pack.write_text(
+        """\
+kefu: 1
+procedure: tally
+title: 统计
+roles:
+  sales: {label: 销售}
+fields:
+  period: {type: date, label: 月份}
+  total: {type: text, label: 合计}
+  rows:
+    type: list
+    label: 明细
+    of:
+      value: {type: text, label: 值}
+open: {role: sales, ask: [period]}
+start: done
+steps:
+  done: {label: 完成, final: true}
+rules:
+  - id: count
+    then:
+      - count_cases: {procedure: qp-complaint, period: period, total: total,
+                      into: rows, by: content}
+      - count_cases: {procedure: qp-complaint, period: period, into: rows}
+""",
+        encoding="utf-8",
+    )
+    lp, diags = load_pack(pack.parent, extensions=installed())
+    got = {(d.line, d.code) for d in diags}
+    text = "\n".join(d.format() for d in diags)
+    assert (21, "K111") in got and "'period' is a date, not a text" in text, text
+    assert "'total' is a text, not an integer" in text, text
+    assert "the items of 'rows' have no field 'cases'" in text, text
+    assert (22, "K106") in got, text  # the items of 'rows' have no 'cases'
+    assert (23, "K110") in got and "go together" in text, text  # into: without by:
+    # a company must run the counted procedure (K114), as it must run linked ones
+    ok = tmp_path / "ok" / "procedure.yaml"
+    ok.parent.mkdir()
+    ok.write_text(
+        pack.read_text(encoding="utf-8")
+        .replace("tally", "ok")
+        .replace("type: date", "type: text")
+        .replace("{type: text, label: 合计}", "{type: integer, label: 合计}")
+        .replace("      - count_cases: {procedure: qp-complaint, period: period, into: rows}\n", "")
+        .replace("    of:\n", "    of:\n      cases: {type: integer, label: 数}\n"),
+        encoding="utf-8",
+    )
+    lp, diags = load_pack(ok.parent, extensions=installed())
+    assert lp is not None and not diags.errors, [d.format() for d in diags]
+    company = tmp_path / "co.yaml"
+    company.write_text(
+        "kefu: 1\ncompany: co\nname: 公司\nroles:\n  sales: {people: [a]}\n"
+        "people:\n  a: {name: A}\nprocedures:\n  ok: {}\n",
+        encoding="utf-8",
+    )
+    _, diags = load_company(company, {lp.key: lp}, extensions=installed())
+    assert any(
+        d.code == "K114" and "names the procedure 'qp-complaint' (count_cases)" in d.message
+        for d in diags
+    ), [d.format() for d in diags]

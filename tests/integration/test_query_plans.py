@@ -135,6 +135,12 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
             "satisfaction",
             {"since": MONTH[0].date().isoformat(), "until": MONTH[1].date().isoformat()},
         ),
+        "the monthly complaint report": lambda: run_report(
+            svc, "demo", "complaints-monthly", {"since": "2026-11", "until": "2026-11"}
+        ),
+        "a statistics case counting the month's complaints": lambda: svc.open_case(
+            "demo", "complaint-statistics", wang, {"period": "2026-11"}
+        ),
         "a case by its number": lambda: svc.case_id_by_number("demo", number),
         "one case": lambda: svc.get_case("demo", ids[7]),
         "its journal": lambda: svc.journal("demo", ids[7]),

@@ -34,10 +34,12 @@ def config(tmp_path: Path, override: str) -> Path:
 
 
 def statistics_cases(db: Database) -> list[tuple[str, dt.datetime]]:
+    """The demo company's statistics cases (config/ has other companies running them)."""
     with db.read() as conn:
         rows = conn.execute(
             select(t.case.c.number, t.case.c.created_at)
-            .where(t.case.c.procedure == "complaint-statistics")
+            .join(t.company, t.company.c.id == t.case.c.company_id)
+            .where(t.case.c.procedure == "complaint-statistics", t.company.c.key == "demo")
             .order_by(t.case.c.id)
         ).all()
     return [(r.number, r.created_at.astimezone(SHANGHAI)) for r in rows]

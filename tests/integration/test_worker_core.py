@@ -54,10 +54,11 @@ def test_due_timer_fires_once_and_future_one_waits(db):
             due_at=T0 + dt.timedelta(days=1),
             key="later",
         )
-    assert worker.run_due(svc) == 0
+    worker.run_due(svc)  # (other companies' schedules in config/ may have timers too)
+    assert _count(db, "soon") == 0
     clock.advance(dt.timedelta(hours=2))
-    assert worker.run_due(svc) == 1
-    assert worker.run_due(svc) == 0
+    worker.run_due(svc)
+    worker.run_due(svc)
     assert _count(db, "soon") == 1 and _count(db, "later") == 0
     with db.read() as conn:
         assert [p["idempotency_key"] for p in timers.pending(conn) if p["kind"] == "test.note"] == [

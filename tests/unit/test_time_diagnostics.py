@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from core.runtime.plugins import installed
 from core.spec.loading import load_company, load_pack
@@ -62,13 +63,18 @@ schedules:
 """
 
 
-def test_every_time_problem_is_located(tmp_path: Path) -> None:
-    d = tmp_path / "mini"
+def located(tmp_path: Path, key: str, text: str) -> tuple[set[tuple[int, str]], str, list[Any]]:
+    """The pack ``text`` loaded from a folder ``key``: its (line, code) pairs, the report
+    as printed, and the diagnostics."""
+    d = tmp_path / key
     d.mkdir()
-    (d / "procedure.yaml").write_text(PACK, encoding="utf-8")
+    (d / "procedure.yaml").write_text(text, encoding="utf-8")
     _, diags = load_pack(d, extensions=installed())
-    got = {(x.line, x.code) for x in diags}
-    text = "\n".join(x.format() for x in diags)
+    return {(x.line, x.code) for x in diags}, "\n".join(x.format() for x in diags), list(diags)
+
+
+def test_every_time_problem_is_located(tmp_path: Path) -> None:
+    got, text, diags = located(tmp_path, "mini", PACK)
     assert (23, "K130") in got, text  # an SLA on a final step
     assert (25, "K131") in got, text  # SLA id 'work' is also the step's own SLA
     assert (30, "K128") in got, text  # start field 'note' is text, not a moment
@@ -102,3 +108,46 @@ def test_a_company_override_of_an_unknown_schedule_is_located(tmp_path: Path) ->
     text = "\n".join(x.format() for x in diags)
     assert (11, "K452") in got and "did you mean 'monthly'" in text, text
     assert (12, "K450") in got, text
+
+
+GATED = """\
+kefu: 1
+procedure: gated
+title: 催办
+roles:
+  agent: {label: 客服}
+fields:
+  due_on: {type: date, label: 完成期限}
+open: {role: [agent]}
+start: work
+steps:
+  work:
+    label: 处理
+    role: agent
+    actions:
+      done: {label: 完成, to: closed}
+  closed: {label: 结束, final: true}
+schedules:
+  chase:
+    label: 每周催办
+    from: {step: work}
+    every: week
+    while: {steps: [wrok], while: "due_on < todya"}
+    when: "due_date < today"
+    then: [{notify: {to: "role:agent", template: chase}}]
+  company_wide:
+    label: 每月
+    every: month
+    on: 1
+    when: "due_on < today"
+    open: {fields: {}}
+"""
+
+
+def test_a_schedules_while_and_when_are_checked_like_a_timers(tmp_path: Path) -> None:
+    got, text, diags = located(tmp_path, "gated", GATED)
+    assert (22, "K127") in got, text  # while: an unknown step 'wrok'
+    assert (22, "K202") in got, text  # while: an unknown name 'todya' in the condition
+    assert (23, "K202") in got, text  # when: an unknown field 'due_date'
+    # a company schedule has no case to test
+    assert any(x.line == 26 and "per-case schedules" in x.message for x in diags), text
