@@ -311,7 +311,7 @@ def test_a_company_config_and_its_people_can_be_used_and_extended(pack: Path) ->
               fields: {{engineer: sun, engineer_contact: '13800000009', visit_at: 2026-11-03 10:00}}
             expect:
               assignees: [person:sun]
-              actions: [{{as: sun, only: [complete, reschedule]}}, {{as: zhao, only: []}}]
+              actions: [{{as: sun, only: [diagnose, complete, reschedule]}}, {{as: zhao, only: []}}]
     """,
     )
     run_scenario(path, evaluator_kind="reference")
