@@ -58,7 +58,7 @@ from api.web.uploads import posted
 from core.cases.commit import Actor
 from core.cases.service import CaseService, CompanyRuntime
 from core.errors import NotFound, Refused
-from core.spec.definitions import KEY_RE, PackDef
+from core.spec.definitions import KEY_RE, LabelIn, PackDef
 from core.spec.effects import Change, EffectType, OutboxDraft, Problem
 from core.spec.forms import ordered
 from core.storage import schema as t
@@ -108,13 +108,16 @@ def _case(cond: Any, yes: Any, no: Any) -> Any:
 
 # -- the portal_link effect ------------------------------------------------------------------------
 class PortalLinkArgs(BaseModel):
-    """``portal_link: {actions: [confirm, reopen], address: email, valid_hours: 168}``"""
+    """``portal_link: {actions: [confirm, reopen], address: email, valid_hours: 168,
+    subject: {zh-CN: 请确认维修报价, en: please answer the quote}}``"""
 
     model_config = ConfigDict(extra="forbid")
     actions: list[str] = Field(min_length=1)
     address: str = Field(pattern=KEY_RE)
     channel: str = Field(default="default", pattern=r"^[a-z][a-z0-9_-]*$")
     valid_hours: int = Field(default=168, ge=1, le=24 * 90)
+    # what the link asks of the customer, after the case number (default: confirm the result)
+    subject: LabelIn | None = None
 
 
 def _check_link(args: PortalLinkArgs, pack: PackDef) -> list[Problem]:
@@ -154,11 +157,15 @@ def _apply_link(change: Change, args: PortalLinkArgs, rule_id: str) -> None:
         expires_at=expires.astimezone(dt.UTC).isoformat(),
     )
     locale = company.locale if company is not None else "zh-CN"
-    subject = (
-        f"{change.case_number}: please confirm"
-        if locale == "en"
-        else f"{change.case_number}:请确认处理结果"
-    )
+    if args.subject is not None:
+        asks = args.subject.text(locale)
+        subject = (
+            f"{change.case_number}: {asks}" if locale == "en" else f"{change.case_number}:{asks}"
+        )
+    elif locale == "en":
+        subject = f"{change.case_number}: please confirm"
+    else:
+        subject = f"{change.case_number}:请确认处理结果"
     change.outbox.append(
         OutboxDraft(
             args.channel,

@@ -3,10 +3,11 @@
     python bench/actions_bench.py [--cases 150] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 For each database (SQLite file; PostgreSQL when reachable) it walks ``--cases`` repair-desk
-cases through their whole lifecycle (open, verify, dispatch, complete, confirm, survey,
-close = 7 transactions each) with the case service, then replays *the same writes* —
-the same number of journal rows, outbox rows, assignee rows and search documents per
-transaction — with the raw DB-API driver in the same run: the floor. It prints both
+cases through their whole lifecycle (open, verify, dispatch, complete, return and audit
+of the warranty card, confirm, survey, close = 9 transactions each) with the case
+service, then replays *the same writes* — the same number of journal rows, outbox rows,
+assignee rows and search documents per transaction — with the raw DB-API driver in the
+same run: the floor. It prints both
 rates and their ratio.
 Figures are only comparable within one run on one interpreter: the same code runs
 1.1–1.5× faster on an optimised Python build than on one built without optimisations.
@@ -55,6 +56,7 @@ STEPS = [
             "onsite_needed": True,
             "category": "electrical",
             "urgency": "medium",
+            "warranty": "in_warranty",
         },
     ),
     (
@@ -63,6 +65,12 @@ STEPS = [
         {"engineer": "li", "engineer_contact": "13800000001", "visit_at": "2026-11-23T10:00+08:00"},
     ),
     ("complete", "li", {"hours_spent": 2, "result": "更换电容", "resolved": True}),
+    (
+        "return_card",
+        "li",
+        {"card_number": "SB-1", "serial_number": "K-1", "warranty_service": "repair"},
+    ),
+    ("approve_card", "zhao", {}),
     ("confirm", "wang", {"customer_confirmed": True}),
     ("record_survey", "wang", {"survey_channel": "phone", "satisfaction": 5}),
     ("close", "wang", {"care_note": "满意"}),
@@ -79,7 +87,7 @@ def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tupl
         db, load_catalog(extensions=installed()), evaluator=engine, clock=TestClock()
     )
     create_config_people(svc, passwords=False)
-    actors = {u: svc.actor("demo", u) for u in ("wang", "li")}
+    actors = {u: svc.actor("demo", u) for u in ("wang", "li", "zhao")}
     svc.evaluator  # noqa: B018  # starts the engine (a child process for durable) before timing
     shape: list[tuple[int, int, bool, bool]] = []
     n = 0
@@ -269,7 +277,7 @@ def main() -> None:
     ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = ap.parse_args()
     print(
-        f"repair-desk lifecycle, {args.cases} cases x 7 transactions, "
+        f"repair-desk lifecycle, {args.cases} cases x {len(STEPS) + 1} transactions, "
         f"median of {args.repeats} runs, Python {sys.version.split()[0]}"
     )
     on_each_database(

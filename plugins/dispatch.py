@@ -7,7 +7,12 @@ open cases are assigned to them), tries the strategies in order and assigns the 
 first choice — or, when every strategy passes, to the role's queue. The journal entry
 ``assigned`` carries the strategy, its reason and what every rung of the ladder said.
 
-Strategies:
+``narrow: [skill, region]`` first keeps, in order, only the candidates that fit the case
+(those with the skill, then those of them in the region); a narrowing that would leave
+nobody, or whose case field is empty, is skipped. The strategies then choose among the
+candidates left (seed 000 B 1.3: by region and skills, weighing workload and distance).
+
+Strategies (skill and region can also narrow):
 
 ``skill``
     people whose ``skills`` include the value of the case field ``skill:`` (e.g. the
@@ -31,13 +36,21 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import bindparam, func, select
 
 from core import hookimpl
-from core.cases.dispatch import Candidate, Choice, DispatchRequest, Strategy, run_ladder
+from core.cases.dispatch import (
+    Candidate,
+    Choice,
+    DispatchRequest,
+    Narrowing,
+    Strategy,
+    can_narrow,
+    run_ladder,
+)
 from core.spec.definitions import KEY_RE, CompanyDef, PackDef
 from core.spec.effects import Assignee, Change, EffectType, Problem, _fields_hint, _roles_hint
 from core.spec.extensions import Extensions
@@ -57,6 +70,21 @@ def _least_loaded(pool: Sequence[Candidate], request: DispatchRequest, scope: st
     return tied[(request.counter(scope) - 1) % len(tied)]
 
 
+def _matching(
+    candidates: Sequence[Candidate],
+    request: DispatchRequest,
+    key: str,
+    matches: Callable[[Candidate, str], bool],
+) -> tuple[str, list[Candidate]] | None:
+    """The value of the case field named by ``args[key]`` and the candidates matching it;
+    None when the effect names no such field or the case has no value in it."""
+    field = request.args.get(key)
+    wanted = request.fields.get(field) if field else None
+    if not wanted:
+        return None
+    return str(wanted), [c for c in candidates if matches(c, str(wanted))]
+
+
 def _among_matching(
     candidates: Sequence[Candidate],
     request: DispatchRequest,
@@ -65,13 +93,10 @@ def _among_matching(
     says: str,
 ) -> Choice | None:
     """The least loaded of the candidates matching the case field named by ``args[key]``."""
-    field = request.args.get(key)
-    wanted = request.fields.get(field) if field else None
-    if not wanted:
+    found = _matching(candidates, request, key, matches)
+    if found is None or not found[1]:
         return None
-    pool = [c for c in candidates if matches(c, str(wanted))]
-    if not pool:
-        return None
+    wanted, pool = found
     who = _least_loaded(pool, request, f"dispatch:{key}:{request.args.get('role')}:{wanted}")
     return Choice(
         who.username,
@@ -79,26 +104,27 @@ def _among_matching(
     )
 
 
-class SkillStrategy:
-    """``skill``: among the people with the skill the case needs, the least loaded."""
+class MatchingStrategy:
+    """Among the people matching the case field the effect names under ``name`` (``skill:
+    category``), the least loaded; as a narrowing, all of them."""
 
-    name = "skill"
-
-    def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
-        return _among_matching(
-            candidates, request, "skill", lambda c, v: v in c.skills, "has skill '{}'"
-        )
-
-
-class RegionStrategy:
-    """``region``: among the people working in the case's region, the least loaded."""
-
-    name = "region"
+    def __init__(self, name: str, matches: Callable[[Candidate, str], bool], says: str) -> None:
+        self.name, self.matches, self.says = name, matches, says
 
     def choose(self, candidates: Sequence[Candidate], request: DispatchRequest) -> Choice | None:
-        return _among_matching(
-            candidates, request, "region", lambda c, v: c.region == v, "works in region '{}'"
-        )
+        return _among_matching(candidates, request, self.name, self.matches, self.says)
+
+    def narrow(
+        self, candidates: Sequence[Candidate], request: DispatchRequest
+    ) -> Sequence[Candidate] | None:
+        found = _matching(candidates, request, self.name, self.matches)
+        return None if found is None else found[1]
+
+
+#: ``skill``: among the people with the skill the case needs, the least loaded
+SKILL = MatchingStrategy("skill", lambda c, v: v in c.skills, "has skill '{}'")
+#: ``region``: among the people working in the case's region, the least loaded
+REGION = MatchingStrategy("region", lambda c, v: c.region == v, "works in region '{}'")
 
 
 class WorkloadStrategy:
@@ -160,8 +186,8 @@ class NearestStrategy:
 
 
 BUILTIN_STRATEGIES: tuple[Strategy, ...] = (
-    SkillStrategy(),
-    RegionStrategy(),
+    SKILL,
+    REGION,
     WorkloadStrategy(),
     RoundRobinStrategy(),
     NearestStrategy(),
@@ -175,6 +201,8 @@ class DispatchArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     role: str = Field(pattern=KEY_RE)
+    # strategies that first narrow the pool, in order (each skipped if it would empty it)
+    narrow: list[str] = []
     strategies: list[str] = Field(default=["workload", "round_robin"], min_length=1)
     skill: str | None = Field(default=None, pattern=KEY_RE)
     region: str | None = Field(default=None, pattern=KEY_RE)
@@ -196,18 +224,30 @@ def _check(args: DispatchArgs, pack: PackDef, extensions: Extensions) -> list[Pr
         out.append(
             Problem(("role",), "K104", f"unknown role '{args.role}'", _roles_hint(args.role, pack))
         )
-    for i, name in enumerate(args.strategies):
-        if name not in strategies:
-            guess = difflib.get_close_matches(name, list(strategies), n=1)
-            out.append(
-                Problem(
-                    ("strategies", i),
-                    "K620",
-                    f"unknown dispatch strategy '{name}'",
-                    f"strategies: {', '.join(sorted(strategies))}"
-                    + (f" (did you mean '{guess[0]}'?)" if guess else ""),
+    for key in ("narrow", "strategies"):
+        for i, name in enumerate(getattr(args, key)):
+            if name not in strategies:
+                guess = difflib.get_close_matches(name, list(strategies), n=1)
+                out.append(
+                    Problem(
+                        (key, i),
+                        "K620",
+                        f"unknown dispatch strategy '{name}'",
+                        f"strategies: {', '.join(sorted(strategies))}"
+                        + (f" (did you mean '{guess[0]}'?)" if guess else ""),
+                    )
                 )
-            )
+            elif key == "narrow" and not can_narrow(strategies[name]):
+                narrowing = sorted(n for n, s in strategies.items() if can_narrow(s))
+                out.append(
+                    Problem(
+                        (key, i),
+                        "K185",
+                        f"dispatch strategy '{name}' chooses one person and cannot narrow the pool",
+                        f"strategies that narrow: {', '.join(narrowing)}; "
+                        f"put '{name}' under strategies:",
+                    )
+                )
     for key in ("skill", "region", "to_field"):
         name = getattr(args, key)
         if name and name not in pack.fields:
@@ -287,7 +327,12 @@ def _apply(change: Change, args: DispatchArgs, rule_id: str) -> None:
         counter=lambda scope: counters.bump(conn, company_id, scope),
     )
     strategies = ctx["extensions"].strategies
-    outcome = run_ladder([strategies[s] for s in args.strategies], pool, request)
+    outcome = run_ladder(
+        [strategies[s] for s in args.strategies],
+        pool,
+        request,
+        [cast(Narrowing, strategies[s]) for s in args.narrow],  # checked at load (K185)
+    )
     before = [a.to_json() for a in change.assignees]
     if outcome.choice is not None:
         who = Assignee("person", outcome.choice.username)

@@ -35,7 +35,10 @@ VERIFY = {
     "onsite_needed": True,
     "category": "electrical",
     "urgency": "medium",
+    "warranty": "in_warranty",  # 三包: free, and the warranty card goes back to the office
 }
+#: the warranty card li hands in after a repair under warranty (seed 002 W9)
+CARD = {"card_number": "SB-0001", "serial_number": "KFR35-0001", "warranty_service": "repair"}
 DISPATCH = {
     "engineer": "li",
     "engineer_contact": "13800000001",
@@ -128,3 +131,12 @@ def documents_rules(tmp: Path) -> Path:
         if not link.exists():
             link.symlink_to(pack)
     return rules
+
+
+def hand_in_card(svc: CaseService, case_id: int, version: int, company: str = "demo") -> int:
+    """After a repair under warranty: li hands in the warranty card and zhao, the service
+    administrator, enters it (seed 002 W9–W10), which brings the case to the callback
+    (step ``confirm``). ``version`` is the case's version at step ``card``; returns the new one."""
+    svc.act(company, case_id, "return_card", svc.actor(company, "li"), CARD, version)
+    zhao = svc.actor(company, "zhao")
+    return svc.act(company, case_id, "approve_card", zhao, {}, version + 1).case.version

@@ -2,10 +2,10 @@
 
 A customer reports a repair on a phone-sized screen and tracks it; an agent signs in,
 finds it, acts with a validation error and then successfully, and reads the journal; the
-engineer records the visit on a 390×844 viewport; the customer confirms and answers the
-survey through the links the outbox holds; the same case changed in two tabs shows the
-409 page with the typed value kept; hostile input is inert in the DOM; and everything
-works with JavaScript off.
+engineer quotes and records the visit on a 390×844 viewport; the customer accepts the
+quote, confirms the fix and answers the survey through the links the outbox holds; the
+same case changed in two tabs shows the 409 page with the typed value kept; hostile input
+is inert in the DOM; and everything works with JavaScript off.
 """
 
 from __future__ import annotations
@@ -56,6 +56,20 @@ def outbox_link(server: Server, number: str) -> str:
         ).fetchall()
     assert rows, f"no portal link for {number}"
     return str(json.loads(rows[-1][0])["link"])
+
+
+def submit(
+    page: Any, action: str, button: str, fill: dict[str, str], select: dict[str, str] | None = None
+) -> None:
+    """Open an action's form on the case page, fill it in, submit it: it went through."""
+    page.locator(f"#action-{action} summary").click()
+    form = page.locator(f"#action-{action} form")
+    for label, value in fill.items():
+        form.get_by_label(label).fill(value)
+    for label, value in (select or {}).items():
+        form.get_by_label(label).select_option(value)
+    form.get_by_role("button", name=button).click()
+    assert page.get_by_role("status").inner_text() == "Done."
 
 
 def test_customer_reports_staff_act_customer_confirms(
@@ -113,6 +127,7 @@ def test_customer_reports_staff_act_customer_confirms(
     form.get_by_label("属于售后范畴").select_option("true")
     form.get_by_label("需要上门维修").select_option("true")
     form.get_by_label("紧急程度").select_option("medium")
+    form.get_by_label("三包状态").select_option("out_of_warranty")  # a paid repair
     form.get_by_role("button", name="核实并分类").click()
     assert agent.get_by_role("status").inner_text() == "已完成。"
     form = agent.locator("#action-dispatch form")
@@ -135,13 +150,28 @@ def test_customer_reports_staff_act_customer_confirms(
     engineer = engineer_ctx.new_page()
     sign_in(engineer, server, "li")
     engineer.get_by_role("link", name=number).click()
-    engineer.locator("#action-complete summary").click()
-    form = engineer.locator("#action-complete form")
-    form.get_by_label("Hours spent").fill("1.5")
-    form.get_by_label("Result").fill("Refilled the refrigerant")
-    form.get_by_label("Problem solved").select_option("true")
-    form.get_by_role("button", name="Report the result").click()
-    assert engineer.get_by_role("status").inner_text() == "Done."
+    # out of warranty: the cost first (A 三.1); the customer accepts it through the link
+    submit(
+        engineer,
+        "diagnose",
+        "Diagnose; state time and cost",
+        {
+            "Diagnosis and plan": "Refrigerant leak at the valve",
+            "Estimated hours": "1.5",
+            "Quoted cost (CNY)": "280",
+        },
+    )
+    page.goto(outbox_link(server, number))
+    page.get_by_role("button", name="Customer accepts the quote").click()
+    assert page.locator("#portal-message").inner_text() == "Thank you."
+    engineer.reload()
+    submit(
+        engineer,
+        "complete",
+        "Report the result",
+        {"Hours spent": "1.5", "Result": "Refilled the refrigerant"},
+        {"Problem solved": "true"},
+    )
     width = engineer.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"] + 1, f"the case page scrolls sideways on a phone ({width}px)"
     engineer.screenshot(path=str(artefacts / "case-phone-en.png"), full_page=True)

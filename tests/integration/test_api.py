@@ -18,7 +18,7 @@ from api.app import create_app
 from api.auth import AuthSettings
 from core.cases.service import CaseService
 from core.runtime.users import ensure_user, set_membership
-from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, PASSWORD, VERIFY
+from tests.helpers import CARD, DISPATCH, FIXTURES, OPEN_FIELDS, PASSWORD, VERIFY
 
 Client = Callable[..., TestClient[Any]]
 pytestmark = pytest.mark.service(
@@ -106,6 +106,11 @@ def test_walk_a_repair_case_to_its_end_and_read_the_journal(client: Client) -> N
     case = act(
         li, case, "complete", {"hours_spent": 1.5, "result": "更换压缩机电容", "resolved": True}
     )["case"]
+    # under warranty: the card goes back to the office and is entered before the callback
+    assert case["step"] == "card" and case["assignees"] == ["person:li"]
+    case = act(li, case, "return_card", CARD)["case"]
+    case = act(client("zhao"), case, "approve_card", {"card_audit_note": "已录入"})["case"]
+    assert case["step"] == "confirm"
     case = act(wang, case, "confirm", {"customer_confirmed": True})["case"]
     case = act(wang, case, "record_survey", {"survey_channel": "phone", "satisfaction": 5})["case"]
     out = act(wang, case, "close", {"care_note": "客户满意"})

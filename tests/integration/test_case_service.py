@@ -21,7 +21,15 @@ from core.rules.reference import ReferenceEvaluator
 from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, load_catalog
 from core.storage import schema as t
-from tests.helpers import DISPATCH, FIXTURES, OPEN_FIELDS, VERIFY, case_at_repair, service
+from tests.helpers import (
+    DISPATCH,
+    FIXTURES,
+    OPEN_FIELDS,
+    VERIFY,
+    case_at_repair,
+    hand_in_card,
+    service,
+)
 
 
 def counts(db, case_id: int) -> tuple[int, int, int]:
@@ -45,9 +53,10 @@ def test_walk_to_closed_with_journal_and_outbox(db):
         {"hours_spent": 2, "result": "更换压缩机电容", "resolved": True},
         3,
     )
-    svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 4)
-    svc.act("demo", cid, "record_survey", wang, {"survey_channel": "phone", "satisfaction": 5}, 5)
-    res = svc.act("demo", cid, "close", wang, {"care_note": "客户表示满意"}, 6)
+    assert hand_in_card(svc, cid, 4) == 6  # under warranty: the card comes back first
+    svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 6)
+    svc.act("demo", cid, "record_survey", wang, {"survey_channel": "phone", "satisfaction": 5}, 7)
+    res = svc.act("demo", cid, "close", wang, {"care_note": "客户表示满意"}, 8)
     assert (res.case.status, res.case.step, res.case.assignees) == ("closed", "closed", [])
     assert res.case.closed_at is not None
     kinds = [(e["kind"], e["action"], e["rule_id"]) for e in svc.journal("demo", cid)]
@@ -85,7 +94,7 @@ def test_refusal_and_engine_failure_write_nothing(db):
         svc.act(
             "demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
         ).case.step
-        == "confirm"
+        == "card"
     )
 
 

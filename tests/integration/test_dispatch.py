@@ -150,6 +150,47 @@ def test_nearest_by_coordinates(svc: CaseService) -> None:
     assert dispatch_entry(svc, nowhere.id)["strategy"] == "workload"
 
 
+def test_narrowing_by_skill_then_region_before_choosing(svc: CaseService) -> None:
+    """Seed 000 B 1.3: by the engineer's region *and* skills, then distance and workload."""
+    # e2 is the nearest electrician, but works in the west: only e1 is electrical and east
+    east = open_case(
+        svc, mode="narrowed", category="electrical", region="east", lat=31.29, lng=121.51
+    )
+    assert assigned_to(east) == "person:e1"
+    entry = dispatch_entry(svc, east.id)
+    assert entry["rungs"][:3] == [
+        {"narrow": "skill", "result": "kept 2 of 4: e1, e2"},
+        {"narrow": "region", "result": "kept 1 of 2: e1"},
+        {"strategy": "nearest", "result": entry["rungs"][2]["result"]},
+    ]
+    assert entry["strategy"] == "nearest" and "km away" in entry["reason"]
+    # nobody electrical works in the north: that narrowing is skipped, distance decides
+    north = open_case(
+        svc, mode="narrowed", category="electrical", region="north", lat=31.29, lng=121.51
+    )
+    assert assigned_to(north) == "person:e2"
+    assert dispatch_entry(svc, north.id)["rungs"][1] == {
+        "narrow": "region",
+        "result": "skipped: none of the 2 left fits",
+    }
+    # nobody fixes gas; the east has e1 and e3; no coordinates: the less loaded of them
+    gas = open_case(svc, mode="narrowed", category="gas", region="east")
+    entry = dispatch_entry(svc, gas.id)
+    assert entry["rungs"][:2] == [
+        {"narrow": "skill", "result": "skipped: none of the 4 left fits"},
+        {"narrow": "region", "result": "kept 2 of 4: e1, e3"},
+    ]
+    assert assigned_to(gas) == "person:e3"  # e1 already has a case, e3 none
+    assert entry["strategy"] == "workload"
+    # the case says nothing: no narrowing applies, everyone is a candidate
+    blank = open_case(svc, mode="narrowed")
+    assert [r["result"] for r in dispatch_entry(svc, blank.id)["rungs"][:2]] == [
+        "skipped: the case does not say",
+        "skipped: the case does not say",
+    ]
+    assert assigned_to(blank) == "person:e4"  # the only one without a case yet
+
+
 def test_case_numbers_follow_the_company_format(svc: CaseService) -> None:
     numbers = [open_case(svc, mode="rr").number for _ in range(3)]
     year = svc.clock.now().year

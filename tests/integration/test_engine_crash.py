@@ -31,6 +31,7 @@ def _needs_durable() -> None:
 
 
 DONE = {"hours_spent": 2, "result": "更换压缩机电容", "resolved": True}
+DIAGNOSED = {"diagnosis": "压缩机电容老化", "warranty": "in_warranty", "estimated_hours": 2}
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_a_crash_during_an_action_writes_nothing_and_the_next_action_works(
     assert info.value.status == 503
     assert state(svc, db, case_id) == before
     res = svc.act("demo", case_id, "complete", li, DONE, 3)  # the same request, retried
-    assert (res.case.step, res.case.version) == ("confirm", 4)
+    assert (res.case.step, res.case.version) == ("card", 4)  # under warranty: card next
     assert engine.pid not in (None, child)  # a fresh engine process
     assert svc.verify_journal() == []
 
@@ -92,15 +93,18 @@ def test_a_hang_during_an_action_times_out_writes_nothing_and_the_next_action_wo
     svc = service(db, evaluator=engine)
     li = svc.actor("demo", "li")
     case_id = case_at_repair(svc)
+    # the diagnosis takes a branch: the child has compiled the pack's form conditions too,
+    # so the next call gets the evaluation timeout (1 s), not the first compile's
+    svc.act("demo", case_id, "diagnose", li, DIAGNOSED, 3)
     before = state(svc, db, case_id)
     engine._force_hang("sleep")
     started = time.monotonic()
     with pytest.raises(EngineUnavailable, match="did not answer within 1 s"):
-        svc.act("demo", case_id, "complete", li, DONE, 3)
+        svc.act("demo", case_id, "complete", li, DONE, 4)
     assert time.monotonic() - started < 3.0
     assert state(svc, db, case_id) == before
-    res = svc.act("demo", case_id, "complete", li, DONE, 3)
-    assert (res.case.step, res.case.version) == ("confirm", 4)
+    res = svc.act("demo", case_id, "complete", li, DONE, 4)
+    assert (res.case.step, res.case.version) == ("card", 5)  # under warranty: card next
     assert [m["template"] for m in svc.outbox("demo", case_id)] == ["repair.engineer-assigned"]
     assert svc.verify_journal() == []
 

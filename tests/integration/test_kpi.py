@@ -8,6 +8,7 @@ import datetime as dt
 from core.cases.reports import run_report
 from core.cases.service import CaseService
 from core.errors import InvalidInput, NotFound
+from tests.helpers import case_at_repair, hand_in_card
 
 
 def test_the_on_time_rate_of_leak_repairs(svc: CaseService) -> None:
@@ -48,16 +49,17 @@ def test_the_kpi_reports_refuse_unknown_procedures(svc: CaseService) -> None:
 
 
 def test_survey_coverage_of_closed_repairs(svc: CaseService) -> None:
-    from tests.helpers import case_at_repair
-
     wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
     cid = case_at_repair(svc)
     svc.act(
         "demo", cid, "complete", li, {"hours_spent": 1, "result": "已修复", "resolved": True}, 3
     )
-    svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 4)
-    svc.act("demo", cid, "record_survey", wang, {"survey_channel": "phone", "satisfaction": 5}, 5)
-    svc.act("demo", cid, "close", wang, {}, 6)
+    v = hand_in_card(svc, cid, 4)
+    svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, v)
+    svc.act(
+        "demo", cid, "record_survey", wang, {"survey_channel": "phone", "satisfaction": 5}, v + 1
+    )
+    svc.act("demo", cid, "close", wang, {}, v + 2)
     second = case_at_repair(svc)
     svc.act(
         "demo", second, "complete", li, {"hours_spent": 1, "result": "已修复", "resolved": True}, 3
@@ -82,26 +84,25 @@ def test_survey_coverage_of_closed_repairs(svc: CaseService) -> None:
 
 
 def test_satisfaction_scores_from_marked_fields(svc: CaseService) -> None:
-    from tests.helpers import case_at_repair
-
     wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
-    for score in (5, 4, 2):
+    # overall, and the service aspect asked of two of the three (A 四.1)
+    for score, service_score in ((5, 5), (4, None), (2, 1)):
         cid = case_at_repair(svc)
         svc.act(
             "demo", cid, "complete", li, {"hours_spent": 1, "result": "好", "resolved": True}, 3
         )
-        svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, 4)
-        svc.act(
-            "demo",
-            cid,
-            "record_survey",
-            wang,
-            {"survey_channel": "phone", "satisfaction": score},
-            5,
-        )
+        v = hand_in_card(svc, cid, 4)
+        svc.act("demo", cid, "confirm", wang, {"customer_confirmed": True}, v)
+        answers = {"survey_channel": "phone", "satisfaction": score}
+        if service_score is not None:
+            answers["service_score"] = service_score
+        svc.act("demo", cid, "record_survey", wang, answers, v + 1)
     result = run_report(svc, "demo", "satisfaction-scores", {"procedure": "repair-desk"})
-    assert [r[2:] for r in result.rows] == [["满意度(1-5)", 3, 3.67, "1–5", 66.7]]
-    assert result.chart is not None and list(result.chart.series.values()) == [[3.67]]
+    assert [r[2:] for r in result.rows] == [
+        ["满意度(1-5)", 3, 3.67, "1–5", 66.7],
+        ["维修服务评价(1-5)", 2, 3.0, "1–5", 50.0],
+    ]
+    assert result.chart is not None and list(result.chart.series.values()) == [[3.67], [3.0]]
 
 
 def test_the_statistics_case_counts_what_the_monthly_report_counts(svc: CaseService) -> None:

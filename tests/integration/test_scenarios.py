@@ -6,9 +6,11 @@ message can be checked for the exact ``file:line`` it names.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from core.cli import cli
 from core.spec.catalog import ROOT
+from core.testing import scenarios
 from core.testing.scenarios import (
     ScenarioFailed,
     ScenarioInvalid,
@@ -311,7 +314,7 @@ def test_a_company_config_and_its_people_can_be_used_and_extended(pack: Path) ->
               fields: {{engineer: sun, engineer_contact: '13800000009', visit_at: 2026-11-03 10:00}}
             expect:
               assignees: [person:sun]
-              actions: [{{as: sun, only: [complete, reschedule]}}, {{as: zhao, only: []}}]
+              actions: [{{as: sun, only: [diagnose, complete, reschedule]}}, {{as: zhao, only: []}}]
     """,
     )
     run_scenario(path, evaluator_kind="reference")
@@ -393,7 +396,9 @@ def test_a_sqlite_url_must_name_a_new_file_which_is_kept(pack: Path, tmp_path: P
 
 
 @pytest.mark.pg
-def test_a_postgresql_url_gets_a_throwaway_database(pack: Path, pg_url: str) -> None:
+def test_a_postgresql_url_gets_a_throwaway_database(
+    pack: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(
         pack,
         f"""
@@ -414,10 +419,23 @@ def test_a_postgresql_url_gets_a_throwaway_database(pack: Path, pg_url: str) -> 
                 ).scalars()
             )
 
+    # the database this run makes (other test processes make their own meanwhile)
+    made: list[str] = []
+    during: list[set[str]] = []
+    real = scenarios.temporary_pg_database
+
+    @contextlib.contextmanager
+    def watched(url: str, prefix: str = "kefu_scenario") -> Iterator[str]:
+        with real(url, prefix) as inner:
+            made.append(inner.rsplit("/", 1)[1])
+            during.append(scenario_dbs())
+            yield inner
+
+    monkeypatch.setattr(scenarios, "temporary_pg_database", watched)
     try:
-        before = scenario_dbs()
         result = run_scenario(path, evaluator_kind="reference", db_url=pg_url)
-        assert result.final and scenario_dbs() == before
+        assert result.final and len(made) == 1
+        assert made[0] in during[0] and made[0] not in scenario_dbs()  # made, then dropped
     finally:
         engine.dispose()
 

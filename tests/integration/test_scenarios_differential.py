@@ -281,7 +281,7 @@ def test_generated_list_facts_are_there_and_fire(evaluators: dict[str, Evaluator
 def test_generated_facts_do_fire_rules(evaluators: dict[str, Evaluator]) -> None:
     # the property above means little if nothing ever fires: a few facts that must
     proc = repair_desk(2)
-    base = {"in_scope": True, "onsite_needed": False, "urgency": "high"}
+    base = {"contact_verified": True, "in_scope": True, "onsite_needed": False, "urgency": "high"}
     facts = proc.facts(base, event="action", step="dispatch", action="verify", from_step="intake")
     assert evaluators["durable"].evaluate(proc.ruleset, facts) == {
         "remote-support",

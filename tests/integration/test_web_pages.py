@@ -20,7 +20,7 @@ from api import portal
 from core.cases.service import CaseService
 from core.clock import TestClock
 from core.storage import schema as t
-from tests.helpers import DISPATCH, PASSWORD, PNG, VERIFY
+from tests.helpers import DISPATCH, PASSWORD, PNG, VERIFY, hand_in_card
 from tests.web import Dom, clients, csrf, errors
 
 pytestmark = pytest.mark.service(logins=["wang", "li", "zhao"])
@@ -286,6 +286,7 @@ def test_portal_intake_status_link_once_and_rate_limits(
     svc.act(
         "demo", view.id, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3
     )
+    hand_in_card(svc, view.id, 4)  # under warranty: the callback follows the card's entry
     (msg,) = [m for m in svc.outbox("demo", view.id) if m["template"] == "portal.link"]
     link = msg["payload"]["link"].split("8000", 1)[1]
     raw = link.rsplit("/", 1)[1]
@@ -331,6 +332,7 @@ def test_an_expired_link_is_refused(web: Any, svc: CaseService) -> None:
     svc.act("demo", cid, "verify", wang, VERIFY, 1)
     svc.act("demo", cid, "dispatch", wang, DISPATCH, 2)
     svc.act("demo", cid, "complete", li, {"hours_spent": 1, "result": "ok", "resolved": True}, 3)
+    hand_in_card(svc, cid, 4)
     (msg,) = [m for m in svc.outbox("demo", cid) if m["template"] == "portal.link"]
     svc.clock.set(svc.clock.now() + dt.timedelta(days=8))
     r = web().get(msg["payload"]["link"].split("8000", 1)[1], follow_redirects=False)
