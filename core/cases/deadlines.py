@@ -410,6 +410,13 @@ def _one(
     elif d.due_at is not None and sla.warning and sla.warning.endswith("%"):
         d.warn_at = start + (d.due_at - start) * (float(sla.warning[:-1]) / 100)
         d.counted = end - start
+    elif d.due_at is not None and sla.warning:  # a promised date: the warning before it
+        warning = Duration.parse(sla.warning)
+        meter = _Meter(cal, _measure(warning))
+        wb = _warning_budget(sla.warning, meter.between(start, d.due_at), cal)
+        if wb is not None:
+            d.warn_at = meter.add(start, wb)
+        d.counted = end - start
     # state
     if d.stopped_at is not None:
         # the due instant itself is late: the breach timer fires at it (now >= due)
