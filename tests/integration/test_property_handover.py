@@ -27,8 +27,7 @@ from core.errors import InvalidInput, NotAllowed, NotFound, UnsupportedType
 from core.runtime.plugins import installed
 from core.runtime.users import ensure_user
 from core.spec.loading import load_pack
-from tests.helpers import FIXTURES, PASSWORD, service
-from tests.integration.test_documents import documents_rules
+from tests.helpers import PASSWORD, service
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = bytes.fromhex(
@@ -142,6 +141,39 @@ def test_each_defect_keeps_its_photos_and_its_rectification_gets_a_copy(
     )
     assert hsvc.get_case("demo", cid).fields["checklist"][2]["photos"] == items[2]["photos"]
 
+    # the whole list sent back as a page's table does (no files in it) keeps the photos;
+    # null removes them
+    whole = [{k: v for k, v in it.items() if k != "photos"} for it in items]
+    whole[2]["due_at"] = "2026-11-30T18:00+08:00"
+    act(hsvc, cid, "record_check", "sun", {"checklist": whole})
+    assert hsvc.get_case("demo", cid).fields["checklist"][2]["photos"] == items[2]["photos"]
+    act(
+        hsvc,
+        cid,
+        "record_check",
+        "sun",
+        {"checklist": {"room": "kitchen", "part": "door", "result": "ok", "photos": ceiling}},
+    )
+    listed = hsvc.get_case("demo", cid).fields["checklist"]
+    act(
+        hsvc,
+        cid,
+        "record_check",
+        "sun",
+        {
+            "checklist": [
+                *whole,
+                {
+                    "id": 4,
+                    **{k: v for k, v in listed[3].items() if k not in ("id", "photos")},
+                    "photos": None,
+                },
+            ]
+        },
+    )
+    assert "photos" not in hsvc.get_case("demo", cid).fields["checklist"][3]
+    act(hsvc, cid, "record_check", "sun", {"checklist": whole})  # item 4 removed again
+
     res = act(hsvc, cid, "inspection_done", "sun", {})
     assert res.case.step == "rectify" and len(res.linked) == 2
     children = [hsvc.get_case("demo", c) for c in res.linked]
@@ -223,7 +255,16 @@ def test_retention_deletes_the_files_of_a_cleared_lists_items(
     db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KEFU_ATTACHMENTS", str(tmp_path / "files"))
-    svc = service(db, rules=documents_rules(tmp_path), config=FIXTURES / "documents")
+    rules, config = tmp_path / "rules", tmp_path / "config"
+    rules.mkdir()
+    config.mkdir()
+    (rules / "retention").symlink_to(ROOT / "tests" / "packs" / "retention")
+    (config / "docs.yaml").write_text(
+        "kefu: 1\ncompany: docs\nname: 文档\npeople: {li: {name: 李, roles: [agent]}}\n"
+        "procedures: {retention: {}}\n",
+        encoding="utf-8",
+    )
+    svc = service(db, rules=rules, config=config)
     try:
         li = svc.actor("docs", "li")
         up = attachments.upload(svc, li, "retention", "visits.photo", "v.png", io.BytesIO(PNG))
