@@ -126,6 +126,21 @@ def _show_json(f: FieldDef, v: Any, tz: dt.tzinfo) -> str:
     return "" if v is None else json.dumps(v, ensure_ascii=False)
 
 
+def _upload_ids(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
+    """Upload ids typed as text: ``12``, or ``12, 13`` for a multiple field."""
+    raw = _first(typed, name)
+    if raw is None or raw.strip() == "":
+        return MISSING
+    ids = [v.strip() for v in raw.split(",") if v.strip()]
+    return ids if f.multiple else ids[0]
+
+
+def _show_upload_ids(f: FieldDef, v: Any, tz: dt.tzinfo) -> str:
+    """The stored files as the ids the text input takes back (not their Python repr)."""
+    files = v if isinstance(v, list) else [] if v is None else [v]
+    return ", ".join(str(x.get("id")) for x in files if isinstance(x, dict))
+
+
 def _list(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
     """The whole list: kept rows (with their item id) and filled new rows, in row order."""
     rows: dict[int, dict[str, Any]] = {}
@@ -170,7 +185,7 @@ WIDGETS: dict[str, Widget] = {
     "phone": Widget("tel", _scalar),
     "email": Widget("email", _scalar),
     "person": Widget("person", _scalar),
-    "attachment": Widget("text", _scalar),
+    "attachment": Widget("text", _upload_ids, _show_upload_ids),
     "list": Widget("table", _list, lambda f, v, tz: v if isinstance(v, list) else []),
 }
 JSON_WIDGET = Widget("json", _json, _show_json)
