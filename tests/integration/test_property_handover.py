@@ -28,6 +28,7 @@ from core.runtime.plugins import installed
 from core.runtime.users import ensure_user
 from core.spec.loading import load_pack
 from tests.helpers import PASSWORD, service
+from tests.integration.test_web_pages import csrf
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = bytes.fromhex(
@@ -84,47 +85,39 @@ def act(svc: CaseService, cid: int, action: str, user: str, fields: dict[str, An
     return svc.act("demo", cid, action, svc.actor("demo", user), fields, version)
 
 
+def check(svc: CaseService, cid: int, checklist: Any) -> Any:
+    """The inspector records checks: one item (a mapping) or the whole list."""
+    return act(svc, cid, "record_check", "sun", {"checklist": checklist})
+
+
 def test_each_defect_keeps_its_photos_and_its_rectification_gets_a_copy(
     hsvc: CaseService,
 ) -> None:
     cid = at_inspection(hsvc)
     ceiling = [photo(hsvc, "sun", "checklist.photos", PNG, "天花板.png")]
     window = [photo(hsvc, "sun", "checklist.photos", PNG + b"\0", f"窗{i}.png") for i in (1, 2)]
-    act(
+    check(hsvc, cid, {"room": "living", "part": "wall", "result": "ok"})
+    defect = {"result": "defect"}
+    check(
         hsvc,
         cid,
-        "record_check",
-        "sun",
-        {"checklist": {"room": "living", "part": "wall", "result": "ok"}},
-    )
-    act(
-        hsvc,
-        cid,
-        "record_check",
-        "sun",
         {
-            "checklist": {
-                "room": "living",
-                "part": "ceiling",
-                "result": "defect",
-                "description": "天花板裂缝",
-                "photos": ceiling,
-            }
+            **defect,
+            "room": "living",
+            "part": "ceiling",
+            "description": "天花板裂缝",
+            "photos": ceiling,
         },
     )
-    act(
+    check(
         hsvc,
         cid,
-        "record_check",
-        "sun",
         {
-            "checklist": {
-                "room": "bedroom",
-                "part": "window",
-                "result": "defect",
-                "description": "窗框渗水",
-                "photos": window,
-            }
+            **defect,
+            "room": "bedroom",
+            "part": "window",
+            "description": "窗框渗水",
+            "photos": window,
         },
     )
     items = hsvc.get_case("demo", cid).fields["checklist"]
@@ -132,47 +125,20 @@ def test_each_defect_keeps_its_photos_and_its_rectification_gets_a_copy(
     assert items[2]["photos"][0]["name"] == "窗1.png"
     assert {u["id"] for u in hsvc.uploads("demo", cid)} == set(ceiling + window)
     # changing an item's other fields keeps its photos
-    act(
-        hsvc,
-        cid,
-        "record_check",
-        "sun",
-        {"checklist": {"id": 3, "due_at": "2026-11-30T18:00+08:00"}},
-    )
+    check(hsvc, cid, {"id": 3, "due_at": "2026-11-30T18:00+08:00"})
     assert hsvc.get_case("demo", cid).fields["checklist"][2]["photos"] == items[2]["photos"]
 
     # the whole list sent back as a page's table does (no files in it) keeps the photos;
     # null removes them
     whole = [{k: v for k, v in it.items() if k != "photos"} for it in items]
     whole[2]["due_at"] = "2026-11-30T18:00+08:00"
-    act(hsvc, cid, "record_check", "sun", {"checklist": whole})
+    check(hsvc, cid, whole)
     assert hsvc.get_case("demo", cid).fields["checklist"][2]["photos"] == items[2]["photos"]
-    act(
-        hsvc,
-        cid,
-        "record_check",
-        "sun",
-        {"checklist": {"room": "kitchen", "part": "door", "result": "ok", "photos": ceiling}},
-    )
-    listed = hsvc.get_case("demo", cid).fields["checklist"]
-    act(
-        hsvc,
-        cid,
-        "record_check",
-        "sun",
-        {
-            "checklist": [
-                *whole,
-                {
-                    "id": 4,
-                    **{k: v for k, v in listed[3].items() if k not in ("id", "photos")},
-                    "photos": None,
-                },
-            ]
-        },
-    )
+    check(hsvc, cid, {"room": "kitchen", "part": "door", "result": "ok", "photos": ceiling})
+    door = {k: v for k, v in hsvc.get_case("demo", cid).fields["checklist"][3].items()}
+    check(hsvc, cid, [*whole, {**door, "photos": None}])
     assert "photos" not in hsvc.get_case("demo", cid).fields["checklist"][3]
-    act(hsvc, cid, "record_check", "sun", {"checklist": whole})  # item 4 removed again
+    check(hsvc, cid, whole)  # item 4 removed again
 
     res = act(hsvc, cid, "inspection_done", "sun", {})
     assert res.case.step == "rectify" and len(res.linked) == 2
@@ -212,13 +178,13 @@ def test_uploads_for_an_item_field_are_checked_like_any_other(hsvc: CaseService)
     other = photo(hsvc, "sun", "repair_photos")
     item = {"room": "kitchen", "part": "floor", "result": "defect", "description": "空鼓"}
     with pytest.raises(InvalidInput) as bad:
-        act(hsvc, cid, "record_check", "sun", {"checklist": {**item, "photos": [other]}})
+        check(hsvc, cid, {**item, "photos": [other]})
     assert "item 1: photos: upload" in bad.value.details["errors"]["checklist"]
     assert (
         "was made for property-handover.repair_photos" in bad.value.details["errors"]["checklist"]
     )
     mine = photo(hsvc, "sun", "checklist.photos")
-    act(hsvc, cid, "record_check", "sun", {"checklist": {**item, "photos": [mine]}})
+    check(hsvc, cid, {**item, "photos": [mine]})
     second = at_inspection(hsvc)
     with pytest.raises(InvalidInput) as taken:
         hsvc.act("demo", second, "record_check", sun, {"checklist": {**item, "photos": [mine]}}, 4)
@@ -238,13 +204,7 @@ def test_uploads_for_an_item_field_are_checked_like_any_other(hsvc: CaseService)
 def test_an_unclaimed_item_upload_is_swept(hsvc: CaseService) -> None:
     kept, orphan = photo(hsvc, "sun", "checklist.photos"), photo(hsvc, "sun", "checklist.photos")
     cid = at_inspection(hsvc)
-    act(
-        hsvc,
-        cid,
-        "record_check",
-        "sun",
-        {"checklist": {"room": "kitchen", "part": "floor", "result": "ok", "photos": [kept]}},
-    )
+    check(hsvc, cid, {"room": "kitchen", "part": "floor", "result": "ok", "photos": [kept]})
     hsvc.clock.advance(dt.timedelta(hours=25))
     assert attachments.sweep(hsvc, hsvc.clock.now()) == 1
     assert [u["id"] for u in hsvc.uploads("demo", cid)] == [kept]
@@ -355,16 +315,8 @@ def test_an_item_photo_through_the_api(hsvc: CaseService) -> None:
 def test_the_owner_signs_through_the_portal_and_the_records_show_both_signatures(
     hsvc: CaseService,
 ) -> None:
-    from tests.integration.test_web_pages import csrf  # shares the page helpers
-
     cid = at_inspection(hsvc)
-    act(
-        hsvc,
-        cid,
-        "record_check",
-        "sun",
-        {"checklist": {"room": "living", "part": "wall", "result": "ok"}},
-    )
+    check(hsvc, cid, {"room": "living", "part": "wall", "result": "ok"})
     act(hsvc, cid, "inspection_done", "sun", {})
     act(
         hsvc,
