@@ -34,6 +34,14 @@ MAX_UPLOAD = int(os.environ.get("KEFU_MAX_UPLOAD") or 50 * 1024 * 1024)
 
 UploadId = Annotated[int, PathParameter(ge=1, le=2**62, description="the upload's id")]
 Key = Annotated[str, PathParameter(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+#: an attachment field (``photos``), or one of a list field's items (``defects.photos``)
+FieldPath = Annotated[
+    str,
+    PathParameter(
+        pattern=r"^[a-z][a-z0-9_]{0,63}(\.[a-z][a-z0-9_]{0,63})?$",
+        description="the attachment field, or list.field for a field of a list's items",
+    ),
+]
 _ACTOR = {"actor": Provide(provide_actor, sync_to_thread=True)}
 UPLOAD_WHY = {
     404: "no such procedure, or the field is not an attachment field of it",
@@ -63,9 +71,10 @@ class UploadOut:
     dependencies=_ACTOR,
 )
 async def upload_attachment(
-    request: Request[Any, Any, Any], svc: Svc, actor: Me, procedure: Key, field: Key
+    request: Request[Any, Any, Any], svc: Svc, actor: Me, procedure: Key, field: FieldPath
 ) -> UploadOut:
-    """Upload one file for an attachment field (multipart/form-data, part ``file``).
+    """Upload one file for an attachment field (multipart/form-data, part ``file``);
+    ``defects.photos`` for the attachment field ``photos`` of the list ``defects``' items.
 
     The content's type is sniffed (the name and declared type count for nothing) and
     checked against the field's ``accept:``; its size against ``max_size:``. 201 with the

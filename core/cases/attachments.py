@@ -119,6 +119,19 @@ def store_for(svc: Any, company: str) -> BlobStore:
     return store
 
 
+def field_paths(pack: Any) -> dict[str, FieldDef]:
+    """Every attachment field of a pack by the name uploads are made for: ``photos``, and
+    ``defects.photos`` for the attachment field ``photos`` of the list ``defects``' items."""
+    out: dict[str, FieldDef] = {}
+    for name, fdef in pack.fields.items():
+        if fdef.type == "attachment":
+            out[name] = fdef
+        for sub, sdef in (fdef.of or {}).items() if fdef.type == "list" else ():
+            if sdef.type == "attachment":
+                out[f"{name}.{sub}"] = sdef
+    return out
+
+
 def _field(svc: Any, actor: Any, procedure: str, field: str) -> tuple[Any, FieldDef]:
     rt = svc.company(actor.company)
     proc = rt.procedures.get(procedure)
@@ -126,12 +139,12 @@ def _field(svc: Any, actor: Any, procedure: str, field: str) -> tuple[Any, Field
         raise NotFound(f"procedure '{procedure}' is not enabled for this company")
     if not any(svc.holds(actor, rt, proc.key, r) for r in proc.pack.roles):
         raise NotAllowed(f"uploading to {procedure} cases needs one of its roles")
-    fdef = proc.pack.fields.get(field)
-    if fdef is None or fdef.type != "attachment":
-        names = [n for n, f in proc.pack.fields.items() if f.type == "attachment"]
+    paths = field_paths(proc.pack)
+    fdef = paths.get(field)
+    if fdef is None:
         raise NotFound(
             f"'{field}' is not an attachment field of {procedure} "
-            f"(attachment fields: {', '.join(names) or 'none'})"
+            f"(attachment fields: {', '.join(paths) or 'none'})"
         )
     return rt, fdef
 
@@ -223,42 +236,116 @@ def resolve(
     case_id: int | None,
     errors: dict[str, str],
 ) -> list[int]:
-    """Replace the upload ids given for attachment fields in ``values`` by what their
-    rows say; problems go to ``errors`` by field. Returns the ids the case will claim."""
-    wanted: dict[str, list[dict[str, Any]]] = {}
+    """Replace the upload ids given for attachment fields in ``values`` — and for the
+    attachment fields of list items — by what their rows say; problems go to ``errors``
+    by field. Returns the ids the case will claim."""
+    # (field in values, item or None, path the uploads were made for, definition, refs)
+    wanted: list[tuple[str, dict[str, Any] | None, str, FieldDef, list[dict[str, Any]]]] = []
     for name, value in values.items():
         fdef = proc.pack.fields.get(name)
-        if fdef is not None and fdef.type == "attachment" and value is not None:
-            wanted[name] = value if isinstance(value, list) else [value]
+        if fdef is None or value is None:
+            continue
+        if fdef.type == "attachment":
+            wanted.append((name, None, name, fdef, value if isinstance(value, list) else [value]))
+        elif fdef.type == "list" and isinstance(value, list):
+            subs = [(s, d) for s, d in (fdef.of or {}).items() if d.type == "attachment"]
+            for item in value:
+                for sub, sdef in subs:
+                    refs = item.get(sub) if isinstance(item, dict) else None
+                    if refs is not None:
+                        refs = refs if isinstance(refs, list) else [refs]
+                        wanted.append((name, item, f"{name}.{sub}", sdef, refs))
     if not wanted:
         return []
-    ids = [ref["id"] for refs in wanted.values() for ref in refs]
+    ids = [ref["id"] for *_, refs in wanted for ref in refs]
     rows = {r.id: r for r in conn.execute(_SEL_UPLOADS, {"co": company_id, "ids": ids})}
     claimed: list[int] = []
-    for name, refs in wanted.items():
-        fdef = proc.pack.fields[name]
+    for name, item, path, fdef, refs in wanted:
+        where = "" if item is None else f"item {item.get('id')}: {path.partition('.')[2]}: "
         out = []
         for ref in refs:
             row = rows.get(ref["id"])
             if row is None:
-                errors[name] = f"there is no upload {ref['id']}"
+                errors[name] = f"{where}there is no upload {ref['id']}"
                 break
             problem = None
             if row.case_id is not None and row.case_id != case_id:
                 problem = f"upload {row.id} belongs to another case"
-            elif (row.procedure, row.field) != (proc.key, name):
+            elif (row.procedure, row.field) != (proc.key, path):
                 problem = f"upload {row.id} was made for {row.procedure}.{row.field}"
             elif row.size > max_size(fdef) or not accepts(fdef, row.media_type):
                 problem = f"upload {row.id} ({row.media_type}, {row.size} bytes) does not fit"
             if problem is not None:
-                errors[name] = problem
+                errors[name] = where + problem
                 break
             out.append(Upload(row.id, row.sha256, row.filename, row.size, row.media_type).stored())
-            if row.case_id is None:
+            if row.case_id is None and row.id not in claimed:
                 claimed.append(row.id)
         else:
-            values[name] = out if fdef.multiple else out[0]
+            stored = out if fdef.multiple else out[0]
+            if item is None:
+                values[name] = stored
+            else:
+                item[path.partition(".")[2]] = stored
     return claimed
+
+
+def copy_for(
+    conn: Connection,
+    company_id: int,
+    from_case: int,
+    proc: CompiledProcedure,
+    values: dict[str, Any],
+    username: str,
+    now: dt.datetime,
+) -> None:
+    """Files of case ``from_case`` that a rule copies into a new case of ``proc``
+    (``open_case: {copy: {photos: item.photos}}``): each becomes an upload of its own for
+    the new case's field — the same stored content, no second copy of it — which the new
+    case claims as if just uploaded, its field's ``max_size``/``accept`` checked. The new
+    case's readers can then open it, and it follows the new case's retention."""
+    wanted = {
+        name: value
+        for name, value in values.items()
+        if name in proc.pack.fields and proc.pack.fields[name].type == "attachment"
+    }
+    refs = {
+        ref["id"]
+        for value in wanted.values()
+        for ref in (value if isinstance(value, list) else [value])
+        if isinstance(ref, dict) and isinstance(ref.get("id"), int)
+    }
+    if not refs:
+        return
+    rows = {
+        r.id: r
+        for r in conn.execute(_SEL_UPLOADS, {"co": company_id, "ids": sorted(refs)})
+        if r.case_id == from_case
+    }
+    for name, value in wanted.items():
+        copies = []
+        for ref in value if isinstance(value, list) else [value]:
+            row = rows.get(ref.get("id")) if isinstance(ref, dict) else None
+            if row is None:  # not the opening case's file: left for resolve() to refuse
+                copies.append(ref)
+                continue
+            inserted = conn.execute(
+                insert(_A).values(
+                    company_id=company_id,
+                    case_id=None,
+                    procedure=proc.key,
+                    field=name,
+                    sha256=row.sha256,
+                    size=row.size,
+                    media_type=row.media_type,
+                    filename=row.filename,
+                    uploaded_by=username,
+                    uploaded_at=now,
+                )
+            ).inserted_primary_key
+            assert inserted is not None  # an INSERT of one row
+            copies.append({"id": int(inserted[0])})
+        values[name] = copies if isinstance(value, list) else copies[0]
 
 
 def claim(conn: Connection, company_id: int, case_id: int, ids: list[int]) -> None:

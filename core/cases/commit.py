@@ -847,6 +847,10 @@ class Pipeline:
                 )
             given = {k: v for k, v in req.fields.items() if v is not None}
             a = d.actor
+            if target.attachment_fields & given.keys():  # files copied from this case
+                attachments.copy_for(
+                    self.conn, self.rt.id, case_id, target, given, a.username, self.ctx.now()
+                )
             system = Actor(a.username, self.rt.key, a.departments, a.roles, system=True)
             try:
                 child = self._open_unchecked(target, system, given, depth + 1)

@@ -187,6 +187,15 @@ def display(
     return str(value)
 
 
+def _path_label(proc: CompiledProcedure, path: str, locale: str) -> str:
+    """``photos`` → its label; ``defects.photos`` → "问题清单 · 照片"."""
+    top, _, sub = path.partition(".")
+    fdef = proc.pack.fields[top]
+    if not sub:
+        return fdef.label.text(locale)
+    return f"{fdef.label.text(locale)} · {(fdef.of or {})[sub].label.text(locale)}"
+
+
 def _entry_text(proc: CompiledProcedure, e: Mapping[str, Any], locale: str) -> str:
     words = _words(locale)
     data = e.get("data") or {}
@@ -349,19 +358,22 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
                     "status": words["unsigned"],
                 }
             )
-    shown_fields = {f for f in rec.fields if proc.pack.fields[f].type == "attachment"}
+    # the record's attachment fields, and those of its list fields' items (defects.photos)
+    labels = {
+        path: _path_label(proc, path, locale)
+        for path in attachments.field_paths(proc.pack)
+        if path.partition(".")[0] in rec.fields
+    }
     files = [
         {
-            "field": proc.pack.fields[u["field"]].label.text(locale)
-            if u["field"] in proc.pack.fields
-            else u["field"],
+            "field": labels[u["field"]],
             "name": u["filename"],
             "size": u["size"],
             "type": u["media_type"],
             "sha256": u["sha256"],
         }
         for u in uploads
-        if u["field"] in shown_fields
+        if u["field"] in labels
     ]
     lines = [
         {

@@ -4,7 +4,8 @@ A pack's ``retain: {keep: 1 year, anonymise: [customer_name, phone], hold: legal
 keeps a closed case's ``anonymise`` fields for ``keep`` after it closed (at least as long
 as the longest ``retain:`` of its records; ``permanent`` anywhere keeps them for ever),
 then clears them through the commit pipeline — one ``retention`` journal entry naming the
-fields — and deletes the files of attachment fields among them. A case whose ``hold``
+fields — and deletes the files of attachment fields among them (and of their items'
+attachment fields, for list fields). A case whose ``hold``
 field is true (a legal hold, set by an action and so journaled) is never touched. The
 journal keeps what it recorded: it is the audit trail, and rewriting it would break its
 hash chain. ``kefu retention --dry-run`` lists what a run would do; the worker runs it.
@@ -117,11 +118,14 @@ def run(svc: CaseService, now: dt.datetime, company: str | None = None) -> list[
             svc.pipeline(conn, rt).system(
                 item.case_id, entry, [(CLEAR, _Clear(fields=item.fields))], "retention"
             )
+            # the uploads of the cleared fields, those of a cleared list's items included
+            pack = rt.procedures[item.procedure].pack  # the pack due() read retain: from
+            paths = [p for p in attachments.field_paths(pack) if p.partition(".")[0] in item.fields]
             files = conn.execute(
                 select(t.attachment.c.id, t.attachment.c.sha256).where(
                     t.attachment.c.company_id == rt.id,
                     t.attachment.c.case_id == item.case_id,
-                    t.attachment.c.field.in_(item.fields),
+                    t.attachment.c.field.in_(paths),
                 )
             ).all()
             if files:

@@ -195,6 +195,16 @@ def _nodes(expr: VExpr) -> Iterator[VExpr]:
         yield from _nodes(inner)
 
 
+def plain(expr: VExpr) -> bool:
+    """Whether a value needs nothing but the facts it reads: no moment (``now``,
+    ``today``, ``hours_since``), no calendar, no actor — arithmetic and comparisons of
+    facts and constants only."""
+    return all("call" not in n and _PLAIN_KEYS.issuperset(n) for n in _nodes(expr))
+
+
+_PLAIN_KEYS = frozenset({"field", "const", "kind", "arith", "compare", "neg", "cond", "args"})
+
+
 def _fields(expr: VExpr) -> Iterator[str]:
     """The facts a value expression reads."""
     if "field" in expr:
@@ -334,6 +344,22 @@ def _with_values(item: Mapping[str, Any], per_item: list[Any], env: Env) -> dict
     return facts
 
 
+def item_matches(
+    items: Sequence[Mapping[str, Any]],
+    where: Cond,
+    per_item: Sequence[Any] | None,
+    env: Env,
+    test: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> list[bool]:
+    """Whether item condition ``where`` holds for each of ``items`` (each item as facts),
+    after the values it derives per item (``per_item``: ``due_on < today``, ``qty > limit``)
+    were computed on that item; ``test`` is ``where`` compiled already (:func:`matcher`)."""
+    check = test if test is not None else (lambda it: holds(where, it))
+    if per_item:
+        items = [_with_values(it, list(per_item), env) for it in items]
+    return [check(it) for it in items]
+
+
 def _aggregate(
     expr: VExpr,
     items: Sequence[Mapping[str, Any]],
@@ -350,11 +376,8 @@ def _aggregate(
     if where is None:
         matches = [True] * len(items)
     else:
-        test = matcher(where) if matcher is not None else (lambda it: holds(where, it))
-        per_item = expr.get("per_item")
-        if per_item:  # values of each item with the moment or the actor: due_on < today
-            items = [_with_values(it, per_item, env) for it in items]
-        matches = [test(it) for it in items]
+        test = matcher(where) if matcher is not None else None
+        matches = item_matches(items, where, expr.get("per_item"), env, test)
     if fn == "any":
         return any(matches)
     if fn == "all":

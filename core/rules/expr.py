@@ -198,6 +198,26 @@ def parse_value(
         raise
 
 
+def parse_item_condition(
+    text: str,
+    items: Mapping[str, FieldType],
+    params: Mapping[str, Scalar | _Unknown] | None = None,
+) -> tuple[Cond, list[list[Any]]]:
+    """Parse a condition on one item of a list field, whose fields are ``items`` (what
+    ``any(list, <condition>)`` tests for each item): its IR and the values it derives per
+    item (``[[name, value expression], …]``, e.g. for ``qty > limit``), computed on each
+    item before the condition is tested (:func:`core.rules.derive.item_matches`)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExprError("K201", "empty condition", 0, 'write a condition such as: status == "open"')
+    compiler, tree, lead = _parse(text, items, params, None)
+    try:
+        cond = compiler.cond(tree.body)
+    except ExprError as exc:
+        exc.col += lead
+        raise
+    return cond, [[n, e] for n, (e, _) in compiler.derived.exprs.items()]
+
+
 def _parse(
     text: str,
     fields: Mapping[str, FieldType],

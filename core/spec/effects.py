@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from core.rules.expr import did_you_mean
+from core.rules.derive import plain
+from core.rules.expr import ExprError, did_you_mean, parse_item_condition
 from core.spec.definitions import KEY_RE, PACK_RE, Label, PackDef
 from core.spec.diagnostics import yaml_value
-from core.spec.fields import FieldValueError, coerce
+from core.spec.fields import FieldValueError, coerce, field_type
 from core.spec.templates import QUEUED, queued
 
 if TYPE_CHECKING:
@@ -368,7 +369,8 @@ class OpenCaseArgs(BaseModel):
 
     ``copy`` copies this case's field values into the new case's fields; ``set`` gives
     literal values. ``for_each: <list field>`` opens one case per item of that list, and
-    ``copy`` may then name the item's fields as ``item.<field>``.
+    ``copy`` may then name the item's fields as ``item.<field>``; ``where: <condition>``
+    (with ``for_each``) opens them only for the items it holds for.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -377,6 +379,7 @@ class OpenCaseArgs(BaseModel):
     copy_: dict[str, str] = Field(default={}, alias="copy")
     set: dict[str, Any] = {}
     for_each: str | None = None
+    where: str | None = None
 
 
 def _check_open_case(args: OpenCaseArgs, pack: PackDef) -> list[Problem]:
@@ -387,6 +390,8 @@ def _check_open_case(args: OpenCaseArgs, pack: PackDef) -> list[Problem]:
         out.append(
             Problem(("for_each",), "K106", f"'{args.for_each}' is not a list field of this pack")
         )
+    if args.where is not None:
+        out += _check_where(args, each, pack)
     for target, source in args.copy_.items():
         if source.startswith("item.") and each is not None and each.of is not None:
             if source[5:] not in each.of:
@@ -407,11 +412,40 @@ def _check_open_case(args: OpenCaseArgs, pack: PackDef) -> list[Problem]:
     return out
 
 
+def _check_where(args: OpenCaseArgs, each: Any, pack: PackDef) -> list[Problem]:
+    """``where:`` is a condition on one item of the ``for_each`` list, on the item's own
+    fields and the pack's parameters (no moment, calendar or actor: it picks items)."""
+    assert args.where is not None
+    if args.for_each is None:
+        return [Problem(("where",), "K110", "picks items of the for_each list: give for_each")]
+    if each is None or each.of is None:
+        return []  # the for_each problem is reported already
+    params = {k: p.default for k, p in pack.parameters.items()}
+    try:
+        _, per_item = parse_item_condition(args.where, dict(field_type(each).of), params)
+    except ExprError as exc:
+        return [Problem(("where",), exc.code, exc.message, exc.hint)]
+    if not all(plain(e) for _, e in per_item):
+        return [
+            Problem(
+                ("where",),
+                "K110",
+                "compares the item's fields with values or with each other; "
+                "now, today, working days and actor have no meaning here",
+                "test those in the rule's when:, e.g. when: any(defects, due_on < today)",
+            )
+        ]
+    return []
+
+
 def _apply_open_case(change: Change, args: OpenCaseArgs, rule_id: str) -> None:
     items: list[Any] = [None]
     if args.for_each:
         value = change.fields.get(args.for_each)
         items = [it for it in value if isinstance(it, dict)] if isinstance(value, list) else []
+        if args.where is not None:
+            keep = change.procedure.items_where(args.for_each, args.where, items)
+            items = [it for it, ok in zip(items, keep, strict=True) if ok]
     for item in items:
         fields = {
             target: (item or {}).get(source[5:])

@@ -217,8 +217,9 @@ def coerce(fdef: FieldDef, value: Any, current: Any = None) -> Any:
 
 def coerce_list(fdef: FieldDef, value: Any, current: Any = None) -> list[dict[str, Any]]:
     """A list field's items: the whole list (items with an ``id`` keep it, the others get
-    new ids), or one item to add (no ``id``) or update (its ``id``; ``null`` clears a
-    sub-field). Ids are whole numbers, never reused while the list holds a larger one."""
+    new ids; a kept item keeps the files of attachment fields it does not name), or one
+    item to add (no ``id``) or update (its ``id``; ``null`` clears a sub-field). Ids are
+    whole numbers, never reused while the list holds a larger one."""
     old = [it for it in current if isinstance(it, dict)] if isinstance(current, list) else []
     old_ids = {it.get("id") for it in old}
     next_id = max((it["id"] for it in old if isinstance(it.get("id"), int)), default=0) + 1
@@ -245,10 +246,18 @@ def coerce_list(fdef: FieldDef, value: Any, current: Any = None) -> list[dict[st
                 not any(_same_id(o, iid) for o in old_ids) or iid in seen or isinstance(iid, bool)
             ):
                 raise FieldValueError(f"item {n}: there is no item {iid!r} (or it is listed twice)")
+            kept: dict[str, Any] = {}
             if iid is None:
                 iid, next_id = next_id, next_id + 1
+            else:  # files cannot travel back through a form: unnamed, an item keeps them
+                before = next(it for it in old if _same_id(it.get("id"), iid))
+                kept = {
+                    sub: before[sub]
+                    for sub, sdef in (fdef.of or {}).items()
+                    if sdef.type == "attachment" and sub not in raw and sub in before
+                }
             seen.add(iid)
-            items.append({"id": iid, **_item(fdef, raw, f"item {n}")})
+            items.append({"id": iid, **kept, **_item(fdef, raw, f"item {n}")})
     else:
         raise FieldValueError("expected a list of items, or one item (a mapping) to add or update")
     if fdef.min_items is not None and len(items) < fdef.min_items:

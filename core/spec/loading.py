@@ -69,6 +69,9 @@ from core.time.durations import Duration, ParamDuration
 from core.time.recurrence import check_on
 
 PACK_FILE = "procedure.yaml"
+#: the longest name an upload is made for, ``defects.photos`` (the ``field`` column of
+#: core.storage.schema's attachment table)
+ATTACHMENT_PATH_MAX = 64
 
 
 def _hint_for(word: str, options: Iterable[str], what: str) -> str:
@@ -831,6 +834,17 @@ class _PackChecker:
                     loc + ("of", sub, "type"),
                     "a list inside a list is not supported",
                     "make a second list field, or a text field inside the item",
+                )
+            if sdef.type == "attachment" and len(f"{loc[-1]}.{sub}") > ATTACHMENT_PATH_MAX:
+                self.out.append(
+                    self.doc.diag(
+                        loc + ("of", sub),
+                        "K175",
+                        f"uploads for the items' attachment field are made for "
+                        f"'{loc[-1]}.{sub}', longer than {ATTACHMENT_PATH_MAX} characters",
+                        "shorten the list's or the item field's name",
+                        key=True,
+                    )
                 )
             if sdef.type == "choice" and not sdef.choices:
                 self.out.append(

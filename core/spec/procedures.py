@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.rules import ir
-from core.rules.derive import Derivations, Env, compute
-from core.rules.expr import FieldType, parse_condition, parse_value
+from core.rules.derive import Derivations, Env, compute, item_matches, matcher
+from core.rules.expr import FieldType, parse_condition, parse_item_condition, parse_value
 from core.spec.definitions import EVENTS, ActionDef, PackDef, StepDef
 from core.spec.effects import EffectType, parse_effects
 from core.spec.fields import fact_value, field_type
@@ -62,12 +62,19 @@ class CompiledProcedure:
     derived: Derivations = field(default_factory=Derivations)
     #: the conditions of actions' to: branches and require_when: (see branch_id)
     form_ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet.of("none", ()))
-    #: the pack's attachment fields (their values are uploads: core.cases.attachments)
+    #: the pack's fields holding uploads (core.cases.attachments): its attachment fields,
+    #: and its list fields whose items have one
     attachment_fields: frozenset[str] = field(init=False, default=frozenset())
+    #: item conditions of open_case's where:, compiled on first use
+    _item_conditions: dict[tuple[str, str], Any] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.attachment_fields = frozenset(
-            n for n, f in self.pack.fields.items() if f.type == "attachment"
+            n
+            for n, f in self.pack.fields.items()
+            if f.type == "attachment" or any(s.type == "attachment" for s in (f.of or {}).values())
         )
 
     @property
@@ -127,6 +134,19 @@ class CompiledProcedure:
                 )
             compute(self.derived, out, env)
         return out
+
+    def items_where(self, list_field: str, where: str, stored: Any) -> list[bool]:
+        """Whether the item condition ``where`` (an ``open_case``'s ``where:``, checked
+        when the pack loaded) holds for each stored item of ``list_field``."""
+        key = (list_field, where)
+        compiled = self._item_conditions.get(key)
+        if compiled is None:
+            fdef = self.pack.fields[list_field]
+            cond, per_item = parse_item_condition(where, dict(field_type(fdef).of), self.params)
+            readers = tuple((sub, _fact_reader(d)) for sub, d in (fdef.of or {}).items())
+            compiled = self._item_conditions[key] = (cond, per_item, matcher(cond), readers)
+        cond, per_item, test, readers = compiled
+        return item_matches(_items(readers, stored), cond, per_item, Env(), test)
 
     @functools.cached_property
     def item_readers(self) -> dict[str, tuple[tuple[str, Callable[[Any], Any]], ...] | None]:

@@ -1207,6 +1207,18 @@ def _options_hint(word: str, options: Iterable[str], what: str) -> str:
     )
 
 
+def _system_rule_ids(procs: Iterable[CompiledProcedure]) -> set[str]:
+    """The rule ids the pipeline journals for what the engine does by itself: a step's
+    ``wait_for`` moving a case on, SLA escalations, timers and schedules firing."""
+    out: set[str] = set()
+    for p in procs:
+        out.update(f"wait_for.{s.wait_for.link}" for s in p.pack.steps.values() if s.wait_for)
+        out.update(f"sla.{name}" for name in p.slas)
+        out.update(f"timer.{name}" for name in p.timers)
+        out.update(f"schedule.{name}" for name in p.pack.schedules)
+    return out
+
+
 def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> None:
     """Every person, action, rule, step and field a scenario names exists."""
     doc = sc.doc
@@ -1215,7 +1227,7 @@ def _check_references(sc: Scenario, lc: LoadedCompany, diags: Diagnostics) -> No
     roles = {r for p in procs.values() for r in p.pack.roles}
     steps = {s for p in procs.values() for s in p.pack.steps}
     actions = {a for p in procs.values() for s in p.pack.steps.values() for a in s.actions}
-    rules = {r.id for p in procs.values() for r in p.rules}
+    rules = {r.id for p in procs.values() for r in p.rules} | _system_rule_ids(procs.values())
     fields = {f for p in procs.values() for f in p.pack.fields}
 
     def ref(loc: Loc, name: Any, known: set[str], what: str, hint_what: str) -> None:
