@@ -38,6 +38,9 @@ DurationIn = Annotated[
 KEY_RE = r"^[a-z][a-z0-9_]*$"
 PACK_RE = r"^[a-z][a-z0-9-]*$"
 Key = Annotated[str, Field(pattern=KEY_RE)]
+#: what a signature covers: a field, or one field of a list's items (``actions.owner``)
+COVER_RE = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
+CoverRef = Annotated[str, Field(pattern=COVER_RE)]
 MIME_RE = r"^[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)$"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2}
@@ -238,13 +241,15 @@ class SignatureDef(Strict):
     """An entry of the pack's ``signatures:``: who signs which fields, alone or together.
 
     A signature vouches for the values of ``covers`` at the moment of signing (their hash
-    is kept); changing one of them later voids it. ``need: all`` is a countersignature
-    (会签): one valid signature per role of ``roles``, in any order; ``need: any``: one of
-    them is enough. ``distinct``: nobody signs twice (one person, one signature)."""
+    is kept); changing one of them later voids it. ``list.field`` covers only that field
+    of a list's items (with the items' ids): an approved plan whose items are ticked off
+    later. ``need: all`` is a countersignature (会签): one valid signature per role of
+    ``roles``, in any order; ``need: any``: one of them is enough. ``distinct``: nobody
+    signs twice (one person, one signature)."""
 
     label: LabelIn
     source: str | None = None
-    covers: list[Key] = Field(min_length=1)
+    covers: list[CoverRef] = Field(min_length=1)
     roles: RolesIn = Field(min_length=1)
     need: Literal["any", "all"] = "any"
     distinct: bool = False

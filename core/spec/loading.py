@@ -41,6 +41,7 @@ from core.rules.ir import TRUE, Cond, RuleSet, fields_of
 from core.rules.ir import CompiledRule as IRRule
 from core.rules.satisfiable import MAX_COMBINATIONS, PACK_BUDGET, can_hold, combinations
 from core.spec.definitions import (
+    COVER_RE,
     KEY_RE,
     NUMBERING_RE,
     PACK_RE,
@@ -83,6 +84,7 @@ def _hint_for(word: str, options: Iterable[str], what: str) -> str:
 _NAME_PATTERNS = {
     KEY_RE: "lower-case letters, digits and _, starting with a letter (e.g. quality_manager)",
     PACK_RE: "lower-case letters, digits and -, starting with a letter (e.g. repair-desk)",
+    COVER_RE: "a field name, or list.field for one field of a list's items (e.g. actions.owner)",
 }
 
 
@@ -685,7 +687,7 @@ class _PackChecker:
                 )
         for sname, sig in pack.signatures.items():
             loc: Loc = ("signatures", sname)
-            self.field_refs(loc + ("covers",), sig.covers)
+            self.check_covers(loc + ("covers",), sig.covers)
             self.role_refs(loc + ("roles",), sig.roles)
             if not any(a.sign == sname for st in pack.steps.values() for a in st.actions.values()):
                 self.out.append(
@@ -734,6 +736,34 @@ class _PackChecker:
                     "K161",
                     "signature",
                     "signatures in this pack",
+                )
+
+    def check_covers(self, loc: Loc, covers: Sequence[str]) -> None:
+        """A signature's ``covers``: fields, or ``list.field`` — a field of a list's items."""
+        self.field_refs(loc, [c.partition(".")[0] for c in covers])
+        for i, cover in enumerate(covers):
+            name, _, sub = cover.partition(".")
+            fdef = self.pack.fields.get(name)
+            if not sub or fdef is None:
+                continue
+            at = loc + (self.sv.orig(loc, i),)
+            if fdef.type != "list" or fdef.of is None:
+                self.out.append(
+                    self.doc.diag(
+                        at,
+                        "K133",
+                        f"'{cover}' covers a field of a list's items, but '{name}' is not a list",
+                        f"cover the whole field: {name}",
+                    )
+                )
+            elif sub not in fdef.of:
+                self.out.append(
+                    self.doc.diag(
+                        at,
+                        "K106",
+                        f"the items of '{name}' have no field '{sub}'",
+                        _hint_for(sub, set(fdef.of), f"fields of the items of {name}"),
+                    )
                 )
 
     def check_record_template(self, name: str) -> None:
