@@ -561,6 +561,34 @@ class RecordDef(Strict):
     source: str | None = None
 
 
+class ActionCount(Strict):
+    """``count: {action: name}``: how many times the action was taken in the period."""
+
+    action: Key
+
+
+class ReportColumnDef(Strict):
+    """A column of a pack report: what it counts, and of which cases (``when``)."""
+
+    label: LabelIn
+    # opened / closed in the period, open at its end, or an action taken in it
+    count: Literal["opened", "closed", "open"] | ActionCount
+    # only the cases for which this condition holds, on their fields as they are now
+    when: str | None = None
+
+
+class ReportDef(Strict):
+    """An entry of the pack's ``reports:``: counts of its cases per period (a month, a
+    quarter, a year), optionally one row per value of a choice or boolean field."""
+
+    title: LabelIn
+    source: str | None = None
+    form_number: str | None = None
+    per: Literal["month", "quarter", "year"] = "month"
+    by: Key | None = None
+    columns: dict[Key, ReportColumnDef] = Field(min_length=1)
+
+
 class ParameterDef(Strict):
     """An entry of the pack's ``parameters:``: a value companies may set (``param.x``)."""
 
@@ -599,6 +627,7 @@ class PackDef(Strict):
     rules: list[RuleDef] = []
     signatures: dict[Key, SignatureDef] = {}
     records: dict[Key, RecordDef] = {}
+    reports: dict[Key, ReportDef] = {}
     retain: RetainDef | None = None
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}

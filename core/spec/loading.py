@@ -643,6 +643,7 @@ class _PackChecker:
         self.check_reachability()
         self.check_rules()
         self.check_documents()
+        self.check_reports()
         self.check_time()
         self.check_templates()
         self.check_limits()
@@ -737,6 +738,55 @@ class _PackChecker:
                     "signature",
                     "signatures in this pack",
                 )
+
+    def check_reports(self) -> None:
+        """``reports:``: rows by a choice or boolean field (K170), columns counting actions
+        of the pack (K171) among the cases their conditions pick, which see the case as
+        it is, not an event (K172)."""
+        actions = self._actions()
+        for rname, rep in self.pack.reports.items():
+            loc: Loc = ("reports", rname)
+            if rep.by is not None:
+                self.ref(loc + ("by",), rep.by, self.fields, "K106", "field", "fields in this pack")
+                fdef = self.pack.fields.get(rep.by)
+                if fdef is not None and (fdef.type not in ("choice", "boolean") or fdef.multiple):
+                    self.out.append(
+                        self.doc.diag(
+                            loc + ("by",),
+                            "K170",
+                            f"'{rep.by}' is {_a(fdef.type)} field: a report's rows are "
+                            "the values of a single choice or a boolean field",
+                            "choose a choice field without multiple: true, or a boolean field",
+                        )
+                    )
+            for cname, col in rep.columns.items():
+                cloc = loc + ("columns", cname)
+                if not isinstance(col.count, str):
+                    self.ref(
+                        cloc + ("count", "action"),
+                        col.count.action,
+                        actions,
+                        "K171",
+                        "action",
+                        "actions in this pack",
+                    )
+                if col.when is None:
+                    continue
+                cond = self.expr(cloc + ("when",), col.when)
+                if cond is None:
+                    continue
+                events = sorted(set(fields_of(cond)) & {"event", "action", "from_step"})
+                if events:
+                    self.out.append(
+                        self.doc.diag(
+                            cloc + ("when",),
+                            "K172",
+                            f"a report's condition cannot use {', '.join(events)}: it "
+                            "counts cases as they are, not as an action leaves them",
+                            "test the case's fields and step; count an action with "
+                            "count: {action: name}",
+                        )
+                    )
 
     def check_covers(self, loc: Loc, covers: Sequence[str]) -> None:
         """A signature's ``covers``: fields, or ``list.field`` — a field of a list's items."""

@@ -54,6 +54,8 @@ class CompiledProcedure:
     derived: Derivations = field(default_factory=Derivations)
     #: the conditions of actions' to: branches and require_when: (see branch_id)
     form_ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet.of("none", ()))
+    #: the conditions of the pack reports' columns: report -> column -> condition
+    reports: dict[str, dict[str, ir.Cond]] = field(default_factory=dict)
     #: the pack's attachment fields (their values are uploads: core.cases.attachments)
     attachment_fields: frozenset[str] = field(init=False, default=frozenset())
 
@@ -290,6 +292,14 @@ def compile_procedure(
     )
     form_ruleset = ir.RuleSet.of(base + ":forms", (ir.CompiledRule(k, c) for k, c in forms.items()))
     slas, timers = compile_time(pack, types, effective, effects, derived)
+    reports = {
+        rname: {
+            cname: parse_condition(col.when, types, effective, derived)
+            for cname, col in rep.columns.items()
+            if col.when
+        }
+        for rname, rep in pack.reports.items()
+    }
     return CompiledProcedure(
         pack,
         company,
@@ -304,6 +314,7 @@ def compile_procedure(
         timers=timers,
         derived=derived,
         form_ruleset=form_ruleset,
+        reports=reports,
     )
 
 
