@@ -18,6 +18,7 @@ from sqlalchemy import Connection, select
 
 from core.cases.charts import Chart
 from core.errors import InvalidInput, NotFound
+from core.rules.ir import fields_of
 from core.rules.reference import holds
 from core.spec.definitions import CompanyDef
 from core.spec.extensions import enabled_for
@@ -225,10 +226,19 @@ class PackReport:
         counts: dict[tuple[int, Any], dict[str, int]] = {}
         calendar = svc.calendar(request.company.company)
         picked: dict[int, tuple[Any, set[str]]] = {}
+        # the facts the conditions read: derived values only when one of them needs some
+        # (computing every derived value of the pack was most of the time per case)
+        reads = {n for cond in conds.values() for n in fields_of(cond)}
+        derive = bool(reads & set(proc.derived.exprs))
         for row in cases:
             fields = row.fields or {}
-            facts = proc.facts(fields, event="action", step=row.step, calendar=calendar)
-            cols = {n for n in rdef.columns if n not in conds or holds(conds[n], facts)}
+            cols = set(rdef.columns)
+            if conds:
+                given = fields if derive else {k: v for k, v in fields.items() if k in reads}
+                facts = proc.facts(
+                    given, event="action", step=row.step, calendar=calendar, derive=derive
+                )
+                cols = {n for n in cols if n not in conds or holds(conds[n], facts)}
             value = fields.get(by) if by else None
             picked[row.id] = (value, cols)
             opened = period_of(row.created_at)

@@ -91,11 +91,13 @@ class CompiledProcedure:
         now: dt.datetime | None = None,
         calendar: Calendar | None = None,
         actor: ActorLike | None = None,
+        derive: bool = True,
     ) -> dict[str, ir.Scalar]:
         """The one fact rules see: the case's fields, the system facts and the derived
         values (``derive:`` and those conditions compute inline), computed at ``now`` on
         the company ``calendar`` for ``actor`` (without them, what needs them has no
-        value)."""
+        value). ``derive=False``: no derived value, for a reader whose conditions use
+        none (a pack report reading many cases)."""
         out: dict[str, ir.Scalar] = {}
         declared = self.pack.fields
         for name, stored in fields.items():  # the values a case has, not every field
@@ -108,7 +110,7 @@ class CompiledProcedure:
             out["action"] = action
         if from_step is not None:
             out["from_step"] = from_step
-        if self.derived.exprs:
+        if derive and self.derived.exprs:
             env = derive_env(now, calendar, actor)
             if self.item_readers:
                 env = dataclasses.replace(
