@@ -42,6 +42,10 @@ FieldPath = Annotated[
         description="the attachment field, or list.field for a field of a list's items",
     ),
 ]
+#: a plugin's report, or a pack's: ``<procedure>.<report>``
+ReportName = Annotated[
+    str, PathParameter(pattern=r"^[a-z][a-z0-9_-]{0,63}(\.[a-z][a-z0-9_]{0,63})?$")
+]
 _ACTOR = {"actor": Provide(provide_actor, sync_to_thread=True)}
 UPLOAD_WHY = {
     404: "no such procedure, or the field is not an attachment field of it",
@@ -334,7 +338,9 @@ def _export_routes(fmt: str) -> list[Any]:
         media_type=exports.MEDIA_TYPES[fmt],
         name=f"export-report-{fmt}",
     )
-    def export_report(request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key) -> Stream:
+    def export_report(
+        request: Request[Any, Any, Any], svc: Svc, actor: Me, name: ReportName
+    ) -> Stream:
         """Run a report and download its table (query parameters: the report's)."""
         params = {k: str(v) for k, v in request.query_params.items()}
         return _export(exports.report(svc, actor.company, name, params), fmt, name)
@@ -351,7 +357,9 @@ def _export_routes(fmt: str) -> list[Any]:
     dependencies=_ACTOR,
     media_type="image/svg+xml",
 )
-def report_chart(request: Request[Any, Any, Any], svc: Svc, actor: Me, name: Key) -> Response[str]:
+def report_chart(
+    request: Request[Any, Any, Any], svc: Svc, actor: Me, name: ReportName
+) -> Response[str]:
     """The report's chart as SVG (404 when the report draws none); query parameters: the
     report's."""
     params = {k: str(v) for k, v in request.query_params.items()}

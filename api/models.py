@@ -324,11 +324,12 @@ class Problem(msgspec.Struct):
 
 
 class ReportInfo(msgspec.Struct):
-    """A report a plugin gives, by name."""
+    """A report, by name: a plugin's (``plugin``) or a procedure's (``procedure``)."""
 
     name: str
     title: str
     plugin: str
+    procedure: str | None = None
 
 
 class ReportOut(msgspec.Struct):

@@ -45,10 +45,9 @@ from core.cases.queries import (
     readable_procedures,
     require_read,
 )
-from core.cases.reports import run_report
+from core.cases.reports import available, run_report
 from core.cases.service import ActionView, Actor, CaseService, CaseView
 from core.errors import NotAllowed, NotFound
-from core.spec.extensions import enabled_for
 from core.spec.forms import ordered as _ordered
 from core.spec.procedures import CompiledProcedure
 
@@ -363,13 +362,17 @@ def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> Cas
     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
 )
 def list_reports(svc: Svc, actor: Me) -> list[ReportInfo]:
-    """The reports the installed plugins give (``kefu_reports``)."""
-    company = svc.company(actor.company).definition
+    """The reports my company may run: the installed plugins' (``kefu_reports``) and
+    those its procedures declare (``reports:``, named ``<procedure>.<report>``)."""
     reg = svc.catalog.extensions
     return [
-        ReportInfo(name, r.title, reg.plugin_of("report", name) or "")
-        for name, r in sorted(reg.reports.items())
-        if enabled_for(company, reg.plugin_of("report", name) or "")
+        ReportInfo(
+            name,
+            r.title,
+            reg.plugin_of("report", name) or "",
+            getattr(r, "procedure", None),
+        )
+        for name, r in available(svc, actor.company).items()
     ]
 
 

@@ -566,7 +566,8 @@ def report(
     output: Path | None,
     db_url: str | None,
 ) -> None:
-    """Run report NAME (without NAME: list the reports the plugins give)."""
+    """Run report NAME (without NAME: list the reports the plugins give and the packs
+    declare)."""
 
     _pm()
     if name is None:
@@ -575,6 +576,10 @@ def report(
             click.echo(
                 f"{key:<20} {reports[key].title}  (plugin {installed().plugin_of('report', key)})"
             )
+        for pkey, lp in sorted(load_catalog(extensions=installed()).packs.items()):
+            for rname, rdef in lp.pack.reports.items():
+                number = f" ({rdef.form_number})" if rdef.form_number else ""
+                click.echo(f"{pkey}.{rname:<20} {rdef.title.text()}{number}  (procedure {pkey})")
         return
     parsed: dict[str, str] = {}
     for p in params:

@@ -62,11 +62,10 @@ from core.cases.queries import (
     require_read,
     workload,
 )
-from core.cases.reports import run_report
+from core.cases.reports import available, run_report
 from core.cases.service import Actor, CaseService, CaseView
 from core.errors import Conflict, InvalidInput, KefuError, NotAllowed, NotFound, Refused
 from core.spec.diagram import procedure_svg
-from core.spec.extensions import enabled_for
 from core.spec.forms import ordered
 from core.storage import schema as t
 
@@ -583,13 +582,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
 
     # -- supervisors: reports ---------------------------------------------------------------------
     def _reports(me: Staff) -> dict[str, Any]:
-        company = svc.company(me.actor.company).definition
-        reg = svc.catalog.extensions
-        return {
-            name: r
-            for name, r in sorted(reg.reports.items())
-            if enabled_for(company, reg.plugin_of("report", name) or "")
-        }
+        return available(svc, me.actor.company)
 
     @get("/reports", sync_to_thread=True)
     def reports_page(request: Request[Any, Any, Any]) -> Template:

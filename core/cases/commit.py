@@ -131,6 +131,22 @@ class Actor:
     system: bool = False
 
 
+def _fresh_items(proc: CompiledProcedure, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a rule gives a linked case, a list copied into a list field taken as new
+    items: the item fields the target's items have, without the source case's item ids
+    (ids are per case; the new case numbers its items from 1)."""
+    out = dict(values)
+    for name, value in values.items():
+        fdef = proc.pack.fields.get(name)
+        if fdef is None or fdef.type != "list" or not isinstance(value, list):
+            continue
+        keep = set(fdef.of or ())
+        out[name] = [
+            {k: v for k, v in item.items() if k in keep} for item in value if isinstance(item, dict)
+        ]
+    return out
+
+
 @dataclass
 class CompanyRuntime:
     """A company as the service runs it: its id, config and current procedure versions."""
@@ -845,7 +861,7 @@ class Pipeline:
                     f"rule '{req.rule_id}' opens a '{req.procedure}' case, which is not enabled",
                     rule=req.rule_id,
                 )
-            given = {k: v for k, v in req.fields.items() if v is not None}
+            given = _fresh_items(target, {k: v for k, v in req.fields.items() if v is not None})
             a = d.actor
             if target.attachment_fields & given.keys():  # files copied from this case
                 attachments.copy_for(

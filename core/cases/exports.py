@@ -28,7 +28,7 @@ from sqlalchemy import or_, select
 from core.cases.charts import svg
 from core.cases.queries import readable_procedures
 from core.cases.records import display
-from core.cases.reports import run_report
+from core.cases.reports import find_report, run_report
 from core.cases.service import Actor, CaseService
 from core.errors import NotFound
 from core.storage import schema as t
@@ -300,7 +300,7 @@ def report_html(svc: CaseService, company: str, name: str, params: dict[str, str
 
     rt = svc.company(company)
     result = run_report(svc, company, name, params)
-    report_def = svc.catalog.extensions.reports[name]
+    report_def = find_report(svc, company, name)
     tz = zoneinfo.ZoneInfo(rt.definition.timezone)
     return _REPORT_ENV.from_string(REPORT_PAGE).render(
         locale=rt.definition.locale,

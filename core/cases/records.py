@@ -222,8 +222,16 @@ def _entry_text(proc: CompiledProcedure, e: Mapping[str, Any], locale: str) -> s
 
 
 def _field_label(proc: CompiledProcedure, name: str, locale: str) -> str:
-    fdef = proc.pack.fields.get(name)
-    return fdef.label.text(locale) if fdef else name
+    """A field's label; ``list.field`` (what a signature may cover): the list's and the
+    item field's labels."""
+    base, _, sub = name.partition(".")
+    fdef = proc.pack.fields.get(base)
+    if fdef is None:
+        return name
+    sdef = (fdef.of or {}).get(sub) if sub else None
+    if sub and sdef is None:
+        return name
+    return fdef.label.text(locale) + (f" · {sdef.label.text(locale)}" if sdef else "")
 
 
 @dataclass
@@ -322,7 +330,11 @@ def assemble(svc: CaseService, company: str, case_id: int, name: str) -> RecordD
         )
     shown = rec.signatures
     if shown is None:
-        shown = [n for n, s in proc.pack.signatures.items() if set(s.covers) & set(rec.fields)]
+        shown = [
+            n
+            for n, s in proc.pack.signatures.items()
+            if {c.partition(".")[0] for c in s.covers} & set(rec.fields)
+        ]
     sig_rows = []
     states = signatures.progress(proc.pack.signatures, sigs)
     for sname in shown:

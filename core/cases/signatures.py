@@ -52,10 +52,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def covered(covers: Iterable[str], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a signature vouches for: each covered field's value (absent: null); for
+    ``list.field`` entries, the list's items reduced to their ``id`` and the covered
+    fields of the items (a whole list named too wins)."""
+    doc: dict[str, Any] = {}
+    subs: dict[str, list[str]] = {}
+    for cover in covers:
+        name, _, sub = cover.partition(".")
+        if sub:
+            subs.setdefault(name, []).append(sub)
+        else:
+            doc[name] = _plain(fields.get(name))
+    for name, wanted in subs.items():
+        if name in doc:
+            continue
+        items = fields.get(name)
+        doc[name] = (
+            [
+                {k: _plain(item.get(k)) for k in ("id", *wanted)}
+                for item in items
+                if isinstance(item, dict)
+            ]
+            if isinstance(items, list)
+            else None
+        )
+    return doc
+
+
 def fields_hash(covers: Iterable[str], fields: Mapping[str, Any]) -> str:
-    """SHA-256 of the covered fields' values (canonical JSON, absent fields as null)."""
-    doc = {name: _plain(fields.get(name)) for name in covers}
-    text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """SHA-256 of :func:`covered` (canonical JSON)."""
+    text = json.dumps(
+        covered(covers, fields), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -126,7 +155,7 @@ def voided(
             continue
         if fields_hash(sdef.covers, after) == row.fields_hash:
             continue
-        changed = [f for f in sdef.covers if _plain(before.get(f)) != _plain(after.get(f))]
+        changed = [f for f in sdef.covers if covered([f], before) != covered([f], after)]
         out.append((row, changed))
     return out
 

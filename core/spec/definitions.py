@@ -38,6 +38,9 @@ DurationIn = Annotated[
 KEY_RE = r"^[a-z][a-z0-9_]*$"
 PACK_RE = r"^[a-z][a-z0-9-]*$"
 Key = Annotated[str, Field(pattern=KEY_RE)]
+#: what a signature covers: a field, or one field of a list's items (``actions.owner``)
+COVER_RE = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
+CoverRef = Annotated[str, Field(pattern=COVER_RE)]
 MIME_RE = r"^[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)$"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2}
@@ -238,13 +241,15 @@ class SignatureDef(Strict):
     """An entry of the pack's ``signatures:``: who signs which fields, alone or together.
 
     A signature vouches for the values of ``covers`` at the moment of signing (their hash
-    is kept); changing one of them later voids it. ``need: all`` is a countersignature
-    (会签): one valid signature per role of ``roles``, in any order; ``need: any``: one of
-    them is enough. ``distinct``: nobody signs twice (one person, one signature)."""
+    is kept); changing one of them later voids it. ``list.field`` covers only that field
+    of a list's items (with the items' ids): an approved plan whose items are ticked off
+    later. ``need: all`` is a countersignature (会签): one valid signature per role of
+    ``roles``, in any order; ``need: any``: one of them is enough. ``distinct``: nobody
+    signs twice (one person, one signature)."""
 
     label: LabelIn
     source: str | None = None
-    covers: list[Key] = Field(min_length=1)
+    covers: list[CoverRef] = Field(min_length=1)
     roles: RolesIn = Field(min_length=1)
     need: Literal["any", "all"] = "any"
     distinct: bool = False
@@ -565,6 +570,34 @@ class RecordDef(Strict):
     source: str | None = None
 
 
+class ActionCount(Strict):
+    """``count: {action: name}``: how many times the action was taken in the period."""
+
+    action: Key
+
+
+class ReportColumnDef(Strict):
+    """A column of a pack report: what it counts, and of which cases (``when``)."""
+
+    label: LabelIn
+    # opened / closed in the period, open at its end, or an action taken in it
+    count: Literal["opened", "closed", "open"] | ActionCount
+    # only the cases for which this condition holds, on their fields as they are now
+    when: str | None = None
+
+
+class ReportDef(Strict):
+    """An entry of the pack's ``reports:``: counts of its cases per period (a month, a
+    quarter, a year), optionally one row per value of a choice or boolean field."""
+
+    title: LabelIn
+    source: str | None = None
+    form_number: str | None = None
+    per: Literal["month", "quarter", "year"] = "month"
+    by: Key | None = None
+    columns: dict[Key, ReportColumnDef] = Field(min_length=1)
+
+
 class ParameterDef(Strict):
     """An entry of the pack's ``parameters:``: a value companies may set (``param.x``)."""
 
@@ -603,6 +636,7 @@ class PackDef(Strict):
     rules: list[RuleDef] = []
     signatures: dict[Key, SignatureDef] = {}
     records: dict[Key, RecordDef] = {}
+    reports: dict[Key, ReportDef] = {}
     retain: RetainDef | None = None
     slas: dict[Key, SlaDef] = {}
     timers: dict[Key, TimerDef] = {}

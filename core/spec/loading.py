@@ -41,6 +41,7 @@ from core.rules.ir import TRUE, Cond, RuleSet, fields_of
 from core.rules.ir import CompiledRule as IRRule
 from core.rules.satisfiable import MAX_COMBINATIONS, PACK_BUDGET, can_hold, combinations
 from core.spec.definitions import (
+    COVER_RE,
     KEY_RE,
     NUMBERING_RE,
     PACK_RE,
@@ -86,6 +87,7 @@ def _hint_for(word: str, options: Iterable[str], what: str) -> str:
 _NAME_PATTERNS = {
     KEY_RE: "lower-case letters, digits and _, starting with a letter (e.g. quality_manager)",
     PACK_RE: "lower-case letters, digits and -, starting with a letter (e.g. repair-desk)",
+    COVER_RE: "a field name, or list.field for one field of a list's items (e.g. actions.owner)",
 }
 
 
@@ -644,6 +646,7 @@ class _PackChecker:
         self.check_reachability()
         self.check_rules()
         self.check_documents()
+        self.check_reports()
         self.check_time()
         self.check_templates()
         self.check_limits()
@@ -688,7 +691,7 @@ class _PackChecker:
                 )
         for sname, sig in pack.signatures.items():
             loc: Loc = ("signatures", sname)
-            self.field_refs(loc + ("covers",), sig.covers)
+            self.check_covers(loc + ("covers",), sig.covers)
             self.role_refs(loc + ("roles",), sig.roles)
             if not any(a.sign == sname for st in pack.steps.values() for a in st.actions.values()):
                 self.out.append(
@@ -737,6 +740,83 @@ class _PackChecker:
                     "K161",
                     "signature",
                     "signatures in this pack",
+                )
+
+    def check_reports(self) -> None:
+        """``reports:``: rows by a choice or boolean field (K170), columns counting actions
+        of the pack (K171) among the cases their conditions pick, which see the case as
+        it is, not an event (K172)."""
+        actions = self._actions()
+        for rname, rep in self.pack.reports.items():
+            loc: Loc = ("reports", rname)
+            if rep.by is not None:
+                self.ref(loc + ("by",), rep.by, self.fields, "K106", "field", "fields in this pack")
+                fdef = self.pack.fields.get(rep.by)
+                if fdef is not None and (fdef.type not in ("choice", "boolean") or fdef.multiple):
+                    self.out.append(
+                        self.doc.diag(
+                            loc + ("by",),
+                            "K170",
+                            f"'{rep.by}' is {_a(fdef.type)} field: a report's rows are "
+                            "the values of a single choice or a boolean field",
+                            "choose a choice field without multiple: true, or a boolean field",
+                        )
+                    )
+            for cname, col in rep.columns.items():
+                cloc = loc + ("columns", cname)
+                if not isinstance(col.count, str):
+                    self.ref(
+                        cloc + ("count", "action"),
+                        col.count.action,
+                        actions,
+                        "K171",
+                        "action",
+                        "actions in this pack",
+                    )
+                if col.when is None:
+                    continue
+                cond = self.expr(cloc + ("when",), col.when)
+                if cond is None:
+                    continue
+                events = sorted(set(fields_of(cond)) & {"event", "action", "from_step"})
+                if events:
+                    self.out.append(
+                        self.doc.diag(
+                            cloc + ("when",),
+                            "K172",
+                            f"a report's condition cannot use {', '.join(events)}: it "
+                            "counts cases as they are, not as an action leaves them",
+                            "test the case's fields and step; count an action with "
+                            "count: {action: name}",
+                        )
+                    )
+
+    def check_covers(self, loc: Loc, covers: Sequence[str]) -> None:
+        """A signature's ``covers``: fields, or ``list.field`` — a field of a list's items."""
+        self.field_refs(loc, [c.partition(".")[0] for c in covers])
+        for i, cover in enumerate(covers):
+            name, _, sub = cover.partition(".")
+            fdef = self.pack.fields.get(name)
+            if not sub or fdef is None:
+                continue
+            at = loc + (self.sv.orig(loc, i),)
+            if fdef.type != "list" or fdef.of is None:
+                self.out.append(
+                    self.doc.diag(
+                        at,
+                        "K133",
+                        f"'{cover}' covers a field of a list's items, but '{name}' is not a list",
+                        f"cover the whole field: {name}",
+                    )
+                )
+            elif sub not in fdef.of:
+                self.out.append(
+                    self.doc.diag(
+                        at,
+                        "K106",
+                        f"the items of '{name}' have no field '{sub}'",
+                        _hint_for(sub, set(fdef.of), f"fields of the items of {name}"),
+                    )
                 )
 
     def check_record_template(self, name: str) -> None:

@@ -62,6 +62,8 @@ class CompiledProcedure:
     derived: Derivations = field(default_factory=Derivations)
     #: the conditions of actions' to: branches and require_when: (see branch_id)
     form_ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet.of("none", ()))
+    #: the conditions of the pack reports' columns: report -> column -> condition
+    reports: dict[str, dict[str, ir.Cond]] = field(default_factory=dict)
     #: the pack's fields holding uploads (core.cases.attachments): its attachment fields,
     #: and its list fields whose items have one
     attachment_fields: frozenset[str] = field(init=False, default=frozenset())
@@ -104,11 +106,13 @@ class CompiledProcedure:
         now: dt.datetime | None = None,
         calendar: Calendar | None = None,
         actor: ActorLike | None = None,
+        derive: bool = True,
     ) -> dict[str, ir.Scalar]:
         """The one fact rules see: the case's fields, the system facts and the derived
         values (``derive:`` and those conditions compute inline), computed at ``now`` on
         the company ``calendar`` for ``actor`` (without them, what needs them has no
-        value)."""
+        value). ``derive=False``: no derived value, for a reader whose conditions use
+        none (a pack report reading many cases)."""
         out: dict[str, ir.Scalar] = {}
         declared = self.pack.fields
         for name, stored in fields.items():  # the values a case has, not every field
@@ -121,7 +125,7 @@ class CompiledProcedure:
             out["action"] = action
         if from_step is not None:
             out["from_step"] = from_step
-        if self.derived.exprs:
+        if derive and self.derived.exprs:
             env = derive_env(now, calendar, actor)
             if self.item_readers:
                 env = dataclasses.replace(
@@ -318,6 +322,14 @@ def compile_procedure(
     )
     form_ruleset = ir.RuleSet.of(base + ":forms", (ir.CompiledRule(k, c) for k, c in forms.items()))
     slas, timers = compile_time(pack, types, effective, effects, derived)
+    reports = {
+        rname: {
+            cname: parse_condition(col.when, types, effective, derived)
+            for cname, col in rep.columns.items()
+            if col.when
+        }
+        for rname, rep in pack.reports.items()
+    }
     return CompiledProcedure(
         pack,
         company,
@@ -333,6 +345,7 @@ def compile_procedure(
         schedule_gates=compile_schedule_gates(pack, types, effective, derived),
         derived=derived,
         form_ruleset=form_ruleset,
+        reports=reports,
     )
 
 

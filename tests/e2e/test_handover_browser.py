@@ -91,7 +91,7 @@ def test_inspection_with_two_defects_photos_and_a_reinspection(
     # 第四步: the inspector records two defects, each with its photo
     inspector_ctx = browser.new_context(locale="zh-CN")
     inspector = inspector_ctx.new_page()
-    sign_in(inspector, server, "sun")
+    sign_in(inspector, server, "xu")
     inspector.goto(case_url)
     ceiling = photo(inspector, server, "天花板裂缝.png", PNG)
     window = photo(inspector, server, "窗框渗水.png", PNG + b"\0")

@@ -159,6 +159,7 @@ def test_hook_reports(example_client: Any) -> None:
         "name": "satisfaction",
         "title": "Satisfaction by topic (survey fields)",
         "plugin": "surveys",
+        "procedure": None,  # a plugin's report, not one a pack declares
     } in listed
     r = amy.get("/api/v1/reports/satisfaction")
     assert (

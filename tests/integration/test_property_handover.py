@@ -87,15 +87,15 @@ def act(svc: CaseService, cid: int, action: str, user: str, fields: dict[str, An
 
 def check(svc: CaseService, cid: int, checklist: Any) -> Any:
     """The inspector records checks: one item (a mapping) or the whole list."""
-    return act(svc, cid, "record_check", "sun", {"checklist": checklist})
+    return act(svc, cid, "record_check", "xu", {"checklist": checklist})
 
 
 def test_each_defect_keeps_its_photos_and_its_rectification_gets_a_copy(
     hsvc: CaseService,
 ) -> None:
     cid = at_inspection(hsvc)
-    ceiling = [photo(hsvc, "sun", "checklist.photos", PNG, "天花板.png")]
-    window = [photo(hsvc, "sun", "checklist.photos", PNG + b"\0", f"窗{i}.png") for i in (1, 2)]
+    ceiling = [photo(hsvc, "xu", "checklist.photos", PNG, "天花板.png")]
+    window = [photo(hsvc, "xu", "checklist.photos", PNG + b"\0", f"窗{i}.png") for i in (1, 2)]
     check(hsvc, cid, {"room": "living", "part": "wall", "result": "ok"})
     defect = {"result": "defect"}
     check(
@@ -140,7 +140,7 @@ def test_each_defect_keeps_its_photos_and_its_rectification_gets_a_copy(
     assert "photos" not in hsvc.get_case("demo", cid).fields["checklist"][3]
     check(hsvc, cid, whole)  # item 4 removed again
 
-    res = act(hsvc, cid, "inspection_done", "sun", {})
+    res = act(hsvc, cid, "inspection_done", "xu", {})
     assert res.case.step == "rectify" and len(res.linked) == 2
     children = [hsvc.get_case("demo", c) for c in res.linked]
     assert [c.fields["description"] for c in children] == ["天花板裂缝", "窗框渗水"]
@@ -168,14 +168,14 @@ def test_each_defect_keeps_its_photos_and_its_rectification_gets_a_copy(
 
 def test_uploads_for_an_item_field_are_checked_like_any_other(hsvc: CaseService) -> None:
     cid = at_inspection(hsvc)
-    sun = hsvc.actor("demo", "sun")
+    xu = hsvc.actor("demo", "xu")
     with pytest.raises(NotFound) as exc:  # not an attachment field of the items
-        photo(hsvc, "sun", "checklist.description")
+        photo(hsvc, "xu", "checklist.description")
     assert "checklist.photos" in str(exc.value)
     with pytest.raises(UnsupportedType):  # a PDF where only images are taken
-        photo(hsvc, "sun", "checklist.photos", b"%PDF-1.4\n%%EOF\n", "x.pdf")
+        photo(hsvc, "xu", "checklist.photos", b"%PDF-1.4\n%%EOF\n", "x.pdf")
     # an upload made for another field cannot go into an item, nor one of another case
-    other = photo(hsvc, "sun", "repair_photos")
+    other = photo(hsvc, "xu", "repair_photos")
     item = {"room": "kitchen", "part": "floor", "result": "defect", "description": "空鼓"}
     with pytest.raises(InvalidInput) as bad:
         check(hsvc, cid, {**item, "photos": [other]})
@@ -183,11 +183,11 @@ def test_uploads_for_an_item_field_are_checked_like_any_other(hsvc: CaseService)
     assert (
         "was made for property-handover.repair_photos" in bad.value.details["errors"]["checklist"]
     )
-    mine = photo(hsvc, "sun", "checklist.photos")
+    mine = photo(hsvc, "xu", "checklist.photos")
     check(hsvc, cid, {**item, "photos": [mine]})
     second = at_inspection(hsvc)
     with pytest.raises(InvalidInput) as taken:
-        hsvc.act("demo", second, "record_check", sun, {"checklist": {**item, "photos": [mine]}}, 4)
+        hsvc.act("demo", second, "record_check", xu, {"checklist": {**item, "photos": [mine]}}, 4)
     assert "belongs to another case" in taken.value.details["errors"]["checklist"]
     # someone without a role of the procedure may not upload at all
     with pytest.raises(NotAllowed):
@@ -202,7 +202,7 @@ def test_uploads_for_an_item_field_are_checked_like_any_other(hsvc: CaseService)
 
 
 def test_an_unclaimed_item_upload_is_swept(hsvc: CaseService) -> None:
-    kept, orphan = photo(hsvc, "sun", "checklist.photos"), photo(hsvc, "sun", "checklist.photos")
+    kept, orphan = photo(hsvc, "xu", "checklist.photos"), photo(hsvc, "xu", "checklist.photos")
     cid = at_inspection(hsvc)
     check(hsvc, cid, {"room": "kitchen", "part": "floor", "result": "ok", "photos": [kept]})
     hsvc.clock.advance(dt.timedelta(hours=25))
@@ -270,12 +270,12 @@ def test_item_attachment_names_fit_the_upload_table(tmp_path: Path) -> None:
 
 def test_an_item_photo_through_the_api(hsvc: CaseService) -> None:
     with hsvc.db.write() as conn:
-        for name in ("sun", "qian"):
+        for name in ("xu", "qian"):
             ensure_user(conn, name, name, hsvc.clock.now(), password=PASSWORD)
     app = create_app(hsvc, auth=AuthSettings(cookie_secure=False))
     sun = TestClient(app)
     assert (
-        sun.post("/api/v1/auth/login", json={"username": "sun", "password": PASSWORD}).status_code
+        sun.post("/api/v1/auth/login", json={"username": "xu", "password": PASSWORD}).status_code
         == 200
     )
     r = sun.post(
@@ -317,17 +317,17 @@ def test_the_owner_signs_through_the_portal_and_the_records_show_both_signatures
 ) -> None:
     cid = at_inspection(hsvc)
     check(hsvc, cid, {"room": "living", "part": "wall", "result": "ok"})
-    act(hsvc, cid, "inspection_done", "sun", {})
+    act(hsvc, cid, "inspection_done", "xu", {})
     act(
         hsvc,
         cid,
         "prepare_certificate",
-        "zhou",
+        "lin",
         {"certificate_no": "JF-1", "accepted_on": "2026-11-10"},
     )
     (msg,) = [m for m in hsvc.outbox("demo", cid) if m["template"] == "portal.link"]
     assert msg["channel"] == "sms" and msg["payload"]["address"] == "13911112222"  # no e-mail
-    act(hsvc, cid, "sign_certificate", "zhou", {})
+    act(hsvc, cid, "sign_certificate", "lin", {})
     owner = TestClient(create_app(hsvc, auth=AuthSettings(cookie_secure=False)))
     r = owner.get(msg["payload"]["link"].split("8000", 1)[1], follow_redirects=False)
     assert r.status_code == 303

@@ -108,6 +108,17 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
         if i % 3 == 2:
             svc.act("demo", case.id, "dispatch", wang, DISPATCH, case.version)
     number = svc.get_case("demo", ids[7]).number
+    # a case of a pack with a report counting an action (rules/iatf-customer-service)
+    iatf = svc.open_case(
+        "demo",
+        "iatf-customer-service",
+        wang,
+        {"customer_name": "华东汽车", "channel": "phone", "service_phase": "in_sale"}
+        | {"info_kind": "service", "service_kind": "onsite", "description": "现场指导"},
+    ).case
+    svc.act("demo", iatf.id, "register", wang, {"customer_type": "oem", "file_checked": True}, 1)
+    onsite = {"visited_on": "2026-11-02", "site": "总装厂", "engineer": "li", "work": "install"}
+    svc.act("demo", iatf.id, "report_onsite", li, {"onsite_reports": onsite | {"findings": "-"}}, 2)
     # no ANALYZE: on a table this small SQLite would rightly prefer a scan; without
     # statistics the question is, as with PostgreSQL, whether an index can serve it
     reads: dict[str, Callable[[], Any]] = {
@@ -140,6 +151,9 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
         ),
         "a statistics case counting the month's complaints": lambda: svc.open_case(
             "demo", "complaint-statistics", wang, {"period": "2026-11"}
+        ),
+        "a pack's monthly report": lambda: run_report(
+            svc, "demo", "iatf-customer-service.monthly_service", {"since": "2026-11"}
         ),
         "a case by its number": lambda: svc.case_id_by_number("demo", number),
         "one case": lambda: svc.get_case("demo", ids[7]),
