@@ -68,9 +68,10 @@ def test_an_agent_through_a_department_sees_the_role_and_why(me: Any) -> None:
 
 def test_a_person_named_in_the_config_and_a_direct_role(me: Any) -> None:
     zhao = me("zhao")
-    assert zhao["roles"] == ["agent", "supervisor"]
+    assert zhao["roles"] == ["agent", "service_admin", "supervisor"]
     assert roles_in(zhao, "repair-desk") == {
         "agent": [{"kind": "department", "name": "service"}],
+        "service_admin": [{"kind": "person", "name": "zhao"}],
         "supervisor": [{"kind": "person", "name": "zhao"}],
     }
     zhou = me("zhou")
