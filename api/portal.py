@@ -565,18 +565,21 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             "actor": actor,
         }
 
+    def _expired(request: Request[Any, Any, Any], rt: CompanyRuntime) -> Template:
+        return render(
+            request,
+            rt,
+            "portal/message.html",
+            401,
+            message="This link has expired or was used already.",
+        )
+
     @get("/{key:str}/case", sync_to_thread=True)
     def link_case(request: Request[Any, Any, Any], key: FromPath[str]) -> Template:
         rt = company(key)
         row = portal_session(request, rt)
         if row is None:
-            return render(
-                request,
-                rt,
-                "portal/message.html",
-                401,
-                message="This link has expired or was used already.",
-            )
+            return _expired(request, rt)
         ctx = link_context(rt, row, None, None, {})
         return render(request, rt, "portal/case.html", **ctx)
 
@@ -589,13 +592,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             rt = await blocking(company, key)
             row = await blocking(portal_session, request, rt)
             if row is None or action not in (row.actions or []):
-                return render(
-                    request,
-                    rt,
-                    "portal/message.html",
-                    401,
-                    message="This link has expired or was used already.",
-                )
+                return _expired(request, rt)
             ctx = await blocking(link_context, rt, row, None, None, {})
             view = ctx["case"]
             act_def = ctx["step"].actions.get(action)

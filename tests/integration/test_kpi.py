@@ -8,6 +8,8 @@ import datetime as dt
 from core.cases.reports import run_report
 from core.cases.service import CaseService
 from core.errors import InvalidInput, NotFound
+from core.runtime.plugins import installed
+from core.spec.loading import load_company, load_pack
 from tests.helpers import case_at_repair, hand_in_card
 
 
@@ -152,9 +154,6 @@ def test_the_statistics_case_counts_what_the_monthly_report_counts(svc: CaseServ
 
 
 def test_count_cases_arguments_are_checked_where_they_are_written(tmp_path) -> None:
-    from core.runtime.plugins import installed
-    from core.spec.loading import load_company, load_pack
-
     pack = tmp_path / "tally" / "procedure.yaml"
     pack.parent.mkdir()
     pack.write_text(
