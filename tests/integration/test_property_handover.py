@@ -274,10 +274,10 @@ def test_an_item_photo_through_the_api(hsvc: CaseService) -> None:
             ensure_user(conn, name, name, hsvc.clock.now(), password=PASSWORD)
     app = create_app(hsvc, auth=AuthSettings(cookie_secure=False))
     sun = TestClient(app)
-    assert (
-        sun.post("/api/v1/auth/login", json={"username": "xu", "password": PASSWORD}).status_code
-        == 200
+    r = sun.post(
+        "/api/v1/auth/login", json={"username": "xu", "password": PASSWORD, "company": "demo"}
     )
+    assert r.status_code == 200, r.text
     r = sun.post(
         "/api/v1/attachments/property-handover/checklist.photos",
         files={"file": ("裂缝.png", PNG, "image/png")},
