@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.spec.diagnostics import Diagnostics
+from core.spec.diagnostics import Diagnostic, Diagnostics
 from core.spec.effects import EffectType
 from core.spec.extensions import Extensions
 from core.spec.loading import LoadedCompany, LoadedPack, effect_registry, load_company, load_pack
@@ -70,4 +70,32 @@ def load_catalog(
         cat.diagnostics.extend(diags)
         if lc is not None:
             cat.companies[lc.key] = lc
+    cat.diagnostics.extend(_shared_usernames(cat.companies.values()))
     return cat
+
+
+def _shared_usernames(companies: Iterable[LoadedCompany]) -> list[Diagnostic]:
+    """K143: a username that two company files give to people of different names.
+
+    A username is one login: ``kefu init --demo`` makes one user of it, a member of every
+    company that lists it. That is right for a person working for two companies, and
+    wrong for two people who happen to share a surname, who would share one password."""
+    seen: dict[str, tuple[str, str]] = {}  # username -> (company, display name)
+    out: list[Diagnostic] = []
+    for lc in companies:
+        for username, person in lc.company.people.items():
+            first = seen.setdefault(username, (lc.key, person.name))
+            if first[0] != lc.key and first[1] != person.name:
+                out.append(
+                    lc.doc.diag(
+                        ("people", username),
+                        "K143",
+                        f"person '{username}' ({person.name}) has the username of "
+                        f"{first[0]}'s '{username}' ({first[1]}): one login would hold both",
+                        "give one of them another username; keep one username only for "
+                        "the same person working for both companies",
+                        key=True,
+                        severity="warning",
+                    )
+                )
+    return out
