@@ -49,8 +49,8 @@ from api.web.context import (
 )
 from api.web.security import HEADERS
 from api.web.submit import submit
-from api.web.uploads import HAD, KEEP, NEW, files_of, posted
-from api.web.widgets import PREFIX, Typed, table_rows, widget_for
+from api.web.uploads import HAD, KEEP, NEW, files_of, posted, takes_files
+from api.web.widgets import PREFIX, Row, Typed, table_rows, widget_for
 from core.cases import attachments, charts, signatures
 from core.cases.queries import (
     CaseFilter,
@@ -888,9 +888,10 @@ def form_inputs(
                 "value": value,
                 "required": name in required,
                 "error": errors.get(name),
-                "rows": table_rows(f, name, current.get(name), typed, tz)
+                "rows": table(f, key, current.get(name), typed, tz, uploads or {})
                 if f.type == "list"
                 else None,
+                "files": takes_files(f),
                 "people": people,
             }
         )
@@ -898,6 +899,28 @@ def form_inputs(
         if name not in names:
             out.append({"name": name, "macro": "orphan", "error": message, "def": None})
     return out
+
+
+def table(
+    f: Any,
+    key: str,
+    stored: Any,
+    typed: Typed | None,
+    tz: dt.tzinfo,
+    uploads: Mapping[int, Mapping[str, Any]],
+) -> list[Row]:
+    """The rows of a list field's table; an attachment cell holds what
+    :func:`attachment_input` shows for it (the item's files, the ones this form carries)."""
+    rows = table_rows(f, key[len(PREFIX) :], stored, typed, tz)
+    subs = {s: d for s, d in (f.of or {}).items() if d.type == "attachment"}
+    if subs:
+        items = {str(i.get("id")): i for i in stored or [] if isinstance(i, dict)}
+        for row in rows:
+            item = items.get(str(row.id), {}) if row.id is not None else {}
+            for s, d in subs.items():
+                cell = f"{key}.{row.index}.{s}"
+                row.cells[s] = attachment_input(d, cell, item.get(s), typed, uploads)
+    return rows
 
 
 def attachment_input(

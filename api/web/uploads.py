@@ -14,13 +14,18 @@ form's CSRF token (HMAC), so only the browser that uploaded a file can name it i
 a multiple field's current files are ticked ``f.<field>.keep`` boxes (signed too), and
 unticking one removes it. ``f.<field>._had`` lists the ids the form showed, so a form
 that changes nothing leaves the field as it is.
+
+An attachment sub-field of a list (a checklist item's photos) works the same way in each
+row of the list's table: its inputs are ``f.<list>.<row>.<sub>.file`` (and ``.new``,
+``.keep``, ``._had``), its files are uploaded to ``<list>.<sub>``, and a refused file is
+the list field's message, naming the row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +36,7 @@ from litestar.exceptions import HTTPException
 from api.web.widgets import PREFIX
 from core.cases import attachments
 from core.errors import KefuError
+from core.spec.definitions import FieldDef
 from core.spec.procedures import CompiledProcedure
 
 FILE, NEW, KEEP, HAD = ".file", ".new", ".keep", "._had"
@@ -102,8 +108,51 @@ class Received:
     status: int = 422
 
 
-def attachment_fields(proc: CompiledProcedure, names: list[str]) -> list[str]:
-    return [n for n in names if proc.pack.fields[n].type == "attachment"]
+@dataclass(frozen=True)
+class Slot:
+    """One place of a form that takes files: an attachment field, or an attachment
+    sub-field in one row of a list's table."""
+
+    key: str  # its inputs' name: f.<field>, or f.<list>.<row>.<sub>
+    field: FieldDef
+    path: str  # the field the upload is for: <field>, or <list>.<sub>
+    owner: str  # the form field its messages stand beside
+    row: int | None = None
+
+
+def slots(proc: CompiledProcedure, names: list[str], keys: Iterable[str]) -> list[Slot]:
+    """The slots of the fields ``names``; a list's rows are those ``keys`` (the posted
+    input names) mention."""
+    keys = list(keys)
+    out: list[Slot] = []
+    for name in names:
+        f = proc.pack.fields[name]
+        if f.type == "attachment":
+            out.append(Slot(PREFIX + name, f, name, name))
+        elif f.type == "list":
+            subs = {s: d for s, d in (f.of or {}).items() if d.type == "attachment"}
+            base = PREFIX + name + "."
+            rows = sorted(
+                {
+                    int(row)
+                    for k in keys
+                    if k.startswith(base)
+                    for row in (k[len(base) :].partition(".")[0],)
+                    if row.isdigit() and len(row) < 6
+                }
+            )
+            out += [
+                Slot(f"{base}{row}.{s}", d, f"{name}.{s}", name, row)
+                for row in rows
+                for s, d in subs.items()
+            ]
+    return out
+
+
+def takes_files(f: FieldDef) -> bool:
+    """Whether a field's form input sends files: an attachment field, or a list with an
+    attachment sub-field."""
+    return f.type == "attachment" or any(d.type == "attachment" for d in (f.of or {}).values())
 
 
 def receive(
@@ -120,8 +169,8 @@ def receive(
     uploads: dict[int, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     statuses: set[int] = set()
-    for name in attachment_fields(proc, names):
-        key = PREFIX + name
+    for slot in slots(proc, names, [*form.typed, *form.files]):
+        key = slot.key
         for suffix in (NEW, KEEP):
             ids = [i for i in (untoken(secret, v) for v in typed.pop(key + suffix, [])) if i]
             typed[key + suffix] = [str(i) for i in ids]
@@ -133,14 +182,16 @@ def receive(
                         continue
                     uploads[i] = _shown(row["id"], row["filename"], row["size"], row["media_type"])
         chosen = [p for p in form.files.get(key + FILE, []) if p.filename]
-        if not proc.pack.fields[name].multiple:
+        if not slot.field.multiple:
             chosen = chosen[-1:]
         for part in chosen:
             try:
                 content: Any = part.file  # a spooled temporary file: a binary file object
-                up = attachments.upload(svc, actor, proc.key, name, part.filename, content)
+                up = attachments.upload(svc, actor, proc.key, slot.path, part.filename, content)
             except KefuError as exc:
-                errors[name] = f"{attachments.safe_name(part.filename)}: {exc.message}"
+                where = "" if slot.row is None else f"#{slot.row + 1} "
+                message = f"{where}{attachments.safe_name(part.filename)}: {exc.message}"
+                errors[slot.owner] = "; ".join(filter(None, (errors.get(slot.owner), message)))
                 statuses.add(exc.status)
                 continue
             typed[key + NEW].append(str(up.id))
@@ -153,7 +204,7 @@ def receive(
 def too_large(proc: CompiledProcedure, names: list[str]) -> dict[str, str]:
     """The message beside each attachment field when a form's body was over the limit
     (nothing of it was read, so nothing was stored)."""
-    return {n: TOO_LARGE for n in attachment_fields(proc, names)}
+    return {n: TOO_LARGE for n in names if takes_files(proc.pack.fields[n])}
 
 
 def _shown(upload_id: int, name: str, size: int, media_type: str) -> dict[str, Any]:

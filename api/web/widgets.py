@@ -258,7 +258,7 @@ def table_rows(
             p = f"{base}{n}."
             rows.append(
                 Row(
-                    len(rows),
+                    n,  # the row's inputs keep their names, so its files match them
                     _first(typed, p + "id") or None,
                     {s: (typed.get(p + s) or [""])[0] for s in subs},
                     bool(_first(typed, p + "remove")),

@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 AXE = ROOT / "var" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 PASSWORD = "correct horse 1"
-USERS = ("wang", "li", "zhao", "qian", "chen", "sun", "zhou")
+USERS = ("wang", "li", "zhao", "qian", "chen", "sun", "zhou", "xu", "lin")
 
 
 def _free_port() -> int:

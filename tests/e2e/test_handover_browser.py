@@ -4,9 +4,8 @@ notice and hands over the documents; the inspector records two defects, each wit
 which become two rectification cases; the contractor fixes both from his inbox; the
 inspector re-inspects, passes both, and the unit goes to acceptance.
 
-The photos are uploaded through the API route a page's upload widget uses, with the
-signed-in browser's session, and their ids typed into the checklist's photo cells: the
-pages have no file input for the attachment fields of a list's items yet.
+Each photo is chosen in the file input of its checklist row, as an inspector on site
+would, and travels with the form.
 """
 
 from __future__ import annotations
@@ -44,15 +43,6 @@ def submit(page: Any, action: str) -> None:
 
 def step(page: Any) -> str:
     return str(page.locator("#h-state .step").inner_text())
-
-
-def photo(page: Any, server: Server, name: str, data: bytes) -> str:
-    r = page.request.post(
-        server.base + "/api/v1/attachments/property-handover/checklist.photos",
-        multipart={"file": {"name": name, "mimeType": "image/png", "buffer": data}},
-    )
-    assert r.status == 201, r.text()
-    return str(r.json()["id"])
 
 
 def test_inspection_with_two_defects_photos_and_a_reinspection(
@@ -93,19 +83,19 @@ def test_inspection_with_two_defects_photos_and_a_reinspection(
     inspector = inspector_ctx.new_page()
     sign_in(inspector, server, "xu")
     inspector.goto(case_url)
-    ceiling = photo(inspector, server, "天花板裂缝.png", PNG)
-    window = photo(inspector, server, "窗框渗水.png", PNG + b"\0")
     form = act(inspector, "record_check")
     rows = [
-        ("living", "ceiling", "天花板裂缝约30cm", ceiling, 10),
-        ("bedroom", "window", "窗框渗水", window, 12),
+        ("living", "ceiling", "天花板裂缝约30cm", ("天花板裂缝.png", PNG), 10),
+        ("bedroom", "window", "窗框渗水", ("窗框渗水.png", PNG + b"\0"), 12),
     ]
     for n, (room, part, text, upload, days) in enumerate(rows):
         form.locator(f'select[name="f.checklist.{n}.room"]').select_option(room)
         form.locator(f'select[name="f.checklist.{n}.part"]').select_option(part)
         form.locator(f'select[name="f.checklist.{n}.result"]').select_option("defect")
         form.locator(f'input[name="f.checklist.{n}.description"]').fill(text)
-        form.locator(f'input[name="f.checklist.{n}.photos"]').fill(upload)
+        form.locator(f'input[name="f.checklist.{n}.photos.file"]').set_input_files(
+            files=[{"name": upload[0], "mimeType": "image/png", "buffer": upload[1]}]
+        )
         due = (dt.datetime.now(SHANGHAI) + dt.timedelta(days=days)).strftime("%Y-%m-%dT18:00")
         form.locator(f'input[name="f.checklist.{n}.due_at"]').fill(due)
     submit(inspector, "record_check")

@@ -333,3 +333,60 @@ def test_the_customer_sends_photos_with_the_portal_intake(
         [("f.fault_photos.file", ("notes.txt", b"plain words", "image/png"))],
     )
     assert r.status_code == 415 and "does not take text/plain" in errors(r.text)["fault_photos"]
+
+
+def test_a_lists_rows_take_files_and_keep_them_when_the_form_comes_back(
+    web: Any, dsvc: CaseService
+) -> None:
+    """A list item's attachment cell (a visit's photo) has a file input in its row; a
+    refused file is the list's message naming the row, a good one waits, signed, in its
+    row while the form is refused for another reason, and the saved item links its file."""
+    li = web("li")
+    page = li.get("/web/new/retention").text
+    assert 'enctype="multipart/form-data"' in page
+    assert 'name="f.visits.0.photo.file"' in page and 'name="f.visits.1.photo.file"' in page
+    token = csrf(li, "/web/new/retention")
+    rows = {"_csrf": token, "f.visits.0.note": "上门", "f.visits.1.note": "复查"}
+    # a web page where the photo takes pictures and documents: 415, beside the list, naming
+    # the row
+    r = post(
+        li,
+        "/web/new/retention",
+        {**rows, "f.customer_name": "张三"},
+        [
+            (
+                "f.visits.1.photo.file",
+                ("说明.png", b"<html><script>x()</script></html>", "image/png"),
+            )
+        ],
+    )
+    assert r.status_code == 415, r.text
+    assert re.match(
+        r"#2 说明\.png: visits\.photo does not take text/html", errors(r.text)["visits"]
+    )
+    # a good photo in row 1, the form refused (no customer): the photo waits in its row
+    r = post(
+        li,
+        "/web/new/retention",
+        {**rows, "f.visits.0.photo._had": ""},
+        [("f.visits.0.photo.file", ("现场.png", PNG, "image/png"))],
+    )
+    assert r.status_code == 422 and errors(r.text) == {"customer_name": "required"}
+    kept = re.search(r'name="f\.visits\.0\.photo\.new" value="([^"]+)" checked> 现场\.png', r.text)
+    assert kept, r.text
+    assert 'name="f.visits.1.photo.new"' not in r.text  # the other row has none
+    r = post(
+        li,
+        "/web/new/retention",
+        {**rows, "f.customer_name": "张三", "f.visits.0.photo.new": kept.group(1)},
+    )
+    assert r.status_code == 303, errors(r.text)
+    cid = case_id(r.headers["location"])
+    visits = dsvc.get_case("docs", cid).fields["visits"]
+    assert [(v["note"], (v.get("photo") or {}).get("name")) for v in visits] == [
+        ("上门", "现场.png"),
+        ("复查", None),
+    ]
+    photo = visits[0]["photo"]
+    assert photo["id"] == uploads.untoken(token, kept.group(1))
+    assert li.get(f"/api/v1/attachments/{photo['id']}").content == PNG
