@@ -368,7 +368,8 @@ def test_a_qp_complaint_through_the_quality_managers_signature_to_closure(
 ) -> None:
     """QP/XX-A-2021 §5.1.3: sales take the complaint and pass it on, the responsible
     department fills the closed-loop tracking form, the quality manager signs it, sales
-    answer the customer and call back; three months later the complainant closes it."""
+    answer the customer and call back; three months later the complainant closes it through
+    the one-time link the outbox holds (谁投诉谁关闭)."""
     contexts = {
         user: browser.new_context(locale=("en" if user == "qian" else "zh-CN"))
         for user in ("wang", "li", "qian")
@@ -428,21 +429,52 @@ def test_a_qp_complaint_through_the_quality_managers_signature_to_closure(
     qian.locator("#records").get_by_role("link", name="print (HTML)").click()
     assert "客户投诉闭环跟踪单" in qian.content() and "qian" in qian.content()
 
+    # the tracker the manager named confirms the action was carried out
+    qian.goto(url)
+    act(
+        qian,
+        "implemented",
+        {"Implementation checked by the tracker": "New die in use; every lot inspected"},
+        "Carried out",
+    )
+
     wang.goto(url)
     act(wang, "explained", {"向顾客的解释说明": "已更换模具,后续批次全检"}, "已答复顾客")
     act(wang, "callback", {"回访记录": "一个月回访:客户确认尺寸合格"}, "记录回访")
-    time_passes(server, number, "three_month_survey")
-    wait_for_step(wang, "三个月后调查")
+    time_passes(server, number, "survey_due")
+    wait_for_step(wang, "调查原投诉顾客")
     act(
         wang,
-        "complainant_closes",
-        {"顾客确认问题已解决": "true", "调查意见": "满意"},
-        "原投诉顾客确认关闭",
+        "invite_complainant",
+        {"联系人电子邮箱": "zhang@huadong.example.com"},
+        "发送确认链接给原投诉顾客",
     )
+    # 谁投诉谁关闭: the complainant, with no account, answers through the mailed link
+    complainant_ctx = browser.new_context(locale="zh-CN")
+    complainant = complainant_ctx.new_page()
+    complainant.goto(outbox_link(server, number))
+    assert complainant.url == server.base + "/portal/demo/case"  # the token left the bar
+    complainant.get_by_label("原投诉顾客确认问题已解决").select_option("true")
+    complainant.get_by_label("调查意见").fill("尺寸问题已解决,满意")
+    complainant.get_by_role("button", name="确认问题是否已解决").click()
+    assert complainant.locator("#portal-message").inner_text() == "谢谢。"
+    complainant_ctx.close()
+
+    wang.reload()
     assert "已闭环关闭" in wang.locator("#h-state").inner_text()
     journal = wang.locator("ol.timeline").inner_text()
-    for step in ("organise", "submit_form", "approve", "signed", "explained", "complainant_closes"):
+    for step in (
+        "organise",
+        "submit_form",
+        "approve",
+        "signed",
+        "implemented",
+        "explained",
+        "invite_complainant",
+        "complainant_closes",
+    ):
         assert step in journal, step
+    assert "尺寸问题已解决,满意" in wang.locator("dd[data-field=survey_comment]").inner_text()
     wang.screenshot(path=str(artefacts / "case-closed-zh-CN.png"), full_page=True)
     for ctx in contexts.values():
         ctx.close()
