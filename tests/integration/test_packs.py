@@ -2,7 +2,8 @@
 
 Each pack there exists to exercise one behaviour of the engine (not a company's
 procedure); every scenario of every such pack runs on both rule engines and on SQLite and
-PostgreSQL.
+PostgreSQL. The scenarios of the bundled packs (rules/) run here on PostgreSQL; both
+engines run them on SQLite in test_scenarios_differential.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from core.spec.catalog import ROOT
 from core.storage import schema as t
 from core.storage.db import Database
-from core.testing.scenarios import ScenarioError, run_scenario
-from tests import requires
+from core.testing.scenarios import ScenarioError, run_scenario, scenario_files
+from tests import pg, requires
 
 PACKS = Path(__file__).resolve().parents[1] / "packs"
 SCENARIOS = sorted(PACKS.glob("*/scenarios/*.yaml"))
@@ -28,6 +30,23 @@ def test_pack_scenario(path: Path, db: Database, evaluator_kind: str) -> None:
         run_scenario(path, evaluator_kind=evaluator_kind, db=db)
     except ScenarioError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize(
+    "path", scenario_files([ROOT / "rules"]), ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
+)
+def test_bundled_pack_scenario_on_postgresql(path: Path, pg_url: str) -> None:
+    """The companies' procedures (rules/) hold on PostgreSQL too; on SQLite, both engines
+    run them step by step in test_scenarios_differential."""
+    db = Database(pg_url)
+    try:
+        pg.empty(db)
+        run_scenario(path, evaluator_kind="reference", db=db)
+    except ScenarioError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        db.dispose()
 
 
 def test_every_way_of_closing_leaves_the_same_trace(db: Database) -> None:
