@@ -235,10 +235,15 @@ def resolve(
     values: dict[str, Any],
     case_id: int | None,
     errors: dict[str, str],
+    uploader: str | None = None,
 ) -> list[int]:
     """Replace the upload ids given for attachment fields in ``values`` — and for the
     attachment fields of list items — by what their rows say; problems go to ``errors``
-    by field. Returns the ids the case will claim."""
+    by field. Returns the ids the case will claim.
+
+    An upload no case holds yet can be claimed only by the person who uploaded it
+    (``uploader``; None for the engine's own changes): upload ids are sequential, so
+    anyone could otherwise take a colleague's file into their case by guessing one."""
     # (field in values, item or None, path the uploads were made for, definition, refs)
     wanted: list[tuple[str, dict[str, Any] | None, str, FieldDef, list[dict[str, Any]]]] = []
     for name, value in values.items():
@@ -271,6 +276,8 @@ def resolve(
             problem = None
             if row.case_id is not None and row.case_id != case_id:
                 problem = f"upload {row.id} belongs to another case"
+            elif row.case_id is None and uploader is not None and row.uploaded_by != uploader:
+                problem = f"upload {row.id} was made by someone else; upload the file yourself"
             elif (row.procedure, row.field) != (proc.key, path):
                 problem = f"upload {row.id} was made for {row.procedure}.{row.field}"
             elif row.size > max_size(fdef) or not accepts(fdef, row.media_type):

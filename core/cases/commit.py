@@ -270,7 +270,7 @@ class Pipeline:
                     and name not in errors
                 ):
                     errors[name] = "required"
-        claims = self._uploads(proc, values, None, errors)
+        claims = self._uploads(proc, values, None, errors, actor)
         if errors:
             raise InvalidInput("the opening form has errors", errors=errors)
         number = self._next_number(proc, now)
@@ -339,7 +339,7 @@ class Pipeline:
             proc, data, ordered(act_def.ask, act_def.require), [], row.fields
         )
         # upload ids become the files first: the case keeps (and conditions see) the file
-        claims = self._uploads(proc, values, row.id, errors)
+        claims = self._uploads(proc, values, row.id, errors, actor)
         now = self.ctx.now()
         fields = {**row.fields, **values}
         required = list(act_def.require)
@@ -729,11 +729,14 @@ class Pipeline:
         values: dict[str, Any],
         case_id: int | None,
         errors: dict[str, str],
+        actor: Actor,
     ) -> list[int]:
-        """Attachment fields: upload ids become the uploads' hash, name, size and type."""
+        """Attachment fields: upload ids become the uploads' hash, name, size and type;
+        ``actor`` may claim only the uploads they made (the engine's own changes, any)."""
         if not proc.attachment_fields or proc.attachment_fields.isdisjoint(values):
             return []
-        return attachments.resolve(self.conn, self.rt.id, proc, values, case_id, errors)
+        uploader = None if actor.system else actor.username
+        return attachments.resolve(self.conn, self.rt.id, proc, values, case_id, errors, uploader)
 
     def _signing(
         self,
@@ -928,7 +931,7 @@ class Pipeline:
     ) -> Committed:
         """Open a case whose fields a rule or schedule gave: no opening form, no role check."""
         from_form, errors = coerce_fields(proc, values, list(proc.pack.fields), [])
-        claims = self._uploads(proc, from_form, None, errors)
+        claims = self._uploads(proc, from_form, None, errors, actor)
         if errors:
             raise InvalidInput("the fields have errors", errors=errors)
         now = self.ctx.now()

@@ -985,3 +985,22 @@ def test_one_case_per_defect_and_the_step_that_waits_for_them(dsvc: CaseService)
     # the parent's record lists its children
     doc, _ = records.render_html(dsvc, "docs", cid, "inspection_record")
     assert [x["status"] for x in doc.linked] == ["已关闭"] * 3
+
+
+def test_an_upload_is_claimed_only_by_the_person_who_made_it(dsvc: CaseService) -> None:
+    """Upload ids count up: another agent guessing one cannot take li's photo into a case
+    of theirs; li still can, and the engine's own copies are not held back."""
+    li, zhou = dsvc.actor("docs", "li"), dsvc.actor("docs", "zhou")
+    up = attachments.upload(dsvc, li, "retention", "photo", "客户照片.png", io.BytesIO(PNG))
+    with pytest.raises(InvalidInput) as exc:
+        dsvc.open_case("docs", "retention", zhou, {"customer_name": "王五", "photo": up.id})
+    assert exc.value.details["errors"] == {
+        "photo": f"upload {up.id} was made by someone else; upload the file yourself"
+    }
+    with pytest.raises(InvalidInput) as exc:  # nor inside a list's item
+        dsvc.open_case(
+            "docs", "retention", zhou, {"customer_name": "王五", "visits": [{"photo": up.id}]}
+        )
+    assert "was made by someone else" in exc.value.details["errors"]["visits"]
+    cid = dsvc.open_case("docs", "retention", li, {"customer_name": "张三", "photo": up.id}).case.id
+    assert dsvc.get_case("docs", cid).fields["photo"]["name"] == "客户照片.png"
