@@ -51,7 +51,7 @@ from api.web.context import (
     page,
     see_other,
 )
-from api.web.i18n import N_
+from api.web.i18n import N_, gettext
 from api.web.pages import form_inputs
 from api.web.security import HEADERS
 from api.web.submit import CORRECT, EXPIRED, Outcome, submit
@@ -59,7 +59,7 @@ from api.web.uploads import posted
 from core.cases.commit import Actor
 from core.cases.service import CaseService, CompanyRuntime
 from core.errors import NotFound, Refused
-from core.spec.definitions import KEY_RE, LabelIn, PackDef
+from core.spec.definitions import KEY_RE, Label, LabelIn, PackDef
 from core.spec.effects import Change, EffectType, OutboxDraft, Problem
 from core.spec.forms import ordered
 from core.storage import schema as t
@@ -144,6 +144,14 @@ def public_url() -> str:
     return os.environ.get("KEFU_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 
+def link_subject(number: str, asks: Label | None, locale: str) -> str:
+    """The subject of a link's message: the case number, then what the link asks of the
+    customer (``portal_link``'s ``subject``), by default to confirm the result."""
+    if asks is None:
+        return gettext(locale, "{case}: please confirm").format(case=number)
+    return gettext(locale, "{case}: {asks}").format(case=number, asks=asks.text(locale))
+
+
 def _apply_link(change: Change, args: PortalLinkArgs, rule_id: str) -> None:
     """Issue a one-time link for the customer: the token goes out in the message only."""
     raw = secrets.token_urlsafe(32)
@@ -161,15 +169,7 @@ def _apply_link(change: Change, args: PortalLinkArgs, rule_id: str) -> None:
         expires_at=expires.astimezone(dt.UTC).isoformat(),
     )
     locale = company.locale if company is not None else "zh-CN"
-    if args.subject is not None:
-        asks = args.subject.text(locale)
-        subject = (
-            f"{change.case_number}: {asks}" if locale == "en" else f"{change.case_number}:{asks}"
-        )
-    elif locale == "en":
-        subject = f"{change.case_number}: please confirm"
-    else:
-        subject = f"{change.case_number}:请确认处理结果"
+    subject = link_subject(change.case_number, args.subject, locale)
     change.outbox.append(
         OutboxDraft(
             args.channel,

@@ -21,7 +21,9 @@ from babel.messages.pofile import read_po
 from click.testing import CliRunner
 
 from api.plugin import serve
+from api.portal import link_subject
 from api.web import i18n
+from core.spec.definitions import Label
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALE = ROOT / "api" / "web" / "locale"
@@ -109,6 +111,18 @@ def test_the_pages_show_the_compiled_translations() -> None:
 def test_a_deadline_reads_in_the_page_language(locale: str, hours: float, shown: str) -> None:
     now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
     assert i18n.relative(now + dt.timedelta(hours=hours), now, locale) == shown
+
+
+@pytest.mark.parametrize(
+    ("locale", "shown"),
+    [
+        ("zh-CN", ["BX-7:请确认处理结果", "BX-7:请确认是否同意维修报价"]),
+        ("en", ["BX-7: please confirm", "BX-7: accept or decline the quote"]),
+    ],
+)
+def test_a_links_subject_reads_in_the_companys_language(locale: str, shown: list[str]) -> None:
+    quote = Label(zh_CN="请确认是否同意维修报价", en="accept or decline the quote")
+    assert [link_subject("BX-7", None, locale), link_subject("BX-7", quote, locale)] == shown
 
 
 def test_the_language_is_the_persons_then_the_browsers_then_the_companys() -> None:
