@@ -6,12 +6,14 @@
 #   make check  the edit-test loop, under a minute (about 50 s on 2 cores): ruff, the unit
 #               tests and the SQLite integration tests not marked slow (those start kefu
 #               processes or run for seconds)
+#   make messages  extract the pages' words into their catalogues (docs/web.md,
+#               "Translating the pages")
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 WORKERS ?= 2
 
-.PHONY: run test check setup system-packages lint bench scale-bench
+.PHONY: run test check setup system-packages lint bench scale-bench messages
 
 $(BIN)/kefu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +52,23 @@ $(AXE):
 		echo "no npm: the accessibility check of the browser tests needs axe-core (npm)"; \
 	fi
 
-setup: system-packages $(BIN)/kefu $(AXE)
+# The pages' words: each language's catalogue (api/web/locale/<lang>/LC_MESSAGES/messages.po,
+# in the repository) compiled to the messages.mo the server reads (not in the repository;
+# the server refuses to start without it). pybabel's settings are pyproject.toml's
+# [tool.babel.*] tables.
+CATALOGUES := $(wildcard api/web/locale/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
+$(COMPILED): %.mo: %.po $(BIN)/kefu
+	$(BIN)/pybabel -q compile --input-file $< --output-file $@
+
+# after adding or changing a t("…"): the messages into messages.pot, merged into each
+# language's messages.po (translate the new ones there), compiled again
+messages: $(BIN)/kefu
+	$(BIN)/pybabel -q extract
+	$(BIN)/pybabel -q update
+	$(BIN)/pybabel -q compile
+
+setup: system-packages $(BIN)/kefu $(COMPILED) $(AXE)
 
 # The test plugin (tests/plugins/kefu-example) is for the test suite only. kefu finds
 # plugins through the entry points of the packages installed in its environment, so in

@@ -22,6 +22,7 @@ from api.guard import GuardedRequest, GuardMiddleware
 from api.problems import HANDLERS
 from api.routes import ROUTES, provide_actor
 from api.swagger import LocalSwaggerRenderPlugin
+from api.web.i18n import check_catalogues
 from api.web.site import page_errors, pages_first, template_config, web_routes
 from core.cases.service import CaseService
 from core.runtime.bootstrap import build_service
@@ -46,6 +47,7 @@ def create_app(
     debug: bool = False,
     extra_routes: list[Any] | None = None,
 ) -> Litestar:
+    check_catalogues()  # the pages' words: a missing catalogue stops the server here
     settings = auth or AuthSettings.from_env()
     pool = PasswordPool(settings.hash_threads, settings.hash_queue)
     middleware, auth_routes = build_auth(svc, settings, pool)

@@ -108,7 +108,12 @@ def serve(
     import uvicorn
 
     from api.app import create_app  # lazy: only `kefu serve` loads Litestar
+    from api.web.i18n import MissingCatalogue, check_catalogues  # lazy, as create_app
 
+    try:
+        check_catalogues()
+    except MissingCatalogue as exc:
+        raise click.ClickException(str(exc)) from exc
     cat = load_catalog(extensions=installed())
     if cat.diagnostics.errors:
         for d in cat.diagnostics:

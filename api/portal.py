@@ -51,14 +51,15 @@ from api.web.context import (
     page,
     see_other,
 )
+from api.web.i18n import N_, gettext
 from api.web.pages import form_inputs
 from api.web.security import HEADERS
-from api.web.submit import CORRECT, Outcome, submit
+from api.web.submit import CORRECT, EXPIRED, Outcome, submit
 from api.web.uploads import posted
 from core.cases.commit import Actor
 from core.cases.service import CaseService, CompanyRuntime
 from core.errors import NotFound, Refused
-from core.spec.definitions import KEY_RE, LabelIn, PackDef
+from core.spec.definitions import KEY_RE, Label, LabelIn, PackDef
 from core.spec.effects import Change, EffectType, OutboxDraft, Problem
 from core.spec.forms import ordered
 from core.storage import schema as t
@@ -69,6 +70,9 @@ SESSION_LIFE = dt.timedelta(minutes=30)
 WINDOW = dt.timedelta(minutes=10)
 #: requests per client address and window, per door
 LIMITS = {"intake": 10, "status": 20, "link": 20}
+#: what a customer is told (the pages translate them)
+TOO_MANY = N_("Too many attempts; try again later.")
+LINK_GONE = N_("This link has expired or was used already.")
 
 
 # -- rate limits in the database --
@@ -140,6 +144,14 @@ def public_url() -> str:
     return os.environ.get("KEFU_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 
+def link_subject(number: str, asks: Label | None, locale: str) -> str:
+    """The subject of a link's message: the case number, then what the link asks of the
+    customer (``portal_link``'s ``subject``), by default to confirm the result."""
+    if asks is None:
+        return gettext(locale, "{case}: please confirm").format(case=number)
+    return gettext(locale, "{case}: {asks}").format(case=number, asks=asks.text(locale))
+
+
 def _apply_link(change: Change, args: PortalLinkArgs, rule_id: str) -> None:
     """Issue a one-time link for the customer: the token goes out in the message only."""
     raw = secrets.token_urlsafe(32)
@@ -157,15 +169,7 @@ def _apply_link(change: Change, args: PortalLinkArgs, rule_id: str) -> None:
         expires_at=expires.astimezone(dt.UTC).isoformat(),
     )
     locale = company.locale if company is not None else "zh-CN"
-    if args.subject is not None:
-        asks = args.subject.text(locale)
-        subject = (
-            f"{change.case_number}: {asks}" if locale == "en" else f"{change.case_number}:{asks}"
-        )
-    elif locale == "en":
-        subject = f"{change.case_number}: please confirm"
-    else:
-        subject = f"{change.case_number}:请确认处理结果"
+    subject = link_subject(change.case_number, args.subject, locale)
     change.outbox.append(
         OutboxDraft(
             args.channel,
@@ -224,7 +228,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
     def company(key: str) -> CompanyRuntime:
         rt = svc.companies.get(key)
         if rt is None or not published(rt):
-            raise NotFound("no such portal")
+            raise NotFound(N_("no such portal"))
         return rt
 
     def lk(request: Request[Any, Any, Any], rt: CompanyRuntime) -> Look:
@@ -290,7 +294,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
     def _intake(rt: CompanyRuntime, procedure: str) -> Published:
         pub = published(rt).get(procedure)
         if pub is None or not pub.settings.intake:
-            raise NotFound("no such form")
+            raise NotFound(N_("no such form"))
         return pub
 
     @get("/{key:str}/new/{procedure:str}", sync_to_thread=True)
@@ -315,7 +319,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             if csrf_ok(request, settings, form.typed) and await blocking(
                 limited, request, "intake"
             ):  # counted before any file is stored
-                done = Outcome(status=429, message="Too many attempts; try again later.")
+                done = Outcome(status=429, message=TOO_MANY)
             else:
                 done = await submit(
                     request,
@@ -392,7 +396,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                 rt,
                 "portal/status.html",
                 403,
-                message="The form has expired; submit it again.",
+                message=EXPIRED,
             )
         if await blocking(limited, request, "status"):
             return render(
@@ -400,7 +404,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                 rt,
                 "portal/status.html",
                 429,
-                message="Too many attempts; try again later.",
+                message=TOO_MANY,
                 number=number,
             )
         view = await blocking(lookup, rt, number, contact)
@@ -410,7 +414,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                 rt,
                 "portal/status.html",
                 404,
-                message="No case matches this number and contact.",
+                message=N_("No case matches this number and contact."),
                 number=number,
             )
         proc = await blocking(svc.pinned, view)
@@ -486,7 +490,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                 rt,
                 "portal/message.html",
                 429,
-                message="Too many attempts; try again later.",
+                message=TOO_MANY,
             )
         valid = len(token) <= 128 and "\x00" not in number + token
         session = exchange(rt, number[:64], token) if valid else None
@@ -496,7 +500,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
                 rt,
                 "portal/message.html",
                 410,
-                message="This link has expired or was used already.",
+                message=LINK_GONE,
             )
         cookie = Cookie(
             key=SESSION_COOKIE,
@@ -571,7 +575,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             rt,
             "portal/message.html",
             401,
-            message="This link has expired or was used already.",
+            message=LINK_GONE,
         )
 
     @get("/{key:str}/case", sync_to_thread=True)
@@ -618,7 +622,7 @@ def build_portal(svc: CaseService, settings: PageSettings) -> Router:
             return render(request, rt, "portal/case.html", done.status, message=done.message, **ctx)
         await blocking(_end_portal_session, svc, row.digest)
         gone = Cookie(key=SESSION_COOKIE, value="", path="/portal", max_age=0)
-        return render(request, rt, "portal/message.html", 200, [gone], message="Thank you.")
+        return render(request, rt, "portal/message.html", 200, [gone], message=N_("Thank you."))
 
     return Router(
         path="/portal",

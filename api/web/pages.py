@@ -48,7 +48,7 @@ from api.web.context import (
     see_other,
 )
 from api.web.security import HEADERS
-from api.web.submit import submit
+from api.web.submit import EXPIRED, submit
 from api.web.uploads import HAD, KEEP, NEW, files_of, posted, takes_files
 from api.web.widgets import PREFIX, Row, Typed, table_rows, widget_for
 from core.cases import attachments, charts, signatures
@@ -195,7 +195,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
                 None,
                 "error.html",
                 status=403,
-                message="The form has expired; submit it again.",
+                message=EXPIRED,
             )
         cred = request.auth
         if cred.kind == "session":
@@ -821,7 +821,7 @@ def _display(f: Any, value: Any, lk: Look) -> Any:
     if value is None:
         return ""
     if f.type == "boolean":
-        return i18n.gettext(lk.locale, "yes" if value else "no")
+        return i18n.gettext(lk.locale, "yes") if value else i18n.gettext(lk.locale, "no")
     if f.type == "datetime":
         return i18n.local(value, lk.tz)
     if f.type == "choice" and f.choices:

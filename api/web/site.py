@@ -23,6 +23,7 @@ from litestar.template.config import TemplateConfig
 from api.auth import AuthSettings, PasswordPool
 from api.portal import build_portal, published
 from api.web.context import PageSettings, look, page
+from api.web.i18n import N_
 from api.web.pages import build_pages
 from core.cases.service import CaseService
 from core.errors import KefuError
@@ -31,16 +32,16 @@ HERE = Path(__file__).resolve().parent
 log = logging.getLogger("kefu.web")
 #: messages the error pages translate (anything else is shown as it is)
 STATUS_TEXT = {
-    400: "Bad request",
-    401: "Not signed in",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    413: "The request is too large.",
-    415: "Unsupported media type",
-    429: "Too many attempts; try again later.",
-    500: "Something went wrong on the server; it has been logged.",
+    400: N_("Bad request"),
+    401: N_("Not signed in"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Method not allowed"),
+    409: N_("Conflict"),
+    413: N_("The request is too large."),
+    415: N_("Unsupported media type"),
+    429: N_("Too many attempts; try again later."),
+    500: N_("Something went wrong on the server; it has been logged."),
 }
 
 
@@ -86,7 +87,7 @@ def page_errors(svc: CaseService, auth: AuthSettings) -> PageError:
         customer = path == "/portal" or path.startswith("/portal/")
         if not (staff or customer):
             return None
-        text = message if message and status < 500 else STATUS_TEXT.get(status, "Error")
+        text = message if message and status < 500 else STATUS_TEXT.get(status, N_("Error"))
         if status >= 500:
             status = 500
         first = next(iter(svc.companies.values()), None)

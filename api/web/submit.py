@@ -19,13 +19,14 @@ from typing import Any
 from litestar import Request
 
 from api.web.context import PageSettings, blocking, csrf_ok, csrf_secret
+from api.web.i18n import N_
 from api.web.uploads import TOO_LARGE, Posted, receive, too_large
 from api.web.widgets import Typed, read_form
 from core.errors import Conflict, InvalidInput, KefuError, NotAllowed, Refused
 from core.spec.procedures import CompiledProcedure
 
-EXPIRED = "The form has expired; submit it again."
-CORRECT = "Please correct the marked fields."
+EXPIRED = N_("The form has expired; submit it again.")
+CORRECT = N_("Please correct the marked fields.")
 
 
 @dataclass

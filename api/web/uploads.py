@@ -33,6 +33,7 @@ from litestar import Request
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException
 
+from api.web.i18n import N_
 from api.web.widgets import PREFIX
 from core.cases import attachments
 from core.errors import KefuError
@@ -42,7 +43,7 @@ from core.spec.procedures import CompiledProcedure
 FILE, NEW, KEEP, HAD = ".file", ".new", ".keep", "._had"
 #: the largest urlencoded form (no files) a page reads, as the API's JSON bodies
 MAX_FORM = 1024 * 1024
-TOO_LARGE = "the files sent were larger than the server takes in one form"
+TOO_LARGE = N_("the files sent were larger than the server takes in one form")
 
 
 def token(secret: str, upload_id: int) -> str:

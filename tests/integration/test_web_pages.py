@@ -291,6 +291,7 @@ def test_portal_intake_status_link_once_and_rate_limits(
     link = msg["payload"]["link"].split("8000", 1)[1]
     raw = link.rsplit("/", 1)[1]
     assert len(raw) >= 43 and msg["payload"]["address"] == "li4@example.com"
+    assert msg["payload"]["subject"] == f"{number}:请确认处理结果"  # the demo speaks zh-CN
     issued = [e for e in svc.journal("demo", view.id) if e["kind"] == "portal-link"]
     assert raw not in str(issued) and issued[0]["data"]["digest"] == portal.digest(raw)
     r = p.get(link, follow_redirects=False)

@@ -54,3 +54,15 @@ def test_setup_installs_chromium_and_axe_for_the_browser_tests(tmp_path: Path) -
         assert [x for x in lines if "for p in" in x and " chromium" in x], (target, lines)
         assert [x for x in lines if "apt-get install -y" in x], (target, lines)
         assert [x for x in lines if "npm install" in x and "axe-core" in x], (target, lines)
+
+
+def test_setup_compiles_the_pages_catalogues_before_they_are_read(tmp_path: Path) -> None:
+    for target, reader in (("run", "kefu serve"), ("test", "/bin/pytest")):
+        lines = commands(target, tmp_path)
+        compiled = [
+            i
+            for i, x in enumerate(lines)
+            if "pybabel" in x and " compile " in x and "zh_CN/LC_MESSAGES/messages.mo" in x
+        ]
+        assert compiled, (target, lines)
+        assert compiled[0] < next(i for i, x in enumerate(lines) if reader in x), target
