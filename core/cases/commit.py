@@ -49,7 +49,7 @@ from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
 from core.spec.procedures import OPENING, CompiledProcedure, branch_id, required_id
 from core.storage import schema as t
-from core.storage.prepared import Prepared
+from core.storage.prepared import Prepared, Query
 from core.time.calendars import WorkingCalendar
 
 #: how deep rules may open cases from cases (a complaint opens an 8D, which opens …)
@@ -57,8 +57,8 @@ MAX_LINK_DEPTH = 3
 
 # The hot path's statements are built once: building a statement per call cost more
 # than executing it (bench/actions_bench.py).
-SEL_CASE = select(t.case).where(
-    t.case.c.id == bindparam("cid"), t.case.c.company_id == bindparam("co")
+SEL_CASE = Query(
+    select(t.case).where(t.case.c.id == bindparam("cid"), t.case.c.company_id == bindparam("co"))
 )
 _INS_CASE = insert(t.case)
 _UPD_CASE = Prepared(
@@ -778,7 +778,7 @@ class Pipeline:
         )
 
     def _row(self, case_id: int) -> Any:
-        row = self.conn.execute(SEL_CASE, {"cid": case_id, "co": self.rt.id}).first()
+        row = SEL_CASE.first(self.conn, {"cid": case_id, "co": self.rt.id})
         if row is None:  # another company's case is "not found" too: never reveal it exists
             raise NotFound(f"case {case_id} not found")
         return row

@@ -19,7 +19,7 @@ timer's ``then``) as a system change of the case.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -525,6 +525,23 @@ class TimePlan:
     next_due: dt.datetime | None
 
 
+def _memo(
+    facts_of: Callable[[Mapping[str, Any], str], Mapping[str, Any]],
+) -> Callable[[Mapping[str, Any], str], Mapping[str, Any]]:
+    """``facts_of`` computed once per moment of a replay: every SLA with a ``when:`` or a
+    pause condition asks again for the facts of the same moments. The fields mapping is
+    kept with its facts, so its id cannot be reused by another while the replay runs."""
+    seen: dict[tuple[int, str], tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+
+    def once(fields: Mapping[str, Any], step: str) -> Mapping[str, Any]:
+        hit = seen.get((id(fields), step))
+        if hit is None or hit[0] is not fields:
+            hit = seen[(id(fields), step)] = (fields, facts_of(fields, step))
+        return hit[1]
+
+    return once
+
+
 def plan(
     proc: CompiledProcedure,
     history: Sequence[Mapping[str, Any]],
@@ -540,7 +557,7 @@ def plan(
             history,
             cal,
             now,
-            lambda f, s: proc.facts(f, event="timer", step=s, calendar=cal),
+            _memo(lambda f, s: proc.facts(f, event="timer", step=s, calendar=cal)),
             explain=False,
         )
     escalated = {

@@ -48,13 +48,13 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from core.storage import schema as t
 from core.storage.db import JsonText
-from core.storage.prepared import Prepared
+from core.storage.prepared import Prepared, Query
 
 GENESIS = "0" * 64
 SAFE_INT = 2**53  # beyond it a JSON number may not survive a trip through a float
 
 # built once: building a statement per call cost more than executing it
-_SEL_HEAD = (
+_SEL_HEAD = Query(
     select(t.journal_head.c.seq, t.journal_head.c.hash)
     .where(t.journal_head.c.company_id == bindparam("co"))
     .with_for_update()
@@ -66,7 +66,7 @@ _UPD_HEAD = Prepared(
 )
 _JOURNAL_COLUMNS = [c.name for c in t.journal.c if c.name != "id"]
 _INS_JOURNAL = Prepared(insert(t.journal).values({c: bindparam(c) for c in _JOURNAL_COLUMNS}))
-_SEL_CASE_JOURNAL = (
+_SEL_CASE_JOURNAL = Query(
     select(t.journal.c.at, t.journal.c.kind, t.journal.c.action, t.journal.c.data)
     .where(t.journal.c.company_id == bindparam("co"), t.journal.c.case_id == bindparam("cid"))
     .order_by(t.journal.c.seq)
@@ -255,7 +255,9 @@ def append(
         return []
     ring = keyring()
     key_id = ring.current
-    head = conn.execute(_SEL_HEAD, {"co": company_id}).one()
+    head = _SEL_HEAD.first(conn, {"co": company_id})
+    if head is None:
+        raise LookupError(f"company {company_id} has no journal head")
     seq, prev = head.seq, head.hash
     rows, seqs = [], []
     last = len(entries) - 1
@@ -331,8 +333,7 @@ def action_takers(
 
 def case_history(conn: Connection, company_id: int, case_id: int) -> list[dict[str, Any]]:
     """The case's entries, oldest first, as deadlines replay them (at, kind, action, data)."""
-    rows = conn.execute(_SEL_CASE_JOURNAL, {"co": company_id, "cid": case_id}).all()
-    return [dict(r._mapping) for r in rows]
+    return [r._asdict() for r in _SEL_CASE_JOURNAL.all(conn, {"co": company_id, "cid": case_id})]
 
 
 class AuditProblem(NamedTuple):

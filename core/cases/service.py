@@ -348,7 +348,7 @@ class CaseService:
 
     # -- reading ------------------------------------------------------------------------
     def _case_row(self, conn: Connection, rt: CompanyRuntime, case_id: int) -> Any:
-        row = conn.execute(SEL_CASE, {"cid": case_id, "co": rt.id}).first()
+        row = SEL_CASE.first(conn, {"cid": case_id, "co": rt.id})
         if row is None:
             # another company's case is "not found" too: never reveal it exists
             raise NotFound(f"case {case_id} not found")

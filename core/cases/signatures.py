@@ -25,12 +25,15 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from core.errors import NotAllowed
 from core.spec.definitions import SignatureDef
 from core.storage import schema as t
+from core.storage.prepared import Query
 
 _S = t.signature
 #: how a void signature's reason begins; the changed fields' names follow, comma-separated
 VOID_REASON = "changed after signing: "
-_SEL_VALID = select(_S).where(
-    _S.c.company_id == bindparam("co"), _S.c.case_id == bindparam("cid"), _S.c.void_at.is_(None)
+_SEL_VALID = Query(
+    select(_S).where(
+        _S.c.company_id == bindparam("co"), _S.c.case_id == bindparam("cid"), _S.c.void_at.is_(None)
+    )
 )
 _INS = insert(_S)
 _VOID = (
@@ -100,7 +103,7 @@ class Signing:
 
 def valid(conn: Connection, company_id: int, case_id: int) -> list[Any]:
     """The case's signatures that still hold, oldest first."""
-    rows = conn.execute(_SEL_VALID, {"co": company_id, "cid": case_id}).all()
+    rows = _SEL_VALID.all(conn, {"co": company_id, "cid": case_id})
     return sorted(rows, key=lambda r: r.id)
 
 

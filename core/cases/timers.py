@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
-from core.storage.prepared import Prepared
+from core.storage.prepared import Prepared, Query
 from core.storage.schema import timer
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def schedule(
     """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
     if due_at.tzinfo is None:
         raise ValueError("timer due_at must be timezone-aware")
-    row = conn.execute(_BY_KEY, {"key": key}).first()
+    row = _BY_KEY.first(conn, {"key": key})
     if row is None:
         _INSERT.execute(
             conn,
@@ -99,7 +99,9 @@ def schedule(
 
 
 # the statements of schedule() and cancel_kinds(), run on every change of a case
-_BY_KEY = select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == bindparam("key"))
+_BY_KEY = Query(
+    select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == bindparam("key"))
+)
 _INSERT = Prepared(
     insert(timer).values(
         company_id=bindparam("company_id"),

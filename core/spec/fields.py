@@ -8,6 +8,7 @@ are JSON-native: dates as ``YYYY-MM-DD``, datetimes as ISO-8601 in UTC.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -327,6 +328,21 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
     if isinstance(stored, bool | int | float | str):
         return stored
     return None
+
+
+def fact_reader(fdef: FieldDef) -> Callable[[Any], Scalar | None]:
+    """:func:`fact_value` for one field, decided once: the function turning its stored
+    values into facts (rules read every field of a case on every action)."""
+    if fdef.plugin_kind is not None or fdef.multiple or fdef.type in _CONVERTED:
+        return functools.partial(fact_value, fdef)
+    return _stored_scalar
+
+
+_CONVERTED = frozenset(("date", "datetime", "attachment"))
+
+
+def _stored_scalar(stored: Any) -> Scalar | None:
+    return stored if isinstance(stored, bool | int | float | str) else None
 
 
 def field_type(fdef: FieldDef) -> FieldType:

@@ -21,7 +21,7 @@ from core.rules.derive import Derivations, Env, compute, item_matches, matcher
 from core.rules.expr import FieldType, parse_condition, parse_item_condition, parse_value
 from core.spec.definitions import EVENTS, ActionDef, PackDef, StepDef
 from core.spec.effects import EffectType, parse_effects
-from core.spec.fields import fact_value, field_type
+from core.spec.fields import fact_reader, field_type
 from core.spec.slas import (
     CompiledSla,
     CompiledTimer,
@@ -67,12 +67,17 @@ class CompiledProcedure:
     #: the pack's fields holding uploads (core.cases.attachments): its attachment fields,
     #: and its list fields whose items have one
     attachment_fields: frozenset[str] = field(init=False, default=frozenset())
+    #: per field, the function turning its stored value into the fact rules see
+    _fact_readers: dict[str, Callable[[Any], ir.Scalar | None]] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
     #: item conditions of open_case's where:, compiled on first use
     _item_conditions: dict[tuple[str, str], Any] = field(
         init=False, default_factory=dict, compare=False, repr=False
     )
 
     def __post_init__(self) -> None:
+        self._fact_readers = {n: fact_reader(f) for n, f in self.pack.fields.items()}
         self.attachment_fields = frozenset(
             n
             for n, f in self.pack.fields.items()
@@ -114,10 +119,10 @@ class CompiledProcedure:
         value). ``derive=False``: no derived value, for a reader whose conditions use
         none (a pack report reading many cases)."""
         out: dict[str, ir.Scalar] = {}
-        declared = self.pack.fields
+        readers = self._fact_readers
         for name, stored in fields.items():  # the values a case has, not every field
-            fdef = declared.get(name) if stored is not None else None
-            if fdef is not None and (value := fact_value(fdef, stored)) is not None:
+            read = readers.get(name) if stored is not None else None
+            if read is not None and (value := read(stored)) is not None:
                 out[name] = value
         out["event"] = event
         out["step"] = step
@@ -147,7 +152,7 @@ class CompiledProcedure:
         if compiled is None:
             fdef = self.pack.fields[list_field]
             cond, per_item = parse_item_condition(where, dict(field_type(fdef).of), self.params)
-            readers = tuple((sub, _fact_reader(d)) for sub, d in (fdef.of or {}).items())
+            readers = tuple((sub, fact_reader(d)) for sub, d in (fdef.of or {}).items())
             compiled = self._item_conditions[key] = (cond, per_item, matcher(cond), readers)
         cond, per_item, test, readers = compiled
         return item_matches(_items(readers, stored), cond, per_item, Env(), test)
@@ -166,7 +171,7 @@ class CompiledProcedure:
                 out[name] = None
             else:
                 out[name] = tuple(
-                    (sub, _fact_reader(defs[sub])) for sub in sorted(subs) if sub in defs
+                    (sub, fact_reader(defs[sub])) for sub in sorted(subs) if sub in defs
                 )
         return out
 
@@ -174,7 +179,7 @@ class CompiledProcedure:
 def _stored_is_fact(fdef: Any) -> bool:
     """Whether a field's stored value is the fact rules compare (checked when stored)."""
     return (
-        fdef.type not in ("date", "datetime", "list")
+        fdef.type not in ("date", "datetime", "list", "attachment")
         and fdef.plugin_kind is None
         and not fdef.multiple
     )
@@ -199,12 +204,6 @@ def _items(
                 facts[sub] = value
         out.append(facts)
     return out
-
-
-def _fact_reader(fdef: Any) -> Callable[[Any], Any]:
-    if fdef.type in ("date", "datetime") or fdef.plugin_kind is not None or fdef.multiple:
-        return lambda v: fact_value(fdef, v)
-    return lambda v: v if isinstance(v, bool | int | float | str) else None
 
 
 class Calendar(Protocol):

@@ -7,12 +7,15 @@ statement's own execution on SQLite. A :class:`Prepared` statement is compiled o
 per dialect (its SQL text, the order of its parameters and each parameter's bind
 processor — JSON serialisation, UTC datetimes — taken from the column types), and then
 executed directly on the DB-API cursor of the caller's connection, inside the caller's
-transaction. Only statements without results go this way (``rowcount`` is returned);
-queries stay on SQLAlchemy.
+transaction. Statements without results are :class:`Prepared` (``rowcount`` is
+returned); the fixed SELECTs of the same path are :class:`Query`, whose rows are named
+tuples with each column's result processing (JSON, UTC datetimes) taken from its type.
+Queries built per call stay on SQLAlchemy.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -86,6 +89,66 @@ class Prepared:
             cur.executemany(c.sql, rows)
         finally:
             cur.close()
+
+
+class _CompiledQuery(_Compiled):
+    __slots__ = ("row_type", "results")
+
+    def __init__(self, stmt: Any, conn: Connection) -> None:
+        super().__init__(stmt, conn)
+        dialect = conn.dialect
+        columns = stmt.compile(dialect=dialect)._result_columns
+        base: Any = namedtuple("Row", [c.keyname for c in columns])  # type: ignore[misc]
+        # a mapping view as SQLAlchemy's rows have (``row._mapping``)
+        self.row_type: Any = type(
+            "Row", (base,), {"__slots__": (), "_mapping": property(base._asdict)}
+        )
+        self.results: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, c in enumerate(columns):
+            proc = c.type.dialect_impl(dialect).result_processor(dialect, None)
+            if proc is not None:
+                self.results.append((i, proc))
+
+
+class Query:
+    """One fixed SELECT (see the module's docstring): ``all`` / ``first`` in the
+    caller's transaction give named tuples (``row.fields``, ``row._asdict()``)."""
+
+    def __init__(self, stmt: Executable) -> None:
+        self.stmt = stmt
+        self._by_dialect: dict[str, _CompiledQuery] = {}
+
+    def _compiled(self, conn: Connection) -> _CompiledQuery:
+        c = self._by_dialect.get(conn.dialect.name)
+        if c is None:
+            c = self._by_dialect[conn.dialect.name] = _CompiledQuery(self.stmt, conn)
+        return c
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        c = self._compiled(conn)
+        row = c.row(params)
+        cur = conn.connection.cursor()
+        try:
+            _announce(conn, cur, c.sql, row, False)
+            cur.execute(c.sql, row)
+            raw = cur.fetchall()
+        finally:
+            cur.close()
+        make, results = c.row_type._make, c.results
+        if not results:
+            return [make(r) for r in raw]
+        out = []
+        for r in raw:
+            values = list(r)
+            for i, proc in results:
+                values[i] = proc(values[i])
+            out.append(make(values))
+        return out
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """The first row, or None."""
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
 
 
 def _announce(conn: Connection, cur: Any, sql: str, params: Any, many: bool) -> None:
