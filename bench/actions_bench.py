@@ -16,22 +16,19 @@ Figures are only comparable within one run on one interpreter: the same code run
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402  # after the path set-up above
+from sqlalchemy import event, select  # noqa: E402  # after the path set-up above
 
 from bench.databases import on_each_database  # noqa: E402  # after the path set-up above
-from core.cases import search  # noqa: E402  # after the path set-up above
 from core.clock import TestClock  # noqa: E402  # after the path set-up above
 from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
 from core.runtime.plugins import installed  # noqa: E402  # after the path set-up above
@@ -77,39 +74,55 @@ STEPS = [
 ]
 
 
-def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tuple[int, int, bool]]]:
-    """Actions per second, and per transaction its writes.
+class Recording:
+    """Every statement the service sent to the database, in order, with the parameters
+    the driver received, and where each transaction ended: what the floor replays."""
 
-    The writes: (journal rows, outbox rows, whether the assignees changed, whether the
-    fields changed: the search document is rewritten).
-    """
+    COMMIT, ROLLBACK = "-- commit", "-- rollback"
+
+    def __init__(self, engine: Any) -> None:
+        self.log: list[tuple[str, Any, bool]] = []
+        self.timed = (0, 0)  # the part of the log the service was timed on
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "commit", lambda conn: self.log.append((self.COMMIT, None, False)))
+        event.listen(engine, "rollback", lambda conn: self.log.append((self.ROLLBACK, None, False)))
+
+    def _statement(self, conn: Any, cur: Any, sql: str, params: Any, ctx: Any, many: bool) -> None:
+        self.log.append((sql, params, many))
+
+    def transactions(self) -> int:
+        lo, hi = self.timed
+        return sum(1 for sql, _, _ in self.log[lo:hi] if sql == self.COMMIT)
+
+
+def run_service(
+    db: Database, cases: int, engine: str
+) -> tuple[float, list[tuple[int, int]], Recording]:
+    """Actions per second, per transaction its journal and outbox rows, and the statements
+    it sent (see :func:`run_raw`)."""
+    recording = Recording(db.engine)
     svc = build_service(
         db, load_catalog(extensions=installed()), evaluator=engine, clock=TestClock()
     )
     create_config_people(svc, passwords=False)
     actors = {u: svc.actor("demo", u) for u in ("wang", "li", "zhao")}
     svc.evaluator  # noqa: B018  # starts the engine (a child process for durable) before timing
-    shape: list[tuple[int, int, bool, bool]] = []
-    n = 0
+    journal_rows: list[int] = []
+    first = len(recording.log)
     start = time.perf_counter()
     for _ in range(cases):
         res = svc.open_case("demo", "repair-desk", actors["wang"], OPEN)
         cid, version = res.case.id, res.case.version
-        shape.append((len(res.journal), 0, True, True))
-        n += 1
-        assignees, fields = res.case.assignees, res.case.fields
+        journal_rows.append(len(res.journal))
         for action, who, data in STEPS:
             res = svc.act("demo", cid, action, actors[who], data, version)
             version = res.case.version
-            shape.append(
-                (len(res.journal), 0, res.case.assignees != assignees, res.case.fields != fields)
-            )
-            assignees, fields = res.case.assignees, res.case.fields
-            n += 1
+            journal_rows.append(len(res.journal))
     elapsed = time.perf_counter() - start
+    recording.timed = (first, len(recording.log))
     # outbox rows per transaction, read back after timing
     with db.read() as conn:
-        by_seq = {}
+        by_seq: dict[int, int] = {}
         for row in conn.execute(select(t.outbox.c.journal_seq)):
             by_seq[row.journal_seq] = by_seq.get(row.journal_seq, 0) + 1
         firsts = [
@@ -120,131 +133,48 @@ def run_service(db: Database, cases: int, engine: str) -> tuple[float, list[tupl
                 .order_by(t.journal.c.seq)
             )
         ]
-    shape = [
-        (j, by_seq.get(first, 0), a, f) for (j, _, a, f), first in zip(shape, firsts, strict=True)
-    ]
+    shape = [(j, by_seq.get(f, 0)) for j, f in zip(journal_rows, firsts, strict=True)]
     svc.close()
-    return n / elapsed, shape
+    return len(journal_rows) / elapsed, shape, recording
 
 
-#: the search documents kefu writes for a repair-desk case (PostgreSQL's hold triples too)
-DOC = {
-    "sqlite": search.document(1, "BX-202612-0001", OPEN),
-    "postgresql": search.pg_document(1, "BX-202612-0001", OPEN),
-}
-
-
-def run_raw(url: str, shape: list[tuple[int, int, bool, bool]]) -> float:
-    """The same writes per transaction with the bare driver: the floor."""
-    payload = json.dumps({"fields": OPEN}, ensure_ascii=False)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+def run_raw(url: str, recording: Recording) -> float:
+    """The floor: the service's own statements — every read and write of every
+    transaction, with the same parameters — sent again through the bare DB-API driver to
+    a fresh database, none of kefu's Python in between. What comes before the timed part
+    (the company, its people and procedures) is replayed first, untimed."""
     if url.startswith("sqlite"):
         import sqlite3
 
-        conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
+        conn: Any = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        ph = "?"
-        begin = "BEGIN IMMEDIATE"
     else:
         import psycopg
 
-        conn = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
-        ph = "%s"
-        begin = "BEGIN"
+        conn = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))
     cur = conn.cursor()
-    cur.execute(
-        f"INSERT INTO company (key, name, timezone, locale, created_at)"
-        f" VALUES ({ph},{ph},{ph},{ph},{ph})",
-        ("raw", "raw", "UTC", "en", now),
-    )
-    cid_company = cur.execute("SELECT id FROM company WHERE key='raw'").fetchone()[0]
-    cur.execute(
-        f"INSERT INTO journal_head (company_id, seq, hash) VALUES ({ph},0,'0')", (cid_company,)
-    )
-    cur.execute(
-        f"INSERT INTO procedure_version"
-        f" (company_id, procedure, version, digest, definition, params, created_at)"
-        f" VALUES ({ph},'p',1,'d','{{}}','{{}}',{ph})",
-        (cid_company, now),
-    )
-    pv = cur.execute("SELECT id FROM procedure_version WHERE digest='d'").fetchone()[0]
-    start = time.perf_counter()
-    case_id = None
-    i = 0
-    version = 0
-    for journal_rows, outbox_rows, assignees_changed, fields_changed in shape:
-        cur.execute(begin)
-        if i % 7 == 0:
-            cur.execute(
-                f"INSERT INTO kefu_case (company_id, procedure_version_id, procedure, number,"
-                f" status, step, fields, assignees, version, created_by, created_at, updated_at)"
-                f" VALUES"
-                f" ({ph},{ph},'p',{ph},'open','intake',{ph},'[]',1,'wang',{ph},{ph})",
-                (cid_company, pv, f"N{i}", payload, now, now),
-            )
-            case_id = cur.execute("SELECT max(id) FROM kefu_case").fetchone()[0]
-            version = 1
-        else:
-            cur.execute(
-                f"SELECT * FROM kefu_case WHERE id={ph} AND company_id={ph}", (case_id, cid_company)
-            ).fetchone()
-            cur.execute(
-                f"UPDATE kefu_case SET fields={ph}, step='x', version={ph}, updated_at={ph}"
-                f" WHERE id={ph} AND version={ph}",
-                (payload, version + 1, now, case_id, version),
-            )
-            version += 1
-        if assignees_changed:
-            cur.execute(f"DELETE FROM case_assignee WHERE case_id={ph}", (case_id,))
-            cur.execute(
-                f"INSERT INTO case_assignee (case_id, kind, ref, company_id, procedure, due_at)"
-                f" VALUES ({ph},'role','agent',{ph},'repair-desk',{ph})",
-                (case_id, cid_company, "9000-01-01 00:00:00"),
-            )
-        if fields_changed:  # the text-search document, rewritten with the fields
-            if ph == "?":
-                if i % 7:
-                    cur.execute("DELETE FROM case_search WHERE rowid=?", (case_id,))
-                cur.execute(
-                    "INSERT INTO case_search (rowid, doc) VALUES (?, ?)", (case_id, DOC["sqlite"])
-                )
+    lo, hi = recording.timed
+
+    def replay(part: list[tuple[str, Any, bool]]) -> None:
+        for sql, params, many in part:
+            if sql == Recording.COMMIT:
+                conn.commit()
+            elif sql == Recording.ROLLBACK:
+                conn.rollback()
+            elif many:
+                cur.executemany(sql, params)
             else:
-                cur.execute(
-                    "INSERT INTO case_search (case_id, doc) VALUES (%s, %s) ON CONFLICT (case_id)"
-                    " DO UPDATE SET doc = excluded.doc",
-                    (case_id, DOC["postgresql"]),
-                )
-        seq = cur.execute(
-            f"SELECT seq FROM journal_head WHERE company_id={ph}"
-            + (" FOR UPDATE" if ph == "%s" else ""),
-            (cid_company,),
-        ).fetchone()[0]
-        for _ in range(journal_rows):
-            seq += 1
-            cur.execute(
-                f"INSERT INTO journal"
-                f" (company_id, seq, case_id, at, actor, kind, data, prev_hash, hash)"
-                f" VALUES ({ph},{ph},{ph},{ph},'wang','action',{ph},{ph},{ph})",
-                (cid_company, seq, case_id, now, payload, "0" * 64, uuid.uuid4().hex * 2),
-            )
-        cur.execute(
-            f"UPDATE journal_head SET seq={ph}, hash={ph} WHERE company_id={ph}",
-            (seq, "1" * 64, cid_company),
-        )
-        for k in range(outbox_rows):
-            cur.execute(
-                f"INSERT INTO outbox (company_id, case_id, channel, recipient, template, payload,"
-                f" idempotency_key, status, attempts, created_at) VALUES"
-                f" ({ph},{ph},'default','customer','t',{ph},{ph},'pending',0,{ph})",
-                (cid_company, case_id, payload, f"raw:{seq}:{k}", now),
-            )
-        cur.execute("COMMIT")
-        i += 1
+                cur.execute(sql, params)
+
+    replay(recording.log[:lo])
+    conn.commit()
+    start = time.perf_counter()
+    replay(recording.log[lo:hi])
     elapsed = time.perf_counter() - start
     conn.close()
-    return len(shape) / elapsed
+    return recording.transactions() / elapsed
 
 
 def bench_db(label: str, make_url: Callable[[], str], cases: int, repeats: int) -> None:
@@ -254,17 +184,20 @@ def bench_db(label: str, make_url: Callable[[], str], cases: int, repeats: int) 
             url = make_url()
             db = Database(url)
             upgrade(db)
-            rate, shape = run_service(db, cases, engine)
+            rate, shape, recording = run_service(db, cases, engine)
             db.dispose()
             svc_rates.append(rate)
             raw_url = make_url()
             upgrade(Database(raw_url))
-            raw_rates.append(run_raw(raw_url, shape))
+            raw_rates.append(run_raw(raw_url, recording))
         s, r = statistics.median(svc_rates), statistics.median(raw_rates)
-        writes = sum(j + o for j, o, _, _ in shape) / len(shape)
+        writes = sum(j + o for j, o in shape) / len(shape)
+        lo, hi = recording.timed
+        statements = (hi - lo - 2 * recording.transactions()) / len(shape)
         print(
             f"{label:<11} {engine:<10} service {s:8.0f} actions/s   raw SQL floor {r:8.0f} tx/s   "
-            f"ratio {r / s:5.1f}x   ({len(shape)} tx, {writes:.1f} journal+outbox rows/tx)"
+            f"service {100 * s / r:4.1f}% of the floor   ({len(shape)} tx, "
+            f"{statements:.1f} statements and {writes:.1f} journal+outbox rows per tx)"
         )
 
 
