@@ -79,11 +79,24 @@ class Recording:
     the driver received, and where each transaction ended: what the floor replays."""
 
     COMMIT, ROLLBACK = "-- commit", "-- rollback"
+    BEGIN = {"sqlite": ("BEGIN IMMEDIATE", "BEGIN DEFERRED"), "postgresql": (None, None)}
 
     def __init__(self, engine: Any) -> None:
         self.log: list[tuple[str, Any, bool]] = []
         self.timed = (0, 0)  # the part of the log the service was timed on
         event.listen(engine, "before_cursor_execute", self._statement)
+        # kefu begins SQLite transactions on the driver's connection: say where
+        begins = self.BEGIN[engine.dialect.name]
+        event.listen(
+            engine,
+            "begin",
+            lambda conn: (
+                begins[0]
+                and self.log.append(
+                    (begins[1] if conn.info.get("read_only") else begins[0], (), False)
+                )
+            ),
+        )
         event.listen(engine, "commit", lambda conn: self.log.append((self.COMMIT, None, False)))
         event.listen(engine, "rollback", lambda conn: self.log.append((self.ROLLBACK, None, False)))
 
@@ -96,11 +109,12 @@ class Recording:
 
 
 def run_service(
-    db: Database, cases: int, engine: str
-) -> tuple[float, list[tuple[int, int]], Recording]:
-    """Actions per second, per transaction its journal and outbox rows, and the statements
-    it sent (see :func:`run_raw`)."""
-    recording = Recording(db.engine)
+    db: Database, cases: int, engine: str, *, record: bool = False
+) -> tuple[float, list[tuple[int, int]], Recording | None]:
+    """Actions per second, per transaction its journal and outbox rows, and (``record``)
+    the statements it sent, for :func:`run_raw` — a recorded run is not a timed one: the
+    recording's listener would slow the service down."""
+    recording = Recording(db.engine) if record else None
     svc = build_service(
         db, load_catalog(extensions=installed()), evaluator=engine, clock=TestClock()
     )
@@ -108,7 +122,7 @@ def run_service(
     actors = {u: svc.actor("demo", u) for u in ("wang", "li", "zhao")}
     svc.evaluator  # noqa: B018  # starts the engine (a child process for durable) before timing
     journal_rows: list[int] = []
-    first = len(recording.log)
+    first = len(recording.log) if recording else 0
     start = time.perf_counter()
     for _ in range(cases):
         res = svc.open_case("demo", "repair-desk", actors["wang"], OPEN)
@@ -119,7 +133,8 @@ def run_service(
             version = res.case.version
             journal_rows.append(len(res.journal))
     elapsed = time.perf_counter() - start
-    recording.timed = (first, len(recording.log))
+    if recording:
+        recording.timed = (first, len(recording.log))
     # outbox rows per transaction, read back after timing
     with db.read() as conn:
         by_seq: dict[int, int] = {}
@@ -184,16 +199,28 @@ def bench_db(label: str, make_url: Callable[[], str], cases: int, repeats: int) 
             url = make_url()
             db = Database(url)
             upgrade(db)
-            rate, shape, recording = run_service(db, cases, engine)
+            rate, shape, _ = run_service(db, cases, engine)
             db.dispose()
             svc_rates.append(rate)
+            # the same run again, recorded (the clock and inputs are the same: so are
+            # the statements), then replayed bare on a third database
+            db = Database(make_url())
+            upgrade(db)
+            _, _, recording = run_service(db, cases, engine, record=True)
+            db.dispose()
+            assert recording is not None
             raw_url = make_url()
             upgrade(Database(raw_url))
             raw_rates.append(run_raw(raw_url, recording))
         s, r = statistics.median(svc_rates), statistics.median(raw_rates)
         writes = sum(j + o for j, o in shape) / len(shape)
+        assert recording is not None
         lo, hi = recording.timed
-        statements = (hi - lo - 2 * recording.transactions()) / len(shape)
+        statements = sum(
+            1
+            for sql, _, _ in recording.log[lo:hi]
+            if sql not in (Recording.COMMIT, Recording.ROLLBACK) and not sql.startswith("BEGIN")
+        ) / len(shape)
         print(
             f"{label:<11} {engine:<10} service {s:8.0f} actions/s   raw SQL floor {r:8.0f} tx/s   "
             f"service {100 * s / r:4.1f}% of the floor   ({len(shape)} tx, "
