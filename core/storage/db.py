@@ -18,7 +18,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class Database:
             kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(self.url, **kwargs)
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._writer: Connection | None = None  # SQLite: the write transactions' connection
         if self.is_sqlite:
             _make_sqlite_safe(self.engine)
 
@@ -91,14 +92,27 @@ class Database:
         """A read-write transaction: commits on success, rolls back on any exception.
 
         Work registered with :func:`before_commit` runs last inside the transaction.
+        On SQLite, where one writer at a time holds the lock anyway, the transactions
+        follow one another on one connection kept open for them (taking one from the pool
+        and giving it back cost more than many a change of a case); after a failure the
+        next transaction starts on a new one.
         """
-        with self._write_lock or nullcontext(), self.engine.begin() as conn:
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield from _flushing(conn)
+            return
+        with self._write_lock:
+            kept = self._writer
+            if kept is None or kept.closed or kept.invalidated:
+                kept = self._writer = self.engine.connect()
+            conn = kept
             try:
-                yield conn
-                for flush in conn.info.pop(_BEFORE_COMMIT, {}).values():
-                    flush(conn)
-            finally:
-                conn.info.pop(_BEFORE_COMMIT, None)  # a rolled-back transaction's, too
+                with conn.begin():
+                    yield from _flushing(conn)
+            except BaseException:
+                self._writer = None
+                conn.close()
+                raise
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -112,7 +126,12 @@ class Database:
                 conn.info.pop("read_only", None)
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection (the pooled ones and the SQLite writer's)."""
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
         self.engine.dispose()
 
     def optimize(self) -> None:
@@ -131,6 +150,16 @@ class Database:
                 conn.exec_driver_sql("PRAGMA optimize")
             else:
                 conn.exec_driver_sql("ANALYZE")
+
+
+def _flushing(conn: Connection) -> Iterator[Connection]:
+    """Hand out ``conn`` for a write transaction, then run its :func:`before_commit` work."""
+    try:
+        yield conn
+        for flush in conn.info.pop(_BEFORE_COMMIT, {}).values():
+            flush(conn)
+    finally:
+        conn.info.pop(_BEFORE_COMMIT, None)  # a rolled-back transaction's, too
 
 
 def _make_sqlite_safe(engine: Engine) -> None:
