@@ -19,6 +19,7 @@ timer's ``then``) as a system change of the case.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -311,6 +312,17 @@ def compute(
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _step_ref(step: str) -> EventRef:
+    """The entry into ``step`` (built once: a model is costly to validate per action)."""
+    return EventRef(step=step)
+
+
+@functools.lru_cache(maxsize=1024)
+def _action_ref(action: str) -> EventRef:
+    return EventRef(action=action)
+
+
 def _one(
     sla: CompiledSla,
     moments: Sequence[Moment],
@@ -323,7 +335,7 @@ def _one(
     if not moments:
         return d
     if sla.step is not None:  # the latest visit of the step
-        start, why = _event_at(EventRef(step=sla.step), moments, None, cal, first=False)
+        start, why = _event_at(_step_ref(sla.step), moments, None, cal, first=False)
         if moments[0].step == sla.step and start is None:
             start, why = moments[0].at, f"the case started at step '{sla.step}'"
     else:
@@ -374,7 +386,7 @@ def _one(
     ext = sla.extension
     ext_at = None
     if ext is not None:
-        ext_at, _ = _event_at(EventRef(action=ext.action), moments, start, cal)
+        ext_at, _ = _event_at(_action_ref(ext.action), moments, start, cal)
     if ext is not None and ext_at is not None and (d.stopped_at is None or ext_at <= d.stopped_at):
         target = ext.target
         d.target_reason = f"extended by action '{ext.action}'"

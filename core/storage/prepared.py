@@ -24,7 +24,7 @@ from sqlalchemy.sql.expression import Executable
 
 
 class _Compiled:
-    __slots__ = ("sql", "names", "procs", "positional", "fixed")
+    __slots__ = ("sql", "names", "procs", "positional", "fixed", "pairs")
 
     def __init__(self, stmt: Any, conn: Connection) -> None:
         dialect = conn.dialect
@@ -42,14 +42,18 @@ class _Compiled:
                 self.procs[name] = proc
             if not bind.required:
                 self.fixed[name] = bind.effective_value
+        #: each parameter in order, with its bind processor (None: the value as it is)
+        self.pairs: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (n, self.procs.get(n)) for n in self.names
+        ]
 
     def row(self, params: Mapping[str, Any]) -> Any:
-        procs, fixed = self.procs, self.fixed
-        if fixed:
-            params = {**fixed, **params}
+        if self.fixed:
+            params = {**self.fixed, **params}
+        pairs = self.pairs
         if self.positional:
-            return tuple(procs[n](params[n]) if n in procs else params[n] for n in self.names)
-        return {n: (procs[n](params[n]) if n in procs else params[n]) for n in self.names}
+            return tuple([params[n] if p is None else p(params[n]) for n, p in pairs])
+        return {n: (params[n] if p is None else p(params[n])) for n, p in pairs}
 
 
 class Prepared:
