@@ -150,6 +150,14 @@ class Database:
                 conn.exec_driver_sql("PRAGMA optimize")
             else:
                 conn.exec_driver_sql("ANALYZE")
+        if self.is_sqlite:
+            # and the write-ahead log copied back into the file: after a bulk load it
+            # holds the whole load, which every read then looks up page by page
+            raw: Any = self.engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
 
 
 def _flushing(conn: Connection) -> Iterator[Connection]:
