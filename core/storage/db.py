@@ -158,6 +158,10 @@ class Database:
                 raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 raw.close()
+            # a SQLite connection reads the statistics when it opens (or runs ANALYZE
+            # itself): the ones opened before would keep planning without them — at
+            # 20,000 cases an inbox took 10 ms on those and 1 ms on new ones
+            self.dispose()
 
 
 def _flushing(conn: Connection) -> Iterator[Connection]:
