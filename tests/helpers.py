@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,12 @@ def hand_in_card(svc: CaseService, case_id: int, version: int, company: str = "d
     svc.act(company, case_id, "return_card", svc.actor(company, "li"), CARD, version)
     zhao = svc.actor(company, "zhao")
     return svc.act(company, case_id, "approve_card", zhao, {}, version + 1).case.version
+
+
+def demo_with_channels(channels: str) -> str:
+    """config/demo.yaml's text with its ``channels:`` section replaced by ``channels``
+    (the section's entries, indented by two spaces)."""
+    text = (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
+    own = re.compile(r"^channels:\n(?:  .*\n)+", re.M)
+    assert own.search(text), "config/demo.yaml has no channels: section to replace"
+    return own.sub("channels:\n" + channels.rstrip("\n") + "\n", text)

@@ -37,12 +37,11 @@ from core.runtime import outbox
 from core.runtime.outbox import DeliveryError
 from core.runtime.plugins import installed
 from core.runtime.worker import Worker
-from core.spec.catalog import ROOT
 from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
 from plugins.notifications import EmailChannel, WebhookChannel, public_address, render_text
-from tests.helpers import DISPATCH, OPEN_FIELDS, VERIFY, service
+from tests.helpers import DISPATCH, OPEN_FIELDS, VERIFY, demo_with_channels, service
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
 CHANNELS = {"email": EmailChannel(), "webhook": WebhookChannel()}
@@ -130,8 +129,7 @@ def config_with(tmp_path: Path, channels: str) -> Path:
     """config/demo.yaml with a ``channels:`` section, in a directory of its own."""
     out = tmp_path / "config"
     out.mkdir(exist_ok=True)
-    text = (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
-    (out / "demo.yaml").write_text(text + "\nchannels:\n" + channels, encoding="utf-8")
+    (out / "demo.yaml").write_text(demo_with_channels(channels), encoding="utf-8")
     return out
 
 

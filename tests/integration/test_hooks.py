@@ -24,13 +24,13 @@ from core.runtime.plugins import (
     plugin_manager,
 )
 from core.runtime.worker import Worker
-from core.spec.catalog import ROOT, load_catalog
+from core.spec.catalog import load_catalog
 from core.spec.definitions import FieldDef
 from core.spec.effects import BUILTIN_EFFECTS
 from core.spec.fields import FieldValueError, coerce
 from core.storage import schema as t
 from core.storage.db import Database
-from tests.helpers import case_at_repair, service
+from tests.helpers import case_at_repair, demo_with_channels, service
 from tests.plugin_helpers import EXAMPLE_RULES, KEFU, Listener, fake_distribution, write_config
 
 
@@ -281,8 +281,7 @@ def test_hook_notification_channels(db: Database, tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.mkdir()
     (config / "demo.yaml").write_text(
-        (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
-        + "\nchannels:\n  default: {use: pigeon}\n  pigeon: {loft: roof}\n",
+        demo_with_channels("  default: {use: pigeon}\n  pigeon: {loft: roof}\n"),
         encoding="utf-8",
     )
     svc = service(db, config=config, extensions=reg)

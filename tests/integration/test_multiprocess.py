@@ -28,6 +28,7 @@ from core.storage import schema as t
 from core.storage.db import Database
 from core.testing.scenarios import temporary_pg_database
 from tests import pg
+from tests.helpers import demo_with_channels
 
 ROOT = Path(__file__).resolve().parents[2]
 KEFU = str(Path(sys.executable).with_name("kefu"))
@@ -90,9 +91,8 @@ def test_two_servers_and_two_workers_lose_and_double_nothing(
     config = tmp_path / "config"
     config.mkdir()
     outbox = tmp_path / "outbox"
-    demo = (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
     (config / "demo.yaml").write_text(
-        demo + f"\nchannels:\n  default: {{use: file}}\n  file: {{directory: {outbox}}}\n",
+        demo_with_channels(f"  default: {{use: file}}\n  file: {{directory: {outbox}}}\n"),
         encoding="utf-8",
     )
     with temporary_pg_database(pg.PG_ADMIN_URL, prefix="kefu_mp") as url:

@@ -24,6 +24,7 @@ from core.cases import attachments, records, retention
 from core.cases.queries import linked_cases, require_read
 from core.cases.service import CaseService
 from core.errors import InvalidInput, NotAllowed, NotFound, UnsupportedType
+from core.runtime import outbox
 from core.runtime.plugins import installed
 from core.runtime.users import ensure_user
 from core.spec.loading import load_pack
@@ -379,3 +380,18 @@ def test_the_owner_signs_through_the_portal_and_the_records_show_both_signatures
     assert [(x["direction"], x["link"], x["id"]) for x in linked_cases(hsvc, "demo", rid)] == [
         ("from", "warranty_repair", cid)
     ]
+
+
+def test_the_demo_delivers_its_sms_notices_to_the_log(hsvc: CaseService) -> None:
+    """The demo company has no SMS gateway: its notices by SMS go to the log channel and
+    are sent, instead of waiting for a channel no plugin gives and ending failed."""
+    wang = hsvc.actor("demo", "wang")
+    cid = hsvc.open_case("demo", "property-handover", wang, OWNER).case.id
+    by_sms = {k: v for k, v in NOTICE.items() if k != "call_note"} | {"notice_channel": "sms"}
+    hsvc.act("demo", cid, "send_notice", wang, by_sms, 1)
+    (notice,) = [m for m in hsvc.outbox("demo", cid) if m["template"] == "handover.notice"]
+    assert notice["channel"] == "sms"
+    report = outbox.deliver_pending(hsvc, installed().channels, now=hsvc.clock.now())
+    assert (report.failed, report.retried) == (0, 0) and report.sent >= 1
+    (after,) = [m for m in hsvc.outbox("demo", cid) if m["template"] == "handover.notice"]
+    assert after["status"] == "sent", after
