@@ -176,25 +176,19 @@ def checkpoints_path() -> Path:
     return Path(os.environ.get("KEFU_AUDIT_CHECKPOINTS") or DEFAULT_CHECKPOINTS)
 
 
-@functools.cache
-def _keyring(path: Path) -> Keyring:
-    return Keyring.load(path)
-
-
 def keyring() -> Keyring:
-    """The process's keyring (read once per path)."""
+    """The process's keyring (read once per ``KEFU_AUDIT_KEYS`` setting)."""
     return _keyring_at(os.environ.get("KEFU_AUDIT_KEYS"))
 
 
 @functools.lru_cache(maxsize=8)
 def _keyring_at(setting: str | None) -> Keyring:
     # by the setting's text: no path is built on every change of a case
-    return _keyring(Path(setting or DEFAULT_KEYS))
+    return Keyring.load(Path(setting or DEFAULT_KEYS))
 
 
 def forget_keyring() -> None:
     """Read the keyring again at next use (after a rotation)."""
-    _keyring.cache_clear()
     _keyring_at.cache_clear()
 
 

@@ -59,40 +59,44 @@ class _Compiled:
 class Prepared:
     """One fixed statement without results (see the module's docstring)."""
 
+    _compiler: type[_Compiled] = _Compiled
+
     def __init__(self, stmt: Executable) -> None:
         self.stmt = stmt
-        self._by_dialect: dict[str, _Compiled] = {}
+        self._by_dialect: dict[str, Any] = {}
 
-    def _compiled(self, conn: Connection) -> _Compiled:
+    def _compiled(self, conn: Connection) -> Any:
         c = self._by_dialect.get(conn.dialect.name)
         if c is None:
-            c = self._by_dialect[conn.dialect.name] = _Compiled(self.stmt, conn)
+            c = self._by_dialect[conn.dialect.name] = self._compiler(self.stmt, conn)
         return c
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run it once in ``conn``'s transaction; returns the rows it changed."""
         c = self._compiled(conn)
-        row = c.row(params)
-        cur = conn.connection.cursor()
-        try:
-            _announce(conn, cur, c.sql, row, False)
-            cur.execute(c.sql, row)
-            return int(cur.rowcount)
-        finally:
-            cur.close()
+        return int(_run(conn, c.sql, c.row(params), False, lambda cur: cur.rowcount))
 
     def execute_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set, in ``conn``'s transaction."""
         if not params:
             return
         c = self._compiled(conn)
-        rows = [c.row(p) for p in params]
-        cur = conn.connection.cursor()
-        try:
-            _announce(conn, cur, c.sql, rows, True)
-            cur.executemany(c.sql, rows)
-        finally:
-            cur.close()
+        _run(conn, c.sql, [c.row(p) for p in params], True, lambda cur: None)
+
+
+def _run(conn: Connection, sql: str, params: Any, many: bool, result: Callable[[Any], Any]) -> Any:
+    """Execute on a cursor of ``conn``'s driver connection, announced as SQLAlchemy would;
+    ``result(cursor)`` is what comes back."""
+    cur = conn.connection.cursor()
+    try:
+        _announce(conn, cur, sql, params, many)
+        if many:
+            cur.executemany(sql, params)
+        else:
+            cur.execute(sql, params)
+        return result(cur)
+    finally:
+        cur.close()
 
 
 class _CompiledQuery(_Compiled):
@@ -114,30 +118,15 @@ class _CompiledQuery(_Compiled):
                 self.results.append((i, proc))
 
 
-class Query:
+class Query(Prepared):
     """One fixed SELECT (see the module's docstring): ``all`` / ``first`` in the
     caller's transaction give named tuples (``row.fields``, ``row._asdict()``)."""
 
-    def __init__(self, stmt: Executable) -> None:
-        self.stmt = stmt
-        self._by_dialect: dict[str, _CompiledQuery] = {}
-
-    def _compiled(self, conn: Connection) -> _CompiledQuery:
-        c = self._by_dialect.get(conn.dialect.name)
-        if c is None:
-            c = self._by_dialect[conn.dialect.name] = _CompiledQuery(self.stmt, conn)
-        return c
+    _compiler = _CompiledQuery
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
-        c = self._compiled(conn)
-        row = c.row(params)
-        cur = conn.connection.cursor()
-        try:
-            _announce(conn, cur, c.sql, row, False)
-            cur.execute(c.sql, row)
-            raw = cur.fetchall()
-        finally:
-            cur.close()
+        c: _CompiledQuery = self._compiled(conn)
+        raw = _run(conn, c.sql, c.row(params), False, lambda cur: cur.fetchall())
         make, results = c.row_type._make, c.results
         if not results:
             return [make(r) for r in raw]
