@@ -34,7 +34,7 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException
 
 from api.web.i18n import N_
-from api.web.widgets import PREFIX
+from api.web.widgets import PREFIX, row_indexes
 from core.cases import attachments
 from core.errors import KefuError
 from core.spec.definitions import FieldDef
@@ -132,19 +132,9 @@ def slots(proc: CompiledProcedure, names: list[str], keys: Iterable[str]) -> lis
             out.append(Slot(PREFIX + name, f, name, name))
         elif f.type == "list":
             subs = {s: d for s, d in (f.of or {}).items() if d.type == "attachment"}
-            base = PREFIX + name + "."
-            rows = sorted(
-                {
-                    int(row)
-                    for k in keys
-                    if k.startswith(base)
-                    for row in (k[len(base) :].partition(".")[0],)
-                    if row.isdigit() and len(row) < 6
-                }
-            )
             out += [
-                Slot(f"{base}{row}.{s}", d, f"{name}.{s}", name, row)
-                for row in rows
+                Slot(f"{PREFIX}{name}.{row}.{s}", d, f"{name}.{s}", name, row)
+                for row in row_indexes(keys, PREFIX + name)
                 for s, d in subs.items()
             ]
     return out

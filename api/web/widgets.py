@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,18 +143,11 @@ def _attachment(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
 
 def _list(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
     """The whole list: kept rows (with their item id) and filled new rows, in row order."""
-    rows: dict[int, dict[str, Any]] = {}
-    base = name + "."
-    for key in typed:
-        if not key.startswith(base):
-            continue
-        row, _, _sub = key[len(base) :].partition(".")
-        if row.isdigit():
-            rows.setdefault(int(row), {})
+    rows = row_indexes(typed, name)
     if not rows and not typed.get(name + "._shown"):
         return MISSING
     items = []
-    for n in sorted(rows):
+    for n in rows:
         prefix = f"{name}.{n}."
         if _first(typed, prefix + "remove"):
             continue
@@ -170,6 +163,22 @@ def _list(f: FieldDef, name: str, typed: Typed, tz: dt.tzinfo) -> Any:
             continue  # an empty new row
         items.append(item)
     return items
+
+
+def row_indexes(keys: Iterable[str], name: str) -> list[int]:
+    """The rows of the list field input ``name`` (``f.<field>``) that the posted input
+    names ``keys`` mention (``f.<field>.<row>.…``), in order; an index of six digits or
+    more is no row a page drew."""
+    base = name + "."
+    return sorted(
+        {
+            int(row)
+            for k in keys
+            if k.startswith(base)
+            for row in (k[len(base) :].partition(".")[0],)
+            if row.isdigit() and len(row) < 6
+        }
+    )
 
 
 WIDGETS: dict[str, Widget] = {
@@ -247,14 +256,7 @@ def table_rows(
     rows: list[Row] = []
     base = PREFIX + name + "."
     if typed is not None and any(k.startswith(base) for k in typed):
-        indexes = sorted(
-            {
-                int(k[len(base) :].partition(".")[0])
-                for k in typed
-                if k.startswith(base) and k[len(base) :].partition(".")[0].isdigit()
-            }
-        )
-        for n in indexes:
+        for n in row_indexes(typed, PREFIX + name):
             p = f"{base}{n}."
             rows.append(
                 Row(
