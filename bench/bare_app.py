@@ -71,9 +71,9 @@ def verify(case_id: int, request: Request[Any, Any, Any], data: dict[str, Any]) 
                 raise HTTPException(status_code=409)
             cur.execute("DELETE FROM case_assignee WHERE case_id=?", (case_id,))
             cur.executemany(
-                "INSERT INTO case_assignee (case_id, kind, ref, company_id, procedure, due_at)"
-                " VALUES (?,?,?,?,?,'9000-01-01 00:00:00')",
-                [(case_id, *a.split(":", 1), company, procedure) for a in SHAPE["assignees"]],
+                "INSERT INTO case_assignee (case_id, kind, ref, company_id, procedure, due_at,"
+                " created_at) VALUES (?,?,?,?,?,'9000-01-01 00:00:00',?)",
+                [(case_id, *a.split(":", 1), company, procedure, now) for a in SHAPE["assignees"]],
             )
             cur.execute("DELETE FROM case_search WHERE rowid=?", (case_id,))
             cur.execute(

@@ -618,6 +618,7 @@ class Pipeline:
                             "company_id": self.rt.id,
                             "procedure": proc.key,
                             "due_at": due,
+                            "created_at": created_at,
                         }
                         for a in change.assignees
                     ],

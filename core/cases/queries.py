@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import bindparam, exists, false, func, select, union, union_all
+from sqlalchemy import bindparam, exists, func, select, union, union_all
 
 from core.cases import search
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
@@ -79,22 +79,50 @@ def require_read(svc: CaseService, actor: Actor, view: CaseView) -> None:
         raise NotAllowed(f"reading {view.procedure} cases needs one of its roles")
 
 
-def _mine_clause(
-    svc: CaseService, rt: CompanyRuntime, actor: Actor, procedures: Sequence[str]
-) -> Any:
-    """Cases assigned to the actor: as a person, a department they are in, or a role they hold."""
-    mine = queues(svc, rt, actor, procedures)
-    if not mine:
-        return false()
-    return t.case.c.id.in_(union(*(_queue(rt.id, k, r, p) for k, r, p in mine)))
+def _mine(
+    rt: CompanyRuntime, mine: Sequence[tuple[str, str, str]], conds: Sequence[Any], n: int
+) -> tuple[Any, Any]:
+    """ "My cases" matching ``conds``: the statement of the first ``n`` newest first, and
+    the capped count.
 
+    Each queue (a person, a department, a role of one procedure) is read newest first from
+    its range of ix_case_assignee_mine, joined to its cases for the other filters, and
+    stops after ``n`` matches; the heads are merged. The work follows the page and the
+    number of queues, not how many cases wait on the actor (a sort over every one of them
+    did: 92 ms at 200,000 cases)."""
+    # an alias: the assignee filter's own EXISTS over case_assignee must not correlate to it
+    a, c = t.case_assignee.alias("queue"), t.case
 
-def _queue(company_id: int, kind: str, ref: str, procedure: str) -> Any:
-    """The cases of one queue (an index range of ix_case_assignee_inbox)."""
-    a = t.case_assignee
-    return select(a.c.case_id).where(
-        a.c.company_id == company_id, a.c.kind == kind, a.c.ref == ref, a.c.procedure == procedure
+    def arm(kind: str, ref: str, procedure: str) -> Any:
+        return (
+            select(a.c.case_id, a.c.created_at)
+            .join(c, c.c.id == a.c.case_id)
+            .where(
+                a.c.company_id == rt.id,
+                a.c.kind == kind,
+                a.c.ref == ref,
+                a.c.procedure == procedure,
+                *conds,
+            )
+        )
+
+    # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
+    heads = union_all(
+        *(
+            select(h.c.case_id, h.c.created_at)
+            for h in (
+                arm(*q).order_by(a.c.created_at.desc(), a.c.case_id.desc()).limit(n).subquery()
+                for q in mine
+            )
+        )
+    ).subquery()
+    page = (
+        select(heads.c.case_id, heads.c.created_at)
+        .distinct()
+        .order_by(heads.c.created_at.desc(), heads.c.case_id.desc())
     )
+    every = union(*(arm(*q).with_only_columns(a.c.case_id) for q in mine)).subquery()
+    return page, select(every.c.case_id)
 
 
 def _capped_count(conn: Any, query: Any) -> tuple[int, bool]:
@@ -172,8 +200,6 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         _known_assignee(svc, rt, kind, ref)
         a = t.case_assignee
         conds.append(exists().where(a.c.case_id == c.c.id, a.c.kind == kind, a.c.ref == ref))
-    if flt.mine:
-        conds.append(_mine_clause(svc, rt, actor, procs))
     if flt.q:
         dialect = "sqlite" if svc.db.is_sqlite else "postgresql"
         found = search.matching_ids(dialect, rt.id, flt.q)
@@ -192,15 +218,27 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
             conds.append(col >= lo)
         if hi is not None:
             conds.append(col < hi)
+    mine = queues(svc, rt, actor, procs) if flt.mine else []
+    if flt.mine and not mine:
+        return CasePage([], 0, flt.limit, flt.offset)
     with svc.db.read() as conn:
-        total, exact = _capped_count(conn, select(c.c.id).where(*conds))
-        rows = conn.execute(
-            select(c)
-            .where(*conds)
-            .order_by(c.c.created_at.desc(), c.c.id.desc())
-            .limit(flt.limit)
-            .offset(flt.offset)
-        ).all()
+        if mine:
+            page, matching = _mine(rt, mine, conds, flt.offset + flt.limit)
+            total, exact = _capped_count(conn, matching)
+            ids = [r.case_id for r in conn.execute(page.limit(flt.limit).offset(flt.offset))]
+            by_id = {r.id: r for r in conn.execute(_CASES_BY_ID, {"co": rt.id, "ids": ids})}
+            rows = [by_id[i] for i in ids if i in by_id]
+        else:
+            total, exact = _capped_count(conn, select(c.c.id).where(*conds))
+            rows = list(
+                conn.execute(
+                    select(c)
+                    .where(*conds)
+                    .order_by(c.c.created_at.desc(), c.c.id.desc())
+                    .limit(flt.limit)
+                    .offset(flt.offset)
+                )
+            )
         items = [
             svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
         ]

@@ -143,10 +143,11 @@ case = Table(
 NO_DUE = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 # Who an open case waits on: one row per assignee, none once the case is closed. The
-# procedure and the case's next due instant are copied here (kept in step by the commit
-# pipeline) so an inbox reads each of its queues — a person, a department, a role of one
-# procedure — in due order straight from ix_case_assignee_inbox, however many cases the
-# company has: the work is the page size times the number of queues, not the history.
+# procedure, the case's next due instant and its opening instant are copied here (kept in
+# step by the commit pipeline) so an inbox reads each of its queues — a person, a
+# department, a role of one procedure — in due order straight from ix_case_assignee_inbox,
+# and "my cases" newest first from ix_case_assignee_mine, however many cases the company
+# has: the work is the page size times the number of queues, not the history.
 case_assignee = Table(
     "case_assignee",
     metadata,
@@ -156,7 +157,11 @@ case_assignee = Table(
     Column("company_id", ForeignKey("company.id"), nullable=False),
     Column("procedure", String(64), nullable=False),
     Column("due_at", UTCDateTime(), nullable=False),  # next_due_at of the case, or NO_DUE
+    Column("created_at", UTCDateTime(), nullable=False),  # created_at of the case
     Index("ix_case_assignee_inbox", "company_id", "kind", "ref", "procedure", "due_at", "case_id"),
+    Index(
+        "ix_case_assignee_mine", "company_id", "kind", "ref", "procedure", "created_at", "case_id"
+    ),
 )
 
 case_link = Table(

@@ -54,8 +54,8 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> None:
-    """Upgrading a database with cases: each assignee row gets its case's procedure and
-    next due instant (or the no-deadline mark), and rows of closed cases go."""
+    """Upgrading a database with cases: each assignee row gets its case's procedure, next
+    due instant (or the no-deadline mark) and opening instant, and rows of closed cases go."""
     upgrade(empty_db, "c3c0c0c0c0c3")
     due = dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.UTC)
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -82,13 +82,14 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
                     " number, status, step, fields, assignees, version, created_by, created_at,"
                     " updated_at, next_due_at)"
                     " VALUES (:id, 1, 1, 'repair-desk', :num, :st, 's', '{}', '[]', 1,"
-                    " 'x', :now, :now, :due)"
+                    " 'x', :created, :now, :due)"
                 ),
                 {
                     "id": cid,
                     "num": f"N{cid}",
                     "st": status,
                     "now": now.replace(tzinfo=None),
+                    "created": (now - dt.timedelta(hours=cid)).replace(tzinfo=None),
                     "due": next_due.replace(tzinfo=None) if next_due else None,
                 },
             )
@@ -103,10 +104,16 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
     with empty_db.read() as conn:
         rows = conn.execute(
             select(
-                t.case_assignee.c.case_id, t.case_assignee.c.procedure, t.case_assignee.c.due_at
+                t.case_assignee.c.case_id,
+                t.case_assignee.c.procedure,
+                t.case_assignee.c.due_at,
+                t.case_assignee.c.created_at,
             ).order_by(t.case_assignee.c.case_id)
         ).all()
-    assert [tuple(r) for r in rows] == [(1, "repair-desk", due), (2, "repair-desk", t.NO_DUE)]
+    assert [tuple(r) for r in rows] == [
+        (1, "repair-desk", due, now - dt.timedelta(hours=1)),
+        (2, "repair-desk", t.NO_DUE, now - dt.timedelta(hours=2)),
+    ]
 
 
 def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> None:

@@ -216,3 +216,73 @@ def test_postgresql_plans_every_run_with_its_values(pg_url: str) -> None:
     assert plans, "psycopg did not prepare the statement: nothing to check"
     generic, custom = plans[0]
     assert generic == 0 and custom >= 5
+
+
+def test_my_cases_newest_first_across_queues_and_pages(svc: CaseService) -> None:
+    """ "My cases" merges the actor's queues (their role's intake, their own cases) newest
+    first by opening time — also when a case opened later has a smaller id — and its pages
+    and filters agree with the whole list filtered by hand."""
+    wang = svc.actor("demo", "wang")
+    start = svc.clock.now()
+    ids = []
+    for i in range(14):  # opening times out of id order: 0, 5, 10, 1, 6, 11, …
+        svc.clock.set(start + dt.timedelta(hours=(i * 5) % 14))
+        case = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case
+        ids.append(case.id)
+        if i % 3 == 1:
+            case = svc.act("demo", case.id, "verify", wang, VERIFY, case.version).case
+        if i % 6 == 1:
+            svc.act("demo", case.id, "dispatch", wang, DISPATCH, case.version)
+    rt = svc.company("demo")
+    mine_queues = set(queries.queues(svc, rt, wang, queries.readable_procedures(svc, rt, wang)))
+    every = queries.list_cases(svc, wang, queries.CaseFilter(limit=200)).items
+
+    def waits_on_wang(v: Any) -> bool:
+        return any((*a.split(":", 1), v.procedure) in mine_queues for a in v.assignees)
+
+    expected = [v.id for v in every if waits_on_wang(v)]
+    assert 0 < len(expected) < len(ids)  # some of the cases wait on li alone
+    assert [v.created_at for v in every] == sorted((v.created_at for v in every), reverse=True)
+    pages = [
+        queries.list_cases(svc, wang, queries.CaseFilter(mine=True, limit=4, offset=o))
+        for o in range(0, len(expected) + 4, 4)
+    ]
+    assert [v.id for p in pages for v in p.items] == expected
+    assert {p.total for p in pages} == {len(expected)}
+    at_dispatch = queries.list_cases(svc, wang, queries.CaseFilter(mine=True, step="dispatch"))
+    assert [v.id for v in at_dispatch.items] == [
+        v.id for v in every if waits_on_wang(v) and v.step == "dispatch"
+    ]
+    assert at_dispatch.items  # the filter leaves some: it is checked, not vacuous
+    li = queries.list_cases(svc, wang, queries.CaseFilter(mine=True, assignee="person:li"))
+    assert [v.id for v in li.items] == [
+        v.id for v in every if waits_on_wang(v) and "person:li" in v.assignees
+    ]
+
+
+def test_my_cases_read_each_queue_newest_first_from_its_index(svc: CaseService) -> None:
+    """Each queue of "my cases" is read in order from ix_case_assignee_mine (a backward
+    index range), not sorted: the page costs the same with 60,000 cases waiting."""
+    wang = svc.actor("demo", "wang")
+    for _ in range(3):
+        svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS)
+    with recorded(svc) as statements:
+        queries.list_cases(svc, wang, queries.CaseFilter(mine=True))
+    page = next(s for s in statements if "ORDER BY" in s[0] and "queue" in s[0])
+    with svc.db.engine.connect() as conn:
+        if svc.db.is_sqlite:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + page[0], page[1]).all()
+            plan = [r[-1] for r in rows]
+            arms = [line for line in plan if "queue" in line]
+            assert arms and all("ix_case_assignee_mine" in line for line in arms), plan
+            # the merge of the heads may sort; no arm does (its order is the index's)
+            sorts = [line for line in plan if "TEMP B-TREE" in line]
+            assert len(sorts) <= 2, plan
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + page[0], page[1]).all()]
+            conn.rollback()
+            text_plan = "\n".join(plan)
+            assert "Index Scan Backward using ix_case_assignee_mine" in text_plan or (
+                "Index Only Scan Backward using ix_case_assignee_mine" in text_plan
+            ), text_plan
