@@ -11,6 +11,7 @@
     kefu records render NUMBER RECORD   a case's record as PDF or HTML
     kefu records verify CODE  check a printed record's verification code
     kefu retention [--dry-run]  clear the personal data of closed cases past retain:
+    kefu copy-data URL        copy the database whole into an empty one (SQLite → PostgreSQL)
     kefu plugins              list the plugins, their versions and hooks
 
 Plugins add commands through the ``kefu_cli_commands`` hook (``kefu serve`` comes from
@@ -30,6 +31,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from core.cases import charts, exports
 from core.cases.deadlines import explain_lines
@@ -42,6 +44,7 @@ from core.cases.retention import run as retention_run
 from core.errors import KefuError, NotFound
 from core.runtime.bootstrap import build_service, create_config_people
 from core.runtime.plugins import PluginError, installed
+from core.runtime.transfer import Copied, CopyRefused, copy_database, shown_url
 from core.runtime.worker import Worker
 from core.spec.catalog import load_catalog, pack_dirs, rules_dir_default
 from core.spec.diagnostics import Diagnostics
@@ -420,6 +423,43 @@ def retention(
             + ", ".join(item.fields)
         )
     click.echo(f"{len(found)} case(s)" + (" due (dry run: nothing changed)" if dry_run else ""))
+
+
+@cli.command("copy-data")
+@click.argument("target")
+@click.option(
+    "--database",
+    "db_url",
+    default=None,
+    help="the database to copy (default: KEFU_DATABASE_URL or var/kefu.db)",
+)
+def copy_data(target: str, db_url: str | None) -> None:
+    """Copy every company's cases, journal, people and settings into the empty database
+    at TARGET, e.g. postgresql+psycopg://kefu@db.example/kefu when a department outgrows
+    the embedded SQLite file. Ids, numbers and the journal's chain are kept (check with
+    `kefu audit verify --database TARGET`); the search index is written anew. Stop kefu
+    first, or copy a backup: changes made during the copy are not in it."""
+
+    def shown(c: Copied) -> None:
+        rate = f", {c.rows / c.seconds:,.0f}/s" if c.rows and c.seconds > 0.5 else ""
+        click.echo(f"  {c.table:<34} {c.rows:>11,} rows in {c.seconds:7.1f} s{rate}")
+
+    try:
+        source, dest = Database(db_url), Database(target)
+    except ArgumentError as exc:
+        raise click.ClickException(f"not a database URL: {exc}") from None
+    try:
+        copied = copy_database(source, dest, progress=shown)
+    except CopyRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    except OperationalError as exc:
+        raise click.ClickException(
+            f"cannot reach a database: {str(exc.orig or exc).splitlines()[0]}"
+        ) from None
+    finally:
+        source.dispose()
+        dest.dispose()
+    click.echo(f"copied {sum(c.rows for c in copied):,} rows into {shown_url(dest)}")
 
 
 @cli.command()

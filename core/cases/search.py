@@ -159,13 +159,18 @@ def index(
 
 def _write_pending(conn: Connection) -> None:
     pending: dict[int, list[Any]] = conn.info.pop(_PENDING)
-    sqlite = conn.dialect.name == "sqlite"
-    make = document if sqlite else pg_document
+    write(conn, ((cid, *args) for cid, args in sorted(pending.items())))
+
+
+def write(conn: Connection, cases: Iterable[tuple[int, bool, int, str, Any]]) -> None:
+    """Write the documents of ``cases`` — (case id, new?, company id, number, fields),
+    in case-id order — now, in the caller's transaction."""
+    make = document if conn.dialect.name == "sqlite" else pg_document
     docs = [
         {"id": cid, "doc": make(company_id, number, fields), "new": new}
-        for cid, (new, company_id, number, fields) in sorted(pending.items())
+        for cid, new, company_id, number, fields in cases
     ]
-    if sqlite:
+    if conn.dialect.name == "sqlite":
         for d in docs:
             if not d["new"]:  # FTS5 has no upsert; a delete of a missing row costs a flush
                 _SQLITE_DELETE.execute(conn, d)
