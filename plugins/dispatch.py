@@ -34,6 +34,7 @@ Strategies (skill and region can also narrow):
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -57,6 +58,7 @@ from core.spec.extensions import Extensions
 from core.spec.roles import role_holders
 from core.storage import counters
 from core.storage import schema as t
+from core.storage.prepared import Query
 
 # -- strategies ---------------------------------------------------------------------------
 
@@ -279,15 +281,21 @@ def _check(args: DispatchArgs, pack: PackDef, extensions: Extensions) -> list[Pr
     return out
 
 
-_LOADS = (
-    select(t.case_assignee.c.ref, func.count())
-    .where(
-        t.case_assignee.c.company_id == bindparam("co"),
-        t.case_assignee.c.kind == "person",
-        t.case_assignee.c.ref.in_(bindparam("names", expanding=True)),
+@functools.lru_cache(maxsize=32)
+def _loads(people: int) -> Query:
+    """Open cases per person of ``people`` names (parameters ``n0``…): one fixed query per
+    number of names, run on the cursor (through SQLAlchemy's execute, building it cost
+    more than running it, on every dispatching action)."""
+    a = t.case_assignee
+    return Query(
+        select(a.c.ref, func.count().label("n"))
+        .where(
+            a.c.company_id == bindparam("co"),
+            a.c.kind == "person",
+            a.c.ref.in_([bindparam(f"n{i}") for i in range(people)]),
+        )
+        .group_by(a.c.ref)
     )
-    .group_by(t.case_assignee.c.ref)
-)
 
 
 def candidates(
@@ -298,7 +306,8 @@ def candidates(
         return []
     # case_assignee holds rows of open cases only: each person's load is a range of the
     # inbox index, as long as their own queue — not a scan of the company's history
-    loads = dict(conn.execute(_LOADS, {"co": company_id, "names": names}).all())
+    params = {"co": company_id} | {f"n{i}": name for i, name in enumerate(names)}
+    loads = {r.ref: r.n for r in _loads(len(names)).all(conn, params)}
     out = []
     for username in names:
         p = company.people[username]
