@@ -190,9 +190,15 @@ def test_a_long_list_says_its_count_is_capped(svc: CaseService, monkeypatch) -> 
     assert (page.total, page.total_exact, len(page.items)) == (3, False, 2)
     inbox = queries.inbox(svc, wang, limit=2)
     assert (inbox.total, inbox.total_exact) == (3, False)
+    found = queries.list_cases(svc, wang, queries.CaseFilter(q="不制冷", limit=2))
+    assert (found.total, found.total_exact, len(found.items)) == (3, False, 2)
+    beyond = queries.list_cases(svc, wang, queries.CaseFilter(q="不制冷", limit=2, offset=6))
+    assert (beyond.total, beyond.total_exact, beyond.items) == (3, False, [])
     monkeypatch.setattr(queries, "COUNT_CAP", 10)
     page = queries.list_cases(svc, wang, queries.CaseFilter(limit=2))
     assert (page.total, page.total_exact) == (5, True)
+    found = queries.list_cases(svc, wang, queries.CaseFilter(q="不制冷", limit=2, offset=4))
+    assert (found.total, found.total_exact, len(found.items)) == (5, True, 1)
 
 
 @pytest.mark.pg
@@ -227,7 +233,8 @@ def test_my_cases_newest_first_across_queues_and_pages(svc: CaseService) -> None
     ids = []
     for i in range(14):  # opening times out of id order: 0, 5, 10, 1, 6, 11, …
         svc.clock.set(start + dt.timedelta(hours=(i * 5) % 14))
-        case = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case
+        symptom = "卫生间水管漏水" if i % 2 else "空调不制冷"
+        case = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS | {"symptom": symptom}).case
         ids.append(case.id)
         if i % 3 == 1:
             case = svc.act("demo", case.id, "verify", wang, VERIFY, case.version).case
@@ -254,6 +261,14 @@ def test_my_cases_newest_first_across_queues_and_pages(svc: CaseService) -> None
         v.id for v in every if waits_on_wang(v) and v.step == "dispatch"
     ]
     assert at_dispatch.items  # the filter leaves some: it is checked, not vacuous
+    still_open = queries.list_cases(svc, wang, queries.CaseFilter(mine=True, status="open"))
+    assert [v.id for v in still_open.items] == expected
+    assert queries.list_cases(svc, wang, queries.CaseFilter(mine=True, status="closed")).total == 0
+    leaks = queries.list_cases(svc, wang, queries.CaseFilter(mine=True, q="漏水"))
+    assert [v.id for v in leaks.items] == [
+        v.id for v in every if waits_on_wang(v) and "漏水" in v.fields["symptom"]
+    ]
+    assert 0 < leaks.total < len(expected)
     li = queries.list_cases(svc, wang, queries.CaseFilter(mine=True, assignee="person:li"))
     assert [v.id for v in li.items] == [
         v.id for v in every if waits_on_wang(v) and "person:li" in v.assignees
