@@ -83,6 +83,7 @@ VERIFY = {
     "category": "electrical",
     "urgency": "medium",
 }
+COMPLETE = {"warranty": "in_warranty", "hours_spent": 1, "result": "待复查", "resolved": False}
 DISPATCH = {
     "engineer": "li",
     "engineer_contact": "13800000001",
@@ -128,6 +129,29 @@ def load(svc: CaseService, clock: TestClock, n: int, open_share: float) -> list[
             t_tenth, done_tenth = now, done
     svc.db.optimize()
     return left_open
+
+
+def settle(svc: CaseService, ids: list[int]) -> None:
+    """The engineer reports the repairs of ``ids`` (cases the rounds dispatched to him),
+    untimed: each dispatch counts the engineers' open cases, so a kept database would
+    otherwise reach each run with a longer queue for him than the fresh 1,000-case one."""
+    li = svc.actor("demo", "li")
+    for cid in ids:
+        svc.act("demo", cid, "complete", li, COMPLETE, svc.get_case("demo", cid).version)
+
+
+def at_repair(svc: CaseService) -> list[int]:
+    """Cases of a kept database an earlier run dispatched and left with the engineer."""
+    with svc.db.read() as conn:
+        return list(
+            conn.execute(
+                select(t.case.c.id).where(
+                    t.case.c.company_id == svc.company("demo").id,
+                    t.case.c.status == "open",
+                    t.case.c.step == "repair",
+                )
+            ).scalars()
+        )
 
 
 def never_acted(svc: CaseService) -> list[int]:
@@ -193,6 +217,7 @@ def bench(
     if big_url is not None and stored_cases(svc) == cases:
         ids = never_acted(svc)
         clock.set(START + SPAN)
+        settle(svc, at_repair(svc))
         print(f"{label:<11} {cases} cases kept from an earlier run, {len(ids)} open, not acted on")
     else:
         if big_url is not None and stored_cases(svc):
@@ -243,14 +268,15 @@ def bench(
     # actions with 1,000 cases and with all of them, in alternating rounds of 100 cases
     # (200 actions) each, so a change in the machine's load falls on both sides
     ratios, smalls, bigs = [], [], []
+    n = min(ACTION_CASES, len(small_ids) // ROUNDS, len(ids) // ROUNDS)
     for r in range(ROUNDS):
-        n = min(ACTION_CASES, len(small_ids) // ROUNDS, len(ids) // ROUNDS)
         smalls.append(action_rate(small, small_ids[r * n : (r + 1) * n], n))
         bigs.append(action_rate(svc, ids[r * n : (r + 1) * n], n))
         ratios.append(bigs[-1] / smalls[-1])
     small.close()
     # the engineer's inbox once cases were dispatched to him
     p50, p95 = timed(lambda: queries.inbox(svc, li), 50)
+    settle(svc, ids[: ROUNDS * n])
     print(f"{label:<11} {'inbox (engineer)':<24} p50 {p50:9.1f} ms   p95 {p95:9.1f} ms")
     print(
         f"{label:<11} actions/s with 1,000 cases {statistics.median(smalls):.0f}, with {cases} "

@@ -130,10 +130,10 @@ case = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("closed_at", UTCDateTime()),
-    Column("next_due_at", UTCDateTime()),  # the earliest running deadline (inbox order)
+    # the earliest running deadline; the inbox orders by its copy in case_assignee.due_at
+    Column("next_due_at", UTCDateTime()),
     UniqueConstraint("company_id", "number", name="uq_case_number"),
     Index("ix_case_company_status_step", "company_id", "status", "step"),
-    Index("ix_case_next_due", "company_id", "next_due_at"),
     Index("ix_case_created", "company_id", "created_at", "id"),  # case lists, newest first
     # reports over a period (by last change) and the updated_from/updated_to list filters
     Index("ix_case_updated", "company_id", "updated_at", "id"),
