@@ -25,7 +25,7 @@ from api.swagger import LocalSwaggerRenderPlugin
 from api.web.i18n import check_catalogues
 from api.web.site import page_errors, pages_first, template_config, web_routes
 from core.cases.service import CaseService
-from core.runtime.bootstrap import build_service
+from core.runtime.bootstrap import build_service, freeze_startup_heap
 from core.runtime.plugins import installed
 from core.spec.catalog import load_catalog
 from core.storage.db import Database
@@ -144,4 +144,6 @@ def app_from_env() -> Litestar:
     """
 
     svc = build_service(Database(), load_catalog(extensions=installed()), migrate=False)
-    return create_app(svc)
+    app = create_app(svc)
+    freeze_startup_heap()
+    return app

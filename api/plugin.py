@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from core import hookimpl
-from core.runtime.bootstrap import build_service
+from core.runtime.bootstrap import build_service, freeze_startup_heap
 from core.runtime.plugins import installed
 from core.runtime.worker import Worker
 from core.spec.catalog import load_catalog
@@ -150,6 +150,7 @@ def serve(
         )
         return
     app = create_app(svc, auth=settings)
+    freeze_startup_heap()
     worker: Worker | None = None
     if embedded_worker or (embedded_worker is None and svc.db.is_sqlite):
         channels = installed().channels  # checked when kefu started (a broken plugin exits with 3)

@@ -57,7 +57,11 @@ from core.cases import queries  # noqa: E402  # after the path set-up above
 from core.cases.reports import run_report  # noqa: E402  # after the path set-up above
 from core.cases.service import CaseService  # noqa: E402  # after the path set-up above
 from core.clock import TestClock  # noqa: E402  # after the path set-up above
-from core.runtime.bootstrap import build_service, create_config_people  # noqa: E402  # after the path set-up above
+from core.runtime.bootstrap import (  # noqa: E402  # after the path set-up above
+    build_service,
+    create_config_people,
+    freeze_startup_heap,
+)
 from core.runtime.plugins import installed  # noqa: E402  # after the path set-up above
 from core.runtime.transfer import copy_database  # noqa: E402  # after the path set-up above
 from core.spec.catalog import load_catalog  # noqa: E402  # after the path set-up above
@@ -198,6 +202,7 @@ def service(url: str) -> tuple[CaseService, TestClock]:
         Database(url), load_catalog(extensions=installed()), evaluator="reference", clock=clock
     )
     create_config_people(svc, passwords=False)
+    freeze_startup_heap()  # as kefu serve does
     return svc, clock
 
 

@@ -42,7 +42,7 @@ from core.cases.reports import run_report
 from core.cases.retention import due as retention_due
 from core.cases.retention import run as retention_run
 from core.errors import KefuError, NotFound
-from core.runtime.bootstrap import build_service, create_config_people
+from core.runtime.bootstrap import build_service, create_config_people, freeze_startup_heap
 from core.runtime.plugins import PluginError, installed
 from core.runtime.transfer import Copied, CopyRefused, copy_database, shown_url
 from core.runtime.worker import Worker
@@ -254,6 +254,7 @@ def worker(
         lease=dt.timedelta(seconds=lease),
         checkpoint_every=checkpoint_minutes * 60,
     )
+    freeze_startup_heap()
     click.echo(f"kefu worker {w.owner}: channels {', '.join(sorted(channels)) or 'none'}", err=True)
     try:
         if once:

@@ -120,7 +120,9 @@ def _mine(
         .distinct()
         .order_by(heads.c.created_at.desc(), heads.c.case_id.desc())
     )
-    every = union(*(arm(*q).with_only_columns(a.c.case_id) for q in mine)).subquery()
+    # each queue counted up to the cap (see _inbox_statements)
+    capped = [arm(*q).with_only_columns(a.c.case_id).limit(COUNT_CAP + 1).subquery() for q in mine]
+    every = union(*(select(q.c.case_id) for q in capped)).subquery()
     return page, select(every.c.case_id)
 
 
@@ -310,7 +312,10 @@ def _inbox_statements(queue_count: int) -> tuple[Any, Any]:
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
-    every = union(*(_queue_arm(i, False) for i in range(queue_count))).subquery()
+    # each queue counted up to the cap: one longer than it makes the union longer too,
+    # and the union then dedupes at most queues × cap entries, not every waiting case
+    capped = [_queue_arm(i, False).limit(bindparam("cap")).subquery() for i in range(queue_count)]
+    every = union(*(select(q.c.case_id) for q in capped)).subquery()
     counted = select(func.count()).select_from(
         select(every.c.case_id).limit(bindparam("cap")).subquery()
     )

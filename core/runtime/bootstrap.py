@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,19 @@ class ConfigUser:
     companies: list[str]
     created: bool
     password: str | None = None
+
+
+def freeze_startup_heap() -> None:
+    """Leave what start-up built (catalogue, compiled procedures, statements, the app:
+    some 180,000 objects) out of the garbage collector's full collections, once, in a
+    long-running process (``kefu serve`` and its server processes, ``kefu worker``).
+
+    Python's oldest-generation collection walks every tracked object, and one came about
+    every 25 case lists: "my cases" took 15 ms, and 110–140 ms on those calls (measured at
+    a million cases, p50 16 ms against p95 123–165 ms); with the start-up heap frozen the
+    same collections took 12 ms. Objects made later are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_config_people(svc: CaseService, *, passwords: bool = True) -> dict[str, ConfigUser]:
