@@ -147,7 +147,9 @@ class CaseList(msgspec.Struct):
 
     Matches are counted up to 10,000; beyond that ``total`` is 10,000 and
     ``total_exact`` false (counting a company's whole history on every page would cost
-    more with every year of it).
+    more with every year of it). ``next`` is where the following page starts: pass it as
+    ``after`` (null on the last page). Unlike an offset, it costs the same on every page
+    and neither repeats nor skips a case when others are opened or closed meanwhile.
     """
 
     items: list[CaseOut]
@@ -155,6 +157,7 @@ class CaseList(msgspec.Struct):
     limit: int
     offset: int
     total_exact: bool = True
+    next: str | None = None
 
 
 class OpenCase(msgspec.Struct, forbid_unknown_fields=True):

@@ -66,6 +66,13 @@ CaseId = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="page size (1–200)")]
 Offset = Annotated[int, QueryParameter(ge=0, le=2**31, description="items to skip")]
+After = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=200,
+        description="the page after this one: the `next` of the page before (keyset pagination)",
+    ),
+]
 
 
 def provide_actor(request: Request[Any, Any, Any], svc: Svc) -> Actor:
@@ -89,6 +96,7 @@ def _page(svc: Svc, page: CasePage) -> CaseList:
         page.limit,
         page.offset,
         page.total_exact,
+        page.next,
     )
 
 
@@ -210,8 +218,10 @@ class CaseController(Controller):
         ] = None,
         limit: Limit = 50,
         offset: Offset = 0,
+        after: After = None,
     ) -> CaseList:
-        """Cases I may read, newest first; every filter optional; paginated with limit/offset."""
+        """Cases I may read, newest first; every filter optional; paginated with
+        `after` = the page's `next` (or limit/offset)."""
         tz = _tz(svc, actor)
         flt = CaseFilter(
             procedure,
@@ -226,6 +236,7 @@ class CaseController(Controller):
             query_time(updated_to, "updated_to", tz, end=True),
             limit,
             offset,
+            after,
         )
         return _page(svc, list_cases(svc, actor, flt))
 
@@ -347,10 +358,12 @@ class CaseController(Controller):
     sync_to_thread=True,
     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
 )
-def get_inbox(svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0) -> CaseList:
+def get_inbox(
+    svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0, after: After = None
+) -> CaseList:
     """Open cases waiting on me, or on a role or department I hold: nearest deadline first, then
-    longest waiting."""
-    return _page(svc, inbox(svc, actor, limit=limit, offset=offset))
+    longest waiting; the next page from `after` = the page's `next`."""
+    return _page(svc, inbox(svc, actor, limit=limit, offset=offset, after=after))
 
 
 @get(

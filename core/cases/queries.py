@@ -7,14 +7,17 @@ another company is "not found", never "forbidden".
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select, union, union_all
+from sqlalchemy import bindparam, exists, func, select, tuple_, union, union_all
 
 from core.cases import search
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
@@ -47,6 +50,7 @@ class CaseFilter:
     updated_to: dt.datetime | None = None
     limit: int = 50
     offset: int = 0
+    after: str | None = None  # the ``next`` of the page before (keyset pagination)
 
 
 @dataclass
@@ -59,6 +63,38 @@ class CasePage:
     offset: int
     total_exact: bool = True  # False: there are more than ``total`` (COUNT_CAP)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where the next page starts (``after=``), or None on the last page
+    next: str | None = None
+
+
+# -- keyset pagination -----------------------------------------------------------------
+# A page ends at a position of the list's order — (opening instant, id) newest first for
+# case lists, (next due instant, id) for the inbox — and the next page is read from the
+# index right after it: a deep page costs what the first does (an offset reads and drops
+# every entry before it), and a case opened meanwhile neither repeats nor skips an entry.
+# The cursor is that position, in an opaque URL-safe text naming which order it belongs to.
+
+
+def _cursor(kind: str, at: dt.datetime, case_id: int) -> str:
+    raw = json.dumps([kind, at.astimezone(dt.UTC).isoformat(), case_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _position(kind: str, cursor: str) -> tuple[dt.datetime, int]:
+    """The position ``cursor`` names in an order of ``kind``; InvalidInput naming
+    ``after`` when it is not a cursor of such a list."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        got, at, case_id = json.loads(raw)
+        moment = dt.datetime.fromisoformat(at)
+        if got == kind and type(case_id) is int and 0 <= case_id < 2**63 and moment.tzinfo:
+            return moment, case_id
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise InvalidInput(
+        "after: not the 'next' of a page of this list (copy it from the page before)",
+        errors={"after": "not a cursor of this list"},
+    )
 
 
 def readable_procedures(svc: CaseService, rt: CompanyRuntime, actor: Actor) -> list[str]:
@@ -80,7 +116,11 @@ def require_read(svc: CaseService, actor: Actor, view: CaseView) -> None:
 
 
 def _mine(
-    rt: CompanyRuntime, mine: Sequence[tuple[str, str, str]], conds: Sequence[Any], n: int
+    rt: CompanyRuntime,
+    mine: Sequence[tuple[str, str, str]],
+    conds: Sequence[Any],
+    n: int,
+    after: tuple[dt.datetime, int] | None,
 ) -> tuple[Any, Any]:
     """The actor's cases matching ``conds``: the statement of the first ``n`` newest first,
     and the capped count.
@@ -105,12 +145,17 @@ def _mine(
             *conds,
         )
 
+    start = [] if after is None else [tuple_(a.c.created_at, a.c.case_id) < tuple_(*after)]
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
     heads = union_all(
         *(
             select(h.c.case_id, h.c.created_at)
             for h in (
-                arm(*q).order_by(a.c.created_at.desc(), a.c.case_id.desc()).limit(n).subquery()
+                arm(*q)
+                .where(*start)
+                .order_by(a.c.created_at.desc(), a.c.case_id.desc())
+                .limit(n)
+                .subquery()
                 for q in mine
             )
         )
@@ -230,12 +275,13 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
             conds.append(col >= lo)
         if hi is not None:
             conds.append(col < hi)
+    after = _position("cases", flt.after) if flt.after is not None else None
     mine = queues(svc, rt, actor, procs) if flt.mine else []
     if flt.mine and not mine:
         return CasePage([], 0, flt.limit, flt.offset)
     with svc.db.read() as conn:
         if mine and not flt.q:
-            page, matching = _mine(rt, mine, conds, flt.offset + flt.limit)
+            page, matching = _mine(rt, mine, conds, flt.offset + flt.limit, after)
             total, exact = _capped_count(conn, matching)
             ids = [r.case_id for r in conn.execute(page.limit(flt.limit).offset(flt.offset))]
             by_id = {r.id: r for r in conn.execute(_CASES_BY_ID, {"co": rt.id, "ids": ids})}
@@ -243,9 +289,11 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         else:
             if mine:  # the text search's matches lead; the queues filter them
                 conds.append(c.c.id.in_(union(*(_queue(rt.id, *q) for q in mine))))
+            # the count is of the whole list; the page starts after the cursor
+            start = [] if after is None else [tuple_(c.c.created_at, c.c.id) < tuple_(*after)]
             listing = (
                 select(c)
-                .where(*base, *conds)
+                .where(*base, *conds, *start)
                 .order_by(c.c.created_at.desc(), c.c.id.desc())
                 .limit(flt.limit)
                 .offset(flt.offset)
@@ -264,7 +312,15 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         items = [
             svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
         ]
-    return CasePage(items, total, flt.limit, flt.offset, total_exact=exact)
+    last = items[-1] if len(items) == flt.limit else None
+    return CasePage(
+        items,
+        total,
+        flt.limit,
+        flt.offset,
+        total_exact=exact,
+        next=None if last is None else _cursor("cases", last.created_at, last.id),
+    )
 
 
 def queues(
@@ -283,9 +339,10 @@ def queues(
     return out
 
 
-def _queue_arm(i: int, ordered: bool) -> Any:
-    """Queue ``i`` of a statement: its cases (ordered and limited: the queue's head), one
-    range of ix_case_assignee_inbox; kind, ref and procedure are parameters ``k{i}``…"""
+def _queue_arm(i: int, ordered: bool, after: bool = False) -> Any:
+    """Queue ``i`` of a statement: its cases (ordered and limited: the queue's head; with
+    ``after``, from the position ``(:after_due, :after_id)`` on), one range of
+    ix_case_assignee_inbox; kind, ref and procedure are parameters ``k{i}``…"""
     a = t.case_assignee
     q = select(a.c.case_id, a.c.due_at).where(
         a.c.company_id == bindparam("co"),
@@ -293,17 +350,21 @@ def _queue_arm(i: int, ordered: bool) -> Any:
         a.c.ref == bindparam(f"r{i}"),
         a.c.procedure == bindparam(f"p{i}"),
     )
+    if after:
+        start = tuple_(bindparam("after_due", type_=a.c.due_at.type), bindparam("after_id"))
+        q = q.where(tuple_(a.c.due_at, a.c.case_id) > start)
     if ordered:
         q = q.order_by(a.c.due_at, a.c.case_id).limit(bindparam("n"))
     return q
 
 
 @functools.lru_cache(maxsize=64)
-def _inbox_statements(queue_count: int) -> tuple[Any, Any]:
-    """The page and count statements for an actor with ``queue_count`` queues, built once
-    (building them cost more than running them)."""
+def _inbox_statements(queue_count: int, after: bool = False) -> tuple[Any, Any]:
+    """The page and count statements for an actor with ``queue_count`` queues (the page
+    from a cursor on, with ``after``), built once (building them cost more than running
+    them)."""
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
-    arms = [_queue_arm(i, True).subquery() for i in range(queue_count)]
+    arms = [_queue_arm(i, True, after).subquery() for i in range(queue_count)]
     heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
     page = (
         select(heads.c.case_id, heads.c.due_at)
@@ -327,7 +388,14 @@ _CASES_BY_ID = select(t.case).where(
 )
 
 
-def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -> CasePage:
+def inbox(
+    svc: CaseService,
+    actor: Actor,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    after: str | None = None,
+) -> CasePage:
     """Open cases waiting on the actor, or on a role or department they hold: the nearest
     running deadline first (``next_due_at``), then cases without one, oldest first.
 
@@ -341,15 +409,21 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, offset ≥ 0", errors={"limit": "out of range"}
         )
+    start = _position("inbox", after) if after is not None else None
     mine = queues(svc, rt, actor, readable_procedures(svc, rt, actor))
     if not mine:
         return CasePage([], 0, limit, offset)
-    page, counted = _inbox_statements(len(mine))
-    params: dict[str, Any] = {"co": rt.id, "n": offset + limit, "limit": limit, "offset": offset}
+    page, _ = _inbox_statements(len(mine), start is not None)
+    _, counted = _inbox_statements(len(mine))  # the count is of the whole inbox
+    params: dict[str, Any] = {"co": rt.id}
     for i, (kind, ref, procedure) in enumerate(mine):
         params.update({f"k{i}": kind, f"r{i}": ref, f"p{i}": procedure})
+    paging: dict[str, Any] = {"n": offset + limit, "limit": limit, "offset": offset}
+    if start is not None:
+        paging.update(after_due=start[0], after_id=start[1])
     with svc.db.read() as conn:
-        ids = [r.case_id for r in conn.execute(page, params).all()]
+        heads = conn.execute(page, params | paging).all()
+        ids = [r.case_id for r in heads]
         n = conn.execute(counted, {**params, "cap": COUNT_CAP + 1}).scalar_one()
         total, exact = min(n, COUNT_CAP), n <= COUNT_CAP
         rows = {r.id: r for r in conn.execute(_CASES_BY_ID, {"co": rt.id, "ids": ids}).all()}
@@ -358,7 +432,15 @@ def inbox(svc: CaseService, actor: Actor, *, limit: int = 50, offset: int = 0) -
             for i in ids
             if i in rows
         ]
-    return CasePage(items, total, limit, offset, total_exact=exact)
+    last = heads[-1] if len(heads) == limit else None
+    return CasePage(
+        items,
+        total,
+        limit,
+        offset,
+        total_exact=exact,
+        next=None if last is None else _cursor("inbox", last.due_at, last.case_id),
+    )
 
 
 def linked_cases(svc: CaseService, company: str, case_id: int) -> list[dict[str, Any]]:

@@ -340,6 +340,17 @@ def test_list_filters_and_pagination(client: Client, svc: CaseService) -> None:
     assert ids(f"created_to={created_c}") == [b["id"], a["id"]]
     page = wang.get("/api/v1/cases?limit=2&offset=2").json()
     assert page["total"] == 3 and [x["id"] for x in page["items"]] == [a["id"]]
+    # keyset: the next page starts after the first one's `next`, and the last has none
+    first = wang.get("/api/v1/cases?limit=2").json()
+    assert [x["id"] for x in first["items"]] == [c["id"], b["id"]] and first["next"]
+    rest = wang.get("/api/v1/cases", params={"limit": 2, "after": first["next"]}).json()
+    assert [x["id"] for x in rest["items"]] == [a["id"]] and rest["next"] is None
+    assert rest["total"] == 3  # the whole list's count, not what is left
+    bad = problem(wang.get("/api/v1/cases?after=made-up"), 422, "invalid-input")
+    assert "after" in bad["errors"] and "after" in bad["detail"]
+    inbox_next = wang.get("/api/v1/inbox?limit=1").json()["next"]
+    assert inbox_next
+    problem(wang.get("/api/v1/cases", params={"after": inbox_next}), 422, "invalid-input")
     assert ids("mine=true&status=open") == [b["id"], a["id"]]
 
 

@@ -125,6 +125,25 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
         "engineer's inbox": lambda: queries.inbox(svc, li),
         "agent's inbox, second page": lambda: queries.inbox(svc, wang, limit=5, offset=5),
         "my cases": lambda: queries.list_cases(svc, wang, queries.CaseFilter(mine=True)),
+        "my cases, the page after a cursor": lambda: queries.list_cases(
+            svc,
+            wang,
+            queries.CaseFilter(
+                mine=True,
+                limit=3,
+                after=queries.list_cases(svc, wang, queries.CaseFilter(mine=True, limit=3)).next,
+            ),
+        ),
+        "all cases, the page after a cursor": lambda: queries.list_cases(
+            svc,
+            wang,
+            queries.CaseFilter(
+                limit=3, after=queries.list_cases(svc, wang, queries.CaseFilter(limit=3)).next
+            ),
+        ),
+        "inbox, the page after a cursor": lambda: queries.inbox(
+            svc, wang, limit=3, after=queries.inbox(svc, wang, limit=3).next
+        ),
         "open cases": lambda: queries.list_cases(svc, wang, queries.CaseFilter(status="open")),
         "all cases, newest first": lambda: queries.list_cases(svc, wang, queries.CaseFilter()),
         "text search": lambda: queries.list_cases(svc, wang, queries.CaseFilter(q="不制冷")),
