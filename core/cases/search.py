@@ -89,13 +89,18 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(v)
 
 
+def searched_text(number: str, fields: Mapping[str, Any]) -> str:
+    """What a case's document is made of: its number and every text in its fields (a
+    change of fields that leaves it alone leaves the document alone)."""
+    return " ".join([number, *(s for v in fields.values() for s in _texts(v))])[:MAX_INDEXED]
+
+
 def document(
     company_id: int, number: str, fields: Mapping[str, Any], *, triples: bool = False
 ) -> str:
     """The indexed document of a case: its company token, then the pairs of its number and
     of every text in its fields, then (``triples``, for PostgreSQL) their triples."""
-    parts = [number, *(s for v in fields.values() for s in _texts(v))]
-    runs = _runs(" ".join(parts)[:MAX_INDEXED])
+    runs = _runs(searched_text(number, fields))
     tokens = [f"c{company_id}"]
     for grams in (_pairs, _triples) if triples else (_pairs,):
         for run in runs:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from core.errors import NotAllowed
 from core.spec.definitions import SignatureDef
 from core.storage import schema as t
-from core.storage.prepared import Query
+from core.storage.prepared import Prepared, Query
 
 _S = t.signature
 #: how a void signature's reason begins; the changed fields' names follow, comma-separated
@@ -35,8 +35,8 @@ _SEL_VALID = Query(
         _S.c.company_id == bindparam("co"), _S.c.case_id == bindparam("cid"), _S.c.void_at.is_(None)
     )
 )
-_INS = insert(_S)
-_VOID = (
+_INS = Prepared(insert(_S).values({c.name: bindparam(c.name) for c in _S.c if c.name != "id"}))
+_VOID = Prepared(
     update(_S)
     .where(_S.c.id == bindparam("sid"), _S.c.company_id == bindparam("co"))
     .values(void_at=bindparam("at"), void_reason=bindparam("reason"))
@@ -176,8 +176,8 @@ def write(
 ) -> None:
     """Write what a change did to signatures (after its journal entries were appended)."""
     for row, changed in voids:
-        conn.execute(
-            _VOID,
+        _VOID.execute(
+            conn,
             {
                 "sid": row.id,
                 "co": company_id,
@@ -187,8 +187,8 @@ def write(
         )
     if signing is not None:
         assert signed_hash is not None and signed_seq is not None
-        conn.execute(
-            _INS,
+        _INS.execute(
+            conn,
             {
                 "company_id": company_id,
                 "case_id": case_id,
