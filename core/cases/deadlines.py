@@ -84,10 +84,14 @@ def timeline(journal: Sequence[Mapping[str, Any]]) -> list[Moment]:
         kind, data = e["kind"], e.get("data") or {}
         if cur is None or kind in CHANGE_KINDS or e["at"] != cur.at:
             before = step
-            cur = Moment(e["at"], step, closed, dict(fields))
+            # the new moment's own copy, changed by its entries: the earlier moments keep
+            # theirs (one copy per change, not one per entry)
+            fields = dict(fields)
+            cur = Moment(e["at"], step, closed, fields)
             out.append(cur)
         if kind == "opened":
-            fields = dict(data.get("fields") or {})
+            fields.clear()
+            fields.update(data.get("fields") or {})
             step = data.get("step", step)
         elif kind == "action":
             fields.update(data.get("fields") or {})
@@ -99,7 +103,7 @@ def timeline(journal: Sequence[Mapping[str, Any]]) -> list[Moment]:
             fields[data["field"]] = data.get("new")
         elif kind == "closed":
             closed = True
-        cur.step, cur.closed, cur.fields = step, closed, dict(fields)
+        cur.step, cur.closed = step, closed
         cur.entered = step if step != before else None
     return out
 
@@ -346,8 +350,13 @@ def _one(
     d.started_at, d.start_reason = start, why
     if sla.step is not None:
         # the moment of the latest entry into the step, then the first change that left it
-        first = max(
-            (i for i, m in enumerate(moments) if m.at == start and m.step == sla.step), default=0
+        first = next(
+            (
+                i
+                for i in range(len(moments) - 1, -1, -1)
+                if moments[i].at == start and moments[i].step == sla.step
+            ),
+            0,
         )
         stop = next((m for m in moments[first + 1 :] if m.step != sla.step or m.closed), None)
         if stop is not None:
