@@ -600,12 +600,15 @@ class Pipeline:
             if changed != 1:  # someone committed between our read and this write
                 raise Conflict(f"case {row.number} changed while acting", current_version=None)
             created_by, created_at = row.created_by, row.created_at
-        if row is None or (  # the text-search document, when its text changed
-            change.fields != row.fields
-            and search.searched_text(d.number, change.fields)
-            != search.searched_text(d.number, row.fields)
-        ):
-            search.index(self.conn, case_id, self.rt.id, d.number, change.fields, new=row is None)
+        if row is None or change.fields != row.fields:  # the text-search document
+            search.index(
+                self.conn,
+                case_id,
+                self.rt.id,
+                d.number,
+                change.fields,
+                before=None if row is None else row.fields,
+            )
         # the inbox queues (case_assignee) follow the assignees and the next due instant
         if row is None or assignees != list(row.assignees):
             if row is not None:

@@ -165,7 +165,7 @@ def _mine(
         .distinct()
         .order_by(heads.c.created_at.desc(), heads.c.case_id.desc())
     )
-    # each queue counted up to the cap (see _inbox_statements)
+    # each queue counted up to the cap (see _inbox_count)
     capped = [arm(*q).with_only_columns(a.c.case_id).limit(COUNT_CAP + 1).subquery() for q in mine]
     every = union(*(select(q.c.case_id) for q in capped)).subquery()
     return page, select(every.c.case_id)
@@ -301,14 +301,12 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
             if flt.q:
                 # every match is read and sorted for the page anyway: counted there, the
                 # search runs once instead of twice (65 ms each at a million cases)
-                rows = list(conn.execute(listing.add_columns(func.count().over().label("n"))))
-                if rows:
-                    total, exact = min(rows[0].n, COUNT_CAP), rows[0].n <= COUNT_CAP
-                else:
-                    total, exact = _capped_count(conn, select(c.c.id).where(*base, *conds))
+                listing = listing.add_columns(func.count().over().label("n"))
+            rows = list(conn.execute(listing))
+            if flt.q and rows:
+                total, exact = min(rows[0].n, COUNT_CAP), rows[0].n <= COUNT_CAP
             else:
                 total, exact = _capped_count(conn, select(c.c.id).where(*base, *conds))
-                rows = list(conn.execute(listing))
         items = [
             svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
         ]
@@ -359,28 +357,31 @@ def _queue_arm(i: int, ordered: bool, after: bool = False) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _inbox_statements(queue_count: int, after: bool = False) -> tuple[Any, Any]:
-    """The page and count statements for an actor with ``queue_count`` queues (the page
-    from a cursor on, with ``after``), built once (building them cost more than running
-    them)."""
+def _inbox_page(queue_count: int, after: bool) -> Any:
+    """The page statement for an actor with ``queue_count`` queues (from a cursor on, with
+    ``after``), built once (building it cost more than running it)."""
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
     arms = [_queue_arm(i, True, after).subquery() for i in range(queue_count)]
     heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
-    page = (
+    return (
         select(heads.c.case_id, heads.c.due_at)
         .distinct()
         .order_by(heads.c.due_at, heads.c.case_id)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _inbox_count(queue_count: int) -> Any:
+    """The capped count of the whole inbox of ``queue_count`` queues, built once."""
     # each queue counted up to the cap: one longer than it makes the union longer too,
     # and the union then dedupes at most queues × cap entries, not every waiting case
     capped = [_queue_arm(i, False).limit(bindparam("cap")).subquery() for i in range(queue_count)]
     every = union(*(select(q.c.case_id) for q in capped)).subquery()
-    counted = select(func.count()).select_from(
+    return select(func.count()).select_from(
         select(every.c.case_id).limit(bindparam("cap")).subquery()
     )
-    return page, counted
 
 
 _CASES_BY_ID = select(t.case).where(
@@ -413,8 +414,7 @@ def inbox(
     mine = queues(svc, rt, actor, readable_procedures(svc, rt, actor))
     if not mine:
         return CasePage([], 0, limit, offset)
-    page, _ = _inbox_statements(len(mine), start is not None)
-    _, counted = _inbox_statements(len(mine))  # the count is of the whole inbox
+    page, counted = _inbox_page(len(mine), start is not None), _inbox_count(len(mine))
     params: dict[str, Any] = {"co": rt.id}
     for i, (kind, ref, procedure) in enumerate(mine):
         params.update({f"k{i}": kind, f"r{i}": ref, f"p{i}": procedure})

@@ -149,10 +149,20 @@ _PENDING = "kefu.search.pending"
 
 
 def index(
-    conn: Connection, case_id: int, company_id: int, number: str, fields: Any, *, new: bool
+    conn: Connection,
+    case_id: int,
+    company_id: int,
+    number: str,
+    fields: Any,
+    *,
+    before: Mapping[str, Any] | None,
 ) -> None:
-    """Write (``new``) or rewrite a case's document before the caller's transaction
-    commits."""
+    """Write a new case's document (``before`` None), or rewrite a case's document whose
+    fields were ``before`` — unless its text is the same — before the caller's
+    transaction commits."""
+    new = before is None
+    if before is not None and searched_text(number, before) == searched_text(number, fields):
+        return  # the same text makes the same document
     if before_commit(conn, _PENDING, _write_pending):
         conn.info[_PENDING] = {}
     pending: dict[int, list[Any]] = conn.info[_PENDING]

@@ -88,6 +88,12 @@ def copy_database(
         )
     upgrade(target)
     done: list[Copied] = []
+
+    def copied(name: str, rows: int, since: float) -> None:
+        done.append(Copied(name, rows, time.perf_counter() - since))
+        if progress is not None:
+            progress(done[-1])
+
     with target.write() as dst:
         filled = _first_filled(dst)
         if filled is not None:
@@ -104,9 +110,7 @@ def copy_database(
                 for part in result.partitions():
                     _insert(dst, table, part)
                     rows += len(part)
-                done.append(Copied(table.name, rows, time.perf_counter() - t0))
-                if progress is not None:
-                    progress(done[-1])
+                copied(table.name, rows, t0)
             t0, rows = time.perf_counter(), 0
             c = t.case
             result = src.execution_options(yield_per=BATCH).execute(
@@ -115,9 +119,7 @@ def copy_database(
             for part in result.partitions():
                 search.write(dst, ((r.id, True, r.company_id, r.number, r.fields) for r in part))
                 rows += len(part)
-            done.append(Copied(f"{t.SEARCH_TABLE} (written anew)", rows, time.perf_counter() - t0))
-            if progress is not None:
-                progress(done[-1])
+            copied(f"{t.SEARCH_TABLE} (written anew)", rows, t0)
         if not target.is_sqlite:
             _continue_sequences(dst)
     target.optimize()
