@@ -49,6 +49,7 @@ from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
 from core.spec.procedures import OPENING, CompiledProcedure, branch_id, required_id
 from core.storage import schema as t
+from core.storage.db import after_commit
 from core.storage.prepared import Prepared, Query
 from core.time.calendars import WorkingCalendar
 
@@ -184,6 +185,7 @@ class Context(Protocol):
     """What the pipeline needs from the running service (the case service provides it)."""
 
     events: EventQueue
+    time_memory: deadlines.TimeMemory
 
     def now(self) -> dt.datetime: ...
 
@@ -463,6 +465,8 @@ class Pipeline:
 
     def note(self, case_id: int, proc: CompiledProcedure, entry: dict[str, Any]) -> list[int]:
         """Journal an entry about a case that changes nothing of it (``timer_skipped``)."""
+        memory, company_id = self.ctx.time_memory, self.rt.id
+        after_commit(self.conn, lambda: memory.forget(company_id, case_id))
         return chain.append(
             self.conn,
             self.rt.id,
@@ -541,10 +545,17 @@ class Pipeline:
             entries.append({"kind": "closed", "data": {"step": change.step}})
         # deadlines: the journal so far plus what this change adds
         plan = None
+        remembered = None  # what the change that wrote the version read left (TimeMemory)
         if deadlines.needs_time(proc):
+            if row is not None:
+                remembered = self.ctx.time_memory.get(self.rt.id, row.id, row.version)
             if d.history is None:
                 assert row is not None
-                d.history = chain.case_history(self.conn, self.rt.id, row.id)
+                d.history = (
+                    remembered.history
+                    if remembered is not None
+                    else chain.case_history(self.conn, self.rt.id, row.id)
+                )
             history = d.history + [
                 {"at": now, "kind": e["kind"], "action": e.get("action"), "data": e.get("data", {})}
                 for e in entries
@@ -681,7 +692,14 @@ class Pipeline:
         if final and not was_closed and self.rt.waits:  # a parent waiting for its cases
             self._parents_waiting(case_id, depth)
         if plan is not None:
-            deadlines.schedule(self.conn, self.rt.id, case_id, plan)
+            wanted = deadlines.planned(case_id, plan)
+            before = None if remembered is None else remembered.timers
+            if before != wanted:  # else the timers the version read scheduled stand
+                deadlines.schedule(self.conn, self.rt.id, case_id, wanted, before)
+            if not d.change.linked:  # (a linked case's entries come after ``history``)
+                state = deadlines.TimeState(version, history, wanted)
+                memory, company_id = self.ctx.time_memory, self.rt.id
+                after_commit(self.conn, lambda: memory.put(company_id, case_id, state))
             schedules.refresh_case(
                 self.conn,
                 self.rt,

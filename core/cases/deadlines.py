@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -652,9 +654,13 @@ def _started(d: Deadline) -> str | None:
     return d.started_at.astimezone(dt.UTC).isoformat() if d.started_at else None
 
 
-def schedule(conn: Connection, company_id: int, case_id: int, tp: TimePlan) -> None:
-    """(Re)schedule the case's SLA and pack timers from ``tp`` in ``conn``."""
-    timers.cancel_kinds(conn, case_id, TIME_KINDS)
+#: one timer a plan asks for: (kind, idempotency key, due instant, payload)
+TimerSpec = tuple[str, str, dt.datetime, dict[str, Any]]
+
+
+def planned(case_id: int, tp: TimePlan) -> tuple[TimerSpec, ...]:
+    """The SLA and pack timers ``tp`` asks for, in the order :func:`schedule` writes them."""
+    out: list[TimerSpec] = []
     for d in tp.running:
         if d.due_at is None or d.started_at is None:
             continue
@@ -667,25 +673,100 @@ def schedule(conn: Connection, company_id: int, case_id: int, tp: TimePlan) -> N
         ):
             if at is None or (escalation, d.id, started) in tp.escalated:
                 continue
-            timers.schedule(
-                conn,
-                company_id=company_id,
-                case_id=case_id,
-                kind=kind,
-                due_at=at,
-                key=f"{kind}:{base}",
-                payload={"sla": d.id, "started_at": started},
-            )
+            out.append((kind, f"{kind}:{base}", at, {"sla": d.id, "started_at": started}))
     for timer, event_at, due in tp.pack_timers:
+        out.append(
+            (
+                "pack.timer",
+                f"pack.timer:{case_id}:{timer.id}:{_iso(event_at)}",
+                due,
+                {"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()},
+            )
+        )
+    return tuple(out)
+
+
+def schedule(
+    conn: Connection,
+    company_id: int,
+    case_id: int,
+    specs: Sequence[TimerSpec],
+    before: Sequence[TimerSpec] | None = None,
+) -> None:
+    """(Re)schedule the case's SLA and pack timers to ``specs`` (:func:`planned`) in
+    ``conn``: every other pending one of those kinds is cancelled. ``before``: the specs
+    the case's timers were last scheduled to, when known (:class:`TimeMemory`) — then
+    only the timers that differ are written."""
+    if before is None:
+        timers.cancel_kinds(conn, case_id, TIME_KINDS)
+        changed: Sequence[TimerSpec] = specs
+    else:
+        had = {spec[1]: spec for spec in before}
+        for key in had.keys() - {spec[1] for spec in specs}:
+            timers.cancel_key(conn, key)
+        changed = [spec for spec in specs if had.get(spec[1]) != spec]
+    for kind, key, at, payload in changed:
         timers.schedule(
             conn,
             company_id=company_id,
             case_id=case_id,
-            kind="pack.timer",
-            due_at=due,
-            key=f"pack.timer:{case_id}:{timer.id}:{_iso(event_at)}",
-            payload={"timer": timer.id, "event_at": event_at.astimezone(dt.UTC).isoformat()},
+            kind=kind,
+            due_at=at,
+            key=key,
+            payload=payload,
         )
+
+
+# -- what a process remembers between changes of a case ------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeState:
+    """What a committed change of a case left for the next one: the case's journal as
+    deadlines replay it (``history``) and the timers its plan scheduled (``timers``)."""
+
+    version: int  # the case row's version this change wrote
+    history: list[dict[str, Any]]
+    timers: tuple[TimerSpec, ...]
+
+
+class TimeMemory:
+    """Per process, the :class:`TimeState` of the cases changed lately (at most ``size``).
+
+    The next change of such a case, made at that very version, skips reading the case's
+    journal and, when its plan asks for the same timers, rewriting them. A case row at a
+    given version never changes (every write of a case raises its version, in the same
+    transaction as its journal entries), so a state is either the case's or stale, and a
+    stale one (another process changed the case) is never used. Only what the journal's
+    replay does not depend on can be missing from a remembered history: a ``timer_skipped``
+    note another process wrote (it changes neither step, fields nor actions). States are
+    remembered after their transaction committed (:func:`core.storage.db.after_commit`).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._states: OrderedDict[tuple[int, int], TimeState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, company_id: int, case_id: int, version: int) -> TimeState | None:
+        """The state the change that wrote ``version`` of the case left, if remembered."""
+        with self._lock:
+            state = self._states.get((company_id, case_id))
+            if state is None or state.version != version:
+                return None
+            self._states.move_to_end((company_id, case_id))
+            return state
+
+    def put(self, company_id: int, case_id: int, state: TimeState) -> None:
+        with self._lock:
+            self._states[(company_id, case_id)] = state
+            self._states.move_to_end((company_id, case_id))
+            while len(self._states) > self.size:
+                self._states.popitem(last=False)
+
+    def forget(self, company_id: int, case_id: int) -> None:
+        with self._lock:
+            self._states.pop((company_id, case_id), None)
 
 
 # -- timer handlers (the worker's transaction) -------------------------------------------------

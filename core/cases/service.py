@@ -127,6 +127,8 @@ class CaseService:
         self._by_version_id: dict[int, tuple[CompiledProcedure, int]] = {}
         self._calendars: dict[str, WorkingCalendar] = {}
         self.events = EventQueue()
+        # what each lately changed case's last change left for its next (deadlines)
+        self.time_memory = deadlines.TimeMemory()
         # each company's journal head at this service's last checkpoint of it
         self._checkpointed: dict[str, int] = {}
 

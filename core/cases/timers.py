@@ -144,6 +144,18 @@ def cancel_kinds(conn: Connection, case_id: int, kinds: tuple[str, ...]) -> int:
     return stmt.execute(conn, {"cid": case_id})
 
 
+_CANCEL_KEY = Prepared(
+    update(timer)
+    .where(timer.c.idempotency_key == bindparam("key"), timer.c.status == PENDING)
+    .values(status=CANCELLED)
+)
+
+
+def cancel_key(conn: Connection, key: str) -> int:
+    """Cancel the timer ``key`` if it is pending (a prepared statement: the hot path's)."""
+    return _CANCEL_KEY.execute(conn, {"key": key})
+
+
 def cancel(
     conn: Connection, *, key: str | None = None, case_id: int | None = None, kind: str | None = None
 ) -> int:

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 DEFAULT_URL = "sqlite:///var/kefu.db"
 
 _BEFORE_COMMIT = "kefu.before_commit"
+_AFTER_COMMIT = "kefu.after_commit"
 
 
 def before_commit(conn: Connection, key: str, flush: Callable[[Connection], None]) -> bool:
@@ -42,6 +43,13 @@ def before_commit(conn: Connection, key: str, flush: Callable[[Connection], None
         return False
     pending[key] = flush
     return True
+
+
+def after_commit(conn: Connection, done: Callable[[], None]) -> None:
+    """Run ``done()`` once the write transaction ``conn`` has committed (never if it rolls
+    back or its commit fails): for what a process may remember of a committed change only.
+    An exception from ``done`` reaches the caller, after the commit."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(done)
 
 
 class JsonText(str):
@@ -91,28 +99,32 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A read-write transaction: commits on success, rolls back on any exception.
 
-        Work registered with :func:`before_commit` runs last inside the transaction.
+        Work registered with :func:`before_commit` runs last inside the transaction,
+        work registered with :func:`after_commit` once it has committed.
         On SQLite, where one writer at a time holds the lock anyway, the transactions
         follow one another on one connection kept open for them (taking one from the pool
         and giving it back cost more than many a change of a case); after a failure the
         next transaction starts on a new one.
         """
+        committed: list[Callable[[], None]] = []  # the after_commit work, once committed
         if self._write_lock is None:
             with self.engine.begin() as conn:
-                yield from _flushing(conn)
-            return
-        with self._write_lock:
-            kept = self._writer
-            if kept is None or kept.closed or kept.invalidated:
-                kept = self._writer = self.engine.connect()
-            conn = kept
-            try:
-                with conn.begin():
-                    yield from _flushing(conn)
-            except BaseException:
-                self._writer = None
-                conn.close()
-                raise
+                yield from _flushing(conn, committed)
+        else:
+            with self._write_lock:
+                kept = self._writer
+                if kept is None or kept.closed or kept.invalidated:
+                    kept = self._writer = self.engine.connect()
+                conn = kept
+                try:
+                    with conn.begin():
+                        yield from _flushing(conn, committed)
+                except BaseException:
+                    self._writer = None
+                    conn.close()
+                    raise
+        for done in committed:
+            done()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -164,14 +176,18 @@ class Database:
             self.dispose()
 
 
-def _flushing(conn: Connection) -> Iterator[Connection]:
-    """Hand out ``conn`` for a write transaction, then run its :func:`before_commit` work."""
+def _flushing(conn: Connection, committed: list[Callable[[], None]]) -> Iterator[Connection]:
+    """Hand out ``conn`` for a write transaction, then run its :func:`before_commit` work
+    and hand its :func:`after_commit` work to ``committed``, for after the commit."""
     try:
         yield conn
         for flush in conn.info.pop(_BEFORE_COMMIT, {}).values():
             flush(conn)
+        committed.extend(conn.info.pop(_AFTER_COMMIT, ()))
     finally:
-        conn.info.pop(_BEFORE_COMMIT, None)  # a rolled-back transaction's, too
+        # a rolled-back transaction's, too: the connection's info outlives it (the pool)
+        conn.info.pop(_BEFORE_COMMIT, None)
+        conn.info.pop(_AFTER_COMMIT, None)
 
 
 def _make_sqlite_safe(engine: Engine) -> None:
