@@ -61,7 +61,10 @@ MAX_LINK_DEPTH = 3
 SEL_CASE = Query(
     select(t.case).where(t.case.c.id == bindparam("cid"), t.case.c.company_id == bindparam("co"))
 )
-_INS_CASE = insert(t.case)
+_CASE_COLUMNS = [c.name for c in t.case.c if c.name != "id"]
+_INS_CASE = Query(
+    insert(t.case).values({c: bindparam(c) for c in _CASE_COLUMNS}).returning(t.case.c.id)
+)
 _UPD_CASE = Prepared(
     update(t.case)
     .where(
@@ -97,8 +100,10 @@ _UPD_ASSIGNEES_DUE = Prepared(
     .values(due_at=bindparam("due"))
 )
 _INS_LINK = insert(t.case_link)
-_SEL_PARENTS = select(t.case_link.c.from_case_id, t.case_link.c.link).where(
-    t.case_link.c.company_id == bindparam("co"), t.case_link.c.to_case_id == bindparam("cid")
+_SEL_PARENTS = Query(
+    select(t.case_link.c.from_case_id, t.case_link.c.link).where(
+        t.case_link.c.company_id == bindparam("co"), t.case_link.c.to_case_id == bindparam("cid")
+    )
 )
 _COUNT_OPEN_CHILDREN = (
     select(func.count())
@@ -507,7 +512,12 @@ class Pipeline:
             for j in change.journal
         ]
         voids: list[tuple[Any, list[str]]] = []
-        if row is not None and proc.pack.signatures and change.fields != row.fields:
+        if (
+            row is not None
+            and proc.pack.signatures
+            and change.fields != row.fields
+            and signatures.touched(proc.pack.signatures, row.fields, change.fields)
+        ):
             held = signatures.valid(self.conn, self.rt.id, row.id)
             voids = signatures.voided(proc.pack.signatures, held, row.fields, change.fields)
             entries += [
@@ -577,8 +587,8 @@ class Pipeline:
             "next_due_at": next_due,
         }
         if row is None:
-            case_id = self.conn.execute(
-                _INS_CASE,
+            case_id = _INS_CASE.first(
+                self.conn,
                 {
                     **values,
                     "company_id": self.rt.id,
@@ -588,7 +598,7 @@ class Pipeline:
                     "created_by": d.actor.username,
                     "created_at": now,
                 },
-            ).inserted_primary_key[0]  # type: ignore[index]  # always set after an INSERT
+            ).id
             created_by, created_at = d.actor.username, now
         else:
             case_id = row.id
@@ -936,9 +946,7 @@ class Pipeline:
     def _parents_waiting(self, case_id: int, depth: int) -> None:
         """This case just closed: a case that opened it and waits at a ``wait_for:`` step
         for its link moves on once none of those cases is open any more."""
-        for parent_id, link in self.conn.execute(
-            _SEL_PARENTS, {"co": self.rt.id, "cid": case_id}
-        ).all():
+        for parent_id, link in _SEL_PARENTS.all(self.conn, {"co": self.rt.id, "cid": case_id}):
             parent = self._row(parent_id)
             proc = self.ctx.procedure_for_version(self.conn, parent.procedure_version_id)
             wait = proc.step(parent.step).wait_for if parent.status == "open" else None

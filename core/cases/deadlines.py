@@ -196,10 +196,10 @@ def _event_at(
     first: bool = True,
 ) -> tuple[dt.datetime | None, str]:
     """When ``ev`` happened (the first time at or after ``after``; the last time if not first)."""
-    if ev == "opened":
+    if _is(ev, "opened"):
         return (moments[0].at, "the case was opened") if moments else (None, "")
     hits: list[tuple[dt.datetime, str]] = []
-    if ev == "closed":
+    if _is(ev, "closed"):
         closing = next((m for m in moments if m.closed), None)
         hits = [(closing.at, "the case was closed")] if closing else []
     elif isinstance(ev, EventRef):
@@ -218,8 +218,28 @@ def _event_at(
     return hits[0] if first else hits[-1]
 
 
+def _is(ev: Any, name: str) -> bool:
+    """Whether the event ``ev`` is ``"opened"`` / ``"closed"`` (comparing an EventRef, a
+    pydantic model, with a text costs a call into pydantic)."""
+    return ev.__class__ is str and ev == name
+
+
 def _measure(d: Duration) -> str:
-    return "working time" if isinstance(d, WorkTime | Workdays) else "elapsed"
+    return "working time" if d.__class__ in _WORKING else "elapsed"
+
+
+_WORKING = (WorkTime, Workdays)
+
+
+@functools.lru_cache(maxsize=256)
+def _duration(text: str) -> Duration:
+    """A warning's duration text parsed (once: durations are frozen values)."""
+    return Duration.parse(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _text(d: Duration) -> str:
+    return str(d)
 
 
 class _Meter:
@@ -270,7 +290,7 @@ def _warn_before(
     counted back from it, working time counted in working time — never before ``start``."""
     if warning.endswith("%"):
         return start + (due - start) * (float(warning[:-1]) / 100)
-    w = Duration.parse(warning)
+    w = _duration(warning)
     if isinstance(w, Elapsed | CalendarSpan):
         return max(start, subtract(w, due, cal))
     meter = _Meter(cal, _measure(w))
@@ -285,7 +305,7 @@ def _warning_budget(
         return None
     if warning.endswith("%"):
         return budget * (float(warning[:-1]) / 100)
-    w = Duration.parse(warning)
+    w = _duration(warning)
     if isinstance(w, Elapsed):
         amount = w.delta
     elif isinstance(w, WorkTime):
@@ -366,7 +386,7 @@ def _one(
             d.stop_reason = "the case was closed" if stop.closed else f"left for step '{stop.step}'"
     else:
         s_at, s_why = _event_at(sla.stop, moments, start, cal)
-        if s_at is None and sla.stop == "closed" and moments[-1].closed:
+        if s_at is None and _is(sla.stop, "closed") and moments[-1].closed:
             s_at, s_why = moments[-1].at, "the case was closed"
         if s_at is None and moments[-1].closed:
             closed_at = next(m.at for m in moments if m.closed)
@@ -403,7 +423,7 @@ def _one(
         d.target_reason = f"extended by action '{ext.action}'"
         d.extension = {
             "at": ext_at.astimezone(dt.UTC).isoformat(),
-            "target": str(ext.target),
+            "target": _text(ext.target),
             "reason": current.fields.get(ext.reason),
         }
     elif sla.promised is not None:
@@ -430,7 +450,7 @@ def _one(
         else:
             target = row
     if target is not None:
-        d.target = str(target)
+        d.target = _text(target)
         d.measure = _measure(target)
         meter = _Meter(cal, d.measure)
         nominal = target.add(start, cal)
@@ -603,7 +623,7 @@ def plan(
         moments = timeline(history)
         current = moments[-1] if moments else None
     for timer in proc.timers.values():
-        if closed and timer.start != "closed":
+        if closed and not _is(timer.start, "closed"):
             continue
         if timer.when is not None and not (
             current is not None
@@ -835,7 +855,7 @@ def _pack_timer(svc: CaseService, conn: Connection, due: timers.DueTimer) -> Non
     timer = proc.timers.get(due.payload.get("timer"))
     if timer is None:
         return
-    if row.status != "open" and timer.start != "closed":
+    if row.status != "open" and not _is(timer.start, "closed"):
         return
     data = {"timer": timer.id, "event_at": due.payload.get("event_at")}
     facts = proc.facts(

@@ -95,6 +95,18 @@ def searched_text(number: str, fields: Mapping[str, Any]) -> str:
     return " ".join([number, *(s for v in fields.values() for s in _texts(v))])[:MAX_INDEXED]
 
 
+def text_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether :func:`searched_text` may differ between the two fields: whether a field
+    whose value changed holds other texts now. (A change keeps the fields' order and adds
+    new ones last, so texts that stayed field by field stay in the same order.)"""
+    missing: list[str] = []
+    for name, value in after.items():
+        old = before.get(name, missing)
+        if old is not value and old != value and list(_texts(old)) != list(_texts(value)):
+            return True
+    return any(name not in after and any(True for _ in _texts(v)) for name, v in before.items())
+
+
 def document(
     company_id: int, number: str, fields: Mapping[str, Any], *, triples: bool = False
 ) -> str:
@@ -161,7 +173,7 @@ def index(
     fields were ``before`` — unless its text is the same — before the caller's
     transaction commits."""
     new = before is None
-    if before is not None and searched_text(number, before) == searched_text(number, fields):
+    if before is not None and not text_changed(before, fields):
         return  # the same text makes the same document
     if before_commit(conn, _PENDING, _write_pending):
         conn.info[_PENDING] = {}

@@ -163,6 +163,15 @@ def voided(
     return out
 
 
+def touched(
+    signatures: Mapping[str, SignatureDef], before: Mapping[str, Any], after: Mapping[str, Any]
+) -> bool:
+    """Whether a change of fields from ``before`` to ``after`` changes what any of the
+    signatures covers. When it does not, it voids none: a valid signature always covers
+    the case's fields as they are (the change that altered them voided it)."""
+    return any(covered(s.covers, before) != covered(s.covers, after) for s in signatures.values())
+
+
 def write(
     conn: Connection,
     company_id: int,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.storage import schema as t
+from core.storage.prepared import Query
 
 
 def _bump_statement(dialect: Any) -> Any:
@@ -24,11 +25,15 @@ def _bump_statement(dialect: Any) -> Any:
     ).returning(c.c.value)
 
 
-# built once: building the upsert on every call cost more than running it
-_BUMP = {"postgresql": _bump_statement(postgresql), "sqlite": _bump_statement(sqlite)}
+# built once and run on the driver's cursor: building the upsert on every call, or even
+# executing it through SQLAlchemy, cost more than running it
+_BUMP = {
+    "postgresql": Query(_bump_statement(postgresql)),
+    "sqlite": Query(_bump_statement(sqlite)),
+}
 
 
 def bump(conn: Connection, company_id: int, scope: str) -> int:
     """Add one to the counter ``scope`` of the company and return its new value (first: 1)."""
     stmt = _BUMP["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    return int(conn.execute(stmt, {"co": company_id, "scope": scope[:64]}).scalar_one())
+    return int(stmt.first(conn, {"co": company_id, "scope": scope[:64]}).value)

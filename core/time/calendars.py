@@ -37,7 +37,7 @@ import functools
 import importlib.metadata
 import re
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -90,6 +90,10 @@ _ZERO = dt.timedelta(0)
 #: consecutive days without working time after which a search gives up (a calendar with
 #: a year of holidays is a configuration error, not a deadline)
 _MAX_IDLE_DAYS = 400
+#: how many answers a calendar remembers (:meth:`WorkingCalendar._answer`) before it
+#: starts again: a few per open case with deadlines
+_ANSWERS = 65536
+_ASKED = object()  # no answer remembered
 _CACHE_DAYS = 20_000
 
 
@@ -406,6 +410,9 @@ class WorkingCalendar:
         self._days: dict[dt.date, DayInfo] = {}
         self._intervals: dict[dt.date, tuple[tuple[dt.datetime, dt.datetime], ...]] = {}
         self._uncovered_seen: set[int] = set()
+        # answers of add_work_time / work_time_between / add_workdays by their arguments:
+        # a case's deadlines are computed again on each of its changes, from the same start
+        self._answers: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         return (
@@ -646,6 +653,17 @@ class WorkingCalendar:
             out.append((change, b))
         return out
 
+    def _answer(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered under ``key``: the arguments, each instant with its
+        zone and fold (Python's arithmetic on an aware instant follows its zone's wall
+        clock, and two instants of one zone compare equal on their wall time alone)."""
+        found = self._answers.get(key, _ASKED)
+        if found is _ASKED:
+            if len(self._answers) >= _ANSWERS:
+                self._answers.clear()
+            found = self._answers[key] = compute()
+        return found
+
     def add_work_time(self, start: dt.datetime, work: dt.timedelta) -> dt.datetime:
         """The earliest instant by which ``work`` of working time has passed since ``start``.
 
@@ -660,6 +678,11 @@ class WorkingCalendar:
             raise ValueError(f"working time must not be negative, got {work!r}")
         if work == _ZERO:
             return s.astimezone(self.tz)
+        return self._answer(
+            ("work", s, s.tzinfo, s.fold, work), lambda: self._add_work_time(s, work)
+        )
+
+    def _add_work_time(self, s: dt.datetime, work: dt.timedelta) -> dt.datetime:
         remaining = work
         # from the day before: in a zone that moves its clock back over midnight an
         # instant may still belong to the previous local date
@@ -687,6 +710,10 @@ class WorkingCalendar:
         ua, ub = _aware(a, "a"), _aware(b, "b")
         if ub < ua:
             return -self.work_time_between(b, a)
+        key = ("between", ua, ua.tzinfo, ua.fold, ub, ub.tzinfo, ub.fold)
+        return self._answer(key, lambda: self._work_time_between(ua, ub))
+
+    def _work_time_between(self, ua: dt.datetime, ub: dt.datetime) -> dt.timedelta:
         total = _ZERO
         day = ua.astimezone(self.tz).date() - _DAY
         last = ub.astimezone(self.tz).date() + _DAY
@@ -721,6 +748,9 @@ class WorkingCalendar:
         s = _aware(start, "start")
         if n < 0:
             raise ValueError(f"workdays must not be negative, got {n!r}")
+        return self._answer(("workdays", s, s.tzinfo, s.fold, n), lambda: self._add_workdays(s, n))
+
+    def _add_workdays(self, s: dt.datetime, n: int) -> dt.datetime:
         local = s.astimezone(self.tz)
         day = local.date()
         for _ in range(n):

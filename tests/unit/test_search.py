@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.cases.search import GAP, document, needle_runs, pg_document, pg_query
+from core.cases.search import (
+    GAP,
+    document,
+    needle_runs,
+    pg_document,
+    pg_query,
+    searched_text,
+    text_changed,
+)
 
 
 def _found(doc: str, q: str) -> bool:
@@ -64,3 +72,26 @@ def test_nothing_is_found_that_the_text_does_not_hold(text: str, q: str) -> None
     holds = q.casefold() in text.casefold()
     assert _found(document(1, "N", {"f": text}), q) == holds
     assert _found_pg(pg_document(1, "N", {"f": text}), q) == holds
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["", "漏水", "张三", "1391234"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xyz"), inner),
+    max_leaves=6,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcdef"), _VALUES, max_size=5),
+    st.dictionaries(st.sampled_from("cdefgh"), _VALUES, max_size=4),
+    st.sets(st.sampled_from("abcdef")),
+)
+def test_a_change_that_changes_the_searched_text_rewrites_the_document(
+    before: dict[str, object], given_now: dict[str, object], cleared: set[str]
+) -> None:
+    """A document is kept only when the text it is made of is the same: fields given new
+    values (new fields come last, as a change adds them) or removed."""
+    after = {k: v for k, v in {**before, **given_now}.items() if k not in cleared}
+    if searched_text("N-1", before) != searched_text("N-1", after):
+        assert text_changed(before, after)
+    assert not text_changed(before, dict(before))
