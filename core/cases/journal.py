@@ -79,7 +79,15 @@ def _normal(value: Any) -> Any:
     2^53 as an integer (``-0.0`` and ``3.0`` become ``0`` and ``3``), anything larger as
     the shortest text of the nearest float (PostgreSQL gives ``1e+16`` back as an integer
     and ``1e308`` as a 309-digit one)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    kind = value.__class__
+    # the JSON types first, by their exact class (most values are texts)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {k if k.__class__ is str else str(k): _normal(v) for k, v in value.items()}
+    if kind is list:
+        return [_normal(v) for v in value]
+    if isinstance(value, bool) or isinstance(value, str):
         return value
     if isinstance(value, int):
         if -SAFE_INT <= value <= SAFE_INT:
@@ -170,7 +178,7 @@ class Keyring:
         return f"k{n}"
 
     def mac(self, key_id: str, message: str) -> str:
-        return hmac.new(self.keys[key_id], message.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self.keys[key_id], message.encode(), "sha256").hex()
 
 
 def keys_path() -> Path:

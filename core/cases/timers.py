@@ -24,9 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from core.storage.prepared import Prepared, Query
+from core.storage.prepared import Prepared
 from core.storage.schema import timer
 
 if TYPE_CHECKING:
@@ -81,29 +82,24 @@ def schedule(
     """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
     if due_at.tzinfo is None:
         raise ValueError("timer due_at must be timezone-aware")
-    row = _BY_KEY.first(conn, {"key": key})
-    if row is None:
-        _INSERT.execute(
-            conn,
-            {
-                "company_id": company_id,
-                "case_id": case_id,
-                "kind": kind,
-                "due_at": due_at,
-                "idempotency_key": key,
-                "payload": dict(payload or {}),
-            },
-        )
-    elif row.status in (PENDING, CANCELLED):
-        _MOVE.execute(conn, {"tid": row.id, "due_at": due_at, "payload": dict(payload or {})})
+    upsert = _UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    upsert.execute(
+        conn,
+        {
+            "company_id": company_id,
+            "case_id": case_id,
+            "kind": kind,
+            "due_at": due_at,
+            "idempotency_key": key,
+            "payload": dict(payload or {}),
+        },
+    )
 
 
-# the statements of schedule() and cancel_kinds(), run on every change of a case
-_BY_KEY = Query(
-    select(timer.c.id, timer.c.status).where(timer.c.idempotency_key == bindparam("key"))
-)
-_INSERT = Prepared(
-    insert(timer).values(
+def _upsert(dialect: Any) -> Prepared:
+    """One statement for schedule(): insert the timer, or move it if it is pending or
+    cancelled (a timer that fired, or is firing, stays as it is)."""
+    stmt = dialect.insert(timer).values(
         company_id=bindparam("company_id"),
         case_id=bindparam("case_id"),
         kind=bindparam("kind"),
@@ -113,18 +109,23 @@ _INSERT = Prepared(
         status=PENDING,
         attempts=0,
     )
-)
-_MOVE = Prepared(
-    update(timer)
-    .where(timer.c.id == bindparam("tid"))
-    .values(
-        due_at=bindparam("due_at"),
-        payload=bindparam("payload"),
-        status=PENDING,
-        lease_owner=None,
-        lease_until=None,
+    return Prepared(
+        stmt.on_conflict_do_update(
+            index_elements=[timer.c.idempotency_key],
+            set_={
+                "due_at": stmt.excluded.due_at,
+                "payload": stmt.excluded.payload,
+                "status": PENDING,
+                "lease_owner": None,
+                "lease_until": None,
+            },
+            where=or_(timer.c.status == PENDING, timer.c.status == CANCELLED),
+        )
     )
-)
+
+
+# the statements of schedule() and cancel_kinds(), run on every change of a case
+_UPSERT = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
 _CANCEL_KINDS: dict[tuple[str, ...], Prepared] = {}
 
 
