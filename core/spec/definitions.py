@@ -164,7 +164,10 @@ class FieldDef(Strict):
     @property
     def plugin_kind(self) -> Any:
         """The plugin's field type (``core.spec.fields.FieldKind``), None for a built-in."""
-        return self._plugin
+        # read from pydantic's store of private attributes: ``self._plugin`` goes through
+        # BaseModel.__getattr__, a cost on every value of every form and fact
+        private = self.__pydantic_private__
+        return private.get("_plugin") if private else None
 
     @field_validator("type")
     @classmethod

@@ -318,12 +318,16 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
     kind = fdef.plugin_kind
     if kind is not None:
         return kind.fact(fdef, stored)
-    if fdef.type == "date":
+    return _builtin_fact(fdef.type, stored)
+
+
+def _builtin_fact(type_: str, stored: Any) -> Scalar | None:
+    if type_ == "date":
         return dt.date.fromisoformat(stored).toordinal()
-    if fdef.type == "datetime":
+    if type_ == "datetime":
         moment = dt.datetime.fromisoformat(stored)
         return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds())
-    if fdef.type == "attachment" and isinstance(stored, dict):
+    if type_ == "attachment" and isinstance(stored, dict):
         return stored.get("sha256")  # conditions see the file's hash (set or not)
     if isinstance(stored, bool | int | float | str):
         return stored
@@ -333,15 +337,21 @@ def fact_value(fdef: FieldDef, stored: Any) -> Scalar | None:
 def fact_reader(fdef: FieldDef) -> Callable[[Any], Scalar | None]:
     """:func:`fact_value` for one field, decided once: the function turning its stored
     values into facts (rules read every field of a case on every action)."""
-    if fdef.plugin_kind is not None or fdef.multiple or fdef.type in _CONVERTED:
+    if fdef.plugin_kind is not None or fdef.multiple:
         return functools.partial(fact_value, fdef)
+    if fdef.type in _CONVERTED:  # (the field's plugin kind, a pydantic attribute, is None)
+        type_ = fdef.type
+        return lambda stored: None if stored is None else _builtin_fact(type_, stored)
     return _stored_scalar
 
 
 _CONVERTED = frozenset(("date", "datetime", "attachment"))
+_SCALARS = frozenset((bool, int, float, str))
 
 
 def _stored_scalar(stored: Any) -> Scalar | None:
+    if stored.__class__ in _SCALARS:
+        return stored  # type: ignore[return-value]  # one of _SCALARS
     return stored if isinstance(stored, bool | int | float | str) else None
 
 

@@ -57,11 +57,15 @@ class JsonText(str):
     journal stores the very text its code covers)."""
 
 
+#: JSON as UTF-8 text (not \u escapes), so a text search finds 张三 in case fields; one
+#: encoder for every value (``json.dumps`` with an option builds a new one per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _dumps(value: Any) -> str:
-    if isinstance(value, JsonText):
+    if value.__class__ is JsonText:
         return str(value)
-    # JSON as UTF-8 text (not \u escapes), so a text search finds 张三 in case fields
-    return json.dumps(value, ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def database_url(url: str | None = None) -> str:
