@@ -20,6 +20,8 @@ current_version  # api/models.py Problem
 journal_omitted  # core/cases/records.py RecordDoc, read by record templates
 printed_at  # core/cases/records.py RecordDoc, read by record templates
 qr  # core/cases/records.py RecordDoc, read by record templates
+# pydantic private attributes, read from the model's __pydantic_private__ by their name
+_plugin  # core/spec/definitions.py FieldDef.plugin_kind
 # Litestar: controller settings, middleware and plugin protocol methods
 tags  # api/routes.py controllers
 dependencies  # api/routes.py controllers

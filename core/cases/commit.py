@@ -24,7 +24,9 @@ Opening a case, a staff action, a timer or schedule firing, and a case opened by
 9. **outbox** — messages queued by ``notify`` effects (sent after commit by the worker);
 10. **linked cases** — opened through this same pipeline, one level deeper;
 11. **deadlines and timers** — replayed from the journal (the entries just written are
-    passed in, not read back) and the case's timers re-planned;
+    passed in, not read back; the journal before them is what the case's last change in
+    this process left, :class:`~core.cases.deadlines.TimeMemory`, when it wrote the
+    version read) and the timers whose plan moved re-planned;
 12. **events** — queued, and handed to plugins by the caller only after commit.
 """
 
