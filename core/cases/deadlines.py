@@ -326,7 +326,8 @@ def compute(
     explain: bool = True,
 ) -> list[Deadline]:
     """Every SLA of the case at ``now``. ``facts_of(fields, step)`` gives the rule facts;
-    ``explain=False`` leaves out the day-by-day explanation (scheduling needs none)."""
+    ``explain=False`` leaves out the day-by-day explanation and the time counted so far
+    (scheduling needs neither)."""
     moments = timeline(journal)
     out = []
     for sla in slas.values():
@@ -466,9 +467,10 @@ def _one(
             d.warn_at = _warn_before(sla.warning, start, d.due_at, cal)
         if isinstance(target, CalendarSpan | DayEnd):
             d.measure = "elapsed"
-        d.counted = meter.between(start, end) - sum(
-            (meter.between(a, min(b or end, end)) for a, b in active_pauses), _ZERO
-        )
+        if explain:  # (scheduling needs none: it grows with the deadline's age)
+            d.counted = meter.between(start, end) - sum(
+                (meter.between(a, min(b or end, end)) for a, b in active_pauses), _ZERO
+            )
     elif d.due_at is not None and sla.warning:  # a promised date
         d.warn_at = _warn_before(sla.warning, start, d.due_at, cal)
         d.counted = end - start
@@ -787,6 +789,11 @@ class TimeMemory:
     def forget(self, company_id: int, case_id: int) -> None:
         with self._lock:
             self._states.pop((company_id, case_id), None)
+
+    def clear(self) -> None:
+        """Forget every case (as a process that just started)."""
+        with self._lock:
+            self._states.clear()
 
 
 # -- timer handlers (the worker's transaction) -------------------------------------------------

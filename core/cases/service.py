@@ -551,6 +551,13 @@ class CaseService:
             )
         return cal
 
+    def forget_remembered(self) -> None:
+        """Forget what this process remembers between changes (each case's last change,
+        the calendars' answers): the next changes run as in a process that just started."""
+        self.time_memory.clear()
+        for cal in self._calendars.values():
+            cal.forget_answers()
+
     def deadlines(
         self, company: str, case_id: int, now: dt.datetime | None = None
     ) -> list[deadlines.Deadline]:

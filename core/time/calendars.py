@@ -653,6 +653,10 @@ class WorkingCalendar:
             out.append((change, b))
         return out
 
+    def forget_answers(self) -> None:
+        """Compute every answer again from now on (benchmarks: as a new process would)."""
+        self._answers.clear()
+
     def _answer(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """``compute()``, remembered under ``key``: the arguments, each instant with its
         zone and fold (Python's arithmetic on an aware instant follows its zone's wall
