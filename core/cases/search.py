@@ -65,8 +65,18 @@ def _token(pair: str) -> str:
 GAP = "x"
 
 
-def _pairs(run: str) -> list[str]:
-    return [_token(run[i : i + 2]) for i in range(len(run) - 1)]
+def _pairs(run: str) -> tuple[str, ...]:
+    return _run_pairs(run) if len(run) <= _REMEMBERED_RUN else _pairs_of(run)
+
+
+def _pairs_of(run: str) -> tuple[str, ...]:
+    return tuple([_token(run[i : i + 2]) for i in range(len(run) - 1)])
+
+
+#: the pairs of short runs (a name, a phone number, a word) are remembered: a case's
+#: document is made again on each change from mostly the same runs
+_REMEMBERED_RUN = 32
+_run_pairs = functools.lru_cache(maxsize=65536)(_pairs_of)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -74,8 +84,15 @@ def _triple_token(triple: str) -> str:
     return "t" + triple.encode().hex()
 
 
-def _triples(run: str) -> list[str]:
-    return [_triple_token(run[i : i + 3]) for i in range(len(run) - 2)]
+def _triples(run: str) -> tuple[str, ...]:
+    return _run_triples(run) if len(run) <= _REMEMBERED_RUN else _triples_of(run)
+
+
+def _triples_of(run: str) -> tuple[str, ...]:
+    return tuple([_triple_token(run[i : i + 3]) for i in range(len(run) - 2)])
+
+
+_run_triples = functools.lru_cache(maxsize=65536)(_triples_of)
 
 
 def _texts(value: Any) -> Iterable[str]:
