@@ -56,6 +56,7 @@ Report  # core/cases/reports.py
 # -- used by tests and benchmarks only (vulture reads core, api and plugins) --------------
 _.advance  # core/clock.py TestClock
 _.compiled_chunks  # core/rules/durable_runtime.py
+_.forget_remembered  # core/cases/service.py, bench/scale_bench.py
 _._force_crash  # core/rules/isolation.py fault tests
 _._force_hang  # core/rules/isolation.py fault tests
 deliver_pending  # core/runtime/outbox.py inline delivery

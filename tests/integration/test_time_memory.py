@@ -25,6 +25,7 @@ from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
 from core.testing.scenarios import load_scenario, run_scenario, scenario_files
+from tests.helpers import OPEN_FIELDS, VERIFY
 
 SCENARIOS = scenario_files([ROOT / "rules", ROOT / "tests" / "packs"])
 
@@ -88,7 +89,7 @@ def test_a_rolled_back_change_is_not_remembered(tmp_path: Path) -> None:
     svc = build_service(db, load_catalog(extensions=installed()), evaluator="reference")
     create_config_people(svc, passwords=False)
     wang = svc.actor("demo", "wang")
-    opened = svc.open_case("demo", "repair-desk", wang, OPEN).case
+    opened = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case
     company = svc.company("demo").id
     assert svc.time_memory.get(company, opened.id, 1) is not None
 
@@ -104,17 +105,6 @@ def test_a_rolled_back_change_is_not_remembered(tmp_path: Path) -> None:
     assert sorted((key, due) for _, key, due, _ in state.timers) == _pending(db, opened.id)
     assert [e["kind"] for e in state.history] == _journal_kinds(db, opened.id)
     svc.close()
-
-
-OPEN = {"channel": "phone", "customer_name": "张三", "phone": "13912345678", "symptom": "漏水"}
-VERIFY = {
-    "contact_verified": True,
-    "in_scope": True,
-    "onsite_needed": True,
-    "category": "electrical",
-    "urgency": "medium",
-    "warranty": "in_warranty",
-}
 
 
 def _pending(db: Database, case_id: int) -> list[tuple[str, dt.datetime]]:
