@@ -753,7 +753,8 @@ class TimeState:
 
 
 class TimeMemory:
-    """Per process, the :class:`TimeState` of the cases changed lately (at most ``size``).
+    """Per process, the :class:`TimeState` of the cases changed lately (at most ``size``
+    cases and ``entries`` journal entries, the least recently used going first).
 
     The next change of such a case, made at that very version, skips reading the case's
     journal and, when its plan asks for the same timers, rewriting them. A case row at a
@@ -765,9 +766,12 @@ class TimeMemory:
     remembered after their transaction committed (:func:`core.storage.db.after_commit`).
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
+    def __init__(self, size: int = 4096, entries: int = 100_000) -> None:
+        # at most ``size`` cases and ``entries`` journal entries in all (an entry is a few
+        # hundred bytes to a few KB: a case with a long journal must not hold the memory)
+        self.size, self.entries = size, entries
         self._states: OrderedDict[tuple[int, int], TimeState] = OrderedDict()
+        self._held = 0  # journal entries held
         self._lock = threading.Lock()
 
     def get(self, company_id: int, case_id: int, version: int) -> TimeState | None:
@@ -780,20 +784,30 @@ class TimeMemory:
             return state
 
     def put(self, company_id: int, case_id: int, state: TimeState) -> None:
+        if len(state.history) > self.entries // 10:  # a journal too long to keep
+            self.forget(company_id, case_id)
+            return
         with self._lock:
+            old = self._states.pop((company_id, case_id), None)
+            if old is not None:
+                self._held -= len(old.history)
             self._states[(company_id, case_id)] = state
-            self._states.move_to_end((company_id, case_id))
-            while len(self._states) > self.size:
-                self._states.popitem(last=False)
+            self._held += len(state.history)
+            while len(self._states) > self.size or self._held > self.entries:
+                _, gone = self._states.popitem(last=False)
+                self._held -= len(gone.history)
 
     def forget(self, company_id: int, case_id: int) -> None:
         with self._lock:
-            self._states.pop((company_id, case_id), None)
+            gone = self._states.pop((company_id, case_id), None)
+            if gone is not None:
+                self._held -= len(gone.history)
 
     def clear(self) -> None:
         """Forget every case (as a process that just started)."""
         with self._lock:
             self._states.clear()
+            self._held = 0
 
 
 # -- timer handlers (the worker's transaction) -------------------------------------------------

@@ -127,3 +127,26 @@ def _journal_kinds(db: Database, case_id: int) -> list[str]:
                 .order_by(t.journal.c.seq)
             )
         ]
+
+
+def test_the_memory_holds_a_bounded_number_of_cases_and_entries() -> None:
+    """A process keeps at most ``size`` cases and ``entries`` journal entries in all, the
+    least recently used going first; a case with a journal too long is not kept."""
+    memory = deadlines.TimeMemory(size=3, entries=100)
+
+    def state(version: int, entries: int) -> deadlines.TimeState:
+        return deadlines.TimeState(version, [{"kind": "action"}] * entries, ())
+
+    for case in (1, 2, 3):
+        memory.put(7, case, state(1, 5))
+    assert memory.get(7, 1, 1) is not None  # case 1 used: case 2 is now the oldest
+    memory.put(7, 4, state(1, 5))
+    assert memory.get(7, 2, 1) is None and memory.get(7, 1, 1) is not None
+    assert memory.get(7, 1, 2) is None  # another version: not the case's state
+    memory.put(7, 5, state(1, 11))  # longer than a tenth of all entries: never kept
+    assert memory.get(7, 5, 1) is None
+    big = deadlines.TimeMemory(size=100, entries=100)
+    for case in range(12):
+        big.put(7, case, state(1, 10))
+    kept = [c for c in range(12) if big.get(7, c, 1) is not None]
+    assert kept == list(range(2, 12))  # 100 entries: the two oldest cases went
