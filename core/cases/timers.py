@@ -82,8 +82,7 @@ def schedule(
     """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
     if due_at.tzinfo is None:
         raise ValueError("timer due_at must be timezone-aware")
-    upsert = _UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    upsert.execute(
+    _UPSERT.execute(
         conn,
         {
             "company_id": company_id,
@@ -96,7 +95,7 @@ def schedule(
     )
 
 
-def _upsert(dialect: Any) -> Prepared:
+def _upsert(dialect: Any) -> Any:
     """One statement for schedule(): insert the timer, or move it if it is pending or
     cancelled (a timer that fired, or is firing, stays as it is)."""
     stmt = dialect.insert(timer).values(
@@ -109,23 +108,21 @@ def _upsert(dialect: Any) -> Prepared:
         status=PENDING,
         attempts=0,
     )
-    return Prepared(
-        stmt.on_conflict_do_update(
-            index_elements=[timer.c.idempotency_key],
-            set_={
-                "due_at": stmt.excluded.due_at,
-                "payload": stmt.excluded.payload,
-                "status": PENDING,
-                "lease_owner": None,
-                "lease_until": None,
-            },
-            where=or_(timer.c.status == PENDING, timer.c.status == CANCELLED),
-        )
+    return stmt.on_conflict_do_update(
+        index_elements=[timer.c.idempotency_key],
+        set_={
+            "due_at": stmt.excluded.due_at,
+            "payload": stmt.excluded.payload,
+            "status": PENDING,
+            "lease_owner": None,
+            "lease_until": None,
+        },
+        where=or_(timer.c.status == PENDING, timer.c.status == CANCELLED),
     )
 
 
 # the statements of schedule() and cancel_kinds(), run on every change of a case
-_UPSERT = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+_UPSERT = Prepared({"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)})
 _CANCEL_KINDS: dict[tuple[str, ...], Prepared] = {}
 
 

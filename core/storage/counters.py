@@ -27,13 +27,9 @@ def _bump_statement(dialect: Any) -> Any:
 
 # built once and run on the driver's cursor: building the upsert on every call, or even
 # executing it through SQLAlchemy, cost more than running it
-_BUMP = {
-    "postgresql": Query(_bump_statement(postgresql)),
-    "sqlite": Query(_bump_statement(sqlite)),
-}
+_BUMP = Query({"postgresql": _bump_statement(postgresql), "sqlite": _bump_statement(sqlite)})
 
 
 def bump(conn: Connection, company_id: int, scope: str) -> int:
     """Add one to the counter ``scope`` of the company and return its new value (first: 1)."""
-    stmt = _BUMP["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    return int(stmt.first(conn, {"co": company_id, "scope": scope[:64]}).value)
+    return int(_BUMP.first(conn, {"co": company_id, "scope": scope[:64]}).value)

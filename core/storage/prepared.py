@@ -61,14 +61,18 @@ class Prepared:
 
     _compiler: type[_Compiled] = _Compiled
 
-    def __init__(self, stmt: Executable) -> None:
+    def __init__(self, stmt: Executable | Mapping[str, Executable]) -> None:
+        """``stmt``: one statement, or one per dialect name (an upsert is written in each
+        database's own dialect)."""
         self.stmt = stmt
         self._by_dialect: dict[str, Any] = {}
 
     def _compiled(self, conn: Connection) -> Any:
-        c = self._by_dialect.get(conn.dialect.name)
+        name = conn.dialect.name
+        c = self._by_dialect.get(name)
         if c is None:
-            c = self._by_dialect[conn.dialect.name] = self._compiler(self.stmt, conn)
+            stmt = self.stmt[name] if isinstance(self.stmt, Mapping) else self.stmt
+            c = self._by_dialect[name] = self._compiler(stmt, conn)
         return c
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
