@@ -34,13 +34,11 @@ Strategies (skill and region can also narrow):
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import bindparam, func, select
 
 from core import hookimpl
 from core.cases.dispatch import (
@@ -56,9 +54,7 @@ from core.spec.definitions import KEY_RE, CompanyDef, PackDef
 from core.spec.effects import Assignee, Change, EffectType, Problem, _fields_hint, _roles_hint
 from core.spec.extensions import Extensions
 from core.spec.roles import role_holders
-from core.storage import counters
-from core.storage import schema as t
-from core.storage.prepared import Query
+from core.storage import counters, loads
 
 # -- strategies ---------------------------------------------------------------------------
 
@@ -281,33 +277,15 @@ def _check(args: DispatchArgs, pack: PackDef, extensions: Extensions) -> list[Pr
     return out
 
 
-@functools.lru_cache(maxsize=32)
-def _loads(people: int) -> Query:
-    """Open cases per person of ``people`` names (parameters ``n0``…): one fixed query per
-    number of names, run on the cursor (through SQLAlchemy's execute, building it cost
-    more than running it, on every dispatching action)."""
-    a = t.case_assignee
-    return Query(
-        select(a.c.ref, func.count().label("n"))
-        .where(
-            a.c.company_id == bindparam("co"),
-            a.c.kind == "person",
-            a.c.ref.in_([bindparam(f"n{i}") for i in range(people)]),
-        )
-        .group_by(a.c.ref)
-    )
-
-
 def candidates(
     conn: Any, company_id: int, company: CompanyDef, procedure: str, role: str
 ) -> list[Candidate]:
     names = role_holders(company, procedure, role)
     if not names:
         return []
-    # case_assignee holds rows of open cases only: each person's load is a range of the
-    # inbox index, as long as their own queue — not a scan of the company's history
-    params = {"co": company_id} | {f"n{i}": name for i, name in enumerate(names)}
-    loads = {r.ref: r.n for r in _loads(len(names)).all(conn, params)}
+    # each person's open cases, kept in the transaction of every change of a case: one
+    # lookup per person, however long their queue or the company's history
+    load = loads.of(conn, company_id, "person", names)
     out = []
     for username in names:
         p = company.people[username]
@@ -318,7 +296,7 @@ def candidates(
                 frozenset(p.skills),
                 p.region,
                 p.location,
-                int(loads.get(username, 0)),
+                load[username],
             )
         )
     return out

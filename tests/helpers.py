@@ -8,12 +8,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from core.cases.service import CaseService
 from core.clock import TestClock
 from core.runtime.bootstrap import build_service, create_config_people
 from core.runtime.plugins import installed
 from core.spec.catalog import ROOT, Catalog, load_catalog
 from core.spec.extensions import Extensions
+from core.storage import schema as t
 from core.storage.db import Database
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -150,3 +153,27 @@ def demo_with_channels(channels: str) -> str:
     own = re.compile(r"^channels:\n(?:  .*\n)+", re.M)
     assert own.search(text), "config/demo.yaml has no channels: section to replace"
     return own.sub("channels:\n" + channels.rstrip("\n") + "\n", text)
+
+
+Loads = dict[tuple[int, str, str], int]
+
+
+def queue_loads(db: Database) -> tuple[Loads, Loads]:
+    """Each queue's load as kept (``assignee_load``, empty queues left out) and as counted
+    from the inbox rows (``case_assignee``): the two must always be equal."""
+    a = t.case_assignee
+    with db.read() as conn:
+        kept = {
+            (r.company_id, r.kind, r.ref): r.open_cases
+            for r in conn.execute(select(t.assignee_load))
+            if r.open_cases
+        }
+        counted = {
+            (r.company_id, r.kind, r.ref): r.n
+            for r in conn.execute(
+                select(a.c.company_id, a.c.kind, a.c.ref, func.count().label("n")).group_by(
+                    a.c.company_id, a.c.kind, a.c.ref
+                )
+            )
+        }
+    return kept, counted

@@ -18,7 +18,9 @@ Opening a case, a staff action, a timer or schedule firing, and a case opened by
 6. **final step** — entering a final step closes the case: no assignees, ``closed_at``,
    a ``closed`` journal entry, no running deadlines and no pending timers;
 7. **case row** — inserted, or updated where the version is still the one read (a row
-   count other than one is a :class:`~core.errors.Conflict`);
+   count other than one is a :class:`~core.errors.Conflict`); its search document, its
+   inbox queues (``case_assignee``) and the queues' loads (:mod:`core.storage.loads`)
+   follow it;
 8. **journal** — the change's first entry, every effect's note, signatures voided and
    given, ``closed``; uploads claimed and signatures written with it;
 9. **outbox** — messages queued by ``notify`` effects (sent after commit by the worker);
@@ -50,6 +52,7 @@ from core.spec.effects import BUILTIN_EFFECTS, Assignee, Change, EffectType, Mov
 from core.spec.fields import item_changes
 from core.spec.forms import coerce_fields, ordered
 from core.spec.procedures import OPENING, CompiledProcedure, branch_id, required_id
+from core.storage import loads
 from core.storage import schema as t
 from core.storage.db import after_commit
 from core.storage.prepared import Prepared, Query
@@ -634,6 +637,7 @@ class Pipeline:
             )
         # the inbox queues (case_assignee) follow the assignees and the next due instant
         if row is None or assignees != list(row.assignees):
+            loads.move(self.conn, self.rt.id, () if row is None else row.assignees, assignees)
             if row is not None:
                 _DEL_ASSIGNEES.execute(self.conn, {"cid": case_id})
             if change.assignees:

@@ -191,6 +191,20 @@ case_assignee = Table(
     ),
 )
 
+# How many open cases each queue holds: one row per (kind, ref) that ever held a case,
+# moved by ±1 in the commit pipeline's transaction wherever case_assignee gains or loses a
+# row, so it always equals the count of that queue's case_assignee rows. Dispatch reads a
+# person's load here in one primary-key lookup; counting his case_assignee rows grew with
+# his queue (thousands of open cases at a million stored).
+assignee_load = Table(
+    "assignee_load",
+    metadata,
+    Column("company_id", ForeignKey("company.id"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("ref", String(64), primary_key=True),
+    Column("open_cases", BigInteger, nullable=False),
+)
+
 case_link = Table(
     "case_link",
     metadata,

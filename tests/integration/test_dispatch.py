@@ -14,7 +14,7 @@ import pytest
 
 from core.cases.service import CaseService
 from core.storage import schema as t
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, queue_loads
 
 HERE = FIXTURES / "dispatch"
 ENGINEERS = ["e1", "e2", "e3", "e4"]
@@ -219,3 +219,40 @@ def test_round_robin_stays_even_when_desks_dispatch_at_once(svc: CaseService) ->
     for th in threads:
         th.join()
     assert Counter(got) == {f"person:{e}": 20 for e in ENGINEERS}
+    kept, counted = queue_loads(svc.db)
+    assert kept == counted and sum(kept.values()) == 80
+
+
+def test_loads_stay_exact_when_desks_open_and_finish_at_once(svc: CaseService) -> None:
+    """6 threads each open 8 workload cases and finish every other one as they go: the
+    loads dispatch reads, moved in each change's transaction, still count the open cases
+    of each engineer (no change lost to another, no deadlock between them)."""
+    import threading
+
+    amy = svc.actor("acme", "amy")
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def desk() -> None:
+        try:
+            start.wait()
+            for i in range(8):
+                case = svc.open_case("acme", "field-service", amy, {"mode": "workload"}).case
+                if i % 2:
+                    engineer = assigned_to(case).removeprefix("person:")
+                    svc.act("acme", case.id, "finish", svc.actor("acme", engineer), {}, 1)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=desk) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    kept, counted = queue_loads(svc.db)
+    assert kept == counted
+    assert {ref: n for (_, kind, ref), n in kept.items() if kind == "person"} == {
+        e: n for e, n in open_loads(svc).items() if n
+    }
+    assert sum(open_loads(svc).values()) == 24

@@ -55,7 +55,8 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> None:
     """Upgrading a database with cases: each assignee row gets its case's procedure, next
-    due instant (or the no-deadline mark) and opening instant, and rows of closed cases go."""
+    due instant (or the no-deadline mark) and opening instant, rows of closed cases go, and
+    each queue's load is counted."""
     upgrade(empty_db, "c3c0c0c0c0c3")
     due = dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.UTC)
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -114,6 +115,10 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
         (1, "repair-desk", due, now - dt.timedelta(hours=1)),
         (2, "repair-desk", t.NO_DUE, now - dt.timedelta(hours=2)),
     ]
+    # and each queue's load counts its open cases (the closed one's row is gone)
+    with empty_db.read() as conn:
+        loads = conn.execute(select(t.assignee_load)).all()
+    assert [tuple(r) for r in loads] == [(1, "role", "agent", 2)]
 
 
 def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> None:

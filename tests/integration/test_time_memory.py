@@ -4,7 +4,9 @@ The next change of a case skips reading its journal and rewrites only the timers
 plan moved, when this process wrote the version it reads. Every bundled scenario (timers
 fired by the clock on the way included) is run twice on SQLite — once as the service
 runs, once with nothing remembered, so that every change replays the journal and
-reschedules every timer — and must leave the same timers, journal and cases.
+reschedules every timer — and must leave the same timers, journal and cases. Each run
+also checks the queue loads the pipeline keeps (``assignee_load``) against a count of the
+inbox rows: every scenario's assigning, reassigning, closing and reopening moves them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from core.storage import schema as t
 from core.storage.db import Database
 from core.storage.migrate import upgrade
 from core.testing.scenarios import load_scenario, run_scenario, scenario_files
-from tests.helpers import OPEN_FIELDS, VERIFY
+from tests.helpers import OPEN_FIELDS, VERIFY, queue_loads
 
 SCENARIOS = scenario_files([ROOT / "rules", ROOT / "tests" / "packs"])
 
@@ -63,6 +65,8 @@ def _run(path: Path, remember: bool, monkeypatch: pytest.MonkeyPatch) -> dict[st
             upgrade(db)
             try:
                 run_scenario(load_scenario(path), db=db, evaluator_kind="reference")
+                kept, counted = queue_loads(db)
+                assert kept == counted, "each queue's load must be its count of open cases"
                 return _left(db)
             finally:
                 db.dispose()
