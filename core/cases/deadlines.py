@@ -724,19 +724,9 @@ def schedule(
         changed: Sequence[TimerSpec] = specs
     else:
         had = {spec[1]: spec for spec in before}
-        for key in had.keys() - {spec[1] for spec in specs}:
-            timers.cancel_key(conn, key)
+        timers.cancel_keys(conn, sorted(had.keys() - {spec[1] for spec in specs}))
         changed = [spec for spec in specs if had.get(spec[1]) != spec]
-    for kind, key, at, payload in changed:
-        timers.schedule(
-            conn,
-            company_id=company_id,
-            case_id=case_id,
-            kind=kind,
-            due_at=at,
-            key=key,
-            payload=payload,
-        )
+    timers.schedule_many(conn, company_id, case_id, changed)
 
 
 # -- what a process remembers between changes of a case ------------------------------------

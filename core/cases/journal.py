@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from core.storage import schema as t
-from core.storage.db import JsonText
+from core.storage.db import JsonText, after_commit
 from core.storage.prepared import Prepared, Query
 
 GENESIS = "0" * 64
@@ -64,6 +64,45 @@ _UPD_HEAD = Prepared(
     .where(t.journal_head.c.company_id == bindparam("co"))
     .values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
+#: the head moved on only if it is still the one this process's last append left
+_UPD_HEAD_FROM = Prepared(
+    update(t.journal_head)
+    .where(
+        t.journal_head.c.company_id == bindparam("co"),
+        t.journal_head.c.seq == bindparam("old_seq"),
+        t.journal_head.c.hash == bindparam("old_hash"),
+    )
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
+class _Heads:
+    """Each company's chain head as this process's last committed append left it.
+
+    The next append chains onto it and moves the head with one conditional UPDATE, which
+    takes the same row lock the head's ``SELECT … FOR UPDATE`` would; only when another
+    process (or database) moved the head meanwhile — no row matches both the sequence
+    number and the hash — is the head read and the entries chained again. A remembered
+    head is only ever the one a committed transaction wrote."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._heads: dict[int, tuple[int, str]] = {}
+
+    def get(self, company_id: int) -> tuple[int, str] | None:
+        return self._heads.get(company_id)
+
+    def put(self, company_id: int, seq: int, hash_: str) -> None:
+        if len(self._heads) >= self.size and company_id not in self._heads:
+            self._heads.clear()
+        self._heads[company_id] = (seq, hash_)
+
+    def clear(self) -> None:
+        self._heads.clear()
+
+
+HEADS = _Heads()
+
 _JOURNAL_COLUMNS = [c.name for c in t.journal.c if c.name != "id"]
 _INS_JOURNAL = Prepared(insert(t.journal).values({c: bindparam(c) for c in _JOURNAL_COLUMNS}))
 _SEL_CASE_JOURNAL = Query(
@@ -269,11 +308,57 @@ def append(
         return []
     ring = keyring()
     key_id = ring.current
-    head = _SEL_HEAD.first(conn, {"co": company_id})
-    if head is None:
-        raise LookupError(f"company {company_id} has no journal head")
-    seq, prev = head.seq, head.hash
-    rows, seqs = [], []
+    remembered = HEADS.get(company_id)
+    rows = None
+    if remembered is not None:
+        rows = _chained(
+            ring, key_id, remembered, company_id, entries, case_id, actor, pversion, now, state
+        )
+        old_seq, old_hash = remembered
+        moved = {"co": company_id, "seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
+        if _UPD_HEAD_FROM.execute(conn, moved | {"old_seq": old_seq, "old_hash": old_hash}) != 1:
+            rows = None  # another process appended since: chain onto the head it left
+    if rows is None:
+        head = _SEL_HEAD.first(conn, {"co": company_id})
+        if head is None:
+            raise LookupError(f"company {company_id} has no journal head")
+        rows = _chained(
+            ring,
+            key_id,
+            (head.seq, head.hash),
+            company_id,
+            entries,
+            case_id,
+            actor,
+            pversion,
+            now,
+            state,
+        )
+        _UPD_HEAD.execute(
+            conn, {"co": company_id, "seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
+        )
+    _INS_JOURNAL.execute_many(conn, rows)
+    last_seq, last_hash = rows[-1]["seq"], rows[-1]["hash"]
+    after_commit(conn, lambda: HEADS.put(company_id, last_seq, last_hash))
+    return [r["seq"] for r in rows]
+
+
+def _chained(
+    ring: Keyring,
+    key_id: str,
+    head: tuple[int, str],
+    company_id: int,
+    entries: Sequence[Mapping[str, Any]],
+    case_id: int | None,
+    actor: str,
+    pversion: int | None,
+    now: dt.datetime,
+    state: str | None,
+) -> list[dict[str, Any]]:
+    """The journal rows of ``entries``, chained onto ``head`` (its sequence number and
+    hash)."""
+    seq, prev = head
+    rows = []
     last = len(entries) - 1
     for i, e in enumerate(entries):
         seq += 1
@@ -314,11 +399,8 @@ def append(
                 "hash": h,
             }
         )
-        seqs.append(seq)
         prev = h
-    _INS_JOURNAL.execute_many(conn, rows)
-    _UPD_HEAD.execute(conn, {"co": company_id, "seq": seq, "hash": prev})
-    return seqs
+    return rows
 
 
 _SEL_ACTION_TAKERS = (

@@ -20,7 +20,7 @@ follow-up surveys, schedules, plugins) and the worker that *fires* it
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,19 +80,32 @@ def schedule(
     payload: Mapping[str, Any] | None = None,
 ) -> None:
     """Create the timer ``key`` due at ``due_at`` (aware), or move it if still pending."""
-    if due_at.tzinfo is None:
-        raise ValueError("timer due_at must be timezone-aware")
-    _UPSERT.execute(
-        conn,
-        {
-            "company_id": company_id,
-            "case_id": case_id,
-            "kind": kind,
-            "due_at": due_at,
-            "idempotency_key": key,
-            "payload": dict(payload or {}),
-        },
-    )
+    schedule_many(conn, company_id, case_id, [(kind, key, due_at, payload)])
+
+
+def schedule_many(
+    conn: Connection,
+    company_id: int,
+    case_id: int | None,
+    specs: Sequence[tuple[str, str, dt.datetime, Mapping[str, Any] | None]],
+) -> None:
+    """:func:`schedule` for each ``(kind, key, due_at, payload)`` of ``specs``, in one
+    batch of the same prepared upsert."""
+    rows = []
+    for kind, key, due_at, payload in specs:
+        if due_at.tzinfo is None:
+            raise ValueError("timer due_at must be timezone-aware")
+        rows.append(
+            {
+                "company_id": company_id,
+                "case_id": case_id,
+                "kind": kind,
+                "due_at": due_at,
+                "idempotency_key": key,
+                "payload": dict(payload or {}),
+            }
+        )
+    _UPSERT.execute_many(conn, rows)
 
 
 def _upsert(dialect: Any) -> Any:
@@ -149,9 +162,10 @@ _CANCEL_KEY = Prepared(
 )
 
 
-def cancel_key(conn: Connection, key: str) -> int:
-    """Cancel the timer ``key`` if it is pending (a prepared statement: the hot path's)."""
-    return _CANCEL_KEY.execute(conn, {"key": key})
+def cancel_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Cancel each timer of ``keys`` that is pending (one batch of a prepared statement:
+    the hot path's)."""
+    _CANCEL_KEY.execute_many(conn, [{"key": key} for key in keys])
 
 
 def cancel(

@@ -356,3 +356,45 @@ def test_hook_audit_checkpoint(
     copy = tmp_path / "notary.jsonl"
     copy.write_text("".join(json.dumps(c) + "\n" for c in notary.kept))
     assert svc.verify_journal(checkpoints=copy) == []
+
+
+def test_the_head_another_process_moved_is_chained_onto(svc: CaseService, db: Database) -> None:
+    """A process chains onto the head its last committed append left, moving it only if it
+    is still that one: an entry another process appended meanwhile is chained onto, never
+    overwritten, and an append that rolled back is not remembered."""
+    cid = case_at_repair(svc)
+    co = svc.company("demo").id
+    mine = chain.HEADS.get(co)
+    assert mine is not None and mine[0] > 0  # what the last committed change left
+
+    def note(conn: Connection, text: str) -> None:
+        chain.append(
+            conn,
+            co,
+            [{"kind": "note", "data": {"text": text}}],
+            case_id=None,
+            actor="system",
+            pversion=None,
+            now=svc.clock.now(),
+        )
+
+    # another process appends: here, an append whose head this process then forgets
+    with db.write() as conn:
+        note(conn, "written by another process")
+    chain.HEADS.put(co, *mine)
+    # and a change that rolls back leaves nothing remembered
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        with db.write() as conn:
+            note(conn, "never committed")
+            raise RuntimeError("the disk is full")
+    assert chain.HEADS.get(co) == mine
+    svc.act("demo", cid, "complete", svc.actor("demo", "li"), REPAIRED, 3)
+    assert svc.verify_journal() == []
+    with db.read() as conn:
+        seqs = [r.seq for r in conn.execute(select(t.journal.c.seq).order_by(t.journal.c.seq))]
+        texts = [
+            r.data.get("text")
+            for r in conn.execute(select(t.journal.c.data).where(t.journal.c.kind == "note"))
+        ]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert texts == ["written by another process"]
