@@ -54,6 +54,7 @@ from api.web.widgets import PREFIX, Row, Typed, table_rows, widget_for
 from core.cases import attachments, charts, signatures
 from core.cases.queries import (
     CaseFilter,
+    CasePage,
     can_read,
     inbox,
     linked_cases,
@@ -223,32 +224,39 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
     ) -> Template:
         me = staff(request)
         tab = tab if tab in TABS else "roles"
-        n = _page_number(request)
-        if tab == "mine":
-            flt = CaseFilter(
-                status="open",
-                assignee=f"person:{me.actor.username}",
-                limit=PAGE_SIZE,
-                offset=(n - 1) * PAGE_SIZE,
-            )
-            result = list_cases(svc, me.actor, flt)
-            items, total = result.items, result.total
-        elif tab == "overdue":
-            # the inbox is ordered by the nearest deadline: the breached ones come first
-            result = inbox(svc, me.actor, limit=200)
-            items = [v for v in result.items if v.next_due_at and v.next_due_at < me.look.now]
-            total = len(items)
-            items = items[(n - 1) * PAGE_SIZE : n * PAGE_SIZE]
-        else:
-            result = inbox(svc, me.actor, limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
-            items, total = result.items, result.total
+        at = _Position.of(request)
+
+        def page(after: str | None) -> tuple[list[CaseView], CasePage]:
+            if tab == "mine":
+                flt = CaseFilter(
+                    status="open",
+                    assignee=f"person:{me.actor.username}",
+                    limit=PAGE_SIZE,
+                    after=after,
+                )
+                result = list_cases(svc, me.actor, flt)
+                return result.items, result
+            result = inbox(svc, me.actor, limit=PAGE_SIZE, after=after)
+            if tab != "overdue":
+                return result.items, result
+            # the inbox is ordered by the nearest deadline: the breached ones lead it, and
+            # the list ends at the first case not yet due
+            late = [v for v in result.items if v.next_due_at and v.next_due_at < me.look.now]
+            ends = len(late) < len(result.items)
+            return late, CasePage(late, 0, PAGE_SIZE, 0, next=None if ends else result.next)
+
+        try:
+            items, result = page(at.after)
+        except InvalidInput:  # a cursor edited by hand, or of another list: the first page
+            at = _Position()
+            items, result = page(None)
         return render(
             request,
             me,
             "inbox.html",
             tab=tab,
             rows=[_row(svc, v) for v in items],
-            pager=_pager(request, n, total),
+            pager=at.pager(request, result, len(items), counted=tab != "overdue"),
         )
 
     @get("/cases", sync_to_thread=True)
@@ -262,7 +270,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
     ) -> Template:
         me = staff(request)
         rt = svc.company(me.actor.company)
-        n = _page_number(request)
+        at = _Position.of(request)
         assignee = (assignee or "").strip()[:130] or None
         procs = {k: rt.procedures[k] for k in readable_procedures(svc, rt, me.actor)}
         problems: dict[str, str] = {}
@@ -280,20 +288,19 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             q=q,
             assignee=assignee,
             limit=PAGE_SIZE,
-            offset=(n - 1) * PAGE_SIZE,
+            after=at.after,
         )
+        result = CasePage([], 0, PAGE_SIZE, 0)
         try:
             result = list_cases(svc, me.actor, flt)
-            rows, total = [_row(svc, v) for v in result.items], result.total
         except InvalidInput as exc:
             problems.update(exc.details.get("errors") or {"q": exc.message})
-            rows, total = [], 0
         return render(
             request,
             me,
             "cases.html",
-            rows=rows,
-            pager=_pager(request, n, total),
+            rows=[_row(svc, v) for v in result.items],
+            pager=at.pager(request, result, len(result.items)),
             procedures=procs,
             chosen={
                 "procedure": procedure or "",
@@ -661,25 +668,64 @@ def _end_session(svc: CaseService, ref: str) -> None:
         conn.execute(t.user_session.delete().where(t.user_session.c.id == ref))
 
 
-def _page_number(request: Request[Any, Any, Any]) -> int:
-    raw = request.query_params.get("page", "1")
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 10_000 else 1
+#: how many pages back "Previous" reaches (each one's cursor rides in the links)
+TRAIL = 10
 
 
-def _pager(request: Request[Any, Any, Any], n: int, total: int) -> dict[str, Any]:
-    params = {k: v for k, v in request.query_params.items() if k != "page"}
+@dataclass
+class _Position:
+    """Where a page of a list starts: after the case a ``next`` cursor names (keyset
+    pagination — a deep page costs what the first does, and a case opened meanwhile
+    neither repeats nor skips a row), the cursors of the pages before it (``back``, ""
+    for the first page: "Previous"), and the number of its first row (for display)."""
 
-    def link(k: int) -> str:
-        return request.url.path + "?" + urlencode({**params, "page": k})
+    after: str | None = None
+    back: tuple[str, ...] = ()
+    first: int = 1
 
-    last = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    return {
-        "page": n,
-        "last": last,
-        "total": total,
-        "prev": link(n - 1) if n > 1 else None,
-        "next": link(n + 1) if n < last else None,
-    }
+    @classmethod
+    def of(cls, request: Request[Any, Any, Any]) -> _Position:
+        q = request.query_params
+        after = q.get("after") or None
+        back = tuple(q.get("back", "").split("."))[-TRAIL:] if q.get("back") is not None else ()
+        raw = q.get("from", "1")
+        first = int(raw) if raw.isdigit() and 1 <= int(raw) <= 10**9 else 1
+        if after is None or len(after) > 200:
+            return cls()
+        return cls(after, back, first)
+
+    def pager(
+        self,
+        request: Request[Any, Any, Any],
+        result: CasePage,
+        shown: int,
+        counted: bool = True,
+    ) -> dict[str, Any]:
+        """The links and figures of the pager under a list."""
+        params = {
+            k: v for k, v in request.query_params.items() if k not in ("after", "back", "from")
+        }
+
+        def link(after: str | None, back: tuple[str, ...], first: int) -> str:
+            more = {"after": after, "back": ".".join(back), "from": first} if after else {}
+            return request.url.path + "?" + urlencode({**params, **more})
+
+        prev = None
+        if self.after is not None and self.back:
+            prev = link(self.back[-1] or None, self.back[:-1], max(self.first - PAGE_SIZE, 1))
+        nxt = None
+        if result.next is not None:
+            trail = (*self.back, self.after or "")[-TRAIL:]
+            nxt = link(result.next, trail, self.first + shown)
+        return {
+            "first": self.first if shown else 0,
+            "last": self.first + shown - 1,
+            "total": result.total if counted else None,
+            "exact": result.total_exact,
+            "prev": prev,
+            "next": nxt,
+            "start": link(None, (), 1) if self.after is not None else None,
+        }
 
 
 def _row(svc: CaseService, v: CaseView) -> dict[str, Any]:

@@ -553,8 +553,10 @@ class CaseService:
 
     def forget_remembered(self) -> None:
         """Forget what this process remembers between changes (each case's last change,
-        the calendars' answers): the next changes run as in a process that just started."""
+        the calendars' answers, the journal's heads): the next changes run as in a process
+        that just started."""
         self.time_memory.clear()
+        chain.HEADS.clear()
         for cal in self._calendars.values():
             cal.forget_answers()
 
