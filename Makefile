@@ -8,7 +8,15 @@
 #               processes or run for seconds)
 #   make messages  extract the pages' words into their catalogues (docs/web.md,
 #               "Translating the pages")
-PYTHON ?= python3
+# The interpreter .venv is made from: the system's own /usr/bin/python3 when it is 3.11 or
+# newer and can make a venv (Debian's python3-venv), else the first python3 on the PATH.
+# Debian builds its python with profile-guided and link-time optimisation and links the
+# interpreter statically; a python built from source with the defaults (pyenv's, say)
+# has neither and calls into a shared libpython: kefu's actions ran 1.2-1.35x faster on
+# Debian's in alternating runs on one machine (bench/actions_bench.py). `make PYTHON=…`
+# chooses another; delete .venv to make it again with a new one.
+SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && echo /usr/bin/python3)
+PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 WORKERS ?= 2

@@ -126,6 +126,8 @@ def _normal(value: Any) -> Any:
         return {k if k.__class__ is str else str(k): _normal(v) for k, v in value.items()}
     if kind is list:
         return [_normal(v) for v in value]
+    if kind is int and -SAFE_INT <= value <= SAFE_INT:
+        return value
     if isinstance(value, bool) or isinstance(value, str):
         return value
     if isinstance(value, int):

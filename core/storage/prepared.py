@@ -91,7 +91,7 @@ class Prepared:
 def _run(conn: Connection, sql: str, params: Any, many: bool, result: Callable[[Any], Any]) -> Any:
     """Execute on a cursor of ``conn``'s driver connection, announced as SQLAlchemy would;
     ``result(cursor)`` is what comes back."""
-    cur = conn.connection.cursor()
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         _announce(conn, cur, sql, params, many)
         if many:

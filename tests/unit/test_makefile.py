@@ -66,3 +66,39 @@ def test_setup_compiles_the_pages_catalogues_before_they_are_read(tmp_path: Path
         ]
         assert compiled, (target, lines)
         assert compiled[0] < next(i for i, x in enumerate(lines) if reader in x), target
+
+
+def test_the_venv_is_made_from_the_systems_python_when_it_can(tmp_path: Path) -> None:
+    """Debian's /usr/bin/python3 (optimised, static) is preferred when it is 3.11+ and can
+    make a venv; ``make PYTHON=…`` still chooses another."""
+    qualifies = (
+        Path("/usr/bin/python3").exists()
+        and subprocess.run(
+            [
+                "/usr/bin/python3",
+                "-c",
+                "import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))",
+            ],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+    made = [x for x in commands("setup", tmp_path) if " -m venv " in x]
+    assert made, "make setup makes no venv"
+    assert made[0].startswith("/usr/bin/python3 -m venv" if qualifies else "python3 -m venv")
+    out = subprocess.run(
+        [
+            "make",
+            "--dry-run",
+            "--always-make",
+            f"VENV={tmp_path / 'v'}",
+            "PYTHON=python3.99",
+            "setup",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "python3.99 -m venv" in out
