@@ -83,22 +83,37 @@ class _Heads:
     takes the same row lock the head's ``SELECT … FOR UPDATE`` would; only when another
     process (or database) moved the head meanwhile — no row matches both the sequence
     number and the hash — is the head read and the entries chained again. A remembered
-    head is only ever the one a committed transaction wrote."""
+    head is only ever the one a committed transaction wrote.
 
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
+    Where several processes write one company's journal in turn, most remembered heads
+    are stale and the conditional UPDATE would be one statement too many: after a miss,
+    the company's next ``retry`` appends read the head first, as without a memory."""
+
+    def __init__(self, size: int = 1024, retry: int = 32) -> None:
+        self.size, self.retry = size, retry
         self._heads: dict[int, tuple[int, str]] = {}
+        self._reading: dict[int, int] = {}  # company -> appends left that read the head
 
     def get(self, company_id: int) -> tuple[int, str] | None:
+        left = self._reading.get(company_id)
+        if left:
+            self._reading[company_id] = left - 1
+            return None
         return self._heads.get(company_id)
 
     def put(self, company_id: int, seq: int, hash_: str) -> None:
         if len(self._heads) >= self.size and company_id not in self._heads:
             self._heads.clear()
+            self._reading.clear()
         self._heads[company_id] = (seq, hash_)
+
+    def missed(self, company_id: int) -> None:
+        """The remembered head was stale: read it for the next ``retry`` appends."""
+        self._reading[company_id] = self.retry
 
     def clear(self) -> None:
         self._heads.clear()
+        self._reading.clear()
 
 
 HEADS = _Heads()
@@ -320,6 +335,7 @@ def append(
         moved = {"co": company_id, "seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
         if _UPD_HEAD_FROM.execute(conn, moved | {"old_seq": old_seq, "old_hash": old_hash}) != 1:
             rows = None  # another process appended since: chain onto the head it left
+            HEADS.missed(company_id)
     if rows is None:
         head = _SEL_HEAD.first(conn, {"co": company_id})
         if head is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, event, select, update
 
 from core import hookimpl
 from core.cases import journal as chain
@@ -32,7 +32,7 @@ from core.runtime.plugins import installed
 from core.runtime.worker import Worker
 from core.storage import schema as t
 from core.storage.db import Database
-from tests.helpers import DISPATCH, case_at_repair
+from tests.helpers import CARD, DISPATCH, case_at_repair
 
 REPAIRED = {"hours_spent": 2.0, "result": "换了电容", "resolved": True}
 
@@ -361,11 +361,20 @@ def test_hook_audit_checkpoint(
 def test_the_head_another_process_moved_is_chained_onto(svc: CaseService, db: Database) -> None:
     """A process chains onto the head its last committed append left, moving it only if it
     is still that one: an entry another process appended meanwhile is chained onto, never
-    overwritten, and an append that rolled back is not remembered."""
+    overwritten, and an append that rolled back is not remembered. After such a miss the
+    head is read first for a while (processes writing in turn would miss every time)."""
+    svc.forget_remembered()  # as a process that just started (tests share one process)
     cid = case_at_repair(svc)
     co = svc.company("demo").id
     mine = chain.HEADS.get(co)
     assert mine is not None and mine[0] > 0  # what the last committed change left
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def head_statements() -> list[str]:
+        out = [s.split()[0] for s in statements if "journal_head" in s]
+        statements.clear()
+        return out
 
     def note(conn: Connection, text: str) -> None:
         chain.append(
@@ -378,17 +387,28 @@ def test_the_head_another_process_moved_is_chained_onto(svc: CaseService, db: Da
             now=svc.clock.now(),
         )
 
+    # uncontended, the head is never read: one UPDATE moves it
+    svc.act("demo", cid, "complete", svc.actor("demo", "li"), REPAIRED, 3)
+    assert head_statements() == ["UPDATE"]
     # another process appends: here, an append whose head this process then forgets
+    mine = chain.HEADS.get(co)
     with db.write() as conn:
         note(conn, "written by another process")
-    chain.HEADS.put(co, *mine)
-    # and a change that rolls back leaves nothing remembered
+    chain.HEADS.put(co, *mine)  # type: ignore[misc]
+    head_statements()
+    # this append finds the head moved, reads it and chains onto it — then rolls back
     with pytest.raises(RuntimeError, match="the disk is full"):
         with db.write() as conn:
             note(conn, "never committed")
             raise RuntimeError("the disk is full")
-    assert chain.HEADS.get(co) == mine
-    svc.act("demo", cid, "complete", svc.actor("demo", "li"), REPAIRED, 3)
+    assert head_statements() == [
+        "UPDATE",
+        "SELECT",
+        "UPDATE",
+    ]
+    # the next changes read the head first, without trying the stale one
+    svc.act("demo", cid, "return_card", svc.actor("demo", "li"), CARD, 4)
+    assert head_statements() == ["SELECT", "UPDATE"]
     assert svc.verify_journal() == []
     with db.read() as conn:
         seqs = [r.seq for r in conn.execute(select(t.journal.c.seq).order_by(t.journal.c.seq))]
