@@ -105,3 +105,29 @@ def test_digits_are_found_by_their_run_and_postgresql_reads_only_likely_rows(
     removed = re.search(r"Rows Removed by Index Recheck: (\d+)", plan)
     # by pairs alone all 300 decoys hold 13 39 91 12 … 78, and were read again
     assert removed is None or int(removed.group(1)) < 30, plan
+
+
+def test_texts_rewritten_through_many_merges_are_found_by_their_last_text(
+    svc: CaseService,
+) -> None:
+    """Forty cases opened and then rewritten, each change in a transaction of its own: on
+    SQLite eighty segments, enough for the text index to merge them several times (it
+    merges sixteen at a time); each case is found by its texts, the new one and the one
+    still in its fields."""
+    wang = svc.actor("demo", "wang")
+    if svc.db.is_sqlite:
+        with svc.db.read() as conn:
+            merge = conn.execute(text("SELECT v FROM case_search_config WHERE k = 'automerge'"))
+            assert merge.scalar_one() == 16
+    ids = [
+        svc.open_case(
+            "demo", "repair-desk", wang, opening(f"客户{i:02d}", f"故障甲{i:02d}号")
+        ).case.id
+        for i in range(40)
+    ]
+    for i, cid in enumerate(ids):
+        svc.act("demo", cid, "cancel", wang, {"cancel_reason": f"改期乙{i:02d}号"}, 1)
+    for i, cid in enumerate(ids):
+        assert found(svc, f"改期乙{i:02d}号") == [cid]
+        assert found(svc, f"故障甲{i:02d}号") == [cid]  # the symptom is still a field
+    assert found(svc, "改期乙") == sorted(ids)
