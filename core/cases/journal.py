@@ -325,12 +325,59 @@ def append(
         return []
     ring = keyring()
     key_id = ring.current
+    last = len(entries) - 1
+
+    def chained(head: tuple[int, str]) -> list[dict[str, Any]]:
+        """The journal rows of ``entries``, chained onto ``head`` (its sequence number
+        and hash)."""
+        seq, prev = head
+        rows = []
+        for i, e in enumerate(entries):
+            seq += 1
+            # serialised once: the same text is coded and stored
+            data_text = canonical_json(e.get("data", {}))
+            facts = e.get("facts")
+            facts_text = canonical_json(facts) if facts is not None else "null"
+            entry_state = state if i == last else None
+            header = _header(
+                company_id,
+                seq,
+                now,
+                actor,
+                e["kind"],
+                case_id,
+                e.get("action"),
+                e.get("rule_id"),
+                pversion,
+                key_id,
+            )
+            h = ring.mac(key_id, _message(prev, header, data_text, facts_text, entry_state))
+            rows.append(
+                {
+                    "company_id": company_id,
+                    "seq": seq,
+                    "case_id": case_id,
+                    "at": now,
+                    "actor": actor,
+                    "kind": e["kind"],
+                    "action": e.get("action"),
+                    "rule_id": e.get("rule_id"),
+                    "procedure_version": pversion,
+                    "data": JsonText(data_text),
+                    "facts": JsonText(facts_text) if facts is not None else None,
+                    "state": entry_state,
+                    "key_id": key_id,
+                    "prev_hash": prev,
+                    "hash": h,
+                }
+            )
+            prev = h
+        return rows
+
     remembered = HEADS.get(company_id)
     rows = None
     if remembered is not None:
-        rows = _chained(
-            ring, key_id, remembered, company_id, entries, case_id, actor, pversion, now, state
-        )
+        rows = chained(remembered)
         old_seq, old_hash = remembered
         moved = {"co": company_id, "seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
         if _UPD_HEAD_FROM.execute(conn, moved | {"old_seq": old_seq, "old_hash": old_hash}) != 1:
@@ -340,18 +387,7 @@ def append(
         head = _SEL_HEAD.first(conn, {"co": company_id})
         if head is None:
             raise LookupError(f"company {company_id} has no journal head")
-        rows = _chained(
-            ring,
-            key_id,
-            (head.seq, head.hash),
-            company_id,
-            entries,
-            case_id,
-            actor,
-            pversion,
-            now,
-            state,
-        )
+        rows = chained((head.seq, head.hash))
         _UPD_HEAD.execute(
             conn, {"co": company_id, "seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
         )
@@ -359,66 +395,6 @@ def append(
     last_seq, last_hash = rows[-1]["seq"], rows[-1]["hash"]
     after_commit(conn, lambda: HEADS.put(company_id, last_seq, last_hash))
     return [r["seq"] for r in rows]
-
-
-def _chained(
-    ring: Keyring,
-    key_id: str,
-    head: tuple[int, str],
-    company_id: int,
-    entries: Sequence[Mapping[str, Any]],
-    case_id: int | None,
-    actor: str,
-    pversion: int | None,
-    now: dt.datetime,
-    state: str | None,
-) -> list[dict[str, Any]]:
-    """The journal rows of ``entries``, chained onto ``head`` (its sequence number and
-    hash)."""
-    seq, prev = head
-    rows = []
-    last = len(entries) - 1
-    for i, e in enumerate(entries):
-        seq += 1
-        # serialised once: the same text is coded and stored
-        data_text = canonical_json(e.get("data", {}))
-        facts = e.get("facts")
-        facts_text = canonical_json(facts) if facts is not None else "null"
-        entry_state = state if i == last else None
-        header = _header(
-            company_id,
-            seq,
-            now,
-            actor,
-            e["kind"],
-            case_id,
-            e.get("action"),
-            e.get("rule_id"),
-            pversion,
-            key_id,
-        )
-        h = ring.mac(key_id, _message(prev, header, data_text, facts_text, entry_state))
-        rows.append(
-            {
-                "company_id": company_id,
-                "seq": seq,
-                "case_id": case_id,
-                "at": now,
-                "actor": actor,
-                "kind": e["kind"],
-                "action": e.get("action"),
-                "rule_id": e.get("rule_id"),
-                "procedure_version": pversion,
-                "data": JsonText(data_text),
-                "facts": JsonText(facts_text) if facts is not None else None,
-                "state": entry_state,
-                "key_id": key_id,
-                "prev_hash": prev,
-                "hash": h,
-            }
-        )
-        prev = h
-    return rows
 
 
 _SEL_ACTION_TAKERS = (
