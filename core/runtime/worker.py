@@ -51,7 +51,7 @@ def claim(
     )
     q = (
         select(timer)
-        .where(due, timer.c.due_at <= now)
+        .where(timers.live(), due, timer.c.due_at <= now)
         .order_by(timer.c.due_at, timer.c.id)
         .limit(limit)
     )
@@ -287,7 +287,7 @@ def run_until(svc: CaseService, target: dt.datetime, *, owner: str = "inline") -
         with svc.db.read() as conn:
             nxt = conn.execute(
                 select(timer.c.due_at)
-                .where(timer.c.status == timers.PENDING, timer.c.due_at <= target)
+                .where(timers.live(), timer.c.status == timers.PENDING, timer.c.due_at <= target)
                 .order_by(timer.c.due_at)
                 .limit(1)
             ).scalar()

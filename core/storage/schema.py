@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -275,6 +276,12 @@ outbox = Table(
     Index("ix_outbox_pending", "status", "next_attempt_at"),
 )
 
+#: the timers still to fire, or firing: the only ones ix_timer_due holds. The condition is
+#: written out as text, and the worker's queries carry the very same text, because SQLite
+#: uses a partial index only for a query holding its condition term for term (a bound
+#: parameter does not count)
+TIMER_LIVE = "status IN ('pending', 'claimed')"
+
 timer = Table(
     "timer",
     metadata,
@@ -290,7 +297,16 @@ timer = Table(
     Column("lease_until", UTCDateTime()),
     Column("attempts", Integer, nullable=False, default=0),
     Column("fired_at", UTCDateTime()),
-    Index("ix_timer_due", "status", "due_at"),
+    # the worker's due timers, earliest first: only the live ones are in it, so a
+    # timer cancelled or fired leaves it instead of moving inside it, and it stays as
+    # long as the timers waiting, not as the history
+    Index(
+        "ix_timer_due",
+        "due_at",
+        "id",
+        sqlite_where=text(TIMER_LIVE),
+        postgresql_where=text(TIMER_LIVE),
+    ),
     # a case's timers, re-planned after each of its changes: without this, cancelling
     # them read every pending timer of every open case
     Index("ix_timer_case", "case_id", "kind", "status"),
