@@ -532,7 +532,11 @@ def audit_verify(company: str | None, db_url: str | None, checkpoints: Path | No
                     ).all()
                 )
         for p in problems:
-            where = f"journal entry {p.seq}" if p.seq is not None else "checkpoints"
+            where = (
+                f"journal entry {p.seq}"
+                if p.seq is not None
+                else ("queues" if p.kind == "queue-load" else "checkpoints")
+            )
             if p.case_id is not None:
                 where += f" (case {numbers.get(p.case_id, p.case_id)})"
             click.echo(f"{p.company}: {where}: {p.kind}: {p.detail}", err=True)

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from core.storage import loads
 from core.storage import schema as t
 from core.storage.db import JsonText, after_commit
 from core.storage.prepared import Prepared, Query
@@ -429,7 +430,7 @@ def case_history(conn: Connection, company_id: int, case_id: int) -> list[dict[s
 class AuditProblem(NamedTuple):
     """One thing verification found wrong: where (company, entry ``seq``, ``case_id``),
     what (``detail``, in words) and which ``kind``: ``missing``, ``link``, ``changed``,
-    ``unknown-key``, ``head``, ``checkpoint``, ``case-row``."""
+    ``unknown-key``, ``head``, ``checkpoint``, ``case-row``, ``queue-load``."""
 
     company: str
     seq: int | None
@@ -658,6 +659,13 @@ def verify(
                 "case-row",
                 row.id,
             )
+    # dispatch's count of each queue's open cases (kept beside the case rows)
+    for kind, ref, kept, counted in loads.mismatches(conn, company_id):
+        bad(
+            None,
+            f"queue {kind}:{ref}: dispatch counts {kept} open cases, {counted} wait in it",
+            "queue-load",
+        )
     return problems
 
 

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.storage import schema as t
@@ -79,3 +79,31 @@ def of(conn: Connection, company_id: int, kind: str, refs: Sequence[str]) -> dic
     params |= {f"r{i}": ref for i, ref in enumerate(refs)}
     found = {r.ref: int(r.open_cases) for r in _loads(len(refs)).all(conn, params)}
     return {ref: found.get(ref, 0) for ref in refs}
+
+
+def mismatches(conn: Connection, company_id: int) -> list[tuple[str, str, int, int]]:
+    """The company's queues whose kept load differs from a count of their inbox rows:
+    ``(kind, ref, kept, counted)`` each (for ``kefu audit verify``; it reads every open
+    case's assignee rows once)."""
+    a, load = t.case_assignee, t.assignee_load
+    counted = {
+        (r.kind, r.ref): int(r.n)
+        for r in conn.execute(
+            select(a.c.kind, a.c.ref, func.count().label("n"))
+            .where(a.c.company_id == company_id)
+            .group_by(a.c.kind, a.c.ref)
+        )
+    }
+    kept = {
+        (r.kind, r.ref): int(r.open_cases)
+        for r in conn.execute(
+            select(load.c.kind, load.c.ref, load.c.open_cases).where(
+                load.c.company_id == company_id
+            )
+        )
+    }
+    return [
+        (kind, ref, kept.get((kind, ref), 0), counted.get((kind, ref), 0))
+        for kind, ref in sorted(kept.keys() | counted.keys())
+        if kept.get((kind, ref), 0) != counted.get((kind, ref), 0)
+    ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Connection, delete, event, select, update
+from sqlalchemy import Connection, delete, event, func, select, update
 
 from core import hookimpl
 from core.cases import journal as chain
@@ -418,3 +418,29 @@ def test_the_head_another_process_moved_is_chained_onto(svc: CaseService, db: Da
         ]
     assert seqs == list(range(1, len(seqs) + 1))
     assert texts == ["written by another process"]
+
+
+def test_a_queue_load_edited_by_hand_is_reported(
+    svc: CaseService, db: Database, tmp_path: Path
+) -> None:
+    """Dispatch reads each queue's count of open cases; verification counts the cases
+    waiting in each queue and names a queue whose count differs."""
+    walk(svc)  # three cases at the engineer li, then one moved on
+    assert svc.verify_journal() == []
+    a = t.assignee_load
+    with db.write() as conn:
+        conn.execute(update(a).where(a.c.kind == "person", a.c.ref == "li").values(open_cases=7))
+    [p] = svc.verify_journal()
+    assert p.kind == "queue-load" and p.seq is None
+    with db.read() as conn:
+        waiting = conn.execute(
+            select(func.count())
+            .select_from(t.case_assignee)
+            .where(t.case_assignee.c.kind == "person", t.case_assignee.c.ref == "li")
+        ).scalar_one()
+    assert p.detail == f"queue person:li: dispatch counts 7 open cases, {waiting} wait in it"
+    out = CliRunner().invoke(
+        cli,
+        ["audit", "verify", "--database", db.url, "--checkpoints", str(tmp_path / "none.jsonl")],
+    )
+    assert out.exit_code == 1 and "demo: queues: queue-load: queue person:li" in out.output

@@ -182,6 +182,7 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
         "an action that dispatches": lambda: svc.act(
             "demo", ids[0], "verify", wang, VERIFY, svc.get_case("demo", ids[0]).version
         ),
+        "the audit (chain, case rows, queue loads)": lambda: svc.verify_journal(),
         # (last: it leases timers) the live timers only, from ix_timer_due
         "the worker's due timers": lambda: claim(
             svc, owner="plans", now=svc.clock.now() + dt.timedelta(days=30)
