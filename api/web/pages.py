@@ -670,6 +670,8 @@ def _end_session(svc: CaseService, ref: str) -> None:
 
 #: how many pages back "Previous" reaches (each one's cursor rides in the links)
 TRAIL = 10
+#: a cursor is some 60 characters; a longer one was not written by kefu
+CURSOR_MAX = 200
 
 
 @dataclass
@@ -690,8 +692,10 @@ class _Position:
         back = tuple(q.get("back", "").split("."))[-TRAIL:] if q.get("back") is not None else ()
         raw = q.get("from", "1")
         first = int(raw) if raw.isdigit() and 1 <= int(raw) <= 10**9 else 1
-        if after is None or len(after) > 200:
+        if after is None or len(after) > CURSOR_MAX:
             return cls()
+        if any(len(b) > CURSOR_MAX for b in back):  # not our links: no way back but the start
+            back = ()
         return cls(after, back, first)
 
     def pager(

@@ -129,10 +129,11 @@ def test_a_cursor_edited_by_hand_shows_the_first_page(svc: CaseService, web: Any
         "/web/inbox?after=%ff%fe&back=..........&from=-3",
         f"/web/inbox?tab=mine&after={cursor}",  # the inbox's cursor on a case list
         "/web/inbox?tab=overdue&after=x",
+        f"/web/inbox?after={cursor}&back=" + "B" * 3000 + "." + "C" * 3000,
     ):
         page = c.get(url)
         assert page.status_code == 200, (url, page.text)
-        assert "Traceback" not in page.text
+        assert "Traceback" not in page.text and "BBBBBBBBBB" not in page.text
     assert shown(c.get("/web/inbox?after=not-a-cursor").text) == numbers[:PAGE_SIZE]
     listed = c.get(f"/web/cases?after={cursor}")  # the inbox's cursor on the case list
     assert listed.status_code == 200
