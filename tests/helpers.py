@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +179,25 @@ def queue_loads(db: Database) -> tuple[Loads, Loads]:
             )
         }
     return kept, counted
+
+
+def at_once(threads: int, work: Callable[[int], None]) -> None:
+    """Run ``work(0)`` … ``work(threads - 1)`` in threads started together (a barrier
+    lets them go at once); the first exception a thread raised is raised here."""
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            start.wait()
+            work(i)
+        except BaseException as exc:  # raised again in the test's own thread, below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    if errors:
+        raise errors[0]

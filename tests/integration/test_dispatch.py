@@ -14,7 +14,7 @@ import pytest
 
 from core.cases.service import CaseService
 from core.storage import schema as t
-from tests.helpers import FIXTURES, queue_loads
+from tests.helpers import FIXTURES, at_once, queue_loads
 
 HERE = FIXTURES / "dispatch"
 ENGINEERS = ["e1", "e2", "e3", "e4"]
@@ -199,25 +199,16 @@ def test_case_numbers_follow_the_company_format(svc: CaseService) -> None:
 
 def test_round_robin_stays_even_when_desks_dispatch_at_once(svc: CaseService) -> None:
     """8 threads open 10 round-robin cases each: the shared counter keeps the turns even."""
-    import threading
-
     amy = svc.actor("acme", "amy")
     got: list[str] = []
-    lock = threading.Lock()
-    start = threading.Barrier(8)
 
-    def desk() -> None:
-        start.wait()
+    def desk(_: int) -> None:
         for _ in range(10):
-            case = svc.open_case("acme", "field-service", amy, {"mode": "rr"}).case
-            with lock:
-                got.append(assigned_to(case))
+            got.append(
+                assigned_to(svc.open_case("acme", "field-service", amy, {"mode": "rr"}).case)
+            )
 
-    threads = [threading.Thread(target=desk) for _ in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    at_once(8, desk)
     assert Counter(got) == {f"person:{e}": 20 for e in ENGINEERS}
     kept, counted = queue_loads(svc.db)
     assert kept == counted and sum(kept.values()) == 80
@@ -227,29 +218,16 @@ def test_loads_stay_exact_when_desks_open_and_finish_at_once(svc: CaseService) -
     """6 threads each open 8 workload cases and finish every other one as they go: the
     loads dispatch reads, moved in each change's transaction, still count the open cases
     of each engineer (no change lost to another, no deadlock between them)."""
-    import threading
-
     amy = svc.actor("acme", "amy")
-    errors: list[BaseException] = []
-    start = threading.Barrier(6)
 
-    def desk() -> None:
-        try:
-            start.wait()
-            for i in range(8):
-                case = svc.open_case("acme", "field-service", amy, {"mode": "workload"}).case
-                if i % 2:
-                    engineer = assigned_to(case).removeprefix("person:")
-                    svc.act("acme", case.id, "finish", svc.actor("acme", engineer), {}, 1)
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
+    def desk(_: int) -> None:
+        for i in range(8):
+            case = svc.open_case("acme", "field-service", amy, {"mode": "workload"}).case
+            if i % 2:
+                engineer = assigned_to(case).removeprefix("person:")
+                svc.act("acme", case.id, "finish", svc.actor("acme", engineer), {}, 1)
 
-    threads = [threading.Thread(target=desk) for _ in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    at_once(6, desk)
     kept, counted = queue_loads(svc.db)
     assert kept == counted
     assert {ref: n for (_, kind, ref), n in kept.items() if kind == "person"} == {

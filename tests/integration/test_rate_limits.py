@@ -5,13 +5,13 @@ count again, and finished windows are swept."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 from sqlalchemy import func, select
 
 from api.portal import allow
 from core.storage import schema as t
 from core.storage.db import Database
+from tests.helpers import at_once
 
 NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 WINDOW = dt.timedelta(minutes=10)
@@ -19,20 +19,13 @@ WINDOW = dt.timedelta(minutes=10)
 
 def test_parallel_requests_are_each_counted_once(db: Database) -> None:
     answers: list[bool] = []
-    lock = threading.Lock()
 
-    def burst() -> None:
+    def burst(_: int) -> None:
         for _ in range(15):
             with db.write() as conn:
-                ok = allow(conn, "portal-status:10.0.0.1", 20, NOW, WINDOW)
-            with lock:
-                answers.append(ok)
+                answers.append(allow(conn, "portal-status:10.0.0.1", 20, NOW, WINDOW))
 
-    threads = [threading.Thread(target=burst) for _ in range(3)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    at_once(3, burst)
     assert len(answers) == 45 and answers.count(True) == 20
     with db.write() as conn:  # the next window counts from one again
         assert allow(conn, "portal-status:10.0.0.1", 20, NOW + WINDOW, WINDOW)
