@@ -50,6 +50,7 @@ from core.spec.catalog import load_catalog, pack_dirs, rules_dir_default
 from core.spec.diagnostics import Diagnostics
 from core.spec.diagram import procedure_svg
 from core.spec.loading import effect_registry, load_company, load_pack
+from core.storage import loads
 from core.storage import schema as t
 from core.storage.db import Database
 from core.testing.scenarios import run_paths
@@ -555,6 +556,34 @@ def audit_verify(company: str | None, db_url: str | None, checkpoints: Path | No
     if problems:
         click.echo(f"{len(problems)} problem(s)", err=True)
     sys.exit(1 if problems else 0)
+
+
+@audit.command("repair-loads")
+@click.option("--company", default=None, help="one company's key (default: every company)")
+@click.option("--database", "db_url", default=None)
+def audit_repair_loads(company: str | None, db_url: str | None) -> None:
+    """Set each queue's count of open cases that dispatch reads (what `kefu audit verify`
+    reports as queue-load) to the cases waiting in it, one company per transaction, and
+    print each change. Run it with kefu stopped, as after a restore."""
+    db = Database(db_url)
+    try:
+        with db.read() as conn:
+            companies = conn.execute(
+                select(t.company.c.id, t.company.c.key).order_by(t.company.c.key)
+            ).all()
+        if company is not None and company not in {c.key for c in companies}:
+            raise click.ClickException(f"no company '{company}' in this database")
+        for c in companies:
+            if company is not None and c.key != company:
+                continue
+            with db.write() as conn:
+                fixed = loads.repair(conn, c.id)
+            for kind, ref, kept, counted in fixed:
+                click.echo(f"{c.key}: queue {kind}:{ref}: {kept} -> {counted} open cases")
+            if not fixed:
+                click.echo(f"{c.key}: every queue's count matches the cases waiting in it")
+    finally:
+        db.dispose()
 
 
 @audit.command("checkpoint")

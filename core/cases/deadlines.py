@@ -198,24 +198,28 @@ def _event_at(
     """When ``ev`` happened (the first time at or after ``after``; the last time if not first)."""
     if _is(ev, "opened"):
         return (moments[0].at, "the case was opened") if moments else (None, "")
-    hits: list[tuple[dt.datetime, str]] = []
     if _is(ev, "closed"):
         closing = next((m for m in moments if m.closed), None)
-        hits = [(closing.at, "the case was closed")] if closing else []
-    elif isinstance(ev, EventRef):
-        if ev.field is not None:
-            at = _parse_instant(moments[-1].fields.get(ev.field) if moments else None, cal)
-            return (at, f"field '{ev.field}'") if at else (None, f"field '{ev.field}' is empty")
-        steps = {ev.step} if ev.step else set(ev.steps or ())
-        for m in moments:
-            if ev.action and ev.action in m.actions:
-                hits.append((m.at, f"action '{ev.action}'"))
-            elif steps and m.entered in steps:
-                hits.append((m.at, f"entered step '{m.entered}'"))
-    hits = [h for h in hits if after is None or h[0] >= after]
-    if not hits:
+        if closing is None or (after is not None and closing.at < after):
+            return None, ""
+        return closing.at, "the case was closed"
+    if not isinstance(ev, EventRef):
         return None, ""
-    return hits[0] if first else hits[-1]
+    if ev.field is not None:
+        at = _parse_instant(moments[-1].fields.get(ev.field) if moments else None, cal)
+        return (at, f"field '{ev.field}'") if at else (None, f"field '{ev.field}' is empty")
+    action = ev.action
+    steps = {ev.step} if ev.step else set(ev.steps or ())
+    # the first (or last) moment at or after ``after`` that did the action or entered one
+    # of the steps; its reason is worded for that moment only
+    for m in moments if first else reversed(moments):
+        if after is not None and m.at < after:
+            continue
+        if action and action in m.actions:
+            return m.at, f"action '{action}'"
+        if steps and m.entered in steps:
+            return m.at, f"entered step '{m.entered}'"
+    return None, ""
 
 
 def _is(ev: Any, name: str) -> bool:
@@ -248,13 +252,19 @@ class _Meter:
     def __init__(self, cal: WorkingCalendar, measure: str) -> None:
         self.cal, self.work = cal, measure == "working time"
 
+    # Elapsed time is counted in UTC: Python subtracts and adds two instants of one zone
+    # on their wall clocks, which is an hour off across a change of daylight saving time
+
     def between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
-        if b <= a:
-            return _ZERO
-        return self.cal.work_time_between(a, b) if self.work else b - a
+        if self.work:
+            return self.cal.work_time_between(a, b) if b > a else _ZERO
+        span = b.astimezone(dt.UTC) - a.astimezone(dt.UTC)
+        return span if span > _ZERO else _ZERO
 
     def add(self, a: dt.datetime, amount: dt.timedelta) -> dt.datetime:
-        return self.cal.add_work_time(a, amount) if self.work else a + amount
+        if self.work:
+            return self.cal.add_work_time(a, amount)
+        return (a.astimezone(dt.UTC) + amount).astimezone(a.tzinfo)
 
 
 def _walk(
@@ -277,6 +287,24 @@ def _walk(
     return meter.add(cursor, left)
 
 
+def _unpaused(
+    target: Duration, start: dt.datetime, cal: WorkingCalendar, warning: str | None
+) -> tuple[dt.datetime, dt.timedelta, dt.timedelta | None, dt.datetime | None]:
+    """A target's due instant from ``start`` on ``cal`` with no pause, the time it allows
+    (in its measure), the warning's share of that time, and the warning instant with no
+    pause. A deadline keeps its start while its case moves on, so each change of the case
+    asks for the same values again: the calendar remembers them."""
+
+    def compute() -> tuple[dt.datetime, dt.timedelta, dt.timedelta | None, dt.datetime | None]:
+        meter = _Meter(cal, _measure(target))
+        nominal = target.add(start, cal)
+        budget = meter.between(start, nominal)
+        wb = _warning_budget(warning, budget, cal)
+        return nominal, budget, wb, None if wb is None else meter.add(start, wb)
+
+    return cal.remember(("sla-target", target, start, start.tzinfo, start.fold, warning), compute)
+
+
 def _daily(cal: WorkingCalendar) -> dt.timedelta:
     return sum((dt.timedelta(minutes=b - a) for a, b in cal.definition.periods), _ZERO)
 
@@ -289,7 +317,9 @@ def _warn_before(
     ``start``, or the warning's duration before ``due`` — elapsed and calendar time
     counted back from it, working time counted in working time — never before ``start``."""
     if warning.endswith("%"):
-        return start + (due - start) * (float(warning[:-1]) / 100)
+        utc = start.astimezone(dt.UTC)
+        share = (due.astimezone(dt.UTC) - utc) * (float(warning[:-1]) / 100)
+        return (utc + share).astimezone(start.tzinfo)
     w = _duration(warning)
     if isinstance(w, Elapsed | CalendarSpan):
         return max(start, subtract(w, due, cal))
@@ -454,15 +484,11 @@ def _one(
         d.target = _text(target)
         d.measure = _measure(target)
         meter = _Meter(cal, d.measure)
-        nominal = target.add(start, cal)
-        budget = meter.between(start, nominal)
+        nominal, budget, wb, warn_at = _unpaused(target, start, cal, sla.warning)
         active_pauses = [(a, b) for a, b in d.pauses if b is None or b > a]
         d.due_at = nominal if not active_pauses else _walk(meter, start, active_pauses, budget)
-        wb = _warning_budget(sla.warning, budget, cal)
         if wb is not None:
-            d.warn_at = (
-                _walk(meter, start, active_pauses, wb) if active_pauses else meter.add(start, wb)
-            )
+            d.warn_at = _walk(meter, start, active_pauses, wb) if active_pauses else warn_at
         elif sla.warning and d.due_at is not None:  # calendar time ("3 days"): before the due
             d.warn_at = _warn_before(sla.warning, start, d.due_at, cal)
         if isinstance(target, CalendarSpan | DayEnd):

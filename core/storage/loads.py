@@ -18,7 +18,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.storage import schema as t
@@ -107,3 +107,27 @@ def mismatches(conn: Connection, company_id: int) -> list[tuple[str, str, int, i
         for kind, ref in sorted(kept.keys() | counted.keys())
         if kept.get((kind, ref), 0) != counted.get((kind, ref), 0)
     ]
+
+
+_SET = Prepared(
+    update(t.assignee_load)
+    .where(
+        t.assignee_load.c.company_id == bindparam("co"),
+        t.assignee_load.c.kind == bindparam("kind"),
+        t.assignee_load.c.ref == bindparam("ref"),
+    )
+    .values(open_cases=bindparam("n"))
+)
+
+
+def repair(conn: Connection, company_id: int) -> list[tuple[str, str, int, int]]:
+    """Set each of the company's queue loads that :func:`mismatches` finds to the count of
+    its inbox rows, in ``conn``'s write transaction; returns what it changed, as
+    ``mismatches`` gives it. Run it where no change of the company's cases runs at the same
+    time (a change between the count and the write would be counted or not by chance)."""
+    wrong = mismatches(conn, company_id)
+    for kind, ref, _kept, counted in wrong:
+        row = {"co": company_id, "kind": kind, "ref": ref}
+        if _SET.execute(conn, row | {"n": counted}) == 0:  # no load row yet: start one
+            _MOVE.execute(conn, row | {"by": counted})
+    return wrong

@@ -78,14 +78,26 @@ class Prepared:
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run it once in ``conn``'s transaction; returns the rows it changed."""
         c = self._compiled(conn)
-        return int(_run(conn, c.sql, c.row(params), False, lambda cur: cur.rowcount))
+        return int(_run(conn, c.sql, c.row(params), False, _rowcount))
 
     def execute_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set, in ``conn``'s transaction."""
         if not params:
             return
         c = self._compiled(conn)
-        _run(conn, c.sql, [c.row(p) for p in params], True, lambda cur: None)
+        _run(conn, c.sql, [c.row(p) for p in params], True, _nothing)
+
+
+def _rowcount(cur: Any) -> int:
+    return int(cur.rowcount)
+
+
+def _nothing(cur: Any) -> None:
+    return None
+
+
+def _fetchall(cur: Any) -> Any:
+    return cur.fetchall()
 
 
 def _run(conn: Connection, sql: str, params: Any, many: bool, result: Callable[[Any], Any]) -> Any:
@@ -130,7 +142,7 @@ class Query(Prepared):
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         c: _CompiledQuery = self._compiled(conn)
-        raw = _run(conn, c.sql, c.row(params), False, lambda cur: cur.fetchall())
+        raw = _run(conn, c.sql, c.row(params), False, _fetchall)
         make, results = c.row_type._make, c.results
         if not results:
             return [make(r) for r in raw]

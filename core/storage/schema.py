@@ -66,12 +66,21 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        # a change of a case writes its one instant into many rows (the case, each journal
+        # entry, timer and queue row): the last text made is kept with its instant
+        last: list[tuple[Any, str | None]] = [(None, None)]
+
         def process(value: dt.datetime | None) -> str | None:
             if value is None:
                 return None
+            kept = last[0]  # (read once: another thread may replace it, never half of it)
+            if kept[0] is value:
+                return kept[1]
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
-            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            made = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last[0] = (value, made)
+            return made
 
         return process
 

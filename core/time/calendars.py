@@ -657,6 +657,12 @@ class WorkingCalendar:
         """Compute every answer again from now on (benchmarks: as a new process would)."""
         self._answers.clear()
 
+    def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """A value computed from this calendar, once per ``key``, kept with the calendar's
+        own answers (and forgotten with them). Each instant in ``key`` goes with its zone
+        and fold, as :meth:`_answer` says; the key's first item names what is remembered."""
+        return self._answer(key, compute)
+
     def _answer(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """``compute()``, remembered under ``key``: the arguments, each instant with its
         zone and fold (Python's arithmetic on an aware instant follows its zone's wall

@@ -32,7 +32,7 @@ from core.runtime.plugins import installed
 from core.runtime.worker import Worker
 from core.storage import schema as t
 from core.storage.db import Database
-from tests.helpers import CARD, DISPATCH, case_at_repair
+from tests.helpers import CARD, DISPATCH, OPEN_FIELDS, case_at_repair
 
 REPAIRED = {"hours_spent": 2.0, "result": "换了电容", "resolved": True}
 
@@ -444,3 +444,44 @@ def test_a_queue_load_edited_by_hand_is_reported(
         ["audit", "verify", "--database", db.url, "--checkpoints", str(tmp_path / "none.jsonl")],
     )
     assert out.exit_code == 1 and "demo: queues: queue-load: queue person:li" in out.output
+
+
+def test_repair_loads_sets_each_wrong_queue_count_to_its_waiting_cases(
+    svc: CaseService, db: Database, tmp_path: Path
+) -> None:
+    """`kefu audit repair-loads` puts back what dispatch reads: a count edited by hand and
+    a queue whose row is gone both become the cases waiting in them, and verification is
+    clean again; a second run changes nothing."""
+    walk(svc)
+    # and a new case, waiting in the intake queue
+    svc.open_case("demo", "repair-desk", svc.actor("demo", "wang"), OPEN_FIELDS)
+    a = t.assignee_load
+    with db.read() as conn:
+        before = dict(
+            ((r.kind, r.ref), r.open_cases)
+            for r in conn.execute(select(a.c.kind, a.c.ref, a.c.open_cases))
+        )
+    assert before[("person", "li")] > 0
+    gone = next(k for k, n in sorted(before.items()) if n > 0 and k != ("person", "li"))
+    with db.write() as conn:
+        conn.execute(update(a).where(a.c.kind == "person", a.c.ref == "li").values(open_cases=7))
+        conn.execute(delete(a).where(a.c.kind == gone[0], a.c.ref == gone[1]))
+    assert {p.kind for p in svc.verify_journal()} == {"queue-load"}
+    out = CliRunner().invoke(cli, ["audit", "repair-loads", "--database", db.url])
+    assert out.exit_code == 0, out.output
+    assert f"demo: queue person:li: 7 -> {before[('person', 'li')]} open cases" in out.output
+    assert f"demo: queue {gone[0]}:{gone[1]}: 0 -> {before[gone]} open cases" in out.output
+    assert svc.verify_journal() == []
+    with db.read() as conn:
+        after = dict(
+            ((r.kind, r.ref), r.open_cases)
+            for r in conn.execute(select(a.c.kind, a.c.ref, a.c.open_cases))
+        )
+    assert after == before
+    again = CliRunner().invoke(cli, ["audit", "repair-loads", "--database", db.url])
+    assert again.exit_code == 0
+    assert "demo: every queue's count matches the cases waiting in it" in again.output
+    unknown = CliRunner().invoke(
+        cli, ["audit", "repair-loads", "--database", db.url, "--company", "nope"]
+    )
+    assert unknown.exit_code != 0 and "no company 'nope'" in unknown.output

@@ -41,3 +41,29 @@ def test_a_naive_datetime_is_refused() -> None:
         _OURS.bind_processor(_SQLITE)(dt.datetime(2026, 12, 4, 8, 0))  # noqa: DTZ001  # the point
     assert _OURS.bind_processor(_SQLITE)(None) is None
     assert _OURS.result_processor(_SQLITE, None)(None) is None
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=dt.datetime(2000, 1, 1),  # noqa: DTZ001  # hypothesis bounds are naive
+            max_value=dt.datetime(2100, 1, 1),  # noqa: DTZ001
+            timezones=_ZONES,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.lists(st.integers(0, 7), max_size=24),
+)
+def test_one_converter_writes_each_instant_it_is_given_again_and_again(
+    moments: list[dt.datetime], order: list[int]
+) -> None:
+    """The converter keeps the text of the last instant it wrote (a change writes its one
+    instant into many rows): whatever it was given before, each instant — the same object
+    again, an equal one, one in another zone — is written as SQLAlchemy writes it."""
+    write = _OURS.bind_processor(_SQLITE)
+    theirs = _THEIRS.bind_processor(_SQLITE)
+    for i in [*range(len(moments)), *order, *range(len(moments))]:
+        moment = moments[i % len(moments)]
+        for given_now in (moment, moment.astimezone(dt.UTC), moment.replace()):
+            assert write(given_now) == theirs(moment.astimezone(dt.UTC).replace(tzinfo=None))
