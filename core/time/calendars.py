@@ -90,7 +90,7 @@ _ZERO = dt.timedelta(0)
 #: consecutive days without working time after which a search gives up (a calendar with
 #: a year of holidays is a configuration error, not a deadline)
 _MAX_IDLE_DAYS = 400
-#: how many answers a calendar remembers (:meth:`WorkingCalendar._answer`) before it
+#: how many answers a calendar remembers (:meth:`WorkingCalendar.remember`) before it
 #: starts again: a few per open case with deadlines
 _ANSWERS = 65536
 _ASKED = object()  # no answer remembered
@@ -658,15 +658,11 @@ class WorkingCalendar:
         self._answers.clear()
 
     def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """A value computed from this calendar, once per ``key``, kept with the calendar's
-        own answers (and forgotten with them). Each instant in ``key`` goes with its zone
-        and fold, as :meth:`_answer` says; the key's first item names what is remembered."""
-        return self._answer(key, compute)
-
-    def _answer(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """``compute()``, remembered under ``key``: the arguments, each instant with its
-        zone and fold (Python's arithmetic on an aware instant follows its zone's wall
-        clock, and two instants of one zone compare equal on their wall time alone)."""
+        """``compute()``, remembered under ``key`` with the calendar's answers (and forgotten
+        with them): the key's first item names what is remembered, then the arguments, each
+        instant with its zone and fold (Python's arithmetic on an aware instant follows its
+        zone's wall clock, and two instants of one zone compare equal on their wall time
+        alone). The calendar's own answers and the deadlines' targets use it."""
         found = self._answers.get(key, _ASKED)
         if found is _ASKED:
             if len(self._answers) >= _ANSWERS:
@@ -688,7 +684,7 @@ class WorkingCalendar:
             raise ValueError(f"working time must not be negative, got {work!r}")
         if work == _ZERO:
             return s.astimezone(self.tz)
-        return self._answer(
+        return self.remember(
             ("work", s, s.tzinfo, s.fold, work), lambda: self._add_work_time(s, work)
         )
 
@@ -721,7 +717,7 @@ class WorkingCalendar:
         if ub < ua:
             return -self.work_time_between(b, a)
         key = ("between", ua, ua.tzinfo, ua.fold, ub, ub.tzinfo, ub.fold)
-        return self._answer(key, lambda: self._work_time_between(ua, ub))
+        return self.remember(key, lambda: self._work_time_between(ua, ub))
 
     def _work_time_between(self, ua: dt.datetime, ub: dt.datetime) -> dt.timedelta:
         total = _ZERO
@@ -758,7 +754,7 @@ class WorkingCalendar:
         s = _aware(start, "start")
         if n < 0:
             raise ValueError(f"workdays must not be negative, got {n!r}")
-        return self._answer(("workdays", s, s.tzinfo, s.fold, n), lambda: self._add_workdays(s, n))
+        return self.remember(("workdays", s, s.tzinfo, s.fold, n), lambda: self._add_workdays(s, n))
 
     def _add_workdays(self, s: dt.datetime, n: int) -> dt.datetime:
         local = s.astimezone(self.tz)
