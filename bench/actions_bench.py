@@ -34,7 +34,7 @@ from core.runtime.bootstrap import build_service, create_config_people  # noqa: 
 from core.runtime.plugins import installed  # noqa: E402  # after the path set-up above
 from core.spec.catalog import load_catalog  # noqa: E402  # after the path set-up above
 from core.storage import schema as t  # noqa: E402  # after the path set-up above
-from core.storage.db import Database  # noqa: E402  # after the path set-up above
+from core.storage.db import SQLITE_PRAGMAS, Database  # noqa: E402  # after the path set-up above
 from core.storage.migrate import upgrade  # noqa: E402  # after the path set-up above
 
 OPEN = {
@@ -162,9 +162,8 @@ def run_raw(url: str, recording: Recording) -> float:
         import sqlite3
 
         conn: Any = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        for pragma in SQLITE_PRAGMAS:  # as kefu's own connections
+            conn.execute(pragma)
     else:
         import psycopg
 

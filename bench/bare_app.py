@@ -21,13 +21,14 @@ from typing import Any
 from litestar import Litestar, Request, get, post
 from litestar.exceptions import HTTPException, NotAuthorizedException
 
+from core.storage.db import SQLITE_PRAGMAS
+
 SHAPE: dict[str, Any] = json.loads(os.environ.get("KEFU_BARE_SHAPE", "{}"))
 _conn = sqlite3.connect(
     os.environ.get("KEFU_BARE_DB", ":memory:"), isolation_level=None, check_same_thread=False
 )
-_conn.execute("PRAGMA journal_mode=WAL")
-_conn.execute("PRAGMA synchronous=NORMAL")
-_conn.execute("PRAGMA foreign_keys=ON")
+for _pragma in SQLITE_PRAGMAS:  # the database set up as kefu's own connections are
+    _conn.execute(_pragma)
 _lock = threading.Lock()
 
 
