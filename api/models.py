@@ -148,8 +148,10 @@ class CaseList(msgspec.Struct):
     Matches are counted up to 10,000; beyond that ``total`` is 10,000 and
     ``total_exact`` false (counting a company's whole history on every page would cost
     more with every year of it). ``next`` is where the following page starts: pass it as
-    ``after`` (null on the last page). Unlike an offset, it costs the same on every page
-    and neither repeats nor skips a case when others are opened or closed meanwhile.
+    ``after`` (null on the last page); ``previous`` is where the page before ends: pass it
+    as ``before`` (null on the first page). Unlike an offset, a cursor costs the same on
+    every page and neither repeats nor skips a case when others are opened or closed
+    meanwhile.
     """
 
     items: list[CaseOut]
@@ -158,6 +160,7 @@ class CaseList(msgspec.Struct):
     offset: int
     total_exact: bool = True
     next: str | None = None
+    previous: str | None = None
 
 
 class OpenCase(msgspec.Struct, forbid_unknown_fields=True):

@@ -73,6 +73,13 @@ After = Annotated[
         description="the page after this one: the `next` of the page before (keyset pagination)",
     ),
 ]
+Before = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=200,
+        description="the page before this one: the `previous` of the page after",
+    ),
+]
 
 
 def provide_actor(request: Request[Any, Any, Any], svc: Svc) -> Actor:
@@ -97,6 +104,7 @@ def _page(svc: Svc, page: CasePage) -> CaseList:
         page.offset,
         page.total_exact,
         page.next,
+        page.previous,
     )
 
 
@@ -219,9 +227,10 @@ class CaseController(Controller):
         limit: Limit = 50,
         offset: Offset = 0,
         after: After = None,
+        before: Before = None,
     ) -> CaseList:
         """Cases I may read, newest first; every filter optional; paginated with
-        `after` = the page's `next` (or limit/offset)."""
+        `after` = the page's `next`, back with `before` = its `previous` (or limit/offset)."""
         tz = _tz(svc, actor)
         flt = CaseFilter(
             procedure,
@@ -237,6 +246,7 @@ class CaseController(Controller):
             limit,
             offset,
             after,
+            before,
         )
         return _page(svc, list_cases(svc, actor, flt))
 
@@ -359,11 +369,17 @@ class CaseController(Controller):
     dependencies={"actor": Provide(provide_actor, sync_to_thread=True)},
 )
 def get_inbox(
-    svc: Svc, actor: Me, limit: Limit = 50, offset: Offset = 0, after: After = None
+    svc: Svc,
+    actor: Me,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    after: After = None,
+    before: Before = None,
 ) -> CaseList:
     """Open cases waiting on me, or on a role or department I hold: nearest deadline first, then
-    longest waiting; the next page from `after` = the page's `next`."""
-    return _page(svc, inbox(svc, actor, limit=limit, offset=offset, after=after))
+    longest waiting; the next page from `after` = the page's `next`, the one before from
+    `before` = its `previous`."""
+    return _page(svc, inbox(svc, actor, limit=limit, offset=offset, after=after, before=before))
 
 
 @get(

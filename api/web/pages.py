@@ -226,30 +226,38 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
         tab = tab if tab in TABS else "roles"
         at = _Position.of(request)
 
-        def page(after: str | None) -> tuple[list[CaseView], CasePage]:
+        def page(at: _Position) -> tuple[list[CaseView], CasePage]:
             if tab == "mine":
                 flt = CaseFilter(
                     status="open",
                     assignee=f"person:{me.actor.username}",
                     limit=PAGE_SIZE,
-                    after=after,
+                    after=at.after,
+                    before=at.before,
                 )
                 result = list_cases(svc, me.actor, flt)
                 return result.items, result
-            result = inbox(svc, me.actor, limit=PAGE_SIZE, after=after)
+            result = inbox(svc, me.actor, limit=PAGE_SIZE, after=at.after, before=at.before)
             if tab != "overdue":
                 return result.items, result
             # the inbox is ordered by the nearest deadline: the breached ones lead it, and
             # the list ends at the first case not yet due
             late = [v for v in result.items if v.next_due_at and v.next_due_at < me.look.now]
             ends = len(late) < len(result.items)
-            return late, CasePage(late, 0, PAGE_SIZE, 0, next=None if ends else result.next)
+            return late, CasePage(
+                late,
+                0,
+                PAGE_SIZE,
+                0,
+                next=None if ends else result.next,
+                previous=result.previous,
+            )
 
         try:
-            items, result = page(at.after)
+            items, result = page(at)
         except InvalidInput:  # a cursor edited by hand, or of another list: the first page
             at = _Position()
-            items, result = page(None)
+            items, result = page(at)
         return render(
             request,
             me,
@@ -289,6 +297,7 @@ def build_pages(svc: CaseService, auth: AuthSettings, pool: PasswordPool) -> Rou
             assignee=assignee,
             limit=PAGE_SIZE,
             after=at.after,
+            before=at.before,
         )
         result = CasePage([], 0, PAGE_SIZE, 0)
         try:
@@ -668,35 +677,32 @@ def _end_session(svc: CaseService, ref: str) -> None:
         conn.execute(t.user_session.delete().where(t.user_session.c.id == ref))
 
 
-#: how many pages back "Previous" reaches (each one's cursor rides in the links)
-TRAIL = 10
 #: a cursor is some 60 characters; a longer one was not written by kefu
 CURSOR_MAX = 200
 
 
 @dataclass
 class _Position:
-    """Where a page of a list starts: after the case a ``next`` cursor names (keyset
-    pagination — a deep page costs what the first does, and a case opened meanwhile
-    neither repeats nor skips a row), the cursors of the pages before it (``back``, ""
-    for the first page: "Previous"), and the number of its first row (for display)."""
+    """Where a page of a list is read from: after the case a ``next`` cursor names, or
+    up to the case a ``previous`` cursor names (keyset pagination both ways — a deep page
+    costs what the first does, and a case opened meanwhile neither repeats nor skips a
+    row), and the number of its first row (for display)."""
 
     after: str | None = None
-    back: tuple[str, ...] = ()
+    before: str | None = None
     first: int = 1
 
     @classmethod
     def of(cls, request: Request[Any, Any, Any]) -> _Position:
         q = request.query_params
-        after = q.get("after") or None
-        back = tuple(q.get("back", "").split("."))[-TRAIL:] if q.get("back") is not None else ()
+        after, before = q.get("after") or None, q.get("before") or None
         raw = q.get("from", "1")
         first = int(raw) if raw.isdigit() and 1 <= int(raw) <= 10**9 else 1
-        if after is None or len(after) > CURSOR_MAX:
-            return cls()
-        if any(len(b) > CURSOR_MAX for b in back):  # not our links: no way back but the start
-            back = ()
-        return cls(after, back, first)
+        if after is not None and len(after) <= CURSOR_MAX:
+            return cls(after=after, first=first)
+        if before is not None and len(before) <= CURSOR_MAX:
+            return cls(before=before, first=first)
+        return cls()  # not our links: the first page
 
     def pager(
         self,
@@ -707,28 +713,32 @@ class _Position:
     ) -> dict[str, Any]:
         """The links and figures of the pager under a list."""
         params = {
-            k: v for k, v in request.query_params.items() if k not in ("after", "back", "from")
+            k: v for k, v in request.query_params.items() if k not in ("after", "before", "from")
         }
 
-        def link(after: str | None, back: tuple[str, ...], first: int) -> str:
-            more = {"after": after, "back": ".".join(back), "from": first} if after else {}
-            return request.url.path + "?" + urlencode({**params, **more})
+        def link(key: str, cursor: str, first: int) -> str:
+            return request.url.path + "?" + urlencode({**params, key: cursor, "from": first})
 
+        # read backwards and found to be the first page (the list's start moved): row 1
+        first = 1 if self.before is not None and result.previous is None else self.first
         prev = None
-        if self.after is not None and self.back:
-            prev = link(self.back[-1] or None, self.back[:-1], max(self.first - PAGE_SIZE, 1))
+        if result.previous is not None:
+            prev = link("before", result.previous, max(first - PAGE_SIZE, 1))
         nxt = None
         if result.next is not None:
-            trail = (*self.back, self.after or "")[-TRAIL:]
-            nxt = link(result.next, trail, self.first + shown)
+            nxt = link("after", result.next, first + shown)
+        # a link to the first page, unless this is it (an empty page past the end has one)
+        moved = result.previous is not None or (
+            not shown and (self.after is not None or self.before is not None)
+        )
         return {
-            "first": self.first if shown else 0,
-            "last": self.first + shown - 1,
+            "first": first if shown else 0,
+            "last": first + shown - 1,
             "total": result.total if counted else None,
             "exact": result.total_exact,
             "prev": prev,
             "next": nxt,
-            "start": link(None, (), 1) if self.after is not None else None,
+            "start": request.url.path + "?" + urlencode(params) if moved else None,
         }
 
 

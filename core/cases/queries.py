@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from typing import Any
 
@@ -51,6 +51,7 @@ class CaseFilter:
     limit: int = 50
     offset: int = 0
     after: str | None = None  # the ``next`` of the page before (keyset pagination)
+    before: str | None = None  # the ``previous`` of the page after
 
 
 @dataclass
@@ -65,6 +66,8 @@ class CasePage:
     extra: dict[str, Any] = field(default_factory=dict)
     #: where the next page starts (``after=``), or None on the last page
     next: str | None = None
+    #: where the page before ends (``before=``), or None on the first page
+    previous: str | None = None
 
 
 # -- keyset pagination -----------------------------------------------------------------
@@ -72,7 +75,10 @@ class CasePage:
 # case lists, (next due instant, id) for the inbox — and the next page is read from the
 # index right after it: a deep page costs what the first does (an offset reads and drops
 # every entry before it), and a case opened meanwhile neither repeats nor skips an entry.
-# The cursor is that position, in an opaque URL-safe text naming which order it belongs to.
+# The page before is read the same way backwards from the position of a page's first
+# entry (``before``): the index walked the other way, one entry more than a page to tell
+# whether it is the first. The cursor is a position, in an opaque URL-safe text naming
+# which order it belongs to.
 
 
 def _cursor(kind: str, at: dt.datetime, case_id: int) -> str:
@@ -80,9 +86,9 @@ def _cursor(kind: str, at: dt.datetime, case_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _position(kind: str, cursor: str) -> tuple[dt.datetime, int]:
-    """The position ``cursor`` names in an order of ``kind``; InvalidInput naming
-    ``after`` when it is not a cursor of such a list."""
+def _position(kind: str, cursor: str, name: str = "after") -> tuple[dt.datetime, int]:
+    """The position ``cursor`` names in an order of ``kind``; InvalidInput naming the
+    parameter ``name`` (``after`` or ``before``) when it is not a cursor of such a list."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         got, at, case_id = json.loads(raw)
@@ -91,10 +97,44 @@ def _position(kind: str, cursor: str) -> tuple[dt.datetime, int]:
             return moment, case_id
     except (binascii.Error, ValueError, TypeError):
         pass
+    if name == "before":
+        raise InvalidInput(
+            "before: not the 'previous' of a page of this list (copy it from the page after)",
+            errors={"before": "not a cursor of this list"},
+        )
     raise InvalidInput(
         "after: not the 'next' of a page of this list (copy it from the page before)",
         errors={"after": "not a cursor of this list"},
     )
+
+
+def _paging(
+    kind: str, after: str | None, before: str | None, offset: int
+) -> tuple[tuple[dt.datetime, int] | None, tuple[dt.datetime, int] | None]:
+    """The positions a page starts after and ends before (at most one of them)."""
+    if after is not None and before is not None:
+        raise InvalidInput(
+            "after and before: a page is read from one of them, not both",
+            errors={"before": "given with after"},
+        )
+    if before is not None and offset:
+        raise InvalidInput(
+            "before: reads the page ending there; an offset cannot be added to it",
+            errors={"offset": "given with before"},
+        )
+    return (
+        None if after is None else _position(kind, after),
+        None if before is None else _position(kind, before, "before"),
+    )
+
+
+def _trim(rows: Sequence[Any], limit: int, backwards: bool) -> tuple[list[Any], bool]:
+    """The page of a read of up to ``limit`` + 1 rows, nearest the position first, in the
+    list's order, and whether there were more (a page beyond it in the read's direction).
+    A backward read that finds no more is the start of the list: the caller reads the
+    first page forwards instead (it may hold more rows than were before the position)."""
+    page = list(rows[:limit])
+    return (page[::-1] if backwards else page), len(rows) > limit
 
 
 def readable_procedures(svc: CaseService, rt: CompanyRuntime, actor: Actor) -> list[str]:
@@ -121,9 +161,10 @@ def _mine(
     conds: Sequence[Any],
     n: int,
     after: tuple[dt.datetime, int] | None,
+    before: tuple[dt.datetime, int] | None = None,
 ) -> tuple[Any, Any]:
-    """The actor's cases matching ``conds``: the statement of the first ``n`` newest first,
-    and the capped count.
+    """The actor's cases matching ``conds``: the statement of the first ``n`` newest first
+    (with ``before``: the ``n`` nearest before it, oldest first), and the capped count.
 
     Each queue (a person, a department, a role of one procedure) is read newest first from
     its range of ix_case_assignee_mine — joined to its cases only when there are filters
@@ -145,26 +186,22 @@ def _mine(
             *conds,
         )
 
-    start = [] if after is None else [tuple_(a.c.created_at, a.c.case_id) < tuple_(*after)]
+    at = tuple_(a.c.created_at, a.c.case_id)
+    order: tuple[Any, ...] = (a.c.created_at.desc(), a.c.case_id.desc())
+    start = [] if after is None else [at < tuple_(*after)]
+    if before is not None:
+        start, order = [at > tuple_(*before)], (a.c.created_at, a.c.case_id)
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
     heads = union_all(
         *(
             select(h.c.case_id, h.c.created_at)
-            for h in (
-                arm(*q)
-                .where(*start)
-                .order_by(a.c.created_at.desc(), a.c.case_id.desc())
-                .limit(n)
-                .subquery()
-                for q in mine
-            )
+            for h in (arm(*q).where(*start).order_by(*order).limit(n).subquery() for q in mine)
         )
     ).subquery()
-    page = (
-        select(heads.c.case_id, heads.c.created_at)
-        .distinct()
-        .order_by(heads.c.created_at.desc(), heads.c.case_id.desc())
-    )
+    merged: tuple[Any, ...] = (heads.c.created_at.desc(), heads.c.case_id.desc())
+    if before is not None:
+        merged = (heads.c.created_at, heads.c.case_id)
+    page = select(heads.c.case_id, heads.c.created_at).distinct().order_by(*merged)
     # each queue counted up to the cap (see _inbox_count)
     capped = [arm(*q).with_only_columns(a.c.case_id).limit(COUNT_CAP + 1).subquery() for q in mine]
     every = union(*(select(q.c.case_id) for q in capped)).subquery()
@@ -275,42 +312,56 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
             conds.append(col >= lo)
         if hi is not None:
             conds.append(col < hi)
-    after = _position("cases", flt.after) if flt.after is not None else None
+    after, before = _paging("cases", flt.after, flt.before, flt.offset)
     mine = queues(svc, rt, actor, procs) if flt.mine else []
     if flt.mine and not mine:
         return CasePage([], 0, flt.limit, flt.offset)
+    # one more than a page: whether there is one after it (one before it, backwards)
+    want = flt.limit + 1
     with svc.db.read() as conn:
         if mine and not flt.q:
-            page, matching = _mine(rt, mine, conds, flt.offset + flt.limit, after)
+            page, matching = _mine(rt, mine, conds, flt.offset + want, after, before)
             total, exact = _capped_count(conn, matching)
-            ids = [r.case_id for r in conn.execute(page.limit(flt.limit).offset(flt.offset))]
+            ids = [r.case_id for r in conn.execute(page.limit(want).offset(flt.offset))]
             by_id = {r.id: r for r in conn.execute(_CASES_BY_ID, {"co": rt.id, "ids": ids})}
             rows = [by_id[i] for i in ids if i in by_id]
         else:
             if mine:  # the text search's matches lead; the queues filter them
                 conds.append(c.c.id.in_(union(*(_queue(rt.id, *q) for q in mine))))
-            # the count is of the whole list; the page starts after the cursor
-            start = [] if after is None else [tuple_(c.c.created_at, c.c.id) < tuple_(*after)]
+            # the count is of the whole list; the page starts after the cursor (or ends
+            # before it, read backwards)
+            at = tuple_(c.c.created_at, c.c.id)
+            start: list[Any] = []
+            order: tuple[Any, ...] = (c.c.created_at.desc(), c.c.id.desc())
+            if after is not None:
+                start = [at < tuple_(*after)]
+            elif before is not None:
+                start, order = [at > tuple_(*before)], (c.c.created_at, c.c.id)
             listing = (
                 select(c)
                 .where(*base, *conds, *start)
-                .order_by(c.c.created_at.desc(), c.c.id.desc())
-                .limit(flt.limit)
+                .order_by(*order)
+                .limit(want)
                 .offset(flt.offset)
             )
-            if flt.q:
+            if flt.q and not start:
                 # every match is read and sorted for the page anyway: counted there, the
-                # search runs once instead of twice (65 ms each at a million cases)
+                # search runs once instead of twice (65 ms each at a million cases); a
+                # page from a cursor reads only the matches past it, and counts apart
                 listing = listing.add_columns(func.count().over().label("n"))
             rows = list(conn.execute(listing))
-            if flt.q and rows:
+            if flt.q and not start and rows:
                 total, exact = min(rows[0].n, COUNT_CAP), rows[0].n <= COUNT_CAP
             else:
                 total, exact = _capped_count(conn, select(c.c.id).where(*base, *conds))
+        rows, more = _trim(rows, flt.limit, before is not None)
+        if before is not None and not more:
+            return list_cases(svc, actor, replace(flt, before=None))
         items = [
             svc._view(rt, r, svc.procedure_for_version(conn, r.procedure_version_id)) for r in rows
         ]
-    last = items[-1] if len(items) == flt.limit else None
+    last = items[-1] if items and (more or before) else None
+    first = items[0] if items and (after or before or flt.offset) else None
     return CasePage(
         items,
         total,
@@ -318,6 +369,7 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         flt.offset,
         total_exact=exact,
         next=None if last is None else _cursor("cases", last.created_at, last.id),
+        previous=None if first is None else _cursor("cases", first.created_at, first.id),
     )
 
 
@@ -337,10 +389,11 @@ def queues(
     return out
 
 
-def _queue_arm(i: int, ordered: bool, after: bool = False) -> Any:
+def _queue_arm(i: int, ordered: bool, start: str | None = None) -> Any:
     """Queue ``i`` of a statement: its cases (ordered and limited: the queue's head; with
-    ``after``, from the position ``(:after_due, :after_id)`` on), one range of
-    ix_case_assignee_inbox; kind, ref and procedure are parameters ``k{i}``…"""
+    ``start`` "after", from the position ``(:at_due, :at_id)`` on; "before", the entries
+    before it, nearest first), one range of ix_case_assignee_inbox; kind, ref and
+    procedure are parameters ``k{i}``…"""
     a = t.case_assignee
     q = select(a.c.case_id, a.c.due_at).where(
         a.c.company_id == bindparam("co"),
@@ -348,25 +401,34 @@ def _queue_arm(i: int, ordered: bool, after: bool = False) -> Any:
         a.c.ref == bindparam(f"r{i}"),
         a.c.procedure == bindparam(f"p{i}"),
     )
-    if after:
-        start = tuple_(bindparam("after_due", type_=a.c.due_at.type), bindparam("after_id"))
-        q = q.where(tuple_(a.c.due_at, a.c.case_id) > start)
-    if ordered:
+    at = tuple_(a.c.due_at, a.c.case_id)
+    here = tuple_(bindparam("at_due", type_=a.c.due_at.type), bindparam("at_id"))
+    if start == "after":
+        q = q.where(at > here)
+    elif start == "before":
+        q = q.where(at < here)
+    if ordered and start == "before":
+        q = q.order_by(a.c.due_at.desc(), a.c.case_id.desc()).limit(bindparam("n"))
+    elif ordered:
         q = q.order_by(a.c.due_at, a.c.case_id).limit(bindparam("n"))
     return q
 
 
 @functools.lru_cache(maxsize=64)
-def _inbox_page(queue_count: int, after: bool) -> Any:
-    """The page statement for an actor with ``queue_count`` queues (from a cursor on, with
-    ``after``), built once (building it cost more than running it)."""
+def _inbox_page(queue_count: int, start: str | None) -> Any:
+    """The page statement for an actor with ``queue_count`` queues (from a cursor on, or
+    backwards from one: ``start``, see _queue_arm), built once (building it cost more than
+    running it)."""
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
-    arms = [_queue_arm(i, True, after).subquery() for i in range(queue_count)]
+    arms = [_queue_arm(i, True, start).subquery() for i in range(queue_count)]
     heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
+    order: tuple[Any, ...] = (heads.c.due_at, heads.c.case_id)
+    if start == "before":
+        order = (heads.c.due_at.desc(), heads.c.case_id.desc())
     return (
         select(heads.c.case_id, heads.c.due_at)
         .distinct()
-        .order_by(heads.c.due_at, heads.c.case_id)
+        .order_by(*order)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
@@ -396,9 +458,12 @@ def inbox(
     limit: int = 50,
     offset: int = 0,
     after: str | None = None,
+    before: str | None = None,
 ) -> CasePage:
     """Open cases waiting on the actor, or on a role or department they hold: the nearest
-    running deadline first (``next_due_at``), then cases without one, oldest first.
+    running deadline first (``next_due_at``), then cases without one, oldest first. The
+    page starts after the position ``after`` (a page's ``next``) or ends before
+    ``before`` (a page's ``previous``).
 
     Each queue is read in that order from its index, at most ``offset + limit`` entries,
     and the heads are merged: the cost follows the page and the number of queues, not how
@@ -410,19 +475,24 @@ def inbox(
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, offset ≥ 0", errors={"limit": "out of range"}
         )
-    start = _position("inbox", after) if after is not None else None
+    from_, to = _paging("inbox", after, before, offset)
     mine = queues(svc, rt, actor, readable_procedures(svc, rt, actor))
     if not mine:
         return CasePage([], 0, limit, offset)
-    page, counted = _inbox_page(len(mine), start is not None), _inbox_count(len(mine))
+    start, here = ("after", from_) if from_ else ("before", to) if to else (None, None)
+    page, counted = _inbox_page(len(mine), start), _inbox_count(len(mine))
     params: dict[str, Any] = {"co": rt.id}
     for i, (kind, ref, procedure) in enumerate(mine):
         params.update({f"k{i}": kind, f"r{i}": ref, f"p{i}": procedure})
-    paging: dict[str, Any] = {"n": offset + limit, "limit": limit, "offset": offset}
-    if start is not None:
-        paging.update(after_due=start[0], after_id=start[1])
+    # one more than a page: whether there is one after it (one before it, backwards)
+    want = limit + 1
+    paging: dict[str, Any] = {"n": offset + want, "limit": want, "offset": offset}
+    if here is not None:
+        paging.update(at_due=here[0], at_id=here[1])
     with svc.db.read() as conn:
-        heads = conn.execute(page, params | paging).all()
+        heads, more = _trim(conn.execute(page, params | paging).all(), limit, to is not None)
+        if to is not None and not more:
+            return inbox(svc, actor, limit=limit)
         ids = [r.case_id for r in heads]
         n = conn.execute(counted, {**params, "cap": COUNT_CAP + 1}).scalar_one()
         total, exact = min(n, COUNT_CAP), n <= COUNT_CAP
@@ -432,7 +502,8 @@ def inbox(
             for i in ids
             if i in rows
         ]
-    last = heads[-1] if len(heads) == limit else None
+    last = heads[-1] if heads and (more or to) else None
+    first = heads[0] if heads and (here or offset) else None
     return CasePage(
         items,
         total,
@@ -440,6 +511,7 @@ def inbox(
         offset,
         total_exact=exact,
         next=None if last is None else _cursor("inbox", last.due_at, last.case_id),
+        previous=None if first is None else _cursor("inbox", first.due_at, first.case_id),
     )
 
 

@@ -346,8 +346,18 @@ def test_list_filters_and_pagination(client: Client, svc: CaseService) -> None:
     rest = wang.get("/api/v1/cases", params={"limit": 2, "after": first["next"]}).json()
     assert [x["id"] for x in rest["items"]] == [a["id"]] and rest["next"] is None
     assert rest["total"] == 3  # the whole list's count, not what is left
+    # and back: the page before the second ends at its `previous`; the first has none
+    assert first["previous"] is None and rest["previous"]
+    back = wang.get("/api/v1/cases", params={"limit": 2, "before": rest["previous"]}).json()
+    assert [x["id"] for x in back["items"]] == [c["id"], b["id"]] and back["previous"] is None
     bad = problem(wang.get("/api/v1/cases?after=made-up"), 422, "invalid-input")
     assert "after" in bad["errors"] and "after" in bad["detail"]
+    bad = problem(wang.get("/api/v1/cases?before=made-up"), 422, "invalid-input")
+    assert "before" in bad["errors"] and "previous" in bad["detail"]
+    both = {"after": first["next"], "before": rest["previous"]}
+    bad = problem(wang.get("/api/v1/cases", params=both), 422, "invalid-input")
+    assert "before" in bad["errors"]
+    problem(wang.get("/api/v1/inbox", params={"before": rest["previous"]}), 422, "invalid-input")
     inbox_next = wang.get("/api/v1/inbox?limit=1").json()["next"]
     assert inbox_next
     problem(wang.get("/api/v1/cases", params={"after": inbox_next}), 422, "invalid-input")

@@ -110,3 +110,95 @@ def test_a_cursor_of_another_list_or_a_made_up_one_is_refused(svc: CaseService) 
         assert err.value.details["errors"] == {"after": "not a cursor of this list"}
     with pytest.raises(InvalidInput):
         queries.inbox(svc, wang, after=list_next)
+
+
+def pages_forward(read: Callable[..., CasePage]) -> list[CasePage]:
+    pages = [read(after=None)]
+    while pages[-1].next is not None:
+        pages.append(read(after=pages[-1].next))
+    return pages
+
+
+def pages_back(read: Callable[..., CasePage], last: CasePage) -> list[CasePage]:
+    """From ``last`` back to the first page, each from the ``previous`` of the one after."""
+    pages = [last]
+    while pages[-1].previous is not None:
+        pages.append(read(before=pages[-1].previous))
+        assert len(pages) < 50, "the pages back did not end"
+    return pages[::-1]
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [CaseFilter(), CaseFilter(mine=True), CaseFilter(q="漏水"), CaseFilter(step="intake")],
+    ids=["all", "mine", "search", "at a step"],
+)
+def test_previous_walks_back_over_the_same_pages_to_the_first(
+    svc: CaseService, flt: CaseFilter
+) -> None:
+    opened(svc, 15)
+    wang = svc.actor("demo", "wang")
+
+    def read(**cursor: str | None) -> CasePage:
+        return queries.list_cases(svc, wang, CaseFilter(**{**flt.__dict__, "limit": 3, **cursor}))
+
+    forward = pages_forward(read)
+    assert len(forward) >= 3 and forward[0].previous is None
+    # each page counts the whole list (a search's used to count what was left of it)
+    assert {p.total for p in forward} == {forward[0].total}
+    back = pages_back(read, forward[-1])
+    assert [[v.id for v in p.items] for p in back] == [[v.id for v in p.items] for p in forward]
+    # every page read backwards leads on to the page after it, and counts the whole list
+    for page, after in zip(back, back[1:], strict=False):
+        assert read(after=page.next).items == after.items
+        assert page.total == forward[0].total
+
+
+def test_the_inbox_walks_back_too(svc: CaseService) -> None:
+    opened(svc, 14)
+    wang = svc.actor("demo", "wang")
+
+    def read(**cursor: str | None) -> CasePage:
+        return queries.inbox(svc, wang, limit=3, **cursor)
+
+    forward = pages_forward(read)
+    assert len(forward) >= 4
+    back = pages_back(read, forward[-1])
+    assert [[v.id for v in p.items] for p in back] == [[v.id for v in p.items] for p in forward]
+
+
+def test_a_case_opened_meanwhile_shifts_no_page_back_and_the_first_page_is_full(
+    svc: CaseService,
+) -> None:
+    """Back from the second page comes the first page as it was shown; the case opened
+    meanwhile leads the page before that, which is the list's first page, full."""
+    opened(svc, 8)
+    wang = svc.actor("demo", "wang")
+    first = queries.list_cases(svc, wang, CaseFilter(limit=4))
+    second = queries.list_cases(svc, wang, CaseFilter(limit=4, after=first.next))
+    newest = svc.open_case("demo", "repair-desk", wang, OPEN_FIELDS).case.id
+    back = queries.list_cases(svc, wang, CaseFilter(limit=4, before=second.previous))
+    assert [v.id for v in back.items] == [v.id for v in first.items]
+    assert back.next is not None and back.previous is not None
+    start = queries.list_cases(svc, wang, CaseFilter(limit=4, before=back.previous))
+    assert [v.id for v in start.items] == [newest] + [v.id for v in first.items[:3]]
+    assert start.previous is None
+
+
+def test_before_is_refused_with_after_an_offset_or_a_made_up_cursor(svc: CaseService) -> None:
+    opened(svc, 6)
+    wang = svc.actor("demo", "wang")
+    page = queries.list_cases(svc, wang, CaseFilter(limit=2))
+    second = queries.list_cases(svc, wang, CaseFilter(limit=2, after=page.next))
+    assert second.previous is not None
+    for flt, field in (
+        (CaseFilter(after=page.next, before=second.previous), "before"),
+        (CaseFilter(offset=2, before=second.previous), "offset"),
+        (CaseFilter(before="not-a-cursor"), "before"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            queries.list_cases(svc, wang, flt)
+        assert field in err.value.details["errors"]
+    with pytest.raises(InvalidInput) as err:
+        queries.inbox(svc, wang, before=second.previous)  # a case list's cursor
+    assert err.value.details["errors"] == {"before": "not a cursor of this list"}

@@ -120,6 +120,15 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
     svc.act("demo", iatf.id, "register", wang, {"customer_type": "oem", "file_checked": True}, 1)
     onsite = {"visited_on": "2026-11-02", "site": "总装厂", "engineer": "li", "work": "install"}
     svc.act("demo", iatf.id, "report_onsite", li, {"onsite_reports": onsite | {"findings": "-"}}, 2)
+
+    def back(**flt: Any) -> Any:
+        """The page before the second page of a case list: read backwards from a cursor."""
+        first = queries.list_cases(svc, wang, queries.CaseFilter(limit=3, **flt))
+        second = queries.list_cases(svc, wang, queries.CaseFilter(limit=3, after=first.next, **flt))
+        return queries.list_cases(
+            svc, wang, queries.CaseFilter(limit=3, before=second.previous, **flt)
+        )
+
     # no ANALYZE: on a table this small SQLite would rightly prefer a scan; without
     # statistics the question is, as with PostgreSQL, whether an index can serve it
     reads: dict[str, Callable[[], Any]] = {
@@ -144,6 +153,17 @@ def test_reads_and_dispatch_use_indexes(svc: CaseService) -> None:
         ),
         "inbox, the page after a cursor": lambda: queries.inbox(
             svc, wang, limit=3, after=queries.inbox(svc, wang, limit=3).next
+        ),
+        "my cases, the page before a cursor": lambda: back(mine=True),
+        "all cases, the page before a cursor": lambda: back(),
+        "text search, the pages after and before a cursor": lambda: back(q="不制冷"),
+        "inbox, the page before a cursor": lambda: queries.inbox(
+            svc,
+            wang,
+            limit=3,
+            before=queries.inbox(
+                svc, wang, limit=3, after=queries.inbox(svc, wang, limit=3).next
+            ).previous,
         ),
         "open cases": lambda: queries.list_cases(svc, wang, queries.CaseFilter(status="open")),
         "all cases, newest first": lambda: queries.list_cases(svc, wang, queries.CaseFilter()),

@@ -1,7 +1,8 @@
 """The pages' lists page by position (keyset), on SQLite and PostgreSQL: "Next" carries
 where the page ended, so walking a list shows each case once, in order, even when cases
-are opened meanwhile; "Previous" and "First page" come back; a cursor edited by hand, or
-one of another list, shows the list's first page instead of an error page."""
+are opened meanwhile; "Previous" carries where the page started and comes back over
+every page, however deep; "First page" comes back; a cursor edited by hand, or one of
+another list, shows the list's first page instead of an error page."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from api.web.pages import PAGE_SIZE, TRAIL
+from api.web.pages import PAGE_SIZE
 from core.cases.service import CaseService
 from tests.helpers import OPEN_FIELDS
 from tests.web import clients
@@ -97,24 +98,41 @@ def test_walking_the_case_list_shows_each_case_once_newest_first(
     assert [len(p) for p in filtered] == [PAGE_SIZE, PAGE_SIZE, 4]
 
 
-def test_the_inbox_pages_in_due_order_and_previous_reaches_back(svc: CaseService, web: Any) -> None:
-    numbers = open_cases(svc, 3 * PAGE_SIZE)
+def test_the_inbox_pages_in_due_order_and_previous_reaches_back_to_the_first(
+    svc: CaseService, web: Any
+) -> None:
+    numbers = open_cases(svc, 12 * PAGE_SIZE + 4)
     c = web("wang")
     pages = walk(c, "/web/inbox")
     # the same deadline for each, a minute apart: the oldest is due first
     assert [n for p in pages for n in p] == numbers
-    # "Previous" walks back over every page it came through
+    assert len(pages) == 13
+    # from the last page, "Previous" walks back over every page to the first, each
+    # numbered as on the way there; the links stay short however deep the page
     page = c.get("/web/inbox").text
-    urls = []
+    figures = [pager(page)]
     while (nxt := link(page, "next")) is not None:
-        urls.append(nxt)
         page = c.get(nxt).text
-    seen = [shown(page)]
+        figures.append(pager(page))
+    assert figures[-1] == f"{12 * PAGE_SIZE + 1}–{len(numbers)} / {len(numbers)}"
+    assert link(page, "next") is None  # the list ends on a page of its own, not an empty one
+    seen, back = [shown(page)], [pager(page)]
     while (prev := link(page, "prev")) is not None:
+        assert len(prev) < 200, prev
         page = c.get(prev).text
         seen.append(shown(page))
+        back.append(pager(page))
     assert seen == pages[::-1]
-    assert TRAIL >= len(pages)  # (so every page was reachable back)
+    assert back == figures[::-1]
+    assert link(page, "first") is None  # back at the first page
+
+
+def test_a_list_of_whole_pages_has_no_empty_page_after_it(svc: CaseService, web: Any) -> None:
+    numbers = open_cases(svc, 2 * PAGE_SIZE)
+    c = web("wang")
+    pages = walk(c, "/web/cases")
+    assert [len(p) for p in pages] == [PAGE_SIZE, PAGE_SIZE]
+    assert [n for p in pages for n in p] == numbers[::-1]
 
 
 def test_a_cursor_edited_by_hand_shows_the_first_page(svc: CaseService, web: Any) -> None:
@@ -126,15 +144,20 @@ def test_a_cursor_edited_by_hand_shows_the_first_page(svc: CaseService, web: Any
     for url in (
         "/web/inbox?after=not-a-cursor",
         "/web/inbox?after=" + "A" * 5000,
-        "/web/inbox?after=%ff%fe&back=..........&from=-3",
+        "/web/inbox?after=%ff%fe&from=-3",
+        "/web/inbox?before=%ff%fe&from=99999999999",
         f"/web/inbox?tab=mine&after={cursor}",  # the inbox's cursor on a case list
+        f"/web/inbox?tab=mine&before={cursor}",
         "/web/inbox?tab=overdue&after=x",
-        f"/web/inbox?after={cursor}&back=" + "B" * 3000 + "." + "C" * 3000,
+        "/web/inbox?tab=overdue&before=x",
+        f"/web/inbox?after={cursor}&before={cursor}",  # both: a page is read from one
+        "/web/inbox?before=" + "B" * 5000,
     ):
         page = c.get(url)
         assert page.status_code == 200, (url, page.text)
         assert "Traceback" not in page.text and "BBBBBBBBBB" not in page.text
     assert shown(c.get("/web/inbox?after=not-a-cursor").text) == numbers[:PAGE_SIZE]
+    assert shown(c.get("/web/inbox?before=not-a-cursor").text) == numbers[:PAGE_SIZE]
     listed = c.get(f"/web/cases?after={cursor}")  # the inbox's cursor on the case list
     assert listed.status_code == 200
     assert "not a cursor of this list" in listed.text and shown(listed.text) == []
