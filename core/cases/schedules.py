@@ -91,9 +91,7 @@ def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt
             prefix = f"schedule:co{rt.id}:{key}:{name}:"
             if not effective(sdef, override)[2]:
                 conn.execute(
-                    t.timer.update()
-                    .where(*_of(None, prefix), t.timer.c.status == timers.PENDING)
-                    .values(status=timers.CANCELLED)
+                    t.timer.delete().where(*_of(None, prefix), t.timer.c.status == timers.PENDING)
                 )
                 continue
             if _waiting(conn, prefix, None):

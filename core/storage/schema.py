@@ -301,7 +301,8 @@ timer = Table(
     Column("due_at", UTCDateTime(), nullable=False),
     Column("idempotency_key", String(128), nullable=False, unique=True),
     Column("payload", Json, nullable=False),
-    Column("status", String(16), nullable=False),  # pending | claimed | done | cancelled
+    # pending | claimed | done; a cancelled timer is deleted (core.cases.timers)
+    Column("status", String(16), nullable=False),
     Column("lease_owner", String(64)),
     Column("lease_until", UTCDateTime()),
     Column("attempts", Integer, nullable=False, default=0),

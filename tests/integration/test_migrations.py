@@ -176,3 +176,36 @@ def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> N
     assert found("13912345678") == [1]
     assert found("5678") == [1]
     assert found("空调") == [1]
+
+
+def test_cancelled_timers_are_deleted_and_the_others_kept(empty_db: Database) -> None:
+    """Before e9 a cancelled timer stayed as a row (and in the key index) for ever: the
+    upgrade deletes those; pending, claimed and fired ones stay as they were."""
+    upgrade(empty_db, "e8e0e0e0e0e8")
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC).replace(tzinfo=None)  # stored naive (UTC)
+    with empty_db.write() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO company (id, key, name, timezone, locale, created_at) "
+                "VALUES (1, 'acme', 'Acme', 'UTC', 'en', :now)"
+            ),
+            {"now": now},
+        )
+        for status in ("pending", "claimed", "done", "cancelled"):
+            conn.execute(
+                text(
+                    "INSERT INTO timer (company_id, kind, due_at, idempotency_key, payload,"
+                    " status, attempts) VALUES (1, 'sla.breach', :now, :key, '{}', :st, 0)"
+                ),
+                {"now": now, "key": f"sla.breach:{status}", "st": status},
+            )
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        left = conn.execute(
+            select(t.timer.c.idempotency_key, t.timer.c.status).order_by(t.timer.c.id)
+        ).all()
+    assert [tuple(r) for r in left] == [
+        ("sla.breach:pending", "pending"),
+        ("sla.breach:claimed", "claimed"),
+        ("sla.breach:done", "done"),
+    ]

@@ -106,3 +106,48 @@ def test_expired_lease_is_reclaimed_by_another_worker(db):
         worker.fire(svc, taken[0], owner="dead-worker", now=clock.now()) is False
     )  # lease lost: no 2nd effect
     assert _count(db, "orphan") == 1
+
+
+def test_a_cancelled_timer_is_gone_and_its_key_can_be_scheduled_again(db):
+    """Cancelling deletes the pending timer (the table keeps no row per timer not
+    needed): it never fires, scheduling its key again arms it anew, and a timer that
+    fired stays fired whatever is scheduled under its key."""
+    clock = TestClock(T0)
+    svc = service(db, clock=clock)
+    co = svc.company("demo").id
+
+    def keys(status: str) -> list[str]:
+        with db.read() as conn:
+            rows = conn.execute(
+                select(t.timer.c.idempotency_key)
+                .where(t.timer.c.kind == "test.note", t.timer.c.status == status)
+                .order_by(t.timer.c.idempotency_key)
+            )
+            return list(rows.scalars())
+
+    with db.write() as conn:
+        for key in ("cancel-me", "keep-me"):
+            timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key=key)
+    with db.write() as conn:
+        assert timers.cancel(conn, key="cancel-me") == 1
+        assert timers.cancel(conn, key="cancel-me") == 0
+    with db.read() as conn:
+        left = conn.execute(select(t.timer.c.idempotency_key)).scalars().all()
+    assert "cancel-me" not in left and "keep-me" in left  # no row left behind
+    clock.advance(dt.timedelta(hours=1))
+    worker.run_due(svc)
+    assert _count(db, "cancel-me") == 0 and _count(db, "keep-me") == 1
+    # the cancelled key armed again fires; the fired one scheduled again does not
+    with db.write() as conn:
+        for key in ("cancel-me", "keep-me"):
+            timers.schedule(
+                conn,
+                company_id=co,
+                case_id=None,
+                kind="test.note",
+                due_at=T0 + dt.timedelta(minutes=30),
+                key=key,
+            )
+    assert keys("pending") == ["cancel-me"] and keys("done") == ["keep-me"]
+    worker.run_due(svc)
+    assert _count(db, "cancel-me") == 1 and _count(db, "keep-me") == 1
