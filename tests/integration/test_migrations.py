@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -53,6 +54,27 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         db.dispose()
 
 
+def company(conn: Any, now: dt.datetime, *, procedure: bool = True) -> None:
+    """Company 1 (and, with ``procedure``, version 1 of its repair-desk procedure) written
+    as an older schema holds them; ``now`` naive (stored UTC)."""
+    conn.execute(
+        text(
+            "INSERT INTO company (id, key, name, timezone, locale, created_at) "
+            "VALUES (1, 'acme', 'Acme', 'UTC', 'en', :now)"
+        ),
+        {"now": now},
+    )
+    if procedure:
+        conn.execute(
+            text(
+                "INSERT INTO procedure_version (id, company_id, procedure, version, digest, "
+                "definition, params, created_at)"
+                " VALUES (1, 1, 'repair-desk', 1, 'd', '{}', '{}', :now)"
+            ),
+            {"now": now},
+        )
+
+
 def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> None:
     """Upgrading a database with cases: each assignee row gets its case's procedure, next
     due instant (or the no-deadline mark) and opening instant, rows of closed cases go, and
@@ -61,21 +83,7 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
     due = dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.UTC)
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     with empty_db.write() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO company (id, key, name, timezone, locale, created_at) "
-                "VALUES (1, 'acme', 'Acme', 'UTC', 'en', :now)"
-            ),
-            {"now": now.replace(tzinfo=None)},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO procedure_version (id, company_id, procedure, version, digest, "
-                "definition, params, created_at)"
-                " VALUES (1, 1, 'repair-desk', 1, 'd', '{}', '{}', :now)"
-            ),
-            {"now": now.replace(tzinfo=None)},
-        )
+        company(conn, now.replace(tzinfo=None))
         for cid, status, next_due in ((1, "open", due), (2, "open", None), (3, "closed", None)):
             conn.execute(
                 text(
@@ -133,21 +141,7 @@ def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> N
         for i in range(len(run) - 1)
     )
     with empty_db.write() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO company (id, key, name, timezone, locale, created_at) "
-                "VALUES (1, 'acme', 'Acme', 'UTC', 'en', :now)"
-            ),
-            {"now": now},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO procedure_version (id, company_id, procedure, version, digest, "
-                "definition, params, created_at)"
-                " VALUES (1, 1, 'repair-desk', 1, 'd', '{}', '{}', :now)"
-            ),
-            {"now": now},
-        )
+        company(conn, now)
         conn.execute(
             text(
                 "INSERT INTO kefu_case (id, company_id, procedure_version_id, procedure,"
@@ -184,13 +178,7 @@ def test_cancelled_timers_are_deleted_and_the_others_kept(empty_db: Database) ->
     upgrade(empty_db, "e8e0e0e0e0e8")
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC).replace(tzinfo=None)  # stored naive (UTC)
     with empty_db.write() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO company (id, key, name, timezone, locale, created_at) "
-                "VALUES (1, 'acme', 'Acme', 'UTC', 'en', :now)"
-            ),
-            {"now": now},
-        )
+        company(conn, now, procedure=False)
         for status in ("pending", "claimed", "done", "cancelled"):
             conn.execute(
                 text(

@@ -24,6 +24,13 @@ def _note(svc, conn: Connection, due: timers.DueTimer) -> None:
     )
 
 
+def _note(conn: Connection, co: int, key: str, due_at: dt.datetime, **payload: object) -> None:
+    """Schedule the test.note timer ``key`` of company ``co``."""
+    timers.schedule(
+        conn, company_id=co, case_id=None, kind="test.note", due_at=due_at, key=key, payload=payload
+    )
+
+
 def _count(db, scope: str) -> int:
     with db.read() as conn:
         return int(
@@ -38,22 +45,8 @@ def test_due_timer_fires_once_and_future_one_waits(db):
     svc = service(db, clock=clock)
     co = svc.company("demo").id
     with db.write() as conn:
-        timers.schedule(
-            conn,
-            company_id=co,
-            case_id=None,
-            kind="test.note",
-            due_at=T0 + dt.timedelta(hours=1),
-            key="soon",
-        )
-        timers.schedule(
-            conn,
-            company_id=co,
-            case_id=None,
-            kind="test.note",
-            due_at=T0 + dt.timedelta(days=1),
-            key="later",
-        )
+        _note(conn, co, "soon", T0 + dt.timedelta(hours=1))
+        _note(conn, co, "later", T0 + dt.timedelta(days=1))
     worker.run_due(svc)  # (other companies' schedules in config/ may have timers too)
     assert _count(db, "soon") == 0
     clock.advance(dt.timedelta(hours=2))
@@ -71,21 +64,13 @@ def test_failing_handler_writes_nothing_and_is_retried(db):
     svc = service(db, clock=clock)
     co = svc.company("demo").id
     with db.write() as conn:
-        timers.schedule(
-            conn,
-            company_id=co,
-            case_id=None,
-            kind="test.note",
-            due_at=T0,
-            key="bad",
-            payload={"fail": True},
-        )
+        _note(conn, co, "bad", T0, fail=True)
     assert worker.run_due(svc) == 0
     with db.read() as conn:
         row = conn.execute(select(t.timer).where(t.timer.c.idempotency_key == "bad")).one()
     assert (row.status, row.attempts) == ("pending", 1) and row.due_at > T0
     with db.write() as conn:  # fixed: the next attempt succeeds, once
-        timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="bad")
+        _note(conn, co, "bad", T0)
     assert worker.run_due(svc) == 1 and _count(db, "bad") == 1
 
 
@@ -94,9 +79,7 @@ def test_expired_lease_is_reclaimed_by_another_worker(db):
     svc = service(db, clock=clock)
     co = svc.company("demo").id
     with db.write() as conn:
-        timers.schedule(
-            conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key="orphan"
-        )
+        _note(conn, co, "orphan", T0)
     taken = worker.claim(svc, owner="dead-worker", now=T0)  # then it dies without firing
     assert [d.key for d in taken] == ["orphan"]
     assert worker.run_due(svc, owner="w2") == 0  # still leased
@@ -127,7 +110,7 @@ def test_a_cancelled_timer_is_gone_and_its_key_can_be_scheduled_again(db):
 
     with db.write() as conn:
         for key in ("cancel-me", "keep-me"):
-            timers.schedule(conn, company_id=co, case_id=None, kind="test.note", due_at=T0, key=key)
+            _note(conn, co, key, T0)
     with db.write() as conn:
         assert timers.cancel(conn, key="cancel-me") == 1
         assert timers.cancel(conn, key="cancel-me") == 0
@@ -140,14 +123,7 @@ def test_a_cancelled_timer_is_gone_and_its_key_can_be_scheduled_again(db):
     # the cancelled key armed again fires; the fired one scheduled again does not
     with db.write() as conn:
         for key in ("cancel-me", "keep-me"):
-            timers.schedule(
-                conn,
-                company_id=co,
-                case_id=None,
-                kind="test.note",
-                due_at=T0 + dt.timedelta(minutes=30),
-                key=key,
-            )
+            _note(conn, co, key, T0 + dt.timedelta(minutes=30))
     assert keys("pending") == ["cancel-me"] and keys("done") == ["keep-me"]
     worker.run_due(svc)
     assert _count(db, "cancel-me") == 1 and _count(db, "keep-me") == 1
