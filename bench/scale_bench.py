@@ -11,7 +11,8 @@ journal), 1,000 per write transaction (50 on PostgreSQL) and spread over two yea
 the test clock; then refreshes the planner's statistics and prints, for SQLite and PostgreSQL:
 
 - the inbox of an agent (the intake queue) and of an engineer: p50 / p95 over 50 calls;
-- the case list "my cases", and a text search ``?q=``: p50 / p95;
+- the case list "my cases", and text searches ``?q=``: a phone number (one match), a symptom
+  word a quarter of the cases share, and a name only the oldest 1,000 cases have: p50 / p95;
 - the lookup of one case number (what ``kefu deadlines NUMBER`` does);
 - the monthly satisfaction report over one month;
 - actions per second (verify → dispatch of open cases) with 1,000 cases stored and with
@@ -248,6 +249,10 @@ def bench(
             f"{len(ids)} open"
         )
     wang, li = svc.actor("demo", "wang"), svc.actor("demo", "li")
+
+    def search_page(q: str) -> None:
+        queries.list_cases(svc, wang, queries.CaseFilter(q=q))
+
     rows = [
         ("inbox (agent)", timed(lambda: queries.inbox(svc, wang), 50)),
         ("inbox, page 3 (agent)", timed(lambda: queries.inbox(svc, wang, offset=100), 20)),
@@ -261,6 +266,10 @@ def bench(
                 lambda: queries.list_cases(svc, wang, queries.CaseFilter(q=f"{cases // 2:08d}")), 5
             ),
         ),
+        # a symptom a quarter of the cases share, and a name only the first 1,000 cases
+        # have (客户0000xxx): many matches, and matches far back in the history
+        ("search ?q=symptom word", timed(lambda: search_page("空调不制冷"), 5)),
+        ("search ?q=old customer", timed(lambda: search_page("客户0000"), 5)),
     ]
     with svc.db.read() as conn:
         number = conn.execute(

@@ -47,10 +47,11 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, column, text
+from sqlalchemy import BigInteger, Connection, column, table, text
 
 from core.storage.db import before_commit
 from core.storage.prepared import Prepared
+from core.storage.schema import SEARCH_TABLE
 
 #: characters of text fields indexed per case (a long description is cut there)
 MAX_INDEXED = 4000
@@ -231,17 +232,23 @@ def write(conn: Connection, cases: Iterable[tuple[int, bool, int, str, Any]]) ->
         _PG_UPSERT.execute_many(conn, docs)
 
 
-def matching_ids(dialect: str, company_id: int, q: str) -> Any:
-    """A subquery of the ids of the company's cases containing every run of ``q`` (two or
-    more characters each); None when ``q`` has no such run."""
+def matched(dialect: str, company_id: int, q: str) -> tuple[Any, Any, Any] | None:
+    """The search for ``q`` as parts of a query: the text index's table, the condition
+    matching the company's cases containing every run of ``q``, and the case id column
+    to join by and to order by (on SQLite the index's own rowid: FTS5 gives its matches
+    in rowid order, newest first, and a page stops reading there); None when ``q`` has
+    no run of two or more characters."""
     runs = needle_runs(q)
     if not runs:
         return None
     if dialect == "sqlite":
-        stmt = text("SELECT rowid AS case_id FROM case_search WHERE case_search MATCH :search_q")
-        stmt = stmt.bindparams(search_q=sqlite_match(company_id, runs))
-    else:
-        stmt = text(
-            "SELECT case_id FROM case_search WHERE terms @@ to_tsquery('simple', :search_q)"
-        ).bindparams(search_q=pg_query(company_id, runs))
-    return stmt.columns(column("case_id", BigInteger)).subquery()
+        fts = table(SEARCH_TABLE, column("rowid", BigInteger))
+        match = text(f"{SEARCH_TABLE} MATCH :search_q").bindparams(
+            search_q=sqlite_match(company_id, runs)
+        )
+        return fts, match, fts.c.rowid
+    docs = table(SEARCH_TABLE, column("case_id", BigInteger))
+    match = text(f"{SEARCH_TABLE}.terms @@ to_tsquery('simple', :search_q)").bindparams(
+        search_q=pg_query(company_id, runs)
+    )
+    return docs, match, docs.c.case_id

@@ -159,7 +159,10 @@ def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> N
     def found(q: str) -> list[int]:
         dialect = "sqlite" if empty_db.is_sqlite else "postgresql"
         with empty_db.read() as conn:
-            return list(conn.execute(select(search.matching_ids(dialect, 1, q))).scalars())
+            found = search.matched(dialect, 1, q)
+            assert found is not None
+            source, match, key = found
+            return list(conn.execute(select(key).select_from(source).where(match)).scalars())
 
     if empty_db.is_sqlite:
         assert found("1246") == [1]  # the old document's false match

@@ -202,3 +202,31 @@ def test_before_is_refused_with_after_an_offset_or_a_made_up_cursor(svc: CaseSer
     with pytest.raises(InvalidInput) as err:
         queries.inbox(svc, wang, before=second.previous)  # a case list's cursor
     assert err.value.details["errors"] == {"before": "not a cursor of this list"}
+
+
+@pytest.mark.parametrize("few", [True, False], ids=["read by id", "read from the text index"])
+def test_a_search_lists_its_matches_newest_first_either_way_it_reads(
+    svc: CaseService, monkeypatch: pytest.MonkeyPatch, few: bool
+) -> None:
+    """A search with few matches reads them by id; one with many reads the text index in
+    id order (``SEARCH_BY_ID`` is where one becomes the other): the same pages, forwards
+    and back, newest first in the order the cases were opened."""
+    ids = opened(svc, 15)
+    if not few:
+        monkeypatch.setattr(queries, "SEARCH_BY_ID", 2)
+    wang = svc.actor("demo", "wang")
+    leaking = sorted((ids[i] for i in range(15) if i % 2), reverse=True)  # 卫生间水管漏水
+
+    def read(**cursor: str | None) -> CasePage:
+        return queries.list_cases(svc, wang, CaseFilter(q="漏水", limit=3, **cursor))
+
+    forward = pages_forward(read)
+    assert [v.id for p in forward for v in p.items] == leaking
+    assert {(p.total, p.total_exact) for p in forward} == {(len(leaking), True)}
+    back = pages_back(read, forward[-1])
+    assert [[v.id for v in p.items] for p in back] == [[v.id for v in p.items] for p in forward]
+    at_intake = queries.list_cases(svc, wang, CaseFilter(q="漏水", step="intake", limit=50))
+    assert 0 < len(at_intake.items) < len(leaking)
+    assert [v.id for v in at_intake.items] == [
+        i for i in leaking if svc.get_case("demo", i).step == "intake"
+    ]
