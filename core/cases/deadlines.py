@@ -45,7 +45,7 @@ from core.time.durations import (
     subtract,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the commit pipeline and the service import this module (a cycle)
     from sqlalchemy import Connection
 
     from core.cases.service import CaseService

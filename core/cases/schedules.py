@@ -37,7 +37,7 @@ from core.spec.forms import coerce_fields
 from core.storage import schema as t
 from core.time.recurrence import case_occurrences, company_occurrences, effective
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the commit pipeline and the service import this module (a cycle)
     from core.cases.commit import CompanyRuntime
     from core.cases.service import CaseService
     from core.spec.procedures import CompiledProcedure

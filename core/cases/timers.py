@@ -37,7 +37,7 @@ from core.storage import schema as t
 from core.storage.prepared import Prepared
 from core.storage.schema import timer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the service imports this module through deadlines (a cycle)
     from core.cases.service import CaseService
 
 PENDING, CLAIMED, DONE = "pending", "claimed", "done"

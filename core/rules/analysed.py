@@ -30,7 +30,7 @@ from core.rules.durable_compiler import RulesetTooComplex, out_of_process_reason
 from core.rules.ir import RuleSet, Scalar
 from core.rules.isolation import IsolatedDurableEvaluator
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: importing durable_runtime loads the C core, wanted on demand only
     from core.rules.durable_runtime import DurableEvaluator
 
 log = logging.getLogger(__name__)

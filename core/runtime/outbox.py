@@ -16,16 +16,14 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 
+from core.cases.service import CaseService
 from core.spec.extensions import enabled_for
 from core.spec.templates import with_text
 from core.storage import schema as t
-
-if TYPE_CHECKING:
-    from core.cases.service import CaseService
 
 log = logging.getLogger("kefu.outbox")
 

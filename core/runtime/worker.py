@@ -18,17 +18,15 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import or_, select, update
 
 from core.cases import attachments, retention, timers
+from core.cases.service import CaseService
 from core.runtime import outbox
 from core.runtime.outbox import Channel
 from core.storage.schema import timer
-
-if TYPE_CHECKING:
-    from core.cases.service import CaseService
 
 log = logging.getLogger("kefu.worker")
 

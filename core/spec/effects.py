@@ -28,7 +28,7 @@ from core.spec.diagnostics import yaml_value
 from core.spec.fields import FieldValueError, coerce, field_type
 from core.spec.templates import QUEUED, queued
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: core.spec.procedures imports this module (a cycle at run time)
     from core.spec.procedures import CompiledProcedure
 
 

@@ -36,12 +36,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-if TYPE_CHECKING:
+from core.time.calendars import WorkingCalendar
+
+if TYPE_CHECKING:  # the schema hooks' argument types, for the type checker only
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
     from pydantic.json_schema import JsonSchemaValue
     from pydantic_core import CoreSchema
-
-    from core.time.calendars import WorkingCalendar
 
 __all__ = [
     "ACCEPTED_FORMS",
