@@ -26,6 +26,7 @@ from tests.helpers import (
     FIXTURES,
     OPEN_FIELDS,
     VERIFY,
+    at_once,
     case_at_repair,
     hand_in_card,
     service,
@@ -234,16 +235,9 @@ def test_concurrent_actors_exactly_one_wins_each_round(db):
     lock = threading.Lock()
     for rnd in range(ROUNDS):
         version = 3 + rnd
-        barrier = threading.Barrier(CLIENTS)
         results: list[str] = []
 
-        def client(
-            i: int,
-            version: int = version,
-            barrier: threading.Barrier = barrier,
-            results: list[str] = results,
-        ) -> None:
-            barrier.wait()
+        def client(i: int, version: int = version, results: list[str] = results) -> None:
             try:
                 svc.act(
                     "demo",
@@ -259,11 +253,7 @@ def test_concurrent_actors_exactly_one_wins_each_round(db):
             with lock:
                 results.append(outcome)
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        at_once(CLIENTS, client)
         assert results.count("win") == 1, f"round {rnd}: {results}"
         wins += results.count("win")
         conflicts += results.count("conflict")
