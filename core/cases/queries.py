@@ -128,6 +128,25 @@ def _paging(
     )
 
 
+def _seek(
+    cols: Sequence[Any], here: Sequence[Any] | None, way: str | None, newest_first: bool
+) -> tuple[list[Any], list[Any]]:
+    """How a list ordered by ``cols`` (descending with ``newest_first``) is read from the
+    position ``here``: the condition (none from the list's start) and the order. ``way``
+    "after": the entries past the position, in the list's order; "before": the entries
+    ahead of it, nearest first (the list's order reversed)."""
+    descending = newest_first != (way == "before")
+    order = [col.desc() if descending else col for col in cols]
+    if way is None or here is None:
+        return [], order
+    at, pos = (cols[0], here[0]) if len(cols) == 1 else (tuple_(*cols), tuple_(*here))
+    return [at < pos if descending else at > pos], order
+
+
+def _way(after: Any, before: Any) -> str | None:
+    return "after" if after is not None else "before" if before is not None else None
+
+
 def _trim(rows: Sequence[Any], limit: int, backwards: bool) -> tuple[list[Any], bool]:
     """The page of a read of up to ``limit`` + 1 rows, nearest the position first, in the
     list's order, and whether there were more (a page beyond it in the read's direction).
@@ -186,11 +205,8 @@ def _mine(
             *conds,
         )
 
-    at = tuple_(a.c.created_at, a.c.case_id)
-    order: tuple[Any, ...] = (a.c.created_at.desc(), a.c.case_id.desc())
-    start = [] if after is None else [at < tuple_(*after)]
-    if before is not None:
-        start, order = [at > tuple_(*before)], (a.c.created_at, a.c.case_id)
+    way = _way(after, before)
+    start, order = _seek((a.c.created_at, a.c.case_id), after or before, way, True)
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
     heads = union_all(
         *(
@@ -198,9 +214,7 @@ def _mine(
             for h in (arm(*q).where(*start).order_by(*order).limit(n).subquery() for q in mine)
         )
     ).subquery()
-    merged: tuple[Any, ...] = (heads.c.created_at.desc(), heads.c.case_id.desc())
-    if before is not None:
-        merged = (heads.c.created_at, heads.c.case_id)
+    merged = _seek((heads.c.created_at, heads.c.case_id), None, way, True)[1]
     page = select(heads.c.case_id, heads.c.created_at).distinct().order_by(*merged)
     # each queue counted up to the cap (see _inbox_count)
     capped = [arm(*q).with_only_columns(a.c.case_id).limit(COUNT_CAP + 1).subquery() for q in mine]
@@ -335,13 +349,9 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         else:
             # the count is of the whole list; the page starts after the cursor (or ends
             # before it, read backwards)
-            at = tuple_(c.c.created_at, c.c.id)
-            start: list[Any] = []
-            order: tuple[Any, ...] = (c.c.created_at.desc(), c.c.id.desc())
-            if after is not None:
-                start = [at < tuple_(*after)]
-            elif before is not None:
-                start, order = [at > tuple_(*before)], (c.c.created_at, c.c.id)
+            start, order = _seek(
+                (c.c.created_at, c.c.id), after or before, _way(after, before), True
+            )
             listing = (
                 select(c)
                 .where(*base, *conds, *start)
@@ -426,12 +436,8 @@ def _search_page(
         rows = [by_id[i] for i in page if i in by_id]
         return rows, min(len(every), COUNT_CAP), len(every) <= COUNT_CAP, before is not None
     joined = source.join(c, c.c.id == key)
-    start: list[Any] = []
-    order: tuple[Any, ...] = (key.desc(),)
-    if after is not None:
-        start = [key < after[1]]
-    elif before is not None:
-        start, order = [key > before[1]], (key,)
+    here = after or before  # (the search's order is by id alone)
+    start, order = _seek((key,), here and here[1:], _way(after, before), True)
     where = (match, *base, *conds)
     listing = select(c).select_from(joined).where(*where, *start).order_by(*order)
     rows = list(conn.execute(listing.limit(want).offset(flt.offset)))
@@ -467,17 +473,10 @@ def _queue_arm(i: int, ordered: bool, start: str | None = None) -> Any:
         a.c.ref == bindparam(f"r{i}"),
         a.c.procedure == bindparam(f"p{i}"),
     )
-    at = tuple_(a.c.due_at, a.c.case_id)
-    here = tuple_(bindparam("at_due", type_=a.c.due_at.type), bindparam("at_id"))
-    if start == "after":
-        q = q.where(at > here)
-    elif start == "before":
-        q = q.where(at < here)
-    if ordered and start == "before":
-        q = q.order_by(a.c.due_at.desc(), a.c.case_id.desc()).limit(bindparam("n"))
-    elif ordered:
-        q = q.order_by(a.c.due_at, a.c.case_id).limit(bindparam("n"))
-    return q
+    here: tuple[Any, ...] = (bindparam("at_due", type_=a.c.due_at.type), bindparam("at_id"))
+    cond, order = _seek((a.c.due_at, a.c.case_id), here, start, False)
+    q = q.where(*cond)
+    return q.order_by(*order).limit(bindparam("n")) if ordered else q
 
 
 @functools.lru_cache(maxsize=64)
@@ -488,9 +487,7 @@ def _inbox_page(queue_count: int, start: str | None) -> Any:
     # each head is its own subquery: SQLite allows no ORDER BY/LIMIT directly in a UNION arm
     arms = [_queue_arm(i, True, start).subquery() for i in range(queue_count)]
     heads = union_all(*(select(h.c.case_id, h.c.due_at) for h in arms)).subquery()
-    order: tuple[Any, ...] = (heads.c.due_at, heads.c.case_id)
-    if start == "before":
-        order = (heads.c.due_at.desc(), heads.c.case_id.desc())
+    order = _seek((heads.c.due_at, heads.c.case_id), None, start, False)[1]
     return (
         select(heads.c.case_id, heads.c.due_at)
         .distinct()
