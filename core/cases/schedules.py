@@ -90,9 +90,7 @@ def seed_company(svc: CaseService, conn: Connection, rt: CompanyRuntime, now: dt
             override = _override(rt, key, name)
             prefix = f"schedule:co{rt.id}:{key}:{name}:"
             if not effective(sdef, override)[2]:
-                conn.execute(
-                    t.timer.delete().where(*_of(None, prefix), t.timer.c.status == timers.PENDING)
-                )
+                timers.cancel(conn, where=_of(None, prefix))
                 continue
             if _waiting(conn, prefix, None):
                 continue

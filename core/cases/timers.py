@@ -179,12 +179,18 @@ def cancel_keys(conn: Connection, keys: Iterable[str]) -> None:
 
 
 def cancel(
-    conn: Connection, *, key: str | None = None, case_id: int | None = None, kind: str | None = None
+    conn: Connection,
+    *,
+    key: str | None = None,
+    case_id: int | None = None,
+    kind: str | None = None,
+    where: Sequence[Any] = (),
 ) -> int:
-    """Cancel (delete) pending timers by key, or by case (and kind). Returns how many."""
-    if key is None and case_id is None:
-        raise ValueError("cancel needs a key or a case")
-    cond = [timer.c.status == PENDING]
+    """Cancel (delete) pending timers by key, or by case (and kind), or those meeting the
+    conditions ``where``. Returns how many."""
+    if key is None and case_id is None and not where:
+        raise ValueError("cancel needs a key, a case or conditions")
+    cond = [timer.c.status == PENDING, *where]
     if key is not None:
         cond.append(timer.c.idempotency_key == key)
     if case_id is not None:
