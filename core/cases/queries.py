@@ -17,7 +17,16 @@ from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select, tuple_, union, union_all
+from sqlalchemy import (
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    union,
+    union_all,
+)
 
 from core.cases import search
 from core.cases.service import Actor, CaseService, CaseView, CompanyRuntime
@@ -287,7 +296,8 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
         procs = [flt.procedure]
     c = t.case
     # the company and the procedures: what each queue of "my cases" holds already
-    base: list[Any] = [c.c.company_id == rt.id, c.c.procedure.in_(procs)]
+    readable = c.c.procedure.in_(procs)
+    base: list[Any] = [c.c.company_id == rt.id, readable]
     conds: list[Any] = []  # the other filters
     if flt.step:
         conds.append(c.c.step == flt.step)
@@ -336,7 +346,7 @@ def list_cases(svc: CaseService, actor: Actor, flt: CaseFilter) -> CasePage:
             if mine:  # the text search's matches lead; the queues filter them
                 conds.append(c.c.id.in_(union(*(_queue(rt.id, *q) for q in mine))))
             rows, total, exact, backwards = _search_page(
-                conn, rt, found, base, conds, flt, after, before
+                conn, rt, found, readable, conds, flt, after, before
             )
             if not backwards:  # read backwards up to the list's start: its first page
                 before = None
@@ -388,7 +398,7 @@ def _search_page(
     conn: Any,
     rt: CompanyRuntime,
     found: tuple[Any, Any, Any],
-    base: Sequence[Any],
+    readable: Any,
     conds: Sequence[Any],
     flt: CaseFilter,
     after: tuple[dt.datetime, int] | None,
@@ -421,7 +431,9 @@ def _search_page(
     if sqlite and len(matches) <= SEARCH_BY_ID:
         every = list(
             conn.execute(
-                select(c.c.id).where(c.c.id.in_(matches), *base, *conds).order_by(c.c.id.desc())
+                select(c.c.id)
+                .where(c.c.id.in_(matches), _company_of_ids(rt.id), readable, *conds)
+                .order_by(c.c.id.desc())
             ).scalars()
         )
         ids = every
@@ -438,7 +450,7 @@ def _search_page(
     joined = source.join(c, c.c.id == key)
     here = after or before  # (the search's order is by id alone)
     start, order = _seek((key,), here and here[1:], _way(after, before), True)
-    where = (match, *base, *conds)
+    where = (match, c.c.company_id == rt.id, readable, *conds)
     listing = select(c).select_from(joined).where(*where, *start).order_by(*order)
     rows = list(conn.execute(listing.limit(want).offset(flt.offset)))
     total, exact = _capped_count(conn, select(key).select_from(joined).where(*where))
@@ -509,8 +521,17 @@ def _inbox_count(queue_count: int) -> Any:
     )
 
 
+def _company_of_ids(co: Any) -> Any:
+    """The company condition of a read of cases given by id, written as ``company_id + 0``
+    (which no index holds) so the ids are looked up by primary key whatever the
+    statistics say. SQLite's are sampled (``analysis_limit``): they put a company's cases
+    at a thousand whatever their number, and SQLite read 10,000 cases given by id by
+    walking the company's whole index (113 ms against 11 ms by rowid, at a million)."""
+    return t.case.c.company_id + literal_column("0") == co
+
+
 _CASES_BY_ID = select(t.case).where(
-    t.case.c.company_id == bindparam("co"), t.case.c.id.in_(bindparam("ids", expanding=True))
+    _company_of_ids(bindparam("co")), t.case.c.id.in_(bindparam("ids", expanding=True))
 )
 
 

@@ -2,26 +2,36 @@
 of its text fields, Chinese included, found through an index.
 
 Chinese is written without spaces, so a word index cannot find 漏水 inside 卫生间水管漏水;
-instead every run of letters and digits is indexed as its overlapping character pairs
-(bigrams): 水管漏水 → 水管 管漏 漏水. A search for a run finds the cases holding all of its
-pairs one after another — exactly the cases containing it. Phone numbers work the same
-way (尾号 5678 finds …12345678). Runs are kept apart by a token of their own (``x``):
-without it the last pair of one run and the first of the next would follow each other,
-and a text "12 24 46" would be found by a search for 1246. Each pair is stored as an
-ASCII token (``g`` + the hex of its UTF-8) so both databases' tokenisers keep it whole,
+instead every run of letters and digits is indexed as its overlapping character triples,
+then its last pair: 水管漏水 → 水管漏 管漏水 漏水 (a run of two is its pair alone). A
+search for a run of three or more characters finds the cases holding all of its triples
+one after another — exactly the cases containing it. A run of two is found as the start
+of a triple (a prefix query: 漏水 starts 漏水管) or, at the end of a run, as its last
+pair. Phone numbers work the same way (尾号
+5678 finds …12345678). A run's last pair also keeps it apart from the next run: the
+triples of one run and of the next never follow each other, so a text "123 234 345" is not
+found by a search for 12345. Each triple and pair is stored as an ASCII token
+(``t`` or ``g`` + the hex of its UTF-8) so both databases' tokenisers keep it whole (and
+the hex of two characters is a prefix of the hex of every triple starting with them),
 and each document starts with its company's token (``c42``), so a search never leaves
 its company.
 
+Why triples: the documents used to be pairs alone, and a phrase of pairs is costly
+wherever the pairs are common. The pairs of a phone number (00, 13, 39) or of a name
+prefix most cases share (客户) are in nearly every document; SQLite then checked the
+positions of every document holding them all (a million at a million cases), and a search
+for an old customer's name took 250-430 ms. Triples are roughly a hundred times rarer: the
+same search reads 15 ms, a phone number 3 ms instead of 60. A run of two costs more than
+by its pair (8-80 ms instead of 1-4 ms: the prefix query merges the doclists of every
+triple starting with it), which is far inside a page's budget; and a document has no more
+tokens than one of pairs, so writing it costs the same.
+
 SQLite keeps the documents in an FTS5 table (``case_search``, rowid = case id), whose
-index holds each token's positions, so a phrase of pairs is matched inside the index.
-PostgreSQL keeps them in a table with a stored ``to_tsvector('simple', doc)`` under a GIN
-index, queried with phrase operators; its GIN index holds no positions, so every row
-holding all of a phrase's tokens is read again to check their order. Pairs are too
-common for that: the digit pairs of a phone number (00, 05, 50) are in nearly every
-document, and an eight-digit search read a quarter of 200,000 cases (2.2 s). PostgreSQL
-documents therefore also hold the runs' overlapping triples (``t`` + hex), after all the
-pairs, and a run of three or more characters is searched by its triples, which are
-roughly a hundred times rarer; a run of two still goes by its pair.
+index holds each token's positions, so a phrase is matched inside the index. PostgreSQL
+keeps them in a table with a stored ``to_tsvector('simple', doc)`` under a GIN index,
+queried with phrase and prefix operators; its GIN index holds no positions, so every row
+holding all of a phrase's triples is read again to check their order — a few rows, where
+by pairs it was a quarter of the cases for an eight-digit search at 200,000 (2.2 s).
 
 The commit pipeline rewrites a case's document whenever its fields change, in the same
 transaction: the documents a transaction changes are kept until it is about to commit,
@@ -37,7 +47,7 @@ million cases that merging wrote more pages than the rest of a change of a case 
 pages a change against 30 at a thousand cases), so the table merges sixteen at a time
 (``automerge``, set by a migration): each entry is rewritten half as often, a change
 writes about 32 pages whatever the history, and a search looks through a few more
-segments — little next to reading the doclists of its pairs.
+segments — little next to reading the doclists of its tokens.
 """
 
 from __future__ import annotations
@@ -70,38 +80,25 @@ def _token(pair: str) -> str:
     return "g" + pair.encode().hex()
 
 
-#: the token between runs: no pair (``g``…), triple (``t``…) or company (``c``…) token
-GAP = "x"
-
-
-def _pairs(run: str) -> tuple[str, ...]:
-    return _run_pairs(run) if len(run) <= _REMEMBERED_RUN else _pairs_of(run)
-
-
-def _pairs_of(run: str) -> tuple[str, ...]:
-    return tuple([_token(run[i : i + 2]) for i in range(len(run) - 1)])
-
-
-#: the pairs of short runs (a name, a phone number, a word) are remembered: a case's
-#: document is made again on each change from mostly the same runs
-_REMEMBERED_RUN = 32
-_run_pairs = functools.lru_cache(maxsize=65536)(_pairs_of)
-
-
 @functools.lru_cache(maxsize=65536)
 def _triple_token(triple: str) -> str:
     return "t" + triple.encode().hex()
 
 
-def _triples(run: str) -> tuple[str, ...]:
-    return _run_triples(run) if len(run) <= _REMEMBERED_RUN else _triples_of(run)
+def _grams(run: str) -> tuple[str, ...]:
+    return _run_grams(run) if len(run) <= _REMEMBERED_RUN else _grams_of(run)
 
 
-def _triples_of(run: str) -> tuple[str, ...]:
-    return tuple([_triple_token(run[i : i + 3]) for i in range(len(run) - 2)])
+def _grams_of(run: str) -> tuple[str, ...]:
+    """A run's tokens: its overlapping triples, then its last pair (a run of two: the
+    pair alone)."""
+    return (*[_triple_token(run[i : i + 3]) for i in range(len(run) - 2)], _token(run[-2:]))
 
 
-_run_triples = functools.lru_cache(maxsize=65536)(_triples_of)
+#: the tokens of short runs (a name, a phone number, a word) are remembered: a case's
+#: document is made again on each change from mostly the same runs
+_REMEMBERED_RUN = 32
+_run_grams = functools.lru_cache(maxsize=65536)(_grams_of)
 
 
 def _texts(value: Any) -> Iterable[str]:
@@ -133,24 +130,14 @@ def text_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     return any(name not in after and any(True for _ in _texts(v)) for name, v in before.items())
 
 
-def document(
-    company_id: int, number: str, fields: Mapping[str, Any], *, triples: bool = False
-) -> str:
-    """The indexed document of a case: its company token, then the pairs of its number and
-    of every text in its fields, then (``triples``, for PostgreSQL) their triples."""
-    runs = _runs(searched_text(number, fields))
+def document(company_id: int, number: str, fields: Mapping[str, Any]) -> str:
+    """The indexed document of a case: its company token, then the tokens of each run of
+    its number and of every text in its fields (see :func:`_grams_of`)."""
     tokens = [f"c{company_id}"]
-    for grams in (_pairs, _triples) if triples else (_pairs,):
-        for run in runs:
-            if len(run) > 1:
-                tokens.append(GAP)
-                tokens.extend(grams(run))
+    for run in _runs(searched_text(number, fields)):
+        if len(run) > 1:
+            tokens.extend(_grams(run))
     return " ".join(tokens)
-
-
-def pg_document(company_id: int, number: str, fields: Mapping[str, Any]) -> str:
-    """The document PostgreSQL stores: pairs and triples."""
-    return document(company_id, number, fields, triples=True)
 
 
 def needle_runs(q: str) -> list[str]:
@@ -158,17 +145,27 @@ def needle_runs(q: str) -> list[str]:
     return [r for r in _runs(q) if len(r) >= 2]
 
 
+def _triples(run: str) -> list[str]:
+    return [_triple_token(run[i : i + 3]) for i in range(len(run) - 2)]
+
+
 def sqlite_match(company_id: int, runs: list[str]) -> str:
-    """The FTS5 query: the company token and each run's pairs as a phrase."""
-    phrases = " AND ".join('"' + " ".join(_pairs(r)) + '"' for r in runs)
+    """The FTS5 query: the company token and each run — of three or more characters its
+    triples as a phrase; of two, a triple starting with it (a prefix query) or a run's
+    last pair."""
+    phrases = " AND ".join(
+        f'"{" ".join(_triples(r))}"' if len(r) > 2 else f"({_triple_token(r)}* OR {_token(r)})"
+        for r in runs
+    )
     return f"c{company_id} AND {phrases}"
 
 
 def pg_query(company_id: int, runs: list[str]) -> str:
-    """The tsquery: the company token and each run's triples (a run of two: its pair), one
-    after another."""
+    """The tsquery: the company token and each run, as in :func:`sqlite_match` (triples
+    one after another; a run of two: a prefix of a triple, or a last pair)."""
     phrases = " & ".join(
-        "(" + " <-> ".join(_triples(r) if len(r) > 2 else _pairs(r)) + ")" for r in runs
+        f"({' <-> '.join(_triples(r))})" if len(r) > 2 else f"({_triple_token(r)}:* | {_token(r)})"
+        for r in runs
     )
     return f"c{company_id} & {phrases}"
 
@@ -218,9 +215,8 @@ def _write_pending(conn: Connection) -> None:
 def write(conn: Connection, cases: Iterable[tuple[int, bool, int, str, Any]]) -> None:
     """Write the documents of ``cases`` — (case id, new?, company id, number, fields),
     in case-id order — now, in the caller's transaction."""
-    make = document if conn.dialect.name == "sqlite" else pg_document
     docs = [
-        {"id": cid, "doc": make(company_id, number, fields), "new": new}
+        {"id": cid, "doc": document(company_id, number, fields), "new": new}
         for cid, new, company_id, number, fields in cases
     ]
     if conn.dialect.name == "sqlite":

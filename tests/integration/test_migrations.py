@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
@@ -21,7 +22,7 @@ from sqlalchemy import inspect, select, text
 from core.cases import search
 from core.storage import schema as t
 from core.storage.db import Database
-from core.storage.migrate import upgrade
+from core.storage.migrate import alembic_config, upgrade
 from core.storage.schema import metadata
 from core.testing.scenarios import temporary_pg_database
 
@@ -131,7 +132,7 @@ def test_inbox_queues_migration_fills_existing_assignees(empty_db: Database) -> 
 
 def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> None:
     """Documents written before e3 ran their runs together ("12 24 46" was found by a
-    search for 1246) and, on PostgreSQL, had no triples: the upgrade rewrites them."""
+    search for 1246) and had no triples: the upgrade rewrites them."""
     upgrade(empty_db, "e2e0e0e0e0e2")
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC).replace(tzinfo=None)  # stored naive (UTC)
     fields = {"symptom": "空调 12 24 46", "phone": "13912345678"}
@@ -164,15 +165,75 @@ def test_search_documents_are_rewritten_with_runs_apart(empty_db: Database) -> N
             source, match, key = found
             return list(conn.execute(select(key).select_from(source).where(match)).scalars())
 
-    if empty_db.is_sqlite:
-        assert found("1246") == [1]  # the old document's false match
-    else:
-        assert found("13912345678") == []  # searched by triples the old document lacks
+    assert found("13912345678") == []  # searched by triples the old document lacks
     upgrade(empty_db)
     assert found("1246") == []
     assert found("13912345678") == [1]
     assert found("5678") == [1]
     assert found("空调") == [1]
+
+
+def test_search_documents_are_written_anew_as_triples_and_back(empty_db: Database) -> None:
+    """Revision ea writes every document as its runs' triples and last pairs (SQLite's
+    held pairs, PostgreSQL's pairs and triples); a downgrade writes them as they were."""
+    upgrade(empty_db)
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC).replace(tzinfo=None)  # stored naive (UTC)
+    with empty_db.write() as conn:
+        company(conn, now)
+        for cid, fields in ((1, {"name": "张三丰", "phone": "13912345678"}), (2, {"name": "李四"})):
+            conn.execute(
+                text(
+                    "INSERT INTO kefu_case (id, company_id, procedure_version_id, procedure,"
+                    " number, status, step, fields, assignees, version, created_by,"
+                    " created_at, updated_at) VALUES (:id, 1, 1, 'repair-desk', :num, 'open',"
+                    " 's', :fields, '[]', 1, 'x', :now, :now)"
+                ),
+                {"id": cid, "num": f"BX{cid}", "fields": json.dumps(fields), "now": now},
+            )
+    cfg = alembic_config(empty_db)
+    with empty_db.write() as conn:  # down: the documents as e9 wrote them
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "e9e0e0e0e0e9")
+    key = "rowid" if empty_db.is_sqlite else "case_id"
+
+    def docs() -> list[str]:
+        with empty_db.read() as conn:
+            return list(conn.execute(text(f"SELECT doc FROM case_search ORDER BY {key}")).scalars())
+
+    def grams(size: int, mark: str, runs: tuple[str, ...]) -> list[str]:
+        return [
+            t
+            for run in runs
+            for t in [
+                "x",
+                *(mark + run[i : i + size].encode().hex() for i in range(len(run) - size + 1)),
+            ]
+        ]
+
+    runs = ("bx1", "张三丰", "13912345678")
+    earlier = ["c1", *grams(2, "g", runs)]
+    if not empty_db.is_sqlite:
+        earlier += grams(3, "t", runs)
+    assert docs()[0].split() == earlier
+    upgrade(empty_db)
+    assert docs() == [
+        search.document(1, "BX1", {"name": "张三丰", "phone": "13912345678"}),
+        search.document(1, "BX2", {"name": "李四"}),
+    ]
+
+    def found(q: str) -> list[int]:
+        dialect = "sqlite" if empty_db.is_sqlite else "postgresql"
+        with empty_db.read() as conn:
+            source, match, key = search.matched(dialect, 1, q) or (None, None, None)
+            return list(conn.execute(select(key).select_from(source).where(match)).scalars())
+
+    assert [found(q) for q in ("三丰", "张三", "5678", "李四", "bx")] == [
+        [1],
+        [1],
+        [1],
+        [2],
+        [1, 2],
+    ]
 
 
 def test_cancelled_timers_are_deleted_and_the_others_kept(empty_db: Database) -> None:

@@ -62,12 +62,26 @@ def period_unindexed(statement: str, plan: list[str]) -> list[str]:
     return out
 
 
+#: a read of cases given by their ids (``kefu_case.id IN (…)``)
+BY_IDS = re.compile(r"kefu_case\.id IN \((?!SELECT)")
+
+
+def ids_unkeyed(statement: str, plan: list[str], key: str) -> list[str]:
+    """Cases given by id read other than by primary key (``key``: how the plan names
+    it): through the company's index, say, they cost a walk of its whole history."""
+    if BY_IDS.search(statement) and not any(key in line for line in plan):
+        return [f"cases given by id read without their primary key: {' | '.join(plan)}"]
+    return []
+
+
 def full_scans(svc: CaseService, statement: str, params: Any) -> list[str]:
-    """The big tables this statement's plan reads in full."""
+    """The big tables this statement's plan reads in full (or walks for ids it was given)."""
     with svc.db.engine.connect() as conn:
         if svc.db.is_sqlite:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
             plan = [r[-1] for r in rows]
+            if unkeyed := ids_unkeyed(statement, plan, "INTEGER PRIMARY KEY"):
+                return unkeyed
             if re.search(r"timer\.case_id (=|IN)", statement):  # one case's: by the case
                 plan_text = " ".join(plan)
                 if "ix_timer_case" not in plan_text and "idempotency_key" not in plan_text:
@@ -81,9 +95,11 @@ def full_scans(svc: CaseService, statement: str, params: Any) -> list[str]:
         conn.exec_driver_sql("SET enable_seqscan = off")
         plan = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, params).all()]
         conn.rollback()
-        return period_unindexed(statement, plan) + [
-            line for line in plan if re.search(SEQ_SCAN, line)
-        ]
+        return (
+            period_unindexed(statement, plan)
+            + ids_unkeyed(statement, plan, "pk_kefu_case")
+            + [line for line in plan if re.search(SEQ_SCAN, line)]
+        )
 
 
 def explain_all(svc: CaseService, run: Callable[[], Any]) -> list[str]:
