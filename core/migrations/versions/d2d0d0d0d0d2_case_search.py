@@ -11,19 +11,12 @@ from alembic import op
 import sqlalchemy as sa
 
 from core.cases.search import document
+from core.migrations import search_documents
 
 revision: str = 'd2d0d0d0d0d2'
 down_revision: Union[str, Sequence[str], None] = 'd1d0d0d0d0d1'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
-
-_case = sa.table(
-    'kefu_case',
-    sa.column('id', sa.Integer()),
-    sa.column('company_id', sa.Integer()),
-    sa.column('number', sa.String()),
-    sa.column('fields', sa.JSON()),
-)
 
 
 def upgrade() -> None:
@@ -43,21 +36,8 @@ def upgrade() -> None:
         )
         op.execute("CREATE INDEX ix_case_search_doc ON case_search USING gin (terms)")
         insert = sa.text("INSERT INTO case_search (case_id, doc) VALUES (:id, :doc)")
-    last = 0
-    while True:
-        rows = conn.execute(
-            sa.select(_case.c.id, _case.c.company_id, _case.c.number, _case.c.fields)
-            .where(_case.c.id > last)
-            .order_by(_case.c.id)
-            .limit(5000)
-        ).all()
-        if not rows:
-            break
-        conn.execute(
-            insert,
-            [{'id': r.id, 'doc': document(r.company_id, r.number, r.fields or {})} for r in rows],
-        )
-        last = rows[-1].id
+    for batch in search_documents(conn, document):
+        conn.execute(insert, batch)
 
 
 def downgrade() -> None:

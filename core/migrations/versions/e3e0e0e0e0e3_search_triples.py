@@ -6,25 +6,18 @@ Revises: e2e0e0e0e0e2
 Create Date: 2026-12-03 19:00:00
 
 """
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
 
 from core.cases.search import document
+from core.migrations import search_documents
 
 revision: str = 'e3e0e0e0e0e3'
 down_revision: Union[str, Sequence[str], None] = 'e2e0e0e0e0e2'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
-
-_case = sa.table(
-    'kefu_case',
-    sa.column('id', sa.Integer()),
-    sa.column('company_id', sa.Integer()),
-    sa.column('number', sa.String()),
-    sa.column('fields', sa.JSON()),
-)
 
 
 def upgrade() -> None:
@@ -34,29 +27,12 @@ def upgrade() -> None:
     conn = op.get_bind()
     # documents are made as the code of today makes them (revision ea writes them all
     # again, as triples and last pairs, on both databases)
-    make: Callable[[int, str, Mapping[str, Any]], str] = document
     if conn.dialect.name == 'sqlite':
         update = sa.text("UPDATE case_search SET doc = :doc WHERE rowid = :id")
     else:
         update = sa.text("UPDATE case_search SET doc = :doc WHERE case_id = :id")
-    last = 0
-    while True:
-        rows = conn.execute(
-            sa.select(_case.c.id, _case.c.company_id, _case.c.number, _case.c.fields)
-            .where(_case.c.id > last)
-            .order_by(_case.c.id)
-            .limit(5000)
-        ).all()
-        if not rows:
-            break
-        conn.execute(
-            update,
-            [
-                {'id': r.id, 'doc': make(r.company_id, r.number, r.fields or {})}
-                for r in rows
-            ],
-        )
-        last = rows[-1].id
+    for batch in search_documents(conn, document):
+        conn.execute(update, batch)
 
 
 def downgrade() -> None:

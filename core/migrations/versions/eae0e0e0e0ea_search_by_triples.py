@@ -13,19 +13,12 @@ from alembic import op
 import sqlalchemy as sa
 
 from core.cases.search import _runs, document, searched_text
+from core.migrations import search_documents
 
 revision: str = 'eae0e0e0e0ea'
 down_revision: Union[str, Sequence[str], None] = 'e9e0e0e0e0e9'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
-
-_case = sa.table(
-    'kefu_case',
-    sa.column('id', sa.Integer()),
-    sa.column('company_id', sa.Integer()),
-    sa.column('number', sa.String()),
-    sa.column('fields', sa.JSON()),
-)
 
 
 def _rebuild(make: Callable[[int, str, Mapping[str, Any]], str], *, slim: bool) -> None:
@@ -58,21 +51,8 @@ def _rebuild(make: Callable[[int, str, Mapping[str, Any]], str], *, slim: bool) 
                 "terms tsvector GENERATED ALWAYS AS (to_tsvector('simple', doc)) STORED)"
             )
             insert = sa.text("INSERT INTO case_search (case_id, doc) VALUES (:id, :doc)")
-    last = 0
-    while True:
-        rows = conn.execute(
-            sa.select(_case.c.id, _case.c.company_id, _case.c.number, _case.c.fields)
-            .where(_case.c.id > last)
-            .order_by(_case.c.id)
-            .limit(5000)
-        ).all()
-        if not rows:
-            break
-        conn.execute(
-            insert,
-            [{'id': r.id, 'doc': make(r.company_id, r.number, r.fields or {})} for r in rows],
-        )
-        last = rows[-1].id
+    for batch in search_documents(conn, make):
+        conn.execute(insert, batch)
     if conn.dialect.name != 'sqlite':  # built once, over every row
         op.execute("CREATE INDEX ix_case_search_doc ON case_search USING gin (terms)")
         op.execute("ANALYZE case_search")
