@@ -454,6 +454,12 @@ def _search_page(
     where = (match, c.c.company_id == rt.id, readable, *conds)
     listing = select(c).select_from(joined).where(*where, *start).order_by(*order)
     rows = list(conn.execute(listing.limit(want).offset(flt.offset)))
+    if before is not None and len(rows) <= flt.limit:  # back at the start: the first page
+        newest = _seek((key,), None, None, True)[1]
+        rows = list(
+            conn.execute(select(c).select_from(joined).where(*where).order_by(*newest).limit(want))
+        )
+        before = None
     if len(every) > COUNT_CAP:  # past the cap among the matches already read
         return rows, COUNT_CAP, False, before is not None
     total, exact = _capped_count(conn, select(key).select_from(joined).where(*where))
