@@ -48,6 +48,8 @@ cache_ok  # core/storage/schema.py
 _.process_bind_param  # core/storage/schema.py
 _.process_result_value  # core/storage/schema.py
 _.isolation_level  # core/storage/db.py
+# Alembic's migrations (core/migrations/versions/, which vulture does not read)
+search_documents  # core/migrations/__init__.py
 # protocols that document what a plugin provides (used in type hints by plugins)
 FieldKind  # core/spec/fields.py
 NumberScheme  # core/cases/numbering.py
