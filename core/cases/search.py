@@ -91,10 +91,15 @@ def _grams(run: str) -> tuple[str, ...]:
     return _run_grams(run) if len(run) <= _REMEMBERED_RUN else _grams_of(run)
 
 
+def _triples(run: str) -> list[str]:
+    """The tokens of a run's overlapping triples (none for a run of two)."""
+    return [_triple_token(run[i : i + 3]) for i in range(len(run) - 2)]
+
+
 def _grams_of(run: str) -> tuple[str, ...]:
     """A run's tokens: its overlapping triples, then its last pair (a run of two: the
     pair alone)."""
-    return (*[_triple_token(run[i : i + 3]) for i in range(len(run) - 2)], _token(run[-2:]))
+    return (*_triples(run), _token(run[-2:]))
 
 
 #: the tokens of short runs (a name, a phone number, a word) are remembered: a case's
@@ -145,10 +150,6 @@ def document(company_id: int, number: str, fields: Mapping[str, Any]) -> str:
 def needle_runs(q: str) -> list[str]:
     """The runs of a search text that can be searched (two or more characters)."""
     return [r for r in _runs(q) if len(r) >= 2]
-
-
-def _triples(run: str) -> list[str]:
-    return [_triple_token(run[i : i + 3]) for i in range(len(run) - 2)]
 
 
 def sqlite_match(company_id: int, runs: list[str]) -> str:
