@@ -7,10 +7,9 @@ then its last pair: 水管漏水 → 水管漏 管漏水 漏水 (a run of two is
 search for a run of three or more characters finds the cases holding all of its triples
 one after another — exactly the cases containing it. A run of two is found as the start
 of a triple (a prefix query: 漏水 starts 漏水管) or, at the end of a run, as its last
-pair. Phone numbers work the same way (尾号
-5678 finds …12345678). A run's last pair also keeps it apart from the next run: the
-triples of one run and of the next never follow each other, so a text "123 234 345" is not
-found by a search for 12345. Each triple and pair is stored as an ASCII token
+pair. Phone numbers work the same way (尾号 5678 finds …12345678). A run's last pair
+also keeps it apart from the next run: the triples of one run and of the next never
+follow each other, so a text "123 234 345" is not found by a search for 12345. Each triple and pair is stored as an ASCII token
 (``t`` or ``g`` + the hex of its UTF-8) so both databases' tokenisers keep it whole (and
 the hex of two characters is a prefix of the hex of every triple starting with them),
 and each document starts with its company's token (``c42``), so a search never leaves
