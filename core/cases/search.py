@@ -9,11 +9,11 @@ one after another — exactly the cases containing it. A run of two is found as 
 of a triple (a prefix query: 漏水 starts 漏水管) or, at the end of a run, as its last
 pair. Phone numbers work the same way (尾号 5678 finds …12345678). A run's last pair
 also keeps it apart from the next run: the triples of one run and of the next never
-follow each other, so a text "123 234 345" is not found by a search for 12345. Each triple and pair is stored as an ASCII token
-(``t`` or ``g`` + the hex of its UTF-8) so both databases' tokenisers keep it whole (and
-the hex of two characters is a prefix of the hex of every triple starting with them),
-and each document starts with its company's token (``c42``), so a search never leaves
-its company.
+follow each other, so a text "123 234 345" is not found by a search for 12345. Each
+triple and pair is stored as an ASCII token (``t`` or ``g`` + the hex of its UTF-8) so
+both databases' tokenisers keep it whole (and the hex of two characters is a prefix of
+the hex of every triple starting with them), and each document starts with its
+company's token (``c42``), so a search never leaves its company.
 
 Why triples: the documents used to be pairs alone, and a phrase of pairs is costly
 wherever the pairs are common. The pairs of a phone number (00, 13, 39) or of a name
